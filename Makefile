@@ -1,0 +1,57 @@
+# OPDesk developer commands. `make` alone lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENDOR := src/opdesk/static/vendor
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/htmx $(VENDOR)/pico $(VENDOR)/swagger-ui
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx/
+	cp node_modules/@picocss/pico/css/pico.jade.min.css $(VENDOR)/pico/
+	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js $(VENDOR)/swagger-ui/
+	touch $@
+
+.PHONY: setup
+setup: $(BIN)/.installed $(VENDOR)/.installed ## Create the virtualenv, install Python and npm dependencies
+
+.PHONY: run
+run: setup ## Run OPDesk with the demo clinic on http://127.0.0.1:8000 (embedded PostgreSQL)
+	$(BIN)/opdesk demo
+	$(BIN)/opdesk serve
+
+.PHONY: test
+test: setup ## Run the whole test suite (embedded PostgreSQL unless OPDESK_DATABASE_URL is set)
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+.PHONY: lint
+lint: setup ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+.PHONY: bench
+bench: setup ## Run the benchmarks and print their figures
+	$(BIN)/python -m bench
+
+.PHONY: screenshots
+screenshots: setup ## Screenshots of the pages at 1280 and 390 px into screenshots/
+	$(BIN)/python -m tests.browser.screenshots
+
+.PHONY: clean
+clean: ## Remove the virtualenv, npm packages, vendored assets and local data
+	rm -rf $(VENV) node_modules $(VENDOR) var

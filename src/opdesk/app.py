@@ -1,0 +1,129 @@
+"""``create_app()``: API routers under /api/v1, HTML routers, middleware, static files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from opdesk import health
+from opdesk.config import Settings, get_settings
+from opdesk.context import Clock, utc_now
+from opdesk.db import Database, EmbeddedServer, open_database
+from opdesk.demo import DEMO_SLUG
+from opdesk.logsetup import configure_logging
+from opdesk.migrate import upgrade
+from opdesk.schemas import Problem
+from opdesk.security.crypto import FieldCipher, KeyringSource
+from opdesk.security.keys import load_keyring
+from opdesk.tenancy import api as tenancy_api
+from opdesk.tenancy import web as tenancy_web
+from opdesk.web.middleware import RequestMiddleware
+from opdesk.web.problems import install_problem_handlers
+from opdesk.web.templating import PACKAGE, Pages
+
+API_PREFIX = "/api/v1"
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>OPDesk API</title>
+<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/api-docs.js"></script></body></html>"""
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(tenancy_api.router)
+    return router
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    keyring: KeyringSource | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """The OPDesk application.
+
+    Without ``database`` the app opens the configured one (starting the embedded
+    server if no URL is set) and migrates it when it starts.
+    """
+    settings = settings or get_settings()
+    source = keyring or load_keyring(settings)
+    cipher = FieldCipher(source)
+    server: list[EmbeddedServer] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if database is None:
+            db, embedded = open_database(
+                settings.database_url,
+                settings.app_database_url,
+                settings.data_dir,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+            )
+            upgrade(db.owner_engine)
+            app.state.db = db
+            server.extend([embedded] if embedded else [])
+        yield
+        if database is None:
+            app.state.db.dispose()
+
+    app = FastAPI(
+        title="OPDesk",
+        version="0.1.0",
+        summary="Outpatient clinic system for Indian clinics",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.cipher = cipher
+    app.state.clock = clock
+    app.state.demo_slug = DEMO_SLUG
+    app.state.pages = Pages(cipher.keyring.derived_key("opdesk flash cookie v1"))
+
+    install_problem_handlers(app)
+    app.add_middleware(RequestMiddleware, hsts=settings.is_https)
+    app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
+    app.include_router(health.router)
+    app.include_router(api_router())
+    app.include_router(tenancy_web.router)
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the shared ``Problem`` schema every error refers to."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema(by_alias=True)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several workers share the settings' database)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

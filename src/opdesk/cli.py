@@ -1,0 +1,261 @@
+"""``opdesk`` command line: serve, migrate, demo, audit verify, keys rotate, tenant create."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import click
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from opdesk.config import Settings, get_settings
+from opdesk.context import system_context
+from opdesk.db import Database, EmbeddedServer, open_database
+from opdesk.errors import DomainError
+from opdesk.logsetup import configure_logging
+from opdesk.migrate import upgrade
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
+from opdesk.uow import transaction
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    server: EmbeddedServer | None
+
+
+@contextmanager
+def runtime(migrate: bool = True) -> Iterator[Runtime]:
+    """Settings, database (embedded when no URL is set), migrated unless told otherwise."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    db, server = open_database(settings.database_url, settings.app_database_url, settings.data_dir)
+    try:
+        if migrate:
+            upgrade(db.owner_engine)
+        yield Runtime(settings, db, server)
+    finally:
+        db.dispose()
+
+
+def fail(message: str) -> None:
+    click.secho(message, fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """OPDesk: the outpatient clinic desk."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default from settings).")
+@click.option("--port", default=None, type=int, help="Port (default from settings, 8000).")
+@click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Migrate, then serve OPDesk over HTTP (embedded PostgreSQL when no URL is set)."""
+    import uvicorn
+
+    with runtime() as rt:
+        try:
+            load_keyring(rt.settings)
+        except KeyConfigError as exc:
+            fail(str(exc))
+        if rt.settings.env == "dev":
+            _ensure_demo(rt)
+        # Workers read the database from the environment, so they share this server.
+        os.environ["OPDESK_DATABASE_URL"] = rt.db.owner_url.render_as_string(False)
+        if rt.db.app_url is not None:
+            os.environ["OPDESK_APP_DATABASE_URL"] = rt.db.app_url.render_as_string(False)
+        bind_host, bind_port = host or rt.settings.host, port or rt.settings.port
+        click.echo(f"OPDesk on http://{bind_host}:{bind_port}  (Ctrl+C stops it)")
+        uvicorn.run(
+            "opdesk.app:app_from_env",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers,
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+        )
+
+
+def _ensure_demo(rt: Runtime) -> None:
+    from opdesk.demo import DEMO_SLUG, refresh_demo
+
+    with transaction(rt.db, system_context(None)) as session:
+        known = session.execute(
+            text("select 1 from tenants where slug = :s"), {"s": DEMO_SLUG}
+        ).scalar()
+    if not known:
+        with transaction(rt.db, ctx := system_context(None)) as session:
+            refresh_demo(session, ctx)
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema to the latest migration."""
+    with runtime() as rt:
+        from opdesk.migrate import head_revision
+
+        click.echo(f"database at migration {head_revision()} ({rt.db.owner_url.database})")
+
+
+@main.command()
+def demo() -> None:
+    """Create the demo clinic, or refresh it to its shipped state."""
+    from opdesk.demo import refresh_demo
+
+    with runtime() as rt:
+        ctx = system_context(None)
+        with transaction(rt.db, ctx) as session:
+            tenant = refresh_demo(session, ctx)
+        click.echo(f"demo clinic: {tenant.name} -> {rt.settings.base_url}/c/{tenant.slug}")
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@click.option("--tenant", "tenant", default=None, help="Clinic code (slug) or id; default all.")
+def audit_verify(tenant: str | None) -> None:
+    """Check each clinic's hash chain; name the first event that does not fit."""
+    from opdesk.audit.verify import verify_all
+
+    with runtime() as rt, rt.db.owner_engine.connect() as conn:
+        tenant_id = _resolve_tenant(conn, tenant) if tenant else None
+        reports = verify_all(conn, tenant_id)
+        conn.rollback()
+    for report in reports:
+        click.secho(report.describe(), fg="green" if report.ok else "red")
+    if not all(r.ok for r in reports):
+        sys.exit(1)
+
+
+def _resolve_tenant(conn: object, value: str) -> uuid.UUID:
+    from sqlalchemy import Connection
+
+    assert isinstance(conn, Connection)
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        found = conn.execute(text("select id from tenants where slug = :s"), {"s": value}).scalar()
+        if found is None:
+            fail(f"no clinic with the code {value!r}")
+        return uuid.UUID(str(found))
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a fresh set of production keys as environment variables."""
+    for name, value in keyring_env(new_keyring()).items():
+        click.echo(f"{name}='{value}'")
+
+
+@keys.command("rotate")
+@click.option("--resume", is_flag=True, help="Only finish re-encrypting (after a crash).")
+@click.option("--batch-size", default=500, show_default=True, help="Rows per transaction.")
+def keys_rotate(resume: bool, batch_size: int) -> None:
+    """Add a new active data key, then re-encrypt every encrypted column in batches."""
+    from opdesk.models import load_all_models
+    from opdesk.security.rotation import reencrypt
+
+    load_all_models()
+    with runtime() as rt:
+        try:
+            source = load_keyring(rt.settings)
+        except KeyConfigError as exc:
+            fail(str(exc))
+        if not resume:
+            if not isinstance(source, FileKeyring):
+                fail(
+                    "keys come from OPDESK_MASTER_KEYS: add a new key there, make it active, "
+                    "restart OPDesk, then run `opdesk keys rotate --resume`."
+                )
+            assert isinstance(source, FileKeyring)
+            kid = source.add_active_key()
+            click.echo(f"data key {kid} is now active")
+        cipher = FieldCipher(source)
+
+        def report(progress: object) -> None:
+            click.echo(f"  re-encrypted {getattr(progress, 'rows', 0)} values", err=True)
+
+        done = reencrypt(rt.db, cipher, batch_size=batch_size, after_batch=report)
+        click.echo(
+            f"re-encryption complete: {done.rows} values in {done.batches} batches "
+            f"now use key {cipher.keyring.active_key_id}"
+        )
+
+
+@main.group()
+def tenant() -> None:
+    """Clinics."""
+
+
+@tenant.command("create")
+@click.option("--name", required=True, help="Clinic name as patients know it.")
+@click.option("--slug", required=True, help="Clinic code used in its web address.")
+@click.option("--timezone", default="Asia/Kolkata", show_default=True)
+@click.option("--gstin", default=None, help="GSTIN, if the clinic is registered for GST.")
+@click.option("--phone", default=None, help="Reception phone number.")
+@click.option("--city", default=None)
+@click.option("--state", default=None)
+@click.option("--invoice-prefix", default="INV", show_default=True)
+def tenant_create(
+    name: str,
+    slug: str,
+    timezone: str,
+    gstin: str | None,
+    phone: str | None,
+    city: str | None,
+    state: str | None,
+    invoice_prefix: str,
+) -> None:
+    """Create a clinic."""
+    from opdesk.tenancy.schemas import TenantCreate
+    from opdesk.tenancy.service import create_tenant
+
+    try:
+        data = TenantCreate.model_validate(
+            {
+                "name": name,
+                "slug": slug,
+                "timezone": timezone,
+                "gstin": gstin,
+                "phone": phone,
+                "address": {"city": city, "state": state},
+                "invoicePrefix": invoice_prefix,
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid clinic: {problems}")
+        return
+    with runtime() as rt:
+        ctx = system_context(None)
+        try:
+            with transaction(rt.db, ctx) as session:
+                created = create_tenant(session, ctx, data=data)
+        except DomainError as exc:
+            fail(exc.detail)
+            return
+        click.echo(f"created {created.name} ({created.slug}) id={created.id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Settings read from the environment (prefix ``OPDESK_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OPDESK_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["dev", "prod"] = "dev"
+    # Owner URL: migrations run with it. Absent means "start the embedded server".
+    database_url: str | None = None
+    # Optional separate login for the application. Without it the app uses the owner
+    # URL and switches to the table-less ``opdesk_app`` role on every connection.
+    app_database_url: str | None = None
+    data_dir: Path = Path("var")
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Keys. In dev, missing keys are generated once into ``<data_dir>/keys``.
+    master_keys: SecretStr | None = Field(
+        default=None,
+        description='JSON keyring: {"active": 2, "keys": {"1": "<base64 32 bytes>", ...}}',
+    )
+    blind_index_key: SecretStr | None = None
+    signing_key: SecretStr | None = None
+
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    log_level: str = "INFO"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

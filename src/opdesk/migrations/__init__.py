@@ -1,0 +1,1 @@
+"""Alembic migrations and the helpers they share."""

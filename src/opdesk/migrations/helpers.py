@@ -1,0 +1,45 @@
+"""SQL that every migration creating a tenant-scoped table repeats."""
+
+from __future__ import annotations
+
+from alembic import op
+
+from opdesk.db import APP_ROLE
+
+CURRENT_TENANT = "opdesk_current_tenant()"
+
+
+def create_app_role() -> None:
+    """The role the application runs as: owns nothing, cannot bypass row-level security."""
+    op.execute(
+        f"""
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+            CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+          END IF;
+        END $$;
+        """
+    )
+    op.execute(f"GRANT {APP_ROLE} TO current_user")
+    op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+    op.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION {CURRENT_TENANT} RETURNS uuid
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT nullif(current_setting('app.tenant_id', true), '')::uuid $$
+        """
+    )
+
+
+def enable_tenant_rls(table: str, column: str = "tenant_id") -> None:
+    """Rows of ``table`` are visible and writable only inside their own tenant."""
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY tenant_isolation ON {table} "
+        f"USING ({column} = {CURRENT_TENANT}) WITH CHECK ({column} = {CURRENT_TENANT})"
+    )
+
+
+def grant_app(table: str, privileges: str = "SELECT, INSERT, UPDATE, DELETE") -> None:
+    op.execute(f"GRANT {privileges} ON {table} TO {APP_ROLE}")

@@ -1,0 +1,8 @@
+"""Imports every domain's models so ``Base.metadata`` knows all tables."""
+
+from __future__ import annotations
+
+
+def load_all_models() -> None:
+    from opdesk.audit import models as _audit  # noqa: F401
+    from opdesk.tenancy import models as _tenancy  # noqa: F401

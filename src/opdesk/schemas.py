@@ -1,0 +1,56 @@
+"""Base classes and shared field types for the JSON API (camelCase, as in the seed)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from opdesk import validation
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        from_attributes=True,
+        str_strip_whitespace=True,
+        extra="forbid",
+    )
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error response of the API."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = Field(default=None, alias="requestId")
+    errors: list[dict[str, str]] | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"description": description, "content": PROBLEM_CONTENT}
+    for status, description in (
+        (401, "Sign-in required"),
+        (403, "Not allowed"),
+        (404, "Not found"),
+        (409, "Conflict with the current state"),
+        (422, "Invalid input; `errors` names each field and the reason"),
+    )
+}
+
+PhoneE164 = Annotated[str, AfterValidator(validation.phone_e164)]
+Gstin = Annotated[str, AfterValidator(validation.gstin)]
+TimeZone = Annotated[str, AfterValidator(validation.timezone)]
+Slug = Annotated[str, Field(min_length=3, max_length=40, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+Pincode = Annotated[str, Field(pattern=r"^[1-9][0-9]{5}$")]
+InvoicePrefix = Annotated[str, Field(min_length=1, max_length=12, pattern=r"^[A-Z0-9][A-Z0-9-]*$")]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]

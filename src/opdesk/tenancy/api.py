@@ -1,0 +1,22 @@
+"""REST: the public clinic directory."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.tenancy import queries, service
+from opdesk.tenancy.schemas import ClinicPublic
+from opdesk.web.deps import DbSession
+
+router = APIRouter(prefix="/clinics", tags=["clinics"], responses=PROBLEM_RESPONSES)
+
+SlugPath = Annotated[str, Path(min_length=3, max_length=40, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+
+
+@router.get("/{slug}", response_model=ClinicPublic, response_model_by_alias=True)
+def get_clinic(slug: SlugPath, session: DbSession) -> ClinicPublic:
+    """A clinic's public profile by its code (the slug in its address)."""
+    return queries.public_profile(service.get_by_slug(session, slug))

@@ -1,0 +1,1 @@
+"""What the HTML pages and the JSON API share: middleware, errors, templates, dependencies."""

@@ -1,0 +1,83 @@
+"""Every error as RFC 9457 problem details (API) or a friendly page (HTML)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opdesk.errors import DomainError, FieldError, InvalidInput
+from opdesk.web.templating import clean_message, render_error
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/readyz")
+
+
+def problem(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    errors: list[FieldError] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    if not wants_json(request):
+        return render_error(request, status, title, detail or title)
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "requestId": getattr(request.state, "request_id", None),
+        **(extra or {}),
+    }
+    if errors is not None:
+        body["errors"] = [e.as_dict() for e in errors]
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def field_name(loc: tuple[Any, ...]) -> str:
+    """``("body", "address", "pincode")`` -> ``address.pincode``; query/path keep a prefix."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    def _domain(request: Request, exc: DomainError) -> Response:
+        errors = exc.errors if isinstance(exc, InvalidInput) else None
+        return problem(request, exc.status, exc.title, exc.detail, errors, exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            FieldError(field_name(tuple(e["loc"])), clean_message(e["msg"])) for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+        return problem(request, 422, "Invalid input", detail, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        return problem(request, exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"requestId": getattr(request.state, "request_id", None)},
+        )
+        return problem(request, 500, "Internal error", "Something went wrong on our side.")

@@ -1,0 +1,141 @@
+"""Jinja2 pages: layout, navigation, flash messages and the form-error pattern.
+
+Templates live beside their domain (``opdesk/<domain>/templates/<domain>/...``) and
+the shared layout in ``opdesk/templates``; one loader searches them all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
+
+PACKAGE = Path(__file__).resolve().parent.parent
+FLASH_COOKIE = "opdesk_flash"
+FLASH_LEVELS = ("info", "success", "warning", "error")
+
+
+def template_dirs() -> list[str]:
+    return [str(PACKAGE / "templates"), *sorted(str(p) for p in PACKAGE.glob("*/templates"))]
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    href: str
+
+
+def nav_items(request: Request) -> list[NavItem]:
+    """The navigation for whoever is looking; roles add their sections as they arrive."""
+    items = [NavItem("Home", "/")]
+    clinic = getattr(request.state, "clinic", None)
+    if clinic is not None:
+        items.append(NavItem(clinic.name, f"/c/{clinic.slug}"))
+    if request.app.state.settings.env == "dev":
+        items.append(NavItem("API", "/api/docs"))
+    return items
+
+
+def form_errors(exc: ValidationError) -> dict[str, str]:
+    """Pydantic errors as ``{field name: reason}`` for the form macros."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "__all__"
+        errors.setdefault(name, clean_message(err["msg"]))
+    return errors
+
+
+def clean_message(message: str) -> str:
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+class Pages:
+    def __init__(self, flash_key: bytes) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(template_dirs()),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._flash_key = flash_key
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: dict[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        flashes = self._read_flashes(request)
+        values = {
+            "request": request,
+            "nav": nav_items(request),
+            "flashes": flashes,
+            "errors": {},
+            "values": {},
+            **(context or {}),
+        }
+        html = self.env.get_template(template).render(values)
+        response = HTMLResponse(html, status_code=status_code)
+        if flashes:
+            response.delete_cookie(FLASH_COOKIE, path="/")
+        return response
+
+    def redirect_with_flash(
+        self, url: str, message: str, level: str = "success", *, secure: bool = False
+    ) -> RedirectResponse:
+        """Post/redirect/get: the next page shows ``message`` once."""
+        response = RedirectResponse(url, status_code=303)
+        response.set_cookie(
+            FLASH_COOKIE,
+            self._sign([[level, message]]),
+            max_age=60,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+        )
+        return response
+
+    def _sign(self, flashes: list[list[str]]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(flashes).encode()).decode()
+        mac = hmac.new(self._flash_key, body.encode(), hashlib.sha256).hexdigest()
+        return f"{body}.{mac}"
+
+    def _read_flashes(self, request: Request) -> list[tuple[str, str]]:
+        raw = request.cookies.get(FLASH_COOKIE)
+        if not raw or "." not in raw:
+            return []
+        body, mac = raw.rsplit(".", 1)
+        expected = hmac.new(self._flash_key, body.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac, expected):
+            return []
+        try:
+            items = json.loads(base64.urlsafe_b64decode(body))
+        except ValueError:
+            return []
+        return [
+            (str(level), str(text))
+            for level, text in items
+            if level in FLASH_LEVELS and isinstance(text, str)
+        ]
+
+
+def render_error(request: Request, status: int, title: str, detail: str) -> Response:
+    pages: Pages = request.app.state.pages
+    return pages.render(
+        request,
+        "error.html",
+        {"status": status, "title": title, "detail": detail},
+        status_code=status,
+    )
