@@ -28,7 +28,8 @@ class ChainReport:
     def describe(self) -> str:
         if self.ok:
             return f"tenant {self.tenant_id}: ok, {self.checked} events"
-        where = f" at seq {self.bad_seq} (event {self.bad_event_id})" if self.bad_seq else ""
+        event = f" (event {self.bad_event_id})" if self.bad_event_id else ""
+        where = f" at seq {self.bad_seq}{event}" if self.bad_seq else ""
         return f"tenant {self.tenant_id}: BROKEN{where}: {self.problem}"
 
 
@@ -40,10 +41,8 @@ def verify_tenant(conn: Connection, tenant_id: uuid.UUID, batch: int = 2000) -> 
     """
     conn.execute(text("select set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
     expected_seq, running_hash, checked = 1, GENESIS_HASH, 0
-    result = conn.execution_options(yield_per=batch).execute(
-        text(f"select {_COLUMNS} from audit_events where tenant_id = :t order by seq, id"),  # noqa: S608
-        {"t": tenant_id},
-    )
+    query = text(f"select {_COLUMNS} from audit_events where tenant_id = :t order by seq, id")  # noqa: S608
+    result = conn.execute(query.execution_options(yield_per=batch), {"t": tenant_id})
     for row in result.mappings():
         report = _check_link(tenant_id, dict(row), expected_seq, running_hash, checked)
         if report is not None:
