@@ -18,7 +18,7 @@ class Health(BaseModel):
     migrations: str | None = None
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, response_model_exclude_none=True)
 def healthz() -> Health:
     """The process is up and serving."""
     return Health(status="ok")

@@ -1,0 +1,34 @@
+"""The migrated schema matches the seed for the collections built so far."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opdesk.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDIDATES = [ROOT.parent / "shared", Path("/work/shared")]
+TOOL = next(
+    (c / "tools" / "seed_conformance.py" for c in CANDIDATES if c.exists()),
+    CANDIDATES[0] / "tools" / "seed_conformance.py",
+)
+BUILT = ["audit_events"]
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason="the shared seed tool is not beside this checkout")
+def test_built_collections_conform_to_the_seed(db: Database) -> None:
+    url = db.owner_url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, str(TOOL), url, "--project", str(ROOT), "--only", ",".join(BUILT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in BUILT:
+        assert f"{name:<22} ok" in done.stdout
+    assert "missing 0" in done.stdout
