@@ -24,6 +24,11 @@ $(VENDOR)/.installed: package.json package-lock.json
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx/
 	cp node_modules/@picocss/pico/css/pico.jade.min.css $(VENDOR)/pico/
 	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js $(VENDOR)/swagger-ui/
+	for script in devanagari tamil; do \
+	  src=node_modules/@fontsource/noto-sans-$$script; dst=$(VENDOR)/fonts/$$script; \
+	  mkdir -p $$dst/files && cp $$src/400.css $$src/700.css $$dst/ && \
+	  cp $$src/files/*-{400,700}-normal.woff2 $$dst/files/; \
+	done
 	touch $@
 
 .PHONY: setup
@@ -50,7 +55,7 @@ bench: setup ## Run the benchmarks and print their figures
 
 .PHONY: screenshots
 screenshots: setup ## Screenshots of the pages at 1280 and 390 px into screenshots/
-	$(BIN)/python -m tests.browser.screenshots
+	$(BIN)/pytest tests/browser -q
 
 .PHONY: clean
 clean: ## Remove the virtualenv, npm packages, vendored assets and local data

@@ -63,3 +63,14 @@ def timezone(value: str) -> str:
     if value not in _known_zones():
         raise ValueError("not a known IANA time zone such as Asia/Kolkata")
     return value
+
+
+def phone_display(e164: str | None) -> str:
+    """``+912025531234`` as people write it: ``+91 20 2553 1234``."""
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, DEFAULT_REGION)
+    except NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

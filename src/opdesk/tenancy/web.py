@@ -54,6 +54,5 @@ def find_clinic(request: Request, session: DbSession, code: str = "") -> Respons
 @router.get("/c/{slug}")
 def clinic_landing(request: Request, slug: str, session: DbSession) -> Response:
     tenant = service.get_by_slug(session, slug)
-    request.state.clinic = tenant
     profile = queries.public_profile(tenant)
     return _pages(request).render(request, "tenancy/clinic.html", {"clinic": profile})

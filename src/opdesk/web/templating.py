@@ -19,6 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
+from opdesk.validation import phone_display
+
 PACKAGE = Path(__file__).resolve().parent.parent
 FLASH_COOKIE = "opdesk_flash"
 FLASH_LEVELS = ("info", "success", "warning", "error")
@@ -37,9 +39,6 @@ class NavItem:
 def nav_items(request: Request) -> list[NavItem]:
     """The navigation for whoever is looking; roles add their sections as they arrive."""
     items = [NavItem("Home", "/")]
-    clinic = getattr(request.state, "clinic", None)
-    if clinic is not None:
-        items.append(NavItem(clinic.name, f"/c/{clinic.slug}"))
     if request.app.state.settings.env == "dev":
         items.append(NavItem("API", "/api/docs"))
     return items
@@ -66,6 +65,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["phone"] = phone_display
         self._flash_key = flash_key
 
     def render(

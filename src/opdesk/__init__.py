@@ -1,0 +1,1 @@
+"""OPDesk: outpatient clinic system for Indian clinics."""

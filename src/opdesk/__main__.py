@@ -1,0 +1,3 @@
+from opdesk.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""The pages in a real browser at desktop and phone width; screenshots go to screenshots/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from opdesk.db import Database
+from tests.browser.conftest import SCREENSHOTS
+from tests.conftest import make_tenant
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def open_page(browser: Any, width: str) -> tuple[Any, list[str]]:
+    w, h = WIDTHS[width]
+    context = browser.new_context(viewport={"width": w, "height": h}, device_scale_factor=1)
+    page = context.new_page()
+    problems: list[str] = []
+
+    def on_console(msg: Any) -> None:
+        # A page answered with 4xx on purpose (form errors) is logged as a failed load;
+        # sub-resources are checked by status below instead.
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            problems.append(msg.text)
+
+    def on_response(response: Any) -> None:
+        if response.request.resource_type != "document" and response.status >= 400:
+            problems.append(f"{response.status} {response.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    return page, problems
+
+
+def assert_fits(page: Any) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than the screen"
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_front_door_and_form_errors(browser: Any, live_server: str, width: str) -> None:
+    page, problems = open_page(browser, width)
+    page.goto(live_server + "/")
+    assert page.get_by_role("heading", name="Find your clinic").is_visible()
+    assert page.evaluate("typeof window.htmx") == "object", "htmx did not load"
+    assert_fits(page)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"home-{width}.png"), full_page=True)
+
+    page.get_by_label("Clinic code").fill("no-such-clinic")
+    page.get_by_role("button", name="Open clinic page").click()
+    error = page.locator("#f-code-error")
+    assert error.is_visible()
+    assert "No clinic uses this code" in error.inner_text()
+    assert page.get_by_label("Clinic code").get_attribute("aria-invalid") == "true"
+    assert_fits(page)
+    page.screenshot(path=str(SCREENSHOTS / f"form-error-{width}.png"), full_page=True)
+    assert problems == [], problems
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_clinic_landing_with_flash(
+    browser: Any, live_server: str, db: Database, width: str
+) -> None:
+    tenant = make_tenant(
+        db,
+        "Sunrise Family Clinic — सूर्योदय",
+        phone="+912025531234",
+        gstin="27AAPFU0939F1ZV",
+        address={
+            "line1": "14, Shivaji Nagar Main Road",
+            "city": "Pune",
+            "state": "Maharashtra",
+            "pincode": "411005",
+        },
+    )
+    page, problems = open_page(browser, width)
+    page.goto(live_server + "/")
+    page.get_by_label("Clinic code").fill(tenant.slug)
+    page.get_by_role("button", name="Open clinic page").click()
+    page.wait_for_url(f"**/c/{tenant.slug}")
+    assert page.get_by_role("status").inner_text() == f"Welcome to {tenant.name}."
+    assert page.get_by_role("heading", level=1).inner_text() == tenant.name
+    assert_fits(page)
+    page.screenshot(path=str(SCREENSHOTS / f"clinic-{width}.png"), full_page=True)
+    assert problems == [], problems
+    page.context.close()
+
+
+def test_not_found_page(browser: Any, live_server: str) -> None:
+    page, _ = open_page(browser, "phone")
+    response = page.goto(live_server + "/c/no-such-clinic")
+    assert response.status == 404
+    assert page.get_by_role("heading", name="Not found").is_visible()
+    assert_fits(page)
+    page.screenshot(path=str(SCREENSHOTS / "not-found-phone.png"), full_page=True)
+    page.context.close()
+
+
+def test_api_docs_render_under_the_strict_policy(browser: Any, live_server: str) -> None:
+    page, problems = open_page(browser, "desktop")
+    page.goto(live_server + "/api/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=15000)
+    assert page.locator(".opblock").count() >= 3
+    page.screenshot(path=str(SCREENSHOTS / "api-docs-desktop.png"))
+    assert problems == [], problems
+    page.context.close()

@@ -1,0 +1,136 @@
+"""The ``opdesk`` command, run as a real process against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from opdesk.db import Database
+from opdesk.security.keys import keyring_env, new_keyring
+
+
+def opdesk(
+    *args: str, database: Database, data_dir: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ,
+        "OPDESK_DATABASE_URL": database.owner_url.render_as_string(hide_password=False),
+        "OPDESK_DATA_DIR": str(data_dir),
+        "OPDESK_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    environ.pop("OPDESK_APP_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "opdesk", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["migrate"], ["demo"], ["audit", "verify"], ["keys", "rotate"],
+     ["keys", "generate"], ["tenant", "create"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "opdesk", *command, "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout
+
+
+def test_tenant_create_validates_creates_and_refuses_duplicates(
+    fresh_database: Database, tmp_path: Path
+) -> None:
+    bad = opdesk(
+        "tenant", "create", "--name", "X", "--slug", "x-clinic", "--gstin", "27AAAAA0000A1Z0",
+        database=fresh_database, data_dir=tmp_path,
+    )
+    assert bad.returncode == 1
+    assert "gstin" in bad.stderr and "not a valid GSTIN" in bad.stderr
+
+    args = ["tenant", "create", "--name", "Nilgiri Clinic", "--slug", "nilgiri", "--city", "Ooty"]
+    made = opdesk(*args, database=fresh_database, data_dir=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "created Nilgiri Clinic (nilgiri)" in made.stdout
+
+    again = opdesk(*args, database=fresh_database, data_dir=tmp_path)
+    assert again.returncode == 1
+    assert "'nilgiri' is taken" in again.stderr
+
+
+def test_demo_is_idempotent_and_audit_verify_catches_tampering(
+    fresh_database: Database, tmp_path: Path
+) -> None:
+    for _ in range(2):
+        done = opdesk("demo", database=fresh_database, data_dir=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "/c/sunrise-clinic" in done.stdout
+    with fresh_database.owner_engine.connect() as conn:
+        assert conn.execute(text("select count(*) from tenants")).scalar() == 1
+
+    verified = opdesk("audit", "verify", database=fresh_database, data_dir=tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert ": ok, 1 events" in verified.stdout
+
+    with fresh_database.owner_engine.begin() as conn:
+        conn.execute(text("update audit_events set actor_role = 'admin'"))
+    broken = opdesk(
+        "audit", "verify", "--tenant", "sunrise-clinic", database=fresh_database, data_dir=tmp_path
+    )
+    assert broken.returncode == 1
+    assert "BROKEN at seq 1" in broken.stdout
+    assert "edited" in broken.stdout
+
+    unknown = opdesk("audit", "verify", "--tenant", "nobody", database=fresh_database, data_dir=tmp_path)
+    assert unknown.returncode == 1
+    assert "no clinic with the code 'nobody'" in unknown.stderr
+
+
+def test_keys_rotate_with_a_dev_key_file(fresh_database: Database, tmp_path: Path) -> None:
+    done = opdesk("keys", "rotate", database=fresh_database, data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "data key 2 is now active" in done.stdout
+    assert "re-encryption complete" in done.stdout
+    ring = json.loads((tmp_path / "keys" / "keyring.json").read_text())
+    assert ring["active"] == 2
+    assert set(ring["keys"]) == {"1", "2"}
+
+
+def test_keys_from_the_environment_are_rotated_by_the_operator(
+    fresh_database: Database, tmp_path: Path
+) -> None:
+    env = keyring_env(new_keyring())
+    done = opdesk("keys", "rotate", database=fresh_database, data_dir=tmp_path, **env)
+    assert done.returncode == 1
+    assert "add a new key there" in done.stderr
+    resumed = opdesk("keys", "rotate", "--resume", database=fresh_database, data_dir=tmp_path, **env)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_prod_without_keys_refuses_to_serve(fresh_database: Database, tmp_path: Path) -> None:
+    done = opdesk("serve", database=fresh_database, data_dir=tmp_path, OPDESK_ENV="prod")
+    assert done.returncode == 1
+    assert "production start refused" in done.stderr
+    assert not (tmp_path / "keys").exists()
+
+
+def test_keys_generate_prints_usable_environment(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "opdesk", "keys", "generate"], capture_output=True, text=True, check=False
+    )
+    names = [line.split("=", 1)[0] for line in done.stdout.splitlines()]
+    assert names == ["OPDESK_MASTER_KEYS", "OPDESK_BLIND_INDEX_KEY", "OPDESK_SIGNING_KEY"]
