@@ -38,8 +38,16 @@ def opdesk(
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["migrate"], ["demo"], ["audit", "verify"], ["keys", "rotate"],
-     ["keys", "generate"], ["tenant", "create"]],
+    [
+        [],
+        ["serve"],
+        ["migrate"],
+        ["demo"],
+        ["audit", "verify"],
+        ["keys", "rotate"],
+        ["keys", "generate"],
+        ["tenant", "create"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     done = subprocess.run(
@@ -56,11 +64,20 @@ def test_tenant_create_validates_creates_and_refuses_duplicates(
     fresh_database: Database, tmp_path: Path
 ) -> None:
     bad = opdesk(
-        "tenant", "create", "--name", "X", "--slug", "x-clinic", "--gstin", "27AAAAA0000A1Z0",
-        database=fresh_database, data_dir=tmp_path,
+        "tenant",
+        "create",
+        "--name",
+        "X",
+        "--slug",
+        "x-clinic",
+        "--gstin",
+        "27AAAAA0000A1Z0",
+        database=fresh_database,
+        data_dir=tmp_path,
     )
     assert bad.returncode == 1
-    assert "gstin" in bad.stderr and "not a valid GSTIN" in bad.stderr
+    assert "gstin" in bad.stderr
+    assert "not a valid GSTIN" in bad.stderr
 
     args = ["tenant", "create", "--name", "Nilgiri Clinic", "--slug", "nilgiri", "--city", "Ooty"]
     made = opdesk(*args, database=fresh_database, data_dir=tmp_path)
@@ -95,7 +112,9 @@ def test_demo_is_idempotent_and_audit_verify_catches_tampering(
     assert "BROKEN at seq 1" in broken.stdout
     assert "edited" in broken.stdout
 
-    unknown = opdesk("audit", "verify", "--tenant", "nobody", database=fresh_database, data_dir=tmp_path)
+    unknown = opdesk(
+        "audit", "verify", "--tenant", "nobody", database=fresh_database, data_dir=tmp_path
+    )
     assert unknown.returncode == 1
     assert "no clinic with the code 'nobody'" in unknown.stderr
 
@@ -117,7 +136,9 @@ def test_keys_from_the_environment_are_rotated_by_the_operator(
     done = opdesk("keys", "rotate", database=fresh_database, data_dir=tmp_path, **env)
     assert done.returncode == 1
     assert "add a new key there" in done.stderr
-    resumed = opdesk("keys", "rotate", "--resume", database=fresh_database, data_dir=tmp_path, **env)
+    resumed = opdesk(
+        "keys", "rotate", "--resume", database=fresh_database, data_dir=tmp_path, **env
+    )
     assert resumed.returncode == 0, resumed.stderr
 
 
@@ -130,7 +151,10 @@ def test_prod_without_keys_refuses_to_serve(fresh_database: Database, tmp_path: 
 
 def test_keys_generate_prints_usable_environment(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "opdesk", "keys", "generate"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "opdesk", "keys", "generate"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     names = [line.split("=", 1)[0] for line in done.stdout.splitlines()]
     assert names == ["OPDESK_MASTER_KEYS", "OPDESK_BLIND_INDEX_KEY", "OPDESK_SIGNING_KEY"]

@@ -56,9 +56,17 @@ def test_phone_and_gstin_are_normalised() -> None:
 
 def test_create_sets_defaults_and_audits(db: Database) -> None:
     tenant = make_tenant(db, "Kaveri Clinic", address={"city": "Mysuru", "pincode": "570001"})
-    assert (tenant.timezone, tenant.currency, tenant.invoice_prefix) == ("Asia/Kolkata", "INR", "INV")
+    assert (tenant.timezone, tenant.currency, tenant.invoice_prefix) == (
+        "Asia/Kolkata",
+        "INR",
+        "INV",
+    )
     [event] = audit_trail(db, tenant)
-    assert (event.entity_collection, event.entity_id, event.action) == ("tenants", tenant.id, "create")
+    assert (event.entity_collection, event.entity_id, event.action) == (
+        "tenants",
+        tenant.id,
+        "create",
+    )
     assert event.diff["added"]["addressCity"] == "Mysuru"
 
 
@@ -66,9 +74,7 @@ def test_duplicate_slug_is_a_conflict_pointing_at_the_existing_clinic(db: Databa
     first = make_tenant(db)
     ctx = system_context(None)
     with pytest.raises(Conflict) as info, transaction(db, ctx) as session:
-        service.create_tenant(
-            session, ctx, data=TenantCreate(name="Again", slug=first.slug)
-        )
+        service.create_tenant(session, ctx, data=TenantCreate(name="Again", slug=first.slug))
     assert info.value.extra == {"existingId": str(first.id)}
 
 

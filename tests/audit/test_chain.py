@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,9 +28,7 @@ def events_of(db: Database, tenant_id: uuid.UUID) -> list[AuditEvent]:
         return list(session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars())
 
 
-def test_an_event_is_written_with_the_commit_with_every_field(
-    db: Database, tenant: Tenant
-) -> None:
+def test_an_event_is_written_with_the_commit_with_every_field(db: Database, tenant: Tenant) -> None:
     actor = uuid.uuid4()
     moment = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
     ctx = ctx_for(
@@ -115,10 +114,16 @@ def test_chain_links_each_event_to_the_previous_one(db: Database) -> None:
         ctx = ctx_for(tenant.id)
         with transaction(db, ctx):
             audit.record(ctx, entity="patients", entity_id=uuid.uuid4(), action="create")
-            audit.record(ctx, entity="patients", entity_id=uuid.uuid4(), action="update", diff={"added": {"i": i}})
+            audit.record(
+                ctx,
+                entity="patients",
+                entity_id=uuid.uuid4(),
+                action="update",
+                diff={"added": {"i": i}},
+            )
     events = events_of(db, tenant.id)
     assert [e.seq for e in events] == list(range(1, 8))
-    for prev, event in zip(events, events[1:], strict=False):
+    for prev, event in itertools.pairwise(events):
         assert event.prev_hash == prev.hash
     with db.owner_engine.connect() as conn:
         report = verify_tenant(conn, tenant.id)
@@ -139,7 +144,7 @@ def test_concurrent_writers_never_fork_the_chain(db: Database) -> None:
                 ctx = ctx_for(tenant.id)
                 with transaction(db, ctx):
                     audit.record(ctx, entity="slots", entity_id=uuid.uuid4(), action="update")
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write) for _ in range(writers)]
@@ -172,7 +177,7 @@ def test_events_of_several_tenants_in_one_transaction_go_to_their_own_chains(
 
 
 @pytest.fixture(scope="module")
-def long_chain(db: Database) -> Iterator[tuple[uuid.UUID, list[uuid.UUID]]]:
+def long_chain(db: Database) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """One tenant with a chain of 10,000 events (plus its creation event)."""
     tenant = make_tenant(db, "Chain Clinic")
     base = datetime(2026, 1, 1, tzinfo=UTC)
@@ -198,11 +203,9 @@ def long_chain(db: Database) -> Iterator[tuple[uuid.UUID, list[uuid.UUID]]]:
     with tenant_session(db, tenant.id) as session:
         append_chain(session, pending)
     with tenant_session(db, tenant.id) as session:
-        ids = list(
-            session.execute(select(AuditEvent.id).order_by(AuditEvent.seq)).scalars()
-        )
+        ids = list(session.execute(select(AuditEvent.id).order_by(AuditEvent.seq)).scalars())
     assert len(ids) == CHAIN_LENGTH + 1
-    yield tenant.id, ids
+    return tenant.id, ids
 
 
 Tamper = Callable[[Connection, uuid.UUID], None]
@@ -211,7 +214,7 @@ Tamper = Callable[[Connection, uuid.UUID], None]
 def _sql(statement: str, **params: object) -> Tamper:
     def run(conn: Connection, tenant_id: uuid.UUID) -> None:
         done = conn.execute(text(statement), {"t": tenant_id, **params})
-        assert done.rowcount >= 1, "the tampering touched no row"  # type: ignore[attr-defined]
+        assert done.rowcount >= 1, "the tampering touched no row"
 
     return run
 
@@ -236,10 +239,7 @@ def _insert_copy(of_seq: int, new_seq: int, shift_from: int | None = None) -> Ta
     def run(conn: Connection, tenant_id: uuid.UUID) -> None:
         if shift_from is not None:
             conn.execute(
-                text(
-                    "update audit_events set seq = -seq - 1 "
-                    "where tenant_id = :t and seq >= :s"
-                ),
+                text("update audit_events set seq = -seq - 1 where tenant_id = :t and seq >= :s"),
                 {"t": tenant_id, "s": shift_from},
             )
             conn.execute(
@@ -260,16 +260,25 @@ def _insert_copy(of_seq: int, new_seq: int, shift_from: int | None = None) -> Ta
 
 TAMPERING: dict[str, tuple[Tamper, int]] = {
     # name: (what is done, the seq verification must name)
-    "edit-diff-first": (_sql("update audit_events set diff = '{}' where tenant_id = :t and seq = 1"), 1),
+    "edit-diff-first": (
+        _sql("update audit_events set diff = '{}' where tenant_id = :t and seq = 1"),
+        1,
+    ),
     "edit-actor-middle": (
         _sql("update audit_events set actor_role = 'admin' where tenant_id = :t and seq = 5000"),
         5000,
     ),
     "edit-ts-last": (
-        _sql("update audit_events set ts = ts + interval '1 second' where tenant_id = :t and seq = 10001"),
+        _sql(
+            "update audit_events set ts = ts + interval '1 second' "
+            "where tenant_id = :t and seq = 10001"
+        ),
         10001,
     ),
-    "edit-ip": (_sql("update audit_events set ip = '6.6.6.6' where tenant_id = :t and seq = 77"), 77),
+    "edit-ip": (
+        _sql("update audit_events set ip = '6.6.6.6' where tenant_id = :t and seq = 77"),
+        77,
+    ),
     "edit-action": (
         _sql("update audit_events set action = 'delete' where tenant_id = :t and seq = 4321"),
         4321,

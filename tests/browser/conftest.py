@@ -52,7 +52,9 @@ def live_server(app: FastAPI) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail("Debian's chromium is not installed (apt-get install chromium); .ci/run does it")
+        pytest.fail(
+            "Debian's chromium is not installed (apt-get install chromium); .ci/run does it"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypedDict
 
 import pytest
 from hypothesis import given
@@ -18,8 +19,17 @@ from opdesk.security.crypto import (
 )
 from opdesk.security.keys import new_keyring
 
-TENANT, ROW = uuid.uuid4(), uuid.uuid4()
-WHERE = {"tenant_id": TENANT, "table": "patients", "column": "phone_encrypted", "row_id": ROW}
+
+class Where(TypedDict):
+    tenant_id: uuid.UUID
+    table: str
+    column: str
+    row_id: uuid.UUID
+
+
+WHERE = Where(
+    tenant_id=uuid.uuid4(), table="patients", column="phone_encrypted", row_id=uuid.uuid4()
+)
 
 
 def test_round_trip_keeps_text_including_indian_scripts(cipher: FieldCipher) -> None:
@@ -69,8 +79,9 @@ def test_ciphertext_copied_elsewhere_does_not_decrypt(
     cipher: FieldCipher, moved: dict[str, object]
 ) -> None:
     sealed = cipher.encrypt("+919876543210", **WHERE)
+    elsewhere = Where(**{**WHERE, **moved})  # type: ignore[typeddict-item]
     with pytest.raises(DecryptionError, match="failed authentication"):
-        cipher.decrypt(sealed, **{**WHERE, **moved})  # type: ignore[arg-type]
+        cipher.decrypt(sealed, **elsewhere)
 
 
 def test_truncated_or_unknown_format_is_rejected(cipher: FieldCipher) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,17 +20,13 @@ from opdesk.security.keys import (
     load_keyring,
     new_keyring,
 )
+from tests.security.test_crypto import Where
 
-ROW = {
-    "tenant_id": __import__("uuid").uuid4(),
-    "table": "t",
-    "column": "c",
-    "row_id": __import__("uuid").uuid4(),
-}
+ROW = Where(tenant_id=uuid.uuid4(), table="t", column="c", row_id=uuid.uuid4())
 
 
-def settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(data_dir=tmp_path, _env_file=None, **values)  # type: ignore[call-arg]
+def settings(tmp_path: Path, **values: Any) -> Settings:
+    return Settings(data_dir=tmp_path, _env_file=None, **values)
 
 
 def test_dev_generates_keys_once_and_warns(

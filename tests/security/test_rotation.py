@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from opdesk.security.rotation import (
     registered_columns,
 )
 from tests.conftest import make_tenant
+from tests.security.test_crypto import Where
 
 PROBE = Table(
     "rotation_probe",
@@ -39,7 +39,7 @@ class Crash(Exception):
 
 
 @pytest.fixture
-def probe_db(fresh_database: Database) -> Iterator[Database]:
+def probe_db(fresh_database: Database) -> Database:
     """A fresh database with one extra tenant-scoped table holding two encrypted columns."""
     with fresh_database.owner_engine.begin() as conn:
         PROBE.create(conn)
@@ -52,11 +52,11 @@ def probe_db(fresh_database: Database) -> Iterator[Database]:
             )
         )
         conn.execute(text("GRANT SELECT, INSERT, UPDATE ON rotation_probe TO opdesk_app"))
-    yield fresh_database
+    return fresh_database
 
 
-def where(tenant_id: uuid.UUID, column: str, row_id: uuid.UUID) -> dict[str, object]:
-    return {"tenant_id": tenant_id, "table": "rotation_probe", "column": column, "row_id": row_id}
+def where(tenant_id: uuid.UUID, column: str, row_id: uuid.UUID) -> Where:
+    return Where(tenant_id=tenant_id, table="rotation_probe", column=column, row_id=row_id)
 
 
 def seed_rows(db: Database, cipher: FieldCipher) -> dict[tuple[uuid.UUID, uuid.UUID], str]:
@@ -67,12 +67,14 @@ def seed_rows(db: Database, cipher: FieldCipher) -> dict[tuple[uuid.UUID, uuid.U
             for i in range(ROWS_PER_TENANT):
                 row_id = uuid.uuid4()
                 plain = f"{name} secret {i} — मधुमेह"
-                note = None if i % 5 == 0 else cipher.encrypt("n", **where(tenant_id, "note", row_id))  # type: ignore[arg-type]
+                note = (
+                    None if i % 5 == 0 else cipher.encrypt("n", **where(tenant_id, "note", row_id))
+                )
                 session.execute(
                     insert(PROBE).values(
                         tenant_id=tenant_id,
                         id=row_id,
-                        secret=cipher.encrypt(plain, **where(tenant_id, "secret", row_id)),  # type: ignore[arg-type]
+                        secret=cipher.encrypt(plain, **where(tenant_id, "secret", row_id)),
                         note=note,
                     )
                 )
@@ -80,7 +82,9 @@ def seed_rows(db: Database, cipher: FieldCipher) -> dict[tuple[uuid.UUID, uuid.U
     return expected
 
 
-def read_all(db: Database, cipher: FieldCipher, expected: dict) -> set[int]:  # type: ignore[type-arg]
+def read_all(
+    db: Database, cipher: FieldCipher, expected: dict[tuple[uuid.UUID, uuid.UUID], str]
+) -> set[int]:
     """Decrypt every row (asserting the plaintext) and return the key ids seen."""
     kids = set()
     for (tenant_id, row_id), plain in expected.items():
@@ -88,7 +92,7 @@ def read_all(db: Database, cipher: FieldCipher, expected: dict) -> set[int]:  # 
             sealed = session.execute(
                 select(PROBE.c.secret).where(PROBE.c.id == row_id)
             ).scalar_one()
-        assert cipher.decrypt_str(sealed, **where(tenant_id, "secret", row_id)) == plain  # type: ignore[arg-type]
+        assert cipher.decrypt_str(sealed, **where(tenant_id, "secret", row_id)) == plain
         kids.add(key_id_of(sealed))
     return kids
 
@@ -116,7 +120,9 @@ def test_rotation_reencrypts_everything_and_resumes_after_a_crash(
             raise Crash
 
     with pytest.raises(Crash):
-        reencrypt(probe_db, cipher, columns=COLUMNS, batch_size=7, after_batch=crash_after_two_batches)
+        reencrypt(
+            probe_db, cipher, columns=COLUMNS, batch_size=7, after_batch=crash_after_two_batches
+        )
 
     # Mid-rotation: both keys in use, every row still readable.
     assert count_stale(probe_db, cipher, COLUMNS) == len(expected) + notes - 14

@@ -101,9 +101,10 @@ def test_unknown_api_path_is_a_problem_too(client: TestClient) -> None:
 
 
 def test_request_id_is_echoed_when_sane_and_replaced_when_not(client: TestClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "trace-abc-12345"}).headers[
-        "x-request-id"
-    ] == "trace-abc-12345"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "trace-abc-12345"}).headers["x-request-id"]
+        == "trace-abc-12345"
+    )
     replaced = client.get("/healthz", headers={"X-Request-ID": "<script>"}).headers["x-request-id"]
     assert replaced != "<script>"
     assert len(replaced) == 32
@@ -125,7 +126,7 @@ def test_security_headers_on_pages_and_api(client: TestClient) -> None:
 def test_hsts_is_sent_when_served_over_https(
     db: Database, keyring: StaticKeyring, tmp_path: object
 ) -> None:
-    settings = Settings(base_url="https://clinic.example.in", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(base_url="https://clinic.example.in", _env_file=None)
     with TestClient(create_app(settings, database=db, keyring=keyring)) as c:
         assert "max-age=" in c.get("/healthz").headers["strict-transport-security"]
 

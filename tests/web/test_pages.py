@@ -14,8 +14,8 @@ def test_home_page_has_layout_navigation_and_assets(client: TestClient) -> None:
     assert page.status_code == 200
     html = page.text
     assert "Find your clinic" in html
-    assert '/static/vendor/htmx/htmx.min.js' in html
-    assert '/static/vendor/pico/pico.jade.min.css' in html
+    assert "/static/vendor/htmx/htmx.min.js" in html
+    assert "/static/vendor/pico/pico.jade.min.css" in html
     assert 'href="/" aria-current="page"' in html
     assert "<script>" not in html  # nothing inline: the CSP forbids it
 
@@ -51,7 +51,9 @@ def test_unknown_code_keeps_what_was_typed_escaped(client: TestClient) -> None:
 
 def test_found_clinic_redirects_with_a_flash_shown_once(client: TestClient, db: Database) -> None:
     tenant = make_tenant(db, "Ganga Clinic")
-    found = client.get("/find", params={"code": f"  {tenant.slug.upper()} "}, follow_redirects=False)
+    found = client.get(
+        "/find", params={"code": f"  {tenant.slug.upper()} "}, follow_redirects=False
+    )
     assert found.status_code == 303
     assert found.headers["location"] == f"/c/{tenant.slug}"
     assert FLASH_COOKIE in found.cookies
