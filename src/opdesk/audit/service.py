@@ -19,10 +19,10 @@ from enum import Enum
 from typing import Any
 
 import rfc8785
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert, text, update
 from sqlalchemy.orm import Session
 
-from opdesk.audit.models import ACTIONS, GENESIS_HASH, AuditEvent
+from opdesk.audit.models import ACTIONS, GENESIS_HASH, AuditChainHead, AuditEvent
 from opdesk.context import RequestContext
 from opdesk.db import TENANT_KEY, new_id
 
@@ -166,18 +166,13 @@ def _set_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
 
 
 def append_chain(session: Session, events: list[PendingEvent]) -> None:
-    """Chain and insert ``events`` (all of one tenant) under the tenant's head lock."""
+    """Chain and insert ``events`` (all of one tenant) under the tenant's head lock.
+
+    The first statement creates-or-locks the head row and reads it in one round trip.
+    """
     tenant_id = events[0].tenant_id
-    session.execute(
-        text(
-            "insert into audit_chain_heads (tenant_id, last_seq, last_hash) "
-            "values (:t, 0, :h) on conflict (tenant_id) do nothing"
-        ),
-        {"t": tenant_id, "h": GENESIS_HASH},
-    )
     last_seq, last_hash = session.execute(
-        text("select last_seq, last_hash from audit_chain_heads where tenant_id = :t for update"),
-        {"t": tenant_id},
+        _LOCK_HEAD, {"t": tenant_id, "genesis": GENESIS_HASH}
     ).one()
     rows = []
     for pending in events:
@@ -187,9 +182,18 @@ def append_chain(session: Session, events: list[PendingEvent]) -> None:
         rows.append(row)
     session.execute(insert(AuditEvent), rows)
     session.execute(
-        text("update audit_chain_heads set last_seq = :s, last_hash = :h where tenant_id = :t"),
-        {"s": last_seq, "h": last_hash, "t": tenant_id},
+        update(AuditChainHead)
+        .where(AuditChainHead.tenant_id == tenant_id)
+        .values(last_seq=last_seq, last_hash=last_hash)
     )
+
+
+# Upsert that always takes the row lock, so concurrent first writers of a tenant queue up.
+_LOCK_HEAD = text(
+    "insert into audit_chain_heads as h (tenant_id, last_seq, last_hash) "
+    "values (:t, 0, :genesis) on conflict (tenant_id) do update set last_seq = h.last_seq "
+    "returning h.last_seq, h.last_hash"
+)
 
 
 def flush_pending(session: Session, ctx: RequestContext) -> None:

@@ -1,0 +1,60 @@
+"""OPDesk benchmarks: ``python -m bench`` (or ``make bench``) prints figures.
+
+Runs against ``OPDESK_DATABASE_URL`` when set, else a throw-away embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from bench import audit_append, crypto
+from opdesk.db import APP_ROLE, Database, EmbeddedServer, ensure_app_login, psycopg_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per audit scenario")
+    parser.add_argument("--only", choices=["crypto", "audit"], default=None)
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+    if args.only in (None, "crypto"):
+        crypto.run()
+    if args.only in (None, "audit"):
+        with database() as db:
+            audit_append.run(db, seconds=args.seconds)
+
+
+class database:  # noqa: N801 - used as a context manager, reads like a function
+    def __enter__(self) -> Database:
+        url = os.environ.get("OPDESK_DATABASE_URL")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._server: EmbeddedServer | None = None
+        if url:
+            self.db = Database(psycopg_url(url), None, pool_size=10, max_overflow=10)
+            print(f"database: {self.db.owner_url.render_as_string()}")
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="opdesk-bench-")
+            self._server = EmbeddedServer(Path(self._tmp.name) / "pg", cleanup_mode="delete")
+            ensure_app_login(self._server.superuser_url)
+            owner = self._server.database_url("opdesk_bench")
+            self.db = Database(owner, owner.set(username=APP_ROLE, password=None))
+            print("database: embedded PostgreSQL in a temporary folder")
+        from opdesk.migrate import upgrade
+
+        upgrade(self.db.owner_engine)
+        return self.db
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.dispose()
+        if self._server is not None:
+            self._server.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
