@@ -153,3 +153,17 @@ def test_another_clinic_cannot_be_deleted_or_restored(
             action(session, ctx, tenant_id=other_tenant.id)
     with tenant_session(db, other_tenant.id) as session:
         assert session.get(Tenant, other_tenant.id).deleted_at is None  # type: ignore[union-attr]
+
+
+def test_database_errors_do_not_carry_row_values(db: Database, tenant: Tenant) -> None:
+    """A failing statement's message (which may reach a log) hides its parameters."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as info, tenant_session(db, tenant.id) as session:
+        session.execute(
+            text("insert into tenants (id, name, slug, invoice_prefix) values (:i, :n, :s, 'X')"),
+            {"i": tenant.id, "n": "+919876543210", "s": tenant.slug},
+        )
+    assert "9876543210" not in str(info.value)
+    assert "parameters hidden" in str(info.value)

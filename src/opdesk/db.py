@@ -177,7 +177,9 @@ class Database:
     @property
     def owner_engine(self) -> Engine:
         if self._owner_engine is None:
-            self._owner_engine = create_engine(self.owner_url, pool_pre_ping=True, pool_size=2)
+            self._owner_engine = create_engine(
+                self.owner_url, pool_pre_ping=True, pool_size=2, hide_parameters=True
+            )
         return self._owner_engine
 
     @property
@@ -193,6 +195,8 @@ class Database:
             pool_pre_ping=True,
             pool_size=self.pool_size,
             max_overflow=self.max_overflow,
+            # Errors and logs must never carry row values (phone numbers, notes...).
+            hide_parameters=True,
         )
         if self.app_url is None:
             # Same login as the owner: drop to the app role so RLS and grants apply.
