@@ -102,11 +102,16 @@ def test_registered_columns_finds_marked_columns_only() -> None:
     assert all(isinstance(c, EncryptedColumn) for c in COLUMNS)
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> FileKeyring:
+    keyring = FileKeyring(tmp_path / "keyring.json")
+    keyring.save(new_keyring())
+    return keyring
+
+
 def test_rotation_reencrypts_everything_and_resumes_after_a_crash(
-    probe_db: Database, tmp_path: Path
+    probe_db: Database, store: FileKeyring
 ) -> None:
-    store = FileKeyring(tmp_path / "keyring.json")
-    store.save(new_keyring())
     cipher = FieldCipher(store)
     expected = seed_rows(probe_db, cipher)
     notes = sum(1 for i in range(ROWS_PER_TENANT) if i % 5) * 2
@@ -138,10 +143,8 @@ def test_rotation_reencrypts_everything_and_resumes_after_a_crash(
 
 
 def test_rotation_stops_on_a_tampered_row_without_touching_it(
-    probe_db: Database, tmp_path: Path
+    probe_db: Database, store: FileKeyring
 ) -> None:
-    store = FileKeyring(tmp_path / "keyring.json")
-    store.save(new_keyring())
     cipher = FieldCipher(store)
     expected = seed_rows(probe_db, cipher)
     (tenant_a, row_a), (_, row_b) = list(expected)[:2]
