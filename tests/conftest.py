@@ -158,7 +158,12 @@ def ctx_for(tenant_id: uuid.UUID | None, **overrides: object) -> RequestContext:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(env="dev", data_dir=tmp_path_factory.mktemp("data"), _env_file=None)
+    return Settings(
+        env="dev",
+        data_dir=tmp_path_factory.mktemp("data"),
+        fast_password_hashing=True,
+        _env_file=None,
+    )
 
 
 @pytest.fixture(scope="session")

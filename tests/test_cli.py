@@ -96,12 +96,15 @@ def test_demo_is_idempotent_and_audit_verify_catches_tampering(
         done = opdesk("demo", database=fresh_database, data_dir=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "/c/sunrise-clinic" in done.stdout
+        assert "admin@sunrise-clinic.example" in done.stdout
+        assert "dev inbox" in done.stdout
     with fresh_database.owner_engine.connect() as conn:
         assert conn.execute(text("select count(*) from tenants")).scalar() == 1
 
     verified = opdesk("audit", "verify", database=fresh_database, data_dir=tmp_path)
     assert verified.returncode == 0, verified.stderr
-    assert ": ok, 1 events" in verified.stdout
+    # the clinic, five staff and three patients; the second run changed nothing
+    assert ": ok, 9 events" in verified.stdout
 
     with fresh_database.owner_engine.begin() as conn:
         conn.execute(text("update audit_events set actor_role = 'admin'"))

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,8 +21,13 @@ from opdesk.migrate import upgrade
 from opdesk.schemas import Problem
 from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import load_keyring
+from opdesk.identity import api as identity_api
+from opdesk.identity import web as identity_web
+from opdesk.identity.service import Identity
+from opdesk.notifications import web as notifications_web
 from opdesk.tenancy import api as tenancy_api
 from opdesk.tenancy import web as tenancy_web
+from opdesk.web.deps import Open
 from opdesk.web.middleware import RequestMiddleware
 from opdesk.web.problems import install_problem_handlers
 from opdesk.web.templating import PACKAGE, Pages
@@ -42,6 +47,7 @@ DOCS_PAGE = """<!doctype html>
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(tenancy_api.router)
+    router.include_router(identity_api.router)
     return router
 
 
@@ -94,6 +100,8 @@ def create_app(
     app.state.clock = clock
     app.state.demo_slug = DEMO_SLUG
     app.state.pages = Pages(cipher.keyring.derived_key("opdesk flash cookie v1"))
+    app.state.csrf_key = cipher.keyring.derived_key("opdesk csrf v1")
+    app.state.identity = Identity.create(settings, cipher)
 
     install_problem_handlers(app)
     app.add_middleware(RequestMiddleware, hsts=settings.is_https)
@@ -101,8 +109,10 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_router())
     app.include_router(tenancy_web.router)
+    app.include_router(identity_web.router)
+    app.include_router(notifications_web.router)
 
-    @app.get("/api/docs", include_in_schema=False)
+    @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])
     def api_docs() -> HTMLResponse:
         return HTMLResponse(DOCS_PAGE)
 

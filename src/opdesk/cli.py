@@ -19,7 +19,7 @@ from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.errors import DomainError
 from opdesk.logsetup import configure_logging
 from opdesk.migrate import upgrade
-from opdesk.security.crypto import FieldCipher
+from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
 from opdesk.uow import transaction
 
@@ -89,15 +89,14 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 
 def _ensure_demo(rt: Runtime) -> None:
-    from opdesk.demo import DEMO_SLUG, refresh_demo
+    from opdesk.demo import DEMO_SLUG
 
     with transaction(rt.db, system_context(None)) as session:
         known = session.execute(
             text("select 1 from tenants where slug = :s"), {"s": DEMO_SLUG}
         ).scalar()
     if not known:
-        with transaction(rt.db, ctx := system_context(None)) as session:
-            refresh_demo(session, ctx)
+        demo.callback()  # type: ignore[misc]
 
 
 @main.command()
@@ -111,14 +110,34 @@ def migrate() -> None:
 
 @main.command()
 def demo() -> None:
-    """Create the demo clinic, or refresh it to its shipped state."""
-    from opdesk.demo import refresh_demo
+    """Create the demo clinic with its staff and patients, or refresh it."""
+    from opdesk.demo import DEMO_PATIENTS, demo_passwords, refresh_demo, refresh_demo_people
+    from opdesk.identity.service import Identity
 
     with runtime() as rt:
+        ident = Identity.create(rt.settings, FieldCipher(_keyring_or_fail(rt.settings)))
         ctx = system_context(None)
         with transaction(rt.db, ctx) as session:
             tenant = refresh_demo(session, ctx)
-        click.echo(f"demo clinic: {tenant.name} -> {rt.settings.base_url}/c/{tenant.slug}")
+            logins = refresh_demo_people(
+                session, ctx, ident, demo_passwords(rt.settings.data_dir)
+            )
+        base = rt.settings.base_url
+        click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
+        click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")
+        for login in logins:
+            click.echo(f"  {login.role:<10} {login.email:<36} {login.password}")
+        phones = ", ".join(phone for phone, _ in DEMO_PATIENTS)
+        click.echo(f"patients sign in at {base}/patient/sign-in with {phones};")
+        click.echo(f"  their codes appear in the dev inbox: {base}/dev/inbox")
+
+
+def _keyring_or_fail(settings: Settings) -> KeyringSource:
+    try:
+        return load_keyring(settings)
+    except KeyConfigError as exc:
+        fail(str(exc))
+        raise
 
 
 @main.group()

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,9 +34,22 @@ class Settings(BaseSettings):
     blind_index_key: SecretStr | None = None
     signing_key: SecretStr | None = None
 
+    # Sign-in
+    staff_idle_minutes: int = 30
+    patient_idle_minutes: int = 60
+    session_hours: int = 12
+    # Lighter argon2 parameters for the test suite only (refused in prod).
+    fast_password_hashing: bool = False
+
     db_pool_size: int = 10
     db_max_overflow: int = 10
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _no_test_shortcuts_in_prod(self) -> Settings:
+        if self.env == "prod" and self.fast_password_hashing:
+            raise ValueError("OPDESK_FAST_PASSWORD_HASHING is for tests only, never in prod")
+        return self
 
     @property
     def keys_dir(self) -> Path:

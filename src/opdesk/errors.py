@@ -49,6 +49,11 @@ class Forbidden(DomainError):
     title = "Not allowed"
 
 
+class TooManyRequests(DomainError):
+    status = 429
+    title = "Too many attempts"
+
+
 class InvalidInput(DomainError):
     """Input that passed parsing but breaks a rule; names each bad field."""
 

@@ -11,6 +11,7 @@ from zoneinfo import available_timezones
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
+from email_validator import EmailNotValidError, validate_email
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.in_ import gstin as _gstin
 
@@ -74,3 +75,12 @@ def phone_display(e164: str | None) -> str:
     except NumberParseException:
         return e164
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def email(value: str) -> str:
+    """A syntactically valid address, lower-cased (addresses are compared that way)."""
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address ({exc})") from exc
+    return checked.normalized.lower()

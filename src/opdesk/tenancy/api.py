@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.tenancy import queries, service
 from opdesk.tenancy.schemas import ClinicPublic
-from opdesk.web.deps import DbSession
+from opdesk.security.permissions import PUBLIC
+from opdesk.web.deps import Allow, DbSession
 
-router = APIRouter(prefix="/clinics", tags=["clinics"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/clinics",
+    tags=["clinics"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[Depends(Allow(PUBLIC))],
+)
 
 SlugPath = Annotated[str, Path(min_length=3, max_length=40, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
 

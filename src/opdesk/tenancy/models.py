@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, Text
+from sqlalchemy import Index, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opdesk.db import Base, SoftDeletable, new_id
@@ -27,6 +28,10 @@ class Tenant(SoftDeletable, Base):
     address_pincode: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     invoice_prefix: Mapped[str] = mapped_column(Text)
+    # Roles whose members must use a second factor (TOTP) to sign in.
+    mfa_required_roles: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'::text[]")
+    )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -47,4 +52,5 @@ class Tenant(SoftDeletable, Base):
             "addressPincode": self.address_pincode,
             "phone": self.phone,
             "invoicePrefix": self.invoice_prefix,
+            "mfaRequiredRoles": sorted(self.mfa_required_roles or []),
         }

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from opdesk.schemas import ApiModel, Slug
 from opdesk.tenancy import queries, service
-from opdesk.web.deps import DbSession
+from opdesk.security.permissions import PUBLIC
+from opdesk.web.deps import Allow, DbSession
 from opdesk.web.templating import Pages, form_errors
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(Allow(PUBLIC))])
 
 
 class FindClinic(ApiModel):

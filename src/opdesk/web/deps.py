@@ -1,15 +1,31 @@
-"""FastAPI dependencies: the request context and the per-request transaction."""
+"""FastAPI dependencies: request context, the per-request transaction, who is asking,
+and the permission each route declares.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
+from opdesk.errors import Forbidden, NotFound, Unauthorized
+from opdesk.security import sessions
+from opdesk.security.permissions import DEV_ONLY, PUBLIC, SIGNING_IN, allowed
+from opdesk.security.sessions import Principal
 from opdesk.uow import transaction
+
+SESSION_COOKIE = "opdesk_session"
+DEVICE_COOKIE = "opdesk_device"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def request_context(request: Request) -> RequestContext:
@@ -26,12 +42,118 @@ def request_context(request: Request) -> RequestContext:
 Ctx = Annotated[RequestContext, Depends(request_context)]
 
 
+def bearer_or_cookie(request: Request) -> tuple[str | None, bool]:
+    """The session token and whether it came from the cookie (browsers) or a header."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip(), False
+    return request.cookies.get(SESSION_COOKIE), True
+
+
 def db_session(request: Request, ctx: Ctx) -> Iterator[Session]:
-    """The request's one transaction; it commits before the response is sent."""
+    """The request's one transaction; it commits before the response is sent.
+
+    A valid session token scopes the transaction to its clinic and names the actor.
+    """
     with transaction(request.app.state.db, ctx) as session:
+        token, via_cookie = bearer_or_cookie(request)
+        principal = None
+        if token:
+            principal = sessions.resolve(session, ctx, token, via_cookie=via_cookie)
+        if principal is not None:
+            ctx.tenant_id, ctx.actor_id, ctx.role = (
+                principal.tenant_id,
+                principal.user_id,
+                principal.role,
+            )
+        request.state.principal = principal
         yield session
 
 
 # scope="function": the transaction ends (commit or rollback) when the endpoint returns,
 # before the response goes out, so a failed commit can still become an error response.
 DbSession = Annotated[Session, Depends(db_session, scope="function")]
+
+
+def csrf_token(request: Request, principal: Principal) -> str:
+    """The form token of a cookie session: bound to it, useless for any other."""
+    key: bytes = request.app.state.csrf_key
+    return hmac.new(key, principal.token.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def _same_origin(request: Request) -> bool:
+    """False only when the browser says the request came from another site."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return source is None
+    parts = urlsplit(source)
+    here = urlsplit(str(request.base_url))
+    allowed_hosts = {here.netloc, urlsplit(request.app.state.settings.base_url).netloc}
+    return parts.netloc in allowed_hosts
+
+
+async def _check_csrf(request: Request, principal: Principal | None) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    if principal is not None and not principal.via_cookie:
+        return  # bearer tokens are not sent by browsers on their own
+    if not _same_origin(request):
+        raise Forbidden("cross-site request refused")
+    if principal is None:
+        return
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
+        value = (await request.form()).get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    if not given or not hmac.compare_digest(given, csrf_token(request, principal)):
+        raise Forbidden("the form expired or came from elsewhere; reload the page and try again")
+
+
+class Allow:
+    """Route dependency declaring the action a route needs (see security/permissions.py)."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"Allow({self.action!r})"
+
+    async def __call__(self, request: Request, session: DbSession) -> Principal | None:
+        principal: Principal | None = request.state.principal
+        if self.action == DEV_ONLY and request.app.state.settings.env != "dev":
+            raise NotFound("not found")
+        await _check_csrf(request, principal)
+        if self.action in (PUBLIC, DEV_ONLY):
+            return principal
+        if principal is None:
+            raise Unauthorized("sign in first")
+        if self.action == SIGNING_IN:
+            return principal
+        if not principal.active:
+            raise Unauthorized("finish signing in first", stage=principal.stage)
+        if not allowed(principal.role, self.action):
+            raise Forbidden(f"a {principal.role} may not do {self.action}")
+        return principal
+
+
+class Open(Allow):
+    """A public route that needs no database (health checks, API docs)."""
+
+    def __init__(self) -> None:
+        super().__init__(PUBLIC)
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        if request.method not in SAFE_METHODS and not _same_origin(request):
+            raise Forbidden("cross-site request refused")
+
+
+def signed_in(principal: Principal | None) -> Principal:
+    """For routes whose ``Allow`` already guarantees a session."""
+    if principal is None:
+        raise Unauthorized("sign in first")
+    return principal
+
+
+def acting(action: str) -> Any:
+    """``Annotated[Principal, acting("users:manage")]``: the route needs that action."""
+    return Depends(Allow(action))

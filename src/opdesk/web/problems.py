@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opdesk.errors import DomainError, FieldError, InvalidInput
+from opdesk.identity.service import Refusal
 from opdesk.web.templating import clean_message, render_error
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ def problem(
     extra: dict[str, Any] | None = None,
 ) -> Response:
     if not wants_json(request):
+        if status == 401:
+            return RedirectResponse(sign_in_url(request, (extra or {}).get("stage")), 303)
         return render_error(request, status, title, detail or title)
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -44,6 +48,27 @@ def problem(
     if errors is not None:
         body["errors"] = [e.as_dict() for e in errors]
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def sign_in_url(request: Request, stage: str | None) -> str:
+    """Where a browser goes to finish or start signing in."""
+    if stage in STAGE_PAGES:
+        return STAGE_PAGES[stage]
+    path = request.url.path
+    start = "/patient/sign-in" if path.startswith("/me") else "/sign-in"
+    return f"{start}?{urlencode({'next': path})}"
+
+
+STAGE_PAGES = {"mfa": "/sign-in/mfa", "mfa-enrol": "/account/mfa", "device": "/sign-in/device"}
+
+
+def refusal_response(request: Request, refusal: Refusal) -> Response:
+    """A refused sign-in step, answered without raising so its counters still commit."""
+    errors = [FieldError(refusal.field, refusal.detail)] if refusal.field else None
+    response = problem(request, refusal.status, refusal.title, refusal.detail, errors)
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(int(refusal.retry_after.total_seconds()) + 1)
+    return response
 
 
 def field_name(loc: tuple[Any, ...]) -> str:

@@ -19,6 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
+from opdesk.security.permissions import allowed
+from opdesk.web.deps import csrf_token
 from opdesk.validation import phone_display
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -36,11 +38,32 @@ class NavItem:
     href: str
 
 
+# (label, address, action needed); shown to whoever may do the action.
+NAVIGATION: tuple[tuple[str, str, str], ...] = (
+    ("My clinic", "/me", "portal:self"),
+    ("Desk", "/app", "clinic:read"),
+    ("Users", "/admin/users", "users:read"),
+    ("Devices", "/admin/devices", "devices:manage"),
+    ("Sign-ins", "/admin/sign-ins", "audit:read"),
+    ("Security", "/admin/security", "clinic:manage"),
+    ("Account", "/account", "account:self"),
+)
+
+
 def nav_items(request: Request) -> list[NavItem]:
-    """The navigation for whoever is looking; roles add their sections as they arrive."""
-    items = [NavItem("Home", "/")]
+    """The navigation for whoever is looking, from the permission table."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or not principal.active:
+        items = [NavItem("Home", "/"), NavItem("Staff sign-in", "/sign-in")]
+        items.append(NavItem("Patient sign-in", "/patient/sign-in"))
+    else:
+        items = [
+            NavItem(label, href)
+            for label, href, action in NAVIGATION
+            if allowed(principal.role, action)
+        ]
     if request.app.state.settings.env == "dev":
-        items.append(NavItem("API", "/api/docs"))
+        items.append(NavItem("Dev inbox", "/dev/inbox"))
     return items
 
 
@@ -77,8 +100,11 @@ class Pages:
         status_code: int = 200,
     ) -> HTMLResponse:
         flashes = self._read_flashes(request)
+        principal = getattr(request.state, "principal", None)
         values = {
             "request": request,
+            "principal": principal,
+            "csrf_token": csrf_for(request, principal),
             "nav": nav_items(request),
             "flashes": flashes,
             "errors": {},
@@ -129,6 +155,12 @@ class Pages:
             for level, text in items
             if level in FLASH_LEVELS and isinstance(text, str)
         ]
+
+
+def csrf_for(request: Request, principal: Any) -> str | None:
+    if principal is None or not principal.via_cookie:
+        return None
+    return csrf_token(request, principal)
 
 
 def render_error(request: Request, status: int, title: str, detail: str) -> Response:

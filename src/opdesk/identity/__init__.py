@@ -1,0 +1,1 @@
+"""Staff and patient identity: users, devices, OTP sign-in, sessions."""

@@ -1,0 +1,565 @@
+"""Pages: staff sign-in with MFA and device approval, patient OTP sign-in, the account
+page, and the admin pages for users, devices, the sign-in log and clinic security.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from opdesk.identity import queries, service
+from opdesk.identity.models import STAFF_ROLES
+from opdesk.identity.schemas import OtpRequest, StaffSignIn, UserCreate
+from opdesk.identity.service import Identity, Refusal, SignedIn
+from opdesk.security.permissions import PUBLIC, SIGNING_IN
+from opdesk.security.sessions import Principal
+from opdesk.tenancy import service as tenants
+from opdesk.web.deps import DEVICE_COOKIE, SESSION_COOKIE, Allow, Ctx, DbSession, acting, signed_in
+from opdesk.web.problems import STAGE_PAGES
+from opdesk.web.templating import Pages, form_errors
+
+router = APIRouter(include_in_schema=False)
+
+Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
+SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
+OTP_COOKIE = "opdesk_otp"
+PROOF_COOKIE = "opdesk_phone_proof"
+ROLE_LABELS = {
+    "frontdesk": "Front desk",
+    "doctor": "Doctor",
+    "pharmacy": "Pharmacy",
+    "accounts": "Accounts",
+    "admin": "Admin",
+    "patient": "Patient",
+}
+
+
+def _pages(request: Request) -> Pages:
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+def _ident(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.settings.env != "dev" or request.app.state.settings.is_https)
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+
+
+def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    return _pages(request).render(request, template, context, status_code=status_code)
+
+
+def _flash(request: Request, url: str, message: str, level: str = "success") -> Response:
+    return _pages(request).redirect_with_flash(url, message, level, secure=_secure(request))
+
+
+def _safe_next(url: str | None, fallback: str) -> str:
+    """Only same-site paths: never an open redirect to another host."""
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return fallback
+
+
+def _after_sign_in(request: Request, result: SignedIn, next_url: str | None = None) -> Response:
+    home = "/me" if result.user.role == "patient" else "/app"
+    target = STAGE_PAGES.get(result.stage) or _safe_next(next_url, home)
+    response = RedirectResponse(target, status_code=303)
+    _cookie(request, response, SESSION_COOKIE, result.token, None)
+    if result.device_token:
+        _cookie(request, response, DEVICE_COOKIE, result.device_token, 400 * 24 * 3600)
+    return response
+
+
+# ------------------------------------------------------------------ staff sign-in
+
+
+@router.get("/sign-in")
+def sign_in_form(request: Request, _: Anyone, clinic: str = "", next: str = "") -> Response:  # noqa: A002
+    values = {"clinic": clinic, "next": next}
+    return _page(request, "identity/sign_in.html", values=values)
+
+
+@router.post("/sign-in")
+def sign_in(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Anyone,
+    clinic: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",  # noqa: A002
+) -> Response:
+    values = {"clinic": clinic, "email": email, "next": next}
+    try:
+        body = StaffSignIn(clinic=clinic.strip().lower(), email=email, password=password)
+    except ValidationError as exc:
+        return _page(request, "identity/sign_in.html", 422, values=values, errors=form_errors(exc))
+    result = service.staff_sign_in(
+        session,
+        ctx,
+        _ident(request),
+        clinic=body.clinic,
+        email=body.email,
+        password=body.password,
+        device_token=request.cookies.get(DEVICE_COOKIE),
+        device_label=ctx.user_agent,
+    )
+    if isinstance(result, Refusal):
+        errors = {"password": result.detail}
+        return _page(request, "identity/sign_in.html", result.status, values=values, errors=errors)
+    return _after_sign_in(request, result, next)
+
+
+@router.get("/sign-in/mfa")
+def mfa_form(request: Request, who: SigningIn) -> Response:
+    if signed_in(who).stage != "mfa":
+        return RedirectResponse(STAGE_PAGES.get(signed_in(who).stage, "/app"), 303)
+    return _page(request, "identity/mfa.html")
+
+
+@router.post("/sign-in/mfa")
+def mfa_submit(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: SigningIn,
+    code: Annotated[str, Form()] = "",
+    recovery_code: Annotated[str, Form()] = "",
+) -> Response:
+    principal = signed_in(who)
+    result = service.verify_mfa(
+        session,
+        ctx,
+        _ident(request),
+        principal,
+        code=code or None,
+        recovery_code=recovery_code.strip() or None,
+    )
+    if isinstance(result, Refusal):
+        return _page(request, "identity/mfa.html", result.status, errors={"code": result.detail})
+    stage = service.stage_of(session, principal)
+    response = RedirectResponse(STAGE_PAGES.get(stage, "/app"), status_code=303)
+    _cookie(request, response, SESSION_COOKIE, result, None)
+    return response
+
+
+@router.get("/sign-in/device")
+def device_wait(request: Request, who: SigningIn) -> Response:
+    if signed_in(who).active:
+        return RedirectResponse("/app", 303)
+    return _page(request, "identity/device_wait.html")
+
+
+@router.get("/sign-in/device/status")
+def device_status(request: Request, who: SigningIn) -> Response:
+    """Polled by the waiting page; tells htmx to move on once an admin approves."""
+    if signed_in(who).active:
+        return Response(status_code=204, headers={"HX-Redirect": "/app"})
+    return Response("Still waiting for approval…", media_type="text/plain")
+
+
+@router.post("/sign-out")
+def sign_out(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> Response:
+    principal = signed_in(who)
+    service.sign_out(session, ctx, principal)
+    target = "/patient/sign-in" if principal.role == "patient" else "/sign-in"
+    response = _flash(request, target, "You have signed out.")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# ------------------------------------------------------------------ MFA set-up and account
+
+
+@router.get("/account/mfa")
+def mfa_setup_page(request: Request, session: DbSession, who: SigningIn) -> Response:
+    principal = service.may_enrol(signed_in(who))
+    user = service.get_user(session, principal.user_id)
+    return _page(request, "identity/mfa_setup.html", user=user, enrolment=None)
+
+
+@router.post("/account/mfa/start")
+def mfa_setup_start(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> Response:
+    principal = service.may_enrol(signed_in(who))
+    enrolment = service.begin_mfa_enrolment(session, ctx, _ident(request), principal)
+    user = service.get_user(session, principal.user_id)
+    return _page(request, "identity/mfa_setup.html", user=user, enrolment=enrolment)
+
+
+@router.post("/account/mfa/confirm")
+def mfa_setup_confirm(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: SigningIn,
+    code: Annotated[str, Form()] = "",
+) -> Response:
+    principal = service.may_enrol(signed_in(who))
+    result = service.confirm_mfa_enrolment(session, ctx, _ident(request), principal, code)
+    if isinstance(result, Refusal):
+        user = service.get_user(session, principal.user_id)
+        return _page(
+            request,
+            "identity/mfa_setup.html",
+            result.status,
+            user=user,
+            enrolment=None,
+            errors={"code": result.detail},
+        )
+    codes, token = result
+    response = _page(request, "identity/mfa_codes.html", codes=codes)
+    if token:
+        _cookie(request, response, SESSION_COOKIE, token, None)
+    return response
+
+
+@router.get("/app")
+def staff_home(
+    request: Request, session: DbSession, who: Annotated[Principal, acting("account:self")]
+) -> Response:
+    if who.role == "patient":
+        return RedirectResponse("/me", 303)
+    tenant = tenants.get_tenant(session, who.tenant_id)
+    return _page(request, "identity/app_home.html", clinic=tenant, role_label=ROLE_LABELS[who.role])
+
+
+@router.get("/account")
+def account(
+    request: Request, session: DbSession, who: Annotated[Principal, acting("account:self")]
+) -> Response:
+    user = service.get_user(session, who.user_id)
+    return _page(request, "identity/account.html", user=user, role_label=ROLE_LABELS[user.role])
+
+
+@router.post("/account/password")
+def account_password(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Annotated[Principal, acting("account:self")],
+    current: Annotated[str, Form()] = "",
+    new: Annotated[str, Form()] = "",
+) -> Response:
+    from opdesk.errors import InvalidInput
+
+    user = service.get_user(session, who.user_id)
+    try:
+        refusal = service.change_password(
+            session, ctx, _ident(request), who, current=current, new=new
+        )
+    except InvalidInput as exc:
+        errors = {e.field: e.reason for e in exc.errors}
+        return _page(request, "identity/account.html", 422, user=user, errors=errors, role_label=ROLE_LABELS[user.role])
+    if refusal is not None:
+        errors = {"current": "That is not your current password."}
+        return _page(request, "identity/account.html", 422, user=user, errors=errors, role_label=ROLE_LABELS[user.role])
+    return _flash(request, "/account", "Password changed. Your other sessions have ended.")
+
+
+# ------------------------------------------------------------------ patient sign-in
+
+
+@router.get("/patient/sign-in")
+def patient_phone_form(request: Request, _: Anyone, clinic: str = "") -> Response:
+    return _page(request, "identity/patient_phone.html", values={"clinic": clinic})
+
+
+@router.post("/patient/sign-in")
+def patient_phone_submit(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Anyone,
+    clinic: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form()] = "",
+) -> Response:
+    values = {"clinic": clinic, "phone": phone}
+    try:
+        body = OtpRequest(clinic=clinic.strip().lower(), phone=phone)
+    except ValidationError as exc:
+        return _page(request, "identity/patient_phone.html", 422, values=values, errors=form_errors(exc))
+    if tenants.find_by_slug(session, body.clinic) is None:
+        errors = {"clinic": "No clinic uses this code. Check the spelling with your clinic."}
+        return _page(request, "identity/patient_phone.html", 404, values=values, errors=errors)
+    result = service.request_otp(session, ctx, _ident(request), phone=body.phone, clinic=body.clinic)
+    if isinstance(result, Refusal):
+        return _page(request, "identity/patient_phone.html", result.status, values=values, errors={"phone": result.detail})
+    response = _flash(request, "/patient/sign-in/code", "We have sent a 6-digit code by SMS.")
+    _cookie(request, response, OTP_COOKIE, result, 600)
+    return response
+
+
+@router.get("/patient/sign-in/code")
+def patient_code_form(request: Request, _: Anyone) -> Response:
+    if not request.cookies.get(OTP_COOKIE):
+        return RedirectResponse("/patient/sign-in", 303)
+    return _page(request, "identity/patient_code.html")
+
+
+@router.post("/patient/sign-in/code")
+def patient_code_submit(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Anyone,
+    code: Annotated[str, Form()] = "",
+) -> Response:
+    attempt = request.cookies.get(OTP_COOKIE, "")
+    result = service.verify_otp(session, ctx, _ident(request), attempt=attempt, code=code)
+    if isinstance(result, Refusal):
+        return _page(request, "identity/patient_code.html", result.status, errors={"code": result.detail})
+    if not result.clinics:
+        return _page(request, "identity/patient_clinics.html", clinics=[])
+    if len(result.clinics) == 1:
+        return _patient_session(request, session, ctx, result.proof, result.clinics[0][0])
+    response = _page(request, "identity/patient_clinics.html", clinics=result.clinics)
+    _cookie(request, response, PROOF_COOKIE, result.proof, 600)
+    response.delete_cookie(OTP_COOKIE, path="/")
+    return response
+
+
+@router.post("/patient/sign-in/clinic")
+def patient_choose_clinic(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Anyone,
+    clinic: Annotated[str, Form()] = "",
+) -> Response:
+    return _patient_session(request, session, ctx, request.cookies.get(PROOF_COOKIE, ""), clinic)
+
+
+def _patient_session(
+    request: Request, session: Any, ctx: Any, proof: str, clinic: str
+) -> Response:
+    result = service.patient_sign_in(session, ctx, _ident(request), proof=proof, clinic=clinic)
+    if isinstance(result, Refusal):
+        return _flash(request, "/patient/sign-in", result.detail, "error")
+    response = _after_sign_in(request, result)
+    response.delete_cookie(PROOF_COOKIE, path="/")
+    response.delete_cookie(OTP_COOKIE, path="/")
+    return response
+
+
+@router.get("/me")
+def patient_home(
+    request: Request, session: DbSession, who: Annotated[Principal, acting("portal:self")]
+) -> Response:
+    tenant = tenants.get_tenant(session, who.tenant_id)
+    return _page(request, "identity/patient_home.html", clinic=tenant)
+
+
+# ------------------------------------------------------------------ admin: users
+
+
+def _role_options(include_patient: bool = False) -> list[tuple[str, str]]:
+    roles = [*STAFF_ROLES, "patient"] if include_patient else list(STAFF_ROLES)
+    return [(r, ROLE_LABELS[r]) for r in roles]
+
+
+@router.get("/admin/users")
+def admin_users(
+    request: Request, session: DbSession, _: Annotated[Principal, acting("users:read")]
+) -> Response:
+    return _page(
+        request,
+        "identity/admin_users.html",
+        users=queries.users(session),
+        roles=_role_options(),
+        role_labels=ROLE_LABELS,
+        values={"role": "frontdesk"},
+    )
+
+
+@router.post("/admin/users")
+def admin_create_user(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("users:manage")],
+    name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    device_approval_required: Annotated[str, Form()] = "",
+) -> Response:
+    from opdesk.errors import Conflict, InvalidInput
+
+    values = {"name": name, "role": role, "email": email, "device_approval_required": device_approval_required}
+    errors: dict[str, str] = {}
+    try:
+        body = UserCreate(
+            name=name,
+            role=role,  # type: ignore[arg-type]
+            email=email or None,
+            password=password or None,
+            device_approval_required=bool(device_approval_required),
+        )
+        if body.role == "patient":
+            errors["role"] = "patients get their sign-in when they are registered"
+        else:
+            user = service.create_user(session, ctx, _ident(request), **body.model_dump())
+            return _flash(request, f"/admin/users/{user.id}", f"{user.name} can now sign in.")
+    except ValidationError as exc:
+        errors = form_errors(exc)
+    except InvalidInput as exc:
+        errors = {e.field: e.reason for e in exc.errors}
+    except Conflict as exc:
+        errors = {"email": exc.detail}
+    return _page(
+        request,
+        "identity/admin_users.html",
+        422 if "email" not in errors or "already" not in errors.get("email", "") else 409,
+        users=queries.users(session),
+        roles=_role_options(),
+        role_labels=ROLE_LABELS,
+        values=values,
+        errors=errors,
+    )
+
+
+@router.get("/admin/users/{user_id}")
+def admin_user(
+    request: Request,
+    user_id: uuid.UUID,
+    session: DbSession,
+    _: Annotated[Principal, acting("users:read")],
+) -> Response:
+    user = service.get_user(session, user_id)
+    rows = [(d, u) for d, u in queries.devices(session) if u.id == user.id]
+    return _page(
+        request,
+        "identity/admin_user.html",
+        user=user,
+        rows=rows,
+        roles=_role_options(include_patient=user.role == "patient"),
+        role_labels=ROLE_LABELS,
+    )
+
+
+@router.post("/admin/users/{user_id}")
+def admin_update_user(
+    request: Request,
+    user_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("users:manage")],
+    role: Annotated[str, Form()] = "",
+    active: Annotated[str, Form()] = "",
+    device_approval_required: Annotated[str, Form()] = "",
+) -> Response:
+    if role and role not in ROLE_LABELS:
+        from opdesk.errors import FieldError, InvalidInput
+
+        raise InvalidInput([FieldError("role", "not a known role")])
+    user = service.update_user(
+        session,
+        ctx,
+        user_id=user_id,
+        role=role or None,
+        active=bool(active),
+        device_approval_required=bool(device_approval_required),
+    )
+    return _flash(request, f"/admin/users/{user.id}", f"Saved changes to {user.name}.")
+
+
+@router.post("/admin/users/{user_id}/mfa-reset")
+def admin_reset_mfa(
+    request: Request,
+    user_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("users:manage")],
+) -> Response:
+    user = service.reset_mfa(session, ctx, user_id=user_id)
+    return _flash(request, f"/admin/users/{user.id}", f"Two-step sign-in reset for {user.name}.")
+
+
+# ------------------------------------------------------------------ admin: devices, log, security
+
+
+@router.get("/admin/devices")
+def admin_devices(
+    request: Request,
+    session: DbSession,
+    _: Annotated[Principal, acting("devices:manage")],
+    status: str = "",
+) -> Response:
+    rows = queries.devices(session, status=status or None)
+    return _page(request, "identity/admin_devices.html", rows=rows, status=status)
+
+
+@router.post("/admin/devices/{device_id}/approve")
+def admin_approve_device(
+    request: Request,
+    device_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("devices:manage")],
+) -> Response:
+    service.approve_device(session, ctx, device_id=device_id)
+    return _flash(request, "/admin/devices", "Device approved.")
+
+
+@router.post("/admin/devices/{device_id}/revoke")
+def admin_revoke_device(
+    request: Request,
+    device_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("devices:manage")],
+) -> Response:
+    service.revoke_device(session, ctx, device_id=device_id)
+    return _flash(request, "/admin/devices", "Device revoked; its sessions have ended.")
+
+
+@router.get("/admin/sign-ins")
+def admin_sign_ins(
+    request: Request, session: DbSession, _: Annotated[Principal, acting("audit:read")]
+) -> Response:
+    return _page(request, "identity/admin_sign_ins.html", entries=queries.sign_in_log(session))
+
+
+@router.get("/admin/security")
+def admin_security(
+    request: Request, session: DbSession, who: Annotated[Principal, acting("clinic:manage")]
+) -> Response:
+    tenant = tenants.get_tenant(session, who.tenant_id)
+    return _page(
+        request,
+        "identity/admin_security.html",
+        required=set(tenant.mfa_required_roles or []),
+        roles=_role_options(),
+    )
+
+
+@router.post("/admin/security")
+def admin_security_save(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+    mfa_roles: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    service.set_mfa_required_roles(session, ctx, roles=mfa_roles or [])
+    return _flash(request, "/admin/security", "Security settings saved.")

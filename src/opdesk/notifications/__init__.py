@@ -1,0 +1,1 @@
+"""Messages to patients and staff: the outbox (delivery comes with the worker)."""

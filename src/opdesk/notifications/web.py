@@ -1,0 +1,28 @@
+"""The dev inbox: outgoing messages (OTP codes, reminders) shown in development."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from opdesk.notifications import service
+from opdesk.security.permissions import DEV_ONLY
+from opdesk.security.sessions import Principal
+from opdesk.web.deps import Allow, DbSession
+from opdesk.web.templating import Pages
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/dev/inbox")
+def dev_inbox(
+    request: Request,
+    session: DbSession,
+    _: Annotated[Principal | None, Depends(Allow(DEV_ONLY))],
+) -> Response:
+    """Every clinic's newest outbox messages; exists only with OPDESK_ENV=dev."""
+    pages: Pages = request.app.state.pages
+    items = service.dev_inbox(session, request.app.state.cipher)
+    return pages.render(request, "notifications/dev_inbox.html", {"items": items})

@@ -1,0 +1,79 @@
+"""The one permission table: which role may do which action.
+
+Every route declares the action it needs with ``Depends(Allow("<action>"))``; tests read
+the declarations from the router and check them against this table for every role.
+Least privilege: front desk sees no clinical notes, pharmacy sees prescriptions but not
+notes, a patient sees only their own records (enforced by the services, which scope a
+patient's queries to their own id).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PATIENT: Final = "patient"
+FRONTDESK: Final = "frontdesk"
+DOCTOR: Final = "doctor"
+PHARMACY: Final = "pharmacy"
+ACCOUNTS: Final = "accounts"
+ADMIN: Final = "admin"
+
+ROLES: Final = (PATIENT, FRONTDESK, DOCTOR, PHARMACY, ACCOUNTS, ADMIN)
+STAFF: Final = frozenset({FRONTDESK, DOCTOR, PHARMACY, ACCOUNTS, ADMIN})
+EVERYONE: Final = frozenset(ROLES)
+
+# Pseudo-actions for routes that need no permission check.
+PUBLIC: Final = "public"  # anyone, signed in or not (sign-in forms, clinic pages)
+SIGNING_IN: Final = "signing-in"  # a session part-way through sign-in (MFA, device)
+DEV_ONLY: Final = "dev-only"  # exists only when OPDESK_ENV=dev (dev inbox)
+
+PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    # own account: profile, password, MFA, sign-out
+    "account:self": EVERYONE,
+    # clinic profile and settings
+    "clinic:read": STAFF,
+    "clinic:manage": frozenset({ADMIN}),
+    # people who use OPDesk
+    "users:read": frozenset({ADMIN}),
+    "users:manage": frozenset({ADMIN}),
+    "devices:manage": frozenset({ADMIN}),
+    "audit:read": frozenset({ADMIN}),
+    # declared now so later issues inherit one table
+    "patients:read": frozenset({FRONTDESK, DOCTOR, PHARMACY, ACCOUNTS, ADMIN}),
+    "patients:write": frozenset({FRONTDESK, DOCTOR, ADMIN}),
+    "patients:delete": frozenset({ADMIN}),
+    "appointments:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
+    "appointments:write": frozenset({FRONTDESK, DOCTOR, ADMIN}),
+    "visits:read": frozenset({DOCTOR}),
+    "visits:write": frozenset({DOCTOR}),
+    "visits:sign": frozenset({DOCTOR}),
+    "prescriptions:read": frozenset({DOCTOR, PHARMACY}),
+    "prescriptions:write": frozenset({DOCTOR}),
+    "invoices:read": frozenset({FRONTDESK, ACCOUNTS, ADMIN}),
+    "invoices:write": frozenset({FRONTDESK, ACCOUNTS}),
+    "payments:collect": frozenset({FRONTDESK, ACCOUNTS}),
+    "payments:refund": frozenset({ACCOUNTS, ADMIN}),
+    "reports:read": frozenset({ACCOUNTS, ADMIN}),
+    # a patient's own records through the portal
+    "portal:self": frozenset({PATIENT}),
+}
+
+PSEUDO_ACTIONS: Final = frozenset({PUBLIC, SIGNING_IN, DEV_ONLY})
+
+
+def allowed(role: str | None, action: str) -> bool:
+    """Whether ``role`` may perform ``action``; unknown actions are refused."""
+    if action in PSEUDO_ACTIONS:
+        return True
+    return role is not None and role in PERMISSIONS.get(action, frozenset())
+
+
+def table_markdown() -> str:
+    """The table as Markdown (for the closing note and docs)."""
+    header = "| action | " + " | ".join(ROLES) + " |"
+    rule = "| --- |" + " :-: |" * len(ROLES)
+    rows = [
+        f"| `{action}` | " + " | ".join("✓" if r in roles else "" for r in ROLES) + " |"
+        for action, roles in PERMISSIONS.items()
+    ]
+    return "\n".join([header, rule, *rows])
