@@ -16,8 +16,10 @@ import os
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -37,7 +39,10 @@ from opdesk.db import (
     ensure_database,
     psycopg_url,
 )
+from opdesk.identity.models import User
+from opdesk.identity.service import Identity, create_user
 from opdesk.migrate import upgrade
+from opdesk.security import sessions
 from opdesk.security.crypto import FieldCipher, StaticKeyring
 from opdesk.security.keys import new_keyring
 from opdesk.tenancy.models import Tenant
@@ -175,3 +180,64 @@ def app(settings: Settings, db: Database, keyring: StaticKeyring) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+# --------------------------------------------------------------------------- people
+
+
+@pytest.fixture(scope="session")
+def ident(app: FastAPI) -> Identity:
+    identity: Identity = app.state.identity
+    return identity
+
+
+STAFF_PASSWORD = "correct horse battery"
+_phone_counter = iter(range(10_000_000))
+
+
+def unique_mobile() -> str:
+    """A valid Indian mobile number nobody else in the test run uses."""
+    return f"+9198{next(_phone_counter) + secrets.randbelow(10) * 10_000_000:08d}"
+
+
+def make_user(
+    database: Database, ident: Identity, tenant: Tenant, role: str, **fields: Any
+) -> User:
+    ctx = system_context(tenant.id)
+    if role == "patient":
+        fields.setdefault("phone", unique_mobile())
+    else:
+        fields.setdefault("email", f"{role}-{secrets.token_hex(3)}@example.in")
+        fields.setdefault("password", STAFF_PASSWORD)
+    fields.setdefault("name", f"Test {role.title()}")
+    with transaction(database, ctx) as session:
+        return create_user(session, ctx, ident, role=role, **fields)
+
+
+def open_session(
+    database: Database,
+    ident: Identity,
+    user: User,
+    stage: str = "active",
+    clock: Callable[[], datetime] | None = None,
+) -> str:
+    """A session token for ``user`` without going through the sign-in steps."""
+    ctx = system_context(user.tenant_id)
+    if clock is not None:
+        ctx.clock = clock
+    with transaction(database, ctx) as session:
+        _, token = sessions.start(
+            session,
+            ctx,
+            user=user,
+            stage=stage,
+            method="test",
+            device_id=None,
+            idle=ident.idle(user.role),
+            lifetime=ident.lifetime,
+        )
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

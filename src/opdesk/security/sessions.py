@@ -79,12 +79,22 @@ def rotate(session: Session, row: AuthSession) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class Expired:
+    """A session found past its idle or absolute limit (or of a deactivated user)."""
+
+    tenant_id: uuid.UUID
+    session_id: uuid.UUID
+    reason: str
+
+
 def resolve(
     session: Session, ctx: RequestContext, token: str, *, via_cookie: bool
-) -> Principal | None:
-    """The live session for ``token``, scoping the transaction to its clinic; else None.
+) -> Principal | Expired | None:
+    """The live session for ``token``, scoping the transaction to its clinic.
 
-    Expired sessions are ended here, so they are gone for every later request too.
+    A session past its limits comes back as :class:`Expired` so the caller can end it in
+    a transaction of its own (this request's will roll back when it answers 401).
     """
     tenant_id = tenant_of(token)
     if tenant_id is None:
@@ -102,9 +112,8 @@ def resolve(
     now = ctx.now()
     reason = _why_over(row, user, now)
     if reason is not None:
-        end(session, ctx, row, reason)
         bind_tenant(session, None)
-        return None
+        return Expired(row.tenant_id, row.id, reason)
     if row.stage == "device" and _device_approved(session, row):
         row.stage = "active"
     if now - row.last_seen_at >= TOUCH_EVERY:
@@ -166,6 +175,17 @@ def end_all(
     for row in rows:
         end(session, ctx, row, reason)
     return len(rows)
+
+
+def end_expired(session: Session, ctx: RequestContext, expired: Expired) -> None:
+    bind_tenant(session, expired.tenant_id)
+    row = session.execute(
+        select(AuthSession)
+        .where(AuthSession.id == expired.session_id, AuthSession.ended_at.is_(None))
+        .with_for_update()
+    ).scalar_one_or_none()
+    if row is not None:
+        end(session, ctx, row, expired.reason)
 
 
 def set_stage(session: Session, row_id: uuid.UUID, tenant_id: uuid.UUID, stage: str) -> None:

@@ -55,11 +55,16 @@ def db_session(request: Request, ctx: Ctx) -> Iterator[Session]:
 
     A valid session token scopes the transaction to its clinic and names the actor.
     """
-    with transaction(request.app.state.db, ctx) as session:
+    db = request.app.state.db
+    with transaction(db, ctx) as session:
         token, via_cookie = bearer_or_cookie(request)
         principal = None
         if token:
-            principal = sessions.resolve(session, ctx, token, via_cookie=via_cookie)
+            found = sessions.resolve(session, ctx, token, via_cookie=via_cookie)
+            if isinstance(found, sessions.Expired):
+                _end_expired(db, ctx, found)
+            else:
+                principal = found
         if principal is not None:
             ctx.tenant_id, ctx.actor_id, ctx.role = (
                 principal.tenant_id,
@@ -68,6 +73,19 @@ def db_session(request: Request, ctx: Ctx) -> Iterator[Session]:
             )
         request.state.principal = principal
         yield session
+
+
+def _end_expired(db: Any, ctx: RequestContext, expired: sessions.Expired) -> None:
+    """Record the end of a timed-out session in its own transaction, so it sticks."""
+    own = RequestContext(
+        tenant_id=expired.tenant_id,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        clock=ctx.clock,
+    )
+    with transaction(db, own) as session:
+        sessions.end_expired(session, own, expired)
 
 
 # scope="function": the transaction ends (commit or rollback) when the endpoint returns,

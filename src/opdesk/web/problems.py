@@ -34,7 +34,9 @@ def problem(
 ) -> Response:
     if not wants_json(request):
         if status == 401:
-            return RedirectResponse(sign_in_url(request, (extra or {}).get("stage")), 303)
+            target = sign_in_url(request, (extra or {}).get("stage"))
+            # HX-Redirect makes htmx navigate the whole page, not swap the sign-in form in.
+            return RedirectResponse(target, 303, headers={"HX-Redirect": target})
         return render_error(request, status, title, detail or title)
     body: dict[str, Any] = {
         "type": "about:blank",
