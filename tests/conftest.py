@@ -178,7 +178,9 @@ def app(settings: Settings, db: Database, keyring: StaticKeyring) -> FastAPI:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
+    """A client with an address of its own, so per-IP limits never leak between tests."""
+    address = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    with TestClient(app, client=(address, 50000)) as test_client:
         yield test_client
 
 

@@ -16,15 +16,15 @@ from opdesk.config import Settings, get_settings
 from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.demo import DEMO_SLUG
-from opdesk.logsetup import configure_logging
-from opdesk.migrate import upgrade
-from opdesk.schemas import Problem
-from opdesk.security.crypto import FieldCipher, KeyringSource
-from opdesk.security.keys import load_keyring
 from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
 from opdesk.identity.service import Identity
+from opdesk.logsetup import configure_logging
+from opdesk.migrate import upgrade
 from opdesk.notifications import web as notifications_web
+from opdesk.schemas import Problem
+from opdesk.security.crypto import FieldCipher, KeyringSource
+from opdesk.security.keys import load_keyring
 from opdesk.tenancy import api as tenancy_api
 from opdesk.tenancy import web as tenancy_web
 from opdesk.web.deps import Open

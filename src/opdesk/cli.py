@@ -119,9 +119,7 @@ def demo() -> None:
         ctx = system_context(None)
         with transaction(rt.db, ctx) as session:
             tenant = refresh_demo(session, ctx)
-            logins = refresh_demo_people(
-                session, ctx, ident, demo_passwords(rt.settings.data_dir)
-            )
+            logins = refresh_demo_people(session, ctx, ident, demo_passwords(rt.settings.data_dir))
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
         click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")

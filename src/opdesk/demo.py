@@ -11,12 +11,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from opdesk import audit
 from opdesk.context import RequestContext
 from opdesk.db import bind_tenant
 from opdesk.identity import service as identity
 from opdesk.identity.models import User
 from opdesk.identity.service import Identity
-from opdesk import audit
 from opdesk.security.passwords import hash_password, verify_password
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant

@@ -10,8 +10,8 @@ from functools import cache
 from zoneinfo import available_timezones
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import NumberParseException, PhoneNumberType
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.in_ import gstin as _gstin
 

@@ -75,8 +75,8 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
             continue
         actions = declared_actions(route)
         action = actions[0] if len(actions) == 1 else f"<{len(actions)} declarations>"
-        for method in sorted(route.methods - {"HEAD"}):
-            result.append(Endpoint(method, route.path, action))
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            result.append(Endpoint(method, route.path or "", action))
     return result
 
 
@@ -126,7 +126,7 @@ def database_state(db: Database, tenant_id: uuid.UUID) -> dict[str, int]:
             text("select tablename from pg_tables where schemaname = 'public' order by 1")
         ).scalars()
         state = {
-            t: conn.execute(text(f'select count(*) from "{t}"')).scalar_one()  # noqa: S608
+            t: conn.execute(text(f'select count(*) from "{t}"')).scalar_one()
             for t in tables
             if t not in ("sessions", "auth_throttle")  # the test opens sessions itself
         }
@@ -179,7 +179,11 @@ def _judge(endpoint: Endpoint, role: str | None, response: Any) -> str | None:
             return f"{endpoint} as {who}: server error {status}"
         return None
     if role is None:
-        return None if is_unauthenticated(endpoint, response) else f"{endpoint} anonymous: got {status}"
+        return (
+            None
+            if is_unauthenticated(endpoint, response)
+            else f"{endpoint} anonymous: got {status}"
+        )
     return None if status == 403 else f"{endpoint} as {who}: expected 403, got {status}"
 
 
@@ -250,7 +254,9 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
         for endpoint, params in id_routes(app):
             path = endpoint.path
             for param in params:
-                path = path.replace("{" + param + "}", str(ID_FACTORIES[param](db, ident, tenant_a)))
+                path = path.replace(
+                    "{" + param + "}", str(ID_FACTORIES[param](db, ident, tenant_a))
+                )
             path = path.replace("{slug}", tenant_a.slug)
             before = database_state(db, tenant_a.id)
             response = call(client, endpoint, path, open_session(db, ident, admin_b))

@@ -21,15 +21,21 @@ from opdesk.web.deps import SESSION_COOKIE
 from tests.conftest import STAFF_PASSWORD, bearer, make_tenant, make_user, open_session
 
 
-def sign_in(client: TestClient, tenant: Tenant, email: str, password: str = STAFF_PASSWORD) -> Any:
+def sign_in(
+    client: TestClient, tenant: Tenant, email: str | None, password: str = STAFF_PASSWORD
+) -> Any:
+    assert email is not None
     return client.post(
         "/api/v1/auth/sign-in",
         json={"clinic": tenant.slug, "email": email, "password": password},
     )
 
 
-def test_sign_in_gives_a_working_token(client: TestClient, db: Database, ident: Any, tenant: Tenant) -> None:
+def test_sign_in_gives_a_working_token(
+    client: TestClient, db: Database, ident: Any, tenant: Tenant
+) -> None:
     user = make_user(db, ident, tenant, "doctor")
+    assert user.email is not None
     response = sign_in(client, tenant, user.email.upper())  # emails compare case-insensitively
     assert response.status_code == 200, response.text
     body = response.json()
@@ -152,7 +158,9 @@ def test_session_fixation_a_planted_cookie_is_replaced(
     assert "httponly" in cookie and "samesite=lax" in cookie
 
 
-def test_each_sign_in_gets_a_new_token(client: TestClient, db: Database, ident: Any, tenant: Tenant) -> None:
+def test_each_sign_in_gets_a_new_token(
+    client: TestClient, db: Database, ident: Any, tenant: Tenant
+) -> None:
     user = make_user(db, ident, tenant, "doctor")
     tokens = {sign_in(client, tenant, user.email).json()["token"] for _ in range(3)}
     assert len(tokens) == 3
@@ -180,12 +188,16 @@ def test_idle_timeout_and_absolute_lifetime(
         assert client.get("/api/v1/auth/me", headers=bearer(idle_token)).status_code == 401
     with tenant_session(db, tenant.id) as session:
         reasons = set(
-            session.execute(select(AuthSession.end_reason).where(AuthSession.user_id == user.id)).scalars()
+            session.execute(
+                select(AuthSession.end_reason).where(AuthSession.user_id == user.id)
+            ).scalars()
         )
     assert {"expired", "idle"} <= reasons
 
 
-def test_sign_out_ends_the_session(client: TestClient, db: Database, ident: Any, tenant: Tenant) -> None:
+def test_sign_out_ends_the_session(
+    client: TestClient, db: Database, ident: Any, tenant: Tenant
+) -> None:
     user = make_user(db, ident, tenant, "pharmacy")
     token = sign_in(client, tenant, user.email).json()["token"]
     assert client.post("/api/v1/auth/sign-out", headers=bearer(token)).status_code == 204
@@ -198,7 +210,9 @@ def test_a_deactivated_users_live_session_stops_at_once(
     user = make_user(db, ident, tenant, "doctor")
     token = sign_in(client, tenant, user.email).json()["token"]
     admin = open_session(db, ident, make_user(db, ident, tenant, "admin"))
-    response = client.patch(f"/api/v1/users/{user.id}", json={"active": False}, headers=bearer(admin))
+    response = client.patch(
+        f"/api/v1/users/{user.id}", json={"active": False}, headers=bearer(admin)
+    )
     assert response.status_code == 200
     assert client.get("/api/v1/auth/me", headers=bearer(token)).status_code == 401
 
@@ -210,12 +224,16 @@ def test_password_change_ends_the_other_sessions_only(
     here = sign_in(client, tenant, user.email).json()["token"]
     elsewhere = sign_in(client, tenant, user.email).json()["token"]
     weak = client.post(
-        "/api/v1/auth/password", json={"current": STAFF_PASSWORD, "new": "short"}, headers=bearer(here)
+        "/api/v1/auth/password",
+        json={"current": STAFF_PASSWORD, "new": "short"},
+        headers=bearer(here),
     )
     assert weak.status_code == 422
     assert weak.json()["errors"][0]["field"] == "new"
     wrong = client.post(
-        "/api/v1/auth/password", json={"current": "nope", "new": "a much longer one"}, headers=bearer(here)
+        "/api/v1/auth/password",
+        json={"current": "nope", "new": "a much longer one"},
+        headers=bearer(here),
     )
     assert wrong.status_code == 422
     changed = client.post(
@@ -245,7 +263,9 @@ def test_cookie_sessions_need_the_csrf_token_for_unsafe_requests(
     without = client.post("/admin/security", data={"mfa_roles": "doctor"}, follow_redirects=False)
     assert without.status_code == 403
     forged = client.post(
-        "/admin/security", data={"mfa_roles": "doctor", "csrf_token": "0" * 40}, follow_redirects=False
+        "/admin/security",
+        data={"mfa_roles": "doctor", "csrf_token": "0" * 40},
+        follow_redirects=False,
     )
     assert forged.status_code == 403
     cross_site = client.post(

@@ -56,12 +56,8 @@ class User(TenantScoped, Base):
     __table_args__ = (
         CheckConstraint(_in("role", ROLES), name="role_known"),
         CheckConstraint("email IS NULL OR email = lower(email)", name="email_lower"),
-        CheckConstraint(
-            "role = 'patient' OR email IS NOT NULL", name="staff_have_email"
-        ),
-        CheckConstraint(
-            "role <> 'patient' OR phone_hash IS NOT NULL", name="patients_have_phone"
-        ),
+        CheckConstraint("role = 'patient' OR email IS NOT NULL", name="staff_have_email"),
+        CheckConstraint("role <> 'patient' OR phone_hash IS NOT NULL", name="patients_have_phone"),
         Index(None, "tenant_id", "role"),
         Index("uq_users_tenant_id_email", "tenant_id", "email", unique=True),
         # One patient sign-in per phone and clinic (a family sharing a phone shares it).

@@ -26,7 +26,7 @@ from opdesk import audit
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.db import bind_tenant, new_id
-from opdesk.errors import Conflict, InvalidInput, FieldError, NotFound
+from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
 from opdesk.identity.models import STAFF_ROLES, AuthSession, Device, OtpToken, User
 from opdesk.notifications import service as outbox
 from opdesk.security import sessions, throttle
@@ -127,7 +127,11 @@ class Identity:
         return self.settings.fast_password_hashing
 
     def idle(self, role: str) -> timedelta:
-        minutes = self.settings.patient_idle_minutes if role == "patient" else self.settings.staff_idle_minutes
+        minutes = (
+            self.settings.patient_idle_minutes
+            if role == "patient"
+            else self.settings.staff_idle_minutes
+        )
         return timedelta(minutes=minutes)
 
     @property
@@ -193,7 +197,9 @@ def staff_sign_in(
     now = ctx.now()
     ip_key = keyed_hash(ident.keys.throttle, "ip", ctx.ip or "")
     tenant = tenants.find_by_slug(session, clinic)
-    account_key = keyed_hash(ident.keys.throttle, "account", str(tenant.id if tenant else clinic), email)
+    account_key = keyed_hash(
+        ident.keys.throttle, "account", str(tenant.id if tenant else clinic), email
+    )
     for limit, key in ((PASSWORD_FAILS_IP, ip_key), (PASSWORD_FAILS_ACCOUNT, account_key)):
         wait = throttle.retry_after(session, limit, key, now)
         if wait is not None:
@@ -213,9 +219,7 @@ def staff_sign_in(
     return _open_session(session, ctx, ident, tenant, user, "password", device_token, device_label)
 
 
-def _staff_user(
-    session: Session, ctx: RequestContext, tenant: Tenant, email: str
-) -> User | None:
+def _staff_user(session: Session, ctx: RequestContext, tenant: Tenant, email: str) -> User | None:
     ctx.tenant_id = tenant.id
     bind_tenant(session, tenant.id)
     return session.execute(
@@ -355,7 +359,11 @@ def _session_row(session: Session, principal: Principal) -> AuthSession:
 def _totp(ident: Identity, user: User) -> pyotp.TOTP:
     assert user.mfa_secret is not None
     secret = ident.cipher.decrypt_str(
-        user.mfa_secret, tenant_id=user.tenant_id, table="users", column="mfa_secret", row_id=user.id
+        user.mfa_secret,
+        tenant_id=user.tenant_id,
+        table="users",
+        column="mfa_secret",
+        row_id=user.id,
     )
     return pyotp.TOTP(secret)
 
@@ -412,7 +420,9 @@ def confirm_mfa_enrolment(
     if user.mfa_secret is None:
         raise Conflict("start the set-up first")
     if not _accept_totp(ident, user, code, ctx.now()):
-        return Refusal(422, "Invalid input", "That code is not right; try the newest one.", field="code")
+        return Refusal(
+            422, "Invalid input", "That code is not right; try the newest one.", field="code"
+        )
     codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
     user.mfa_enabled = True
     user.mfa_recovery_hashes = [_recovery_hash(ident, user, c) for c in codes]
@@ -484,9 +494,7 @@ def _use_recovery_code(ident: Identity, user: User, code: str) -> bool:
     return False
 
 
-def _advance(
-    session: Session, ctx: RequestContext, principal: Principal, user: User
-) -> str | None:
+def _advance(session: Session, ctx: RequestContext, principal: Principal, user: User) -> str | None:
     """Move a half-signed-in session to its next step; a new token when it changes."""
     if principal.stage not in ("mfa", "mfa-enrol"):
         return None
@@ -544,14 +552,20 @@ def change_password(
 ) -> Refusal | None:
     user = _user_of(session, principal, lock=True)
     if not verify_password(current, user.password_hash, fast=ident.fast):
-        return Refusal(422, "Invalid input", "current: that is not your current password", field="current")
+        return Refusal(
+            422, "Invalid input", "current: that is not your current password", field="current"
+        )
     problem = password_problem(new)
     if problem:
         raise InvalidInput([FieldError("new", problem)])
     user.password_hash = hash_password(new, fast=ident.fast)
     user.updated_at = ctx.now()
-    _auth_event(ctx, "password-changed", tenant_id=user.tenant_id, entity="users", entity_id=user.id)
-    sessions.end_all(session, ctx, user_id=user.id, reason="password-changed", keep=principal.session_id)
+    _auth_event(
+        ctx, "password-changed", tenant_id=user.tenant_id, entity="users", entity_id=user.id
+    )
+    sessions.end_all(
+        session, ctx, user_id=user.id, reason="password-changed", keep=principal.session_id
+    )
     return None
 
 
@@ -648,8 +662,12 @@ def verify_otp(
         )
         return refused
     token.consumed_at = now
-    _auth_event(ctx, "otp-verified", tenant_id=token.clinic_id, entity="otp_tokens", entity_id=token.id)
-    return PhoneProof(_sign_proof(ident, token.phone_hash, now), _clinics_for(session, token.phone_hash))
+    _auth_event(
+        ctx, "otp-verified", tenant_id=token.clinic_id, entity="otp_tokens", entity_id=token.id
+    )
+    return PhoneProof(
+        _sign_proof(ident, token.phone_hash, now), _clinics_for(session, token.phone_hash)
+    )
 
 
 def _clinics_for(session: Session, phone_hash: bytes) -> list[tuple[str, str]]:
@@ -702,9 +720,7 @@ def patient_sign_in(
 
 def sweep_otp_tokens(session: Session, now: datetime) -> int:
     """Delete codes past expiry (the seed's TTL index); run by ``opdesk sweep``."""
-    result = session.execute(
-        text("delete from otp_tokens where expires_at < :now"), {"now": now}
-    )
+    result = session.execute(text("delete from otp_tokens where expires_at < :now"), {"now": now})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -853,7 +869,9 @@ def approve_device(session: Session, ctx: RequestContext, *, device_id: uuid.UUI
     device.approved_at = ctx.now()
     device.approved_by = ctx.actor_id
     session.flush()
-    _auth_event(ctx, "device-approved", tenant_id=device.tenant_id, entity="devices", entity_id=device.id)
+    _auth_event(
+        ctx, "device-approved", tenant_id=device.tenant_id, entity="devices", entity_id=device.id
+    )
     return device
 
 
@@ -864,7 +882,9 @@ def revoke_device(session: Session, ctx: RequestContext, *, device_id: uuid.UUID
     device.revoked_at = ctx.now()
     device.approved = False
     session.flush()
-    _auth_event(ctx, "device-revoked", tenant_id=device.tenant_id, entity="devices", entity_id=device.id)
+    _auth_event(
+        ctx, "device-revoked", tenant_id=device.tenant_id, entity="devices", entity_id=device.id
+    )
     sessions.end_all(session, ctx, device_id=device.id, reason="device-revoked")
     return device
 
@@ -883,7 +903,10 @@ def set_mfa_required_roles(session: Session, ctx: RequestContext, *, roles: list
     tenant.updated_at = ctx.now()
     session.flush()
     audit.record(
-        ctx, entity="tenants", entity_id=tenant.id, action="update", diff=audit.diff_of(before, tenant.snapshot())
+        ctx,
+        entity="tenants",
+        entity_id=tenant.id,
+        action="update",
+        diff=audit.diff_of(before, tenant.snapshot()),
     )
     return tenant
-

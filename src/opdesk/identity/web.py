@@ -52,7 +52,9 @@ def _secure(request: Request) -> bool:
     return bool(request.app.state.settings.env != "dev" or request.app.state.settings.is_https)
 
 
-def _cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+def _cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None
+) -> None:
     response.set_cookie(
         name,
         value,
@@ -93,7 +95,7 @@ def _after_sign_in(request: Request, result: SignedIn, next_url: str | None = No
 
 
 @router.get("/sign-in")
-def sign_in_form(request: Request, _: Anyone, clinic: str = "", next: str = "") -> Response:  # noqa: A002
+def sign_in_form(request: Request, _: Anyone, clinic: str = "", next: str = "") -> Response:
     values = {"clinic": clinic, "next": next}
     return _page(request, "identity/sign_in.html", values=values)
 
@@ -107,7 +109,7 @@ def sign_in(
     clinic: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "",  # noqa: A002
+    next: Annotated[str, Form()] = "",
 ) -> Response:
     values = {"clinic": clinic, "email": email, "next": next}
     try:
@@ -269,10 +271,24 @@ def account_password(
         )
     except InvalidInput as exc:
         errors = {e.field: e.reason for e in exc.errors}
-        return _page(request, "identity/account.html", 422, user=user, errors=errors, role_label=ROLE_LABELS[user.role])
+        return _page(
+            request,
+            "identity/account.html",
+            422,
+            user=user,
+            errors=errors,
+            role_label=ROLE_LABELS[user.role],
+        )
     if refusal is not None:
         errors = {"current": "That is not your current password."}
-        return _page(request, "identity/account.html", 422, user=user, errors=errors, role_label=ROLE_LABELS[user.role])
+        return _page(
+            request,
+            "identity/account.html",
+            422,
+            user=user,
+            errors=errors,
+            role_label=ROLE_LABELS[user.role],
+        )
     return _flash(request, "/account", "Password changed. Your other sessions have ended.")
 
 
@@ -297,13 +313,23 @@ def patient_phone_submit(
     try:
         body = OtpRequest(clinic=clinic.strip().lower(), phone=phone)
     except ValidationError as exc:
-        return _page(request, "identity/patient_phone.html", 422, values=values, errors=form_errors(exc))
+        return _page(
+            request, "identity/patient_phone.html", 422, values=values, errors=form_errors(exc)
+        )
     if tenants.find_by_slug(session, body.clinic) is None:
         errors = {"clinic": "No clinic uses this code. Check the spelling with your clinic."}
         return _page(request, "identity/patient_phone.html", 404, values=values, errors=errors)
-    result = service.request_otp(session, ctx, _ident(request), phone=body.phone, clinic=body.clinic)
+    result = service.request_otp(
+        session, ctx, _ident(request), phone=body.phone, clinic=body.clinic
+    )
     if isinstance(result, Refusal):
-        return _page(request, "identity/patient_phone.html", result.status, values=values, errors={"phone": result.detail})
+        return _page(
+            request,
+            "identity/patient_phone.html",
+            result.status,
+            values=values,
+            errors={"phone": result.detail},
+        )
     response = _flash(request, "/patient/sign-in/code", "We have sent a 6-digit code by SMS.")
     _cookie(request, response, OTP_COOKIE, result, 600)
     return response
@@ -327,7 +353,9 @@ def patient_code_submit(
     attempt = request.cookies.get(OTP_COOKIE, "")
     result = service.verify_otp(session, ctx, _ident(request), attempt=attempt, code=code)
     if isinstance(result, Refusal):
-        return _page(request, "identity/patient_code.html", result.status, errors={"code": result.detail})
+        return _page(
+            request, "identity/patient_code.html", result.status, errors={"code": result.detail}
+        )
     if not result.clinics:
         return _page(request, "identity/patient_clinics.html", clinics=[])
     if len(result.clinics) == 1:
@@ -349,9 +377,7 @@ def patient_choose_clinic(
     return _patient_session(request, session, ctx, request.cookies.get(PROOF_COOKIE, ""), clinic)
 
 
-def _patient_session(
-    request: Request, session: Any, ctx: Any, proof: str, clinic: str
-) -> Response:
+def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clinic: str) -> Response:
     result = service.patient_sign_in(session, ctx, _ident(request), proof=proof, clinic=clinic)
     if isinstance(result, Refusal):
         return _flash(request, "/patient/sign-in", result.detail, "error")
@@ -405,12 +431,17 @@ def admin_create_user(
 ) -> Response:
     from opdesk.errors import Conflict, InvalidInput
 
-    values = {"name": name, "role": role, "email": email, "device_approval_required": device_approval_required}
+    values = {
+        "name": name,
+        "role": role,
+        "email": email,
+        "device_approval_required": device_approval_required,
+    }
     errors: dict[str, str] = {}
     try:
         body = UserCreate(
             name=name,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             email=email or None,
             password=password or None,
             device_approval_required=bool(device_approval_required),

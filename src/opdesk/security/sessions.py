@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from opdesk import audit
@@ -118,7 +118,9 @@ def resolve(
         row.stage = "active"
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
-    return Principal(row.id, row.tenant_id, user.id, user.role, row.stage, user.name, token, via_cookie)
+    return Principal(
+        row.id, row.tenant_id, user.id, user.role, row.stage, user.name, token, via_cookie
+    )
 
 
 def _why_over(row: AuthSession, user: User, now: datetime) -> str | None:
@@ -149,7 +151,11 @@ def end(session: Session, ctx: RequestContext, row: AuthSession, reason: str) ->
         action="state-transition",
         from_state=row.stage,
         to_state="session-ended",
-        diff={"added": {"reason": reason, "userId": str(row.user_id)}, "updated": {}, "removed": {}},
+        diff={
+            "added": {"reason": reason, "userId": str(row.user_id)},
+            "updated": {},
+            "removed": {},
+        },
         tenant_id=row.tenant_id,
     )
 
@@ -164,14 +170,15 @@ def end_all(
     keep: uuid.UUID | None = None,
 ) -> int:
     """End every live session of a user or a device (except ``keep``); returns how many."""
-    condition = AuthSession.ended_at.is_(None)
+    conditions: list[ColumnElement[bool]] = [AuthSession.ended_at.is_(None)]
     if user_id is not None:
-        condition &= AuthSession.user_id == user_id
+        conditions.append(AuthSession.user_id == user_id)
     if device_id is not None:
-        condition &= AuthSession.device_id == device_id
+        conditions.append(AuthSession.device_id == device_id)
     if keep is not None:
-        condition &= AuthSession.id != keep
-    rows = list(session.execute(select(AuthSession).where(condition).with_for_update()).scalars())
+        conditions.append(AuthSession.id != keep)
+    query = select(AuthSession).where(*conditions).with_for_update()
+    rows = list(session.execute(query).scalars())
     for row in rows:
         end(session, ctx, row, reason)
     return len(rows)

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy import queries, service
 from opdesk.tenancy.schemas import ClinicPublic
-from opdesk.security.permissions import PUBLIC
 from opdesk.web.deps import Allow, DbSession
 
 router = APIRouter(

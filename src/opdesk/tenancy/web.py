@@ -7,8 +7,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from opdesk.schemas import ApiModel, Slug
-from opdesk.tenancy import queries, service
 from opdesk.security.permissions import PUBLIC
+from opdesk.tenancy import queries, service
 from opdesk.web.deps import Allow, DbSession
 from opdesk.web.templating import Pages, form_errors
 

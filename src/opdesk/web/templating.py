@@ -20,8 +20,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
 from opdesk.security.permissions import allowed
-from opdesk.web.deps import csrf_token
 from opdesk.validation import phone_display
+from opdesk.web.deps import csrf_token
 
 PACKAGE = Path(__file__).resolve().parent.parent
 FLASH_COOKIE = "opdesk_flash"
