@@ -43,6 +43,7 @@ def opdesk(
         ["serve"],
         ["migrate"],
         ["demo"],
+        ["sweep"],
         ["audit", "verify"],
         ["keys", "rotate"],
         ["keys", "generate"],
@@ -161,3 +162,29 @@ def test_keys_generate_prints_usable_environment(tmp_path: Path) -> None:
     )
     names = [line.split("=", 1)[0] for line in done.stdout.splitlines()]
     assert names == ["OPDESK_MASTER_KEYS", "OPDESK_BLIND_INDEX_KEY", "OPDESK_SIGNING_KEY"]
+
+
+def test_sweep_removes_expired_codes_only(fresh_database: Database, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from opdesk.db import tenant_session
+    from tests.conftest import make_tenant
+
+    clinic = make_tenant(fresh_database)
+    now = datetime.now(UTC)
+    with tenant_session(fresh_database, None) as session:
+        for minutes, attempt in ((-10, b"old"), (10, b"new")):
+            session.execute(
+                text(
+                    "insert into otp_tokens (id, phone_hash, otp_hash, attempt_hash, expires_at, "
+                    "attempts, created_at, clinic_id) values (gen_random_uuid(), 'p', 'o', :a, "
+                    ":e, 0, :c, :t)"
+                ),
+                {"a": attempt, "e": now + timedelta(minutes=minutes), "c": now, "t": clinic.id},
+            )
+    done = opdesk("sweep", database=fresh_database, data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "swept 1 expired codes" in done.stdout
+    with tenant_session(fresh_database, None) as session:
+        left = session.execute(text("select attempt_hash from otp_tokens")).scalars().all()
+    assert left == [b"new"]

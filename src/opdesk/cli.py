@@ -138,6 +138,23 @@ def _keyring_or_fail(settings: Settings) -> KeyringSource:
         raise
 
 
+@main.command()
+def sweep() -> None:
+    """Run the sweepers once: expired OTP codes, old sign-in counters (TTL indexes)."""
+    from datetime import timedelta
+
+    from opdesk.identity.service import sweep_otp_tokens
+    from opdesk.security import throttle
+
+    with runtime() as rt:
+        ctx = system_context(None)
+        with transaction(rt.db, ctx) as session:
+            now = ctx.now()
+            codes = sweep_otp_tokens(session, now)
+            counters = throttle.sweep(session, now - timedelta(days=2))
+        click.echo(f"swept {codes} expired codes and {counters} old sign-in counters")
+
+
 @main.group()
 def audit() -> None:
     """The tamper-evident audit trail."""
