@@ -37,6 +37,30 @@ def test_api_conforms_to_its_openapi_document(app: FastAPI) -> None:
         fuzz()
 
 
+def test_api_conforms_for_a_signed_in_admin(app: FastAPI, db: Any, ident: Any) -> None:
+    """The same, past the sign-in check: every case carries a fresh admin session."""
+    from tests.conftest import bearer, make_tenant, make_user, open_session
+
+    clinic = make_tenant(db, "Fuzz Clinic")
+    admin = make_user(db, ident, clinic, "admin")
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    statuses: list[int] = []
+    for operation in all_operations(schema):
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        def fuzz(case: Any) -> None:
+            headers = bearer(open_session(db, ident, admin))
+            response = case.call_and_validate(
+                headers=headers, excluded_checks=SEMANTIC_REFUSALS_ALLOWED
+            )
+            statuses.append(response.status_code)
+
+        fuzz()
+    # The admin got past the door: successes and not-founds, not only 401s.
+    assert {200, 404} <= set(statuses)
+
+
 def test_the_fuzzer_notices_a_response_that_breaks_the_document() -> None:
     """Guards the guard: an operation answering outside its schema must fail the check."""
     import traceback

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,12 +36,16 @@ def devices(session: Session, *, status: str | None = None) -> list[tuple[Device
 
 
 def sign_in_log(session: Session, *, limit: int = 200) -> list[SignInLogEntry]:
-    rows = session.execute(
-        select(AuditEvent)
-        .where(AuditEvent.to_state.in_(AUTH_EVENTS))
-        .order_by(AuditEvent.seq.desc())
-        .limit(limit)
-    ).scalars()
+    """Newest auth events first, each naming the person it concerns."""
+    events = list(
+        session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.to_state.in_(AUTH_EVENTS))
+            .order_by(AuditEvent.seq.desc())
+            .limit(limit)
+        ).scalars()
+    )
+    names = dict(session.execute(select(User.id, User.name)).all())
     return [
         SignInLogEntry(
             ts=e.ts,
@@ -49,7 +55,17 @@ def sign_in_log(session: Session, *, limit: int = 200) -> list[SignInLogEntry]:
             actor_id=e.actor_id,
             ip=e.ip,
             user_agent=e.user_agent,
-            details=dict(e.diff.get("added", {})),
+            details=_readable(e, names),
         )
-        for e in rows
+        for e in events
     ]
+
+
+def _readable(event: AuditEvent, names: dict[uuid.UUID, str]) -> dict[str, object]:
+    details = dict(event.diff.get("added", {}))
+    user_id = details.pop("userId", None) or (
+        str(event.entity_id) if event.entity_collection == "users" else None
+    )
+    if user_id:
+        details = {"user": names.get(uuid.UUID(user_id), "unknown"), **details}
+    return details

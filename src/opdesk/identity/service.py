@@ -328,7 +328,7 @@ def _device_for(
             id=new_id(),
             user_id=user.id,
             fingerprint_hash=fingerprint,
-            label=(label or "")[:120] or None,
+            label=browser_label(label),
             approved=not user.device_approval_required,
             first_seen_at=now,
             last_seen_at=now,
@@ -338,6 +338,32 @@ def _device_for(
         device.last_seen_at = now
     session.flush()
     return device, fresh
+
+
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS", "Mac"),
+    ("Linux", "Linux"),
+)
+
+
+def browser_label(user_agent: str | None) -> str | None:
+    """``Chrome on Android`` from a user-agent string: what an admin needs to recognise it."""
+    if not user_agent:
+        return None
+    browser = next((name for key, name in _BROWSERS if key in user_agent), "Browser")
+    system = next((name for key, name in _SYSTEMS if key in user_agent), None)
+    return f"{browser} on {system}" if system else browser
 
 
 # --------------------------------------------------------------------------- MFA

@@ -14,6 +14,7 @@ from opdesk.context import RequestContext
 from opdesk.db import bind_tenant
 from opdesk.identity.models import AuthSession, Device, User
 from opdesk.security.tokens import session_token, tenant_of, token_hash
+from opdesk.tenancy.models import Tenant
 
 # Writing last_seen on every request would make each read a write; a minute is enough
 # precision for a 30-minute idle timeout.
@@ -32,6 +33,7 @@ class Principal:
     name: str
     token: str
     via_cookie: bool
+    timezone: str = "Asia/Kolkata"
 
     @property
     def active(self) -> bool:
@@ -101,14 +103,15 @@ def resolve(
         return None
     bind_tenant(session, tenant_id)
     found = session.execute(
-        select(AuthSession, User)
+        select(AuthSession, User, Tenant.timezone)
         .join(User, (User.tenant_id == AuthSession.tenant_id) & (User.id == AuthSession.user_id))
+        .join(Tenant, Tenant.id == AuthSession.tenant_id)
         .where(AuthSession.token_hash == token_hash(token), AuthSession.ended_at.is_(None))
     ).one_or_none()
     if found is None:
         bind_tenant(session, None)
         return None
-    row, user = found
+    row, user, timezone = found
     now = ctx.now()
     reason = _why_over(row, user, now)
     if reason is not None:
@@ -119,7 +122,15 @@ def resolve(
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
     return Principal(
-        row.id, row.tenant_id, user.id, user.role, row.stage, user.name, token, via_cookie
+        row.id,
+        row.tenant_id,
+        user.id,
+        user.role,
+        row.stage,
+        user.name,
+        token,
+        via_cookie,
+        timezone,
     )
 
 

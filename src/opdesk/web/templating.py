@@ -11,8 +11,10 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -76,6 +78,14 @@ def form_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def local_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
+    """A timestamp as the clinic reads it: ``25 Nov 2026, 3:04 pm``."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return local.strftime("%d %b %Y, %-I:%M %p").replace("AM", "am").replace("PM", "pm")
+
+
 def clean_message(message: str) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
@@ -89,6 +99,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.filters["phone"] = phone_display
+        self.env.filters["local"] = local_time
         self._flash_key = flash_key
 
     def render(

@@ -1,0 +1,131 @@
+"""Sign-in journeys in a real browser, with screenshots at desktop and phone width."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyotp
+import pytest
+
+from opdesk.db import Database
+from tests.browser.conftest import SCREENSHOTS
+from tests.browser.test_shell import WIDTHS, assert_fits, open_page
+from tests.conftest import STAFF_PASSWORD, make_tenant, make_user, unique_mobile
+from tests.identity.test_patient_otp import latest_code
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+
+def shot(page: Any, name: str) -> None:
+    assert_fits(page)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def staff_sign_in(page: Any, base: str, clinic: str, email: str) -> None:
+    page.goto(f"{base}/sign-in?clinic={clinic}")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_admin_journey(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    clinic = make_tenant(db, "Sunrise Family Clinic")
+    admin = make_user(db, ident, clinic, "admin", name="Meera Kulkarni")
+    make_user(db, ident, clinic, "doctor", name="Dr. Anjali Deshmukh")
+    page, problems = open_page(browser, width)
+
+    page.goto(f"{live_server}/sign-in?clinic={clinic.slug}")
+    page.get_by_label("Email").fill(admin.email or "")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    assert "not right" in page.locator("#f-password-error").inner_text()
+    shot(page, f"sign-in-error-{width}")
+
+    staff_sign_in(page, live_server, clinic.slug, admin.email or "")
+    page.wait_for_url("**/app")
+    assert page.get_by_role("heading", name="Namaste, Meera Kulkarni").is_visible()
+    shot(page, f"staff-home-{width}")
+
+    page.goto(f"{live_server}/admin/users")
+    assert page.get_by_role("link", name="Dr. Anjali Deshmukh").is_visible()
+    shot(page, f"admin-users-{width}")
+
+    page.goto(f"{live_server}/account/mfa")
+    page.get_by_role("button", name="Set up two-step sign-in").click()
+    secret = page.locator("code").inner_text()
+    assert page.locator(".qr svg").is_visible()
+    shot(page, f"mfa-setup-{width}")
+    page.get_by_label("6-digit code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on").click()
+    assert page.get_by_role("heading", name="Two-step sign-in is on").is_visible()
+    assert page.locator(".codes li").count() == 10
+
+    page.goto(f"{live_server}/admin/sign-ins")
+    assert page.get_by_text("mfa-enrolled").first.is_visible()
+    shot(page, f"sign-in-log-{width}")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/sign-in")
+    assert problems == [], problems
+    page.context.close()
+
+
+def test_device_approval_in_two_browsers(
+    browser: Any, live_server: str, db: Database, ident: Any
+) -> None:
+    clinic = make_tenant(db, "Approval Clinic")
+    admin = make_user(db, ident, clinic, "admin")
+    chemist = make_user(db, ident, clinic, "pharmacy", name="Sameer", device_approval_required=True)
+
+    waiting, problems = open_page(browser, "phone")
+    staff_sign_in(waiting, live_server, clinic.slug, chemist.email or "")
+    waiting.wait_for_url("**/sign-in/device")
+    shot(waiting, "device-waiting-phone")
+
+    desk, _ = open_page(browser, "desktop")
+    staff_sign_in(desk, live_server, clinic.slug, admin.email or "")
+    desk.goto(f"{live_server}/admin/devices?status=pending")
+    shot(desk, "admin-devices-desktop")
+    desk.get_by_role("button", name="Approve").click()
+    assert desk.get_by_text("Device approved.").is_visible()
+
+    # The waiting page polls with htmx and moves on by itself.
+    waiting.wait_for_url("**/app", timeout=15000)
+    assert problems == [], problems
+    waiting.context.close()
+    desk.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_patient_journey(
+    browser: Any, live_server: str, db: Database, ident: Any, cipher: Any, width: str
+) -> None:
+    clinic = make_tenant(db, "Kaveri Clinic")
+    phone = unique_mobile()
+    make_user(db, ident, clinic, "patient", phone=phone, name="लक्ष्मी अय्यर")
+    page, problems = open_page(browser, width)
+    page.goto(f"{live_server}/patient/sign-in?clinic={clinic.slug}")
+    page.get_by_label("Mobile number").fill(phone[3:])
+    shot(page, f"patient-phone-{width}")
+    page.get_by_role("button", name="Send code").click()
+    page.wait_for_url("**/patient/sign-in/code")
+    assert "We have sent a 6-digit code" in page.get_by_role("status").inner_text()
+    shot(page, f"patient-code-{width}")
+
+    inbox, _ = open_page(browser, width)
+    inbox.goto(f"{live_server}/dev/inbox")
+    code = latest_code(db, cipher, clinic, phone)
+    assert code in inbox.locator(".otp").first.inner_text()
+    shot(inbox, f"dev-inbox-{width}")
+    inbox.context.close()
+
+    page.get_by_label("6-digit code").fill(code)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/me")
+    assert page.get_by_role("heading", name="Namaste, लक्ष्मी अय्यर").is_visible()
+    shot(page, f"patient-home-{width}")
+    assert problems == [], problems
+    page.context.close()
