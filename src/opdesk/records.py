@@ -14,17 +14,33 @@ from opdesk.db import SoftDeletable
 from opdesk.errors import Conflict, NotFound
 
 T = TypeVar("T", bound=SoftDeletable)
+R = TypeVar("R")
+
+
+def by_id(
+    session: Session,
+    model: type[R],
+    row_id: uuid.UUID,
+    *,
+    lock: bool = False,
+    include_deleted: bool = False,
+) -> R:
+    """One row of the current tenant by id, else 404 (another tenant's id looks unknown)."""
+    stmt = select(model).where(model.id == row_id)  # type: ignore[attr-defined]
+    if lock:
+        stmt = stmt.with_for_update()
+    row = session.execute(
+        stmt.execution_options(include_deleted=include_deleted)
+    ).scalar_one_or_none()
+    if row is None:
+        noun = model.__tablename__.removesuffix("s")  # type: ignore[attr-defined]
+        raise NotFound(f"no {noun} with id {row_id}")
+    return row
 
 
 def get_any(session: Session, model: type[T], row_id: uuid.UUID, *, lock: bool = False) -> T:
     """A row by id, deleted or not (restore needs to find deleted rows)."""
-    stmt = select(model).where(model.id == row_id)  # type: ignore[attr-defined]
-    if lock:
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt.execution_options(include_deleted=True)).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"no {model.__tablename__} with id {row_id}")  # type: ignore[attr-defined]
-    return row
+    return by_id(session, model, row_id, lock=lock, include_deleted=True)
 
 
 def _entity(row: Any) -> tuple[str, uuid.UUID]:

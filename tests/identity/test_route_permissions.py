@@ -266,3 +266,12 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
                 problems.append(f"{endpoint}: tenant A changed")
     assert problems == []
     assert len(list(id_routes(app))) >= 10
+
+
+def test_the_documented_table_is_the_real_one() -> None:
+    from pathlib import Path
+
+    from opdesk.security.permissions import table_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
+    assert table_markdown() in doc.read_text()

@@ -77,3 +77,7 @@ def table_markdown() -> str:
         for action, roles in PERMISSIONS.items()
     ]
     return "\n".join([header, rule, *rows])
+
+
+if __name__ == "__main__":
+    print(table_markdown())

@@ -1,0 +1,178 @@
+"""What the identity use cases share: configuration, keys, refusals, auth events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.config import Settings
+from opdesk.context import RequestContext
+from opdesk.identity.models import AuthSession, Device, User
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.sessions import Principal
+from opdesk.security.throttle import Limit
+
+PASSWORD_FAILS_ACCOUNT = Limit("password-account", 5, timedelta(minutes=15))
+PASSWORD_FAILS_IP = Limit("password-ip", 30, timedelta(minutes=15))
+MFA_FAILS_SESSION = Limit("mfa-session", 5, timedelta(minutes=15))
+OTP_SENDS_PHONE = Limit("otp-phone", 3, timedelta(minutes=15))
+OTP_SENDS_PHONE_DAY = Limit("otp-phone", 10, timedelta(days=1))
+OTP_SENDS_IP = Limit("otp-ip", 20, timedelta(hours=1))
+OTP_TTL = timedelta(minutes=5)
+OTP_MAX_TRIES = 5
+PHONE_PROOF_TTL = timedelta(minutes=10)
+RECOVERY_CODES = 10
+TOTP_ISSUER = "OPDesk"
+
+GENERIC_SIGN_IN_FAILURE = "The clinic code, email or password is not right."
+GENERIC_OTP_FAILURE = "That code is wrong or has expired. Ask for a new code if needed."
+
+AUTH_EVENTS = (
+    "sign-in-succeeded",
+    "sign-in-failed",
+    "otp-requested",
+    "otp-verified",
+    "otp-failed",
+    "mfa-enrolled",
+    "mfa-verified",
+    "mfa-failed",
+    "mfa-reset",
+    "device-approved",
+    "device-revoked",
+    "session-ended",
+    "password-changed",
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A sign-in step that failed; ``status`` is the HTTP status to answer with."""
+
+    status: int
+    title: str
+    detail: str
+    retry_after: timedelta | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    stage: str
+    user: User
+    session_id: uuid.UUID
+    device_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Secrets this module needs, derived from the keyring (each for one purpose)."""
+
+    throttle: bytes
+    otp: bytes
+    proof: bytes
+    device: bytes
+
+    @classmethod
+    def from_cipher(cls, cipher: FieldCipher) -> Keys:
+        ring = cipher.keyring
+        return cls(
+            throttle=ring.derived_key("opdesk throttle v1"),
+            otp=ring.derived_key("opdesk otp v1"),
+            proof=ring.derived_key("opdesk phone proof v1"),
+            device=ring.derived_key("opdesk device v1"),
+        )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the identity use cases need from the running app."""
+
+    settings: Settings
+    cipher: FieldCipher
+    keys: Keys
+
+    @classmethod
+    def create(cls, settings: Settings, cipher: FieldCipher) -> Identity:
+        return cls(settings, cipher, Keys.from_cipher(cipher))
+
+    @property
+    def fast(self) -> bool:
+        return self.settings.fast_password_hashing
+
+    def idle(self, role: str) -> timedelta:
+        minutes = (
+            self.settings.patient_idle_minutes
+            if role == "patient"
+            else self.settings.staff_idle_minutes
+        )
+        return timedelta(minutes=minutes)
+
+    @property
+    def lifetime(self) -> timedelta:
+        return timedelta(hours=self.settings.session_hours)
+
+
+# --------------------------------------------------------------------------- audit helper
+
+
+def auth_event(
+    ctx: RequestContext,
+    event: str,
+    *,
+    tenant_id: uuid.UUID,
+    entity: str,
+    entity_id: uuid.UUID | None,
+    **details: Any,
+) -> None:
+    audit.record(
+        ctx,
+        entity=entity,
+        entity_id=entity_id,
+        action="state-transition",
+        to_state=event,
+        diff={"added": details, "updated": {}, "removed": {}},
+        tenant_id=tenant_id,
+    )
+
+
+def whole_minutes(delta: timedelta) -> int:
+    return max(1, int((delta.total_seconds() + 59) // 60))
+
+
+def too_many(delta: timedelta) -> Refusal:
+    return Refusal(
+        429,
+        "Too many attempts",
+        f"Too many attempts. Try again in {whole_minutes(delta)} minutes.",
+        retry_after=delta,
+    )
+
+
+def user_of(session: Session, principal: Principal, *, lock: bool = False) -> User:
+    stmt = select(User).where(User.id == principal.user_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one()
+
+
+def session_row(session: Session, principal: Principal) -> AuthSession:
+    return session.execute(
+        select(AuthSession).where(AuthSession.id == principal.session_id).with_for_update()
+    ).scalar_one()
+
+
+def get_user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
+    return records.by_id(session, User, user_id, lock=lock)
+
+
+def device_stage(user: User, device: Device | None) -> str:
+    if user.device_approval_required and not (device and device.approved):
+        return "device"
+    return "active"

@@ -1,0 +1,210 @@
+"""Staff sign-in: password, lockout, the device the browser is, the first session step."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from opdesk.context import RequestContext
+from opdesk.db import bind_tenant, new_id
+from opdesk.identity.models import Device, User
+from opdesk.identity.service._common import (
+    GENERIC_SIGN_IN_FAILURE,
+    PASSWORD_FAILS_ACCOUNT,
+    PASSWORD_FAILS_IP,
+    Identity,
+    Refusal,
+    SignedIn,
+    auth_event,
+    device_stage,
+    too_many,
+)
+from opdesk.security import sessions, throttle
+from opdesk.security.passwords import verify_password
+from opdesk.security.tokens import keyed_hash, random_token
+from opdesk.tenancy import service as tenants
+from opdesk.tenancy.models import Tenant
+
+# --------------------------------------------------------------------------- staff sign-in
+
+
+def staff_sign_in(
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    *,
+    clinic: str,
+    email: str,
+    password: str,
+    device_token: str | None,
+    device_label: str | None,
+) -> SignedIn | Refusal:
+    """Email + password at one clinic, then (if needed) MFA and device approval.
+
+    Every failure answers the same words, whether the clinic, the email or the password
+    was wrong; lockouts count per account and per IP address.
+    """
+    now = ctx.now()
+    ip_key = keyed_hash(ident.keys.throttle, "ip", ctx.ip or "")
+    tenant = tenants.find_by_slug(session, clinic)
+    account_key = keyed_hash(
+        ident.keys.throttle, "account", str(tenant.id if tenant else clinic), email
+    )
+    for limit, key in ((PASSWORD_FAILS_IP, ip_key), (PASSWORD_FAILS_ACCOUNT, account_key)):
+        wait = throttle.retry_after(session, limit, key, now)
+        if wait is not None:
+            if tenant is not None:
+                _note_failure(session, ctx, tenant, email, None, "locked-out")
+            return too_many(wait)
+    user = _staff_user(session, ctx, tenant, email) if tenant else None
+    good = verify_password(password, user.password_hash if user else None, fast=ident.fast)
+    if tenant is None or user is None or not user.active or not good:
+        throttle.count(session, PASSWORD_FAILS_IP, ip_key, now)
+        throttle.count(session, PASSWORD_FAILS_ACCOUNT, account_key, now)
+        if tenant is not None:
+            reason = "inactive" if user is not None and good else "bad-credentials"
+            _note_failure(session, ctx, tenant, email, user, reason)
+        return Refusal(401, "Sign-in failed", GENERIC_SIGN_IN_FAILURE)
+    throttle.forget(session, PASSWORD_FAILS_ACCOUNT, account_key)
+    return open_session(session, ctx, ident, tenant, user, "password", device_token, device_label)
+
+
+def _staff_user(session: Session, ctx: RequestContext, tenant: Tenant, email: str) -> User | None:
+    ctx.tenant_id = tenant.id
+    bind_tenant(session, tenant.id)
+    return session.execute(
+        select(User).where(User.email == email, User.role != "patient")
+    ).scalar_one_or_none()
+
+
+def _note_failure(
+    session: Session,
+    ctx: RequestContext,
+    tenant: Tenant,
+    email: str,
+    user: User | None,
+    reason: str,
+) -> None:
+    ctx.tenant_id = tenant.id
+    bind_tenant(session, tenant.id)
+    auth_event(
+        ctx,
+        "sign-in-failed",
+        tenant_id=tenant.id,
+        entity="users",
+        entity_id=user.id if user else None,
+        email=email[:120],
+        reason=reason,
+    )
+
+
+def open_session(
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    tenant: Tenant,
+    user: User,
+    method: str,
+    device_token: str | None,
+    device_label: str | None,
+) -> SignedIn:
+    device, new_device_token = _device_for(session, ctx, ident, user, device_token, device_label)
+    stage = _first_stage(tenant, user, device)
+    row, token = sessions.start(
+        session,
+        ctx,
+        user=user,
+        stage=stage,
+        method=method,
+        device_id=device.id if device else None,
+        idle=ident.idle(user.role),
+        lifetime=ident.lifetime,
+    )
+    ctx.actor_id, ctx.role = user.id, user.role
+    auth_event(
+        ctx,
+        "sign-in-succeeded",
+        tenant_id=tenant.id,
+        entity="sessions",
+        entity_id=row.id,
+        userId=str(user.id),
+        method=method,
+        stage=stage,
+    )
+    return SignedIn(token, stage, user, row.id, new_device_token)
+
+
+def _first_stage(tenant: Tenant, user: User, device: Device | None) -> str:
+    if user.mfa_enabled:
+        return "mfa"
+    if user.role in (tenant.mfa_required_roles or []):
+        return "mfa-enrol"
+    return device_stage(user, device)
+
+
+def _device_for(
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    user: User,
+    device_token: str | None,
+    label: str | None,
+) -> tuple[Device | None, str | None]:
+    """The browser's device row (created on first sight); a new token if it had none."""
+    if user.role == "patient":
+        return None, None
+    fresh = None
+    if not device_token or len(device_token) > 200:
+        device_token = fresh = random_token()
+    fingerprint = keyed_hash(ident.keys.device, device_token)
+    device = session.execute(
+        select(Device).where(Device.user_id == user.id, Device.fingerprint_hash == fingerprint)
+    ).scalar_one_or_none()
+    now = ctx.now()
+    if device is not None and device.revoked_at is not None:
+        # A revoked device starts over as a new, unapproved one.
+        device_token = fresh = random_token()
+        fingerprint = keyed_hash(ident.keys.device, device_token)
+        device = None
+    if device is None:
+        device = Device(
+            tenant_id=user.tenant_id,
+            id=new_id(),
+            user_id=user.id,
+            fingerprint_hash=fingerprint,
+            label=browser_label(label),
+            approved=not user.device_approval_required,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        session.add(device)
+    else:
+        device.last_seen_at = now
+    session.flush()
+    return device, fresh
+
+
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS", "Mac"),
+    ("Linux", "Linux"),
+)
+
+
+def browser_label(user_agent: str | None) -> str | None:
+    """``Chrome on Android`` from a user-agent string: what an admin needs to recognise it."""
+    if not user_agent:
+        return None
+    browser = next((name for key, name in _BROWSERS if key in user_agent), "Browser")
+    system = next((name for key, name in _SYSTEMS if key in user_agent), None)
+    return f"{browser} on {system}" if system else browser
