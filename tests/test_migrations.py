@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -12,6 +13,7 @@ from opdesk.migrate import alembic_config, head_revision, is_current, upgrade
 from opdesk.models import load_all_models
 
 
+@pytest.mark.filterwarnings("ignore:Expression #1:UserWarning")
 def test_models_and_migrations_agree(db: Database) -> None:
     load_all_models()
     with db.owner_engine.connect() as conn:

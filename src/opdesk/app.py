@@ -22,6 +22,8 @@ from opdesk.identity.service import Identity
 from opdesk.logsetup import configure_logging
 from opdesk.migrate import upgrade
 from opdesk.notifications import web as notifications_web
+from opdesk.patients import api as patients_api
+from opdesk.patients import web as patients_web
 from opdesk.schemas import Problem
 from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import load_keyring
@@ -48,6 +50,7 @@ def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(tenancy_api.router)
     router.include_router(identity_api.router)
+    router.include_router(patients_api.router)
     return router
 
 
@@ -111,6 +114,7 @@ def create_app(
     app.include_router(tenancy_web.router)
     app.include_router(identity_web.router)
     app.include_router(notifications_web.router)
+    app.include_router(patients_web.router)
 
     @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])
     def api_docs() -> HTMLResponse:

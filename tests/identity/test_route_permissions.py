@@ -224,10 +224,24 @@ def _make_device(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
     return device.id
 
 
+def _make_patient(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from opdesk.patients.schemas import PatientCreate
+    from opdesk.patients.service import register
+    from tests.conftest import unique_mobile
+
+    ctx = ctx_for(tenant.id)
+    data = PatientCreate.model_validate(
+        {"name": {"first": "Asha"}, "phone": unique_mobile(), "ageYears": 30, "gender": "female"}
+    )
+    with transaction(db, ctx) as session:
+        return register(session, ctx, ident, data=data).id
+
+
 # One way to make a record of tenant A for each kind of id a route takes.
 ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "user_id": lambda db, ident, tenant: make_user(db, ident, tenant, "frontdesk").id,
     "device_id": _make_device,
+    "patient_id": lambda db, ident, tenant: _make_patient(db, ident, tenant),
 }
 
 

@@ -389,10 +389,21 @@ def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clini
 
 @router.get("/me")
 def patient_home(
-    request: Request, session: DbSession, who: Annotated[Principal, acting("portal:self")]
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Annotated[Principal, acting("portal:self")],
 ) -> Response:
+    from opdesk.patients import queries as patient_queries
+    from opdesk.patients import service as patients
+
     tenant = tenants.get_tenant(session, who.tenant_id)
-    return _page(request, "identity/patient_home.html", clinic=tenant)
+    today = patients.today_at_clinic(session, ctx)
+    records = [
+        patients.read(_ident(request).cipher, p, today)
+        for p in patient_queries.of_portal_user(session, who.user_id)
+    ]
+    return _page(request, "identity/patient_home.html", clinic=tenant, records=records)
 
 
 # ------------------------------------------------------------------ admin: users

@@ -44,6 +44,7 @@ class NavItem:
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("My clinic", "/me", "portal:self"),
     ("Desk", "/app", "clinic:read"),
+    ("Patients", "/patients", "patients:read"),
     ("Users", "/admin/users", "users:read"),
     ("Devices", "/admin/devices", "devices:manage"),
     ("Sign-ins", "/admin/sign-ins", "audit:read"),

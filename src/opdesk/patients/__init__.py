@@ -1,0 +1,1 @@
+"""Patients: registration, search, family links, soft delete."""

@@ -1,0 +1,111 @@
+"""``patients`` (seed) and the per-clinic counter behind human-friendly patient numbers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from opdesk.db import Base, SoftDeletable, TenantScoped, encrypted_column
+
+GENDERS = ("female", "male", "other", "undisclosed")
+NUMBER_PREFIX = "P-"
+
+
+class Patient(SoftDeletable, TenantScoped, Base):
+    __tablename__ = "patients"
+
+    number: Mapped[int] = mapped_column(Integer)
+    # Blind index of the E.164 phone; NULL for a dependent who shares a guardian's phone.
+    phone_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_encrypted: Mapped[bytes | None] = encrypted_column()
+    email_encrypted: Mapped[bytes | None] = encrypted_column()
+    name_first: Mapped[str] = mapped_column(Text)
+    name_last: Mapped[str] = mapped_column(Text, server_default="")
+    dob: Mapped[date | None] = mapped_column(Date)
+    # When only an age was given: the age and the day it was stated, so it can grow.
+    age_years: Mapped[int | None] = mapped_column(Integer)
+    age_recorded_on: Mapped[date | None] = mapped_column(Date)
+    gender: Mapped[str] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(Text)
+    allergies: Mapped[bytes | None] = encrypted_column()
+    chronic_conditions: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    ongoing_medications: Mapped[bytes | None] = encrypted_column()
+    emergency_contact: Mapped[bytes | None] = encrypted_column()
+    flags_vip: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    flags_blocked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Mirror of the latest signed consent of each type (see patients/consents).
+    consents: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    guardian_id: Mapped[uuid.UUID | None]
+    guardian_relation: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "gender IN (" + ", ".join(f"'{g}'" for g in GENDERS) + ")", name="gender_known"
+        ),
+        CheckConstraint("dob IS NOT NULL OR age_years IS NOT NULL", name="dob_or_age"),
+        CheckConstraint(
+            "phone_hash IS NOT NULL OR guardian_id IS NOT NULL", name="phone_or_guardian"
+        ),
+        CheckConstraint("guardian_id IS NULL OR guardian_id <> id", name="not_own_guardian"),
+        ForeignKeyConstraint(["tenant_id", "guardian_id"], ["patients.tenant_id", "patients.id"]),
+        Index("uq_patients_tenant_id_phone_hash", "tenant_id", "phone_hash", unique=True),
+        Index("uq_patients_tenant_id_number", "tenant_id", "number", unique=True),
+        Index(None, "tenant_id", "name_last"),
+        Index(
+            "ix_patients_tenant_id_last_prefix",
+            "tenant_id",
+            func.lower(text("name_last")).label("last"),
+            postgresql_ops={"last": "text_pattern_ops"},
+        ),
+        Index(
+            "ix_patients_tenant_id_first_prefix",
+            "tenant_id",
+            func.lower(text("name_first")).label("first"),
+            postgresql_ops={"first": "text_pattern_ops"},
+        ),
+        Index(None, "tenant_id", "guardian_id"),
+        # Fuzzy name search (created in SQL by the migration: pg_trgm operator class).
+        Index(
+            "ix_patients_name_trgm",
+            text("(lower(name_first || ' ' || name_last)) gin_trgm_ops"),
+            postgresql_using="gin",
+        ),
+    )
+
+    @property
+    def display_number(self) -> str:
+        return f"{NUMBER_PREFIX}{self.number:06d}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.name_first} {self.name_last}".strip()
+
+
+class PatientCounter(Base):
+    """The last patient number handed out by each clinic (row lock = no duplicates)."""
+
+    __tablename__ = "patient_counters"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)

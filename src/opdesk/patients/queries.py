@@ -1,0 +1,136 @@
+"""Finding patients: by phone (blind index), patient number, or name (prefix, then fuzzy)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from opdesk.identity.models import User
+from opdesk.patients.models import NUMBER_PREFIX, Patient
+from opdesk.patients.schemas import Flags, PatientName, PatientSummary
+from opdesk.patients.service import age_of
+from opdesk.security.crypto import FieldCipher
+from opdesk.validation import phone_e164
+
+SEARCH_LIMIT = 20
+FUZZY_THRESHOLD = 0.3
+_NUMBER = re.compile(r"^(?:p-?)?0*(\d{1,7})$", re.IGNORECASE)
+_PHONE_CHARS = re.compile(r"^[+\d][\d\s-]{7,}$")
+
+
+def search(
+    session: Session, cipher: FieldCipher, query: str, *, limit: int = SEARCH_LIMIT
+) -> list[Patient]:
+    """What the front desk types: a phone, a patient number, or part of a name."""
+    query = query.strip()
+    if not query:
+        return []
+    if _PHONE_CHARS.match(query):
+        return by_phone(session, cipher, query)
+    number = _NUMBER.match(query)
+    if number:
+        return by_number(session, int(number.group(1)))
+    return by_name(session, query, limit=limit)
+
+
+def by_phone(session: Session, cipher: FieldCipher, phone: str) -> list[Patient]:
+    """The patient with this phone, and the family members who share it."""
+    try:
+        normalized = phone_e164(phone)
+    except ValueError:
+        return []
+    owner = session.execute(
+        select(Patient).where(Patient.phone_hash == cipher.blind_index(normalized, purpose="phone"))
+    ).scalar_one_or_none()
+    if owner is None:
+        return []
+    family = session.execute(
+        select(Patient).where(Patient.guardian_id == owner.id).order_by(Patient.name_first)
+    ).scalars()
+    return [owner, *family]
+
+
+def by_number(session: Session, number: int) -> list[Patient]:
+    return list(session.execute(select(Patient).where(Patient.number == number)).scalars())
+
+
+def by_name(session: Session, query: str, *, limit: int = SEARCH_LIMIT) -> list[Patient]:
+    """Prefix matches on first/last name first (index scans), then similar spellings."""
+    words = query.lower().split()[:3]
+    found = _prefix(session, words, limit)
+    if len(found) < limit:
+        seen = {p.id for p in found}
+        found += [p for p in _fuzzy(session, " ".join(words), limit) if p.id not in seen]
+    return found[:limit]
+
+
+def _prefix(session: Session, words: list[str], limit: int) -> list[Patient]:
+    first, last = func.lower(Patient.name_first), func.lower(Patient.name_last)
+
+    def starts(column: object, word: str) -> object:
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(escaped + "%")  # type: ignore[attr-defined]
+
+    if len(words) == 1:
+        condition = or_(starts(first, words[0]), starts(last, words[0]))  # type: ignore[arg-type]
+    else:
+        a, b = words[0], words[-1]
+        condition = or_(
+            starts(first, a) & starts(last, b),  # type: ignore[operator]
+            starts(last, a) & starts(first, b),  # type: ignore[operator]
+        )
+    stmt = (
+        select(Patient)
+        .where(condition)
+        .order_by(Patient.name_first, Patient.name_last, Patient.number)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def _fuzzy(session: Session, text: str, limit: int) -> list[Patient]:
+    full = func.lower(Patient.name_first + " " + Patient.name_last)
+    score = func.similarity(full, text)
+    stmt = (
+        select(Patient)
+        .where(full.op("%")(text), score >= FUZZY_THRESHOLD)
+        .order_by(score.desc(), Patient.number)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def summary(patient: Patient, today: date, phone: str | None = None) -> PatientSummary:
+    age, _ = age_of(patient, today)
+    return PatientSummary(
+        id=patient.id,
+        number=patient.display_number,
+        name=PatientName(first=patient.name_first, last=patient.name_last),
+        age_years=age,
+        gender=patient.gender,
+        city=patient.city,
+        phone_last4=phone[-4:] if phone else None,
+        flags=Flags(vip=patient.flags_vip, blocked=patient.flags_blocked),
+        guardian_id=patient.guardian_id,
+    )
+
+
+def of_portal_user(session: Session, user_id: object) -> list[Patient]:
+    """The patients a signed-in patient may see: those with their phone, and dependents."""
+    user = session.execute(select(User).where(User.id == user_id)).scalar_one()
+    own = list(
+        session.execute(select(Patient).where(Patient.phone_hash == user.phone_hash)).scalars()
+    )
+    ids = [p.id for p in own]
+    family = (
+        list(session.execute(select(Patient).where(Patient.guardian_id.in_(ids))).scalars())
+        if ids
+        else []
+    )
+    return own + family
+
+
+__all__ = ["NUMBER_PREFIX", "by_name", "by_number", "by_phone", "search", "summary"]

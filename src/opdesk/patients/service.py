@@ -1,0 +1,357 @@
+"""Registering and changing patients; families sharing a phone; soft delete and restore."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.context import RequestContext
+from opdesk.db import new_id
+from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.identity import service as identity
+from opdesk.identity.models import User
+from opdesk.identity.service import Identity
+from opdesk.patients.models import Patient
+from opdesk.patients.schemas import (
+    Allergy,
+    EmergencyContact,
+    Flags,
+    Medication,
+    PatientCreate,
+    PatientFields,
+    PatientName,
+    PatientOut,
+    PatientUpdate,
+)
+from opdesk.security.crypto import FieldCipher
+from opdesk.tenancy import service as tenants
+
+ENTITY = "patients"
+OLDEST_AGE_YEARS = 125
+ENCRYPTED = frozenset({"phone", "email", "allergies", "ongoingMedications", "emergencyContact"})
+
+
+def today_at_clinic(session: Session, ctx: RequestContext) -> date:
+    assert ctx.tenant_id is not None
+    zone = tenants.get_tenant(session, ctx.tenant_id).timezone
+    return ctx.now().astimezone(ZoneInfo(zone)).date()
+
+
+def age_of(patient: Patient, today: date) -> tuple[int, bool]:
+    """Age in whole years, and whether it is an estimate (only an age was ever given)."""
+    if patient.dob is not None:
+        return _years_between(patient.dob, today), False
+    assert patient.age_years is not None
+    assert patient.age_recorded_on is not None
+    return patient.age_years + _years_between(patient.age_recorded_on, today), True
+
+
+def _years_between(start: date, end: date) -> int:
+    return end.year - start.year - ((end.month, end.day) < (start.month, start.day))
+
+
+# --------------------------------------------------------------------------- encryption
+
+
+def _where(patient: Patient, column: str) -> dict[str, Any]:
+    return {
+        "tenant_id": patient.tenant_id,
+        "table": "patients",
+        "column": column,
+        "row_id": patient.id,
+    }
+
+
+def _seal(cipher: FieldCipher, patient: Patient, column: str, value: Any) -> bytes | None:
+    if value is None:
+        return None
+    plain = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return cipher.encrypt(plain, **_where(patient, column))
+
+
+def _open(cipher: FieldCipher, patient: Patient, column: str) -> Any:
+    sealed = getattr(patient, column)
+    if sealed is None:
+        return None
+    plain = cipher.decrypt_str(sealed, **_where(patient, column))
+    return plain if column in ("phone_encrypted", "email_encrypted") else json.loads(plain)
+
+
+def read(cipher: FieldCipher, patient: Patient, today: date) -> PatientOut:
+    """The patient with encrypted fields opened, as the API and pages show it."""
+    age, estimate = age_of(patient, today)
+    contact = _open(cipher, patient, "emergency_contact")
+    return PatientOut(
+        id=patient.id,
+        number=patient.display_number,
+        name=PatientName(first=patient.name_first, last=patient.name_last),
+        phone=_open(cipher, patient, "phone_encrypted"),
+        email=_open(cipher, patient, "email_encrypted"),
+        dob=patient.dob,
+        age_years=age,
+        age_is_estimate=estimate,
+        gender=patient.gender,
+        city=patient.city,
+        allergies=[Allergy.model_validate(a) for a in _open(cipher, patient, "allergies") or []],
+        chronic_conditions=list(patient.chronic_conditions or []),
+        ongoing_medications=[
+            Medication.model_validate(m)
+            for m in _open(cipher, patient, "ongoing_medications") or []
+        ],
+        emergency_contact=EmergencyContact.model_validate(contact) if contact else None,
+        flags=Flags(vip=patient.flags_vip, blocked=patient.flags_blocked),
+        consents=list(patient.consents or []),
+        guardian_id=patient.guardian_id,
+        guardian_relation=patient.guardian_relation,
+        created_at=patient.created_at,
+        updated_at=patient.updated_at,
+        deleted_at=patient.deleted_at,
+    )
+
+
+def _snapshot(patient: Patient) -> dict[str, Any]:
+    """What an audit diff compares; encrypted fields appear only as changed/unchanged."""
+    return {
+        "name": {"first": patient.name_first, "last": patient.name_last},
+        "phone": patient.phone_encrypted,
+        "email": patient.email_encrypted,
+        "dob": patient.dob,
+        "ageYears": patient.age_years,
+        "gender": patient.gender,
+        "city": patient.city,
+        "allergies": patient.allergies,
+        "chronicConditions": list(patient.chronic_conditions or []),
+        "ongoingMedications": patient.ongoing_medications,
+        "emergencyContact": patient.emergency_contact,
+        "flags": {"vip": patient.flags_vip, "blocked": patient.flags_blocked},
+        "guardianId": patient.guardian_id,
+        "guardianRelation": patient.guardian_relation,
+    }
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_dates(fields: PatientFields, today: date) -> list[FieldError]:
+    errors = []
+    if fields.dob is not None:
+        if fields.dob > today:
+            errors.append(FieldError("dob", "is in the future"))
+        elif fields.dob < today - timedelta(days=366 * OLDEST_AGE_YEARS):
+            errors.append(FieldError("dob", f"is more than {OLDEST_AGE_YEARS} years ago"))
+    return errors
+
+
+def _guardian(session: Session, guardian_id: uuid.UUID, patient_id: uuid.UUID | None) -> Patient:
+    try:
+        guardian = records.by_id(session, Patient, guardian_id)
+    except NotFound as exc:  # as a field error the form can show
+        raise InvalidInput([FieldError("guardianId", "no such patient in this clinic")]) from exc
+    if guardian.id == patient_id:
+        raise InvalidInput([FieldError("guardianId", "a patient cannot be their own guardian")])
+    if guardian.phone_hash is None:
+        raise InvalidInput(
+            [FieldError("guardianId", "the guardian must have a phone of their own")]
+        )
+    return guardian
+
+
+def _phone_taken(session: Session, phone_hash: bytes, except_id: uuid.UUID | None) -> None:
+    existing = session.execute(
+        select(Patient)
+        .where(Patient.phone_hash == phone_hash)
+        .execution_options(include_deleted=True)
+    ).scalar_one_or_none()
+    if existing is not None and existing.id != except_id:
+        where = " (deleted; an admin can restore it)" if existing.deleted_at else ""
+        raise Conflict(
+            f"this mobile number is already registered to {existing.display_number}{where}",
+            existingId=str(existing.id),
+            existingNumber=existing.display_number,
+        )
+
+
+def next_number(session: Session, tenant_id: uuid.UUID) -> int:
+    """The clinic's next patient number; the counter row lock keeps numbers unique."""
+    return int(
+        session.execute(
+            text(
+                "insert into patient_counters as c (tenant_id, last_number) values (:t, 1) "
+                "on conflict (tenant_id) do update set last_number = c.last_number + 1 "
+                "returning c.last_number"
+            ),
+            {"t": tenant_id},
+        ).scalar_one()
+    )
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def register(
+    session: Session, ctx: RequestContext, ident: Identity, *, data: PatientCreate
+) -> Patient:
+    """A new patient with the next patient number; a phone also gets an OTP sign-in."""
+    assert ctx.tenant_id is not None
+    today = today_at_clinic(session, ctx)
+    errors = _check_dates(data, today)
+    if errors:
+        raise InvalidInput(errors)
+    if data.guardian_id is not None:
+        _guardian(session, data.guardian_id, None)
+    phone_hash = ident.cipher.blind_index(data.phone, purpose="phone") if data.phone else None
+    if phone_hash is not None:
+        _phone_taken(session, phone_hash, None)
+    now = ctx.now()
+    patient = Patient(
+        tenant_id=ctx.tenant_id,
+        id=new_id(),
+        number=next_number(session, ctx.tenant_id),
+        phone_hash=phone_hash,
+        name_first=data.name.first,
+        name_last=data.name.last,
+        gender=data.gender,
+        consents=[],
+        created_at=now,
+        updated_at=now,
+    )
+    _apply(patient, ident.cipher, data, today)
+    try:
+        with session.begin_nested():
+            session.add(patient)
+    except IntegrityError as exc:  # a concurrent registration won the phone
+        raise Conflict("this mobile number was just registered to another patient") from exc
+    if data.phone:
+        _ensure_login(session, ctx, ident, data.phone, patient.full_name)
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=patient.id,
+        action="create",
+        diff=audit.diff_of({}, _snapshot(patient), redact=ENCRYPTED),
+    )
+    return patient
+
+
+def _apply(patient: Patient, cipher: FieldCipher, fields: PatientFields, today: date) -> None:
+    given = fields.model_fields_set
+    if "email" in given:
+        patient.email_encrypted = _seal(cipher, patient, "email_encrypted", fields.email)
+    if "phone" in given:
+        patient.phone_encrypted = _seal(cipher, patient, "phone_encrypted", fields.phone)
+    if "dob" in given and fields.dob is not None:
+        patient.dob, patient.age_years, patient.age_recorded_on = fields.dob, None, None
+    if "age_years" in given and fields.age_years is not None:
+        patient.dob, patient.age_years, patient.age_recorded_on = None, fields.age_years, today
+    for name in ("gender", "city", "guardian_relation"):
+        if name in given and (name != "gender" or fields.gender is not None):
+            setattr(patient, name, getattr(fields, name))
+    if "guardian_id" in given:
+        patient.guardian_id = fields.guardian_id
+    if "chronic_conditions" in given:
+        patient.chronic_conditions = list(fields.chronic_conditions or [])
+    if "allergies" in given:
+        patient.allergies = _seal(cipher, patient, "allergies", _dump(fields.allergies))
+    if "ongoing_medications" in given:
+        meds = _dump(fields.ongoing_medications)
+        patient.ongoing_medications = _seal(cipher, patient, "ongoing_medications", meds)
+    if "emergency_contact" in given:
+        contact = fields.emergency_contact.model_dump() if fields.emergency_contact else None
+        patient.emergency_contact = _seal(cipher, patient, "emergency_contact", contact)
+    if "flags" in given and fields.flags is not None:
+        patient.flags_vip, patient.flags_blocked = fields.flags.vip, fields.flags.blocked
+
+
+def _dump(items: list[Any] | None) -> list[dict[str, Any]]:
+    return [item.model_dump() for item in items or []]
+
+
+def _ensure_login(
+    session: Session, ctx: RequestContext, ident: Identity, phone: str, name: str
+) -> None:
+    phone_hash = ident.cipher.blind_index(phone, purpose="phone")
+    exists = session.execute(
+        select(User.id).where(User.role == "patient", User.phone_hash == phone_hash)
+    ).first()
+    if exists is None:
+        identity.create_user(session, ctx, ident, name=name, role="patient", phone=phone)
+
+
+def update(
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    *,
+    patient_id: uuid.UUID,
+    changes: PatientUpdate,
+) -> Patient:
+    patient = records.by_id(session, Patient, patient_id, lock=True)
+    today = today_at_clinic(session, ctx)
+    errors = _check_dates(changes, today)
+    if errors:
+        raise InvalidInput(errors)
+    given = changes.model_fields_set
+    if "guardian_id" in given and changes.guardian_id is not None:
+        _guardian(session, changes.guardian_id, patient.id)
+    before = _snapshot(patient)
+    if "phone" in given:
+        new_hash = (
+            ident.cipher.blind_index(changes.phone, purpose="phone") if changes.phone else None
+        )
+        if new_hash is not None and new_hash != patient.phone_hash:
+            _phone_taken(session, new_hash, patient.id)
+        if new_hash is None and (changes.guardian_id or patient.guardian_id) is None:
+            raise InvalidInput([FieldError("phone", "needed unless a guardian's phone is shared")])
+        patient.phone_hash = new_hash
+    if "name" in given and changes.name is not None:
+        patient.name_first, patient.name_last = changes.name.first, changes.name.last
+    _apply(patient, ident.cipher, changes, today)
+    after = _snapshot(patient)
+    if after == before:
+        return patient
+    patient.updated_at = ctx.now()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict("this mobile number was just registered to another patient") from exc
+    if "phone" in given and changes.phone:
+        _ensure_login(session, ctx, ident, changes.phone, patient.full_name)
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=patient.id,
+        action="update",
+        diff=audit.diff_of(before, after, redact=ENCRYPTED),
+    )
+    return patient
+
+
+def get(session: Session, patient_id: uuid.UUID) -> Patient:
+    return records.by_id(session, Patient, patient_id)
+
+
+def delete(session: Session, ctx: RequestContext, *, patient_id: uuid.UUID) -> None:
+    records.soft_delete(session, ctx, records.by_id(session, Patient, patient_id, lock=True))
+
+
+def restore(session: Session, ctx: RequestContext, *, patient_id: uuid.UUID) -> Patient:
+    patient = records.get_any(session, Patient, patient_id, lock=True)
+    records.restore(session, ctx, patient)
+    return patient
+
+
+def dependents(session: Session, guardian_id: uuid.UUID) -> list[Patient]:
+    return list(
+        session.execute(
+            select(Patient).where(Patient.guardian_id == guardian_id).order_by(Patient.name_first)
+        ).scalars()
+    )

@@ -1,0 +1,334 @@
+"""Pages: patient search (the front desk's home), registration, profile, edit, delete."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from opdesk.context import RequestContext
+from opdesk.errors import Conflict, InvalidInput
+from opdesk.identity.service import Identity
+from opdesk.patients import queries, service
+from opdesk.patients.models import GENDERS
+from opdesk.patients.schemas import PatientCreate, PatientUpdate
+from opdesk.security.permissions import allowed
+from opdesk.security.sessions import Principal
+from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.templating import Pages, form_errors
+
+router = APIRouter(include_in_schema=False)
+Reader = Annotated[Principal, acting("patients:read")]
+Writer = Annotated[Principal, acting("patients:write")]
+Deleter = Annotated[Principal, acting("patients:delete")]
+
+GENDER_LABELS = {
+    "female": "Female",
+    "male": "Male",
+    "other": "Other",
+    "undisclosed": "Prefer not to say",
+}
+SEVERITIES = ("mild", "moderate", "severe")
+_ALLERGY = re.compile(
+    r"^\s*(?P<substance>[^:(]+?)\s*(?::\s*(?P<reaction>[^(]+?))?\s*(?:\((?P<severity>\w+)\))?\s*$"
+)
+TEXT_FIELDS = (
+    "name.first",
+    "name.last",
+    "phone",
+    "email",
+    "dob",
+    "age_years",
+    "gender",
+    "city",
+    "allergies",
+    "chronic_conditions",
+    "ongoing_medications",
+    "emergency_contact.name",
+    "emergency_contact.phone",
+    "guardian",
+    "guardian_relation",
+)
+
+
+def _pages(request: Request) -> Pages:
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+def _ident(request: Request) -> Identity:
+    ident: Identity = request.app.state.identity
+    return ident
+
+
+def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    context.setdefault("genders", list(GENDER_LABELS.items()))
+    return _pages(request).render(request, template, context, status_code=status_code)
+
+
+# ------------------------------------------------------------------ search
+
+
+@router.get("/patients")
+def search_page(
+    request: Request, session: DbSession, ctx: Ctx, who: Reader, q: str = ""
+) -> Response:
+    results = _results(request, session, ctx, q)
+    may_register = allowed(who.role, "patients:write")
+    return _page(request, "patients/search.html", q=q, results=results, may_register=may_register)
+
+
+@router.get("/patients/results")
+def search_results(
+    request: Request, session: DbSession, ctx: Ctx, _: Reader, q: str = ""
+) -> Response:
+    """The live results under the search box (htmx swaps this in as you type)."""
+    return _page(request, "patients/_results.html", q=q, results=_results(request, session, ctx, q))
+
+
+def _results(request: Request, session: Session, ctx: RequestContext, q: str) -> list[Any]:
+    today = service.today_at_clinic(session, ctx)
+    return [
+        queries.summary(p, today) for p in queries.search(session, _ident(request).cipher, q[:80])
+    ]
+
+
+# ------------------------------------------------------------------ registration and edits
+
+
+def form_to_fields(form: dict[str, str], session: Session) -> dict[str, Any]:
+    """The registration form's flat fields as the nested API document."""
+    doc: dict[str, Any] = {
+        "name": {"first": form.get("name.first", ""), "last": form.get("name.last", "")},
+        "gender": form.get("gender") or None,
+        "city": form.get("city") or None,
+        "phone": form.get("phone") or None,
+        "email": form.get("email") or None,
+        "dob": form.get("dob") or None,
+        "age_years": form.get("age_years") or None,
+        "chronic_conditions": [
+            c.strip() for c in form.get("chronic_conditions", "").split(",") if c.strip()
+        ],
+        "allergies": _allergies(form.get("allergies", "")),
+        "ongoing_medications": _medications(form.get("ongoing_medications", "")),
+        "flags": {"vip": bool(form.get("flags.vip")), "blocked": bool(form.get("flags.blocked"))},
+        "guardian_relation": form.get("guardian_relation") or None,
+    }
+    if form.get("emergency_contact.name") or form.get("emergency_contact.phone"):
+        doc["emergency_contact"] = {
+            "name": form.get("emergency_contact.name", ""),
+            "phone": form.get("emergency_contact.phone", ""),
+        }
+    guardian = form.get("guardian", "").strip()
+    if guardian:
+        found = (
+            queries.search(session, _NO_CIPHER, guardian) if queries._NUMBER.match(guardian) else []
+        )
+        doc["guardian_id"] = str(found[0].id) if found else str(uuid.UUID(int=0))
+    return doc
+
+
+_NO_CIPHER: Any = None  # patient-number lookups never touch the cipher
+
+
+def _allergies(text: str) -> list[dict[str, str]]:
+    """One per line: ``Penicillin: rash (severe)``."""
+    items = []
+    for line in filter(None, (raw.strip() for raw in text.splitlines())):
+        match = _ALLERGY.match(line)
+        if not match:
+            items.append({"substance": line})
+            continue
+        item = {"substance": match["substance"].strip()}
+        if match["reaction"]:
+            item["reaction"] = match["reaction"].strip()
+        severity = (match["severity"] or "").lower()
+        item["severity"] = severity if severity in SEVERITIES else "unknown"
+        items.append(item)
+    return items
+
+
+def _medications(text: str) -> list[dict[str, str]]:
+    """One per line: ``Metformin, 500 mg, twice a day``."""
+    items = []
+    for line in filter(None, (raw.strip() for raw in text.splitlines())):
+        name, dose, freq = ([*(p.strip() for p in line.split(",", 2)), "", ""])[:3]
+        items.append(
+            {"name": name, **({"dose": dose} if dose else {}), **({"freq": freq} if freq else {})}
+        )
+    return items
+
+
+def _field_errors(exc: ValidationError) -> dict[str, str]:
+    errors = {}
+    for name, reason in form_errors(exc).items():
+        if name == "__all__":
+            name = "dob" if "date of birth" in reason or "age" in reason else "phone"
+        name = name.replace("guardian_id", "guardian")
+        errors[re.sub(r"\.\d+(\.\w+)?$", "", name)] = reason
+    return errors
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """The posted form as a flat dict (its field names carry dots, e.g. ``name.first``)."""
+    form = await request.form()
+    return {k: str(v) for k, v in form.items() if k in TEXT_FIELDS or k.startswith("flags.")}
+
+
+FormFields = Annotated[dict[str, str], Depends(_form_fields)]
+
+
+@router.get("/patients/new")
+def new_patient_form(request: Request, _: Writer) -> Response:
+    return _page(request, "patients/form.html", values={}, patient=None)
+
+
+@router.post("/patients/new")
+def register_from_form(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, values: FormFields
+) -> Response:
+    def again(status: int, errors: dict[str, str], **extra: Any) -> Response:
+        return _page(
+            request,
+            "patients/form.html",
+            status,
+            values=values,
+            errors=errors,
+            patient=None,
+            **extra,
+        )
+
+    try:
+        data = PatientCreate.model_validate(form_to_fields(values, session))
+        patient = service.register(session, ctx, _ident(request), data=data)
+    except ValidationError as exc:
+        return again(422, _field_errors(exc))
+    except InvalidInput as exc:
+        return again(422, {e.field.replace("guardianId", "guardian"): e.reason for e in exc.errors})
+    except Conflict as exc:
+        return again(409, {"phone": exc.detail}, existing=exc.extra.get("existingId"))
+    return _pages(request).redirect_with_flash(
+        f"/patients/{patient.id}", f"Registered {patient.full_name} as {patient.display_number}."
+    )
+
+
+@router.get("/patients/{patient_id}")
+def profile(
+    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Reader
+) -> Response:
+    patient = service.get(session, patient_id)
+    today = service.today_at_clinic(session, ctx)
+    view = service.read(_ident(request).cipher, patient, today)
+    family = [queries.summary(p, today) for p in service.dependents(session, patient.id)]
+    guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
+    return _page(
+        request,
+        "patients/profile.html",
+        patient=view,
+        family=family,
+        guardian=guardian,
+        may_edit=allowed(who.role, "patients:write"),
+        may_delete=allowed(who.role, "patients:delete"),
+        gender_labels=GENDER_LABELS,
+    )
+
+
+@router.get("/patients/{patient_id}/edit")
+def edit_form(
+    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer
+) -> Response:
+    patient = service.get(session, patient_id)
+    view = service.read(_ident(request).cipher, patient, service.today_at_clinic(session, ctx))
+    guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
+    return _page(request, "patients/form.html", values=_values_of(view, guardian), patient=view)
+
+
+def _values_of(view: Any, guardian: Any) -> dict[str, str]:
+    return {
+        "name.first": view.name.first,
+        "name.last": view.name.last,
+        "phone": view.phone or "",
+        "email": view.email or "",
+        "dob": view.dob.isoformat() if view.dob else "",
+        "age_years": "" if view.dob else str(view.age_years),
+        "gender": view.gender,
+        "city": view.city or "",
+        "allergies": "\n".join(
+            a.substance
+            + (f": {a.reaction}" if a.reaction else "")
+            + (f" ({a.severity})" if a.severity != "unknown" else "")
+            for a in view.allergies
+        ),
+        "chronic_conditions": ", ".join(view.chronic_conditions),
+        "ongoing_medications": "\n".join(
+            ", ".join(x for x in (m.name, m.dose or "", m.freq or "") if x)
+            for m in view.ongoing_medications
+        ),
+        "emergency_contact.name": view.emergency_contact.name if view.emergency_contact else "",
+        "emergency_contact.phone": view.emergency_contact.phone if view.emergency_contact else "",
+        "flags.vip": "1" if view.flags.vip else "",
+        "flags.blocked": "1" if view.flags.blocked else "",
+        "guardian": guardian.display_number if guardian else "",
+        "guardian_relation": view.guardian_relation or "",
+    }
+
+
+@router.post("/patients/{patient_id}/edit")
+def edit_from_form(
+    request: Request,
+    patient_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    values: FormFields,
+) -> Response:
+    current = service.get(session, patient_id)
+    view = service.read(_ident(request).cipher, current, service.today_at_clinic(session, ctx))
+
+    def again(status: int, errors: dict[str, str]) -> Response:
+        return _page(
+            request, "patients/form.html", status, values=values, errors=errors, patient=view
+        )
+
+    fields = form_to_fields(values, session)
+    fields["guardian_id"] = fields.get("guardian_id")
+    for name in ("dob", "age_years"):
+        if not values.get(name):
+            fields.pop(name, None)
+    try:
+        changes = PatientUpdate.model_validate(fields)
+        service.update(session, ctx, _ident(request), patient_id=patient_id, changes=changes)
+    except ValidationError as exc:
+        return again(422, _field_errors(exc))
+    except InvalidInput as exc:
+        return again(422, {e.field.replace("guardianId", "guardian"): e.reason for e in exc.errors})
+    except Conflict as exc:
+        session.expire_all()  # drop the half-applied edit; nothing of it may commit
+        return again(409, {"phone": exc.detail})
+    return _pages(request).redirect_with_flash(f"/patients/{patient_id}", "Saved.")
+
+
+@router.post("/patients/{patient_id}/delete")
+def delete_from_page(
+    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Deleter
+) -> Response:
+    service.delete(session, ctx, patient_id=patient_id)
+    return _pages(request).redirect_with_flash(
+        "/patients", "Patient deleted. An admin can restore them."
+    )
+
+
+@router.post("/patients/{patient_id}/restore")
+def restore_from_page(
+    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Deleter
+) -> Response:
+    service.restore(session, ctx, patient_id=patient_id)
+    return _pages(request).redirect_with_flash(f"/patients/{patient_id}", "Patient restored.")
+
+
+__all__ = ["GENDERS", "router"]
