@@ -13,7 +13,7 @@ from opdesk.migrate import alembic_config, head_revision, is_current, upgrade
 from opdesk.models import load_all_models
 
 
-@pytest.mark.filterwarnings("ignore:Expression #1:UserWarning")
+@pytest.mark.filterwarnings("ignore:Expression #:UserWarning")
 def test_models_and_migrations_agree(db: Database) -> None:
     load_all_models()
     with db.owner_engine.connect() as conn:

@@ -88,6 +88,7 @@ class Patient(SoftDeletable, TenantScoped, Base):
         # Fuzzy name search (created in SQL by the migration: pg_trgm operator class).
         Index(
             "ix_patients_name_trgm",
+            "tenant_id",
             text("(lower(name_first || ' ' || name_last)) gin_trgm_ops"),
             postgresql_using="gin",
         ),

@@ -117,11 +117,13 @@ def upgrade() -> None:
     )
     # ### end Alembic commands ###
 
-    # Fuzzy name search ("Sharma" finds "Sarma"); pg_trgm is a trusted extension.
+    # Fuzzy name search ("Sharma" finds "Sarma"), led by the clinic like every index;
+    # pg_trgm and btree_gin are trusted extensions.
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
     op.execute(
         "CREATE INDEX ix_patients_name_trgm ON patients "
-        "USING gin ((lower(name_first || ' ' || name_last)) gin_trgm_ops)"
+        "USING gin (tenant_id, (lower(name_first || ' ' || name_last)) gin_trgm_ops)"
     )
     enable_tenant_rls("patients")
     grant_app("patients", "SELECT, INSERT, UPDATE")
