@@ -93,19 +93,33 @@ def test_tenant_create_validates_creates_and_refuses_duplicates(
 def test_demo_is_idempotent_and_audit_verify_catches_tampering(
     fresh_database: Database, tmp_path: Path
 ) -> None:
+    trail_lengths = []
     for _ in range(2):
         done = opdesk("demo", database=fresh_database, data_dir=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "/c/sunrise-clinic" in done.stdout
         assert "admin@sunrise-clinic.example" in done.stdout
         assert "dev inbox" in done.stdout
+        with fresh_database.owner_engine.connect() as conn:
+            trail_lengths.append(conn.execute(text("select count(*) from audit_events")).scalar())
+    assert trail_lengths[0] == trail_lengths[1]  # refreshing an intact demo changes nothing
     with fresh_database.owner_engine.connect() as conn:
         assert conn.execute(text("select count(*) from tenants")).scalar() == 1
 
     verified = opdesk("audit", "verify", database=fresh_database, data_dir=tmp_path)
     assert verified.returncode == 0, verified.stderr
-    # the clinic, five staff and three patients; the second run changed nothing
-    assert ": ok, 9 events" in verified.stdout
+    with fresh_database.owner_engine.connect() as conn:
+        patients = conn.execute(text("select count(*) from patients")).scalar_one()
+        events = conn.execute(text("select count(*) from audit_events")).scalar_one()
+        devanagari = conn.execute(
+            text("select count(*) from patients where name_first ~ '[\u0900-\u097F]'")
+        ).scalar_one()
+        families = conn.execute(
+            text("select count(*) from patients where guardian_id is not null")
+        ).scalar_one()
+    assert patients == 300
+    assert devanagari > 10 and families > 10
+    assert f": ok, {events} events" in verified.stdout
 
     with fresh_database.owner_engine.begin() as conn:
         conn.execute(text("update audit_events set actor_role = 'admin'"))

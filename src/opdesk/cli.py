@@ -111,7 +111,13 @@ def migrate() -> None:
 @main.command()
 def demo() -> None:
     """Create the demo clinic with its staff and patients, or refresh it."""
-    from opdesk.demo import DEMO_PATIENTS, demo_passwords, refresh_demo, refresh_demo_people
+    from opdesk.demo import (
+        DEMO_PATIENTS,
+        demo_passwords,
+        refresh_demo,
+        refresh_demo_patients,
+        refresh_demo_people,
+    )
     from opdesk.identity.service import Identity
 
     with runtime() as rt:
@@ -120,8 +126,11 @@ def demo() -> None:
         with transaction(rt.db, ctx) as session:
             tenant = refresh_demo(session, ctx)
             logins = refresh_demo_people(session, ctx, ident, demo_passwords(rt.settings.data_dir))
+            patients = refresh_demo_patients(session, ctx, ident)
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
+        if patients:
+            click.echo(f"registered {patients} demo patients")
         click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")
         for login in logins:
             click.echo(f"  {login.role:<10} {login.email:<36} {login.password}")

@@ -7,6 +7,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -119,12 +120,188 @@ def refresh_demo_people(
                 diff=audit.diff_of({"passwordHash": "old"}, {"passwordHash": "demo"}),
             )
         logins.append(DemoLogin(role, name, email, passwords[role]))
-    for phone, name in DEMO_PATIENTS:
-        phone_hash = ident.cipher.blind_index(phone, purpose="phone")
-        exists = session.execute(
-            select(User.id).where(User.role == "patient", User.phone_hash == phone_hash)
-        ).first()
-        if exists is None:
-            identity.create_user(session, ctx, ident, name=name, role="patient", phone=phone)
     session.flush()
     return logins
+
+
+FIRST_NAMES = {
+    "female": (
+        "Sunita",
+        "Lakshmi",
+        "Priya",
+        "Anjali",
+        "Kavya",
+        "Meera",
+        "Pooja",
+        "Shreya",
+        "Deepa",
+        "Fatima",
+        "Ananya",
+        "Revathi",
+        "Sneha",
+        "Asha",
+        "Nandini",
+        "सुनीता",
+        "प्रिया",
+        "अंजली",
+        "मीरा",
+        "லட்சுமி",
+    ),
+    "male": (
+        "Ravi",
+        "Suresh",
+        "Amit",
+        "Rahul",
+        "Vikram",
+        "Arjun",
+        "Imran",
+        "Karthik",
+        "Sanjay",
+        "Mahesh",
+        "Prakash",
+        "Anil",
+        "Rohan",
+        "Ganesh",
+        "Farhan",
+        "अमित",
+        "राहुल",
+        "सुरेश",
+        "गणेश",
+        "முருகன்",
+    ),
+}
+LAST_NAMES = (
+    "Patil",
+    "Sharma",
+    "Iyer",
+    "Deshmukh",
+    "Kulkarni",
+    "Joshi",
+    "Shaikh",
+    "Nair",
+    "Reddy",
+    "Jadhav",
+    "Pawar",
+    "More",
+    "Gupta",
+    "Khan",
+    "Menon",
+    "Rao",
+    "शर्मा",
+    "पाटील",
+    "जोशी",
+    "சுப்பிரமணியன்",
+)
+CITIES = (
+    "Pune",
+    "Pimpri-Chinchwad",
+    "Mumbai",
+    "Nashik",
+    "Satara",
+    "Kolhapur",
+    "Ahmednagar",
+    "Nagpur",
+    "Solapur",
+    "Baramati",
+)
+CONDITIONS = ("Type 2 diabetes", "Hypertension", "Asthma", "Hypothyroidism", "Arthritis")
+ALLERGENS = (
+    ("Penicillin", "rash", "severe"),
+    ("Sulfa drugs", "hives", "moderate"),
+    ("Peanuts", "swelling", "severe"),
+    ("Dust", "sneezing", "mild"),
+)
+DEMO_PATIENT_COUNT = 300
+
+
+def refresh_demo_patients(
+    session: Session, ctx: RequestContext, ident: Identity, *, count: int = DEMO_PATIENT_COUNT
+) -> int:
+    """A few hundred patients (about a fifth with family members on the same phone).
+
+    Deterministic, and run only while the clinic has fewer patients than that.
+    """
+    from random import Random
+
+    from sqlalchemy import func
+
+    from opdesk.patients.models import Patient
+
+    have = session.execute(select(func.count()).select_from(Patient)).scalar_one()
+    if have >= count:
+        return 0
+    rng = Random(20261125)
+    made = 0
+    for phone, name in DEMO_PATIENTS:
+        made += _register_demo(session, ctx, ident, _demo_person(rng, name=name, phone=phone))
+    while have + made < count:
+        phone = _demo_mobile(rng)
+        guardian = _register_demo(session, ctx, ident, _demo_person(rng, phone=phone), keep=True)
+        made += 1 if guardian else 0
+        if guardian and rng.random() < 0.2:
+            for relation in rng.sample(("son", "daughter", "mother", "father"), rng.randint(1, 2)):
+                person = _demo_person(rng, guardian=guardian, relation=relation)
+                made += _register_demo(session, ctx, ident, person)
+    session.flush()
+    return made
+
+
+def _demo_mobile(rng: Any) -> str:
+    from opdesk.validation import mobile_e164
+
+    while True:
+        candidate = (
+            f"+91{rng.choice(('98', '97', '99', '88', '70', '90'))}{rng.randrange(10**8):08d}"
+        )
+        try:
+            return mobile_e164(candidate)
+        except ValueError:
+            continue
+
+
+def _demo_person(
+    rng: Any,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+    guardian: Any = None,
+    relation: str | None = None,
+) -> dict[str, Any]:
+    gender = rng.choice(("female", "male"))
+    first, _, last = (name or "").partition(" ")
+    doc: dict[str, Any] = {
+        "name": {
+            "first": first or rng.choice(FIRST_NAMES[gender]),
+            "last": last or (guardian.name_last if guardian else rng.choice(LAST_NAMES)),
+        },
+        "gender": gender,
+        "city": guardian.city if guardian else rng.choice(CITIES),
+    }
+    if guardian is not None:
+        doc.update(guardianId=str(guardian.id), guardianRelation=relation)
+    else:
+        doc["phone"] = phone
+    if rng.random() < 0.8:
+        doc["dob"] = f"{rng.randint(1940, 2022)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    else:
+        doc["ageYears"] = rng.randint(18, 85)
+    if rng.random() < 0.25:
+        doc["chronicConditions"] = rng.sample(CONDITIONS, rng.randint(1, 2))
+    if rng.random() < 0.15:
+        substance, reaction, severity = rng.choice(ALLERGENS)
+        doc["allergies"] = [{"substance": substance, "reaction": reaction, "severity": severity}]
+    return doc
+
+
+def _register_demo(
+    session: Session, ctx: RequestContext, ident: Identity, doc: dict[str, Any], keep: bool = False
+) -> Any:
+    from opdesk.errors import Conflict
+    from opdesk.patients import service as patients
+    from opdesk.patients.schemas import PatientCreate
+
+    try:
+        patient = patients.register(session, ctx, ident, data=PatientCreate.model_validate(doc))
+    except Conflict:
+        return None if keep else 0
+    return patient if keep else 1
