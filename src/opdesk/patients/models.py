@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     ForeignKey,
     ForeignKeyConstraint,
@@ -16,7 +17,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -38,6 +38,15 @@ class Patient(SoftDeletable, TenantScoped, Base):
     email_encrypted: Mapped[bytes | None] = encrypted_column()
     name_first: Mapped[str] = mapped_column(Text)
     name_last: Mapped[str] = mapped_column(Text, server_default="")
+    # Lower-cased, byte-ordered copies for prefix search. Range comparisons on them are
+    # leakproof, so PostgreSQL may use their indexes under row-level security (LIKE and
+    # lower() are not, and would force a sequential scan).
+    first_key: Mapped[str] = mapped_column(
+        Text(collation="C"), Computed("lower(name_first)", persisted=True)
+    )
+    last_key: Mapped[str] = mapped_column(
+        Text(collation="C"), Computed("lower(name_last)", persisted=True)
+    )
     dob: Mapped[date | None] = mapped_column(Date)
     # When only an age was given: the age and the day it was stated, so it can grow.
     age_years: Mapped[int | None] = mapped_column(Integer)
@@ -72,18 +81,8 @@ class Patient(SoftDeletable, TenantScoped, Base):
         Index("uq_patients_tenant_id_phone_hash", "tenant_id", "phone_hash", unique=True),
         Index("uq_patients_tenant_id_number", "tenant_id", "number", unique=True),
         Index(None, "tenant_id", "name_last"),
-        Index(
-            "ix_patients_tenant_id_last_prefix",
-            "tenant_id",
-            func.lower(text("name_last")).label("last"),
-            postgresql_ops={"last": "text_pattern_ops"},
-        ),
-        Index(
-            "ix_patients_tenant_id_first_prefix",
-            "tenant_id",
-            func.lower(text("name_first")).label("first"),
-            postgresql_ops={"first": "text_pattern_ops"},
-        ),
+        Index(None, "tenant_id", "first_key"),
+        Index(None, "tenant_id", "last_key"),
         Index(None, "tenant_id", "guardian_id"),
         # Fuzzy name search (created in SQL by the migration: pg_trgm operator class).
         Index(

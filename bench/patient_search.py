@@ -1,0 +1,217 @@
+"""Patient lookup by phone and search by name, at 100,000 and 1,000,000 patients.
+
+Patients are bulk-loaded with COPY (the same encrypted columns and blind index the
+service writes); lookups then go through the real read path: the service-layer query in
+its own tenant-scoped transaction, and the HTTP API of a live uvicorn server.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+
+from opdesk.app import create_app
+from opdesk.config import Settings
+from opdesk.context import system_context
+from opdesk.db import Database, libpq_url, tenant_session
+from opdesk.demo import FIRST_NAMES, LAST_NAMES
+from opdesk.identity.service import Identity, create_user
+from opdesk.patients import queries
+from opdesk.security import sessions
+from opdesk.security.crypto import FieldCipher, StaticKeyring
+from opdesk.security.keys import new_keyring
+from opdesk.tenancy.schemas import TenantCreate
+from opdesk.tenancy.service import create_tenant
+from opdesk.uow import transaction
+
+LOOKUPS = 2000
+FIRSTS = [n for names in FIRST_NAMES.values() for n in names]
+COLUMNS = (
+    "tenant_id, id, number, phone_hash, phone_encrypted, name_first, name_last, dob, gender, "
+    "city, chronic_conditions, consents, flags_vip, flags_blocked, created_at, updated_at"
+)
+
+
+def _percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
+    return f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
+
+
+def _timed(fn: Callable[[], object], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def load(
+    db: Database, cipher: FieldCipher, tenant_id: uuid.UUID, start: int, stop: int
+) -> list[str]:
+    """COPY patients ``start`` .. ``stop`` - 1 into the clinic; returns some of their phones."""
+    import psycopg
+
+    rng = random.Random(start)
+    now = datetime.now(UTC)
+    sample: list[str] = []
+    with psycopg.connect(libpq_url(db.owner_url)) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY patients ({COLUMNS}) FROM STDIN") as copy:
+            for number in range(start, stop):
+                phone = f"+9198{number:08d}"
+                row_id = uuid.uuid4()
+                sealed = cipher.encrypt(
+                    phone,
+                    tenant_id=tenant_id,
+                    table="patients",
+                    column="phone_encrypted",
+                    row_id=row_id,
+                )
+                copy.write_row(
+                    (
+                        tenant_id,
+                        row_id,
+                        number,
+                        cipher.blind_index(phone, purpose="phone"),
+                        sealed,
+                        rng.choice(FIRSTS),
+                        rng.choice(LAST_NAMES),
+                        date(rng.randint(1940, 2020), rng.randint(1, 12), rng.randint(1, 28)),
+                        rng.choice(("female", "male")),
+                        "Pune",
+                        "[]",
+                        "[]",
+                        False,
+                        False,
+                        now,
+                        now,
+                    )
+                )
+                if number % 97 == 0:
+                    sample.append(phone)
+        conn.execute("ANALYZE patients")
+        conn.commit()
+    return sample
+
+
+def _name_queries(rng: random.Random) -> list[str]:
+    words = []
+    for _ in range(LOOKUPS):
+        kind = rng.random()
+        name = rng.choice(FIRSTS + list(LAST_NAMES))
+        if kind < 0.6:
+            words.append(name[: rng.randint(2, 4)].lower())
+        elif kind < 0.85:
+            words.append(f"{rng.choice(FIRSTS)[:3]} {rng.choice(LAST_NAMES)[:2]}".lower())
+        else:
+            words.append(name[:-1] + "ee")  # a misspelling: fuzzy path
+    return words
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
+    keyring = StaticKeyring(new_keyring())
+    cipher = FieldCipher(keyring)
+    settings = Settings(_env_file=None, fast_password_hashing=True)
+    ident = Identity.create(settings, cipher)
+    ctx = system_context(None)
+    with transaction(db, ctx) as session:
+        tenant = create_tenant(
+            session, ctx, data=TenantCreate(name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
+        )
+        desk = create_user(
+            session,
+            ctx,
+            ident,
+            name="Desk",
+            role="frontdesk",
+            email="desk@bench.in",
+            password="bench password",
+        )
+        _, token = sessions.start(
+            session,
+            ctx,
+            user=desk,
+            stage="active",
+            method="bench",
+            device_id=None,
+            idle=ident.idle("frontdesk"),
+            lifetime=ident.lifetime,
+        )
+    print(
+        "\npatient lookup (service layer = query in its own tenant transaction; HTTP = live uvicorn)"
+    )
+    loaded, phones = 0, []
+    rng = random.Random(7)
+    app = create_app(settings, database=db, keyring=keyring)
+    for size in sizes:
+        started = time.perf_counter()
+        phones += load(db, cipher, tenant.id, loaded + 1, size + 1)
+        loaded = size
+        print(f"  {size:>9,} patients (loaded in {time.perf_counter() - started:5.1f} s)")
+        wanted = [rng.choice(phones) for _ in range(LOOKUPS)]
+        names = _name_queries(rng)
+
+        def phone_lookup(phone: str) -> None:
+            with tenant_session(db, tenant.id) as session:
+                assert len(queries.by_phone(session, cipher, phone)) == 1
+
+        def name_search(q: str) -> None:
+            with tenant_session(db, tenant.id) as session:
+                queries.by_name(session, q)
+
+        phone_iter, name_iter = iter(wanted), iter(names)
+        print(
+            f"    service  phone lookup   {_percentiles(_timed(lambda: phone_lookup(next(phone_iter)), LOOKUPS))}"
+        )
+        print(
+            f"    service  name search    {_percentiles(_timed(lambda: name_search(next(name_iter)), LOOKUPS))}"
+        )
+        with (
+            LiveServer(app) as base,
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http,
+        ):
+            phone_iter, name_iter = iter(wanted), iter(names)
+
+            def api(q: str) -> None:
+                response = http.get("/api/v1/patients", params={"q": q})
+                assert response.status_code == 200, response.text
+
+            print(
+                f"    HTTP     phone lookup   {_percentiles(_timed(lambda: api(next(phone_iter)), LOOKUPS))}"
+            )
+            print(
+                f"    HTTP     name search    {_percentiles(_timed(lambda: api(next(name_iter)), LOOKUPS))}"
+            )
+    with db.owner_engine.begin() as conn:
+        conn.execute(text("delete from patients where tenant_id = :t"), {"t": tenant.id})
