@@ -88,8 +88,8 @@ class Patient(SoftDeletable, TenantScoped, Base):
         Index(
             "ix_patients_name_trgm",
             "tenant_id",
-            text("(lower(name_first || ' ' || name_last)) gin_trgm_ops"),
-            postgresql_using="gin",
+            text("(lower(name_first || ' ' || name_last)) gist_trgm_ops"),
+            postgresql_using="gist",
         ),
     )
 

@@ -1,0 +1,58 @@
+"""Front desk patient pages in a real browser: live search, registration, profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from opdesk.db import Database
+from tests.browser.test_identity_pages import shot, staff_sign_in
+from tests.browser.test_shell import WIDTHS, open_page
+from tests.conftest import make_tenant, make_user, unique_mobile
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_register_find_and_open_a_patient(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    clinic = make_tenant(db, "Sunrise Family Clinic")
+    desk = make_user(db, ident, clinic, "frontdesk", name="Ravi Patil")
+    page, problems = open_page(browser, width)
+    staff_sign_in(page, live_server, clinic.slug, desk.email or "")
+    page.wait_for_url("**/app")
+
+    page.goto(f"{live_server}/patients/new")
+    page.get_by_label("First name").fill("सुनीता")
+    page.get_by_label("Mobile number").fill("020 2553 1234")
+    page.get_by_role("button", name="Register").click()
+    assert "must be a mobile number" in page.locator("#f-phone-error").inner_text()
+    assert page.locator(".error-summary").is_visible()
+    shot(page, f"patient-form-errors-{width}")
+
+    phone = unique_mobile()
+    page.get_by_label("Mobile number").fill(phone[3:])
+    page.get_by_label("Last name").fill("Deshmukh")
+    page.get_by_label("…or age in years").fill("58")
+    page.get_by_label("Gender").select_option("female")
+    page.get_by_label("City / village").fill("Satara")
+    page.locator("#f-allergies").fill("Penicillin: rash (severe)\nDust")
+    page.get_by_label("Chronic conditions").fill("Diabetes, Hypertension")
+    page.get_by_role("button", name="Register").click()
+    page.wait_for_url("**/patients/*")
+    assert "Registered सुनीता Deshmukh" in page.get_by_role("status").inner_text()
+    banner = page.get_by_role("alert").inner_text()
+    assert "Penicillin" in banner and "severe" in banner
+    shot(page, f"patient-profile-{width}")
+
+    page.goto(f"{live_server}/patients")
+    page.get_by_role("searchbox").fill("सुनी")
+    page.locator(".patient-list a").first.wait_for()
+    assert "Deshmukh" in page.locator(".patient-list").inner_text()
+    shot(page, f"patient-search-{width}")
+    page.get_by_role("searchbox").fill(phone[-10:])
+    page.wait_for_function("document.querySelectorAll('.patient-list li').length == 1")
+    assert problems == [], problems
+    page.context.close()
