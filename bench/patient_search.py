@@ -49,13 +49,18 @@ def _percentiles(samples: list[float]) -> str:
     return f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
 
 
-def _timed(fn: Callable[[], object], count: int) -> list[float]:
+def _timed(fn: Callable[[str], object], inputs: list[str]) -> list[float]:
+    """Seconds taken by ``fn`` for each input, in order."""
     samples = []
-    for _ in range(count):
+    for item in inputs:
         start = time.perf_counter()
-        fn()
+        fn(item)
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def _report(label: str, samples: list[float]) -> None:
+    print(f"    {label:<22} {_percentiles(samples)}")
 
 
 def load(
@@ -156,7 +161,7 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
             name="Desk",
             role="frontdesk",
             email="desk@bench.in",
-            password="bench password",
+            password="bench password",  # noqa: S106 - a throw-away bench database
         )
         _, token = sessions.start(
             session,
@@ -168,9 +173,7 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
             idle=ident.idle("frontdesk"),
             lifetime=ident.lifetime,
         )
-    print(
-        "\npatient lookup (service layer = query in its own tenant transaction; HTTP = live uvicorn)"
-    )
+    print("\npatient lookup (service: query in its own tenant transaction; HTTP: live uvicorn)")
     loaded, phones = 0, []
     rng = random.Random(7)
     app = create_app(settings, database=db, keyring=keyring)
@@ -190,28 +193,19 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
             with tenant_session(db, tenant.id) as session:
                 queries.by_name(session, q)
 
-        phone_iter, name_iter = iter(wanted), iter(names)
-        print(
-            f"    service  phone lookup   {_percentiles(_timed(lambda: phone_lookup(next(phone_iter)), LOOKUPS))}"
-        )
-        print(
-            f"    service  name search    {_percentiles(_timed(lambda: name_search(next(name_iter)), LOOKUPS))}"
-        )
-        with (
-            LiveServer(app) as base,
-            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http,
-        ):
-            phone_iter, name_iter = iter(wanted), iter(names)
+        _report("service  phone lookup", _timed(phone_lookup, wanted))
+        timings = _timed(name_search, names)
+        _report("service  name search", timings)
+        slowest = sorted(zip(timings, names, strict=True), reverse=True)[:6]
+        print("      slowest: " + ", ".join(f"{q!r} {t * 1000:.0f} ms" for t, q in slowest))
+        headers = {"Authorization": f"Bearer {token}"}
+        with LiveServer(app) as base, httpx.Client(base_url=base, headers=headers) as http:
 
-            def api(q: str) -> None:
+            def api(q: str, http: httpx.Client = http) -> None:
                 response = http.get("/api/v1/patients", params={"q": q})
                 assert response.status_code == 200, response.text
 
-            print(
-                f"    HTTP     phone lookup   {_percentiles(_timed(lambda: api(next(phone_iter)), LOOKUPS))}"
-            )
-            print(
-                f"    HTTP     name search    {_percentiles(_timed(lambda: api(next(name_iter)), LOOKUPS))}"
-            )
+            _report("HTTP     phone lookup", _timed(api, wanted))
+            _report("HTTP     name search", _timed(api, names))
     with db.owner_engine.begin() as conn:
         conn.execute(text("delete from patients where tenant_id = :t"), {"t": tenant.id})

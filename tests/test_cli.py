@@ -112,7 +112,7 @@ def test_demo_is_idempotent_and_audit_verify_catches_tampering(
         patients = conn.execute(text("select count(*) from patients")).scalar_one()
         events = conn.execute(text("select count(*) from audit_events")).scalar_one()
         devanagari = conn.execute(
-            text("select count(*) from patients where name_first ~ '[\u0900-\u097F]'")
+            text("select count(*) from patients where name_first ~ '[\u0900-\u097f]'")
         ).scalar_one()
         families = conn.execute(
             text("select count(*) from patients where guardian_id is not null")

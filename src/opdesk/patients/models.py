@@ -88,7 +88,7 @@ class Patient(SoftDeletable, TenantScoped, Base):
         Index(
             "ix_patients_name_trgm",
             "tenant_id",
-            text("(lower(name_first || ' ' || name_last)) gist_trgm_ops"),
+            text("(lower(name_first || ' ' || name_last)) gist_trgm_ops(siglen=256)"),
             postgresql_using="gist",
         ),
     )

@@ -132,7 +132,7 @@ def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     op.execute(
         "CREATE INDEX ix_patients_name_trgm ON patients "
-        "USING gist (tenant_id, (lower(name_first || ' ' || name_last)) gist_trgm_ops)"
+        "USING gist (tenant_id, (lower(name_first || ' ' || name_last)) gist_trgm_ops(siglen=256))"
     )
     _similar_names_function()
     enable_tenant_rls("patients")
