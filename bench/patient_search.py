@@ -106,7 +106,18 @@ def load(
                 )
                 if number % 97 == 0:
                     sample.append(phone)
+        # The name vocabulary the service keeps in step, rebuilt for the loaded rows.
+        conn.execute(
+            "insert into patient_names (tenant_id, key, patients) "
+            "select %(t)s, key, count(*) from ("
+            "  select first_key as key from patients where tenant_id = %(t)s"
+            "  union all select last_key from patients where tenant_id = %(t)s and last_key <> ''"
+            ") names group by key "
+            "on conflict (tenant_id, key) do update set patients = excluded.patients",
+            {"t": tenant_id},
+        )
         conn.execute("ANALYZE patients")
+        conn.execute("ANALYZE patient_names")
         conn.commit()
     return sample
 
@@ -209,3 +220,4 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
             _report("HTTP     name search", _timed(api, names))
     with db.owner_engine.begin() as conn:
         conn.execute(text("delete from patients where tenant_id = :t"), {"t": tenant.id})
+        conn.execute(text("delete from patient_names where tenant_id = :t"), {"t": tenant.id})

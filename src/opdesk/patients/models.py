@@ -84,13 +84,6 @@ class Patient(SoftDeletable, TenantScoped, Base):
         Index(None, "tenant_id", "first_key"),
         Index(None, "tenant_id", "last_key"),
         Index(None, "tenant_id", "guardian_id"),
-        # Fuzzy name search (created in SQL by the migration: pg_trgm operator class).
-        Index(
-            "ix_patients_name_trgm",
-            "tenant_id",
-            text("(lower(name_first || ' ' || name_last)) gist_trgm_ops(siglen=256)"),
-            postgresql_using="gist",
-        ),
     )
 
     @property
@@ -109,3 +102,26 @@ class PatientCounter(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     last_number: Mapped[int] = mapped_column(Integer)
+
+
+class PatientName(Base):
+    """Each clinic's vocabulary of first and last names, for fuzzy search.
+
+    Similar spellings are looked for among the clinic's distinct names (thousands) rather
+    than its patients (up to millions); patients are then found by exact name key.
+    """
+
+    __tablename__ = "patient_names"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    patients: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index(
+            "ix_patient_names_trgm",
+            "tenant_id",
+            text("key gist_trgm_ops"),
+            postgresql_using="gist",
+        ),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Session
 
 from opdesk.identity.models import User
@@ -101,17 +101,47 @@ def _prefix(session: Session, words: list[str], limit: int) -> list[Patient]:
 
 
 def _fuzzy(session: Session, query: str, limit: int) -> list[Patient]:
-    """Similar spellings (pg_trgm), best first: "Lakshmee" finds "Lakshmi"."""
+    """Similar spellings, best first: "Lakshmee" finds "Lakshmi".
+
+    The nearest names come from the clinic's name vocabulary; their patients are then
+    found by exact key, so the cost follows the number of distinct names, not patients.
+    """
+    words = sorted(query.split(), key=len, reverse=True)[:2]
+    scored: dict[str, float] = {}
+    for word in words:
+        for key, score in _similar_names(session, word):
+            scored[key] = max(score, scored.get(key, 0.0))
+    if not scored:
+        return []
+    keys = sorted(scored, key=scored.__getitem__, reverse=True)[:10]
+    found: dict[object, Patient] = {}
+    for column in (Patient.first_key, Patient.last_key):
+        stmt = select(Patient).where(column.in_(keys)).order_by(column).limit(limit)
+        for patient in session.execute(stmt).scalars():
+            found.setdefault(patient.id, patient)
+
+    def closeness(p: Patient) -> tuple[float, str]:
+        best = max(scored.get(p.first_key, 0.0), scored.get(p.last_key, 0.0))
+        return (-best, p.first_key + " " + p.last_key)
+
+    return sorted(found.values(), key=closeness)[:limit]
+
+
+def _similar_names(session: Session, word: str) -> list[tuple[str, float]]:
     if _has_similar_function(session):
-        ranked = session.execute(
-            text("select id from opdesk_similar_patients(:q, :n)"), {"q": query, "n": limit}
-        ).scalars()
-        ids = list(ranked)
-        rows = {
-            p.id: p for p in session.execute(select(Patient).where(Patient.id.in_(ids))).scalars()
-        }
-        return [rows[i] for i in ids if i in rows]
-    return _fuzzy_scan(session, query, limit)
+        rows = session.execute(
+            text("select key, score from opdesk_similar_names(:q, 10)"), {"q": word}
+        ).all()
+    else:  # without the function: the same question under RLS (reads every name)
+        rows = session.execute(
+            text(
+                "select key, similarity(key, :q) as score from patient_names "
+                "where patients > 0 and similarity(key, :q) >= :t "
+                "order by score desc limit 10"
+            ),
+            {"q": word, "t": FUZZY_THRESHOLD},
+        ).all()
+    return [(str(key), float(score)) for key, score in rows]
 
 
 _SIMILAR_FUNCTION: dict[str, bool] = {}
@@ -122,23 +152,10 @@ def _has_similar_function(session: Session) -> bool:
     key = str(session.get_bind().engine.url)
     if key not in _SIMILAR_FUNCTION:
         found = session.execute(
-            text("select to_regprocedure('opdesk_similar_patients(text, integer)') is not null")
+            text("select to_regprocedure('opdesk_similar_names(text, integer)') is not null")
         ).scalar_one()
         _SIMILAR_FUNCTION[key] = bool(found)
     return _SIMILAR_FUNCTION[key]
-
-
-def _fuzzy_scan(session: Session, query: str, limit: int) -> list[Patient]:
-    """The same search under RLS: correct everywhere, but reads every row of the clinic."""
-    full = func.lower(Patient.name_first + " " + Patient.name_last)
-    score = func.similarity(full, query)
-    stmt = (
-        select(Patient)
-        .where(full.op("%")(query), score >= FUZZY_THRESHOLD)
-        .order_by(score.desc(), Patient.number)
-        .limit(limit)
-    )
-    return list(session.execute(stmt).scalars())
 
 
 def summary(patient: Patient, today: date, phone: str | None = None) -> PatientSummary:

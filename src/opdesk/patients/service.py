@@ -179,6 +179,19 @@ def _phone_taken(session: Session, phone_hash: bytes, except_id: uuid.UUID | Non
         )
 
 
+def count_names(session: Session, patient: Patient, delta: int) -> None:
+    """Keep the clinic's name vocabulary (for fuzzy search) in step with its patients."""
+    keys = sorted({k for k in (patient.first_key, patient.last_key) if k})
+    for key in keys:  # sorted: concurrent writers lock vocabulary rows in one order
+        session.execute(
+            text(
+                "insert into patient_names as n (tenant_id, key, patients) values (:t, :k, :d) "
+                "on conflict (tenant_id, key) do update set patients = n.patients + :d"
+            ),
+            {"t": patient.tenant_id, "k": key, "d": delta},
+        )
+
+
 def next_number(session: Session, tenant_id: uuid.UUID) -> int:
     """The clinic's next patient number; the counter row lock keeps numbers unique."""
     return int(
@@ -229,6 +242,7 @@ def register(
             session.add(patient)
     except IntegrityError as exc:  # a concurrent registration won the phone
         raise Conflict("this mobile number was just registered to another patient") from exc
+    count_names(session, patient, +1)
     if data.phone:
         _ensure_login(session, ctx, ident, data.phone, patient.full_name)
     audit.record(
@@ -311,7 +325,9 @@ def update(
         if new_hash is None and (changes.guardian_id or patient.guardian_id) is None:
             raise InvalidInput([FieldError("phone", "needed unless a guardian's phone is shared")])
         patient.phone_hash = new_hash
-    if "name" in given and changes.name is not None:
+    renamed = "name" in given and changes.name is not None
+    if renamed and changes.name is not None:
+        count_names(session, patient, -1)
         patient.name_first, patient.name_last = changes.name.first, changes.name.last
     _apply(patient, ident.cipher, changes, today)
     after = _snapshot(patient)
@@ -323,6 +339,9 @@ def update(
             session.flush()
     except IntegrityError as exc:
         raise Conflict("this mobile number was just registered to another patient") from exc
+    if renamed:
+        session.refresh(patient, ["first_key", "last_key"])
+        count_names(session, patient, +1)
     if "phone" in given and changes.phone:
         _ensure_login(session, ctx, ident, changes.phone, patient.full_name)
     audit.record(
@@ -340,12 +359,15 @@ def get(session: Session, patient_id: uuid.UUID) -> Patient:
 
 
 def delete(session: Session, ctx: RequestContext, *, patient_id: uuid.UUID) -> None:
-    records.soft_delete(session, ctx, records.by_id(session, Patient, patient_id, lock=True))
+    patient = records.by_id(session, Patient, patient_id, lock=True)
+    records.soft_delete(session, ctx, patient)
+    count_names(session, patient, -1)
 
 
 def restore(session: Session, ctx: RequestContext, *, patient_id: uuid.UUID) -> Patient:
     patient = records.get_any(session, Patient, patient_id, lock=True)
     records.restore(session, ctx, patient)
+    count_names(session, patient, +1)
     return patient
 
 
