@@ -296,3 +296,12 @@ def test_registered_phone_can_sign_in_and_sees_only_its_family(
     mine = client.get("/api/v1/me/patients", headers=bearer(token)).json()
     assert {p["id"] for p in mine} == {mother["id"], child["id"]}
     assert client.get(f"/api/v1/patients/{mother['id']}", headers=bearer(token)).status_code == 403
+
+
+def test_nul_characters_are_refused_or_ignored_not_a_server_error(
+    client: TestClient, desk: dict[str, str]
+) -> None:
+    assert client.get("/api/v1/patients", params={"q": "ra\x00vi"}, headers=desk).status_code == 200
+    refused = register(client, desk, city="Pu\x00ne")
+    assert refused.status_code == 422
+    assert "NUL" in refused.json()["detail"]

@@ -26,7 +26,7 @@ def search(
     session: Session, cipher: FieldCipher, query: str, *, limit: int = SEARCH_LIMIT
 ) -> list[Patient]:
     """What the front desk types: a phone, a patient number, or part of a name."""
-    query = query.strip()
+    query = query.replace("\x00", "").strip()
     if not query:
         return []
     if _PHONE_CHARS.match(query):
