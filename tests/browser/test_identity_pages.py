@@ -9,7 +9,7 @@ import pytest
 
 from opdesk.db import Database
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.test_shell import WIDTHS, assert_fits, open_page
+from tests.browser.test_shell import WIDTHS, assert_fits, open_page, settle
 from tests.conftest import STAFF_PASSWORD, make_tenant, make_user, unique_mobile
 from tests.identity.test_patient_otp import latest_code
 
@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 def shot(page: Any, name: str) -> None:
     assert_fits(page)
+    settle(page)
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 

@@ -37,6 +37,19 @@ def open_page(browser: Any, width: str) -> tuple[Any, list[str]]:
     return page, problems
 
 
+def settle(page: Any) -> None:
+    """Wait for web fonts (Devanagari, Tamil) so screenshots show the real glyphs."""
+    # Text that appears only inside form fields does not always start the font load in
+    # headless Chromium before the picture is taken; ask for the faces explicitly.
+    page.evaluate(
+        """Promise.all([
+            document.fonts.load("16px 'Noto Sans Devanagari'", "अ"),
+            document.fonts.load("bold 16px 'Noto Sans Devanagari'", "अ"),
+            document.fonts.load("16px 'Noto Sans Tamil'", "அ"),
+        ]).then(() => document.fonts.ready).then(() => true)"""
+    )
+
+
 def assert_fits(page: Any) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"page is {overflow}px wider than the screen"
@@ -50,6 +63,7 @@ def test_front_door_and_form_errors(browser: Any, live_server: str, width: str) 
     assert page.evaluate("typeof window.htmx") == "object", "htmx did not load"
     assert_fits(page)
     SCREENSHOTS.mkdir(exist_ok=True)
+    settle(page)
     page.screenshot(path=str(SCREENSHOTS / f"home-{width}.png"), full_page=True)
 
     page.get_by_label("Clinic code").fill("no-such-clinic")
@@ -59,6 +73,7 @@ def test_front_door_and_form_errors(browser: Any, live_server: str, width: str) 
     assert "No clinic uses this code" in error.inner_text()
     assert page.get_by_label("Clinic code").get_attribute("aria-invalid") == "true"
     assert_fits(page)
+    settle(page)
     page.screenshot(path=str(SCREENSHOTS / f"form-error-{width}.png"), full_page=True)
     assert problems == [], problems
     page.context.close()
@@ -88,6 +103,7 @@ def test_clinic_landing_with_flash(
     assert page.get_by_role("status").inner_text() == f"Welcome to {tenant.name}."
     assert page.get_by_role("heading", level=1).inner_text() == tenant.name
     assert_fits(page)
+    settle(page)
     page.screenshot(path=str(SCREENSHOTS / f"clinic-{width}.png"), full_page=True)
     assert problems == [], problems
     page.context.close()
@@ -99,6 +115,7 @@ def test_not_found_page(browser: Any, live_server: str) -> None:
     assert response.status == 404
     assert page.get_by_role("heading", name="Not found").is_visible()
     assert_fits(page)
+    settle(page)
     page.screenshot(path=str(SCREENSHOTS / "not-found-phone.png"), full_page=True)
     page.context.close()
 
@@ -108,6 +125,7 @@ def test_api_docs_render_under_the_strict_policy(browser: Any, live_server: str)
     page.goto(live_server + "/api/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=15000)
     assert page.locator(".opblock").count() >= 3
+    settle(page)
     page.screenshot(path=str(SCREENSHOTS / "api-docs-desktop.png"))
     assert problems == [], problems
     page.context.close()

@@ -75,8 +75,18 @@ def form_errors(exc: ValidationError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "__all__"
-        errors.setdefault(name, clean_message(err["msg"]))
+        errors.setdefault(name, FRIENDLY.get(err["type"]) or clean_message(err["msg"]))
     return errors
+
+
+# Pydantic's wording for these is meant for programmers; people filling a form get these.
+FRIENDLY = {
+    "literal_error": "choose one of the options",
+    "missing": "is required",
+    "date_from_datetime_parsing": "is not a date",
+    "date_parsing": "is not a date",
+    "int_parsing": "must be a whole number",
+}
 
 
 def local_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
