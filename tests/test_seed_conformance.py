@@ -16,7 +16,15 @@ TOOL = next(
     (c / "tools" / "seed_conformance.py" for c in CANDIDATES if c.exists()),
     CANDIDATES[0] / "tools" / "seed_conformance.py",
 )
-BUILT = ["audit_events", "users", "devices", "otp_tokens", "notifications_outbox", "patients"]
+BUILT = [
+    "audit_events",
+    "users",
+    "devices",
+    "otp_tokens",
+    "notifications_outbox",
+    "patients",
+    "documents",
+]
 
 
 @pytest.mark.skipif(not TOOL.exists(), reason="the shared seed tool is not beside this checkout")

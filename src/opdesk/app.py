@@ -16,6 +16,8 @@ from opdesk.config import Settings, get_settings
 from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.demo import DEMO_SLUG
+from opdesk.documents import api as documents_api
+from opdesk.documents.storage import LocalStorage
 from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
 from opdesk.identity.service import Identity
@@ -51,6 +53,7 @@ def api_router() -> APIRouter:
     router.include_router(tenancy_api.router)
     router.include_router(identity_api.router)
     router.include_router(patients_api.router)
+    router.include_router(documents_api.router)
     return router
 
 
@@ -105,6 +108,7 @@ def create_app(
     app.state.pages = Pages(cipher.keyring.derived_key("opdesk flash cookie v1"))
     app.state.csrf_key = cipher.keyring.derived_key("opdesk csrf v1")
     app.state.identity = Identity.create(settings, cipher)
+    app.state.storage = LocalStorage(settings.data_dir / "files")
 
     install_problem_handlers(app)
     app.add_middleware(RequestMiddleware, hsts=settings.is_https)
@@ -115,6 +119,7 @@ def create_app(
     app.include_router(identity_web.router)
     app.include_router(notifications_web.router)
     app.include_router(patients_web.router)
+    app.include_router(documents_api.share_router)
 
     @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])
     def api_docs() -> HTMLResponse:

@@ -149,9 +149,10 @@ def _keyring_or_fail(settings: Settings) -> KeyringSource:
 
 @main.command()
 def sweep() -> None:
-    """Run the sweepers once: expired OTP codes, old sign-in counters (TTL indexes)."""
+    """Run the sweepers once: expired OTP codes and share links, old sign-in counters."""
     from datetime import timedelta
 
+    from opdesk.documents.service import sweep_share_links
     from opdesk.identity.service import sweep_otp_tokens
     from opdesk.security import throttle
 
@@ -161,7 +162,11 @@ def sweep() -> None:
             now = ctx.now()
             codes = sweep_otp_tokens(session, now)
             counters = throttle.sweep(session, now - timedelta(days=2))
-        click.echo(f"swept {codes} expired codes and {counters} old sign-in counters")
+            links = sweep_share_links(session, now)
+        click.echo(
+            f"swept {codes} expired codes, {links} expired share links "
+            f"and {counters} old sign-in counters"
+        )
 
 
 @main.group()

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Lighter argon2 parameters for the test suite only (refused in prod).
     fast_password_hashing: bool = False
 
+    max_upload_mb: int = 20
+
     db_pool_size: int = 10
     db_max_overflow: int = 10
     log_level: str = "INFO"

@@ -237,18 +237,57 @@ def _make_patient(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
         return register(session, ctx, ident, data=data).id
 
 
+# Path parameters that are not record ids: public codes and secret tokens.
+NOT_IDS = {"slug", "token"}
+
+
+def _make_document(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from pathlib import Path
+    from tempfile import mkdtemp
+
+    from opdesk.documents.service import upload
+    from opdesk.documents.storage import LocalStorage
+
+    ctx = ctx_for(tenant.id)
+    patient_id = _make_patient(db, ident, tenant)
+    with transaction(db, ctx) as session:
+        return upload(
+            session,
+            ctx,
+            ident.cipher,
+            LocalStorage(Path(mkdtemp())),
+            patient_id=patient_id,
+            category="other",
+            filename="x.pdf",
+            data=b"%PDF-1.4 test",
+            tags=[],
+            max_bytes=1024,
+        ).id
+
+
+def _make_share_link(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from opdesk.documents.service import share
+
+    document_id = _make_document(db, ident, tenant)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        return share(session, ctx, document_id=document_id).link.id
+
+
 # One way to make a record of tenant A for each kind of id a route takes.
 ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "user_id": lambda db, ident, tenant: make_user(db, ident, tenant, "frontdesk").id,
     "device_id": _make_device,
     "patient_id": lambda db, ident, tenant: _make_patient(db, ident, tenant),
+    "document_id": _make_document,
+    "link_id": _make_share_link,
 }
 
 
 def id_routes(app: FastAPI) -> Iterator[tuple[Endpoint, list[str]]]:
     for endpoint in endpoints(app):
         params = re.findall(r"\{([a-z_]+)\}", endpoint.path)
-        ids = [p for p in params if p != "slug"]
+        ids = [p for p in params if p not in NOT_IDS]
         if ids:
             yield endpoint, ids
 

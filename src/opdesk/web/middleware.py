@@ -73,7 +73,7 @@ class RequestMiddleware:
         headers["X-Request-ID"] = request_id
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
         headers.setdefault(

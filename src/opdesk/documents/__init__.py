@@ -1,0 +1,1 @@
+"""Documents: uploads with versions, encrypted storage, and expiring share links."""

@@ -1,0 +1,159 @@
+"""REST: patient documents (upload, versions, download) and share links; the public
+``/s/{token}`` address a share link opens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import Response
+
+from opdesk.documents import service
+from opdesk.documents.models import Document
+from opdesk.documents.schemas import DocumentOut, ShareLinkOut, ShareRequest
+from opdesk.documents.storage import Storage
+from opdesk.errors import FieldError
+from opdesk.patients import service as patients
+from opdesk.patients.models import Patient
+from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.permissions import PUBLIC
+from opdesk.security.sessions import Principal
+from opdesk.web.deps import Allow, Ctx, DbSession, acting
+from opdesk.web.problems import problem
+
+RESPONSES = {**PROBLEM_RESPONSES, 413: {**PROBLEM_RESPONSES[422], "description": "File too large"}}
+router = APIRouter(tags=["documents"], responses=RESPONSES)
+share_router = APIRouter(include_in_schema=False)
+
+
+def _cipher(request: Request) -> FieldCipher:
+    cipher: FieldCipher = request.app.state.cipher
+    return cipher
+
+
+def _storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def patient_in_path(patient_id: uuid.UUID, session: DbSession) -> Patient:
+    """The patient named in the path, resolved before the body is read: a foreign or
+    unknown id answers 404 whatever the body holds.
+    """
+    return patients.get(session, patient_id)
+
+
+@router.post("/patients/{patient_id}/documents", response_model=DocumentOut, status_code=201)
+def upload_document(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("patients:write")],
+    patient: Annotated[Patient, Depends(patient_in_path)],
+    file: Annotated[UploadFile, File(description="PDF, JPEG, PNG or WebP")],
+    category: Annotated[str, Form()],
+    tags: Annotated[str, Form(description="comma-separated")] = "",
+    replaces: Annotated[
+        uuid.UUID | None, Form(description="id of the version this replaces")
+    ] = None,
+) -> DocumentOut | Response:
+    """Upload a document (checked by its content, not its name); ``replaces`` adds a version."""
+    limit = request.app.state.settings.max_upload_mb * 1024 * 1024
+    data = file.file.read(limit + 1)
+    try:
+        doc = service.upload(
+            session,
+            ctx,
+            _cipher(request),
+            _storage(request),
+            patient_id=patient.id,
+            category=category,
+            filename=file.filename,
+            data=data,
+            tags=tags.split(","),
+            replaces=replaces,
+            max_bytes=limit,
+        )
+    except service.TooLarge as exc:
+        reason = str(exc).removeprefix("file: ")
+        return problem(request, 413, "File too large", str(exc), [FieldError("file", reason)])
+    return DocumentOut.model_validate(doc)
+
+
+@router.get("/patients/{patient_id}/documents", response_model=list[DocumentOut])
+def list_documents(
+    session: DbSession,
+    _: Annotated[Principal, acting("patients:read")],
+    patient: Annotated[Patient, Depends(patient_in_path)],
+) -> list[DocumentOut]:
+    return [DocumentOut.model_validate(d) for d in service.of_patient(session, patient.id)]
+
+
+@router.get("/documents/{document_id}", response_model=DocumentOut)
+def get_document(
+    document_id: uuid.UUID, session: DbSession, _: Annotated[Principal, acting("patients:read")]
+) -> DocumentOut:
+    return DocumentOut.model_validate(service.get(session, document_id))
+
+
+def _file_response(request: Request, doc: Document, *, shared: bool = False) -> Response:
+    data = service.content(_cipher(request), _storage(request), doc)
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",
+        "Cache-Control": "no-store",
+    }
+    if shared:
+        headers["Referrer-Policy"] = "no-referrer"
+    return Response(data, media_type=doc.mime, headers=headers)
+
+
+@router.get(
+    "/documents/{document_id}/content",
+    responses={200: {"content": {m: {} for m in service.MIME_NAMES}}},
+    response_class=Response,
+)
+def download_document(
+    document_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    _: Annotated[Principal, acting("patients:read")],
+) -> Response:
+    return _file_response(request, service.get(session, document_id))
+
+
+@router.post("/documents/{document_id}/share-links", response_model=ShareLinkOut, status_code=201)
+def share_document(
+    document_id: uuid.UUID,
+    body: ShareRequest,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("patients:write")],
+) -> ShareLinkOut:
+    """A link to this version that works without signing in, for 1-30 days (default 7)."""
+    made = service.share(session, ctx, document_id=document_id, days=body.days)
+    base = request.app.state.settings.base_url.rstrip("/")
+    return ShareLinkOut(
+        id=made.link.id, url=f"{base}/s/{made.token}", expires_at=made.link.expires_at
+    )
+
+
+@router.post("/share-links/{link_id}/revoke", status_code=204)
+def revoke_share_link(
+    link_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("patients:write")],
+) -> Response:
+    service.revoke(session, ctx, link_id=link_id)
+    return Response(status_code=204)
+
+
+@share_router.get("/s/{token}", dependencies=[Depends(Allow(PUBLIC))])
+def open_share_link(token: str, request: Request, session: DbSession, ctx: Ctx) -> Response:
+    """The shared file itself; expired or revoked links answer 404 at once."""
+    return _file_response(request, service.open_link(session, ctx, token), shared=True)

@@ -1,0 +1,258 @@
+"""Uploading documents (checked by content, encrypted at rest, versioned) and sharing them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.context import RequestContext
+from opdesk.db import bind_tenant, new_id
+from opdesk.documents.models import CATEGORIES, Document, ShareLink
+from opdesk.documents.storage import Storage
+from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.patients import service as patients
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.tokens import session_token, tenant_of, token_hash
+
+DEFAULT_SHARE_DAYS = 7
+MAX_SHARE_DAYS = 30
+MIME_NAMES = {
+    "application/pdf": "PDF",
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WebP",
+}
+
+
+class TooLarge(Exception):
+    """The upload is over the size limit (answered 413)."""
+
+
+def sniff(data: bytes) -> str | None:
+    """The file's type from its first bytes; the name and the browser's claim are ignored."""
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def clean_filename(name: str | None) -> str:
+    """Only the last path part, printable, at most 120 characters: shown, never used as a path."""
+    base = re.split(r"[\\\\/]", name or "")[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip(" .")
+    return base[:120] or "document"
+
+
+def _where(doc: Document) -> dict[str, object]:
+    return {"tenant_id": doc.tenant_id, "table": "documents", "column": "content", "row_id": doc.id}
+
+
+def upload(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    storage: Storage,
+    *,
+    patient_id: uuid.UUID,
+    category: str,
+    filename: str | None,
+    data: bytes,
+    tags: list[str],
+    replaces: uuid.UUID | None = None,
+    max_bytes: int,
+) -> Document:
+    """Store a new document, or a new version of ``replaces`` (its series gets version + 1)."""
+    assert ctx.tenant_id is not None
+    patients.get(session, patient_id)  # 404 for an unknown or foreign patient
+    errors = []
+    if category not in CATEGORIES:
+        errors.append(FieldError("category", f"must be one of {', '.join(CATEGORIES)}"))
+    if len(data) > max_bytes:
+        raise TooLarge(f"file: larger than the {max_bytes // (1024 * 1024)} MB limit")
+    mime = sniff(data)
+    if not data:
+        errors.append(FieldError("file", "is empty"))
+    elif mime is None:
+        errors.append(FieldError("file", "must be a PDF, JPEG, PNG or WebP file"))
+    if errors:
+        raise InvalidInput(errors)
+    assert mime is not None
+    series_id, version = _next_version(session, replaces, patient_id)
+    doc = Document(
+        tenant_id=ctx.tenant_id,
+        id=new_id(),
+        series_id=series_id,
+        owner_type="patient",
+        owner_id=patient_id,
+        category=category,
+        version=version,
+        mime=mime,
+        size=len(data),
+        checksum=hashlib.sha256(data).hexdigest(),
+        filename=clean_filename(filename),
+        created_by=ctx.actor_id,
+        created_at=ctx.now(),
+        tags=sorted({t.strip()[:40] for t in tags if t.strip()})[:20],
+    )
+    doc.storage_key = f"{doc.tenant_id}/{doc.id}"
+    storage.put(doc.storage_key, cipher.encrypt(data, **_where(doc)))  # type: ignore[arg-type]
+    session.add(doc)
+    session.flush()
+    audit.record(
+        ctx,
+        entity="documents",
+        entity_id=doc.id,
+        action="create",
+        diff=audit.diff_of(
+            {},
+            {
+                "ownerId": patient_id,
+                "category": category,
+                "version": version,
+                "checksum": doc.checksum,
+            },
+        ),
+    )
+    return doc
+
+
+def _next_version(
+    session: Session, replaces: uuid.UUID | None, patient_id: uuid.UUID
+) -> tuple[uuid.UUID, int]:
+    if replaces is None:
+        return new_id(), 1
+    previous = records.by_id(session, Document, replaces, lock=True)
+    if previous.owner_id != patient_id:
+        raise InvalidInput([FieldError("replaces", "belongs to another patient")])
+    # Lock the series so two uploads cannot both become the same next version.
+    session.execute(
+        text("select pg_advisory_xact_lock(hashtextextended(:s, 0))"),
+        {"s": str(previous.series_id)},
+    )
+    latest = session.execute(
+        select(func.max(Document.version)).where(Document.series_id == previous.series_id)
+    ).scalar_one()
+    return previous.series_id, int(latest) + 1
+
+
+def get(session: Session, document_id: uuid.UUID) -> Document:
+    return records.by_id(session, Document, document_id)
+
+
+def content(cipher: FieldCipher, storage: Storage, doc: Document) -> bytes:
+    return cipher.decrypt(storage.get(doc.storage_key), **_where(doc))  # type: ignore[arg-type]
+
+
+def of_patient(session: Session, patient_id: uuid.UUID) -> list[Document]:
+    """Every version of the patient's documents, newest first within each series."""
+    return list(
+        session.execute(
+            select(Document)
+            .where(Document.owner_type == "patient", Document.owner_id == patient_id)
+            .order_by(Document.created_at.desc(), Document.version.desc())
+        ).scalars()
+    )
+
+
+# --------------------------------------------------------------------------- share links
+
+
+@dataclass(frozen=True)
+class NewShareLink:
+    link: ShareLink
+    token: str
+
+
+def share(
+    session: Session, ctx: RequestContext, *, document_id: uuid.UUID, days: int = DEFAULT_SHARE_DAYS
+) -> NewShareLink:
+    """A link anyone holding it can open until it expires (at most 30 days) or is revoked."""
+    if not 1 <= days <= MAX_SHARE_DAYS:
+        raise InvalidInput([FieldError("days", f"must be between 1 and {MAX_SHARE_DAYS}")])
+    doc = get(session, document_id)
+    token = session_token(doc.tenant_id)
+    now = ctx.now()
+    link = ShareLink(
+        tenant_id=doc.tenant_id,
+        id=new_id(),
+        document_id=doc.id,
+        token_hash=token_hash(token),
+        expires_at=now + timedelta(days=days),
+        created_at=now,
+        created_by=ctx.actor_id,
+    )
+    session.add(link)
+    session.flush()
+    audit.record(
+        ctx,
+        entity="documents_share_links",
+        entity_id=link.id,
+        action="create",
+        diff=audit.diff_of({}, {"documentId": doc.id, "expiresAt": link.expires_at}),
+    )
+    return NewShareLink(link, token)
+
+
+def revoke(session: Session, ctx: RequestContext, *, link_id: uuid.UUID) -> ShareLink:
+    link = records.by_id(session, ShareLink, link_id, lock=True)
+    if link.revoked_at is not None:
+        raise Conflict("this link is already revoked")
+    link.revoked_at = ctx.now()
+    session.flush()
+    audit.record(
+        ctx,
+        entity="documents_share_links",
+        entity_id=link.id,
+        action="state-transition",
+        from_state="active",
+        to_state="revoked",
+    )
+    return link
+
+
+def open_link(session: Session, ctx: RequestContext, token: str) -> Document:
+    """The document behind a live link; every opening is recorded. Else 404."""
+    tenant_id = tenant_of(token)
+    if tenant_id is None:
+        raise NotFound("this link does not exist or has expired")
+    ctx.tenant_id = tenant_id
+    bind_tenant(session, tenant_id)
+    link = session.execute(
+        select(ShareLink).where(ShareLink.token_hash == token_hash(token)).with_for_update()
+    ).scalar_one_or_none()
+    now = ctx.now()
+    if link is None or link.revoked_at is not None or now >= link.expires_at:
+        raise NotFound("this link does not exist or has expired")
+    link.last_access_at = now
+    audit.record(
+        ctx,
+        entity="documents_share_links",
+        entity_id=link.id,
+        action="state-transition",
+        to_state="opened",
+        diff={"added": {"documentId": str(link.document_id)}, "updated": {}, "removed": {}},
+    )
+    return records.by_id(session, Document, link.document_id)
+
+
+def sweep_share_links(session: Session, now: datetime) -> int:
+    """Delete expired links of every clinic (the seed's TTL index on shareLinks.expiresAt)."""
+    removed = 0
+    for tenant_id in session.execute(text("select id from tenants")).scalars():
+        bind_tenant(session, tenant_id)
+        result = session.execute(delete(ShareLink).where(ShareLink.expires_at < now))
+        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    bind_tenant(session, None)
+    return removed
