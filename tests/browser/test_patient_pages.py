@@ -47,6 +47,17 @@ def test_register_find_and_open_a_patient(
     assert "Penicillin" in banner and "severe" in banner
     shot(page, f"patient-profile-{width}")
 
+    page.get_by_text("Upload a document").click()
+    page.locator("#f-file").set_input_files(
+        {"name": "hba1c.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n"}
+    )
+    page.get_by_label("Category").select_option("lab-report")
+    page.get_by_role("button", name="Upload").click()
+    assert "Uploaded hba1c.pdf." in page.get_by_role("status").inner_text()
+    page.get_by_role("button", name="Share link").click()
+    assert "/s/" in page.get_by_role("status").inner_text()
+    shot(page, f"patient-documents-{width}")
+
     page.goto(f"{live_server}/patients")
     page.get_by_role("searchbox").fill("सुनी")
     page.locator(".patient-list a").first.wait_for()

@@ -16,7 +16,7 @@ from opdesk.documents.models import Document
 from opdesk.documents.schemas import DocumentOut, ShareLinkOut, ShareRequest
 from opdesk.documents.storage import Storage
 from opdesk.errors import FieldError
-from opdesk.patients import service as patients
+from opdesk.patients.api import patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.crypto import FieldCipher
@@ -38,13 +38,6 @@ def _cipher(request: Request) -> FieldCipher:
 def _storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
-
-
-def patient_in_path(patient_id: uuid.UUID, session: DbSession) -> Patient:
-    """The patient named in the path, resolved before the body is read: a foreign or
-    unknown id answers 404 whatever the body holds.
-    """
-    return patients.get(session, patient_id)
 
 
 @router.post("/patients/{patient_id}/documents", response_model=DocumentOut, status_code=201)

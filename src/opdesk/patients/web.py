@@ -6,21 +6,24 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
+from opdesk.documents import service as documents
+from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
 from opdesk.errors import Conflict, InvalidInput
 from opdesk.identity.service import Identity
 from opdesk.patients import queries, service
-from opdesk.patients.models import GENDERS
+from opdesk.patients.api import patient_in_path
+from opdesk.patients.models import GENDERS, Patient
 from opdesk.patients.schemas import PatientCreate, PatientUpdate
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
-from opdesk.web.templating import Pages, form_errors
+from opdesk.web.templating import Pages, form_errors, local_time
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Principal, acting("patients:read")]
@@ -232,10 +235,63 @@ def profile(
         patient=view,
         family=family,
         guardian=guardian,
+        documents=documents.of_patient(session, patient.id),
+        categories=DOCUMENT_CATEGORIES,
         may_edit=allowed(who.role, "patients:write"),
         may_delete=allowed(who.role, "patients:delete"),
         gender_labels=GENDER_LABELS,
     )
+
+
+@router.post("/patients/{patient_id}/documents")
+def upload_from_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    patient: Annotated[Patient, Depends(patient_in_path)],
+    file: Annotated[UploadFile, File()],
+    category: Annotated[str, Form()] = "other",
+    tags: Annotated[str, Form()] = "",
+) -> Response:
+    limit = request.app.state.settings.max_upload_mb * 1024 * 1024
+    pages = _pages(request)
+    back = f"/patients/{patient.id}"
+    try:
+        doc = documents.upload(
+            session,
+            ctx,
+            request.app.state.cipher,
+            request.app.state.storage,
+            patient_id=patient.id,
+            category=category,
+            filename=file.filename,
+            data=file.file.read(limit + 1),
+            tags=tags.split(","),
+            max_bytes=limit,
+        )
+    except documents.TooLarge as exc:
+        return pages.redirect_with_flash(back, str(exc), "error")
+    except InvalidInput as exc:
+        reasons = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
+        return pages.redirect_with_flash(back, reasons, "error")
+    return pages.redirect_with_flash(back, f"Uploaded {doc.filename}.")
+
+
+@router.post("/patients/{patient_id}/documents/{document_id}/share")
+def share_from_page(
+    request: Request,
+    patient_id: uuid.UUID,
+    document_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+) -> Response:
+    made = documents.share(session, ctx, document_id=document_id)
+    base = request.app.state.settings.base_url.rstrip("/")
+    until = local_time(made.link.expires_at)
+    message = f"Share link (works until {until}): {base}/s/{made.token}"
+    return _pages(request).redirect_with_flash(f"/patients/{patient_id}", message)
 
 
 @router.get("/patients/{patient_id}/edit")
