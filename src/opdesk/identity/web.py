@@ -551,6 +551,20 @@ def admin_devices(
     return _page(request, "identity/admin_devices.html", rows=rows, status=status)
 
 
+DEVICE_ACTIONS = {
+    "approve": (service.approve_device, "Device approved."),
+    "revoke": (service.revoke_device, "Device revoked; its sessions have ended."),
+}
+
+
+def _device_action(
+    request: Request, session: Any, ctx: Any, device_id: uuid.UUID, act: str
+) -> Response:
+    action, message = DEVICE_ACTIONS[act]
+    action(session, ctx, device_id=device_id)
+    return _flash(request, "/admin/devices", message)
+
+
 @router.post("/admin/devices/{device_id}/approve")
 def admin_approve_device(
     request: Request,
@@ -559,8 +573,7 @@ def admin_approve_device(
     ctx: Ctx,
     _: Annotated[Principal, acting("devices:manage")],
 ) -> Response:
-    service.approve_device(session, ctx, device_id=device_id)
-    return _flash(request, "/admin/devices", "Device approved.")
+    return _device_action(request, session, ctx, device_id, "approve")
 
 
 @router.post("/admin/devices/{device_id}/revoke")
@@ -571,8 +584,8 @@ def admin_revoke_device(
     ctx: Ctx,
     _: Annotated[Principal, acting("devices:manage")],
 ) -> Response:
-    service.revoke_device(session, ctx, device_id=device_id)
-    return _flash(request, "/admin/devices", "Device revoked; its sessions have ended.")
+    """Revoking a device ends its sessions at once."""
+    return _device_action(request, session, ctx, device_id, "revoke")
 
 
 @router.get("/admin/sign-ins")

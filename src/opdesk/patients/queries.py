@@ -31,10 +31,16 @@ def search(
         return []
     if _PHONE_CHARS.match(query):
         return by_phone(session, cipher, query)
-    number = _NUMBER.match(query)
-    if number:
-        return by_number(session, int(number.group(1)))
+    number = patient_number(query)
+    if number is not None:
+        return by_number(session, number)
     return by_name(session, query, limit=limit)
+
+
+def patient_number(text: str) -> int | None:
+    """``P-000123``, ``p123`` or ``123`` as the number 123; None for anything else."""
+    match = _NUMBER.match(text.strip())
+    return int(match.group(1)) if match else None
 
 
 def by_phone(session: Session, cipher: FieldCipher, phone: str) -> list[Patient]:

@@ -129,14 +129,10 @@ def form_to_fields(form: dict[str, str], session: Session) -> dict[str, Any]:
         }
     guardian = form.get("guardian", "").strip()
     if guardian:
-        found = (
-            queries.search(session, _NO_CIPHER, guardian) if queries._NUMBER.match(guardian) else []
-        )
+        number = queries.patient_number(guardian)
+        found = queries.by_number(session, number) if number is not None else []
         doc["guardian_id"] = str(found[0].id) if found else str(uuid.UUID(int=0))
     return doc
-
-
-_NO_CIPHER: Any = None  # patient-number lookups never touch the cipher
 
 
 def _allergies(text: str) -> list[dict[str, str]]:
