@@ -24,6 +24,7 @@ BUILT = [
     "notifications_outbox",
     "patients",
     "documents",
+    "consents",
 ]
 
 

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opdesk import health
 from opdesk.config import Settings, get_settings
+from opdesk.consents import api as consents_api
 from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.demo import DEMO_SLUG
@@ -54,6 +55,7 @@ def api_router() -> APIRouter:
     router.include_router(identity_api.router)
     router.include_router(patients_api.router)
     router.include_router(documents_api.router)
+    router.include_router(consents_api.router)
     return router
 
 

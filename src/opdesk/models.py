@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def load_all_models() -> None:
     from opdesk.audit import models as _audit  # noqa: F401
+    from opdesk.consents import models as _consents  # noqa: F401
     from opdesk.documents import models as _documents  # noqa: F401
     from opdesk.identity import models as _identity  # noqa: F401
     from opdesk.notifications import models as _notifications  # noqa: F401

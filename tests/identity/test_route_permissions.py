@@ -274,6 +274,31 @@ def _make_share_link(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
         return share(session, ctx, document_id=document_id).link.id
 
 
+def _make_consent(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from pathlib import Path
+    from tempfile import mkdtemp
+
+    from opdesk.consents import service as consents
+    from opdesk.documents.storage import LocalStorage
+
+    patient_id = _make_patient(db, ident, tenant)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        consents.add_template(
+            session, ctx, type_="treatment", title="Treatment", body="I agree to be treated here."
+        )
+        return consents.sign(
+            session,
+            ctx,
+            ident.cipher,
+            LocalStorage(Path(mkdtemp())),
+            patient_id=patient_id,
+            type_="treatment",
+            method="in-clinic",
+            fonts=Path(mkdtemp()),
+        ).id
+
+
 # One way to make a record of tenant A for each kind of id a route takes.
 ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "user_id": lambda db, ident, tenant: make_user(db, ident, tenant, "frontdesk").id,
@@ -281,6 +306,7 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "patient_id": lambda db, ident, tenant: _make_patient(db, ident, tenant),
     "document_id": _make_document,
     "link_id": _make_share_link,
+    "consent_id": _make_consent,
 }
 
 
@@ -302,6 +328,7 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
 ) -> None:
     tenant_a, tenant_b = make_tenant(db, "Clinic A"), make_tenant(db, "Clinic B")
     admin_b = make_user(db, ident, tenant_b, "admin")
+    patient_b = make_user(db, ident, tenant_b, "patient")
     problems = []
     with TestClient(app) as client:
         for endpoint, params in id_routes(app):
@@ -312,7 +339,9 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
                 )
             path = path.replace("{slug}", tenant_a.slug)
             before = database_state(db, tenant_a.id)
-            response = call(client, endpoint, path, open_session(db, ident, admin_b))
+            # Tenant B's most powerful identity that may call the route at all.
+            actor = patient_b if endpoint.action == "portal:self" else admin_b
+            response = call(client, endpoint, path, open_session(db, ident, actor))
             if response.status_code != 404:
                 problems.append(f"{endpoint}: {response.status_code}")
             if database_state(db, tenant_a.id) != before:

@@ -1,0 +1,1 @@
+"""Consents: versioned templates per clinic, signed copies, revocation."""

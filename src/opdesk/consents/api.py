@@ -1,0 +1,134 @@
+"""REST: consent templates (admin), signing and revoking at the desk and from the portal."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.orm import Session
+
+from opdesk.consents import service
+from opdesk.consents.schemas import (
+    ConsentOut,
+    PortalSignRequest,
+    SignRequest,
+    TemplateCreate,
+    TemplateOut,
+)
+from opdesk.context import RequestContext
+from opdesk.errors import NotFound
+from opdesk.patients import queries as patient_queries
+from opdesk.patients.api import patient_in_path
+from opdesk.patients.models import Patient
+from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.security.sessions import Principal
+from opdesk.web.deps import Ctx, DbSession, acting
+
+router = APIRouter(tags=["consents"], responses=PROBLEM_RESPONSES)
+
+
+@router.post("/consent-templates", response_model=TemplateOut, status_code=201)
+def add_template(
+    body: TemplateCreate,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> TemplateOut:
+    """A new version of the clinic's text for one consent type."""
+    template = service.add_template(session, ctx, type_=body.type, title=body.title, body=body.body)
+    return TemplateOut.model_validate(template)
+
+
+@router.get("/consent-templates", response_model=list[TemplateOut])
+def list_templates(
+    session: DbSession, _: Annotated[Principal, acting("patients:read")]
+) -> list[TemplateOut]:
+    return [TemplateOut.model_validate(t) for t in service.templates(session)]
+
+
+def _sign(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    patient_id: uuid.UUID,
+    type_: str,
+    method: str,
+) -> ConsentOut:
+    settings = request.app.state.settings
+    consent = service.sign(
+        session,
+        ctx,
+        request.app.state.cipher,
+        request.app.state.storage,
+        patient_id=patient_id,
+        type_=type_,
+        method=method,
+        fonts=settings.data_dir / "fonts",
+    )
+    return ConsentOut.model_validate(consent)
+
+
+@router.post("/patients/{patient_id}/consents", response_model=ConsentOut, status_code=201)
+def sign_in_clinic(
+    body: SignRequest,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("patients:write")],
+    patient: Annotated[Patient, Depends(patient_in_path)],
+) -> ConsentOut:
+    """The patient signs the current version at the desk; the signed PDF joins their documents."""
+    return _sign(request, session, ctx, patient.id, body.type, "in-clinic")
+
+
+@router.get("/patients/{patient_id}/consents", response_model=list[ConsentOut])
+def latest_consents(
+    session: DbSession,
+    _: Annotated[Principal, acting("patients:read")],
+    patient: Annotated[Patient, Depends(patient_in_path)],
+) -> list[ConsentOut]:
+    """The newest consent of each type (revoked ones show ``revokedAt``)."""
+    return [ConsentOut.model_validate(c) for c in service.latest(session, patient.id)]
+
+
+@router.post("/consents/{consent_id}/revoke", response_model=ConsentOut)
+def revoke(
+    consent_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("patients:write")],
+) -> ConsentOut:
+    return ConsentOut.model_validate(service.revoke(session, ctx, consent_id=consent_id))
+
+
+def _own_patient(session: Session, who: Principal, patient_id: uuid.UUID) -> Patient:
+    for patient in patient_queries.of_portal_user(session, who.user_id):
+        if patient.id == patient_id:
+            return patient
+    raise NotFound(f"no patient with id {patient_id}")
+
+
+@router.post("/me/consents", response_model=ConsentOut, status_code=201)
+def sign_from_portal(
+    body: PortalSignRequest,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Annotated[Principal, acting("portal:self")],
+) -> ConsentOut:
+    """A signed-in patient (their phone proven by OTP) signs for themself or family."""
+    patient = _own_patient(session, who, body.patient_id)
+    return _sign(request, session, ctx, patient.id, body.type, "otp")
+
+
+@router.post("/me/consents/{consent_id}/revoke", response_model=ConsentOut)
+def revoke_from_portal(
+    consent_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    who: Annotated[Principal, acting("portal:self")],
+) -> ConsentOut:
+    consent = service.get(session, consent_id)
+    _own_patient(session, who, consent.patient_id)
+    return ConsentOut.model_validate(service.revoke(session, ctx, consent_id=consent_id))

@@ -1,0 +1,70 @@
+"""``consents`` (seed) and the clinic's consent templates they are signed against."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, Integer, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from opdesk.db import Base, TenantScoped
+
+# DPDP Act: data processing; the two channels: WhatsApp and SMS messages.
+CONSENT_TYPES = ("treatment", "data-processing", "whatsapp", "sms", "teleconsultation")
+METHODS = ("in-clinic", "otp")
+
+
+def _known(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+class ConsentTemplate(TenantScoped, Base):
+    __tablename__ = "consent_templates"
+
+    type: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[uuid.UUID | None]
+
+    __table_args__ = (
+        CheckConstraint(_known("type", CONSENT_TYPES), name="type_known"),
+        Index(
+            "uq_consent_templates_tenant_id_type_version",
+            "tenant_id",
+            "type",
+            "version",
+            unique=True,
+        ),
+    )
+
+
+class Consent(TenantScoped, Base):
+    __tablename__ = "consents"
+
+    patient_id: Mapped[uuid.UUID]
+    type: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    template_id: Mapped[uuid.UUID]
+    text_hash: Mapped[str] = mapped_column(Text)
+    # The signed copy, kept as a document of the patient.
+    file_id: Mapped[uuid.UUID]
+    method: Mapped[str] = mapped_column(Text)
+    signed_by: Mapped[uuid.UUID | None]
+    signed_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(_known("type", CONSENT_TYPES), name="type_known"),
+        CheckConstraint(_known("method", METHODS), name="method_known"),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        ForeignKeyConstraint(
+            ["tenant_id", "template_id"], ["consent_templates.tenant_id", "consent_templates.id"]
+        ),
+        ForeignKeyConstraint(["tenant_id", "file_id"], ["documents.tenant_id", "documents.id"]),
+        # "latest consent of each type": one index range per patient and type, newest first.
+        Index(None, "tenant_id", "patient_id", "type", "signed_at"),
+    )

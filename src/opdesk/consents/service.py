@@ -1,0 +1,207 @@
+"""Consent templates, signing (with a PDF copy kept as a document), revoking, and the one
+question other domains ask: does this patient consent to this channel?
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.consents.models import Consent, ConsentTemplate
+from opdesk.context import RequestContext
+from opdesk.db import new_id
+from opdesk.documents import pdf
+from opdesk.documents import service as documents
+from opdesk.documents.storage import Storage
+from opdesk.errors import Conflict
+from opdesk.patients.models import Patient
+from opdesk.security.crypto import FieldCipher
+from opdesk.web.templating import local_time
+
+SIGNED_COPY_LIMIT = 5 * 1024 * 1024
+
+
+def text_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def add_template(
+    session: Session, ctx: RequestContext, *, type_: str, title: str, body: str
+) -> ConsentTemplate:
+    """A new version of the clinic's wording for one consent type."""
+    assert ctx.tenant_id is not None
+    # One writer per clinic and type at a time, so two edits cannot take the same version.
+    session.execute(
+        text("select pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"consent-template:{ctx.tenant_id}:{type_}"},
+    )
+    latest = session.execute(
+        select(func.max(ConsentTemplate.version)).where(ConsentTemplate.type == type_)
+    ).scalar()
+    template = ConsentTemplate(
+        tenant_id=ctx.tenant_id,
+        id=new_id(),
+        type=type_,
+        version=(latest or 0) + 1,
+        title=title,
+        body=body,
+        text_hash=text_hash(body),
+        created_at=ctx.now(),
+        created_by=ctx.actor_id,
+    )
+    session.add(template)
+    session.flush()
+    audit.record(
+        ctx,
+        entity="consent_templates",
+        entity_id=template.id,
+        action="create",
+        diff=audit.diff_of(
+            {}, {"type": type_, "version": template.version, "textHash": template.text_hash}
+        ),
+    )
+    return template
+
+
+def templates(session: Session) -> list[ConsentTemplate]:
+    return list(
+        session.execute(
+            select(ConsentTemplate).order_by(ConsentTemplate.type, ConsentTemplate.version.desc())
+        ).scalars()
+    )
+
+
+def current_template(session: Session, type_: str) -> ConsentTemplate:
+    template = session.execute(
+        select(ConsentTemplate)
+        .where(ConsentTemplate.type == type_)
+        .order_by(ConsentTemplate.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if template is None:
+        raise Conflict(f"the clinic has no {type_} consent text yet; an admin adds it first")
+    return template
+
+
+def sign(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    storage: Storage,
+    *,
+    patient_id: uuid.UUID,
+    type_: str,
+    method: str,
+    fonts: Path,
+) -> Consent:
+    """The patient agrees to the current version; a signed PDF copy joins their documents."""
+    patient = records.by_id(session, Patient, patient_id, lock=True)
+    template = current_template(session, type_)
+    now = ctx.now()
+    copy = pdf.document(
+        fonts,
+        template.title,
+        template.body.split("\n\n"),
+        f"Signed by {patient.full_name} ({patient.display_number}) on {local_time(now)} "
+        f"({'in the clinic' if method == 'in-clinic' else 'online, after a one-time code'}). "
+        f"Consent version {template.version}, text SHA-256 {template.text_hash}.",
+    )
+    document = documents.upload(
+        session,
+        ctx,
+        cipher,
+        storage,
+        patient_id=patient.id,
+        category="consent",
+        filename=f"consent-{type_}-v{template.version}.pdf",
+        data=copy,
+        tags=[type_],
+        max_bytes=SIGNED_COPY_LIMIT,
+    )
+    consent = Consent(
+        tenant_id=patient.tenant_id,
+        id=new_id(),
+        patient_id=patient.id,
+        type=type_,
+        version=template.version,
+        template_id=template.id,
+        text_hash=template.text_hash,
+        file_id=document.id,
+        method=method,
+        signed_by=ctx.actor_id,
+        signed_at=now,
+    )
+    session.add(consent)
+    session.flush()
+    _mirror(session, patient)
+    audit.record(
+        ctx,
+        entity="consents",
+        entity_id=consent.id,
+        action="create",
+        diff=audit.diff_of(
+            {}, {"patientId": patient.id, "type": type_, "version": template.version}
+        ),
+    )
+    return consent
+
+
+def revoke(session: Session, ctx: RequestContext, *, consent_id: uuid.UUID) -> Consent:
+    consent = records.by_id(session, Consent, consent_id, lock=True)
+    if consent.revoked_at is not None:
+        raise Conflict("this consent is already revoked")
+    consent.revoked_at = ctx.now()
+    session.flush()
+    _mirror(session, records.by_id(session, Patient, consent.patient_id, lock=True))
+    audit.record(
+        ctx,
+        entity="consents",
+        entity_id=consent.id,
+        action="state-transition",
+        from_state="signed",
+        to_state="revoked",
+    )
+    return consent
+
+
+def latest(session: Session, patient_id: uuid.UUID) -> list[Consent]:
+    """The newest consent of each type for a patient, revoked or not: one indexed query."""
+    return list(
+        session.execute(
+            select(Consent)
+            .where(Consent.patient_id == patient_id)
+            .ext(distinct_on(Consent.type))
+            .order_by(Consent.type, Consent.signed_at.desc())
+        ).scalars()
+    )
+
+
+def allows(session: Session, patient_id: uuid.UUID, type_: str) -> bool:
+    """Whether the patient's newest consent of this type stands (e.g. ``whatsapp``)."""
+    newest = next((c for c in latest(session, patient_id) if c.type == type_), None)
+    return newest is not None and newest.revoked_at is None
+
+
+def _mirror(session: Session, patient: Patient) -> None:
+    """The patient's ``consents`` list: the standing consents, as the seed embeds them."""
+    patient.consents = [
+        {
+            "consentId": str(c.id),
+            "type": c.type,
+            "version": c.version,
+            "signedAt": c.signed_at.isoformat(),
+        }
+        for c in latest(session, patient.id)
+        if c.revoked_at is None
+    ]
+    session.flush()
+
+
+def get(session: Session, consent_id: uuid.UUID) -> Consent:
+    return records.by_id(session, Consent, consent_id)

@@ -1,0 +1,67 @@
+"""Small PDFs OPDesk writes itself (signed consent copies), with Devanagari and Tamil.
+
+fpdf2 needs TrueType fonts; the Noto faces are vendored as WOFF2 for the pages, so they
+are converted once into ``<data dir>/fonts`` and shaped with HarfBuzz.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from fontTools.ttLib import TTFont
+from fpdf import FPDF
+
+from opdesk.web.templating import PACKAGE
+
+VENDORED = PACKAGE / "static" / "vendor" / "fonts"
+FACES = (  # (fpdf name, vendored script folder, subset file stem)
+    ("noto-latin", "devanagari", "noto-sans-devanagari-latin"),
+    ("noto-latin-ext", "devanagari", "noto-sans-devanagari-latin-ext"),
+    ("noto-devanagari", "devanagari", "noto-sans-devanagari-devanagari"),
+    ("noto-tamil", "tamil", "noto-sans-tamil-tamil"),
+)
+_lock = threading.Lock()
+
+
+def _truetype(cache: Path, script: str, stem: str, weight: int) -> Path:
+    target = cache / f"{stem}-{weight}.ttf"
+    with _lock:
+        if not target.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            font = TTFont(VENDORED / script / "files" / f"{stem}-{weight}-normal.woff2")
+            font.flavor = None
+            font.save(target)
+    return target
+
+
+def _body_font(pdf: FPDF, size: int) -> None:
+    """Switch away and back: after a run in a fallback face, fpdf2 2.8 otherwise keeps
+    drawing the next Latin run with the size of the last explicit font change.
+    """
+    pdf.set_font("noto-tamil", "", size + 1)
+    pdf.set_font("noto-latin", "", size)
+
+
+def document(cache: Path, title: str, paragraphs: list[str], footer: str) -> bytes:
+    """A one-column A4 PDF: a title, paragraphs, and a footer line."""
+    pdf = FPDF(format="A4")
+    pdf.set_margins(20, 20, 20)
+    pdf.add_page()
+    # One weight only: fpdf2 2.8 mixes up glyphs between the bold and regular faces of a
+    # fallback font when text shaping is on (seen as garbled Latin after a bold title).
+    for name, script, stem in FACES:
+        pdf.add_font(name, "", str(_truetype(cache, script, stem, 400)))
+    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
+    pdf.set_text_shaping(True)
+    pdf.set_font("noto-latin", "", 17)
+    pdf.multi_cell(0, 9, title)
+    pdf.ln(4)
+    for paragraph in paragraphs:
+        _body_font(pdf, 11)
+        pdf.multi_cell(0, 6, paragraph)
+        pdf.ln(3)
+    pdf.ln(6)
+    _body_font(pdf, 9)
+    pdf.multi_cell(0, 5, footer)
+    return bytes(pdf.output())
