@@ -27,6 +27,7 @@ from opdesk.migrate import upgrade
 from opdesk.notifications import web as notifications_web
 from opdesk.patients import api as patients_api
 from opdesk.patients import web as patients_web
+from opdesk.portal import web as portal_web
 from opdesk.schemas import Problem
 from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import load_keyring
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(identity_web.router)
     app.include_router(notifications_web.router)
     app.include_router(patients_web.router)
+    app.include_router(portal_web.router)
     app.include_router(documents_api.share_router)
 
     @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])

@@ -115,9 +115,11 @@ def demo() -> None:
         DEMO_PATIENTS,
         demo_passwords,
         refresh_demo,
+        refresh_demo_paperwork,
         refresh_demo_patients,
         refresh_demo_people,
     )
+    from opdesk.documents.storage import LocalStorage
     from opdesk.identity.service import Identity
 
     with runtime() as rt:
@@ -127,10 +129,19 @@ def demo() -> None:
             tenant = refresh_demo(session, ctx)
             logins = refresh_demo_people(session, ctx, ident, demo_passwords(rt.settings.data_dir))
             patients = refresh_demo_patients(session, ctx, ident)
+            paperwork = refresh_demo_paperwork(
+                session,
+                ctx,
+                ident,
+                LocalStorage(rt.settings.data_dir / "files"),
+                rt.settings.data_dir / "fonts",
+            )
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
         if patients:
             click.echo(f"registered {patients} demo patients")
+        if paperwork:
+            click.echo(f"recorded {paperwork} signed consents with their PDF copies")
         click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")
         for login in logins:
             click.echo(f"  {login.role:<10} {login.email:<36} {login.password}")

@@ -305,3 +305,83 @@ def _register_demo(
     except Conflict:
         return None if keep else 0
     return patient if keep else 1
+
+
+DEMO_TEMPLATES = (
+    (
+        "treatment",
+        "Consent for examination and treatment / जाँच और उपचार हेतु सहमति",
+        "I agree to be examined and treated by the doctors of this clinic. The doctor has "
+        "explained what will be done and I may ask questions at any time.\n\n"
+        "मैं इस क्लिनिक के डॉक्टरों द्वारा अपनी जाँच और उपचार के लिए सहमति देता/देती हूँ।",
+    ),
+    (
+        "data-processing",
+        "Use of my health information (DPDP Act, 2023)",
+        "The clinic keeps my health records to treat me and to meet its legal duties. It "
+        "shares them only with those treating me or where the law requires. I may ask to see, "
+        "correct or erase them, and withdraw this consent at any time.",
+    ),
+    (
+        "whatsapp",
+        "Reminders on WhatsApp",
+        "I agree that the clinic may send me appointment reminders, reports and bills on "
+        "WhatsApp at my registered mobile number. I can stop this at any time.",
+    ),
+)
+
+
+def refresh_demo_paperwork(
+    session: Session, ctx: RequestContext, ident: Identity, storage: Any, fonts: Path
+) -> int:
+    """Consent texts, and signed consents plus a lab report for the first demo patients.
+
+    Runs once: a clinic that already has consent texts is left as it is.
+    """
+    from opdesk.consents import service as consents
+    from opdesk.documents import pdf
+    from opdesk.documents import service as documents
+    from opdesk.patients.models import Patient
+
+    if consents.templates(session):
+        return 0
+    for type_, title, body in DEMO_TEMPLATES:
+        consents.add_template(session, ctx, type_=type_, title=title, body=body)
+    first = session.execute(select(Patient).order_by(Patient.number).limit(12)).scalars().all()
+    signed = 0
+    for patient in first:
+        for type_ in ("treatment", "data-processing"):
+            consents.sign(
+                session,
+                ctx,
+                ident.cipher,
+                storage,
+                patient_id=patient.id,
+                type_=type_,
+                method="in-clinic",
+                fonts=fonts,
+            )
+            signed += 1
+        report = pdf.document(
+            fonts,
+            f"Complete blood count — {patient.full_name}",
+            [
+                "Haemoglobin 13.2 g/dL (13.0 to 17.0)",
+                "WBC 7,200 /µL (4,000 to 11,000)",
+                "Platelets 2.6 lakh /µL (1.5 to 4.1 lakh)",
+            ],
+            "Sunrise Diagnostics, Pune — demo report",
+        )
+        documents.upload(
+            session,
+            ctx,
+            ident.cipher,
+            storage,
+            patient_id=patient.id,
+            category="lab-report",
+            filename="cbc-report.pdf",
+            data=report,
+            tags=["blood", "cbc"],
+            max_bytes=5 * 1024 * 1024,
+        )
+    return signed

@@ -17,7 +17,6 @@ from opdesk.consents.schemas import (
     TemplateOut,
 )
 from opdesk.context import RequestContext
-from opdesk.errors import NotFound
 from opdesk.patients import queries as patient_queries
 from opdesk.patients.api import patient_in_path
 from opdesk.patients.models import Patient
@@ -102,13 +101,6 @@ def revoke(
     return ConsentOut.model_validate(service.revoke(session, ctx, consent_id=consent_id))
 
 
-def _own_patient(session: Session, who: Principal, patient_id: uuid.UUID) -> Patient:
-    for patient in patient_queries.of_portal_user(session, who.user_id):
-        if patient.id == patient_id:
-            return patient
-    raise NotFound(f"no patient with id {patient_id}")
-
-
 @router.post("/me/consents", response_model=ConsentOut, status_code=201)
 def sign_from_portal(
     body: PortalSignRequest,
@@ -118,7 +110,7 @@ def sign_from_portal(
     who: Annotated[Principal, acting("portal:self")],
 ) -> ConsentOut:
     """A signed-in patient (their phone proven by OTP) signs for themself or family."""
-    patient = _own_patient(session, who, body.patient_id)
+    patient = patient_queries.portal_patient(session, who.user_id, body.patient_id)
     return _sign(request, session, ctx, patient.id, body.type, "otp")
 
 
@@ -130,5 +122,5 @@ def revoke_from_portal(
     who: Annotated[Principal, acting("portal:self")],
 ) -> ConsentOut:
     consent = service.get(session, consent_id)
-    _own_patient(session, who, consent.patient_id)
+    patient_queries.portal_patient(session, who.user_id, consent.patient_id)
     return ConsentOut.model_validate(service.revoke(session, ctx, consent_id=consent_id))

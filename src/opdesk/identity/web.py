@@ -394,16 +394,25 @@ def patient_home(
     ctx: Ctx,
     who: Annotated[Principal, acting("portal:self")],
 ) -> Response:
+    from opdesk.consents import service as consents
+    from opdesk.documents import service as documents
     from opdesk.patients import queries as patient_queries
     from opdesk.patients import service as patients
 
     tenant = tenants.get_tenant(session, who.tenant_id)
     today = patients.today_at_clinic(session, ctx)
     records = [
-        patients.read(_ident(request).cipher, p, today)
+        {
+            "patient": patients.read(_ident(request).cipher, p, today),
+            "consents": consents.latest(session, p.id),
+            "documents": documents.of_patient(session, p.id),
+        }
         for p in patient_queries.of_portal_user(session, who.user_id)
     ]
-    return _page(request, "identity/patient_home.html", clinic=tenant, records=records)
+    types = sorted({t.type for t in consents.templates(session)})
+    return _page(
+        request, "identity/patient_home.html", clinic=tenant, records=records, consent_types=types
+    )
 
 
 # ------------------------------------------------------------------ admin: users

@@ -11,10 +11,12 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from opdesk.consents import service as consents
+from opdesk.consents.models import CONSENT_TYPES
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
 from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
-from opdesk.errors import Conflict, InvalidInput
+from opdesk.errors import Conflict, InvalidInput, NotFound
 from opdesk.identity.service import Identity
 from opdesk.patients import queries, service
 from opdesk.patients.api import patient_in_path
@@ -233,6 +235,8 @@ def profile(
         guardian=guardian,
         documents=documents.of_patient(session, patient.id),
         categories=DOCUMENT_CATEGORIES,
+        consents=consents.latest(session, patient.id),
+        consent_types=sorted({t.type for t in consents.templates(session)}),
         may_edit=allowed(who.role, "patients:write"),
         may_delete=allowed(who.role, "patients:delete"),
         gender_labels=GENDER_LABELS,
@@ -288,6 +292,50 @@ def share_from_page(
     until = local_time(made.link.expires_at)
     message = f"Share link (works until {until}): {base}/s/{made.token}"
     return _pages(request).redirect_with_flash(f"/patients/{patient_id}", message)
+
+
+@router.post("/patients/{patient_id}/consents")
+def consent_from_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    patient: Annotated[Patient, Depends(patient_in_path)],
+    type: Annotated[str, Form()] = "",
+) -> Response:
+    """Record that the patient signed the current text of a consent, here at the desk."""
+    back = f"/patients/{patient.id}"
+    if type not in CONSENT_TYPES:
+        return _pages(request).redirect_with_flash(back, "Choose a consent type.", "error")
+    consent = consents.sign(
+        session,
+        ctx,
+        request.app.state.cipher,
+        request.app.state.storage,
+        patient_id=patient.id,
+        type_=type,
+        method="in-clinic",
+        fonts=request.app.state.settings.data_dir / "fonts",
+    )
+    message = (
+        f"Recorded {type} consent (version {consent.version}); the signed copy is under Documents."
+    )
+    return _pages(request).redirect_with_flash(back, message)
+
+
+@router.post("/patients/{patient_id}/consents/{consent_id}/revoke")
+def revoke_consent_from_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    patient: Annotated[Patient, Depends(patient_in_path)],
+    consent_id: uuid.UUID,
+) -> Response:
+    if consents.get(session, consent_id).patient_id != patient.id:
+        raise NotFound(f"no consent with id {consent_id} for this patient")
+    consents.revoke(session, ctx, consent_id=consent_id)
+    return _pages(request).redirect_with_flash(f"/patients/{patient.id}", "Consent revoked.")
 
 
 @router.get("/patients/{patient_id}/edit")

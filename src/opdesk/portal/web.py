@@ -1,0 +1,78 @@
+"""Portal pages beyond the home page: giving and withdrawing consent, opening documents."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from opdesk.consents import service as consents
+from opdesk.consents.models import CONSENT_TYPES
+from opdesk.documents import service as documents
+from opdesk.errors import FieldError, InvalidInput
+from opdesk.patients import queries as patient_queries
+from opdesk.security.sessions import Principal
+from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.templating import Pages
+
+router = APIRouter(include_in_schema=False)
+Patient = Annotated[Principal, acting("portal:self")]
+
+
+def _back(request: Request, message: str) -> Response:
+    pages: Pages = request.app.state.pages
+    return pages.redirect_with_flash("/me", message)
+
+
+@router.post("/me/consents")
+def give_consent(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Patient,
+    patient_id: Annotated[uuid.UUID, Form()],
+    type: Annotated[str, Form()],
+) -> Response:
+    """Signing online: the session itself was opened with a one-time code to the phone."""
+    if type not in CONSENT_TYPES:
+        raise InvalidInput([FieldError("type", "not a consent type")])
+    patient = patient_queries.portal_patient(session, who.user_id, patient_id)
+    consents.sign(
+        session,
+        ctx,
+        request.app.state.cipher,
+        request.app.state.storage,
+        patient_id=patient.id,
+        type_=type,
+        method="otp",
+        fonts=request.app.state.settings.data_dir / "fonts",
+    )
+    return _back(request, "Thank you. Your consent is recorded; a copy is under Documents.")
+
+
+@router.post("/me/consents/{consent_id}/revoke")
+def withdraw_consent(
+    request: Request, consent_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Patient
+) -> Response:
+    consent = consents.get(session, consent_id)
+    patient_queries.portal_patient(session, who.user_id, consent.patient_id)
+    consents.revoke(session, ctx, consent_id=consent_id)
+    return _back(request, "Your consent is withdrawn.")
+
+
+@router.get("/me/documents/{document_id}")
+def open_document(
+    request: Request, document_id: uuid.UUID, session: DbSession, who: Patient
+) -> Response:
+    """A document of the patient or their family; anyone else's answers 404."""
+    doc = documents.get(session, document_id)
+    patient_queries.portal_patient(session, who.user_id, doc.owner_id)
+    data = documents.content(request.app.state.cipher, request.app.state.storage, doc)
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",
+        "Cache-Control": "no-store",
+    }
+    return Response(data, media_type=doc.mime, headers=headers)
