@@ -104,9 +104,28 @@ def test_device_approval_in_two_browsers(
 def test_patient_journey(
     browser: Any, live_server: str, db: Database, ident: Any, cipher: Any, width: str
 ) -> None:
+    from opdesk.consents import service as consents
+    from opdesk.patients.schemas import PatientCreate
+    from opdesk.patients.service import register
+    from opdesk.uow import transaction
+    from tests.conftest import ctx_for
+
     clinic = make_tenant(db, "Kaveri Clinic")
     phone = unique_mobile()
-    make_user(db, ident, clinic, "patient", phone=phone, name="लक्ष्मी अय्यर")
+    ctx = ctx_for(clinic.id)
+    with transaction(db, ctx) as session:
+        person = {"first": "लक्ष्मी", "last": "अय्यर"}
+        data = PatientCreate.model_validate(
+            {"name": person, "phone": phone, "ageYears": 44, "gender": "female"}
+        )
+        register(session, ctx, ident, data=data)
+        consents.add_template(
+            session,
+            ctx,
+            type_="whatsapp",
+            title="WhatsApp reminders",
+            body="I agree to appointment reminders on WhatsApp.",
+        )
     page, problems = open_page(browser, width)
     page.goto(f"{live_server}/patient/sign-in?clinic={clinic.slug}")
     page.get_by_label("Mobile number").fill(phone[3:])
@@ -127,6 +146,9 @@ def test_patient_journey(
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/me")
     assert page.get_by_role("heading", name="Namaste, लक्ष्मी अय्यर").is_visible()
+    page.get_by_role("button", name="Agree: WhatsApp messages").click()
+    assert "Your consent is recorded" in page.get_by_role("status").inner_text()
+    assert page.get_by_role("link", name="consent-whatsapp-v1.pdf").is_visible()
     shot(page, f"patient-home-{width}")
     assert problems == [], problems
     page.context.close()

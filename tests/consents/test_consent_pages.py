@@ -87,7 +87,7 @@ def test_patient_gives_and_withdraws_consent_and_opens_documents_in_the_portal(
         ).scalar_one()
     with browser_for(app, open_session(db, ident, login)) as browser:
         home = browser.get("/me")
-        assert "Give whatsapp consent" in home.text
+        assert "Agree: WhatsApp messages" in home.text
         given = browser.post(
             "/me/consents",
             data={"patient_id": mine["id"], "type": "whatsapp", "csrf_token": csrf_of(home.text)},

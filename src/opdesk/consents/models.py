@@ -13,6 +13,13 @@ from opdesk.db import Base, TenantScoped
 # DPDP Act: data processing; the two channels: WhatsApp and SMS messages.
 CONSENT_TYPES = ("treatment", "data-processing", "whatsapp", "sms", "teleconsultation")
 METHODS = ("in-clinic", "otp")
+LABELS = {
+    "treatment": "Treatment",
+    "data-processing": "Use of health data (DPDP)",
+    "whatsapp": "WhatsApp messages",
+    "sms": "SMS messages",
+    "teleconsultation": "Teleconsultation",
+}
 
 
 def _known(column: str, values: tuple[str, ...]) -> str:

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
+from opdesk.consents.models import LABELS as CONSENT_LABELS
 from opdesk.security.permissions import allowed
 from opdesk.validation import phone_display
 from opdesk.web.deps import csrf_token
@@ -111,6 +112,7 @@ class Pages:
         )
         self.env.filters["phone"] = phone_display
         self.env.filters["local"] = local_time
+        self.env.filters["consent_label"] = lambda t: CONSENT_LABELS.get(t, t)
         self._flash_key = flash_key
 
     def render(
