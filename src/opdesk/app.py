@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from opdesk import health
 from opdesk.config import Settings, get_settings
 from opdesk.consents import api as consents_api
+from opdesk.consents import web as consents_web
 from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.demo import DEMO_SLUG
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(notifications_web.router)
     app.include_router(patients_web.router)
     app.include_router(portal_web.router)
+    app.include_router(consents_web.router)
     app.include_router(documents_api.share_router)
 
     @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])

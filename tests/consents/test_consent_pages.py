@@ -112,3 +112,74 @@ def test_patient_gives_and_withdraws_consent_and_opens_documents_in_the_portal(
         )
         assert "Your consent is withdrawn." in withdrawn.text
         assert "withdrawn" in withdrawn.text
+
+
+def test_admin_publishes_consent_texts_on_a_page(
+    app: FastAPI, db: Database, ident: Any, tenant: Tenant
+) -> None:
+    admin = make_user(db, ident, tenant, "admin")
+    with browser_for(app, open_session(db, ident, admin)) as browser:
+        page = browser.get("/admin/consents")
+        assert "No consent texts yet." in page.text
+        bad = browser.post(
+            "/admin/consents",
+            data={"type": "", "title": "", "body": "short", "csrf_token": csrf_of(page.text)},
+        )
+        assert bad.status_code == 422
+        assert "choose one of the options" in bad.text
+        assert "at least 20 characters" in bad.text
+        good = browser.post(
+            "/admin/consents",
+            data={"type": "sms", "title": "SMS", "body": TEXT, "csrf_token": csrf_of(page.text)},
+        )
+        assert "Published version 1 of SMS messages." in good.text
+    desk = make_user(db, ident, tenant, "frontdesk")
+    with browser_for(app, open_session(db, ident, desk)) as browser:
+        assert browser.get("/admin/consents").status_code == 403
+
+
+def test_admin_restores_a_deleted_patient_from_a_page(
+    app: FastAPI, client: TestClient, db: Database, ident: Any, tenant: Tenant
+) -> None:
+    admin = make_user(db, ident, tenant, "admin")
+    token = open_session(db, ident, admin)
+    body = {"name": {"first": "Vasant"}, "phone": unique_mobile(), "ageYears": 70, "gender": "male"}
+    patient = client.post("/api/v1/patients", json=body, headers=bearer(token)).json()
+    client.delete(f"/api/v1/patients/{patient['id']}", headers=bearer(token))
+    with browser_for(app, token) as browser:
+        listed = browser.get("/patients/deleted")
+        assert "Vasant" in listed.text
+        restored = browser.post(
+            f"/patients/{patient['id']}/restore", data={"csrf_token": csrf_of(listed.text)}
+        )
+        assert "Patient restored." in restored.text
+        assert "Vasant" not in browser.get("/patients/deleted").text
+
+
+def test_share_links_are_listed_and_revoked_on_the_profile(
+    app: FastAPI, client: TestClient, db: Database, ident: Any, tenant: Tenant
+) -> None:
+    desk = make_user(db, ident, tenant, "frontdesk")
+    token = open_session(db, ident, desk)
+    body = {"name": {"first": "Kiran"}, "phone": unique_mobile(), "ageYears": 29, "gender": "other"}
+    patient = client.post("/api/v1/patients", json=body, headers=bearer(token)).json()
+    doc = client.post(
+        f"/api/v1/patients/{patient['id']}/documents",
+        data={"category": "imaging"},
+        files={"file": ("xray.png", b"\x89PNG\r\n\x1a\n" + b"0" * 32, "image/png")},
+        headers=bearer(token),
+    ).json()
+    link = client.post(
+        f"/api/v1/documents/{doc['id']}/share-links", json={}, headers=bearer(token)
+    ).json()
+    with browser_for(app, token) as browser:
+        page = browser.get(f"/patients/{patient['id']}")
+        assert "Open share links" in page.text
+        assert "xray.png · until" in page.text
+        done = browser.post(
+            f"/patients/{patient['id']}/share-links/{link['id']}/revoke",
+            data={"csrf_token": csrf_of(page.text)},
+        )
+        assert "Link revoked." in done.text
+        assert "Open share links" not in done.text
+    assert client.get("/s/" + link["url"].rsplit("/s/", 1)[1]).status_code == 404

@@ -305,3 +305,28 @@ def test_nul_characters_are_refused_or_ignored_not_a_server_error(
     refused = register(client, desk, city="Pu\x00ne")
     assert refused.status_code == 422
     assert "NUL" in refused.json()["detail"]
+
+
+def test_html_in_every_text_field_is_shown_escaped(
+    client: TestClient, desk: dict[str, str]
+) -> None:
+    evil = "<script>alert(1)</script>"
+    body = register(
+        client,
+        desk,
+        name={"first": evil, "last": evil},
+        city=evil,
+        allergies=[{"substance": evil, "reaction": evil, "severity": "mild"}],
+        chronicConditions=[evil],
+        ongoingMedications=[{"name": evil, "dose": evil, "freq": evil}],
+        emergencyContact={"name": evil, "phone": unique_mobile()},
+    ).json()
+    guardian_child = register(
+        client, desk, phone=None, guardianId=body["id"], guardianRelation=evil, name={"first": "C"}
+    ).json()
+    for pid in (body["id"], guardian_child["id"]):
+        page = client.get(f"/patients/{pid}", headers=desk).text
+        assert evil not in page
+        assert "&lt;script&gt;" in page
+    results = client.get("/patients/results", params={"q": body["phone"]}, headers=desk).text
+    assert evil not in results

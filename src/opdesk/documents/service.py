@@ -205,6 +205,10 @@ def share(
     return NewShareLink(link, token)
 
 
+def get_link(session: Session, link_id: uuid.UUID) -> ShareLink:
+    return records.by_id(session, ShareLink, link_id)
+
+
 def revoke(session: Session, ctx: RequestContext, *, link_id: uuid.UUID) -> ShareLink:
     link = records.by_id(session, ShareLink, link_id, lock=True)
     if link.revoked_at is not None:
@@ -256,3 +260,20 @@ def sweep_share_links(session: Session, now: datetime) -> int:
         removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
     bind_tenant(session, None)
     return removed
+
+
+def live_links(session: Session, document_ids: list[uuid.UUID], now: datetime) -> list[ShareLink]:
+    """Links of these documents that still open, newest first."""
+    if not document_ids:
+        return []
+    return list(
+        session.execute(
+            select(ShareLink)
+            .where(
+                ShareLink.document_id.in_(document_ids),
+                ShareLink.revoked_at.is_(None),
+                ShareLink.expires_at > now,
+            )
+            .order_by(ShareLink.created_at.desc())
+        ).scalars()
+    )

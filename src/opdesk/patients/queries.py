@@ -205,3 +205,15 @@ def portal_patient(session: Session, user_id: object, patient_id: object) -> Pat
         if patient.id == patient_id:
             return patient
     raise NotFound(f"no patient with id {patient_id}")
+
+
+def deleted(session: Session, *, limit: int = 200) -> list[Patient]:
+    """Soft-deleted patients, most recently deleted first (for an admin to restore)."""
+    stmt = (
+        select(Patient)
+        .where(Patient.deleted_at.is_not(None))
+        .order_by(Patient.deleted_at.desc())
+        .limit(limit)
+        .execution_options(include_deleted=True)
+    )
+    return list(session.execute(stmt).scalars())

@@ -84,8 +84,14 @@ def search_page(
     request: Request, session: DbSession, ctx: Ctx, who: Reader, q: str = ""
 ) -> Response:
     results = _results(request, session, ctx, q)
-    may_register = allowed(who.role, "patients:write")
-    return _page(request, "patients/search.html", q=q, results=results, may_register=may_register)
+    return _page(
+        request,
+        "patients/search.html",
+        q=q,
+        results=results,
+        may_register=allowed(who.role, "patients:write"),
+        may_restore=allowed(who.role, "patients:delete"),
+    )
 
 
 @router.get("/patients/results")
@@ -101,6 +107,12 @@ def _results(request: Request, session: Session, ctx: RequestContext, q: str) ->
     return [
         queries.summary(p, today) for p in queries.search(session, _ident(request).cipher, q[:80])
     ]
+
+
+@router.get("/patients/deleted")
+def deleted_patients(request: Request, session: DbSession, _: Deleter) -> Response:
+    """Admins: patients deleted by mistake can be restored from here."""
+    return _page(request, "patients/deleted.html", patients=queries.deleted(session))
 
 
 # ------------------------------------------------------------------ registration and edits
@@ -227,13 +239,15 @@ def profile(
     view = service.read(_ident(request).cipher, patient, today)
     family = [queries.summary(p, today) for p in service.dependents(session, patient.id)]
     guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
+    docs = documents.of_patient(session, patient.id)
     return _page(
         request,
         "patients/profile.html",
         patient=view,
         family=family,
         guardian=guardian,
-        documents=documents.of_patient(session, patient.id),
+        documents=docs,
+        links=documents.live_links(session, [d.id for d in docs], ctx.now()),
         categories=DOCUMENT_CATEGORIES,
         consents=consents.latest(session, patient.id),
         consent_types=sorted({t.type for t in consents.templates(session)}),
@@ -336,6 +350,22 @@ def revoke_consent_from_page(
         raise NotFound(f"no consent with id {consent_id} for this patient")
     consents.revoke(session, ctx, consent_id=consent_id)
     return _pages(request).redirect_with_flash(f"/patients/{patient.id}", "Consent revoked.")
+
+
+@router.post("/patients/{patient_id}/share-links/{link_id}/revoke")
+def revoke_link_from_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    patient: Annotated[Patient, Depends(patient_in_path)],
+    link_id: uuid.UUID,
+) -> Response:
+    link = documents.get_link(session, link_id)
+    if documents.get(session, link.document_id).owner_id != patient.id:
+        raise NotFound(f"no share link with id {link_id} for this patient")
+    documents.revoke(session, ctx, link_id=link_id)
+    return _pages(request).redirect_with_flash(f"/patients/{patient.id}", "Link revoked.")
 
 
 @router.get("/patients/{patient_id}/edit")

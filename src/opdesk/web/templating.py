@@ -50,6 +50,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Devices", "/admin/devices", "devices:manage"),
     ("Sign-ins", "/admin/sign-ins", "audit:read"),
     ("Security", "/admin/security", "clinic:manage"),
+    ("Consent texts", "/admin/consents", "clinic:manage"),
     ("Account", "/account", "account:self"),
 )
 
