@@ -67,3 +67,25 @@ def test_register_find_and_open_a_patient(
     page.wait_for_function("document.querySelectorAll('.patient-list li').length == 1")
     assert problems == [], problems
     page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_admin_consent_texts_and_deleted_patients_pages(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    clinic = make_tenant(db, "Kaveri Clinic")
+    admin = make_user(db, ident, clinic, "admin", name="Meera")
+    page, problems = open_page(browser, width)
+    staff_sign_in(page, live_server, clinic.slug, admin.email or "")
+    page.wait_for_url("**/app")
+    page.goto(f"{live_server}/admin/consents")
+    page.get_by_label("Type").select_option("data-processing")
+    page.get_by_label("Title").fill("स्वास्थ्य जानकारी का उपयोग")
+    page.locator("#f-body").fill("मैं क्लिनिक को अपनी स्वास्थ्य जानकारी रखने की अनुमति देता हूँ।")
+    page.get_by_role("button", name="Publish").click()
+    assert "Published version 1" in page.get_by_role("status").inner_text()
+    shot(page, f"admin-consents-{width}")
+    page.goto(f"{live_server}/patients/deleted")
+    assert page.get_by_text("No deleted patients.").is_visible()
+    assert problems == [], problems
+    page.context.close()
