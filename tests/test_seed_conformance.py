@@ -25,6 +25,7 @@ BUILT = [
     "patients",
     "documents",
     "consents",
+    "slots",
 ]
 
 

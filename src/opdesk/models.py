@@ -10,4 +10,5 @@ def load_all_models() -> None:
     from opdesk.identity import models as _identity  # noqa: F401
     from opdesk.notifications import models as _notifications  # noqa: F401
     from opdesk.patients import models as _patients  # noqa: F401
+    from opdesk.scheduling import models as _scheduling  # noqa: F401
     from opdesk.tenancy import models as _tenancy  # noqa: F401

@@ -1,0 +1,1 @@
+"""Scheduling: doctors' availability, slots, holds, bookings (in progress: issue 5)."""

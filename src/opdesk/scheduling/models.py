@@ -1,0 +1,133 @@
+"""Doctors' profiles, weekly availability, exceptions, and ``slots`` (seed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Numeric,
+    Text,
+    Time,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from opdesk.db import Base, TenantScoped
+
+SLOT_STATUSES = ("free", "held", "booked", "blocked")
+
+
+class DoctorProfile(TenantScoped, Base):
+    """What patients and the desk need to know about a doctor (one per doctor user)."""
+
+    __tablename__ = "doctor_profiles"
+
+    user_id: Mapped[uuid.UUID]
+    display_name: Mapped[str] = mapped_column(Text)
+    specialty: Mapped[str] = mapped_column(Text)
+    registration_number: Mapped[str] = mapped_column(Text)
+    consultation_fee: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    # [{"code": "new", "label": "New patient", "minutes": 20}, ...]
+    visit_types: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"]),
+        Index("uq_doctor_profiles_tenant_id_user_id", "tenant_id", "user_id", unique=True),
+        Index(None, "tenant_id", "specialty"),
+    )
+
+
+class AvailabilityTemplate(TenantScoped, Base):
+    """A weekly opening: e.g. Mondays 10:00-13:00, 15-minute slots, 5 minutes after each."""
+
+    __tablename__ = "availability_templates"
+
+    doctor_id: Mapped[uuid.UUID]
+    weekday: Mapped[int] = mapped_column(Integer)  # Monday = 0, as Python's date.weekday()
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+    slot_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_before: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    buffer_after: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    visit_types: Mapped[list[str]] = mapped_column(JSONB)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday_range"),
+        CheckConstraint("end_time > start_time", name="ends_after_start"),
+        CheckConstraint("slot_minutes BETWEEN 5 AND 240", name="slot_length"),
+        CheckConstraint("buffer_before >= 0 AND buffer_after >= 0", name="buffers_positive"),
+        ForeignKeyConstraint(
+            ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
+        ),
+        Index(None, "tenant_id", "doctor_id", "weekday"),
+    )
+
+
+class AvailabilityException(TenantScoped, Base):
+    """Time the doctor is away (leave, a holiday, a blocked afternoon)."""
+
+    __tablename__ = "availability_exceptions"
+
+    doctor_id: Mapped[uuid.UUID]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        ForeignKeyConstraint(
+            ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
+        ),
+        Index(None, "tenant_id", "doctor_id", "starts_at"),
+    )
+
+
+class Slot(TenantScoped, Base):
+    __tablename__ = "slots"
+
+    doctor_id: Mapped[uuid.UUID]
+    # The clinic-local date, for the doctor's day view (seed index doctorId + date).
+    date: Mapped[date] = mapped_column(Date)
+    # ``start``/``end``: END is a reserved word (docs/seed-deviations.toml).
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    # The time the slot takes from the doctor's day, buffers included; no two overlap.
+    occupied_from: Mapped[datetime]
+    occupied_until: Mapped[datetime]
+    status: Mapped[str] = mapped_column(Text, server_default=text("'free'"))
+    hold_expires_at: Mapped[datetime | None]
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in SLOT_STATUSES) + ")", name="status_known"
+        ),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        ForeignKeyConstraint(
+            ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
+        ),
+        ExcludeConstraint(
+            ("tenant_id", "="),
+            ("doctor_id", "="),
+            (text("tstzrange(occupied_from, occupied_until)"), "&&"),
+            name="ex_slots_no_overlap",
+            using="gist",
+        ),
+        Index(None, "tenant_id", "doctor_id", "date"),
+        Index(None, "tenant_id", "status"),
+        Index(None, "tenant_id", "hold_expires_at"),
+    )

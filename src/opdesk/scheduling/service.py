@@ -1,0 +1,221 @@
+"""Doctors' availability and slot generation.
+
+Slots are made N days ahead from the weekly templates in the clinic's time zone. Making
+them twice creates nothing new: PostgreSQL's exclusion constraint refuses any slot that
+would overlap another of the same doctor, and the insert skips such rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.context import RequestContext
+from opdesk.db import new_id
+from opdesk.errors import FieldError, InvalidInput
+from opdesk.scheduling.models import (
+    AvailabilityException,
+    AvailabilityTemplate,
+    DoctorProfile,
+    Slot,
+)
+from opdesk.tenancy import service as tenants
+
+DEFAULT_DAYS_AHEAD = 60
+INSERT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Opening:
+    weekday: int
+    start_time: time
+    end_time: time
+    slot_minutes: int
+    buffer_before: int = 0
+    buffer_after: int = 0
+    visit_types: tuple[str, ...] = ("consultation",)
+
+
+def _zone(session: Session, ctx: RequestContext) -> ZoneInfo:
+    assert ctx.tenant_id is not None
+    return ZoneInfo(tenants.get_tenant(session, ctx.tenant_id).timezone)
+
+
+def check_openings(openings: list[Opening]) -> None:
+    """Bad templates name the field: length, order, and overlaps on the same weekday."""
+    errors = []
+    for i, o in enumerate(openings):
+        if o.slot_minutes <= 0:
+            errors.append(FieldError(f"templates.{i}.slotMinutes", "must be more than 0"))
+        if o.end_time <= o.start_time:
+            errors.append(FieldError(f"templates.{i}.endTime", "must be after the start time"))
+        if not 0 <= o.weekday <= 6:
+            errors.append(FieldError(f"templates.{i}.weekday", "must be 0 (Monday) to 6"))
+    for i, a in enumerate(openings):
+        for j, b in enumerate(openings[i + 1 :], start=i + 1):
+            if a.weekday == b.weekday and a.start_time < b.end_time and b.start_time < a.end_time:
+                errors.append(
+                    FieldError(f"templates.{j}", f"overlaps template {i} on the same day")
+                )
+    if errors:
+        raise InvalidInput(errors)
+
+
+def set_templates(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    doctor_id: uuid.UUID,
+    openings: list[Opening],
+    valid_from: date,
+) -> list[AvailabilityTemplate]:
+    """Replace the doctor's weekly openings; future free slots are made again from them."""
+    check_openings(openings)
+    doctor = records.by_id(session, DoctorProfile, doctor_id, lock=True)
+    session.execute(delete(AvailabilityTemplate).where(AvailabilityTemplate.doctor_id == doctor.id))
+    rows = [
+        AvailabilityTemplate(
+            tenant_id=doctor.tenant_id,
+            id=new_id(),
+            doctor_id=doctor.id,
+            weekday=o.weekday,
+            start_time=o.start_time,
+            end_time=o.end_time,
+            slot_minutes=o.slot_minutes,
+            buffer_before=o.buffer_before,
+            buffer_after=o.buffer_after,
+            visit_types=list(o.visit_types),
+            valid_from=valid_from,
+        )
+        for o in openings
+    ]
+    session.add_all(rows)
+    session.flush()
+    # Booked and held slots stay; only free future ones follow the new template.
+    session.execute(
+        delete(Slot).where(
+            Slot.doctor_id == doctor.id, Slot.status == "free", Slot.starts_at > ctx.now()
+        )
+    )
+    audit.record(
+        ctx,
+        entity="doctor_profiles",
+        entity_id=doctor.id,
+        action="update",
+        diff=audit.diff_of({}, {"templates": [vars(o) for o in openings]}),
+    )
+    return rows
+
+
+def local_start(day: date, at: time, zone: ZoneInfo) -> datetime | None:
+    """``day at`` in the clinic's zone, or None when that local time does not exist (DST)."""
+    naive = datetime.combine(day, at)
+    aware = naive.replace(tzinfo=zone)
+    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+        return None
+    return aware
+
+
+def planned_slots(
+    doctor: DoctorProfile,
+    templates: list[AvailabilityTemplate],
+    away: list[AvailabilityException],
+    zone: ZoneInfo,
+    first_day: date,
+    days: int,
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for offset in range(days):
+        day = first_day + timedelta(days=offset)
+        for t in templates:
+            if t.weekday != day.weekday() or day < t.valid_from:
+                continue
+            if t.valid_until is not None and day > t.valid_until:
+                continue
+            rows.extend(_day_slots(doctor, t, day, zone, away))
+    return rows
+
+
+def _day_slots(
+    doctor: DoctorProfile,
+    t: AvailabilityTemplate,
+    day: date,
+    zone: ZoneInfo,
+    away: list[AvailabilityException],
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    step = t.buffer_before + t.slot_minutes + t.buffer_after
+    minute = t.start_time.hour * 60 + t.start_time.minute + t.buffer_before
+    last = t.end_time.hour * 60 + t.end_time.minute
+    while minute + t.slot_minutes + t.buffer_after <= last:
+        begins = local_start(day, time(minute // 60, minute % 60), zone)
+        minute += step
+        if begins is None:
+            continue
+        starts = begins.astimezone(UTC)
+        ends = starts + timedelta(minutes=t.slot_minutes)
+        held_from = starts - timedelta(minutes=t.buffer_before)
+        held_until = ends + timedelta(minutes=t.buffer_after)
+        if any(e.starts_at < held_until and held_from < e.ends_at for e in away):
+            continue
+        rows.append(
+            {
+                "tenant_id": doctor.tenant_id,
+                "id": new_id(),
+                "doctor_id": doctor.id,
+                "date": day,
+                "starts_at": starts,
+                "ends_at": ends,
+                "occupied_from": held_from,
+                "occupied_until": held_until,
+                "status": "free",
+                "meta": {
+                    "visitType": list(t.visit_types),
+                    "bufferBefore": t.buffer_before,
+                    "bufferAfter": t.buffer_after,
+                },
+            }
+        )
+    return rows
+
+
+def generate_slots(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    doctor_id: uuid.UUID,
+    days: int = DEFAULT_DAYS_AHEAD,
+    first_day: date | None = None,
+) -> int:
+    """Make the doctor's free slots for ``days`` days; returns how many were new."""
+    zone = _zone(session, ctx)
+    doctor = records.by_id(session, DoctorProfile, doctor_id)
+    start = first_day or ctx.now().astimezone(zone).date()
+    templates = list(
+        session.execute(
+            select(AvailabilityTemplate).where(AvailabilityTemplate.doctor_id == doctor.id)
+        ).scalars()
+    )
+    window_end = datetime.combine(start + timedelta(days=days + 1), time(), zone)
+    away = list(
+        session.execute(
+            select(AvailabilityException).where(
+                AvailabilityException.doctor_id == doctor.id,
+                AvailabilityException.ends_at > datetime.combine(start, time(), zone),
+                AvailabilityException.starts_at < window_end,
+            )
+        ).scalars()
+    )
+    rows = planned_slots(doctor, templates, away, zone, start, days)
+    made = 0
+    for i in range(0, len(rows), INSERT_BATCH):
+        stmt = insert(Slot).values(rows[i : i + INSERT_BATCH]).on_conflict_do_nothing()
+        made += len(session.execute(stmt.returning(Slot.id)).all())
+    return made
