@@ -26,6 +26,7 @@ BUILT = [
     "documents",
     "consents",
     "slots",
+    "appointments",
 ]
 
 

@@ -131,3 +131,70 @@ class Slot(TenantScoped, Base):
         Index(None, "tenant_id", "status"),
         Index(None, "tenant_id", "hold_expires_at"),
     )
+
+
+APPOINTMENT_STATUSES = (
+    "requested",
+    "confirmed",
+    "checked-in",
+    "in-consult",
+    "completed",
+    "no-show",
+    "cancelled",
+    "refunded",
+)
+CHANNELS = ("web", "whatsapp", "phone", "walk-in")
+
+
+class Appointment(TenantScoped, Base):
+    __tablename__ = "appointments"
+
+    patient_id: Mapped[uuid.UUID]
+    doctor_id: Mapped[uuid.UUID]
+    slot_id: Mapped[uuid.UUID | None]
+    visit_type: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    timeline_requested_at: Mapped[datetime]
+    timeline_confirmed_at: Mapped[datetime | None]
+    timeline_checked_in_at: Mapped[datetime | None]
+    timeline_in_consult_at: Mapped[datetime | None]
+    timeline_completed_at: Mapped[datetime | None]
+    timeline_no_show_at: Mapped[datetime | None]
+    timeline_cancelled_at: Mapped[datetime | None]
+    timeline_refunded_at: Mapped[datetime | None]
+    notes: Mapped[str | None] = mapped_column(Text)
+    waitlist_origin: Mapped[uuid.UUID | None]
+    reschedule_of: Mapped[uuid.UUID | None]
+    follow_up_for: Mapped[uuid.UUID | None]
+    created_by: Mapped[uuid.UUID | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in APPOINTMENT_STATUSES) + ")",
+            name="status_known",
+        ),
+        CheckConstraint(
+            "channel IN (" + ", ".join(f"'{c}'" for c in CHANNELS) + ")", name="channel_known"
+        ),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        ForeignKeyConstraint(
+            ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
+        ),
+        ForeignKeyConstraint(["tenant_id", "slot_id"], ["slots.tenant_id", "slots.id"]),
+        Index(None, "tenant_id", "patient_id", "status"),
+        Index(None, "tenant_id", "doctor_id", "status", "timeline_requested_at"),
+        Index(None, "tenant_id", "status", "timeline_no_show_at"),
+        # A slot carries at most one live appointment, whatever the application does.
+        Index(
+            "uq_appointments_tenant_id_slot_id_live",
+            "tenant_id",
+            "slot_id",
+            unique=True,
+            postgresql_where=text(
+                "status NOT IN ('cancelled', 'refunded') AND slot_id IS NOT NULL"
+            ),
+        ),
+    )

@@ -1,0 +1,219 @@
+"""Holds and bookings: exactly one appointment per slot under real concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from opdesk.db import Database
+from opdesk.errors import Conflict, Forbidden
+from opdesk.patients.schemas import PatientCreate
+from opdesk.patients.service import register
+from opdesk.scheduling import booking
+from opdesk.scheduling.models import Appointment, Slot
+from opdesk.scheduling.service import Opening
+from opdesk.tenancy.models import Tenant
+from opdesk.uow import transaction
+from tests.conftest import ctx_for, make_tenant, unique_mobile
+from tests.scheduling.test_slot_generation import generate, make_doctor, set_week, slots_of
+
+DAY = date(2026, 12, 7)  # a Monday
+
+
+def patients(db: Database, ident: Any, tenant: Tenant, count: int, **extra: Any) -> list[Any]:
+    ctx = ctx_for(tenant.id)
+    made = []
+    with transaction(db, ctx) as session:
+        for i in range(count):
+            data = PatientCreate.model_validate(
+                {
+                    "name": {"first": f"P{i}"},
+                    "phone": unique_mobile(),
+                    "ageYears": 30,
+                    "gender": "female",
+                    **extra,
+                }
+            )
+            made.append(register(session, ctx, ident, data=data))
+    return made
+
+
+def clinic_with_slots(
+    db: Database, ident: Any, slots: int, tenant: Tenant | None = None
+) -> tuple[Tenant, Any, list[Slot]]:
+    tenant = tenant or make_tenant(db, "Booking Clinic")
+    doctor = make_doctor(db, ident, tenant)
+    end = (datetime.combine(DAY, time(9)) + timedelta(minutes=15 * slots)).time()
+    set_week(db, tenant, doctor, Opening(0, time(9), end, 15))
+    assert generate(db, tenant, doctor, DAY, 1) == slots
+    return tenant, doctor, slots_of(db, tenant, doctor)
+
+
+def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> list[str]:
+    """20 threads, 10 attempts each, all on the same 20 slots; returns every outcome."""
+    outcomes: list[str] = []
+    start = threading.Barrier(20)
+
+    def attempt(worker: int) -> None:
+        start.wait()
+        for k in range(10):
+            person = people[worker * 10 + k]
+            slot = slots[(worker + k) % len(slots)]
+            ctx = ctx_for(tenant.id)
+            try:
+                with transaction(db, ctx) as session:
+                    booking.book(
+                        session,
+                        ctx,
+                        slot_id=slot.id,
+                        patient_id=person.id,
+                        visit_type="consultation",
+                        channel="web",
+                    )
+                outcomes.append("booked")
+            except Conflict:
+                outcomes.append("conflict")
+
+    threads = [threading.Thread(target=attempt, args=(w,)) for w in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_200_concurrent_bookings_on_20_slots_make_exactly_20_appointments(
+    db: Database, ident: Any
+) -> None:
+    tenant = make_tenant(db, "Busy Clinic")
+    people = patients(db, ident, tenant, 200)
+    for _round in range(10):
+        # A new doctor each round: 20 fresh slots, the same 200 patients competing.
+        _tenant, doctor, slots = clinic_with_slots(db, ident, 20, tenant)
+        outcomes = race(db, tenant, people, slots)
+        assert outcomes.count("booked") == 20
+        assert outcomes.count("conflict") == 180
+        with transaction(db, ctx_for(tenant.id)) as session:
+            booked = session.execute(
+                select(func.count())
+                .select_from(Slot)
+                .where(Slot.doctor_id == doctor.id, Slot.status == "booked")
+            ).scalar_one()
+            appointments = session.execute(
+                select(func.count(), func.count(func.distinct(Appointment.slot_id))).where(
+                    Appointment.doctor_id == doctor.id
+                )
+            ).one()
+        assert booked == 20
+        assert tuple(appointments) == (20, 20)
+
+
+def test_a_hold_keeps_the_slot_for_its_holder_only(db: Database, ident: Any) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 2)
+    mine, other = patients(db, ident, tenant, 2)
+    slot = slots[0]
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        ctx = ctx_for(tenant.id)
+        with transaction(db, ctx) as session:
+            held = booking.hold(session, ctx, slot_id=slot.id)
+        ctx = ctx_for(tenant.id)
+        with pytest.raises(Conflict), transaction(db, ctx) as session:
+            booking.hold(session, ctx, slot_id=slot.id)
+        ctx = ctx_for(tenant.id)
+        with pytest.raises(Conflict), transaction(db, ctx) as session:  # someone else's token
+            booking.book(
+                session,
+                ctx,
+                slot_id=slot.id,
+                patient_id=other.id,
+                visit_type="consultation",
+                channel="web",
+                hold_token="x" * 43,
+            )
+        with transaction(db, ctx_for(tenant.id)) as session:
+            free = booking.free_slots(
+                session, ctx_for(tenant.id), doctor_id=slot.doctor_id, day=DAY
+            )
+        assert slot.id not in {s.id for s in free}
+    with time_machine.travel(start + timedelta(minutes=1), tick=False):
+        ctx = ctx_for(tenant.id)
+        with transaction(db, ctx) as session:
+            appointment = booking.book(
+                session,
+                ctx,
+                slot_id=slot.id,
+                patient_id=mine.id,
+                visit_type="consultation",
+                channel="web",
+                hold_token=held.token,
+            )
+    assert appointment.status == "confirmed"
+
+
+def test_an_expired_hold_counts_as_free_at_once(db: Database, ident: Any) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (late,) = patients(db, ident, tenant, 1)
+    slot = slots[0]
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        ctx = ctx_for(tenant.id)
+        with transaction(db, ctx) as session:
+            held = booking.hold(session, ctx, slot_id=slot.id)
+    with time_machine.travel(start + booking.HOLD_FOR + timedelta(seconds=1), tick=False):
+        ctx = ctx_for(tenant.id)
+        with transaction(db, ctx) as session:
+            free = booking.free_slots(session, ctx, doctor_id=slot.doctor_id, day=DAY)
+            assert [s.id for s in free] == [slot.id]  # no sweeper has run
+        ctx = ctx_for(tenant.id)
+        with transaction(db, ctx) as session:
+            booking.book(
+                session,
+                ctx,
+                slot_id=slot.id,
+                patient_id=late.id,
+                visit_type="consultation",
+                channel="phone",
+            )
+        ctx = ctx_for(tenant.id)
+        with pytest.raises(Conflict), transaction(db, ctx) as session:  # the old hold is dead
+            booking.book(
+                session,
+                ctx,
+                slot_id=slot.id,
+                patient_id=late.id,
+                visit_type="consultation",
+                channel="web",
+                hold_token=held.token,
+            )
+
+
+def test_blocked_patients_cannot_book_online(db: Database, ident: Any) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (blocked,) = patients(db, ident, tenant, 1, flags={"vip": False, "blocked": True})
+    ctx = ctx_for(tenant.id)
+    with pytest.raises(Forbidden), transaction(db, ctx) as session:
+        booking.book(
+            session,
+            ctx,
+            slot_id=slots[0].id,
+            patient_id=blocked.id,
+            visit_type="consultation",
+            channel="web",
+            online=True,
+        )
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:  # the front desk may still book them
+        booking.book(
+            session,
+            ctx,
+            slot_id=slots[0].id,
+            patient_id=blocked.id,
+            visit_type="consultation",
+            channel="walk-in",
+        )
