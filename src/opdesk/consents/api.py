@@ -16,6 +16,7 @@ from opdesk.consents.schemas import (
     TemplateCreate,
     TemplateOut,
 )
+from opdesk.consents.web import sign_here
 from opdesk.context import RequestContext
 from opdesk.patients import queries as patient_queries
 from opdesk.patients.api import patient_in_path
@@ -54,17 +55,7 @@ def _sign(
     type_: str,
     method: str,
 ) -> ConsentOut:
-    settings = request.app.state.settings
-    consent = service.sign(
-        session,
-        ctx,
-        request.app.state.cipher,
-        request.app.state.storage,
-        patient_id=patient_id,
-        type_=type_,
-        method=method,
-        fonts=settings.data_dir / "fonts",
-    )
+    consent = sign_here(request, session, ctx, patient_id=patient_id, type_=type_, method=method)
     return ConsentOut.model_validate(consent)
 
 

@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from opdesk.consents import service
-from opdesk.consents.models import CONSENT_TYPES, LABELS
+from opdesk.consents.models import CONSENT_TYPES, LABELS, Consent
 from opdesk.consents.schemas import TemplateCreate
+from opdesk.context import RequestContext
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
 from opdesk.web.templating import Pages, form_errors
 
 router = APIRouter(include_in_schema=False)
+
+
+def sign_here(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    *,
+    patient_id: uuid.UUID,
+    type_: str,
+    method: str,
+) -> Consent:
+    """Sign with this app's cipher, document storage and font cache (desk, portal, API)."""
+    return service.sign(
+        session,
+        ctx,
+        request.app.state.cipher,
+        request.app.state.storage,
+        patient_id=patient_id,
+        type_=type_,
+        method=method,
+        fonts=request.app.state.settings.data_dir / "fonts",
+    )
+
+
 Manager = Annotated[Principal, acting("clinic:manage")]
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from opdesk.consents import service as consents
 from opdesk.consents.models import CONSENT_TYPES
+from opdesk.consents.web import sign_here
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
 from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
@@ -321,15 +322,8 @@ def consent_from_page(
     back = f"/patients/{patient.id}"
     if type not in CONSENT_TYPES:
         return _pages(request).redirect_with_flash(back, "Choose a consent type.", "error")
-    consent = consents.sign(
-        session,
-        ctx,
-        request.app.state.cipher,
-        request.app.state.storage,
-        patient_id=patient.id,
-        type_=type,
-        method="in-clinic",
-        fonts=request.app.state.settings.data_dir / "fonts",
+    consent = sign_here(
+        request, session, ctx, patient_id=patient.id, type_=type, method="in-clinic"
     )
     message = (
         f"Recorded {type} consent (version {consent.version}); the signed copy is under Documents."

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from opdesk.consents import service as consents
 from opdesk.consents.models import CONSENT_TYPES
+from opdesk.consents.web import sign_here
 from opdesk.documents import service as documents
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.patients import queries as patient_queries
@@ -40,16 +41,7 @@ def give_consent(
     if type not in CONSENT_TYPES:
         raise InvalidInput([FieldError("type", "not a consent type")])
     patient = patient_queries.portal_patient(session, who.user_id, patient_id)
-    consents.sign(
-        session,
-        ctx,
-        request.app.state.cipher,
-        request.app.state.storage,
-        patient_id=patient.id,
-        type_=type,
-        method="otp",
-        fonts=request.app.state.settings.data_dir / "fonts",
-    )
+    sign_here(request, session, ctx, patient_id=patient.id, type_=type, method="otp")
     return _back(request, "Thank you. Your consent is recorded; a copy is under Documents.")
 
 
