@@ -54,6 +54,40 @@ def clinic_with_slots(
     return tenant, doctor, slots_of(db, tenant, doctor)
 
 
+def book(
+    db: Database,
+    tenant: Tenant,
+    slot: Slot,
+    patient: Any,
+    channel: str = "web",
+    **options: Any,
+) -> Appointment:
+    """One booking attempt in a transaction of its own, as a request would make it."""
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        return booking.book(
+            session,
+            ctx,
+            slot_id=slot.id,
+            patient_id=patient.id,
+            visit_type="consultation",
+            channel=channel,
+            **options,
+        )
+
+
+def hold(db: Database, tenant: Tenant, slot: Slot) -> booking.Hold:
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        return booking.hold(session, ctx, slot_id=slot.id)
+
+
+def free(db: Database, tenant: Tenant, slot: Slot) -> list[Slot]:
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        return booking.free_slots(session, ctx, doctor_id=slot.doctor_id, day=DAY)
+
+
 def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> list[str]:
     """20 threads, 10 attempts each, all on the same 20 slots; returns every outcome."""
     outcomes: list[str] = []
@@ -64,17 +98,8 @@ def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> 
         for k in range(10):
             person = people[worker * 10 + k]
             slot = slots[(worker + k) % len(slots)]
-            ctx = ctx_for(tenant.id)
             try:
-                with transaction(db, ctx) as session:
-                    booking.book(
-                        session,
-                        ctx,
-                        slot_id=slot.id,
-                        patient_id=person.id,
-                        visit_type="consultation",
-                        channel="web",
-                    )
+                book(db, tenant, slot, person)
                 outcomes.append("booked")
             except Conflict:
                 outcomes.append("conflict")
@@ -119,40 +144,14 @@ def test_a_hold_keeps_the_slot_for_its_holder_only(db: Database, ident: Any) -> 
     slot = slots[0]
     start = datetime.now(UTC)
     with time_machine.travel(start, tick=False):
-        ctx = ctx_for(tenant.id)
-        with transaction(db, ctx) as session:
-            held = booking.hold(session, ctx, slot_id=slot.id)
-        ctx = ctx_for(tenant.id)
-        with pytest.raises(Conflict), transaction(db, ctx) as session:
-            booking.hold(session, ctx, slot_id=slot.id)
-        ctx = ctx_for(tenant.id)
-        with pytest.raises(Conflict), transaction(db, ctx) as session:  # someone else's token
-            booking.book(
-                session,
-                ctx,
-                slot_id=slot.id,
-                patient_id=other.id,
-                visit_type="consultation",
-                channel="web",
-                hold_token="x" * 43,
-            )
-        with transaction(db, ctx_for(tenant.id)) as session:
-            free = booking.free_slots(
-                session, ctx_for(tenant.id), doctor_id=slot.doctor_id, day=DAY
-            )
-        assert slot.id not in {s.id for s in free}
+        held = hold(db, tenant, slot)
+        with pytest.raises(Conflict):
+            hold(db, tenant, slot)
+        with pytest.raises(Conflict):  # someone else's token
+            book(db, tenant, slot, other, hold_token="x" * 43)
+        assert slot.id not in {s.id for s in free(db, tenant, slot)}
     with time_machine.travel(start + timedelta(minutes=1), tick=False):
-        ctx = ctx_for(tenant.id)
-        with transaction(db, ctx) as session:
-            appointment = booking.book(
-                session,
-                ctx,
-                slot_id=slot.id,
-                patient_id=mine.id,
-                visit_type="consultation",
-                channel="web",
-                hold_token=held.token,
-            )
+        appointment = book(db, tenant, slot, mine, hold_token=held.token)
     assert appointment.status == "confirmed"
 
 
@@ -162,58 +161,17 @@ def test_an_expired_hold_counts_as_free_at_once(db: Database, ident: Any) -> Non
     slot = slots[0]
     start = datetime.now(UTC)
     with time_machine.travel(start, tick=False):
-        ctx = ctx_for(tenant.id)
-        with transaction(db, ctx) as session:
-            held = booking.hold(session, ctx, slot_id=slot.id)
+        held = hold(db, tenant, slot)
     with time_machine.travel(start + booking.HOLD_FOR + timedelta(seconds=1), tick=False):
-        ctx = ctx_for(tenant.id)
-        with transaction(db, ctx) as session:
-            free = booking.free_slots(session, ctx, doctor_id=slot.doctor_id, day=DAY)
-            assert [s.id for s in free] == [slot.id]  # no sweeper has run
-        ctx = ctx_for(tenant.id)
-        with transaction(db, ctx) as session:
-            booking.book(
-                session,
-                ctx,
-                slot_id=slot.id,
-                patient_id=late.id,
-                visit_type="consultation",
-                channel="phone",
-            )
-        ctx = ctx_for(tenant.id)
-        with pytest.raises(Conflict), transaction(db, ctx) as session:  # the old hold is dead
-            booking.book(
-                session,
-                ctx,
-                slot_id=slot.id,
-                patient_id=late.id,
-                visit_type="consultation",
-                channel="web",
-                hold_token=held.token,
-            )
+        assert [s.id for s in free(db, tenant, slot)] == [slot.id]  # no sweeper has run
+        book(db, tenant, slot, late, channel="phone")
+        with pytest.raises(Conflict):  # the old hold is dead
+            book(db, tenant, slot, late, hold_token=held.token)
 
 
 def test_blocked_patients_cannot_book_online(db: Database, ident: Any) -> None:
     tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
     (blocked,) = patients(db, ident, tenant, 1, flags={"vip": False, "blocked": True})
-    ctx = ctx_for(tenant.id)
-    with pytest.raises(Forbidden), transaction(db, ctx) as session:
-        booking.book(
-            session,
-            ctx,
-            slot_id=slots[0].id,
-            patient_id=blocked.id,
-            visit_type="consultation",
-            channel="web",
-            online=True,
-        )
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:  # the front desk may still book them
-        booking.book(
-            session,
-            ctx,
-            slot_id=slots[0].id,
-            patient_id=blocked.id,
-            visit_type="consultation",
-            channel="walk-in",
-        )
+    with pytest.raises(Forbidden):
+        book(db, tenant, slots[0], blocked, online=True)
+    book(db, tenant, slots[0], blocked, channel="walk-in")  # the front desk may still
