@@ -43,6 +43,11 @@ class Settings(BaseSettings):
 
     max_upload_mb: int = 20
 
+    # Scheduling
+    hold_minutes: int = 5
+    waitlist_offer_minutes: int = 15
+    slot_days_ahead: int = 60
+
     db_pool_size: int = 10
     db_max_overflow: int = 10
     log_level: str = "INFO"

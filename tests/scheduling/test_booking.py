@@ -68,11 +68,13 @@ def book(
         return booking.book(
             session,
             ctx,
-            slot_id=slot.id,
-            patient_id=patient.id,
-            visit_type="consultation",
-            channel=channel,
-            **options,
+            booking.Request(
+                slot_id=slot.id,
+                patient_id=patient.id,
+                visit_type="consultation",
+                channel=channel,
+                origin=booking.Origin(**options),
+            ),
         )
 
 
@@ -85,7 +87,7 @@ def hold(db: Database, tenant: Tenant, slot: Slot) -> booking.Hold:
 def free(db: Database, tenant: Tenant, slot: Slot) -> list[Slot]:
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
-        return booking.free_slots(session, ctx, doctor_id=slot.doctor_id, day=DAY)
+        return booking.free_slots(session, ctx, doctor_id=slot.doctor_id, first_day=DAY)
 
 
 def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> list[str]:

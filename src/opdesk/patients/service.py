@@ -6,7 +6,6 @@ import json
 import uuid
 from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -39,10 +38,7 @@ OLDEST_AGE_YEARS = 125
 ENCRYPTED = frozenset({"phone", "email", "allergies", "ongoingMedications", "emergencyContact"})
 
 
-def today_at_clinic(session: Session, ctx: RequestContext) -> date:
-    assert ctx.tenant_id is not None
-    zone = tenants.get_tenant(session, ctx.tenant_id).timezone
-    return ctx.now().astimezone(ZoneInfo(zone)).date()
+today_at_clinic = tenants.today_at_clinic
 
 
 def age_of(patient: Patient, today: date) -> tuple[int, bool]:
@@ -377,3 +373,16 @@ def dependents(session: Session, guardian_id: uuid.UUID) -> list[Patient]:
             select(Patient).where(Patient.guardian_id == guardian_id).order_by(Patient.name_first)
         ).scalars()
     )
+
+
+def contact_phone(session: Session, cipher: FieldCipher, patient: Patient) -> str | None:
+    """Where to text this patient: their own phone, or their guardian's for a dependent."""
+    if patient.phone_encrypted is not None:
+        phone: str = _open(cipher, patient, "phone_encrypted")
+        return phone
+    if patient.guardian_id is not None:
+        guardian = session.get(Patient, (patient.tenant_id, patient.guardian_id))
+        if guardian is not None and guardian.phone_encrypted is not None:
+            guardian_phone: str = _open(cipher, guardian, "phone_encrypted")
+            return guardian_phone
+    return None

@@ -9,7 +9,7 @@ appointments backs this up.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from opdesk import audit, records
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import Conflict, Forbidden
+from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput
 from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.security.tokens import random_token, token_hash
@@ -33,10 +33,40 @@ class Hold:
     expires_at: datetime
 
 
-def _claimable(ctx: RequestContext) -> ColumnElement[bool]:
-    """A slot anyone may take now: free, or held past its expiry (before any sweeper runs)."""
+@dataclass(frozen=True)
+class Origin:
+    """How the booking may take the slot, and what it continues."""
+
+    hold_token: str | None = None
+    waitlist_lock_id: uuid.UUID | None = None
+    waitlist_entry_id: uuid.UUID | None = None
+    online: bool = False
+    reschedule_of: uuid.UUID | None = None
+    follow_up_for: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a booking asks for; where it came from is in ``origin``."""
+
+    slot_id: uuid.UUID
+    patient_id: uuid.UUID
+    visit_type: str
+    channel: str
+    reason: str | None = None
+    notes: str | None = None
+    origin: Origin = field(default_factory=Origin)
+
+
+def claimable(ctx: RequestContext) -> ColumnElement[bool]:
+    """A slot anyone may take now: free, or held past its expiry (before any sweeper runs),
+    and not yet over.
+    """
     now = ctx.now()
-    return or_(Slot.status == "free", and_(Slot.status == "held", Slot.hold_expires_at <= now))
+    return and_(
+        Slot.ends_at > now,
+        or_(Slot.status == "free", and_(Slot.status == "held", Slot.hold_expires_at <= now)),
+    )
 
 
 def hold(
@@ -48,11 +78,11 @@ def hold(
     expires = ctx.now() + hold_for
     taken = session.execute(
         update(Slot)
-        .where(Slot.id == slot_id, _claimable(ctx))
+        .where(Slot.id == slot_id, claimable(ctx))
         .values(
             status="held",
             hold_expires_at=expires,
-            meta=Slot.meta.op("||")({"holdHash": token_hash(token).hex()}),
+            meta=Slot.meta.op("-")("waitlistLock").op("||")({"holdHash": token_hash(token).hex()}),
         )
         .returning(Slot.id)
     ).first()
@@ -61,41 +91,56 @@ def hold(
     return Hold(slot_id, token, expires)
 
 
-def book(
-    session: Session,
-    ctx: RequestContext,
-    *,
-    slot_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    visit_type: str,
-    channel: str,
-    reason: str | None = None,
-    hold_token: str | None = None,
-    online: bool = False,
-) -> Appointment:
-    """Book a slot, from the requester's hold or directly (front desk). Losers get 409."""
-    patient = records.by_id(session, Patient, patient_id)
-    if online and patient.flags_blocked:
-        raise Forbidden("this patient cannot book online; please call the clinic")
-    slot = records.by_id(session, Slot, slot_id)
-    mine = Slot.status == "held"
-    if hold_token is not None:
-        mine = and_(
-            mine,
-            Slot.meta["holdHash"].astext == token_hash(hold_token).hex(),
-            Slot.hold_expires_at > ctx.now(),
+def _held_for(ctx: RequestContext, origin: Origin) -> ColumnElement[bool] | None:
+    """The condition under which the slot is held for this requester, if they say it is."""
+    live = and_(Slot.status == "held", Slot.hold_expires_at > ctx.now())
+    if origin.hold_token is not None:
+        return and_(live, Slot.meta["holdHash"].astext == token_hash(origin.hold_token).hex())
+    if origin.waitlist_lock_id is not None:
+        return and_(live, Slot.meta["waitlistLock"].astext == str(origin.waitlist_lock_id))
+    return None
+
+
+def check_visit_type(slot: Slot, visit_type: str) -> None:
+    offered = slot.meta.get("visitType") or []
+    if visit_type not in offered:
+        choices = ", ".join(offered) or "none"
+        raise InvalidInput(
+            [FieldError("visitType", f"this slot is for {choices}, not {visit_type!r}")]
         )
-        condition = or_(mine, _claimable(ctx))
-    else:
-        condition = _claimable(ctx)
+
+
+def take_slot(session: Session, ctx: RequestContext, slot: Slot, origin: Origin) -> None:
+    """Mark the slot booked if this requester may have it; 409 otherwise."""
+    mine = _held_for(ctx, origin)
+    condition = claimable(ctx) if mine is None else or_(mine, claimable(ctx))
     won = session.execute(
         update(Slot)
         .where(Slot.id == slot.id, condition)
-        .values(status="booked", hold_expires_at=None, meta=Slot.meta.op("-")("holdHash"))
+        .values(
+            status="booked",
+            hold_expires_at=None,
+            meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
+        )
         .returning(Slot.id)
     ).first()
     if won is None:
         raise Conflict("this slot is no longer available; please choose another")
+
+
+def book(session: Session, ctx: RequestContext, request: Request) -> Appointment:
+    """Book a slot, from the requester's hold or directly (front desk). Losers get 409."""
+    origin = request.origin
+    patient = records.by_id(session, Patient, request.patient_id)
+    if origin.online and patient.flags_blocked:
+        raise Forbidden("this patient cannot book online; please call the clinic")
+    slot = records.by_id(session, Slot, request.slot_id)
+    check_visit_type(slot, request.visit_type)
+    if origin.follow_up_for is not None:
+        earlier = records.by_id(session, Appointment, origin.follow_up_for)
+        if earlier.patient_id != patient.id:
+            raise InvalidInput([FieldError("followUpFor", "is another patient's appointment")])
+    take_slot(session, ctx, slot, origin)
     now = ctx.now()
     appointment = Appointment(
         tenant_id=slot.tenant_id,
@@ -103,12 +148,16 @@ def book(
         patient_id=patient.id,
         doctor_id=slot.doctor_id,
         slot_id=slot.id,
-        visit_type=visit_type,
-        reason=reason,
-        channel=channel,
+        visit_type=request.visit_type,
+        reason=request.reason,
+        notes=request.notes,
+        channel=request.channel,
         status="confirmed",
         timeline_requested_at=now,
         timeline_confirmed_at=now,
+        waitlist_origin=origin.waitlist_entry_id,
+        reschedule_of=origin.reschedule_of,
+        follow_up_for=origin.follow_up_for,
         created_by=ctx.actor_id,
         updated_at=now,
     )
@@ -120,19 +169,31 @@ def book(
         entity_id=appointment.id,
         action="create",
         to_state="confirmed",
-        diff=audit.diff_of({}, {"slotId": slot.id, "patientId": patient.id, "channel": channel}),
+        diff=audit.diff_of(
+            {},
+            {"slotId": slot.id, "patientId": patient.id, "channel": request.channel},
+        ),
     )
     return appointment
 
 
 def free_slots(
-    session: Session, ctx: RequestContext, *, doctor_id: uuid.UUID, day: date
+    session: Session,
+    ctx: RequestContext,
+    *,
+    doctor_id: uuid.UUID,
+    first_day: date,
+    last_day: date | None = None,
+    visit_type: str | None = None,
+    limit: int = 500,
 ) -> list[Slot]:
-    """The doctor's slots that can be booked on a clinic-local day, expired holds included."""
-    return list(
-        session.execute(
-            select(Slot)
-            .where(Slot.doctor_id == doctor_id, Slot.date == day, _claimable(ctx))
-            .order_by(Slot.starts_at)
-        ).scalars()
+    """The doctor's bookable slots over clinic-local days, expired holds included."""
+    stmt = select(Slot).where(
+        Slot.doctor_id == doctor_id,
+        Slot.date >= first_day,
+        Slot.date <= (last_day or first_day),
+        claimable(ctx),
     )
+    if visit_type is not None:
+        stmt = stmt.where(Slot.meta["visitType"].contains([visit_type]))
+    return list(session.execute(stmt.order_by(Slot.starts_at).limit(limit)).scalars())

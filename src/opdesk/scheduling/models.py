@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
+    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -170,6 +171,9 @@ class Appointment(TenantScoped, Base):
     follow_up_for: Mapped[uuid.UUID | None]
     created_by: Mapped[uuid.UUID | None]
     updated_at: Mapped[datetime]
+    # OPD token: handed out at check-in, counted per doctor per clinic-local day.
+    token_number: Mapped[int | None] = mapped_column(Integer)
+    queue_date: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         CheckConstraint(
@@ -196,5 +200,101 @@ class Appointment(TenantScoped, Base):
             postgresql_where=text(
                 "status NOT IN ('cancelled', 'refunded') AND slot_id IS NOT NULL"
             ),
+        ),
+        Index(
+            "uq_appointments_token",
+            "tenant_id",
+            "doctor_id",
+            "queue_date",
+            "token_number",
+            unique=True,
+            postgresql_where=text("token_number IS NOT NULL"),
+        ),
+    )
+
+
+class QueueCounter(Base):
+    """The last token handed out for one doctor on one day (one row, bumped atomically)."""
+
+    __tablename__ = "queue_counters"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    doctor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    last_token: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
+        ),
+    )
+
+
+WAITLIST_STATUSES = ("waiting", "offered", "booked", "withdrawn")
+
+
+class WaitlistEntry(TenantScoped, Base):
+    """A patient waiting for any slot of one doctor between two dates."""
+
+    __tablename__ = "waitlist_entries"
+
+    patient_id: Mapped[uuid.UUID]
+    doctor_id: Mapped[uuid.UUID]
+    from_date: Mapped[date] = mapped_column(Date)
+    until_date: Mapped[date] = mapped_column(Date)
+    visit_type: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[uuid.UUID | None]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in WAITLIST_STATUSES) + ")",
+            name="status_known",
+        ),
+        CheckConstraint("until_date >= from_date", name="until_after_from"),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        ForeignKeyConstraint(
+            ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
+        ),
+        Index(None, "tenant_id", "doctor_id", "status", "created_at"),
+        Index(None, "tenant_id", "patient_id"),
+    )
+
+
+OFFER_STATUSES = ("offered", "accepted", "declined", "expired")
+
+
+class WaitlistLock(TenantScoped, Base):
+    """A freed slot kept for one waiting patient until ``expires_at`` (seed)."""
+
+    __tablename__ = "waitlist_locks"
+
+    slot_id: Mapped[uuid.UUID]
+    patient_id: Mapped[uuid.UUID]
+    entry_id: Mapped[uuid.UUID]
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in OFFER_STATUSES) + ")",
+            name="status_known",
+        ),
+        ForeignKeyConstraint(["tenant_id", "slot_id"], ["slots.tenant_id", "slots.id"]),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        ForeignKeyConstraint(
+            ["tenant_id", "entry_id"], ["waitlist_entries.tenant_id", "waitlist_entries.id"]
+        ),
+        # The seed's TTL index: the sweeper finds lapsed offers through it.
+        Index(None, "tenant_id", "expires_at"),
+        # One open offer per slot at a time.
+        Index(
+            "uq_waitlist_locks_open_slot",
+            "tenant_id",
+            "slot_id",
+            unique=True,
+            postgresql_where=text("status = 'offered'"),
         ),
     )

@@ -10,16 +10,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import FieldError, InvalidInput
+from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.identity.models import User
 from opdesk.scheduling.models import (
     AvailabilityException,
     AvailabilityTemplate,
@@ -45,7 +47,7 @@ class Opening:
 
 def _zone(session: Session, ctx: RequestContext) -> ZoneInfo:
     assert ctx.tenant_id is not None
-    return ZoneInfo(tenants.get_tenant(session, ctx.tenant_id).timezone)
+    return tenants.zone_of(session, ctx.tenant_id)
 
 
 def check_openings(openings: list[Opening]) -> None:
@@ -219,3 +221,178 @@ def generate_slots(
         stmt = insert(Slot).values(rows[i : i + INSERT_BATCH]).on_conflict_do_nothing()
         made += len(session.execute(stmt.returning(Slot.id)).all())
     return made
+
+
+@dataclass(frozen=True)
+class VisitType:
+    code: str
+    label: str
+    minutes: int
+
+
+@dataclass(frozen=True)
+class DoctorFields:
+    display_name: str
+    specialty: str
+    registration_number: str
+    consultation_fee: Decimal
+    visit_types: tuple[VisitType, ...]
+    active: bool = True
+
+
+def _check_visit_types(visit_types: tuple[VisitType, ...]) -> None:
+    codes = [v.code for v in visit_types]
+    if len(set(codes)) != len(codes):
+        raise InvalidInput([FieldError("visitTypes", "each code may appear once")])
+
+
+def create_doctor(
+    session: Session, ctx: RequestContext, *, user_id: uuid.UUID, fields: DoctorFields
+) -> DoctorProfile:
+    """The profile of a user with the doctor role (one per user)."""
+    user = records.by_id(session, User, user_id)
+    if user.role != "doctor":
+        raise InvalidInput([FieldError("userId", "is not a user with the doctor role")])
+    taken = session.execute(
+        select(DoctorProfile.id).where(DoctorProfile.user_id == user.id)
+    ).first()
+    if taken is not None:
+        raise Conflict(f"this user already has a doctor profile ({taken[0]})")
+    _check_visit_types(fields.visit_types)
+    doctor = DoctorProfile(
+        tenant_id=user.tenant_id, id=new_id(), user_id=user.id, created_at=ctx.now()
+    )
+    _apply(doctor, fields)
+    session.add(doctor)
+    session.flush()
+    audit.record(ctx, entity="doctor_profiles", entity_id=doctor.id, action="create")
+    return doctor
+
+
+def _apply(doctor: DoctorProfile, fields: DoctorFields) -> None:
+    doctor.display_name = fields.display_name
+    doctor.specialty = fields.specialty
+    doctor.registration_number = fields.registration_number
+    doctor.consultation_fee = fields.consultation_fee
+    doctor.visit_types = [vars(v) for v in fields.visit_types]
+    doctor.active = fields.active
+
+
+def update_doctor(
+    session: Session, ctx: RequestContext, *, doctor_id: uuid.UUID, fields: DoctorFields
+) -> DoctorProfile:
+    doctor = records.by_id(session, DoctorProfile, doctor_id, lock=True)
+    _check_visit_types(fields.visit_types)
+    before = {"specialty": doctor.specialty, "fee": doctor.consultation_fee}
+    _apply(doctor, fields)
+    session.flush()
+    audit.record(
+        ctx,
+        entity="doctor_profiles",
+        entity_id=doctor.id,
+        action="update",
+        diff=audit.diff_of(before, {"specialty": doctor.specialty, "fee": doctor.consultation_fee}),
+    )
+    return doctor
+
+
+def doctors(session: Session, *, specialty: str | None = None) -> list[DoctorProfile]:
+    stmt = select(DoctorProfile).where(DoctorProfile.active.is_(True))
+    if specialty:
+        stmt = stmt.where(DoctorProfile.specialty == specialty)
+    return list(session.execute(stmt.order_by(DoctorProfile.display_name)).scalars())
+
+
+def doctor_of_user(session: Session, user_id: uuid.UUID) -> DoctorProfile | None:
+    return session.execute(
+        select(DoctorProfile).where(DoctorProfile.user_id == user_id)
+    ).scalar_one_or_none()
+
+
+def templates_of(session: Session, doctor_id: uuid.UUID) -> list[AvailabilityTemplate]:
+    return list(
+        session.execute(
+            select(AvailabilityTemplate)
+            .where(AvailabilityTemplate.doctor_id == doctor_id)
+            .order_by(AvailabilityTemplate.weekday, AvailabilityTemplate.start_time)
+        ).scalars()
+    )
+
+
+LONGEST_EXCEPTION = timedelta(days=366)
+
+
+def add_exception(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    doctor_id: uuid.UUID,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str | None,
+) -> tuple[AvailabilityException, int]:
+    """Mark the doctor away; free slots in that time go. Returns how many booked or held
+    slots fall inside it (they stay: the desk decides what to tell those patients).
+    """
+    errors = []
+    if ends_at <= starts_at:
+        errors.append(FieldError("endsAt", "must be after startsAt"))
+    elif ends_at - starts_at > LONGEST_EXCEPTION:
+        errors.append(FieldError("endsAt", "an absence may last at most a year"))
+    if ends_at <= ctx.now():
+        errors.append(FieldError("endsAt", "is in the past"))
+    if errors:
+        raise InvalidInput(errors)
+    doctor = records.by_id(session, DoctorProfile, doctor_id, lock=True)
+    away = AvailabilityException(
+        tenant_id=doctor.tenant_id,
+        id=new_id(),
+        doctor_id=doctor.id,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        reason=reason,
+    )
+    session.add(away)
+    inside = (
+        Slot.doctor_id == doctor.id,
+        Slot.occupied_from < ends_at,
+        Slot.occupied_until > starts_at,
+    )
+    session.execute(delete(Slot).where(*inside, Slot.status == "free"))
+    kept = session.execute(select(func.count()).select_from(Slot).where(*inside)).scalar_one()
+    session.flush()
+    audit.record(
+        ctx,
+        entity="availability_exceptions",
+        entity_id=away.id,
+        action="create",
+        diff=audit.diff_of({}, {"startsAt": starts_at, "endsAt": ends_at}),
+    )
+    return away, int(kept)
+
+
+def remove_exception(
+    session: Session, ctx: RequestContext, *, doctor_id: uuid.UUID, exception_id: uuid.UUID
+) -> None:
+    """The doctor is back; the next slot generation fills the time again."""
+    away = records.by_id(session, AvailabilityException, exception_id, lock=True)
+    if away.doctor_id != doctor_id:
+        raise NotFound(f"no availability_exception with id {exception_id}")
+    session.delete(away)
+    session.flush()
+    audit.record(ctx, entity="availability_exceptions", entity_id=away.id, action="delete")
+
+
+def exceptions_of(
+    session: Session, ctx: RequestContext, doctor_id: uuid.UUID
+) -> list[AvailabilityException]:
+    return list(
+        session.execute(
+            select(AvailabilityException)
+            .where(
+                AvailabilityException.doctor_id == doctor_id,
+                AvailabilityException.ends_at > ctx.now(),
+            )
+            .order_by(AvailabilityException.starts_at)
+        ).scalars()
+    )

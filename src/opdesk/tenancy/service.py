@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -91,6 +93,16 @@ def get_tenant(session: Session, tenant_id: uuid.UUID) -> Tenant:
     if tenant is None or tenant.deleted_at is not None:
         raise NotFound(f"no clinic with id {tenant_id}")
     return tenant
+
+
+def zone_of(session: Session, tenant_id: uuid.UUID) -> ZoneInfo:
+    return ZoneInfo(get_tenant(session, tenant_id).timezone)
+
+
+def today_at_clinic(session: Session, ctx: RequestContext) -> date:
+    """Today's date where the clinic is (the day a front desk would say)."""
+    assert ctx.tenant_id is not None
+    return ctx.now().astimezone(zone_of(session, ctx.tenant_id)).date()
 
 
 def update_tenant(

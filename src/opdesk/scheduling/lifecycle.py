@@ -1,0 +1,232 @@
+"""An appointment's life: the transition table, tokens at check-in, walk-ins, reschedules.
+
+Every change of status locks the appointment row, checks the table below, stamps the
+matching ``timeline_*`` field and writes an audit event with from/to. A slot that frees
+up (cancellation, reschedule, a future no-show) goes to the first waiting patient.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.context import RequestContext
+from opdesk.db import new_id
+from opdesk.errors import Conflict
+from opdesk.patients.models import Patient
+from opdesk.scheduling import booking, waitlist
+from opdesk.scheduling.models import Appointment, DoctorProfile, QueueCounter, Slot
+from opdesk.security.crypto import FieldCipher
+from opdesk.tenancy import service as tenants
+
+# Where each status may go next. ``refunded`` is billing's to set (a later issue).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "requested": frozenset({"confirmed", "cancelled"}),
+    "confirmed": frozenset({"checked-in", "no-show", "cancelled"}),
+    # A patient marked no-show who turns up late is checked in after all.
+    "no-show": frozenset({"checked-in", "refunded"}),
+    "checked-in": frozenset({"in-consult", "cancelled"}),
+    "in-consult": frozenset({"completed"}),
+    "completed": frozenset({"refunded"}),
+    "cancelled": frozenset({"refunded"}),
+    "refunded": frozenset(),
+}
+
+# The statuses staff set through the status endpoint (the others come from elsewhere).
+STAFF_TARGETS = ("confirmed", "checked-in", "in-consult", "completed", "no-show", "cancelled")
+
+TIMELINE = {
+    "requested": "timeline_requested_at",
+    "confirmed": "timeline_confirmed_at",
+    "checked-in": "timeline_checked_in_at",
+    "in-consult": "timeline_in_consult_at",
+    "completed": "timeline_completed_at",
+    "no-show": "timeline_no_show_at",
+    "cancelled": "timeline_cancelled_at",
+    "refunded": "timeline_refunded_at",
+}
+
+RESCHEDULABLE = frozenset({"requested", "confirmed"})
+
+
+def next_token(session: Session, ctx: RequestContext, doctor_id: uuid.UUID, day: date) -> int:
+    """The next OPD token for one doctor on one day; concurrent check-ins never share one."""
+    assert ctx.tenant_id is not None
+    bumped = session.execute(
+        insert(QueueCounter)
+        .values(tenant_id=ctx.tenant_id, doctor_id=doctor_id, day=day, last_token=1)
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "doctor_id", "day"],
+            set_={"last_token": QueueCounter.last_token + 1},
+        )
+        .returning(QueueCounter.last_token)
+    ).scalar_one()
+    return int(bumped)
+
+
+def _give_token(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
+    today = tenants.today_at_clinic(session, ctx)
+    if appointment.token_number is not None and appointment.queue_date == today:
+        return  # a late arrival checked in again keeps the token they had
+    appointment.queue_date = today
+    appointment.token_number = next_token(session, ctx, appointment.doctor_id, today)
+
+
+def transition(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    *,
+    appointment_id: uuid.UUID,
+    to: str,
+) -> Appointment:
+    """Move an appointment to ``to`` if the table allows it; 409 naming both states if not."""
+    appointment = records.by_id(session, Appointment, appointment_id, lock=True)
+    return _move(session, ctx, cipher, appointment, to)
+
+
+def _move(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    appointment: Appointment,
+    to: str,
+) -> Appointment:
+    before = appointment.status
+    if to not in TRANSITIONS.get(before, frozenset()):
+        raise Conflict(f"an appointment cannot go from {before} to {to}")
+    now = ctx.now()
+    appointment.status = to
+    setattr(appointment, TIMELINE[to], now)
+    appointment.updated_at = now
+    if to == "checked-in":
+        _give_token(session, ctx, appointment)
+    session.flush()
+    if to in ("cancelled", "no-show") and appointment.slot_id is not None:
+        _release(session, ctx, cipher, appointment.slot_id)
+    audit.record(
+        ctx,
+        entity="appointments",
+        entity_id=appointment.id,
+        action="state-transition",
+        from_state=before,
+        to_state=to,
+    )
+    return appointment
+
+
+def _release(
+    session: Session, ctx: RequestContext, cipher: FieldCipher, slot_id: uuid.UUID
+) -> None:
+    """Free a slot that has not started yet and offer it to the waitlist."""
+    freed = session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.status == "booked", Slot.starts_at > ctx.now())
+        .values(status="free")
+        .returning(Slot)
+    ).scalar_one_or_none()
+    if freed is not None:
+        waitlist.offer_next(session, ctx, cipher, freed)
+
+
+def reschedule(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    *,
+    appointment_id: uuid.UUID,
+    slot_id: uuid.UUID,
+    origin: booking.Origin,
+    visit_type: str | None = None,
+) -> Appointment:
+    """A new appointment on ``slot_id`` continuing this one; the old one is cancelled and
+    its slot freed, all in the caller's transaction. Of concurrent reschedules of the same
+    appointment one wins: the others wait on the row lock, then find it cancelled (409).
+    """
+    old = records.by_id(session, Appointment, appointment_id, lock=True)
+    if old.status not in RESCHEDULABLE:
+        raise Conflict(f"a {old.status} appointment cannot be rescheduled")
+    new = booking.book(
+        session,
+        ctx,
+        booking.Request(
+            slot_id=slot_id,
+            patient_id=old.patient_id,
+            visit_type=visit_type or old.visit_type,
+            channel=old.channel,
+            reason=old.reason,
+            origin=booking.Origin(
+                hold_token=origin.hold_token,
+                online=origin.online,
+                reschedule_of=old.id,
+                follow_up_for=old.follow_up_for,
+            ),
+        ),
+    )
+    _move(session, ctx, cipher, old, "cancelled")
+    return new
+
+
+def walk_in(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    patient_id: uuid.UUID,
+    doctor_id: uuid.UUID,
+    visit_type: str,
+    reason: str | None = None,
+) -> Appointment:
+    """A patient without a slot joins today's queue for the doctor with the next token."""
+    patient = records.by_id(session, Patient, patient_id)
+    doctor = records.by_id(session, DoctorProfile, doctor_id)
+    now = ctx.now()
+    appointment = Appointment(
+        tenant_id=doctor.tenant_id,
+        id=new_id(),
+        patient_id=patient.id,
+        doctor_id=doctor.id,
+        slot_id=None,
+        visit_type=visit_type,
+        reason=reason,
+        channel="walk-in",
+        status="checked-in",
+        timeline_requested_at=now,
+        timeline_confirmed_at=now,
+        timeline_checked_in_at=now,
+        created_by=ctx.actor_id,
+        updated_at=now,
+    )
+    _give_token(session, ctx, appointment)
+    session.add(appointment)
+    session.flush()
+    audit.record(
+        ctx,
+        entity="appointments",
+        entity_id=appointment.id,
+        action="create",
+        to_state="checked-in",
+        diff=audit.diff_of({}, {"patientId": patient.id, "channel": "walk-in"}),
+    )
+    return appointment
+
+
+QUEUE_STATUSES = ("checked-in", "in-consult", "completed", "no-show")
+
+
+def queue(
+    session: Session, ctx: RequestContext, *, doctor_id: uuid.UUID | None, day: date
+) -> list[Appointment]:
+    """The day's tokens in order, for one doctor or all of them."""
+    stmt = select(Appointment).where(
+        Appointment.queue_date == day, Appointment.token_number.is_not(None)
+    )
+    if doctor_id is not None:
+        stmt = stmt.where(Appointment.doctor_id == doctor_id)
+    return list(
+        session.execute(stmt.order_by(Appointment.doctor_id, Appointment.token_number)).scalars()
+    )

@@ -1,0 +1,349 @@
+"""The waitlist: a freed slot is offered to the first waiting patient for a while.
+
+An offer is a ``waitlist_locks`` row (seed) plus a hold on the slot that only that
+offer can book, both ending at ``expires_at``. Declining, or letting it lapse, offers
+the slot to the next patient in line who has not had it yet.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records
+from opdesk.context import RequestContext
+from opdesk.db import bind_tenant, new_id
+from opdesk.errors import Conflict, FieldError, InvalidInput
+from opdesk.notifications import service as outbox
+from opdesk.patients.models import Patient
+from opdesk.patients.service import contact_phone
+from opdesk.scheduling import booking
+from opdesk.scheduling.models import (
+    Appointment,
+    DoctorProfile,
+    Slot,
+    WaitlistEntry,
+    WaitlistLock,
+)
+from opdesk.security.crypto import FieldCipher
+from opdesk.tenancy import service as tenants
+
+OFFER_FOR = timedelta(minutes=15)
+LONGEST_WAIT = timedelta(days=180)
+
+
+def join(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    patient_id: uuid.UUID,
+    doctor_id: uuid.UUID,
+    from_date: date,
+    until_date: date,
+    visit_type: str,
+) -> WaitlistEntry:
+    """Put a patient in line for any slot of the doctor between two clinic-local dates."""
+    patient = records.by_id(session, Patient, patient_id)
+    doctor = records.by_id(session, DoctorProfile, doctor_id)
+    today = tenants.today_at_clinic(session, ctx)
+    errors = []
+    if from_date < today:
+        errors.append(FieldError("fromDate", "is in the past"))
+    if until_date < from_date:
+        errors.append(FieldError("untilDate", "must be on or after fromDate"))
+    if until_date > today + LONGEST_WAIT:
+        errors.append(FieldError("untilDate", "must be within 180 days"))
+    if visit_type not in {v["code"] for v in doctor.visit_types}:
+        errors.append(FieldError("visitType", "is not one of this doctor's visit types"))
+    if errors:
+        raise InvalidInput(errors)
+    entry = WaitlistEntry(
+        tenant_id=doctor.tenant_id,
+        id=new_id(),
+        patient_id=patient.id,
+        doctor_id=doctor.id,
+        from_date=from_date,
+        until_date=until_date,
+        visit_type=visit_type,
+        status="waiting",
+        created_at=ctx.now(),
+        created_by=ctx.actor_id,
+    )
+    session.add(entry)
+    session.flush()
+    audit.record(ctx, entity="waitlist_entries", entity_id=entry.id, action="create")
+    return entry
+
+
+def withdraw(session: Session, ctx: RequestContext, *, entry_id: uuid.UUID) -> WaitlistEntry:
+    entry = records.by_id(session, WaitlistEntry, entry_id, lock=True)
+    if entry.status not in ("waiting", "offered"):
+        raise Conflict(f"a {entry.status} waitlist entry cannot be withdrawn")
+    before, entry.status = entry.status, "withdrawn"
+    session.flush()
+    audit.record(
+        ctx,
+        entity="waitlist_entries",
+        entity_id=entry.id,
+        action="state-transition",
+        from_state=before,
+        to_state="withdrawn",
+    )
+    return entry
+
+
+def _next_in_line(session: Session, slot: Slot) -> WaitlistEntry | None:
+    """The longest-waiting patient who wants this slot's day and has not had it offered."""
+    already_offered = exists().where(
+        WaitlistLock.slot_id == slot.id, WaitlistLock.entry_id == WaitlistEntry.id
+    )
+    has_slot_already = exists().where(
+        Appointment.slot_id == slot.id,
+        Appointment.patient_id == WaitlistEntry.patient_id,
+    )
+    return session.execute(
+        select(WaitlistEntry)
+        .where(
+            WaitlistEntry.doctor_id == slot.doctor_id,
+            WaitlistEntry.status == "waiting",
+            WaitlistEntry.from_date <= slot.date,
+            WaitlistEntry.until_date >= slot.date,
+            WaitlistEntry.visit_type.in_(slot.meta.get("visitType") or []),
+            ~already_offered,
+            ~has_slot_already,
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+
+
+def offer_next(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    slot: Slot,
+    offer_for: timedelta = OFFER_FOR,
+) -> WaitlistLock | None:
+    """Offer a free slot to the next waiting patient: lock, hold and message in one go."""
+    entry = _next_in_line(session, slot)
+    if entry is None:
+        return None
+    now = ctx.now()
+    lock = WaitlistLock(
+        tenant_id=slot.tenant_id,
+        id=new_id(),
+        slot_id=slot.id,
+        patient_id=entry.patient_id,
+        entry_id=entry.id,
+        expires_at=min(now + offer_for, slot.starts_at),
+        status="offered",
+        created_at=now,
+    )
+    session.add(lock)
+    session.flush()
+    held = session.execute(
+        update(Slot)
+        .where(Slot.id == slot.id, booking.claimable(ctx))
+        .values(
+            status="held",
+            hold_expires_at=lock.expires_at,
+            meta=Slot.meta.op("-")("holdHash").op("||")({"waitlistLock": str(lock.id)}),
+        )
+        .returning(Slot.id)
+    ).first()
+    if held is None:  # someone took the slot in the meantime; nothing to offer
+        session.delete(lock)
+        session.flush()
+        return None
+    entry.status = "offered"
+    _send_offer(session, ctx, cipher, lock, slot)
+    audit.record(
+        ctx,
+        entity="waitlist_locks",
+        entity_id=lock.id,
+        action="create",
+        to_state="offered",
+        diff=audit.diff_of({}, {"slotId": slot.id, "patientId": entry.patient_id}),
+    )
+    return lock
+
+
+def _send_offer(
+    session: Session, ctx: RequestContext, cipher: FieldCipher, lock: WaitlistLock, slot: Slot
+) -> None:
+    patient = session.get(Patient, (lock.tenant_id, lock.patient_id))
+    doctor = session.get(DoctorProfile, (lock.tenant_id, slot.doctor_id))
+    assert patient is not None
+    assert doctor is not None
+    phone = contact_phone(session, cipher, patient)
+    if phone is None:
+        return  # the desk sees the offer on the waitlist page and can call
+    zone = tenants.zone_of(session, lock.tenant_id)
+    outbox.enqueue(
+        session,
+        ctx,
+        cipher,
+        channel="sms",
+        template="waitlist-offer",
+        recipient=phone,
+        payload={
+            "patient": patient.full_name,
+            "doctor": doctor.display_name,
+            "startsAt": slot.starts_at.astimezone(zone).strftime("%a %d %b, %I:%M %p"),
+            "offerId": str(lock.id),
+            "minutes": int((lock.expires_at - ctx.now()).total_seconds() // 60),
+        },
+    )
+
+
+def _open_offer(session: Session, ctx: RequestContext, lock_id: uuid.UUID) -> WaitlistLock:
+    lock = records.by_id(session, WaitlistLock, lock_id, lock=True)
+    if lock.status != "offered":
+        raise Conflict(f"this offer was already {lock.status}")
+    if lock.expires_at <= ctx.now():
+        raise Conflict("this offer has expired")
+    return lock
+
+
+def accept(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    lock_id: uuid.UUID,
+    channel: str,
+    online: bool,
+) -> Appointment:
+    """Book the offered slot for the patient it was offered to (``waitlistOrigin`` set)."""
+    lock = _open_offer(session, ctx, lock_id)
+    entry = records.by_id(session, WaitlistEntry, lock.entry_id, lock=True)
+    appointment = booking.book(
+        session,
+        ctx,
+        booking.Request(
+            slot_id=lock.slot_id,
+            patient_id=lock.patient_id,
+            visit_type=entry.visit_type,
+            channel=channel,
+            origin=booking.Origin(
+                waitlist_lock_id=lock.id, waitlist_entry_id=entry.id, online=online
+            ),
+        ),
+    )
+    _settle(ctx, lock, "accepted")
+    entry.status = "booked"
+    session.flush()
+    return appointment
+
+
+def decline(
+    session: Session, ctx: RequestContext, cipher: FieldCipher, *, lock_id: uuid.UUID
+) -> WaitlistLock:
+    """The patient does not want this slot: they stay in line, the slot goes to the next."""
+    lock = _open_offer(session, ctx, lock_id)
+    _lapse(session, ctx, cipher, lock, "declined")
+    return lock
+
+
+def _settle(ctx: RequestContext, lock: WaitlistLock, status: str) -> None:
+    lock.status = status
+    audit.record(
+        ctx,
+        entity="waitlist_locks",
+        entity_id=lock.id,
+        action="state-transition",
+        from_state="offered",
+        to_state=status,
+    )
+
+
+def _lapse(
+    session: Session, ctx: RequestContext, cipher: FieldCipher, lock: WaitlistLock, status: str
+) -> None:
+    _settle(ctx, lock, status)
+    session.execute(
+        update(WaitlistEntry)
+        .where(WaitlistEntry.id == lock.entry_id, WaitlistEntry.status == "offered")
+        .values(status="waiting")
+    )
+    released = session.execute(
+        update(Slot)
+        .where(Slot.id == lock.slot_id, Slot.meta["waitlistLock"].astext == str(lock.id))
+        .values(status="free", hold_expires_at=None, meta=Slot.meta.op("-")("waitlistLock"))
+        .returning(Slot)
+    ).scalar_one_or_none()
+    session.flush()
+    if released is not None and released.starts_at > ctx.now():
+        offer_next(session, ctx, cipher, released)
+
+
+def sweep_tenant(session: Session, ctx: RequestContext, cipher: FieldCipher) -> tuple[int, int]:
+    """Lapse the offers that ran out (next patient gets the slot) and release expired holds
+    (the seed's TTL indexes); returns (offers, holds).
+    """
+    now = ctx.now()
+    lapsed = list(
+        session.execute(
+            select(WaitlistLock)
+            .where(WaitlistLock.status == "offered", WaitlistLock.expires_at <= now)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    for lock in lapsed:
+        _lapse(session, ctx, cipher, lock, "expired")
+    released = session.execute(
+        update(Slot)
+        .where(Slot.status == "held", Slot.hold_expires_at <= now)
+        .values(
+            status="free",
+            hold_expires_at=None,
+            meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
+        )
+    )
+    return len(lapsed), int(released.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def sweep(session: Session, ctx: RequestContext, cipher: FieldCipher) -> tuple[int, int]:
+    """``sweep_tenant`` for every clinic."""
+    offers = holds = 0
+    for tenant_id in session.execute(text("select id from tenants")).scalars():
+        bind_tenant(session, tenant_id)
+        tenant_ctx = ctx.for_tenant(tenant_id)
+        tenant_ctx.pending_audit = ctx.pending_audit
+        o, h = sweep_tenant(session, tenant_ctx, cipher)
+        offers, holds = offers + o, holds + h
+    bind_tenant(session, None)
+    return offers, holds
+
+
+def entries(
+    session: Session,
+    *,
+    doctor_id: uuid.UUID | None = None,
+    patient_ids: list[uuid.UUID] | None = None,
+) -> list[WaitlistEntry]:
+    stmt = select(WaitlistEntry).where(WaitlistEntry.status.in_(("waiting", "offered")))
+    if doctor_id is not None:
+        stmt = stmt.where(WaitlistEntry.doctor_id == doctor_id)
+    if patient_ids is not None:
+        stmt = stmt.where(WaitlistEntry.patient_id.in_(patient_ids))
+    return list(session.execute(stmt.order_by(WaitlistEntry.created_at)).scalars())
+
+
+def open_offers(
+    session: Session, ctx: RequestContext, patient_ids: list[uuid.UUID]
+) -> list[WaitlistLock]:
+    return list(
+        session.execute(
+            select(WaitlistLock).where(
+                and_(
+                    WaitlistLock.patient_id.in_(patient_ids),
+                    WaitlistLock.status == "offered",
+                    WaitlistLock.expires_at > ctx.now(),
+                )
+            )
+        ).scalars()
+    )
