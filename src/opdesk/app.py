@@ -29,6 +29,8 @@ from opdesk.notifications import web as notifications_web
 from opdesk.patients import api as patients_api
 from opdesk.patients import web as patients_web
 from opdesk.portal import web as portal_web
+from opdesk.scheduling import api as scheduling_api
+from opdesk.scheduling import portal_api as self_booking_api
 from opdesk.schemas import Problem
 from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import load_keyring
@@ -58,6 +60,8 @@ def api_router() -> APIRouter:
     router.include_router(patients_api.router)
     router.include_router(documents_api.router)
     router.include_router(consents_api.router)
+    router.include_router(scheduling_api.router)
+    router.include_router(self_booking_api.router)
     return router
 
 

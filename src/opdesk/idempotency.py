@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import Integer, LargeBinary, Text, delete, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -115,3 +118,36 @@ def sweep(session: Session, older_than: datetime) -> int:
         delete(IdempotentRequest).where(IdempotentRequest.created_at < older_than)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def run_once(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    actor_key: str,
+    key: str | None,
+    operation: str,
+    body: Any,
+    act: Callable[[], BaseModel],
+    status_code: int,
+) -> BaseModel | JSONResponse:
+    """Run ``act`` unless this caller already sent this key: then answer as the first time."""
+    if key is None:
+        return act()
+    replay = claim(
+        session, ctx, actor_key=actor_key, key=key, request_hash=fingerprint(operation, body)
+    )
+    if replay is not None:
+        return JSONResponse(
+            replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    result = act()
+    remember(
+        session,
+        ctx,
+        actor_key=actor_key,
+        key=key,
+        status_code=status_code,
+        response=result.model_dump(mode="json", by_alias=True),
+    )
+    return result

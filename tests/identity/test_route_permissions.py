@@ -299,6 +299,59 @@ def _make_consent(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
         ).id
 
 
+def _make_doctor(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from tests.scheduling.test_slot_generation import make_doctor
+
+    return make_doctor(db, ident, tenant).id
+
+
+def _make_exception(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from datetime import timedelta
+
+    from opdesk.scheduling import service
+
+    doctor_id = _make_doctor(db, ident, tenant)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        starts = ctx.now() + timedelta(days=3)
+        away, _ = service.add_exception(
+            session,
+            ctx,
+            doctor_id=doctor_id,
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=4),
+            reason="leave",
+        )
+        return away.id
+
+
+def _make_slot(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from tests.scheduling.test_booking import clinic_with_slots
+
+    _tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
+    return slots[0].id
+
+
+def _make_appointment(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from tests.scheduling.test_booking import book, clinic_with_slots, patients
+
+    _tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
+    (patient,) = patients(db, ident, tenant, 1)
+    return book(db, tenant, slots[0], patient).id
+
+
+def _make_waitlist_entry(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from tests.scheduling.test_waitlist import waiting
+
+    return waiting(db, ident, tenant).entry.id
+
+
+def _make_offer(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from tests.scheduling.test_waitlist import offered
+
+    return offered(db, ident, tenant).id
+
+
 # One way to make a record of tenant A for each kind of id a route takes.
 ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "user_id": lambda db, ident, tenant: make_user(db, ident, tenant, "frontdesk").id,
@@ -307,6 +360,12 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "document_id": _make_document,
     "link_id": _make_share_link,
     "consent_id": _make_consent,
+    "doctor_id": _make_doctor,
+    "exception_id": _make_exception,
+    "slot_id": _make_slot,
+    "appointment_id": _make_appointment,
+    "entry_id": _make_waitlist_entry,
+    "offer_id": _make_offer,
 }
 
 

@@ -17,6 +17,7 @@ from opdesk import audit, records
 from opdesk.context import RequestContext
 from opdesk.db import bind_tenant, new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput
+from opdesk.identity.service._common import whole_minutes
 from opdesk.notifications import service as outbox
 from opdesk.patients.models import Patient
 from opdesk.patients.service import contact_phone
@@ -195,7 +196,7 @@ def _send_offer(
             "doctor": doctor.display_name,
             "startsAt": slot.starts_at.astimezone(zone).strftime("%a %d %b, %I:%M %p"),
             "offerId": str(lock.id),
-            "minutes": int((lock.expires_at - ctx.now()).total_seconds() // 60),
+            "minutes": whole_minutes(lock.expires_at - lock.created_at),
         },
     )
 
@@ -347,3 +348,7 @@ def open_offers(
             )
         ).scalars()
     )
+
+
+def offer(session: Session, offer_id: uuid.UUID) -> WaitlistLock:
+    return records.by_id(session, WaitlistLock, offer_id)

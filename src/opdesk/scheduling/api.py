@@ -1,0 +1,519 @@
+"""REST for the front desk and admins: doctors, availability, slots, appointments, queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from opdesk import idempotency, records
+from opdesk.config import Settings
+from opdesk.errors import FieldError, InvalidInput
+from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
+from opdesk.scheduling.models import DoctorProfile
+from opdesk.scheduling.schemas import (
+    AppointmentOut,
+    BookingIn,
+    DoctorCreate,
+    DoctorFieldsIn,
+    DoctorOut,
+    ExceptionCreated,
+    ExceptionIn,
+    ExceptionOut,
+    GenerateIn,
+    GenerateOut,
+    HoldOut,
+    NextSlot,
+    OfferOut,
+    PublicDoctor,
+    RescheduleIn,
+    SlotOut,
+    TemplateOut,
+    TemplatesIn,
+    TransitionIn,
+    WaitlistIn,
+    WaitlistOut,
+    WalkInIn,
+)
+from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.sessions import Principal
+from opdesk.tenancy import service as tenants
+from opdesk.web.deps import Ctx, DbSession, acting
+
+router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=idempotency.MAX_KEY_LENGTH,
+        description="Retrying with the same key returns the first answer.",
+    ),
+]
+
+
+def cipher_of(request: Request) -> FieldCipher:
+    cipher: FieldCipher = request.app.state.cipher
+    return cipher
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def hold_for(request: Request) -> timedelta:
+    return timedelta(minutes=settings_of(request).hold_minutes)
+
+
+def offer_for(request: Request) -> timedelta:
+    return timedelta(minutes=settings_of(request).waitlist_offer_minutes)
+
+
+def doctor_in_path(doctor_id: uuid.UUID, session: DbSession) -> DoctorProfile:
+    """The doctor named in the path; a foreign or unknown id is 404 before the body."""
+    return records.by_id(session, DoctorProfile, doctor_id)
+
+
+def fields_of(body: DoctorFieldsIn) -> service.DoctorFields:
+    return service.DoctorFields(
+        display_name=body.display_name,
+        specialty=body.specialty,
+        registration_number=body.registration_number,
+        consultation_fee=body.consultation_fee,
+        visit_types=tuple(service.VisitType(**v.model_dump()) for v in body.visit_types),
+        active=body.active,
+    )
+
+
+@router.post("/doctors", response_model=DoctorOut, status_code=201)
+def create_doctor(
+    body: DoctorCreate,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> DoctorOut:
+    """A doctor profile for a user with the doctor role (one per user; 409 for a second)."""
+    doctor = service.create_doctor(session, ctx, user_id=body.user_id, fields=fields_of(body))
+    return DoctorOut.model_validate(doctor)
+
+
+@router.get("/doctors", response_model=list[DoctorOut])
+def list_doctors(
+    session: DbSession,
+    _: Annotated[Principal, acting("appointments:read")],
+    specialty: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[DoctorOut]:
+    return [DoctorOut.model_validate(d) for d in service.doctors(session, specialty=specialty)]
+
+
+@router.get("/doctors/{doctor_id}", response_model=DoctorOut)
+def get_doctor(
+    doctor_id: uuid.UUID, session: DbSession, _: Annotated[Principal, acting("appointments:read")]
+) -> DoctorOut:
+    return DoctorOut.model_validate(doctor_in_path(doctor_id, session))
+
+
+@router.put("/doctors/{doctor_id}", response_model=DoctorOut)
+def update_doctor(
+    doctor_id: uuid.UUID,
+    body: DoctorFieldsIn,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> DoctorOut:
+    doctor_in_path(doctor_id, session)
+    doctor = service.update_doctor(session, ctx, doctor_id=doctor_id, fields=fields_of(body))
+    return DoctorOut.model_validate(doctor)
+
+
+@router.get("/doctors/{doctor_id}/templates", response_model=list[TemplateOut])
+def get_templates(
+    doctor_id: uuid.UUID, session: DbSession, _: Annotated[Principal, acting("appointments:read")]
+) -> list[TemplateOut]:
+    doctor = doctor_in_path(doctor_id, session)
+    return [TemplateOut.model_validate(t) for t in service.templates_of(session, doctor.id)]
+
+
+@router.put("/doctors/{doctor_id}/templates", response_model=list[TemplateOut])
+def put_templates(
+    doctor_id: uuid.UUID,
+    body: TemplatesIn,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> list[TemplateOut]:
+    """Replace the weekly openings. Future free slots are remade from them at once;
+    booked and held slots stay as they are.
+    """
+    doctor = doctor_in_path(doctor_id, session)
+    _check_codes(doctor, [(f"templates.{i}", o.visit_types) for i, o in enumerate(body.templates)])
+    today = tenants.today_at_clinic(session, ctx)
+    rows = service.set_templates(
+        session,
+        ctx,
+        doctor_id=doctor.id,
+        openings=[
+            service.Opening(**{**o.model_dump(), "visit_types": tuple(o.visit_types)})
+            for o in body.templates
+        ],
+        valid_from=body.valid_from or today,
+    )
+    service.generate_slots(session, ctx, doctor_id=doctor.id)
+    return [TemplateOut.model_validate(t) for t in rows]
+
+
+def _check_codes(doctor: DoctorProfile, wanted: list[tuple[str, list[str]]]) -> None:
+    known = {v["code"] for v in doctor.visit_types}
+    errors = [
+        FieldError(f"{where}.visitTypes", f"{code!r} is not one of this doctor's visit types")
+        for where, codes in wanted
+        for code in codes
+        if code not in known
+    ]
+    if errors:
+        raise InvalidInput(errors)
+
+
+@router.get("/doctors/{doctor_id}/exceptions", response_model=list[ExceptionOut])
+def list_exceptions(
+    doctor_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:read")],
+) -> list[ExceptionOut]:
+    doctor = doctor_in_path(doctor_id, session)
+    return [ExceptionOut.model_validate(e) for e in service.exceptions_of(session, ctx, doctor.id)]
+
+
+@router.post("/doctors/{doctor_id}/exceptions", response_model=ExceptionCreated, status_code=201)
+def add_exception(
+    doctor_id: uuid.UUID,
+    body: ExceptionIn,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> ExceptionCreated:
+    """Leave, a holiday, a blocked afternoon: free slots inside it go at once."""
+    doctor = doctor_in_path(doctor_id, session)
+    away, kept = service.add_exception(
+        session,
+        ctx,
+        doctor_id=doctor.id,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        reason=body.reason,
+    )
+    return ExceptionCreated(**ExceptionOut.model_validate(away).model_dump(), booked_inside=kept)
+
+
+@router.delete("/doctors/{doctor_id}/exceptions/{exception_id}", status_code=204)
+def remove_exception(
+    doctor_id: uuid.UUID,
+    exception_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> Response:
+    doctor = doctor_in_path(doctor_id, session)
+    service.remove_exception(session, ctx, doctor_id=doctor.id, exception_id=exception_id)
+    return Response(status_code=204)
+
+
+@router.post("/doctors/{doctor_id}/slots/generate", response_model=GenerateOut)
+def generate_slots(
+    doctor_id: uuid.UUID,
+    body: GenerateIn,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> GenerateOut:
+    """Make slots ``days`` ahead from the templates; running it again makes none twice."""
+    doctor = doctor_in_path(doctor_id, session)
+    return GenerateOut(
+        created=service.generate_slots(session, ctx, doctor_id=doctor.id, days=body.days)
+    )
+
+
+@router.get("/slots", response_model=list[SlotOut])
+def search_slots(
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:read")],
+    doctor_id: Annotated[uuid.UUID, Query(alias="doctorId")],
+    from_date: Annotated[date, Query(alias="from")],
+    to_date: Annotated[date | None, Query(alias="to")] = None,
+    visit_type: Annotated[str | None, Query(alias="visitType", max_length=40)] = None,
+    include_taken: Annotated[bool, Query(alias="includeTaken")] = False,
+) -> list[SlotOut]:
+    """Bookable slots of one doctor over clinic-local days (at most 31); a hold past its
+    expiry counts as free. ``includeTaken`` lists every slot, for calendars.
+    """
+    doctor_in_path(doctor_id, session)
+    window = queries.SlotWindow.checked(
+        tenants.today_at_clinic(session, ctx), from_date, to_date or from_date
+    )
+    found = queries.slots(session, ctx, doctor_id, window, visit_type, include_taken)
+    now = ctx.now()
+    return [SlotOut.of(s, now) for s in found]
+
+
+@router.get("/slots/next", response_model=list[NextSlot])
+def next_available(
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:read")],
+    specialty: Annotated[str, Query(min_length=1, max_length=200)],
+    visit_type: Annotated[str | None, Query(alias="visitType", max_length=40)] = None,
+) -> list[NextSlot]:
+    """The earliest bookable slot of each doctor of a specialty, soonest first."""
+    now = ctx.now()
+    return [
+        NextSlot(doctor=PublicDoctor.model_validate(d), slot=SlotOut.of(s, now))
+        for d, s in queries.next_available(session, ctx, specialty, visit_type)
+    ]
+
+
+@router.post("/slots/{slot_id}/hold", response_model=HoldOut, status_code=201)
+def hold_slot(
+    slot_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> HoldOut:
+    """Keep a slot for a few minutes; only the returned token can book it meanwhile."""
+    held = booking.hold(session, ctx, slot_id=slot_id, hold_for=hold_for(request))
+    return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
+
+
+@router.post("/slots/{slot_id}/block", response_model=SlotOut)
+def block_slot(
+    slot_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> SlotOut:
+    """Take a free slot out of booking (the doctor is called away, an emergency)."""
+    return SlotOut.of(queries.set_blocked(session, ctx, slot_id, blocked=True), ctx.now())
+
+
+@router.post("/slots/{slot_id}/unblock", response_model=SlotOut)
+def unblock_slot(
+    slot_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> SlotOut:
+    slot = queries.set_blocked(session, ctx, slot_id, blocked=False)
+    waitlist.offer_next(session, ctx, cipher_of(request), slot, offer_for(request))
+    return SlotOut.of(slot, ctx.now())
+
+
+def _booking_request(body: BookingIn) -> booking.Request:
+    return booking.Request(
+        slot_id=body.slot_id,
+        patient_id=body.patient_id,
+        visit_type=body.visit_type,
+        channel=body.channel,
+        reason=body.reason,
+        notes=body.notes,
+        origin=booking.Origin(hold_token=body.hold_token, follow_up_for=body.follow_up_for),
+    )
+
+
+@router.post("/appointments", response_model=AppointmentOut, status_code=201)
+def book_appointment(
+    body: BookingIn,
+    session: DbSession,
+    ctx: Ctx,
+    who: Annotated[Principal, acting("appointments:write")],
+    key: IdempotencyKey = None,
+) -> Any:
+    """Book a slot, from a hold (``holdToken``) or directly. Concurrent attempts on one
+    slot make one appointment; the others get 409. With an ``Idempotency-Key`` a retry
+    returns the first answer; the same key with another body is 409.
+    """
+    return idempotency.run_once(
+        session,
+        ctx,
+        actor_key=str(who.user_id),
+        key=key,
+        operation="book",
+        body=body.model_dump(mode="json"),
+        act=lambda: AppointmentOut.of(booking.book(session, ctx, _booking_request(body))),
+        status_code=201,
+    )
+
+
+@router.get("/appointments", response_model=list[AppointmentOut])
+def list_appointments(
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:read")],
+    day: Annotated[date | None, Query(alias="date")] = None,
+    doctor_id: Annotated[uuid.UUID | None, Query(alias="doctorId")] = None,
+    patient_id: Annotated[uuid.UUID | None, Query(alias="patientId")] = None,
+) -> list[AppointmentOut]:
+    """A day's appointments (default today), or a patient's, newest first."""
+    found = queries.appointments(
+        session,
+        day=None if patient_id else (day or tenants.today_at_clinic(session, ctx)),
+        doctor_id=doctor_id,
+        patient_id=patient_id,
+    )
+    return [AppointmentOut.of(a) for a, _slot in found]
+
+
+@router.get("/appointments/{appointment_id}", response_model=AppointmentOut)
+def get_appointment(
+    appointment_id: uuid.UUID,
+    session: DbSession,
+    _: Annotated[Principal, acting("appointments:read")],
+) -> AppointmentOut:
+    return AppointmentOut.of(queries.appointment(session, appointment_id))
+
+
+@router.post("/appointments/{appointment_id}/status", response_model=AppointmentOut)
+def change_status(
+    appointment_id: uuid.UUID,
+    body: TransitionIn,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> AppointmentOut:
+    """Move along the lifecycle; a move the table forbids is 409 naming both states.
+    Check-in hands out the day's next token for the doctor.
+    """
+    appointment = lifecycle.transition(
+        session, ctx, cipher_of(request), appointment_id=appointment_id, to=body.status
+    )
+    return AppointmentOut.of(appointment)
+
+
+@router.post(
+    "/appointments/{appointment_id}/reschedule", response_model=AppointmentOut, status_code=201
+)
+def reschedule(
+    appointment_id: uuid.UUID,
+    body: RescheduleIn,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> AppointmentOut:
+    """A new appointment (``rescheduleOf``) on another slot; the old one is cancelled
+    and its slot freed in the same transaction.
+    """
+    moved = lifecycle.reschedule(
+        session,
+        ctx,
+        cipher_of(request),
+        appointment_id=appointment_id,
+        slot_id=body.slot_id,
+        origin=booking.Origin(hold_token=body.hold_token),
+        visit_type=body.visit_type,
+    )
+    return AppointmentOut.of(moved)
+
+
+@router.post("/walk-ins", response_model=AppointmentOut, status_code=201)
+def walk_in(
+    body: WalkInIn,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> AppointmentOut:
+    """A patient without a slot joins today's queue with the doctor's next token."""
+    appointment = lifecycle.walk_in(
+        session,
+        ctx,
+        patient_id=body.patient_id,
+        doctor_id=body.doctor_id,
+        visit_type=body.visit_type,
+        reason=body.reason,
+    )
+    return AppointmentOut.of(appointment)
+
+
+@router.get("/queue", response_model=list[AppointmentOut])
+def day_queue(
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:read")],
+    doctor_id: Annotated[uuid.UUID | None, Query(alias="doctorId")] = None,
+    day: Annotated[date | None, Query(alias="date")] = None,
+) -> list[AppointmentOut]:
+    """Today's tokens in order (checked in, with the doctor, done, or gone)."""
+    today = day or tenants.today_at_clinic(session, ctx)
+    return [
+        AppointmentOut.of(a) for a in lifecycle.queue(session, ctx, doctor_id=doctor_id, day=today)
+    ]
+
+
+@router.post("/waitlist", response_model=WaitlistOut, status_code=201)
+def join_waitlist(
+    body: WaitlistIn,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> WaitlistOut:
+    entry = waitlist.join(
+        session,
+        ctx,
+        patient_id=body.patient_id,
+        doctor_id=body.doctor_id,
+        from_date=body.from_date,
+        until_date=body.until_date,
+        visit_type=body.visit_type,
+    )
+    return WaitlistOut.model_validate(entry)
+
+
+@router.get("/waitlist", response_model=list[WaitlistOut])
+def list_waitlist(
+    session: DbSession,
+    _: Annotated[Principal, acting("appointments:read")],
+    doctor_id: Annotated[uuid.UUID | None, Query(alias="doctorId")] = None,
+) -> list[WaitlistOut]:
+    return [WaitlistOut.model_validate(e) for e in waitlist.entries(session, doctor_id=doctor_id)]
+
+
+@router.delete("/waitlist/{entry_id}", response_model=WaitlistOut)
+def withdraw_from_waitlist(
+    entry_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> WaitlistOut:
+    return WaitlistOut.model_validate(waitlist.withdraw(session, ctx, entry_id=entry_id))
+
+
+@router.post("/waitlist-offers/{offer_id}/accept", response_model=AppointmentOut, status_code=201)
+def accept_offer(
+    offer_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> AppointmentOut:
+    """The patient said yes (on the phone, at the desk): book it for them."""
+    appointment = waitlist.accept(session, ctx, lock_id=offer_id, channel="phone", online=False)
+    return AppointmentOut.of(appointment)
+
+
+@router.post("/waitlist-offers/{offer_id}/decline", response_model=OfferOut)
+def decline_offer(
+    offer_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("appointments:write")],
+) -> OfferOut:
+    """The patient said no: the slot goes to the next in line."""
+    lock = waitlist.decline(session, ctx, cipher_of(request), lock_id=offer_id)
+    return OfferOut.model_validate(lock)

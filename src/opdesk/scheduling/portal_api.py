@@ -1,0 +1,240 @@
+"""REST for patients: the clinic's public booking page and "my appointments".
+
+Anyone may see a clinic's doctors and free slots and hold one (holds per address are
+limited); booking needs the patient's OTP session, the hold token, and a patient who
+is not blocked from booking online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from opdesk import idempotency
+from opdesk.context import RequestContext
+from opdesk.db import bind_tenant
+from opdesk.errors import Conflict, TooManyRequests
+from opdesk.patients import queries as patient_queries
+from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
+from opdesk.scheduling.api import IdempotencyKey, cipher_of, doctor_in_path, hold_for
+from opdesk.scheduling.models import Appointment
+from opdesk.scheduling.schemas import (
+    AppointmentOut,
+    HoldOut,
+    OfferOut,
+    PortalBookingIn,
+    PublicDoctor,
+    RescheduleIn,
+    SlotOut,
+)
+from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
+from opdesk.security import throttle
+from opdesk.security.sessions import Principal
+from opdesk.tenancy import service as tenants
+from opdesk.tenancy.api import SlugPath
+from opdesk.tenancy.models import Tenant
+from opdesk.web.deps import Ctx, DbSession, acting
+
+router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
+
+# Enough for a family booking a few visits; too few to hold a doctor's whole day.
+PUBLIC_HOLDS = throttle.Limit("public-hold", 10, timedelta(minutes=15))
+
+
+def clinic_in_path(slug: SlugPath, session: DbSession, ctx: Ctx) -> Tenant:
+    """The clinic of the public page; the request then acts inside that clinic."""
+    tenant = tenants.get_by_slug(session, slug)
+    ctx.tenant_id = tenant.id
+    bind_tenant(session, tenant.id)
+    return tenant
+
+
+Clinic = Annotated[Tenant, Depends(clinic_in_path)]
+Public = Annotated[Principal | None, acting("public")]
+Me = Annotated[Principal, acting("portal:self")]
+
+
+@router.get("/public/clinics/{slug}/doctors", response_model=list[PublicDoctor])
+def public_doctors(clinic: Clinic, session: DbSession, _: Public) -> list[PublicDoctor]:
+    return [PublicDoctor.model_validate(d) for d in service.doctors(session)]
+
+
+@router.get("/public/clinics/{slug}/slots", response_model=list[SlotOut])
+def public_slots(
+    clinic: Clinic,
+    session: DbSession,
+    ctx: Ctx,
+    _: Public,
+    doctor_id: Annotated[uuid.UUID, Query(alias="doctorId")],
+    from_date: Annotated[date, Query(alias="from")],
+    to_date: Annotated[date | None, Query(alias="to")] = None,
+    visit_type: Annotated[str | None, Query(alias="visitType", max_length=40)] = None,
+) -> list[SlotOut]:
+    """Free slots of one doctor (a hold past its expiry is free)."""
+    doctor = doctor_in_path(doctor_id, session)
+    today = tenants.today_at_clinic(session, ctx)
+    window = queries.SlotWindow.checked(today, max(from_date, today), to_date or from_date)
+    now = ctx.now()
+    return [SlotOut.of(s, now) for s in queries.slots(session, ctx, doctor.id, window, visit_type)]
+
+
+class PublicHoldIn(ApiModel):
+    slot_id: uuid.UUID
+
+
+def _ip_key(ctx: RequestContext, clinic: Tenant) -> bytes:
+    return hashlib.sha256(f"{clinic.id}|{ctx.ip}".encode()).digest()
+
+
+@router.post("/public/clinics/{slug}/holds", response_model=HoldOut, status_code=201)
+def public_hold(
+    body: PublicHoldIn,
+    clinic: Clinic,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Public,
+) -> HoldOut:
+    """Keep a slot while the patient signs in with a code; the token books it."""
+    key, now = _ip_key(ctx, clinic), ctx.now()
+    wait = throttle.retry_after(session, PUBLIC_HOLDS, key, now)
+    if wait is not None:
+        raise TooManyRequests(
+            f"too many holds; try again in {int(wait.total_seconds() // 60) + 1} minutes"
+        )
+    held = booking.hold(session, ctx, slot_id=body.slot_id, hold_for=hold_for(request))
+    throttle.count(session, PUBLIC_HOLDS, key, now)
+    return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
+
+
+def _family(session: Session, who: Principal) -> list[uuid.UUID]:
+    return [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
+
+
+def my_appointment(session: Session, who: Principal, appointment_id: uuid.UUID) -> Appointment:
+    """One of the signed-in patient's family's appointments, else 404."""
+    appointment = queries.appointment(session, appointment_id)
+    patient_queries.portal_patient(session, who.user_id, appointment.patient_id)
+    return appointment
+
+
+@router.get("/me/appointments", response_model=list[AppointmentOut])
+def my_appointments(session: DbSession, who: Me) -> list[AppointmentOut]:
+    found = queries.appointments(session, day=None, patient_ids=_family(session, who))
+    return [AppointmentOut.of(a) for a, _slot in found]
+
+
+@router.post("/me/appointments", response_model=AppointmentOut, status_code=201)
+def book_online(
+    body: PortalBookingIn,
+    session: DbSession,
+    ctx: Ctx,
+    who: Me,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Confirm a held slot for yourself or a family member."""
+    patient = patient_queries.portal_patient(session, who.user_id, body.patient_id)
+    request = booking.Request(
+        slot_id=body.slot_id,
+        patient_id=patient.id,
+        visit_type=body.visit_type,
+        channel="web",
+        reason=body.reason,
+        origin=booking.Origin(hold_token=body.hold_token, online=True),
+    )
+    return idempotency.run_once(
+        session,
+        ctx,
+        actor_key=str(who.user_id),
+        key=key,
+        operation="book-online",
+        body=body.model_dump(mode="json"),
+        act=lambda: AppointmentOut.of(booking.book(session, ctx, request)),
+        status_code=201,
+    )
+
+
+def _upcoming(ctx: RequestContext, session: Session, appointment: Appointment) -> None:
+    if appointment.status not in lifecycle.RESCHEDULABLE:
+        raise Conflict(f"a {appointment.status} appointment cannot be changed online")
+    slot = queries.slot_of(session, appointment)
+    if slot is not None and slot.starts_at <= ctx.now():
+        raise Conflict("this appointment has already started; please call the clinic")
+
+
+@router.post("/me/appointments/{appointment_id}/cancel", response_model=AppointmentOut)
+def cancel_mine(
+    appointment_id: uuid.UUID, request: Request, session: DbSession, ctx: Ctx, who: Me
+) -> AppointmentOut:
+    appointment = my_appointment(session, who, appointment_id)
+    _upcoming(ctx, session, appointment)
+    cancelled = lifecycle.transition(
+        session, ctx, cipher_of(request), appointment_id=appointment.id, to="cancelled"
+    )
+    return AppointmentOut.of(cancelled)
+
+
+class PortalRescheduleIn(RescheduleIn):
+    hold_token: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+@router.post(
+    "/me/appointments/{appointment_id}/reschedule", response_model=AppointmentOut, status_code=201
+)
+def reschedule_mine(
+    appointment_id: uuid.UUID,
+    body: PortalRescheduleIn,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Me,
+) -> AppointmentOut:
+    """Move to a slot you hold; the old slot is freed for others."""
+    appointment = my_appointment(session, who, appointment_id)
+    _upcoming(ctx, session, appointment)
+    moved = lifecycle.reschedule(
+        session,
+        ctx,
+        cipher_of(request),
+        appointment_id=appointment.id,
+        slot_id=body.slot_id,
+        origin=booking.Origin(hold_token=body.hold_token, online=True),
+        visit_type=body.visit_type,
+    )
+    return AppointmentOut.of(moved)
+
+
+@router.get("/me/waitlist-offers", response_model=list[OfferOut])
+def my_offers(session: DbSession, ctx: Ctx, who: Me) -> list[OfferOut]:
+    offers = waitlist.open_offers(session, ctx, _family(session, who))
+    return [OfferOut.model_validate(o) for o in offers]
+
+
+def _my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
+    offer = waitlist.offer(session, offer_id)
+    patient_queries.portal_patient(session, who.user_id, offer.patient_id)
+
+
+@router.post(
+    "/me/waitlist-offers/{offer_id}/accept", response_model=AppointmentOut, status_code=201
+)
+def accept_my_offer(offer_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Me) -> AppointmentOut:
+    _my_offer(session, who, offer_id)
+    appointment = waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True)
+    return AppointmentOut.of(appointment)
+
+
+@router.post("/me/waitlist-offers/{offer_id}/decline", response_model=OfferOut)
+def decline_my_offer(
+    offer_id: uuid.UUID, request: Request, session: DbSession, ctx: Ctx, who: Me
+) -> OfferOut:
+    _my_offer(session, who, offer_id)
+    return OfferOut.model_validate(
+        waitlist.decline(session, ctx, cipher_of(request), lock_id=offer_id)
+    )

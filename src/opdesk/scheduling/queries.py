@@ -1,0 +1,137 @@
+"""Reading the calendar: slot search, next available slot, appointments of a day."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select, true, update
+from sqlalchemy.orm import Session, aliased
+
+from opdesk import records
+from opdesk.context import RequestContext
+from opdesk.errors import Conflict, FieldError, InvalidInput
+from opdesk.scheduling.booking import claimable
+from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
+
+LONGEST_SEARCH = timedelta(days=31)
+FURTHEST = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class SlotWindow:
+    first: date
+    last: date
+
+    @classmethod
+    def checked(cls, today: date, first: date, last: date) -> SlotWindow:
+        """Days to search: in order, at most a month, and within a year of today."""
+        errors = []
+        if first < today - FURTHEST:
+            errors.append(FieldError("from", "is more than a year in the past"))
+        if last > today + FURTHEST:
+            errors.append(FieldError("to", "is more than a year ahead"))
+        if last < first:
+            errors.append(FieldError("to", "must be on or after from"))
+        elif last - first > LONGEST_SEARCH:
+            errors.append(FieldError("to", "a search may cover at most 31 days"))
+        if errors:
+            raise InvalidInput(errors)
+        return cls(first, last)
+
+
+def slots(
+    session: Session,
+    ctx: RequestContext,
+    doctor_id: uuid.UUID,
+    window: SlotWindow,
+    visit_type: str | None,
+    include_taken: bool = False,
+) -> list[Slot]:
+    stmt = select(Slot).where(
+        Slot.doctor_id == doctor_id, Slot.date >= window.first, Slot.date <= window.last
+    )
+    if not include_taken:
+        stmt = stmt.where(claimable(ctx))
+    if visit_type is not None:
+        stmt = stmt.where(Slot.meta["visitType"].contains([visit_type]))
+    return list(session.execute(stmt.order_by(Slot.starts_at)).scalars())
+
+
+def next_available(
+    session: Session, ctx: RequestContext, specialty: str, visit_type: str | None
+) -> list[tuple[DoctorProfile, Slot]]:
+    """Each active doctor of the specialty with their earliest bookable slot; one index
+    walk per doctor (doctor + date), soonest doctor first.
+    """
+    earliest = select(Slot).where(Slot.doctor_id == DoctorProfile.id, claimable(ctx))
+    if visit_type is not None:
+        earliest = earliest.where(Slot.meta["visitType"].contains([visit_type]))
+    first = earliest.order_by(Slot.date, Slot.starts_at).limit(1).lateral("first_slot")
+    slot = aliased(Slot, first)
+    rows = session.execute(
+        select(DoctorProfile, slot)
+        .join(first, true())
+        .where(DoctorProfile.specialty == specialty, DoctorProfile.active.is_(True))
+        .order_by(slot.starts_at)
+    ).all()
+    return [(d, s) for d, s in rows]
+
+
+def set_blocked(
+    session: Session, ctx: RequestContext, slot_id: uuid.UUID, *, blocked: bool
+) -> Slot:
+    records.by_id(session, Slot, slot_id)
+    condition = claimable(ctx) if blocked else Slot.status == "blocked"
+    changed = session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, condition)
+        .values(status="blocked" if blocked else "free", hold_expires_at=None)
+        .returning(Slot)
+    ).scalar_one_or_none()
+    if changed is None:
+        raise Conflict("only a free slot can be blocked" if blocked else "this slot is not blocked")
+    return changed
+
+
+def appointments(
+    session: Session,
+    *,
+    day: date | None,
+    doctor_id: uuid.UUID | None = None,
+    patient_id: uuid.UUID | None = None,
+    patient_ids: list[uuid.UUID] | None = None,
+) -> list[tuple[Appointment, Slot | None]]:
+    """Appointments with their slots: a clinic day (by slot date, or queue date for walk-ins)
+    or a patient's history.
+    """
+    stmt = select(Appointment, Slot).outerjoin(
+        Slot, (Slot.tenant_id == Appointment.tenant_id) & (Slot.id == Appointment.slot_id)
+    )
+    if day is not None:
+        stmt = stmt.where(
+            (Slot.date == day) | ((Appointment.slot_id.is_(None)) & (Appointment.queue_date == day))
+        )
+    if doctor_id is not None:
+        stmt = stmt.where(Appointment.doctor_id == doctor_id)
+    if patient_id is not None:
+        stmt = stmt.where(Appointment.patient_id == patient_id)
+    if patient_ids is not None:
+        stmt = stmt.where(Appointment.patient_id.in_(patient_ids))
+    order = (
+        (Slot.starts_at, Appointment.token_number)
+        if day
+        else (Appointment.timeline_requested_at.desc(),)
+    )
+    return [(a, s) for a, s in session.execute(stmt.order_by(*order).limit(500)).all()]
+
+
+def appointment(session: Session, appointment_id: uuid.UUID) -> Appointment:
+    return records.by_id(session, Appointment, appointment_id)
+
+
+def slot_of(session: Session, appointment: Appointment) -> Slot | None:
+    if appointment.slot_id is None:
+        return None
+    return session.get(Slot, (appointment.tenant_id, appointment.slot_id))
