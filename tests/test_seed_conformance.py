@@ -27,6 +27,7 @@ BUILT = [
     "consents",
     "slots",
     "appointments",
+    "waitlist_locks",
 ]
 
 

@@ -160,11 +160,15 @@ def _keyring_or_fail(settings: Settings) -> KeyringSource:
 
 @main.command()
 def sweep() -> None:
-    """Run the sweepers once: expired OTP codes and share links, old sign-in counters."""
+    """Run the sweepers once: expired OTP codes, share links, slot holds and waitlist
+    offers (the next patient in line gets the slot), old counters and idempotency keys.
+    """
     from datetime import timedelta
 
+    from opdesk import idempotency
     from opdesk.documents.service import sweep_share_links
     from opdesk.identity.service import sweep_otp_tokens
+    from opdesk.scheduling import waitlist
     from opdesk.security import throttle
 
     with runtime() as rt:
@@ -174,9 +178,12 @@ def sweep() -> None:
             codes = sweep_otp_tokens(session, now)
             counters = throttle.sweep(session, now - timedelta(days=2))
             links = sweep_share_links(session, now)
+            offers, holds = waitlist.sweep(session, ctx, FieldCipher(load_keyring(rt.settings)))
+            keys = idempotency.sweep(session, now)
         click.echo(
-            f"swept {codes} expired codes, {links} expired share links "
-            f"and {counters} old sign-in counters"
+            f"swept {codes} expired codes, {links} expired share links, {holds} lapsed holds, "
+            f"{offers} lapsed waitlist offers, {counters} old sign-in counters "
+            f"and {keys} old idempotency keys"
         )
 
 

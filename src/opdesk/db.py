@@ -248,6 +248,17 @@ def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
         )
 
 
+def each_tenant(session: Session) -> Iterator[uuid.UUID]:
+    """Bind the session to every clinic in turn (for sweepers that act on all of them)."""
+    tenant_ids = list(session.execute(text("select id from tenants")).scalars())
+    try:
+        for tenant_id in tenant_ids:
+            bind_tenant(session, tenant_id)
+            yield tenant_id
+    finally:
+        bind_tenant(session, None)
+
+
 @contextmanager
 def tenant_session(
     db: Database, tenant_id: uuid.UUID | None, info: dict[str, Any] | None = None

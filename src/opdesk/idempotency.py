@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opdesk.context import RequestContext
-from opdesk.db import Base
+from opdesk.db import Base, each_tenant
 from opdesk.errors import Conflict, FieldError, InvalidInput
 
 MAX_KEY_LENGTH = 200
@@ -113,11 +113,18 @@ def remember(
     session.flush()
 
 
-def sweep(session: Session, older_than: datetime) -> int:
-    result = session.execute(
-        delete(IdempotentRequest).where(IdempotentRequest.created_at < older_than)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+KEEP_FOR = timedelta(days=1)
+
+
+def sweep(session: Session, now: datetime) -> int:
+    """Forget keys older than a day (clients retry within minutes, not days)."""
+    removed = 0
+    for _tenant_id in each_tenant(session):
+        result = session.execute(
+            delete(IdempotentRequest).where(IdempotentRequest.created_at < now - KEEP_FOR)
+        )
+        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return removed
 
 
 def run_once(

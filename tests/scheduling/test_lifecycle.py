@@ -5,7 +5,7 @@ hold running out while someone books.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,7 +26,9 @@ from tests.scheduling.test_slot_generation import make_doctor
 CLINIC_MORNING = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 
 
-def move(db: Database, ident: Any, tenant: Tenant, appointment: Appointment, to: str) -> Appointment:
+def move(
+    db: Database, ident: Any, tenant: Tenant, appointment: Appointment, to: str
+) -> Appointment:
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
         return lifecycle.transition(
@@ -46,9 +48,7 @@ def audit_trail(db: Database, tenant: Tenant, appointment: Appointment) -> list[
     return [tuple(r) for r in rows]
 
 
-def test_the_whole_visit_stamps_every_step_and_audits_from_and_to(
-    db: Database, ident: Any
-) -> None:
+def test_the_whole_visit_stamps_every_step_and_audits_from_and_to(db: Database, ident: Any) -> None:
     tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
     (patient,) = patients(db, ident, tenant, 1)
     appointment = book(db, tenant, slots[0], patient)
@@ -88,7 +88,9 @@ def test_a_forbidden_transition_is_409_naming_both_states(
             appointment = move(db, ident, tenant, appointment, step)
     with pytest.raises(Conflict) as refused:
         move(db, ident, tenant, appointment, forbidden)
-    assert str(refused.value) == f"an appointment cannot go from {appointment.status} to {forbidden}"
+    assert (
+        str(refused.value) == f"an appointment cannot go from {appointment.status} to {forbidden}"
+    )
     assert len(audit_trail(db, tenant, appointment)) == 1 + len(path)
 
 
@@ -104,7 +106,11 @@ def test_tokens_count_per_doctor_per_day_and_walk_ins_join_the_same_queue(
         second = move(db, ident, tenant, second, "checked-in")
         with transaction(db, ctx) as session:
             walked = lifecycle.walk_in(
-                session, ctx, patient_id=people[2].id, doctor_id=doctor.id, visit_type="consultation"
+                session,
+                ctx,
+                patient_id=people[2].id,
+                doctor_id=doctor.id,
+                visit_type="consultation",
             )
             elsewhere = lifecycle.walk_in(
                 session, ctx, patient_id=people[3].id, doctor_id=other.id, visit_type="consultation"
@@ -219,34 +225,42 @@ def test_concurrent_reschedules_of_one_appointment_one_wins(db: Database, ident:
     assert (live, booked) == (1, 1)
 
 
+def race_at_expiry(
+    db: Database, tenant: Tenant, slot: Slot, token: str, people: list[Any]
+) -> list[str]:
+    """The holder (with their token) and a newcomer (without) book at the same moment."""
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def attempt(patient: Any, hold_token: str | None) -> None:
+        barrier.wait()
+        try:
+            book(db, tenant, slot, patient, hold_token=hold_token)
+            outcomes.append("booked")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [
+        threading.Thread(target=attempt, args=(people[0], token)),
+        threading.Thread(target=attempt, args=(people[1], None)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
 def test_a_hold_running_out_while_another_books(db: Database, ident: Any) -> None:
     """At the moment the hold lapses its holder and a newcomer race: exactly one wins."""
     tenant = make_tenant(db, "Expiry Clinic")
     for _round in range(5):
         _t, _doctor, (slot,) = clinic_with_slots(db, ident, 1, tenant)
-        holder, newcomer = patients(db, ident, tenant, 2)
+        people = patients(db, ident, tenant, 2)
         start = datetime.now(UTC)
         with time_machine.travel(start, tick=False):
             held = hold(db, tenant, slot)
-        outcomes: list[str] = []
-        barrier = threading.Barrier(2)
-
-        def attempt(patient: Any, token: str | None) -> None:
-            barrier.wait()
-            try:
-                book(db, tenant, slot, patient, hold_token=token)
-                outcomes.append("booked")
-            except Conflict:
-                outcomes.append("conflict")
-
         with time_machine.travel(start + booking.HOLD_FOR, tick=False):
-            threads = [
-                threading.Thread(target=attempt, args=(holder, held.token)),
-                threading.Thread(target=attempt, args=(newcomer, None)),
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            outcomes = race_at_expiry(db, tenant, slot, held.token, people)
         assert sorted(outcomes) == ["booked", "conflict"]
         assert slot_status(db, tenant, slot) == "booked"

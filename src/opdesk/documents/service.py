@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, new_id
+from opdesk.db import bind_tenant, each_tenant, new_id
 from opdesk.documents.models import CATEGORIES, Document, ShareLink
 from opdesk.documents.storage import Storage
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -254,11 +254,9 @@ def open_link(session: Session, ctx: RequestContext, token: str) -> Document:
 def sweep_share_links(session: Session, now: datetime) -> int:
     """Delete expired links of every clinic (the seed's TTL index on shareLinks.expiresAt)."""
     removed = 0
-    for tenant_id in session.execute(text("select id from tenants")).scalars():
-        bind_tenant(session, tenant_id)
+    for _tenant_id in each_tenant(session):
         result = session.execute(delete(ShareLink).where(ShareLink.expires_at < now))
         removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
-    bind_tenant(session, None)
     return removed
 
 

@@ -6,13 +6,13 @@ import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from opdesk import idempotency, records
 from opdesk.config import Settings
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.models import DoctorProfile
+from opdesk.scheduling.models import Appointment, DoctorProfile
 from opdesk.scheduling.schemas import (
     AppointmentOut,
     BookingIn,
@@ -78,6 +78,14 @@ def doctor_in_path(doctor_id: uuid.UUID, session: DbSession) -> DoctorProfile:
     return records.by_id(session, DoctorProfile, doctor_id)
 
 
+def appointment_in_path(appointment_id: uuid.UUID, session: DbSession) -> Appointment:
+    return records.by_id(session, Appointment, appointment_id)
+
+
+Doctor = Annotated[DoctorProfile, Depends(doctor_in_path)]
+InPath = Annotated[Appointment, Depends(appointment_in_path)]
+
+
 def fields_of(body: DoctorFieldsIn) -> service.DoctorFields:
     return service.DoctorFields(
         display_name=body.display_name,
@@ -111,45 +119,40 @@ def list_doctors(
 
 
 @router.get("/doctors/{doctor_id}", response_model=DoctorOut)
-def get_doctor(
-    doctor_id: uuid.UUID, session: DbSession, _: Annotated[Principal, acting("appointments:read")]
-) -> DoctorOut:
-    return DoctorOut.model_validate(doctor_in_path(doctor_id, session))
+def get_doctor(_: Annotated[Principal, acting("appointments:read")], doctor: Doctor) -> DoctorOut:
+    return DoctorOut.model_validate(doctor)
 
 
 @router.put("/doctors/{doctor_id}", response_model=DoctorOut)
 def update_doctor(
-    doctor_id: uuid.UUID,
     body: DoctorFieldsIn,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
+    doctor: Doctor,
 ) -> DoctorOut:
-    doctor_in_path(doctor_id, session)
-    doctor = service.update_doctor(session, ctx, doctor_id=doctor_id, fields=fields_of(body))
-    return DoctorOut.model_validate(doctor)
+    updated = service.update_doctor(session, ctx, doctor_id=doctor.id, fields=fields_of(body))
+    return DoctorOut.model_validate(updated)
 
 
 @router.get("/doctors/{doctor_id}/templates", response_model=list[TemplateOut])
 def get_templates(
-    doctor_id: uuid.UUID, session: DbSession, _: Annotated[Principal, acting("appointments:read")]
+    _: Annotated[Principal, acting("appointments:read")], session: DbSession, doctor: Doctor
 ) -> list[TemplateOut]:
-    doctor = doctor_in_path(doctor_id, session)
     return [TemplateOut.model_validate(t) for t in service.templates_of(session, doctor.id)]
 
 
 @router.put("/doctors/{doctor_id}/templates", response_model=list[TemplateOut])
 def put_templates(
-    doctor_id: uuid.UUID,
     body: TemplatesIn,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
+    doctor: Doctor,
 ) -> list[TemplateOut]:
     """Replace the weekly openings. Future free slots are remade from them at once;
     booked and held slots stay as they are.
     """
-    doctor = doctor_in_path(doctor_id, session)
     _check_codes(doctor, [(f"templates.{i}", o.visit_types) for i, o in enumerate(body.templates)])
     today = tenants.today_at_clinic(session, ctx)
     rows = service.set_templates(
@@ -180,25 +183,23 @@ def _check_codes(doctor: DoctorProfile, wanted: list[tuple[str, list[str]]]) -> 
 
 @router.get("/doctors/{doctor_id}/exceptions", response_model=list[ExceptionOut])
 def list_exceptions(
-    doctor_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("appointments:read")],
+    doctor: Doctor,
 ) -> list[ExceptionOut]:
-    doctor = doctor_in_path(doctor_id, session)
     return [ExceptionOut.model_validate(e) for e in service.exceptions_of(session, ctx, doctor.id)]
 
 
 @router.post("/doctors/{doctor_id}/exceptions", response_model=ExceptionCreated, status_code=201)
 def add_exception(
-    doctor_id: uuid.UUID,
     body: ExceptionIn,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
+    doctor: Doctor,
 ) -> ExceptionCreated:
     """Leave, a holiday, a blocked afternoon: free slots inside it go at once."""
-    doctor = doctor_in_path(doctor_id, session)
     away, kept = service.add_exception(
         session,
         ctx,
@@ -212,27 +213,25 @@ def add_exception(
 
 @router.delete("/doctors/{doctor_id}/exceptions/{exception_id}", status_code=204)
 def remove_exception(
-    doctor_id: uuid.UUID,
     exception_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
+    doctor: Doctor,
 ) -> Response:
-    doctor = doctor_in_path(doctor_id, session)
     service.remove_exception(session, ctx, doctor_id=doctor.id, exception_id=exception_id)
     return Response(status_code=204)
 
 
 @router.post("/doctors/{doctor_id}/slots/generate", response_model=GenerateOut)
 def generate_slots(
-    doctor_id: uuid.UUID,
     body: GenerateIn,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
+    doctor: Doctor,
 ) -> GenerateOut:
     """Make slots ``days`` ahead from the templates; running it again makes none twice."""
-    doctor = doctor_in_path(doctor_id, session)
     return GenerateOut(
         created=service.generate_slots(session, ctx, doctor_id=doctor.id, days=body.days)
     )
@@ -371,27 +370,26 @@ def list_appointments(
 
 @router.get("/appointments/{appointment_id}", response_model=AppointmentOut)
 def get_appointment(
-    appointment_id: uuid.UUID,
-    session: DbSession,
     _: Annotated[Principal, acting("appointments:read")],
+    appointment: InPath,
 ) -> AppointmentOut:
-    return AppointmentOut.of(queries.appointment(session, appointment_id))
+    return AppointmentOut.of(appointment)
 
 
 @router.post("/appointments/{appointment_id}/status", response_model=AppointmentOut)
 def change_status(
-    appointment_id: uuid.UUID,
     body: TransitionIn,
     request: Request,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("appointments:write")],
+    appointment: InPath,
 ) -> AppointmentOut:
     """Move along the lifecycle; a move the table forbids is 409 naming both states.
     Check-in hands out the day's next token for the doctor.
     """
     appointment = lifecycle.transition(
-        session, ctx, cipher_of(request), appointment_id=appointment_id, to=body.status
+        session, ctx, cipher_of(request), appointment_id=appointment.id, to=body.status
     )
     return AppointmentOut.of(appointment)
 
@@ -400,12 +398,12 @@ def change_status(
     "/appointments/{appointment_id}/reschedule", response_model=AppointmentOut, status_code=201
 )
 def reschedule(
-    appointment_id: uuid.UUID,
     body: RescheduleIn,
     request: Request,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("appointments:write")],
+    appointment: InPath,
 ) -> AppointmentOut:
     """A new appointment (``rescheduleOf``) on another slot; the old one is cancelled
     and its slot freed in the same transaction.
@@ -414,7 +412,7 @@ def reschedule(
         session,
         ctx,
         cipher_of(request),
-        appointment_id=appointment_id,
+        appointment_id=appointment.id,
         slot_id=body.slot_id,
         origin=booking.Origin(hold_token=body.hold_token),
         visit_type=body.visit_type,

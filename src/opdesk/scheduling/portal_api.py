@@ -39,7 +39,7 @@ from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.api import SlugPath
 from opdesk.tenancy.models import Tenant
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import Ctx, DbSession, acting, signed_in
 
 router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
 
@@ -117,11 +117,17 @@ def _family(session: Session, who: Principal) -> list[uuid.UUID]:
     return [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
 
 
-def my_appointment(session: Session, who: Principal, appointment_id: uuid.UUID) -> Appointment:
-    """One of the signed-in patient's family's appointments, else 404."""
+def my_appointment(appointment_id: uuid.UUID, request: Request, session: DbSession) -> Appointment:
+    """One of the signed-in patient's family's appointments, else 404 (before the body).
+    Routes list it after ``Me``, so the session is checked first.
+    """
+    who = signed_in(request.state.principal)
     appointment = queries.appointment(session, appointment_id)
     patient_queries.portal_patient(session, who.user_id, appointment.patient_id)
     return appointment
+
+
+Mine = Annotated[Appointment, Depends(my_appointment)]
 
 
 @router.get("/me/appointments", response_model=list[AppointmentOut])
@@ -170,9 +176,8 @@ def _upcoming(ctx: RequestContext, session: Session, appointment: Appointment) -
 
 @router.post("/me/appointments/{appointment_id}/cancel", response_model=AppointmentOut)
 def cancel_mine(
-    appointment_id: uuid.UUID, request: Request, session: DbSession, ctx: Ctx, who: Me
+    _: Me, appointment: Mine, request: Request, session: DbSession, ctx: Ctx
 ) -> AppointmentOut:
-    appointment = my_appointment(session, who, appointment_id)
     _upcoming(ctx, session, appointment)
     cancelled = lifecycle.transition(
         session, ctx, cipher_of(request), appointment_id=appointment.id, to="cancelled"
@@ -188,15 +193,14 @@ class PortalRescheduleIn(RescheduleIn):
     "/me/appointments/{appointment_id}/reschedule", response_model=AppointmentOut, status_code=201
 )
 def reschedule_mine(
-    appointment_id: uuid.UUID,
+    _: Me,
+    appointment: Mine,
     body: PortalRescheduleIn,
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    who: Me,
 ) -> AppointmentOut:
     """Move to a slot you hold; the old slot is freed for others."""
-    appointment = my_appointment(session, who, appointment_id)
     _upcoming(ctx, session, appointment)
     moved = lifecycle.reschedule(
         session,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from datetime import date, timedelta
 
-from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, new_id
+from opdesk.db import each_tenant, new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput
 from opdesk.identity.service._common import whole_minutes
 from opdesk.notifications import service as outbox
@@ -310,13 +310,11 @@ def sweep_tenant(session: Session, ctx: RequestContext, cipher: FieldCipher) -> 
 def sweep(session: Session, ctx: RequestContext, cipher: FieldCipher) -> tuple[int, int]:
     """``sweep_tenant`` for every clinic."""
     offers = holds = 0
-    for tenant_id in session.execute(text("select id from tenants")).scalars():
-        bind_tenant(session, tenant_id)
+    for tenant_id in each_tenant(session):
         tenant_ctx = ctx.for_tenant(tenant_id)
-        tenant_ctx.pending_audit = ctx.pending_audit
-        o, h = sweep_tenant(session, tenant_ctx, cipher)
-        offers, holds = offers + o, holds + h
-    bind_tenant(session, None)
+        tenant_ctx.pending_audit = ctx.pending_audit  # written with the sweep's commit
+        lapsed, released = sweep_tenant(session, tenant_ctx, cipher)
+        offers, holds = offers + lapsed, holds + released
     return offers, holds
 
 
