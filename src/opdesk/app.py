@@ -31,6 +31,8 @@ from opdesk.patients import web as patients_web
 from opdesk.portal import web as portal_web
 from opdesk.scheduling import api as scheduling_api
 from opdesk.scheduling import portal_api as self_booking_api
+from opdesk.scheduling import portal_web as self_booking_web
+from opdesk.scheduling import web as scheduling_web
 from opdesk.schemas import Problem
 from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import load_keyring
@@ -129,6 +131,8 @@ def create_app(
     app.include_router(patients_web.router)
     app.include_router(portal_web.router)
     app.include_router(consents_web.router)
+    app.include_router(scheduling_web.router)
+    app.include_router(self_booking_web.router)
     app.include_router(documents_api.share_router)
 
     @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])

@@ -28,6 +28,8 @@ Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
 OTP_COOKIE = "opdesk_otp"
 PROOF_COOKIE = "opdesk_phone_proof"
+# Where to go after a patient signs in (set by pages that send them to sign in).
+NEXT_COOKIE = "opdesk_next"
 ROLE_LABELS = {
     "frontdesk": "Front desk",
     "doctor": "Doctor",
@@ -381,9 +383,10 @@ def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clini
     result = service.patient_sign_in(session, ctx, _ident(request), proof=proof, clinic=clinic)
     if isinstance(result, Refusal):
         return _flash(request, "/patient/sign-in", result.detail, "error")
-    response = _after_sign_in(request, result)
-    response.delete_cookie(PROOF_COOKIE, path="/")
-    response.delete_cookie(OTP_COOKIE, path="/")
+    # A page that sent the patient to sign in (e.g. a held slot) asked to be returned to.
+    response = _after_sign_in(request, result, request.cookies.get(NEXT_COOKIE))
+    for cookie in (PROOF_COOKIE, OTP_COOKIE, NEXT_COOKIE):
+        response.delete_cookie(cookie, path="/")
     return response
 
 

@@ -88,7 +88,7 @@ class PublicHoldIn(ApiModel):
     slot_id: uuid.UUID
 
 
-def _ip_key(ctx: RequestContext, clinic: Tenant) -> bytes:
+def hold_key(ctx: RequestContext, clinic: Tenant) -> bytes:
     return hashlib.sha256(f"{clinic.id}|{ctx.ip}".encode()).digest()
 
 
@@ -102,7 +102,7 @@ def public_hold(
     _: Public,
 ) -> HoldOut:
     """Keep a slot while the patient signs in with a code; the token books it."""
-    key, now = _ip_key(ctx, clinic), ctx.now()
+    key, now = hold_key(ctx, clinic), ctx.now()
     wait = throttle.retry_after(session, PUBLIC_HOLDS, key, now)
     if wait is not None:
         raise TooManyRequests(
@@ -166,7 +166,8 @@ def book_online(
     )
 
 
-def _upcoming(ctx: RequestContext, session: Session, appointment: Appointment) -> None:
+def check_changeable(ctx: RequestContext, session: Session, appointment: Appointment) -> None:
+    """Patients change only upcoming, not yet started appointments online."""
     if appointment.status not in lifecycle.RESCHEDULABLE:
         raise Conflict(f"a {appointment.status} appointment cannot be changed online")
     slot = queries.slot_of(session, appointment)
@@ -178,7 +179,7 @@ def _upcoming(ctx: RequestContext, session: Session, appointment: Appointment) -
 def cancel_mine(
     _: Me, appointment: Mine, request: Request, session: DbSession, ctx: Ctx
 ) -> AppointmentOut:
-    _upcoming(ctx, session, appointment)
+    check_changeable(ctx, session, appointment)
     cancelled = lifecycle.transition(
         session, ctx, cipher_of(request), appointment_id=appointment.id, to="cancelled"
     )
@@ -201,7 +202,7 @@ def reschedule_mine(
     ctx: Ctx,
 ) -> AppointmentOut:
     """Move to a slot you hold; the old slot is freed for others."""
-    _upcoming(ctx, session, appointment)
+    check_changeable(ctx, session, appointment)
     moved = lifecycle.reschedule(
         session,
         ctx,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from opdesk import records
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict, FieldError, InvalidInput
+from opdesk.patients.models import Patient
 from opdesk.scheduling.booking import claimable
 from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
 
@@ -135,3 +136,90 @@ def slot_of(session: Session, appointment: Appointment) -> Slot | None:
     if appointment.slot_id is None:
         return None
     return session.get(Slot, (appointment.tenant_id, appointment.slot_id))
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One line of a calendar: a slot, and the live appointment on it if any."""
+
+    slot: Slot
+    appointment: Appointment | None
+    patient: Patient | None
+
+
+LIVE = ("requested", "confirmed", "checked-in", "in-consult", "completed", "no-show")
+
+
+def day_sheet(session: Session, doctor_id: uuid.UUID, first: date, last: date) -> list[SheetRow]:
+    """Every slot of the doctor over the days, with who is booked on it (one query)."""
+    live = (
+        (Appointment.tenant_id == Slot.tenant_id)
+        & (Appointment.slot_id == Slot.id)
+        & Appointment.status.in_(LIVE)
+    )
+    rows = session.execute(
+        select(Slot, Appointment, Patient)
+        .outerjoin(Appointment, live)
+        .outerjoin(
+            Patient,
+            (Patient.tenant_id == Appointment.tenant_id) & (Patient.id == Appointment.patient_id),
+        )
+        .where(Slot.doctor_id == doctor_id, Slot.date >= first, Slot.date <= last)
+        .order_by(Slot.starts_at)
+    ).all()
+    return [SheetRow(s, a, p) for s, a, p in rows]
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    appointment: Appointment
+    patient: Patient
+    doctor: DoctorProfile
+
+
+def queue_board(session: Session, day: date, doctor_id: uuid.UUID | None = None) -> list[QueueRow]:
+    """The day's tokens with names, by doctor then token."""
+    stmt = (
+        select(Appointment, Patient, DoctorProfile)
+        .join(
+            Patient,
+            (Patient.tenant_id == Appointment.tenant_id) & (Patient.id == Appointment.patient_id),
+        )
+        .join(
+            DoctorProfile,
+            (DoctorProfile.tenant_id == Appointment.tenant_id)
+            & (DoctorProfile.id == Appointment.doctor_id),
+        )
+        .where(Appointment.queue_date == day, Appointment.token_number.is_not(None))
+        .order_by(DoctorProfile.display_name, Appointment.token_number)
+    )
+    if doctor_id is not None:
+        stmt = stmt.where(Appointment.doctor_id == doctor_id)
+    return [QueueRow(a, p, d) for a, p, d in session.execute(stmt).all()]
+
+
+def patient_appointments(
+    session: Session, patient_ids: list[uuid.UUID]
+) -> list[tuple[Appointment, Slot | None, DoctorProfile, Patient]]:
+    """A family's appointments, newest slot first, with doctor and patient for display."""
+    if not patient_ids:
+        return []
+    rows = session.execute(
+        select(Appointment, Slot, DoctorProfile, Patient)
+        .outerjoin(
+            Slot, (Slot.tenant_id == Appointment.tenant_id) & (Slot.id == Appointment.slot_id)
+        )
+        .join(
+            DoctorProfile,
+            (DoctorProfile.tenant_id == Appointment.tenant_id)
+            & (DoctorProfile.id == Appointment.doctor_id),
+        )
+        .join(
+            Patient,
+            (Patient.tenant_id == Appointment.tenant_id) & (Patient.id == Appointment.patient_id),
+        )
+        .where(Appointment.patient_id.in_(patient_ids))
+        .order_by(Appointment.timeline_requested_at.desc())
+        .limit(100)
+    ).all()
+    return [(a, s, d, p) for a, s, d, p in rows]

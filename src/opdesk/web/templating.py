@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,8 +44,12 @@ class NavItem:
 # (label, address, action needed); shown to whoever may do the action.
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("My clinic", "/me", "portal:self"),
+    ("My appointments", "/me/appointments", "portal:self"),
     ("Desk", "/app", "clinic:read"),
     ("Patients", "/patients", "patients:read"),
+    ("Calendar", "/calendar", "appointments:read"),
+    ("Queue", "/queue", "appointments:read"),
+    ("My queue", "/my-queue", "visits:read"),
     ("Users", "/admin/users", "users:read"),
     ("Devices", "/admin/devices", "devices:manage"),
     ("Sign-ins", "/admin/sign-ins", "audit:read"),
@@ -99,6 +103,19 @@ def local_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
     return local.strftime("%d %b %Y, %-I:%M %p").replace("AM", "am").replace("PM", "pm")
 
 
+def clock_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
+    """Only the time of day, as a clinic says it: ``9:15 am``."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return local.strftime("%-I:%M %p").replace("AM", "am").replace("PM", "pm")
+
+
+def day_name(day: date) -> str:
+    """``Mon 7 Dec``."""
+    return day.strftime("%a %-d %b")
+
+
 def clean_message(message: str) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
@@ -113,6 +130,8 @@ class Pages:
         )
         self.env.filters["phone"] = phone_display
         self.env.filters["local"] = local_time
+        self.env.filters["clock"] = clock_time
+        self.env.filters["dayname"] = day_name
         self.env.filters["consent_label"] = lambda t: CONSENT_LABELS.get(t, t)
         self._flash_key = flash_key
 

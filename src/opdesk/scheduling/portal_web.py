@@ -1,0 +1,381 @@
+"""Patient pages: the clinic's public booking page (doctor → slot, held while the patient
+signs in with a code → confirm) and "my appointments" with cancel, reschedule and
+waitlist offers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from opdesk import records
+from opdesk.context import RequestContext
+from opdesk.db import bind_tenant
+from opdesk.errors import DomainError, NotFound, TooManyRequests
+from opdesk.identity.web import NEXT_COOKIE
+from opdesk.patients import queries as patient_queries
+from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
+from opdesk.scheduling.models import DoctorProfile, Slot
+from opdesk.scheduling.portal_api import PUBLIC_HOLDS, Me, Mine, check_changeable, hold_key
+from opdesk.scheduling.web import STATUS_LABELS, pages_of
+from opdesk.security import throttle
+from opdesk.security.sessions import Principal
+from opdesk.tenancy import service as tenants
+from opdesk.tenancy.models import Tenant
+from opdesk.web.deps import Ctx, DbSession, acting
+
+router = APIRouter(include_in_schema=False)
+Public = Annotated[Principal | None, acting("public")]
+HOLD_COOKIE = "opdesk_hold"
+DAYS_SHOWN = 7
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    context.setdefault("labels", STATUS_LABELS)
+    return pages_of(request).render(request, template, context, status_code=status_code)
+
+
+def flash(request: Request, url: str, message: str, level: str = "success") -> Response:
+    return pages_of(request).redirect_with_flash(url, message, level)
+
+
+def public_clinic(slug: str, session: DbSession, ctx: Ctx) -> Tenant:
+    """The clinic of a public page; the request acts inside it from here on."""
+    tenant = tenants.get_by_slug(session, slug)
+    ctx.tenant_id = tenant.id
+    bind_tenant(session, tenant.id)
+    return tenant
+
+
+Clinic = Annotated[Tenant, Depends(public_clinic)]
+
+
+@dataclass(frozen=True)
+class DayChoice:
+    day: date
+    url: str
+    current: bool
+
+
+def _day_tabs(base: str, first: date, chosen: date) -> list[DayChoice]:
+    days = [first + timedelta(days=i) for i in range(DAYS_SHOWN)]
+    return [DayChoice(d, f"{base}&date={d.isoformat()}", d == chosen) for d in days]
+
+
+def _chosen_day(text: str, today: date) -> date:
+    try:
+        wanted = date.fromisoformat(text) if text else today
+    except ValueError:
+        return today
+    return min(max(wanted, today), today + timedelta(days=60))
+
+
+def _doctor_or_none(session: Session, wanted: str) -> DoctorProfile | None:
+    try:
+        found = records.by_id(session, DoctorProfile, uuid.UUID(wanted))
+    except (ValueError, NotFound):
+        return None
+    return found if found.active else None
+
+
+@router.get("/c/{slug}/book")
+def booking_page(
+    request: Request,
+    clinic: Clinic,
+    session: DbSession,
+    ctx: Ctx,
+    _: Public,
+    doctor: str = "",
+    date: str = "",
+) -> Response:
+    """Step 1: pick a doctor; step 2: pick a time on one of the next days."""
+    today = tenants.today_at_clinic(session, ctx)
+    chosen = _doctor_or_none(session, doctor) if doctor else None
+    day = _chosen_day(date, today)
+    slots: list[Slot] = []
+    tabs: list[DayChoice] = []
+    if chosen is not None:
+        window = queries.SlotWindow.checked(today, day, day)
+        slots = queries.slots(session, ctx, chosen.id, window, None)
+        tabs = _day_tabs(f"/c/{clinic.slug}/book?doctor={chosen.id}", today, day)
+    return page(
+        request,
+        "scheduling/public_book.html",
+        clinic=clinic,
+        doctors=service.doctors(session),
+        doctor=chosen,
+        day=day,
+        tabs=tabs,
+        slots=slots,
+        tz=clinic.timezone,
+    )
+
+
+@router.post("/c/{slug}/book/hold")
+def hold_for_patient(
+    request: Request,
+    clinic: Clinic,
+    session: DbSession,
+    ctx: Ctx,
+    _: Public,
+    slot_id: Annotated[uuid.UUID, Form()],
+) -> Response:
+    """Keep the chosen time while the patient signs in (a few minutes)."""
+    back = f"/c/{clinic.slug}/book"
+    settings = request.app.state.settings
+    key, now = hold_key(ctx, clinic), ctx.now()
+    if throttle.retry_after(session, PUBLIC_HOLDS, key, now) is not None:
+        return flash(request, back, str(TooManyRequests("too many holds")), "error")
+    try:
+        with session.begin_nested():
+            held = booking.hold(
+                session, ctx, slot_id=slot_id, hold_for=timedelta(minutes=settings.hold_minutes)
+            )
+    except DomainError as refused:
+        return flash(request, back, str(refused), "error")
+    throttle.count(session, PUBLIC_HOLDS, key, now)
+    confirm = f"/c/{clinic.slug}/book/confirm"
+    response = RedirectResponse(confirm, status_code=303)
+    secure = settings.is_https
+    seconds = settings.hold_minutes * 60
+    for name, value in ((HOLD_COOKIE, f"{held.slot_id}.{held.token}"), (NEXT_COOKIE, confirm)):
+        response.set_cookie(
+            name, value, max_age=seconds, path="/", httponly=True, samesite="lax", secure=secure
+        )
+    return response
+
+
+@dataclass(frozen=True)
+class HeldSlot:
+    slot: Slot
+    token: str
+    doctor: DoctorProfile
+
+
+def _held(request: Request, session: Session, ctx: RequestContext) -> HeldSlot | None:
+    """The slot this browser holds, if the hold is still alive."""
+    raw = request.cookies.get(HOLD_COOKIE, "")
+    slot_text, _, token = raw.partition(".")
+    try:
+        slot_id = uuid.UUID(slot_text)
+    except ValueError:
+        return None
+    slot = session.get(Slot, (ctx.tenant_id, slot_id))
+    if slot is None or slot.status != "held" or slot.hold_expires_at is None:
+        return None
+    if slot.hold_expires_at <= ctx.now():
+        return None
+    doctor = session.get(DoctorProfile, (slot.tenant_id, slot.doctor_id))
+    assert doctor is not None
+    return HeldSlot(slot, token, doctor)
+
+
+def _patient_here(request: Request, clinic: Tenant) -> Principal | None:
+    principal: Principal | None = request.state.principal
+    if principal and principal.active and principal.role == "patient":
+        return principal if principal.tenant_id == clinic.id else None
+    return None
+
+
+@router.get("/c/{slug}/book/confirm")
+def confirm_page(
+    request: Request, clinic: Clinic, session: DbSession, ctx: Ctx, _: Public
+) -> Response:
+    """Step 3: a signed-in patient confirms; anyone else is asked to sign in first."""
+    held = _held(request, session, ctx)
+    if held is None:
+        return flash(
+            request,
+            f"/c/{clinic.slug}/book",
+            "That time is no longer held; please pick again.",
+            "warning",
+        )
+    who = _patient_here(request, clinic)
+    family = patient_queries.of_portal_user(session, who.user_id) if who else []
+    return page(
+        request,
+        "scheduling/public_confirm.html",
+        clinic=clinic,
+        held=held,
+        signed_in=who is not None,
+        family=family,
+        visit_types=[
+            v for v in held.doctor.visit_types if v["code"] in held.slot.meta["visitType"]
+        ],
+        tz=clinic.timezone,
+    )
+
+
+@router.post("/c/{slug}/book/confirm")
+def confirm_booking(
+    request: Request,
+    clinic: Clinic,
+    session: DbSession,
+    ctx: Ctx,
+    who: Me,
+    patient_id: Annotated[uuid.UUID, Form()],
+    visit_type: Annotated[str, Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    if who.tenant_id != clinic.id:
+        raise NotFound("sign in to this clinic to book here")
+    held = _held(request, session, ctx)
+    if held is None:
+        return flash(
+            request,
+            f"/c/{clinic.slug}/book",
+            "That time is no longer held; please pick again.",
+            "warning",
+        )
+    patient = patient_queries.portal_patient(session, who.user_id, patient_id)
+    wanted = booking.Request(
+        slot_id=held.slot.id,
+        patient_id=patient.id,
+        visit_type=visit_type,
+        channel="web",
+        reason=reason.strip() or None,
+        origin=booking.Origin(hold_token=held.token, online=True),
+    )
+    try:
+        with session.begin_nested():
+            booking.book(session, ctx, wanted)
+    except DomainError as refused:
+        return flash(request, f"/c/{clinic.slug}/book/confirm", str(refused), "error")
+    response = flash(request, "/me/appointments", "Your appointment is booked. See you then!")
+    response.delete_cookie(HOLD_COOKIE, path="/")
+    return response
+
+
+# ------------------------------------------------------------------ my appointments
+
+
+@router.get("/me/appointments")
+def my_appointments(request: Request, session: DbSession, ctx: Ctx, who: Me) -> Response:
+    family = [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
+    rows = queries.patient_appointments(session, family)
+    now = ctx.now()
+    upcoming = [
+        r
+        for r in rows
+        if r[1] is not None and r[1].ends_at > now and r[0].status in lifecycle.RESCHEDULABLE
+    ]
+    past = [r for r in rows if r not in upcoming]
+    offers = [
+        (o, records.by_id(session, Slot, o.slot_id))
+        for o in waitlist.open_offers(session, ctx, family)
+    ]
+    return page(
+        request,
+        "scheduling/my_appointments.html",
+        clinic=tenants.get_tenant(session, who.tenant_id),
+        upcoming=upcoming,
+        past=past,
+        offers=offers,
+        tz=who.timezone,
+    )
+
+
+@router.post("/me/appointments/{appointment_id}/cancel")
+def cancel_mine(
+    request: Request, session: DbSession, ctx: Ctx, _: Me, appointment: Mine
+) -> Response:
+    try:
+        with session.begin_nested():
+            check_changeable(ctx, session, appointment)
+            lifecycle.transition(
+                session,
+                ctx,
+                request.app.state.cipher,
+                appointment_id=appointment.id,
+                to="cancelled",
+            )
+    except DomainError as refused:
+        return flash(request, "/me/appointments", str(refused), "error")
+    return flash(request, "/me/appointments", "Your appointment is cancelled.")
+
+
+@router.get("/me/appointments/{appointment_id}/reschedule")
+def reschedule_page(
+    request: Request, session: DbSession, ctx: Ctx, who: Me, appointment: Mine, date: str = ""
+) -> Response:
+    """Pick another time with the same doctor."""
+    today = tenants.today_at_clinic(session, ctx)
+    day = _chosen_day(date, today)
+    doctor = records.by_id(session, DoctorProfile, appointment.doctor_id)
+    window = queries.SlotWindow.checked(today, day, day)
+    slots = queries.slots(session, ctx, doctor.id, window, appointment.visit_type)
+    base = f"/me/appointments/{appointment.id}/reschedule?"
+    return page(
+        request,
+        "scheduling/my_reschedule.html",
+        appointment=appointment,
+        current=queries.slot_of(session, appointment),
+        doctor=doctor,
+        slots=slots,
+        tabs=_day_tabs(base, today, day),
+        tz=who.timezone,
+    )
+
+
+@router.post("/me/appointments/{appointment_id}/reschedule")
+def reschedule_mine(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Me,
+    appointment: Mine,
+    slot_id: Annotated[uuid.UUID, Form()],
+) -> Response:
+    try:
+        with session.begin_nested():
+            check_changeable(ctx, session, appointment)
+            lifecycle.reschedule(
+                session,
+                ctx,
+                request.app.state.cipher,
+                appointment_id=appointment.id,
+                slot_id=slot_id,
+                origin=booking.Origin(online=True),
+            )
+    except DomainError as refused:
+        return flash(
+            request, f"/me/appointments/{appointment.id}/reschedule", str(refused), "error"
+        )
+    return flash(request, "/me/appointments", "Your appointment is moved.")
+
+
+def _my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
+    offer = waitlist.offer(session, offer_id)
+    patient_queries.portal_patient(session, who.user_id, offer.patient_id)
+
+
+@router.post("/me/waitlist-offers/{offer_id}/accept")
+def accept_offer(
+    request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
+) -> Response:
+    _my_offer(session, who, offer_id)
+    try:
+        with session.begin_nested():
+            waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True)
+    except DomainError as refused:
+        return flash(request, "/me/appointments", str(refused), "error")
+    return flash(request, "/me/appointments", "Booked from the waitlist.")
+
+
+@router.post("/me/waitlist-offers/{offer_id}/decline")
+def decline_offer(
+    request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
+) -> Response:
+    _my_offer(session, who, offer_id)
+    try:
+        with session.begin_nested():
+            waitlist.decline(session, ctx, request.app.state.cipher, lock_id=offer_id)
+    except DomainError as refused:
+        return flash(request, "/me/appointments", str(refused), "error")
+    return flash(request, "/me/appointments", "Thank you; we will offer it to the next patient.")

@@ -1,0 +1,400 @@
+"""Desk pages: the doctors' calendars (day and week), booking, check-in, the queue board,
+walk-ins, and the doctor's own queue.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from opdesk import records
+from opdesk.context import RequestContext
+from opdesk.errors import DomainError, NotFound
+from opdesk.identity.service import Identity
+from opdesk.patients import queries as patient_queries
+from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
+from opdesk.scheduling.api import appointment_in_path
+from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
+from opdesk.security.permissions import allowed
+from opdesk.security.sessions import Principal
+from opdesk.tenancy import service as tenants
+from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.templating import Pages
+
+router = APIRouter(include_in_schema=False)
+Reader = Annotated[Principal, acting("appointments:read")]
+Writer = Annotated[Principal, acting("appointments:write")]
+Doctor = Annotated[Principal, acting("visits:read")]
+
+STATUS_LABELS = {
+    "free": "Free",
+    "held": "Held",
+    "booked": "Booked",
+    "blocked": "Blocked",
+    "requested": "Requested",
+    "confirmed": "Confirmed",
+    "checked-in": "Checked in",
+    "in-consult": "With doctor",
+    "completed": "Done",
+    "no-show": "No-show",
+    "cancelled": "Cancelled",
+    "refunded": "Refunded",
+}
+CHANNEL_LABELS = {"phone": "Phone", "walk-in": "At the desk", "whatsapp": "WhatsApp", "web": "Web"}
+# What the desk can do next with an appointment, as buttons.
+DESK_ACTIONS = {
+    "confirmed": (("checked-in", "Check in"), ("no-show", "No-show"), ("cancelled", "Cancel")),
+    "no-show": (("checked-in", "Check in"),),
+    "checked-in": (("in-consult", "Send in"), ("cancelled", "Cancel")),
+    "in-consult": (("completed", "Done"),),
+}
+
+
+def pages_of(request: Request) -> Pages:
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    context.setdefault("labels", STATUS_LABELS)
+    return pages_of(request).render(request, template, context, status_code=status_code)
+
+
+def back_to(request: Request, url: str, message: str, level: str = "success") -> Response:
+    response = pages_of(request).redirect_with_flash(url, message, level)
+    if request.headers.get("HX-Request"):
+        response.headers["HX-Redirect"] = url
+    return response
+
+
+def calendar_url(doctor_id: uuid.UUID, day: date, view: str = "day") -> str:
+    return f"/calendar?doctor={doctor_id}&date={day.isoformat()}&view={view}"
+
+
+# ------------------------------------------------------------------ calendar
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    day: date
+    rows: list[queries.SheetRow]
+
+
+def _pick_doctor(session: Session, wanted: str) -> tuple[list[DoctorProfile], DoctorProfile | None]:
+    doctors = service.doctors(session)
+    chosen = next((d for d in doctors if str(d.id) == wanted), None)
+    return doctors, chosen or (doctors[0] if doctors else None)
+
+
+def _parse_day(text: str, fallback: date) -> date:
+    try:
+        return date.fromisoformat(text) if text else fallback
+    except ValueError:
+        return fallback
+
+
+@router.get("/calendar")
+def calendar(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Reader,
+    doctor: str = "",
+    date: str = "",
+    view: str = "day",
+) -> Response:
+    """One doctor's day or week; each slot coloured by its state, with the patient on it."""
+    today = tenants.today_at_clinic(session, ctx)
+    day = _parse_day(date, today)
+    view = "week" if view == "week" else "day"
+    doctors, chosen = _pick_doctor(session, doctor)
+    first = day - timedelta(days=day.weekday()) if view == "week" else day
+    last = first + timedelta(days=6 if view == "week" else 0)
+    days: list[CalendarDay] = []
+    if chosen is not None:
+        sheet = queries.day_sheet(session, chosen.id, first, last)
+        for offset in range((last - first).days + 1):
+            current = first + timedelta(days=offset)
+            days.append(CalendarDay(current, [r for r in sheet if r.slot.date == current]))
+    step = timedelta(days=7 if view == "week" else 1)
+    return page(
+        request,
+        "scheduling/calendar.html",
+        doctors=doctors,
+        doctor=chosen,
+        day=day,
+        today=today,
+        view=view,
+        days=days,
+        previous=day - step,
+        following=day + step,
+        now=ctx.now(),
+        zone=tenants.zone_of(session, ctx.tenant_id) if ctx.tenant_id else None,
+        may_write=allowed(who.role, "appointments:write"),
+        actions=DESK_ACTIONS,
+        calendar_url=calendar_url,
+    )
+
+
+@router.get("/calendar/book")
+def booking_dialog(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot: str = ""
+) -> Response:
+    """The booking form for one free slot (a dialog with htmx, a page without)."""
+    try:
+        found = records.by_id(session, Slot, uuid.UUID(slot))
+    except ValueError:
+        raise NotFound("no slot with that id") from None
+    doctor = records.by_id(session, DoctorProfile, found.doctor_id)
+    template = (
+        "scheduling/_book_dialog.html"
+        if request.headers.get("HX-Request")
+        else ("scheduling/book.html")
+    )
+    return page(
+        request,
+        template,
+        slot=found,
+        doctor=doctor,
+        zone=tenants.zone_of(session, found.tenant_id),
+        channels=list(CHANNEL_LABELS.items()),
+        visit_types=[v for v in doctor.visit_types if v["code"] in found.meta.get("visitType", [])],
+    )
+
+
+@router.get("/calendar/patients")
+def patient_options(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, q: str = ""
+) -> Response:
+    """Patients matching the dialog's search box, as choices (htmx swaps them in)."""
+    ident: Identity = request.app.state.identity
+    today = tenants.today_at_clinic(session, ctx)
+    found = patient_queries.search(session, ident.cipher, q[:80]) if q.strip() else []
+    return page(
+        request,
+        "scheduling/_patient_options.html",
+        q=q,
+        patients=[patient_queries.summary(p, today) for p in found],
+    )
+
+
+@router.post("/calendar/book")
+def book_from_calendar(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    slot_id: Annotated[uuid.UUID, Form()],
+    patient_id: Annotated[uuid.UUID | None, Form()] = None,
+    visit_type: Annotated[str, Form()] = "",
+    channel: Annotated[str, Form()] = "phone",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    slot = records.by_id(session, Slot, slot_id)
+    url = calendar_url(slot.doctor_id, slot.date)
+    if patient_id is None:
+        return back_to(request, url, "Choose a patient for the booking.", "error")
+    if channel not in CHANNEL_LABELS:
+        channel = "phone"
+    wanted = booking.Request(
+        slot_id=slot.id,
+        patient_id=patient_id,
+        visit_type=visit_type,
+        channel=channel,
+        reason=reason.strip() or None,
+    )
+    try:
+        with session.begin_nested():
+            booking.book(session, ctx, wanted)
+    except DomainError as refused:
+        return back_to(request, url, str(refused), "error")
+    return back_to(request, url, "Booked.")
+
+
+def _set_blocked(
+    request: Request, session: Session, ctx: RequestContext, slot_id: uuid.UUID, blocked: bool
+) -> Response:
+    slot = records.by_id(session, Slot, slot_id)
+    url = calendar_url(slot.doctor_id, slot.date)
+    try:
+        with session.begin_nested():
+            changed = queries.set_blocked(session, ctx, slot.id, blocked=blocked)
+    except DomainError as refused:
+        return back_to(request, url, str(refused), "error")
+    if not blocked:
+        waitlist.offer_next(session, ctx, request.app.state.cipher, changed)
+    return back_to(request, url, "Slot blocked." if blocked else "Slot open for booking again.")
+
+
+@router.post("/calendar/slots/{slot_id}/block")
+def block_slot(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID
+) -> Response:
+    """Keep a free slot out of booking (the doctor is called away, an emergency)."""
+    return _set_blocked(request, session, ctx, slot_id, True)
+
+
+@router.post("/calendar/slots/{slot_id}/unblock")
+def unblock_slot(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID
+) -> Response:
+    return _set_blocked(request, session, ctx, slot_id, False)
+
+
+# ------------------------------------------------------------------ status changes
+
+
+@router.post("/appointments/{appointment_id}/move")
+def move_appointment(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    appointment: Annotated[Appointment, Depends(appointment_in_path)],
+    to: Annotated[str, Form()],
+    back: Annotated[str, Form()] = "calendar",
+) -> Response:
+    """Check in, send in, mark done, no-show or cancel from the calendar or queue."""
+    url = _back_url(session, appointment, back)
+    try:
+        with session.begin_nested():
+            moved = lifecycle.transition(
+                session, ctx, request.app.state.cipher, appointment_id=appointment.id, to=to
+            )
+    except DomainError as refused:
+        return back_to(request, url, str(refused), "error")
+    message = f"{STATUS_LABELS.get(moved.status, moved.status)}."
+    if moved.status == "checked-in" and moved.token_number:
+        message = f"Checked in: token {moved.token_number}."
+    return back_to(request, url, message)
+
+
+def _back_url(session: Session, appointment: Appointment, back: str) -> str:
+    if back in ("queue", "my-queue"):
+        return f"/{back}"
+    slot = queries.slot_of(session, appointment)
+    day = slot.date if slot is not None else appointment.queue_date
+    return calendar_url(appointment.doctor_id, day) if day else "/calendar"
+
+
+# ------------------------------------------------------------------ queue
+
+
+def _board(
+    request: Request, session: Session, ctx: RequestContext, template: str, **extra: Any
+) -> Response:
+    today = tenants.today_at_clinic(session, ctx)
+    doctor_id = extra.pop("doctor_id", None)
+    rows = queries.queue_board(session, today, doctor_id)
+    by_doctor: dict[str, list[queries.QueueRow]] = {}
+    for row in rows:
+        by_doctor.setdefault(row.doctor.display_name, []).append(row)
+    return page(
+        request,
+        template,
+        today=today,
+        by_doctor=by_doctor,
+        actions=DESK_ACTIONS,
+        updated=ctx.now(),
+        zone=tenants.zone_of(session, rows[0].doctor.tenant_id) if rows else None,
+        **extra,
+    )
+
+
+@router.get("/queue")
+def queue_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> Response:
+    """Today's tokens for every doctor; the board refreshes itself every few seconds."""
+    return _board(
+        request,
+        session,
+        ctx,
+        "scheduling/queue.html",
+        board_url="/queue/board",
+        doctors=service.doctors(session),
+        may_write=allowed(who.role, "appointments:write"),
+        back="queue",
+    )
+
+
+@router.get("/queue/board")
+def queue_board(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> Response:
+    return _board(
+        request,
+        session,
+        ctx,
+        "scheduling/_queue_board.html",
+        board_url="/queue/board",
+        may_write=allowed(who.role, "appointments:write"),
+        back="queue",
+    )
+
+
+@router.post("/queue/walk-in")
+def walk_in(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    doctor_id: Annotated[uuid.UUID, Form()],
+    patient_id: Annotated[uuid.UUID | None, Form()] = None,
+    visit_type: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """A patient without an appointment gets the doctor's next token."""
+    if patient_id is None:
+        return back_to(request, "/queue", "Choose the patient who walked in.", "error")
+    doctor = records.by_id(session, DoctorProfile, doctor_id)
+    appointment = lifecycle.walk_in(
+        session,
+        ctx,
+        patient_id=patient_id,
+        doctor_id=doctor.id,
+        visit_type=visit_type or doctor.visit_types[0]["code"],
+        reason=reason.strip() or None,
+    )
+    return back_to(request, "/queue", f"Walk-in added: token {appointment.token_number}.")
+
+
+def _my_doctor(session: Session, who: Principal) -> DoctorProfile:
+    doctor = service.doctor_of_user(session, who.user_id)
+    if doctor is None:
+        raise NotFound("you have no doctor profile yet; ask the clinic admin")
+    return doctor
+
+
+@router.get("/my-queue")
+def my_queue(request: Request, session: DbSession, ctx: Ctx, who: Doctor) -> Response:
+    """The doctor's own patients today, in token order."""
+    doctor = _my_doctor(session, who)
+    return _board(
+        request,
+        session,
+        ctx,
+        "scheduling/my_queue.html",
+        board_url="/my-queue/board",
+        doctor_id=doctor.id,
+        doctor=doctor,
+        may_write=True,
+        back="my-queue",
+    )
+
+
+@router.get("/my-queue/board")
+def my_queue_board(request: Request, session: DbSession, ctx: Ctx, who: Doctor) -> Response:
+    doctor = _my_doctor(session, who)
+    return _board(
+        request,
+        session,
+        ctx,
+        "scheduling/_queue_board.html",
+        board_url="/my-queue/board",
+        doctor_id=doctor.id,
+        may_write=True,
+        back="my-queue",
+    )
