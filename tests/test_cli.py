@@ -119,6 +119,7 @@ def test_demo_is_idempotent_and_audit_verify_catches_tampering(
         ).scalar_one()
     assert patients == 300
     assert devanagari > 10 and families > 10
+    assert_demo_schedule(fresh_database)
     assert f": ok, {events} events" in verified.stdout
 
     with fresh_database.owner_engine.begin() as conn:
@@ -202,3 +203,29 @@ def test_sweep_removes_expired_codes_only(fresh_database: Database, tmp_path: Pa
     with tenant_session(fresh_database, None) as session:
         left = session.execute(text("select attempt_hash from otp_tokens")).scalars().all()
     assert left == [b"new"]
+
+
+def assert_demo_schedule(database: Database) -> None:
+    """Three doctors, two months of slots, and a clinic day (today, or the next open day)
+    with an appointment in every state.
+    """
+    with database.owner_engine.connect() as conn:
+        doctors = conn.execute(text("select count(*) from doctor_profiles")).scalar_one()
+        days = conn.execute(text("select max(date) - min(date) from slots")).scalar_one()
+        states = set(
+            conn.execute(
+                text(
+                    "select distinct a.status from appointments a "
+                    "left join slots s on s.tenant_id = a.tenant_id and s.id = a.slot_id "
+                    "where coalesce(s.date, a.queue_date) = "
+                    "(select max(queue_date) from appointments)"
+                )
+            ).scalars()
+        )
+        tokens = conn.execute(
+            text("select count(*) from appointments where token_number is not null")
+        ).scalar_one()
+    assert doctors == 3
+    assert days >= 57  # 60 days from today, less a closed Sunday or two at the end
+    assert states >= {"completed", "in-consult", "checked-in", "confirmed", "no-show", "cancelled"}
+    assert tokens >= 6  # three done, one with the doctor, two waiting, and the walk-in

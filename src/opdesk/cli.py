@@ -121,6 +121,7 @@ def demo() -> None:
     )
     from opdesk.documents.storage import LocalStorage
     from opdesk.identity.service import Identity
+    from opdesk.scheduling.demo import refresh_demo_schedule
 
     with runtime() as rt:
         ident = Identity.create(rt.settings, FieldCipher(_keyring_or_fail(rt.settings)))
@@ -136,12 +137,16 @@ def demo() -> None:
                 LocalStorage(rt.settings.data_dir / "files"),
                 rt.settings.data_dir / "fonts",
             )
+            slots = refresh_demo_schedule(session, ctx, ident)
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
         if patients:
             click.echo(f"registered {patients} demo patients")
         if paperwork:
             click.echo(f"recorded {paperwork} signed consents with their PDF copies")
+        if slots:
+            click.echo(f"made {slots} slots for the next 60 days; today's calendar is busy")
+        click.echo(f"self-booking page: {base}/c/{tenant.slug}/book")
         click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")
         for login in logins:
             click.echo(f"  {login.role:<10} {login.email:<36} {login.password}")
