@@ -264,3 +264,13 @@ def test_a_hold_running_out_while_another_books(db: Database, ident: Any) -> Non
             outcomes = race_at_expiry(db, tenant, slot, held.token, people)
         assert sorted(outcomes) == ["booked", "conflict"]
         assert slot_status(db, tenant, slot) == "booked"
+
+
+def test_a_no_show_on_a_future_slot_frees_it_for_someone_else(db: Database, ident: Any) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    first, second = patients(db, ident, tenant, 2)
+    gone = move(db, ident, tenant, book(db, tenant, slots[0], first), "no-show")
+    assert gone.timeline_no_show_at is not None
+    assert slot_status(db, tenant, slots[0]) == "free"
+    again = book(db, tenant, slots[0], second)
+    assert again.slot_id == slots[0].id

@@ -162,7 +162,7 @@ def book(session: Session, ctx: RequestContext, request: Request) -> Appointment
         updated_at=now,
     )
     session.add(appointment)
-    session.flush()
+    session.flush()  # the live-per-slot unique index is the last line of defence (409)
     audit.record(
         ctx,
         entity="appointments",

@@ -197,8 +197,9 @@ class Appointment(TenantScoped, Base):
             "tenant_id",
             "slot_id",
             unique=True,
+            # A future slot freed by a no-show may be booked again.
             postgresql_where=text(
-                "status NOT IN ('cancelled', 'refunded') AND slot_id IS NOT NULL"
+                "status NOT IN ('cancelled', 'refunded', 'no-show') AND slot_id IS NOT NULL"
             ),
         ),
         Index(

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opdesk.errors import DomainError, FieldError, InvalidInput
@@ -81,6 +82,10 @@ def field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# unique_violation, exclusion_violation
+CONFLICT_STATES = ("23505", "23P01")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     def _domain(request: Request, exc: DomainError) -> Response:
@@ -99,6 +104,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     def _http(request: Request, exc: StarletteHTTPException) -> Response:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
         return problem(request, exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(IntegrityError)
+    def _constraint(request: Request, exc: IntegrityError) -> Response:
+        """A unique or exclusion constraint caught what the service checks did not (a race
+        they lost): that is a conflict, not a crash.
+        """
+        if getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES:
+            return problem(request, 409, "Conflict", "this conflicts with a change made just now")
+        return _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> Response:

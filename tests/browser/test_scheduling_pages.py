@@ -1,0 +1,215 @@
+"""Scheduling pages in a real browser: the desk's calendar and booking dialog, check-in,
+the queue board updating itself, the doctor's queue, and a patient booking online.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from opdesk.db import Database
+from opdesk.scheduling import booking, lifecycle, queries, service
+from opdesk.scheduling.models import DoctorProfile, Slot
+from opdesk.scheduling.service import Opening
+from opdesk.tenancy.models import Tenant
+from opdesk.uow import transaction
+from tests.browser.test_identity_pages import shot, staff_sign_in
+from tests.browser.test_shell import WIDTHS, open_page
+from tests.conftest import ctx_for, make_tenant, make_user
+from tests.identity.test_patient_otp import latest_code
+from tests.scheduling.test_booking import patients
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+IST = ZoneInfo("Asia/Kolkata")
+NAMES = (
+    ("Suresh", "Jadhav"),
+    ("लक्ष्मी", "अय्यर"),
+    ("Imran", "Shaikh"),
+    ("Kavya", "Nair"),
+    ("Rahul", "Pawar"),
+    ("Deepa", "Rao"),
+    ("Sunita", "Kulkarni"),
+    ("Arjun", "Menon"),
+)
+
+
+@dataclass
+class Clinic:
+    tenant: Tenant
+    doctor: DoctorProfile
+    doctor_user: Any
+    tomorrow: date
+    slots: list[Slot]
+    people: list[Any]
+
+
+def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
+    """A doctor working every morning, and tomorrow's first slots in every state."""
+    tenant = make_tenant(db, name)
+    user = make_user(db, ident, tenant, "doctor", name="Dr. Anjali Deshmukh")
+    ctx = ctx_for(tenant.id)
+    people = [
+        patients(db, ident, tenant, 1, name={"first": first, "last": last})[0]
+        for first, last in NAMES
+    ]
+    with transaction(db, ctx) as session:
+        doctor = service.create_doctor(
+            session,
+            ctx,
+            user_id=user.id,
+            fields=service.DoctorFields(
+                display_name="Dr. Anjali Deshmukh",
+                specialty="General medicine",
+                registration_number="MMC-2011-04512",
+                consultation_fee=__import__("decimal").Decimal("500"),
+                visit_types=(service.VisitType("consultation", "Consultation", 15),),
+            ),
+        )
+        today = datetime.now(UTC).astimezone(IST).date()
+        service.set_templates(
+            session,
+            ctx,
+            doctor_id=doctor.id,
+            openings=[Opening(d, time(9), time(12), 15) for d in range(7)],
+            valid_from=today,
+        )
+        service.generate_slots(session, ctx, doctor_id=doctor.id, days=8)
+        tomorrow = today + timedelta(days=1)
+        slots = queries.slots(
+            session, ctx, doctor.id, queries.SlotWindow(tomorrow, tomorrow), None, True
+        )
+        plan = ("completed", "in-consult", "checked-in", "no-show", "confirmed", "cancelled")
+        steps = {
+            "completed": ("checked-in", "in-consult", "completed"),
+            "in-consult": ("checked-in", "in-consult"),
+            "checked-in": ("checked-in",),
+            "no-show": ("no-show",),
+            "confirmed": (),
+            "cancelled": ("cancelled",),
+        }
+        for slot, person, state in zip(slots, people, plan, strict=False):
+            made = booking.book(
+                session,
+                ctx,
+                booking.Request(slot.id, person.id, "consultation", "phone", reason="Fever"),
+            )
+            for step in steps[state]:
+                lifecycle.transition(session, ctx, ident.cipher, appointment_id=made.id, to=step)
+        queries.set_blocked(session, ctx, slots[7].id, blocked=True)
+        booking.hold(session, ctx, slot_id=slots[8].id)
+    return Clinic(tenant, doctor, user, tomorrow, slots, people)
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_desk_books_from_the_calendar_and_checks_in(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    clinic = clinic_with_a_day(db, ident, "Sunrise Family Clinic")
+    desk = make_user(db, ident, clinic.tenant, "frontdesk", name="Ravi Patil")
+    page, problems = open_page(browser, width)
+    staff_sign_in(page, live_server, clinic.tenant.slug, desk.email or "")
+    page.wait_for_url("**/app")
+
+    page.goto(f"{live_server}/calendar?date={clinic.tomorrow.isoformat()}")
+    rows = page.locator(".slot")
+    assert rows.count() == 12
+    for state in ("completed", "in-consult", "checked-in", "no-show", "free", "held", "blocked"):
+        assert page.locator(f".slot.st-{state}").count() >= 1, state
+    shot(page, f"calendar-day-{width}")
+
+    page.locator(".slot.st-free").first.get_by_role("button", name="Book").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Patient").fill(clinic.people[6].name_first)
+    dialog.locator(".patient-option input").first.check()
+    dialog.get_by_label("Reason").fill("Follow-up of BP")
+    shot(page, f"calendar-book-dialog-{width}")
+    dialog.get_by_role("button", name="Book appointment").click()
+    assert page.get_by_role("status").inner_text() == "Booked."
+    booked = page.locator(".slot.st-confirmed").filter(has_text=clinic.people[6].name_first)
+    booked.get_by_role("button", name="Check in").click()
+    assert "Checked in: token" in page.get_by_role("status").inner_text()
+
+    page.goto(f"{live_server}/calendar?date={clinic.tomorrow.isoformat()}&view=week")
+    assert page.locator(".cal-day").count() == 7
+    shot(page, f"calendar-week-{width}")
+
+    page.goto(f"{live_server}/queue")
+    assert page.locator(".token-row").count() == 4  # three checked in tomorrow's slots + one now
+    shot(page, f"queue-board-{width}")
+    assert problems == [], problems
+    page.context.close()
+
+
+def test_the_queue_board_updates_itself_and_the_doctor_sends_patients_in(
+    browser: Any, live_server: str, db: Database, ident: Any
+) -> None:
+    clinic = clinic_with_a_day(db, ident, "Kaveri Clinic")
+    page, problems = open_page(browser, "desktop")
+    staff_sign_in(page, live_server, clinic.tenant.slug, clinic.doctor_user.email or "")
+    page.wait_for_url("**/app")
+    page.goto(f"{live_server}/my-queue")
+    assert page.locator(".token-row").count() == 3
+    ctx = ctx_for(clinic.tenant.id)
+    with transaction(db, ctx) as session:  # a walk-in at the desk, while the doctor looks
+        lifecycle.walk_in(
+            session,
+            ctx,
+            patient_id=clinic.people[7].id,
+            doctor_id=clinic.doctor.id,
+            visit_type="consultation",
+        )
+    page.locator(".token-row").nth(3).wait_for(timeout=15_000)
+    assert "Walk-in" in page.locator(".token-row").nth(3).inner_text()
+    page.locator(".token-row.st-checked-in").first.get_by_role("button", name="Send in").click()
+    assert page.get_by_role("status").inner_text() == "With doctor."
+    shot(page, "my-queue-desktop")
+    assert problems == [], problems
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_patient_books_online_signing_in_while_the_slot_is_held(
+    browser: Any, live_server: str, db: Database, ident: Any, cipher: Any, width: str
+) -> None:
+    clinic = clinic_with_a_day(db, ident, "Nilgiri Clinic")
+    me = clinic.people[6]
+    with transaction(db, ctx_for(clinic.tenant.id)) as session:
+        phone = __import__("opdesk.patients.service", fromlist=["x"]).contact_phone(
+            session, cipher, me
+        )
+    page, problems = open_page(browser, width)
+    page.goto(f"{live_server}/c/{clinic.tenant.slug}")
+    page.get_by_role("button", name="Book an appointment").click()
+    shot(page, f"self-book-doctors-{width}")
+    page.get_by_role("button", name="See times").click()
+    page.get_by_role("link", name=clinic.tomorrow.strftime("%a %-d %b")).click()
+    shot(page, f"self-book-times-{width}")
+    page.locator(".slot-buttons button").first.click()
+    page.wait_for_url("**/book/confirm")
+    assert "Kept for you until" in page.locator(".held-slot").inner_text()
+    shot(page, f"self-book-sign-in-{width}")
+
+    page.get_by_role("button", name="Sign in with my mobile").click()
+    page.get_by_label("Mobile number").fill(phone[3:])
+    page.get_by_role("button", name="Send code").click()
+    page.get_by_label("6-digit code").fill(latest_code(db, cipher, clinic.tenant, phone))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/book/confirm")
+    shot(page, f"self-book-confirm-{width}")
+    page.get_by_role("button", name="Confirm appointment").click()
+    page.wait_for_url("**/me/appointments")
+    assert "Your appointment is booked" in page.get_by_role("status").inner_text()
+    shot(page, f"my-appointments-{width}")
+
+    page.get_by_role("button", name="Change time").click()
+    page.locator(".slot-buttons button").last.click()
+    assert page.get_by_role("status").inner_text() == "Your appointment is moved."
+    page.get_by_role("button", name="Cancel").click()
+    assert page.get_by_role("status").inner_text() == "Your appointment is cancelled."
+    assert problems == [], problems
+    page.context.close()
