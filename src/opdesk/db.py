@@ -226,26 +226,35 @@ class Database:
 
 
 TENANT_KEY = "tenant_id"
+# The tenant the current transaction is scoped to, to skip setting it twice.
+SCOPED_KEY = "scoped_tenant_id"
 
 
 @event.listens_for(Session, "after_begin")
 def _scope_transaction_to_tenant(session: Session, _tx: Any, connection: Any) -> None:
-    """Every transaction starts scoped to the session's tenant (or to none)."""
+    """Every transaction starts scoped to the session's tenant (or to none).
+
+    The setting is transaction-local everywhere (``set_config(..., true)``), so a new
+    transaction starts with none and needs the round trip only when there is a tenant.
+    """
     tenant = session.info.get(TENANT_KEY)
-    connection.execute(
-        text("select set_config('app.tenant_id', :t, true)"),
-        {"t": str(tenant) if tenant else ""},
-    )
+    session.info[SCOPED_KEY] = tenant
+    if tenant is not None:
+        connection.execute(text("select set_config('app.tenant_id', :t, true)"), {"t": str(tenant)})
 
 
 def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
     """Scope the session (its current and future transactions) to one tenant."""
     session.info[TENANT_KEY] = tenant_id
-    if session.in_transaction():
+    if not session.in_transaction():
+        return
+    session.connection()  # a transaction starting here is scoped by _scope_transaction_to_tenant
+    if session.info.get(SCOPED_KEY) != tenant_id:
         session.execute(
             text("select set_config('app.tenant_id', :t, true)"),
             {"t": str(tenant_id) if tenant_id else ""},
         )
+        session.info[SCOPED_KEY] = tenant_id
 
 
 def each_tenant(session: Session) -> Iterator[uuid.UUID]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from opdesk import audit, records
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput
+from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.security.tokens import random_token, token_hash
@@ -73,7 +74,6 @@ def hold(
     session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, hold_for: timedelta = HOLD_FOR
 ) -> Hold:
     """Keep a slot for one requester for a few minutes; the token proves who holds it."""
-    records.by_id(session, Slot, slot_id)  # 404 for unknown or foreign ids
     token = random_token()
     expires = ctx.now() + hold_for
     taken = session.execute(
@@ -85,8 +85,10 @@ def hold(
             meta=Slot.meta.op("-")("waitlistLock").op("||")({"holdHash": token_hash(token).hex()}),
         )
         .returning(Slot.id)
+        .execution_options(synchronize_session=False)
     ).first()
     if taken is None:
+        records.by_id(session, Slot, slot_id)  # 404 for unknown or foreign ids
         raise Conflict("this slot has just been taken; please choose another")
     return Hold(slot_id, token, expires)
 
@@ -101,8 +103,18 @@ def _held_for(ctx: RequestContext, origin: Origin) -> ColumnElement[bool] | None
     return None
 
 
-def check_visit_type(slot: Slot, visit_type: str) -> None:
-    offered = slot.meta.get("visitType") or []
+def _patient(session: Session, patient_id: uuid.UUID) -> Any:
+    """Only what booking needs of the patient (not their encrypted record)."""
+    found = session.execute(
+        select(Patient.id, Patient.flags_blocked).where(Patient.id == patient_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"no patient with id {patient_id}")
+    return found
+
+
+def check_visit_type(meta: dict[str, Any], visit_type: str) -> None:
+    offered = meta.get("visitType") or []
     if visit_type not in offered:
         choices = ", ".join(offered) or "none"
         raise InvalidInput(
@@ -110,37 +122,51 @@ def check_visit_type(slot: Slot, visit_type: str) -> None:
         )
 
 
-def take_slot(session: Session, ctx: RequestContext, slot: Slot, origin: Origin) -> None:
-    """Mark the slot booked if this requester may have it; 409 otherwise."""
+@dataclass(frozen=True)
+class Taken:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    doctor_id: uuid.UUID
+    meta: dict[str, Any]
+
+
+def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin: Origin) -> Taken:
+    """Mark the slot booked if this requester may have it: 404 if unknown, 409 if taken.
+
+    The happy path is this one UPDATE; the slot is read only to explain a refusal.
+    """
     mine = _held_for(ctx, origin)
     condition = claimable(ctx) if mine is None else or_(mine, claimable(ctx))
     won = session.execute(
         update(Slot)
-        .where(Slot.id == slot.id, condition)
+        .where(Slot.id == slot_id, condition)
         .values(
             status="booked",
             hold_expires_at=None,
             meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
         )
-        .returning(Slot.id)
+        .returning(Slot.tenant_id, Slot.id, Slot.doctor_id, Slot.meta)
+        .execution_options(synchronize_session=False)
     ).first()
     if won is None:
+        records.by_id(session, Slot, slot_id)
         raise Conflict("this slot is no longer available; please choose another")
+    return Taken(*won)
 
 
 def book(session: Session, ctx: RequestContext, request: Request) -> Appointment:
     """Book a slot, from the requester's hold or directly (front desk). Losers get 409."""
     origin = request.origin
-    patient = records.by_id(session, Patient, request.patient_id)
+    patient = _patient(session, request.patient_id)
     if origin.online and patient.flags_blocked:
         raise Forbidden("this patient cannot book online; please call the clinic")
-    slot = records.by_id(session, Slot, request.slot_id)
-    check_visit_type(slot, request.visit_type)
     if origin.follow_up_for is not None:
         earlier = records.by_id(session, Appointment, origin.follow_up_for)
         if earlier.patient_id != patient.id:
             raise InvalidInput([FieldError("followUpFor", "is another patient's appointment")])
-    take_slot(session, ctx, slot, origin)
+    # Take the slot first; a refusal below rolls the whole request back with it.
+    slot = take_slot(session, ctx, request.slot_id, origin)
+    check_visit_type(slot.meta, request.visit_type)
     now = ctx.now()
     appointment = Appointment(
         tenant_id=slot.tenant_id,
