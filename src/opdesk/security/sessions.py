@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
@@ -102,40 +103,62 @@ def resolve(
     if tenant_id is None:
         return None
     bind_tenant(session, tenant_id)
-    found = session.execute(
-        select(AuthSession, User, Tenant.timezone)
+    # Plain columns, not ORM objects: this runs on every request.
+    row = session.execute(
+        select(
+            AuthSession.id,
+            AuthSession.tenant_id,
+            AuthSession.device_id,
+            AuthSession.stage,
+            AuthSession.last_seen_at,
+            AuthSession.idle_timeout_seconds,
+            AuthSession.expires_at,
+            User.id.label("user_id"),
+            User.active,
+            User.role,
+            User.name,
+            Tenant.timezone,
+        )
         .join(User, (User.tenant_id == AuthSession.tenant_id) & (User.id == AuthSession.user_id))
         .join(Tenant, Tenant.id == AuthSession.tenant_id)
         .where(AuthSession.token_hash == token_hash(token), AuthSession.ended_at.is_(None))
     ).one_or_none()
-    if found is None:
+    if row is None:
         bind_tenant(session, None)
         return None
-    row, user, timezone = found
     now = ctx.now()
-    reason = _why_over(row, user, now)
+    reason = _why_over(row, now)
     if reason is not None:
         bind_tenant(session, None)
         return Expired(row.tenant_id, row.id, reason)
-    if row.stage == "device" and _device_approved(session, row):
-        row.stage = "active"
+    changes: dict[str, object] = {}
+    stage = row.stage
+    if stage == "device" and _device_approved(session, row.tenant_id, row.device_id):
+        changes["stage"] = stage = "active"
     if now - row.last_seen_at >= TOUCH_EVERY:
-        row.last_seen_at = now
+        changes["last_seen_at"] = now
+    if changes:
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.tenant_id == row.tenant_id, AuthSession.id == row.id)
+            .values(**changes)
+            .execution_options(synchronize_session=False)
+        )
     return Principal(
         row.id,
         row.tenant_id,
-        user.id,
-        user.role,
-        row.stage,
-        user.name,
+        row.user_id,
+        row.role,
+        stage,
+        row.name,
         token,
         via_cookie,
-        timezone,
+        row.timezone,
     )
 
 
-def _why_over(row: AuthSession, user: User, now: datetime) -> str | None:
-    if not user.active:
+def _why_over(row: Any, now: datetime) -> str | None:
+    if not row.active:
         return "user-deactivated"
     if now >= row.expires_at:
         return "expired"
@@ -144,10 +167,10 @@ def _why_over(row: AuthSession, user: User, now: datetime) -> str | None:
     return None
 
 
-def _device_approved(session: Session, row: AuthSession) -> bool:
-    if row.device_id is None:
+def _device_approved(session: Session, tenant_id: uuid.UUID, device_id: uuid.UUID | None) -> bool:
+    if device_id is None:
         return False
-    device = session.get(Device, (row.tenant_id, row.device_id))
+    device = session.get(Device, (tenant_id, device_id))
     return device is not None and device.approved and device.revoked_at is None
 
 

@@ -28,7 +28,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def request_context(request: Request) -> RequestContext:
+async def request_context(request: Request) -> RequestContext:
+    """Who asks and when; ``async`` only so FastAPI runs it inline, not on a worker thread."""
     client = request.client
     return RequestContext(
         tenant_id=None,
