@@ -399,3 +399,72 @@ def test_public_holds_are_limited_per_address(
     base = f"/api/v1/public/clinics/{tenant.slug}"
     codes = [client.post(f"{base}/holds", json={"slotId": s["id"]}).status_code for s in slots[:11]]
     assert codes == [201] * 10 + [429]
+
+
+def test_exceptions_take_free_slots_away_and_bad_ranges_name_the_field(
+    client: TestClient, db: Database, ident: Any, tenant: Tenant, admin: Headers, desk: Headers
+) -> None:
+    doctor, slots = doctor_with_slots(client, db, ident, tenant, admin)
+    (patient,) = patients(db, ident, tenant, 1)
+    assert book(client, desk, slots[1], patient).status_code == 201
+    away = {"startsAt": slots[0]["startsAt"], "endsAt": slots[2]["endsAt"], "reason": "Leave"}
+    made = client.post(f"/api/v1/doctors/{doctor['id']}/exceptions", json=away, headers=admin)
+    assert made.status_code == 201 and made.json()["bookedInside"] == 1
+    left = client.get(
+        "/api/v1/slots",
+        params={"doctorId": doctor["id"], "from": MONDAY, "includeTaken": "true"},
+        headers=admin,
+    ).json()
+    assert [s["id"] for s in left] == [slots[1]["id"], slots[3]["id"]]  # the booked one stays
+    backwards = {"startsAt": slots[2]["endsAt"], "endsAt": slots[0]["startsAt"]}
+    refused = client.post(
+        f"/api/v1/doctors/{doctor['id']}/exceptions", json=backwards, headers=admin
+    )
+    assert refused.status_code == 422 and fields_of(refused) == {"endsAt"}
+    past = {"startsAt": "2020-01-01T09:00:00+05:30", "endsAt": "2020-01-02T09:00:00+05:30"}
+    old = client.post(f"/api/v1/doctors/{doctor['id']}/exceptions", json=past, headers=admin)
+    assert old.status_code == 422 and fields_of(old) == {"endsAt"}
+    removed = client.delete(
+        f"/api/v1/doctors/{doctor['id']}/exceptions/{made.json()['id']}", headers=admin
+    )
+    assert removed.status_code == 204
+    regenerated = client.post(
+        f"/api/v1/doctors/{doctor['id']}/slots/generate", json={"days": 30}, headers=admin
+    )
+    assert regenerated.status_code == 200 and regenerated.json()["created"] == 2
+    again = client.post(
+        f"/api/v1/doctors/{doctor['id']}/slots/generate", json={"days": 30}, headers=admin
+    )
+    assert again.json()["created"] == 0  # idempotent
+
+
+def test_waitlist_offer_reaches_the_patient_and_they_accept_it_online(
+    client: TestClient, db: Database, ident: Any, tenant: Tenant, admin: Headers, desk: Headers
+) -> None:
+    doctor, slots = doctor_with_slots(client, db, ident, tenant, admin)
+    first, waiting = patients(db, ident, tenant, 2)
+    taken = book(client, desk, slots[0], first).json()
+    joined = client.post(
+        "/api/v1/waitlist",
+        json={
+            "patientId": str(waiting.id),
+            "doctorId": doctor["id"],
+            "fromDate": MONDAY,
+            "untilDate": MONDAY,
+            "visitType": "consultation",
+        },
+        headers=desk,
+    )
+    assert joined.status_code == 201 and joined.json()["status"] == "waiting"
+    assert status(client, desk, taken, "cancelled").status_code == 200
+    mine = portal_login(db, ident, tenant, waiting)
+    (offer,) = client.get("/api/v1/me/waitlist-offers", headers=mine).json()
+    assert offer["slotId"] == slots[0]["id"]
+    strangers = portal_login(db, ident, tenant, first)
+    assert (
+        client.post(f"/api/v1/me/waitlist-offers/{offer['id']}/accept", headers=strangers)
+    ).status_code == 404
+    accepted = client.post(f"/api/v1/me/waitlist-offers/{offer['id']}/accept", headers=mine)
+    assert accepted.status_code == 201
+    assert accepted.json()["waitlistOrigin"] == joined.json()["id"]
+    assert client.get("/api/v1/waitlist", headers=desk).json() == []

@@ -177,3 +177,21 @@ def test_blocked_patients_cannot_book_online(db: Database, ident: Any) -> None:
     with pytest.raises(Forbidden):
         book(db, tenant, slots[0], blocked, online=True)
     book(db, tenant, slots[0], blocked, channel="walk-in")  # the front desk may still
+
+
+def test_the_sweeper_releases_lapsed_holds(db: Database, ident: Any) -> None:
+    from opdesk.scheduling import waitlist
+
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 2)
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        hold(db, tenant, slots[0])
+        hold(db, tenant, slots[1])
+    with time_machine.travel(start + booking.HOLD_FOR + timedelta(seconds=1), tick=False):
+        hold(db, tenant, slots[1])  # taken again after it lapsed: still held
+        ctx = ctx_for(None)
+        with transaction(db, ctx) as session:
+            _offers, released = waitlist.sweep(session, ctx, ident.cipher)
+    assert released >= 1
+    states = {s.id: s.status for s in slots_of(db, tenant, _doctor)}
+    assert states == {slots[0].id: "free", slots[1].id: "held"}
