@@ -145,6 +145,7 @@ def get_templates(
 @router.put("/doctors/{doctor_id}/templates", response_model=list[TemplateOut])
 def put_templates(
     body: TemplatesIn,
+    request: Request,
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
@@ -165,7 +166,9 @@ def put_templates(
         ],
         valid_from=body.valid_from or today,
     )
-    service.generate_slots(session, ctx, doctor_id=doctor.id)
+    service.generate_slots(
+        session, ctx, doctor_id=doctor.id, days=settings_of(request).slot_days_ahead
+    )
     return [TemplateOut.model_validate(t) for t in rows]
 
 
