@@ -100,7 +100,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
             )
             for step in steps[state]:
                 lifecycle.transition(session, ctx, ident.cipher, appointment_id=made.id, to=step)
-        queries.set_blocked(session, ctx, slots[7].id, blocked=True)
+        service.set_blocked(session, ctx, slots[7].id, blocked=True)
         booking.hold(session, ctx, slot_id=slots[8].id)
     return Clinic(tenant, doctor, user, tomorrow, slots, people)
 

@@ -300,7 +300,7 @@ def block_slot(
     _: Annotated[Principal, acting("appointments:write")],
 ) -> SlotOut:
     """Take a free slot out of booking (the doctor is called away, an emergency)."""
-    return SlotOut.of(queries.set_blocked(session, ctx, slot_id, blocked=True), ctx.now())
+    return SlotOut.of(service.set_blocked(session, ctx, slot_id, blocked=True), ctx.now())
 
 
 @router.post("/slots/{slot_id}/unblock", response_model=SlotOut)
@@ -311,7 +311,7 @@ def unblock_slot(
     ctx: Ctx,
     _: Annotated[Principal, acting("appointments:write")],
 ) -> SlotOut:
-    slot = queries.set_blocked(session, ctx, slot_id, blocked=False)
+    slot = service.set_blocked(session, ctx, slot_id, blocked=False)
     waitlist.offer_next(session, ctx, cipher_of(request), slot, offer_for(request))
     return SlotOut.of(slot, ctx.now())
 

@@ -211,7 +211,7 @@ def _busy_today(
     for i, (state, slot) in enumerate(zip(TODAY_PLAN, rows, strict=False)):
         moment[0] = slot.starts_at - timedelta(days=1)
         if state == "blocked":
-            queries.set_blocked(session, lived, slot.id, blocked=True)
+            service.set_blocked(session, lived, slot.id, blocked=True)
             continue
         if state == "held":
             if slot.ends_at > ctx.now():  # a slot already over cannot be held any more

@@ -6,12 +6,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import select, true, update
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
 
 from opdesk import records
 from opdesk.context import RequestContext
-from opdesk.errors import Conflict, FieldError, InvalidInput
+from opdesk.errors import FieldError, InvalidInput
 from opdesk.patients.models import Patient
 from opdesk.scheduling.booking import claimable
 from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
@@ -78,22 +78,6 @@ def next_available(
         .order_by(slot.starts_at)
     ).all()
     return [(d, s) for d, s in rows]
-
-
-def set_blocked(
-    session: Session, ctx: RequestContext, slot_id: uuid.UUID, *, blocked: bool
-) -> Slot:
-    records.by_id(session, Slot, slot_id)
-    condition = claimable(ctx) if blocked else Slot.status == "blocked"
-    changed = session.execute(
-        update(Slot)
-        .where(Slot.id == slot_id, condition)
-        .values(status="blocked" if blocked else "free", hold_expires_at=None)
-        .returning(Slot)
-    ).scalar_one_or_none()
-    if changed is None:
-        raise Conflict("only a free slot can be blocked" if blocked else "this slot is not blocked")
-    return changed
 
 
 def appointments(

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
 from opdesk.identity.models import User
+from opdesk.scheduling.booking import claimable
 from opdesk.scheduling.models import (
     AvailabilityException,
     AvailabilityTemplate,
@@ -220,6 +221,14 @@ def generate_slots(
     for i in range(0, len(rows), INSERT_BATCH):
         stmt = insert(Slot).values(rows[i : i + INSERT_BATCH]).on_conflict_do_nothing()
         made += len(session.execute(stmt.returning(Slot.id)).all())
+    if made:  # one event per run, not one per slot
+        audit.record(
+            ctx,
+            entity="slots",
+            entity_id=doctor.id,
+            action="create",
+            diff=audit.diff_of({}, {"doctorId": doctor.id, "slots": made, "from": start}),
+        )
     return made
 
 
@@ -396,3 +405,29 @@ def exceptions_of(
             .order_by(AvailabilityException.starts_at)
         ).scalars()
     )
+
+
+def set_blocked(
+    session: Session, ctx: RequestContext, slot_id: uuid.UUID, *, blocked: bool
+) -> Slot:
+    """Take a free slot out of booking, or put a blocked one back (audited, from/to)."""
+    records.by_id(session, Slot, slot_id)
+    condition = claimable(ctx) if blocked else Slot.status == "blocked"
+    changed = session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, condition)
+        .values(status="blocked" if blocked else "free", hold_expires_at=None)
+        .returning(Slot)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if changed is None:
+        raise Conflict("only a free slot can be blocked" if blocked else "this slot is not blocked")
+    audit.record(
+        ctx,
+        entity="slots",
+        entity_id=changed.id,
+        action="state-transition",
+        from_state="free" if blocked else "blocked",
+        to_state=changed.status,
+    )
+    return changed

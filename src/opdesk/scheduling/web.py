@@ -224,7 +224,7 @@ def _set_blocked(
     url = calendar_url(slot.doctor_id, slot.date)
     try:
         with session.begin_nested():
-            changed = queries.set_blocked(session, ctx, slot.id, blocked=blocked)
+            changed = service.set_blocked(session, ctx, slot.id, blocked=blocked)
     except DomainError as refused:
         return back_to(request, url, str(refused), "error")
     if not blocked:
