@@ -57,13 +57,14 @@ DOCS_PAGE = """<!doctype html>
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    router.include_router(tenancy_api.router)
-    router.include_router(identity_api.router)
+    # Routes are matched in order, one by one: the busiest (booking, patients) go first.
+    router.include_router(scheduling_api.router)
     router.include_router(patients_api.router)
+    router.include_router(self_booking_api.router)
+    router.include_router(identity_api.router)
     router.include_router(documents_api.router)
     router.include_router(consents_api.router)
-    router.include_router(scheduling_api.router)
-    router.include_router(self_booking_api.router)
+    router.include_router(tenancy_api.router)
     return router
 
 

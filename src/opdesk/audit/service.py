@@ -180,15 +180,22 @@ def append_chain(session: Session, events: list[PendingEvent]) -> None:
         row = {**vars(pending), "seq": last_seq, "prev_hash": last_hash}
         row["hash"] = last_hash = link_hash(last_hash, row)
         rows.append(row)
-    # Core statements: the ORM's bulk paths cost more Python than the SQL itself here.
-    session.execute(EVENTS.insert(), rows)
-    session.execute(
+    move_head = (
         HEADS.update()
         .where(HEADS.c.tenant_id == tenant_id)
         .values(last_seq=last_seq, last_hash=last_hash)
     )
+    if len(rows) <= ONE_STATEMENT_ROWS:
+        # The insert as a data-modifying CTE of the head's update: one round trip less
+        # while the chain lock is held. (Bulk imports go row batch by row batch below.)
+        session.execute(move_head.add_cte(EVENTS.insert().values(rows).cte("appended")))
+        return
+    session.execute(EVENTS.insert(), rows)
+    session.execute(move_head)
 
 
+# A request writes a handful of events; PostgreSQL takes at most 65,535 parameters.
+ONE_STATEMENT_ROWS = 50
 EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 HEADS: Table = AuditChainHead.__table__  # type: ignore[assignment]
 

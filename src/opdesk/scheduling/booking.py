@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
@@ -25,6 +25,7 @@ from opdesk.scheduling.models import Appointment, Slot
 from opdesk.security.tokens import random_token, token_hash
 
 HOLD_FOR = timedelta(minutes=5)
+APPOINTMENTS: Table = Appointment.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -168,27 +169,29 @@ def book(session: Session, ctx: RequestContext, request: Request) -> Appointment
     slot = take_slot(session, ctx, request.slot_id, origin)
     check_visit_type(slot.meta, request.visit_type)
     now = ctx.now()
-    appointment = Appointment(
-        tenant_id=slot.tenant_id,
-        id=new_id(),
-        patient_id=patient.id,
-        doctor_id=slot.doctor_id,
-        slot_id=slot.id,
-        visit_type=request.visit_type,
-        reason=request.reason,
-        notes=request.notes,
-        channel=request.channel,
-        status="confirmed",
-        timeline_requested_at=now,
-        timeline_confirmed_at=now,
-        waitlist_origin=origin.waitlist_entry_id,
-        reschedule_of=origin.reschedule_of,
-        follow_up_for=origin.follow_up_for,
-        created_by=ctx.actor_id,
-        updated_at=now,
-    )
-    session.add(appointment)
-    session.flush()  # the live-per-slot unique index is the last line of defence (409)
+    fields = {
+        "tenant_id": slot.tenant_id,
+        "id": new_id(),
+        "patient_id": patient.id,
+        "doctor_id": slot.doctor_id,
+        "slot_id": slot.id,
+        "visit_type": request.visit_type,
+        "reason": request.reason,
+        "notes": request.notes,
+        "channel": request.channel,
+        "status": "confirmed",
+        "timeline_requested_at": now,
+        "timeline_confirmed_at": now,
+        "waitlist_origin": origin.waitlist_entry_id,
+        "reschedule_of": origin.reschedule_of,
+        "follow_up_for": origin.follow_up_for,
+        "created_by": ctx.actor_id,
+        "updated_at": now,
+    }
+    # A plain INSERT (the ORM's unit of work costs more than the SQL on this hot path);
+    # the live-per-slot unique index is the last line of defence (409).
+    session.execute(insert(APPOINTMENTS).values(fields))
+    appointment = Appointment(**fields)  # as written; load it from the session to change it
     audit.record(
         ctx,
         entity="appointments",
