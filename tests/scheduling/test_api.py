@@ -215,13 +215,17 @@ def test_holds_blocked_and_booked_slots_refuse_other_bookings(
     held = client.post(f"/api/v1/slots/{slots[0]['id']}/hold", headers=desk)
     assert held.status_code == 201
     token = held.json()["holdToken"]
-    assert book(client, desk, slots[0], b).status_code == 409  # held for someone else
+    someone_elses = book(client, desk, slots[0], b)
+    assert someone_elses.status_code == 409
+    assert "being booked by someone else" in someone_elses.json()["detail"]
     assert book(client, desk, slots[0], b, holdToken="not-the-token").status_code == 409
     assert book(client, desk, slots[0], a, holdToken=token).status_code == 201
-    assert book(client, desk, slots[0], b).status_code == 409  # booked
+    taken = book(client, desk, slots[0], b)
+    assert taken.status_code == 409 and "already booked" in taken.json()["detail"]
     blocked = client.post(f"/api/v1/slots/{slots[1]['id']}/block", headers=desk)
     assert blocked.status_code == 200 and blocked.json()["status"] == "blocked"
-    assert book(client, desk, slots[1], b).status_code == 409
+    closed = book(client, desk, slots[1], b)
+    assert closed.status_code == 409 and "not open for booking" in closed.json()["detail"]
     wrong_type = book(client, desk, slots[2], b, visitType="new")
     assert wrong_type.status_code == 422 and fields_of(wrong_type) == {"visitType"}
     free = client.get(

@@ -89,9 +89,20 @@ def hold(
         .execution_options(synchronize_session=False)
     ).first()
     if taken is None:
-        records.by_id(session, Slot, slot_id)  # 404 for unknown or foreign ids
-        raise Conflict("this slot has just been taken; please choose another")
+        raise refusal(ctx, records.by_id(session, Slot, slot_id))  # 404 when unknown
     return Hold(slot_id, token, expires)
+
+
+def refusal(ctx: RequestContext, slot: Slot) -> Conflict:
+    """Why a slot cannot be had, in words for the person who asked."""
+    if slot.ends_at <= ctx.now():
+        return Conflict("this slot is already over; please choose a later one")
+    reason = {
+        "booked": "is already booked",
+        "held": "is being booked by someone else right now",
+        "blocked": "is not open for booking",
+    }.get(slot.status, "is no longer available")
+    return Conflict(f"this slot {reason}; please choose another")
 
 
 def _held_for(ctx: RequestContext, origin: Origin) -> ColumnElement[bool] | None:
@@ -150,8 +161,7 @@ def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin:
         .execution_options(synchronize_session=False)
     ).first()
     if won is None:
-        records.by_id(session, Slot, slot_id)
-        raise Conflict("this slot is no longer available; please choose another")
+        raise refusal(ctx, records.by_id(session, Slot, slot_id))  # 404 when unknown
     return Taken(*won)
 
 
