@@ -29,6 +29,7 @@ from opdesk.notifications import web as notifications_web
 from opdesk.patients import api as patients_api
 from opdesk.patients import web as patients_web
 from opdesk.portal import web as portal_web
+from opdesk.scheduling import admin_web as doctors_admin_web
 from opdesk.scheduling import api as scheduling_api
 from opdesk.scheduling import portal_api as self_booking_api
 from opdesk.scheduling import portal_web as self_booking_web
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(portal_web.router)
     app.include_router(consents_web.router)
     app.include_router(scheduling_web.router)
+    app.include_router(doctors_admin_web.router)
     app.include_router(self_booking_web.router)
     app.include_router(documents_api.share_router)
 

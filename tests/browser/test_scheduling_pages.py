@@ -213,3 +213,79 @@ def test_patient_books_online_signing_in_while_the_slot_is_held(
     assert page.get_by_role("status").inner_text() == "Your appointment is cancelled."
     assert problems == [], problems
     page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_admin_adds_a_doctor_sets_hours_and_time_away(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    tenant = make_tenant(db, "Sahyadri Clinic")
+    admin = make_user(db, ident, tenant, "admin", name="Meera Kulkarni")
+    make_user(db, ident, tenant, "doctor", name="Dr. Farhan Shaikh")
+    page, problems = open_page(browser, width)
+    staff_sign_in(page, live_server, tenant.slug, admin.email or "")
+    page.wait_for_url("**/app")
+    page.goto(f"{live_server}/admin/doctors")
+    page.get_by_label("Name shown to patients").fill("Dr. Farhan Shaikh")
+    page.get_by_label("Specialty").fill("Paediatrics")
+    page.get_by_label("Medical registration number").fill("MMC-2015-11873")
+    page.get_by_role("button", name="Add profile").click()
+    page.wait_for_url("**/admin/doctors/*")
+    assert "Now set the weekly hours" in page.get_by_role("status").inner_text()
+
+    page.get_by_label("From, row 1").fill("10:00")
+    page.get_by_label("To, row 1").fill("13:00")
+    page.get_by_label("From, row 2").fill("12:00")  # overlaps row 1 on Monday
+    page.get_by_label("To, row 2").fill("14:00")
+    page.get_by_role("button", name="Save weekly hours").click()
+    assert "overlaps template 0" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Day, row 2").select_option("Tuesday")
+    page.get_by_label("From, row 2").fill("12:00")
+    page.get_by_label("To, row 2").fill("14:00")
+    page.get_by_role("button", name="Save weekly hours").click()
+    saved = page.get_by_role("status").inner_text()
+    assert "Weekly hours saved" in saved and "slots ready" in saved
+    assert page.get_by_label("From, row 1").input_value() == "10:00"  # Monday kept
+    assert page.get_by_label("From, row 2").input_value() == "12:00"
+
+    tomorrow = datetime.now(UTC).astimezone(IST).date() + timedelta(days=1)
+    page.get_by_label("From", exact=True).fill(f"{tomorrow.isoformat()}T00:00")
+    page.get_by_label("Until", exact=True).fill(f"{tomorrow.isoformat()}T23:59")
+    page.get_by_label("Reason").fill("Conference")
+    page.get_by_role("button", name="Add time away").click()
+    assert "Time away saved" in page.get_by_role("status").inner_text()
+    assert "Conference" in page.locator(".away-list").inner_text()
+    shot(page, f"admin-doctor-{width}")
+    page.goto(f"{live_server}/admin/doctors")
+    shot(page, f"admin-doctors-{width}")
+    assert problems == [], problems
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_desk_puts_a_patient_on_the_waitlist_and_books_the_offer(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    clinic = clinic_with_a_day(db, ident, "Godavari Clinic")
+    desk = make_user(db, ident, clinic.tenant, "frontdesk", name="Ravi Patil")
+    page, problems = open_page(browser, width)
+    staff_sign_in(page, live_server, clinic.tenant.slug, desk.email or "")
+    page.wait_for_url("**/app")
+    page.goto(f"{live_server}/waitlist")
+    page.get_by_label("Patient").fill("Arjun")
+    page.locator("#wait-options .patient-option input").first.check()
+    page.get_by_label("From").fill(clinic.tomorrow.isoformat())
+    page.get_by_label("Until").fill(clinic.tomorrow.isoformat())
+    page.get_by_role("button", name="Add to waitlist").click()
+    assert "Added to the waitlist" in page.get_by_role("status").inner_text()
+
+    page.goto(f"{live_server}/calendar?date={clinic.tomorrow.isoformat()}")
+    confirmed = page.locator(".slot.st-confirmed").first
+    confirmed.get_by_role("button", name="Cancel").click()
+    page.goto(f"{live_server}/waitlist")
+    assert "Offered" in page.locator("tbody").inner_text()
+    shot(page, f"waitlist-{width}")
+    page.get_by_role("button", name="Book it").click()
+    assert page.get_by_role("status").inner_text() == "Booked from the waitlist."
+    assert problems == [], problems
+    page.context.close()

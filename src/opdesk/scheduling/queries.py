@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
@@ -14,7 +14,13 @@ from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.patients.models import Patient
 from opdesk.scheduling.booking import claimable
-from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
+from opdesk.scheduling.models import (
+    Appointment,
+    DoctorProfile,
+    Slot,
+    WaitlistEntry,
+    WaitlistLock,
+)
 
 LONGEST_SEARCH = timedelta(days=31)
 FURTHEST = timedelta(days=366)
@@ -207,3 +213,42 @@ def patient_appointments(
         .limit(100)
     ).all()
     return [(a, s, d, p) for a, s, d, p in rows]
+
+
+@dataclass(frozen=True)
+class WaitingRow:
+    entry: WaitlistEntry
+    patient: Patient
+    doctor: DoctorProfile
+    offer: WaitlistLock | None
+    offered_slot: Slot | None
+
+
+def waiting_list(session: Session, now: datetime) -> list[WaitingRow]:
+    """Who is waiting for which doctor, with the open offer (and its slot) if there is one."""
+    open_offer = (
+        (WaitlistLock.tenant_id == WaitlistEntry.tenant_id)
+        & (WaitlistLock.entry_id == WaitlistEntry.id)
+        & (WaitlistLock.status == "offered")
+        & (WaitlistLock.expires_at > now)
+    )
+    rows = session.execute(
+        select(WaitlistEntry, Patient, DoctorProfile, WaitlistLock, Slot)
+        .join(
+            Patient,
+            (Patient.tenant_id == WaitlistEntry.tenant_id)
+            & (Patient.id == WaitlistEntry.patient_id),
+        )
+        .join(
+            DoctorProfile,
+            (DoctorProfile.tenant_id == WaitlistEntry.tenant_id)
+            & (DoctorProfile.id == WaitlistEntry.doctor_id),
+        )
+        .outerjoin(WaitlistLock, open_offer)
+        .outerjoin(
+            Slot, (Slot.tenant_id == WaitlistLock.tenant_id) & (Slot.id == WaitlistLock.slot_id)
+        )
+        .where(WaitlistEntry.status.in_(("waiting", "offered")))
+        .order_by(WaitlistEntry.created_at)
+    ).all()
+    return [WaitingRow(e, p, d, o, s) for e, p, d, o, s in rows]

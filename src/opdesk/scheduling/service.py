@@ -305,8 +305,12 @@ def update_doctor(
     return doctor
 
 
-def doctors(session: Session, *, specialty: str | None = None) -> list[DoctorProfile]:
-    stmt = select(DoctorProfile).where(DoctorProfile.active.is_(True))
+def doctors(
+    session: Session, *, specialty: str | None = None, include_inactive: bool = False
+) -> list[DoctorProfile]:
+    stmt = select(DoctorProfile)
+    if not include_inactive:
+        stmt = stmt.where(DoctorProfile.active.is_(True))
     if specialty:
         stmt = stmt.where(DoctorProfile.specialty == specialty)
     return list(session.execute(stmt.order_by(DoctorProfile.display_name)).scalars())

@@ -398,3 +398,85 @@ def my_queue_board(request: Request, session: DbSession, ctx: Ctx, who: Doctor) 
         may_write=True,
         back="my-queue",
     )
+
+
+# ------------------------------------------------------------------ waitlist
+
+
+@router.get("/waitlist")
+def waitlist_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> Response:
+    """Patients waiting for a doctor's free slot, and the offers out to them right now."""
+    today = tenants.today_at_clinic(session, ctx)
+    return page(
+        request,
+        "scheduling/waitlist.html",
+        rows=queries.waiting_list(session, ctx.now()),
+        doctors=service.doctors(session),
+        today=today,
+        may_write=allowed(who.role, "appointments:write"),
+    )
+
+
+@router.post("/waitlist")
+def join_waitlist(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    doctor_id: Annotated[uuid.UUID, Form()],
+    from_date: Annotated[date, Form()],
+    until_date: Annotated[date, Form()],
+    patient_id: Annotated[uuid.UUID | None, Form()] = None,
+) -> Response:
+    if patient_id is None:
+        return back_to(request, "/waitlist", "Choose the patient who wants to wait.", "error")
+    doctor = records.by_id(session, DoctorProfile, doctor_id)
+    try:
+        with session.begin_nested():
+            waitlist.join(
+                session,
+                ctx,
+                patient_id=patient_id,
+                doctor_id=doctor.id,
+                from_date=from_date,
+                until_date=until_date,
+                visit_type=doctor.visit_types[0]["code"],
+            )
+    except DomainError as refused:
+        return back_to(request, "/waitlist", str(refused), "error")
+    return back_to(
+        request, "/waitlist", "Added to the waitlist; we will offer the first free slot."
+    )
+
+
+@router.post("/waitlist/{entry_id}/withdraw")
+def withdraw(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, entry_id: uuid.UUID
+) -> Response:
+    waitlist.withdraw(session, ctx, entry_id=entry_id)
+    return back_to(request, "/waitlist", "Taken off the waitlist.")
+
+
+@router.post("/waitlist/offers/{offer_id}/accept")
+def accept_offer(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID
+) -> Response:
+    """The patient said yes on the phone."""
+    try:
+        with session.begin_nested():
+            waitlist.accept(session, ctx, lock_id=offer_id, channel="phone", online=False)
+    except DomainError as refused:
+        return back_to(request, "/waitlist", str(refused), "error")
+    return back_to(request, "/waitlist", "Booked from the waitlist.")
+
+
+@router.post("/waitlist/offers/{offer_id}/decline")
+def decline_offer(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID
+) -> Response:
+    try:
+        with session.begin_nested():
+            waitlist.decline(session, ctx, request.app.state.cipher, lock_id=offer_id)
+    except DomainError as refused:
+        return back_to(request, "/waitlist", str(refused), "error")
+    return back_to(request, "/waitlist", "Declined; the slot goes to the next patient in line.")

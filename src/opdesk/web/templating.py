@@ -49,12 +49,14 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Patients", "/patients", "patients:read"),
     ("Calendar", "/calendar", "appointments:read"),
     ("Queue", "/queue", "appointments:read"),
+    ("Waitlist", "/waitlist", "appointments:read"),
     ("My queue", "/my-queue", "visits:read"),
     ("Users", "/admin/users", "users:read"),
     ("Devices", "/admin/devices", "devices:manage"),
     ("Sign-ins", "/admin/sign-ins", "audit:read"),
     ("Security", "/admin/security", "clinic:manage"),
     ("Consent texts", "/admin/consents", "clinic:manage"),
+    ("Doctors", "/admin/doctors", "clinic:manage"),
     ("Account", "/account", "account:self"),
 )
 

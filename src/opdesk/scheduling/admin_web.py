@@ -1,0 +1,268 @@
+"""Admin pages: doctor profiles, weekly hours and time away (leave, holidays)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from opdesk.context import RequestContext
+from opdesk.errors import FieldError, InvalidInput
+from opdesk.identity import queries as identity_queries
+from opdesk.scheduling import service
+from opdesk.scheduling.api import doctor_in_path
+from opdesk.scheduling.models import DoctorProfile
+from opdesk.scheduling.web import back_to, page
+from opdesk.security.sessions import Principal
+from opdesk.tenancy import service as tenants
+from opdesk.web.deps import Ctx, DbSession, acting
+
+router = APIRouter(include_in_schema=False)
+Admin = Annotated[Principal, acting("clinic:manage")]
+Doctor = Annotated[DoctorProfile, Depends(doctor_in_path)]
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+BLANK_ROWS = 3
+_VISIT = re.compile(r"^\s*(?P<code>[a-z0-9-]+)\s*:\s*(?P<label>[^,]+?)\s*,\s*(?P<minutes>\d+)\s*$")
+
+
+@router.get("/admin/doctors")
+def doctors_page(request: Request, session: DbSession, _: Admin) -> Response:
+    """The clinic's doctors, and a form to add a profile for a doctor user without one."""
+    profiles = service.doctors(session, include_inactive=True)
+    with_profile = {d.user_id for d in profiles}
+    users = [
+        u
+        for u in identity_queries.users(session)
+        if u.role == "doctor" and u.active and u.id not in with_profile
+    ]
+    return page(request, "scheduling/admin_doctors.html", doctors=profiles, users=users)
+
+
+def _visit_types(text: str) -> tuple[service.VisitType, ...]:
+    """One per line: ``consultation: Consultation, 15``."""
+    found = []
+    for number, line in enumerate(filter(None, (raw.strip() for raw in text.splitlines()))):
+        match = _VISIT.match(line)
+        if not match:
+            raise InvalidInput(
+                [FieldError("visit_types", f"line {number + 1}: write it as code: Label, minutes")]
+            )
+        minutes = int(match["minutes"])
+        found.append(service.VisitType(match["code"], match["label"], minutes))
+    if not found:
+        raise InvalidInput([FieldError("visit_types", "add at least one visit type")])
+    return tuple(found)
+
+
+def _fee(text: str) -> Decimal:
+    try:
+        fee = Decimal(text.strip() or "0")
+    except InvalidOperation:
+        raise InvalidInput(
+            [FieldError("consultation_fee", "must be an amount in rupees")]
+        ) from None
+    if fee < 0:
+        raise InvalidInput([FieldError("consultation_fee", "cannot be negative")])
+    return fee.quantize(Decimal("0.01"))
+
+
+@router.post("/admin/doctors")
+def add_doctor(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Admin,
+    user_id: Annotated[uuid.UUID, Form()],
+    display_name: Annotated[str, Form(min_length=1, max_length=200)],
+    specialty: Annotated[str, Form(min_length=1, max_length=200)],
+    registration_number: Annotated[str, Form(min_length=3, max_length=40)],
+    consultation_fee: Annotated[str, Form(max_length=20)] = "0",
+    visit_types: Annotated[str, Form(max_length=2000)] = "consultation: Consultation, 15",
+) -> Response:
+    try:
+        with session.begin_nested():
+            doctor = service.create_doctor(
+                session,
+                ctx,
+                user_id=user_id,
+                fields=service.DoctorFields(
+                    display_name=display_name.strip(),
+                    specialty=specialty.strip(),
+                    registration_number=registration_number.strip(),
+                    consultation_fee=_fee(consultation_fee),
+                    visit_types=_visit_types(visit_types),
+                ),
+            )
+    except InvalidInput as bad:
+        return back_to(request, "/admin/doctors", str(bad), "error")
+    return back_to(
+        request, f"/admin/doctors/{doctor.id}", "Profile added. Now set the weekly hours."
+    )
+
+
+@router.get("/admin/doctors/{doctor_id}")
+def doctor_page(
+    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor
+) -> Response:
+    """Weekly hours (as editable rows) and upcoming time away."""
+    rows = [
+        {
+            "weekday": t.weekday,
+            "start_time": t.start_time.strftime("%H:%M"),
+            "end_time": t.end_time.strftime("%H:%M"),
+            "slot_minutes": t.slot_minutes,
+            "buffer_before": t.buffer_before,
+            "buffer_after": t.buffer_after,
+            "visit_types": ", ".join(t.visit_types),
+        }
+        for t in service.templates_of(session, doctor.id)
+    ]
+    return _doctor_page(request, session, ctx, doctor, rows)
+
+
+def _doctor_page(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    doctor: DoctorProfile,
+    rows: list[dict[str, Any]],
+    problem: str | None = None,
+) -> Response:
+    return page(
+        request,
+        "scheduling/admin_doctor.html",
+        status_code=422 if problem else 200,
+        doctor=doctor,
+        rows=rows + [{} for _ in range(BLANK_ROWS)],
+        problem=problem,
+        weekdays=list(enumerate(WEEKDAYS)),
+        away=service.exceptions_of(session, ctx, doctor.id),
+        tz=tenants.zone_of(session, doctor.tenant_id).key,
+    )
+
+
+def _typed_rows(form: dict[str, str]) -> list[dict[str, Any]]:
+    """The rows as the admin typed them, to show again next to what was wrong."""
+    fields = ("start_time", "end_time", "slot_minutes", "buffer_before", "buffer_after")
+    rows = []
+    for i in range(int(form.get("rows", "0"))):
+        row: dict[str, Any] = {name: form.get(f"{name}_{i}", "") for name in fields}
+        if not row["start_time"] and not row["end_time"]:
+            continue
+        row["weekday"] = int(form.get(f"weekday_{i}", "0") or 0)
+        row["visit_types"] = form.get(f"visit_types_{i}", "")
+        rows.append(row)
+    return rows
+
+
+def _openings(form: dict[str, str], count: int) -> list[service.Opening]:
+    """The hours rows that were filled in; a half-filled row names what it misses."""
+    openings, errors = [], []
+    for i in range(count):
+        start, end = form.get(f"start_time_{i}", ""), form.get(f"end_time_{i}", "")
+        if not start and not end:
+            continue
+        try:
+            openings.append(
+                service.Opening(
+                    weekday=int(form.get(f"weekday_{i}", "0")),
+                    start_time=time.fromisoformat(start),
+                    end_time=time.fromisoformat(end),
+                    slot_minutes=int(form.get(f"slot_minutes_{i}") or 0),
+                    buffer_before=int(form.get(f"buffer_before_{i}") or 0),
+                    buffer_after=int(form.get(f"buffer_after_{i}") or 0),
+                    visit_types=tuple(
+                        c.strip() for c in form.get(f"visit_types_{i}", "").split(",") if c.strip()
+                    ),
+                )
+            )
+        except ValueError:
+            errors.append(FieldError(f"row {i + 1}", "times as HH:MM and minutes as numbers"))
+    if errors:
+        raise InvalidInput(errors)
+    return openings
+
+
+def _replace_hours(
+    session: Session, ctx: RequestContext, doctor: DoctorProfile, form: dict[str, str], days: int
+) -> int:
+    openings = _openings(form, int(form.get("rows", "0")))
+    known = {v["code"] for v in doctor.visit_types}
+    for i, opening in enumerate(openings):
+        if not opening.visit_types or set(opening.visit_types) - known:
+            codes = ", ".join(sorted(known))
+            raise InvalidInput([FieldError(f"templates.{i}.visitTypes", f"use the codes {codes}")])
+    today = tenants.today_at_clinic(session, ctx)
+    service.set_templates(session, ctx, doctor_id=doctor.id, openings=openings, valid_from=today)
+    return service.generate_slots(session, ctx, doctor_id=doctor.id, days=days)
+
+
+@router.post("/admin/doctors/{doctor_id}/hours")
+async def save_hours(
+    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor
+) -> Response:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    url = f"/admin/doctors/{doctor.id}"
+    settings = request.app.state.settings
+    try:
+        with session.begin_nested():
+            made = _replace_hours(session, ctx, doctor, form, settings.slot_days_ahead)
+    except (InvalidInput, ValueError) as bad:
+        return _doctor_page(request, session, ctx, doctor, _typed_rows(form), problem=str(bad))
+    return back_to(request, url, f"Weekly hours saved; {made} slots ready for booking.")
+
+
+@router.post("/admin/doctors/{doctor_id}/away")
+def add_time_away(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Admin,
+    doctor: Doctor,
+    starts_at: Annotated[str, Form()],
+    ends_at: Annotated[str, Form()],
+    reason: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    url = f"/admin/doctors/{doctor.id}"
+    zone = tenants.zone_of(session, doctor.tenant_id)
+    try:
+        begins = datetime.fromisoformat(starts_at).replace(tzinfo=zone)
+        ends = datetime.fromisoformat(ends_at).replace(tzinfo=zone)
+    except ValueError:
+        return back_to(request, url, "Give both the start and the end of the time away.", "error")
+    try:
+        with session.begin_nested():
+            _away, kept = service.add_exception(
+                session,
+                ctx,
+                doctor_id=doctor.id,
+                starts_at=begins,
+                ends_at=ends,
+                reason=reason or None,
+            )
+    except InvalidInput as bad:
+        return back_to(request, url, str(bad), "error")
+    note = f" {kept} booked appointments fall in it: please call those patients." if kept else ""
+    return back_to(request, url, "Time away saved; its free slots are closed." + note)
+
+
+@router.post("/admin/doctors/{doctor_id}/away/{exception_id}/remove")
+def remove_time_away(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Admin,
+    doctor: Doctor,
+    exception_id: uuid.UUID,
+) -> Response:
+    service.remove_exception(session, ctx, doctor_id=doctor.id, exception_id=exception_id)
+    made = service.generate_slots(
+        session, ctx, doctor_id=doctor.id, days=request.app.state.settings.slot_days_ahead
+    )
+    return back_to(request, f"/admin/doctors/{doctor.id}", f"Removed; {made} slots open again.")
