@@ -462,6 +462,7 @@ def accept_offer(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID
 ) -> Response:
     """The patient said yes on the phone."""
+    waitlist.offer(session, offer_id)  # 404 for an unknown or foreign offer, not a flash
     try:
         with session.begin_nested():
             waitlist.accept(session, ctx, lock_id=offer_id, channel="phone", online=False)
@@ -474,6 +475,7 @@ def accept_offer(
 def decline_offer(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID
 ) -> Response:
+    waitlist.offer(session, offer_id)
     try:
         with session.begin_nested():
             waitlist.decline(session, ctx, request.app.state.cipher, lock_id=offer_id)
