@@ -39,7 +39,7 @@ from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import load_keyring
 from opdesk.tenancy import api as tenancy_api
 from opdesk.tenancy import web as tenancy_web
-from opdesk.web.deps import Open
+from opdesk.web.deps import Open, no_nul_in_query
 from opdesk.web.middleware import RequestMiddleware
 from opdesk.web.problems import install_problem_handlers
 from opdesk.web.templating import PACKAGE, Pages
@@ -111,6 +111,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_in_query)],
     )
     app.state.settings = settings
     app.state.db = database

@@ -214,3 +214,11 @@ def test_access_log_is_json_without_query_strings(
     assert doc["status"] == 404
     assert "9876543210" not in line
     assert uuid.UUID(hex=doc["requestId"])
+
+
+def test_nul_in_a_query_parameter_is_refused_naming_it(client: TestClient) -> None:
+    response = client.get("/api/v1/clinics/sunrise-clinic", params={"specialty": "a\x00b"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "specialty", "reason": "must not contain NUL characters"}
+    ]

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
-from opdesk.errors import Forbidden, NotFound, Unauthorized
+from opdesk.errors import FieldError, Forbidden, InvalidInput, NotFound, Unauthorized
 from opdesk.security import sessions
 from opdesk.security.permissions import DEV_ONLY, PUBLIC, SIGNING_IN, allowed
 from opdesk.security.sessions import Principal
@@ -176,3 +176,14 @@ def signed_in(principal: Principal | None) -> Principal:
 def acting(action: str) -> Any:
     """``Annotated[Principal, acting("users:manage")]``: the route needs that action."""
     return Depends(Allow(action))
+
+
+async def no_nul_in_query(request: Request) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it in the query string, naming the parameter
+    (bodies are checked by ``ApiModel``).
+    """
+    bad = [name for name, value in request.query_params.multi_items() if "\x00" in name + value]
+    if bad:
+        raise InvalidInput(
+            [FieldError(name or "query", "must not contain NUL characters") for name in bad]
+        )
