@@ -29,6 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +37,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import text
 
+from bench.clinic import bench_clinic
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
 from opdesk.context import system_context
@@ -43,11 +45,8 @@ from opdesk.db import Database, libpq_url, tenant_session
 from opdesk.identity.service import Identity, create_user
 from opdesk.scheduling import queries
 from opdesk.scheduling import service as scheduling
-from opdesk.security import sessions
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.keys import load_keyring
-from opdesk.tenancy.schemas import TenantCreate
-from opdesk.tenancy.service import create_tenant
 from opdesk.uow import transaction
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -142,40 +141,17 @@ def _copy_slots(db: Database, tenant_id: uuid.UUID, doctors: list[uuid.UUID], fi
 def prepare(db: Database, settings: Settings) -> Calendar:
     cipher = FieldCipher(load_keyring(settings))
     ident = Identity.create(settings, cipher)
-    ctx = system_context(None)
-    with transaction(db, ctx) as session:
-        tenant = create_tenant(
-            session, ctx, data=TenantCreate(name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
-        )
-        desk = create_user(
-            session,
-            ctx,
-            ident,
-            name="Desk",
-            role="frontdesk",
-            email="desk@bench.in",
-            password="bench password",  # noqa: S106 - a throw-away bench database
-        )
-        _, token = sessions.start(
-            session,
-            ctx,
-            user=desk,
-            stage="active",
-            method="bench",
-            device_id=None,
-            idle=timedelta(hours=6),
-            lifetime=timedelta(hours=6),
-        )
+    tenant_id, token = bench_clinic(db, ident)
     started = time.perf_counter()
-    doctors = _doctor_profiles(db, ident, tenant.id)
+    doctors = _doctor_profiles(db, ident, tenant_id)
     first = datetime.now(UTC).astimezone(IST).date() + timedelta(days=1)
-    slots = _copy_slots(db, tenant.id, doctors, first)
-    load_patients(db, cipher, tenant.id, 1, PATIENTS + 1)
+    slots = _copy_slots(db, tenant_id, doctors, first)
+    load_patients(db, cipher, tenant_id, 1, PATIENTS + 1)
     print(
         f"  calendar: {DOCTORS} doctors x {DAYS} days = {slots:,} slots, {PATIENTS:,} patients "
         f"(made in {time.perf_counter() - started:.0f} s)"
     )
-    return Calendar(tenant.id, token, doctors, first)
+    return Calendar(tenant_id, token, doctors, first)
 
 
 # ------------------------------------------------------------------ the OPDesk server
@@ -322,6 +298,69 @@ def _patient_ids(db: Database, calendar: Calendar) -> list[str]:
         return list(session.execute(text("select id::text from patients limit 5000")).scalars())
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _process_tree(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(child) for child in found.split())]
+
+
+def _postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (none when the database is elsewhere)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds spent by each party during a run."""
+
+    server: float
+    postgres: float
+    clients: float
+
+    def per_booking(self, bookings: int) -> str:
+        each = [
+            1000 * part / max(bookings, 1) for part in (self.server, self.postgres, self.clients)
+        ]
+        ceiling = 1000 * (os.cpu_count() or 1) / max(sum(each), 1e-9)
+        return (
+            f"CPU per booking: OPDesk {each[0]:.1f} ms, PostgreSQL {each[1]:.1f} ms, "
+            f"clients {each[2]:.1f} ms -> at most ~{ceiling:.0f} bookings/s on these cores"
+        )
+
+
+def measured(server_pid: int, work: Any) -> tuple[Any, CpuUse]:
+    """Run ``work()`` and account the CPU the server, PostgreSQL and the clients used."""
+    import resource
+
+    tree, pg = _process_tree(server_pid), _postgres_pids()
+    before = (_cpu_seconds(tree), _cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN))
+    result = work()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    clients = (after.ru_utime + after.ru_stime) - (before[2].ru_utime + before[2].ru_stime)
+    used = CpuUse(_cpu_seconds(tree) - before[0], _cpu_seconds(pg) - before[1], clients)
+    return result, used
+
+
 def run_clients(
     base: str, calendar: Calendar, slots: list[str], patients: list[str], *, clients: int,
     seconds: float, hold_first: bool,
@@ -444,16 +483,18 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
     patients = _patient_ids(db, calendar)
     tps = pgbench_tps(db, clients, int(seconds))
     print(f"  pgbench TPC-B, {clients} clients, same server: {tps:8.0f} tps")
-    with Server(db, data_dir, workers=WORKERS) as base:
+    server = Server(db, data_dir, workers=WORKERS)
+    with server as base:
         for hold_first, label, target in (
             (True, "hold + book", 0.15),
             (False, "direct book", 0.25),
         ):
             slots = _pool(db, calendar, rng)
-            outcome, wall = run_clients(
-                base, calendar, slots, patients, clients=clients, seconds=seconds,
+            job = partial(
+                run_clients, base, calendar, slots, patients, clients=clients, seconds=seconds,
                 hold_first=hold_first,
             )  # fmt: skip
+            (outcome, wall), cpu = measured(server.process.pid, job)
             rate = len(outcome.booked) / wall
             print(
                 f"  {label:<12} {rate:7.1f} bookings/s ({rate / tps:5.1%} of pgbench; target "
@@ -461,6 +502,7 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
                 f"p99 {_percentile(outcome.booked, 0.99):6.1f} ms   "
                 f"409s {outcome.conflicts}   errors {len(outcome.errors)}"
             )
+            print(f"    {cpu.per_booking(len(outcome.booked))}")
         print(f"  double bookings: {double_bookings(db, calendar.tenant_id)}")
         print(f"  slot search with {total:,} slots in the table:")
         search_timings(base, db, calendar)

@@ -20,19 +20,15 @@ import httpx
 import uvicorn
 from sqlalchemy import text
 
+from bench.clinic import bench_clinic
 from opdesk.app import create_app
 from opdesk.config import Settings
-from opdesk.context import system_context
 from opdesk.db import Database, libpq_url, tenant_session
 from opdesk.demo import FIRST_NAMES, LAST_NAMES
-from opdesk.identity.service import Identity, create_user
+from opdesk.identity.service import Identity
 from opdesk.patients import queries
-from opdesk.security import sessions
 from opdesk.security.crypto import FieldCipher, StaticKeyring
 from opdesk.security.keys import new_keyring
-from opdesk.tenancy.schemas import TenantCreate
-from opdesk.tenancy.service import create_tenant
-from opdesk.uow import transaction
 
 LOOKUPS = 2000
 FIRSTS = [n for names in FIRST_NAMES.values() for n in names]
@@ -160,48 +156,25 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
     cipher = FieldCipher(keyring)
     settings = Settings(_env_file=None, fast_password_hashing=True)
     ident = Identity.create(settings, cipher)
-    ctx = system_context(None)
-    with transaction(db, ctx) as session:
-        tenant = create_tenant(
-            session, ctx, data=TenantCreate(name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
-        )
-        desk = create_user(
-            session,
-            ctx,
-            ident,
-            name="Desk",
-            role="frontdesk",
-            email="desk@bench.in",
-            password="bench password",  # noqa: S106 - a throw-away bench database
-        )
-        _, token = sessions.start(
-            session,
-            ctx,
-            user=desk,
-            stage="active",
-            method="bench",
-            device_id=None,
-            idle=ident.idle("frontdesk"),
-            lifetime=ident.lifetime,
-        )
+    tenant_id, token = bench_clinic(db, ident)
     print("\npatient lookup (service: query in its own tenant transaction; HTTP: live uvicorn)")
     loaded, phones = 0, []
     rng = random.Random(7)
     app = create_app(settings, database=db, keyring=keyring)
     for size in sizes:
         started = time.perf_counter()
-        phones += load(db, cipher, tenant.id, loaded + 1, size + 1)
+        phones += load(db, cipher, tenant_id, loaded + 1, size + 1)
         loaded = size
         print(f"  {size:>9,} patients (loaded in {time.perf_counter() - started:5.1f} s)")
         wanted = [rng.choice(phones) for _ in range(LOOKUPS)]
         names = _name_queries(rng)
 
         def phone_lookup(phone: str) -> None:
-            with tenant_session(db, tenant.id) as session:
+            with tenant_session(db, tenant_id) as session:
                 assert len(queries.by_phone(session, cipher, phone)) == 1
 
         def name_search(q: str) -> None:
-            with tenant_session(db, tenant.id) as session:
+            with tenant_session(db, tenant_id) as session:
                 queries.by_name(session, q)
 
         _report("service  phone lookup", _timed(phone_lookup, wanted))
@@ -219,5 +192,5 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
             _report("HTTP     phone lookup", _timed(api, wanted))
             _report("HTTP     name search", _timed(api, names))
     with db.owner_engine.begin() as conn:
-        conn.execute(text("delete from patients where tenant_id = :t"), {"t": tenant.id})
-        conn.execute(text("delete from patient_names where tenant_id = :t"), {"t": tenant.id})
+        conn.execute(text("delete from patients where tenant_id = :t"), {"t": tenant_id})
+        conn.execute(text("delete from patient_names where tenant_id = :t"), {"t": tenant_id})

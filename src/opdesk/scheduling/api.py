@@ -44,6 +44,9 @@ from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Ctx, DbSession, acting
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
+Reader = Annotated[Principal, acting("appointments:read")]
+Writer = Annotated[Principal, acting("appointments:write")]
+Manager = Annotated[Principal, acting("clinic:manage")]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -102,7 +105,7 @@ def create_doctor(
     body: DoctorCreate,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:manage")],
+    _: Manager,
 ) -> DoctorOut:
     """A doctor profile for a user with the doctor role (one per user; 409 for a second)."""
     doctor = service.create_doctor(session, ctx, user_id=body.user_id, fields=fields_of(body))
@@ -112,14 +115,14 @@ def create_doctor(
 @router.get("/doctors", response_model=list[DoctorOut])
 def list_doctors(
     session: DbSession,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     specialty: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[DoctorOut]:
     return [DoctorOut.model_validate(d) for d in service.doctors(session, specialty=specialty)]
 
 
 @router.get("/doctors/{doctor_id}", response_model=DoctorOut)
-def get_doctor(_: Annotated[Principal, acting("appointments:read")], doctor: Doctor) -> DoctorOut:
+def get_doctor(_: Reader, doctor: Doctor) -> DoctorOut:
     return DoctorOut.model_validate(doctor)
 
 
@@ -128,7 +131,7 @@ def update_doctor(
     body: DoctorFieldsIn,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:manage")],
+    _: Manager,
     doctor: Doctor,
 ) -> DoctorOut:
     updated = service.update_doctor(session, ctx, doctor_id=doctor.id, fields=fields_of(body))
@@ -136,9 +139,7 @@ def update_doctor(
 
 
 @router.get("/doctors/{doctor_id}/templates", response_model=list[TemplateOut])
-def get_templates(
-    _: Annotated[Principal, acting("appointments:read")], session: DbSession, doctor: Doctor
-) -> list[TemplateOut]:
+def get_templates(_: Reader, session: DbSession, doctor: Doctor) -> list[TemplateOut]:
     return [TemplateOut.model_validate(t) for t in service.templates_of(session, doctor.id)]
 
 
@@ -148,7 +149,7 @@ def put_templates(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:manage")],
+    _: Manager,
     doctor: Doctor,
 ) -> list[TemplateOut]:
     """Replace the weekly openings. Future free slots are remade from them at once;
@@ -188,7 +189,7 @@ def _check_codes(doctor: DoctorProfile, wanted: list[tuple[str, list[str]]]) -> 
 def list_exceptions(
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     doctor: Doctor,
 ) -> list[ExceptionOut]:
     return [ExceptionOut.model_validate(e) for e in service.exceptions_of(session, ctx, doctor.id)]
@@ -199,7 +200,7 @@ def add_exception(
     body: ExceptionIn,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:manage")],
+    _: Manager,
     doctor: Doctor,
 ) -> ExceptionCreated:
     """Leave, a holiday, a blocked afternoon: free slots inside it go at once."""
@@ -219,7 +220,7 @@ def remove_exception(
     exception_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:manage")],
+    _: Manager,
     doctor: Doctor,
 ) -> Response:
     service.remove_exception(session, ctx, doctor_id=doctor.id, exception_id=exception_id)
@@ -231,7 +232,7 @@ def generate_slots(
     body: GenerateIn,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:manage")],
+    _: Manager,
     doctor: Doctor,
 ) -> GenerateOut:
     """Make slots ``days`` ahead from the templates; running it again makes none twice."""
@@ -244,7 +245,7 @@ def generate_slots(
 def search_slots(
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     doctor_id: Annotated[uuid.UUID, Query(alias="doctorId")],
     from_date: Annotated[date, Query(alias="from")],
     to_date: Annotated[date | None, Query(alias="to")] = None,
@@ -267,7 +268,7 @@ def search_slots(
 def next_available(
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     specialty: Annotated[str, Query(min_length=1, max_length=200)],
     visit_type: Annotated[str | None, Query(alias="visitType", max_length=40)] = None,
 ) -> list[NextSlot]:
@@ -285,7 +286,7 @@ def hold_slot(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> HoldOut:
     """Keep a slot for a few minutes; only the returned token can book it meanwhile."""
     held = booking.hold(session, ctx, slot_id=slot_id, hold_for=hold_for(request))
@@ -297,7 +298,7 @@ def block_slot(
     slot_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> SlotOut:
     """Take a free slot out of booking (the doctor is called away, an emergency)."""
     return SlotOut.of(service.set_blocked(session, ctx, slot_id, blocked=True), ctx.now())
@@ -309,7 +310,7 @@ def unblock_slot(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> SlotOut:
     slot = service.set_blocked(session, ctx, slot_id, blocked=False)
     waitlist.offer_next(session, ctx, cipher_of(request), slot, offer_for(request))
@@ -333,7 +334,7 @@ def book_appointment(
     body: BookingIn,
     session: DbSession,
     ctx: Ctx,
-    who: Annotated[Principal, acting("appointments:write")],
+    who: Writer,
     key: IdempotencyKey = None,
 ) -> Any:
     """Book a slot, from a hold (``holdToken``) or directly. Concurrent attempts on one
@@ -356,7 +357,7 @@ def book_appointment(
 def list_appointments(
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     day: Annotated[date | None, Query(alias="date")] = None,
     doctor_id: Annotated[uuid.UUID | None, Query(alias="doctorId")] = None,
     patient_id: Annotated[uuid.UUID | None, Query(alias="patientId")] = None,
@@ -373,7 +374,7 @@ def list_appointments(
 
 @router.get("/appointments/{appointment_id}", response_model=AppointmentOut)
 def get_appointment(
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     appointment: InPath,
 ) -> AppointmentOut:
     return AppointmentOut.of(appointment)
@@ -385,7 +386,7 @@ def change_status(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
     appointment: InPath,
 ) -> AppointmentOut:
     """Move along the lifecycle; a move the table forbids is 409 naming both states.
@@ -405,7 +406,7 @@ def reschedule(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
     appointment: InPath,
 ) -> AppointmentOut:
     """A new appointment (``rescheduleOf``) on another slot; the old one is cancelled
@@ -428,7 +429,7 @@ def walk_in(
     body: WalkInIn,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> AppointmentOut:
     """A patient without a slot joins today's queue with the doctor's next token."""
     appointment = lifecycle.walk_in(
@@ -446,7 +447,7 @@ def walk_in(
 def day_queue(
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     doctor_id: Annotated[uuid.UUID | None, Query(alias="doctorId")] = None,
     day: Annotated[date | None, Query(alias="date")] = None,
 ) -> list[AppointmentOut]:
@@ -462,7 +463,7 @@ def join_waitlist(
     body: WaitlistIn,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> WaitlistOut:
     entry = waitlist.join(
         session,
@@ -479,7 +480,7 @@ def join_waitlist(
 @router.get("/waitlist", response_model=list[WaitlistOut])
 def list_waitlist(
     session: DbSession,
-    _: Annotated[Principal, acting("appointments:read")],
+    _: Reader,
     doctor_id: Annotated[uuid.UUID | None, Query(alias="doctorId")] = None,
 ) -> list[WaitlistOut]:
     return [WaitlistOut.model_validate(e) for e in waitlist.entries(session, doctor_id=doctor_id)]
@@ -490,7 +491,7 @@ def withdraw_from_waitlist(
     entry_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> WaitlistOut:
     return WaitlistOut.model_validate(waitlist.withdraw(session, ctx, entry_id=entry_id))
 
@@ -500,7 +501,7 @@ def accept_offer(
     offer_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> AppointmentOut:
     """The patient said yes (on the phone, at the desk): book it for them."""
     appointment = waitlist.accept(session, ctx, lock_id=offer_id, channel="phone", online=False)
@@ -513,7 +514,7 @@ def decline_offer(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:write")],
+    _: Writer,
 ) -> OfferOut:
     """The patient said no: the slot goes to the next in line."""
     lock = waitlist.decline(session, ctx, cipher_of(request), lock_id=offer_id)
