@@ -298,17 +298,22 @@ def _patient_ids(db: Database, calendar: Calendar) -> list[str]:
         return list(session.execute(text("select id::text from patients limit 5000")).scalars())
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (Linux /proc)."""
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes so far (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _grown(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two readings; a process started in between counts from zero."""
+    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -352,12 +357,17 @@ def measured(server_pid: int, work: Any) -> tuple[Any, CpuUse]:
     """Run ``work()`` and account the CPU the server, PostgreSQL and the clients used."""
     import resource
 
-    tree, pg = _process_tree(server_pid), _postgres_pids()
-    before = (_cpu_seconds(tree), _cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN))
+    server = _cpu_seconds(_process_tree(server_pid))
+    postgres = _cpu_seconds(_postgres_pids())
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = work()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    clients = (after.ru_utime + after.ru_stime) - (before[2].ru_utime + before[2].ru_stime)
-    used = CpuUse(_cpu_seconds(tree) - before[0], _cpu_seconds(pg) - before[1], clients)
+    clients = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    used = CpuUse(
+        _grown(server, _cpu_seconds(_process_tree(server_pid))),
+        _grown(postgres, _cpu_seconds(_postgres_pids())),
+        clients,
+    )
     return result, used
 
 
