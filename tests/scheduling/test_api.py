@@ -411,7 +411,7 @@ def test_exceptions_take_free_slots_away_and_bad_ranges_name_the_field(
     doctor, slots = doctor_with_slots(client, db, ident, tenant, admin)
     (patient,) = patients(db, ident, tenant, 1)
     assert book(client, desk, slots[1], patient).status_code == 201
-    away = {"startsAt": slots[0]["startsAt"], "endsAt": slots[2]["endsAt"], "reason": "Leave"}
+    away = {"startsAt": slots[0]["start"], "endsAt": slots[2]["end"], "reason": "Leave"}
     made = client.post(f"/api/v1/doctors/{doctor['id']}/exceptions", json=away, headers=admin)
     assert made.status_code == 201 and made.json()["bookedInside"] == 1
     left = client.get(
@@ -420,7 +420,7 @@ def test_exceptions_take_free_slots_away_and_bad_ranges_name_the_field(
         headers=admin,
     ).json()
     assert [s["id"] for s in left] == [slots[1]["id"], slots[3]["id"]]  # the booked one stays
-    backwards = {"startsAt": slots[2]["endsAt"], "endsAt": slots[0]["startsAt"]}
+    backwards = {"startsAt": slots[2]["end"], "endsAt": slots[0]["start"]}
     refused = client.post(
         f"/api/v1/doctors/{doctor['id']}/exceptions", json=backwards, headers=admin
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -181,6 +182,24 @@ def test_a_daylight_saving_day_in_a_non_indian_clinic(db: Database, ident: Any) 
         "03:30",
     ]
     assert all(s.ends_at - s.starts_at == timedelta(minutes=30) for s in slots)
+
+
+def test_the_autumn_day_with_an_hour_twice_makes_no_overlap(db: Database, ident: Any) -> None:
+    clinic = make_tenant(db, "Hudson Clinic", timezone="America/New_York")
+    doctor = make_doctor(db, ident, clinic)
+    # 1 November 2026: clocks go back from 02:00 to 01:00; 01:00-02:00 happens twice.
+    set_week(db, clinic, doctor, Opening(6, time(1), time(3), 30))
+    generate(db, clinic, doctor, date(2026, 11, 1), 1)
+    ny = ZoneInfo("America/New_York")
+    slots = slots_of(db, clinic, doctor)
+    assert [s.starts_at.astimezone(ny).strftime("%H:%M %Z") for s in slots] == [
+        "01:00 EDT",
+        "01:30 EDT",
+        "02:00 EST",
+        "02:30 EST",
+    ]
+    assert all(s.ends_at - s.starts_at == timedelta(minutes=30) for s in slots)
+    assert all(a.ends_at <= b.starts_at for a, b in pairwise(slots))
 
 
 def test_changing_the_template_keeps_booked_slots(db: Database, ident: Any, tenant: Tenant) -> None:

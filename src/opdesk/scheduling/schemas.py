@@ -111,11 +111,13 @@ class SlotMeta(ApiModel):
 
 
 class SlotOut(ApiModel):
+    """A slot with the seed's field names (``start``/``end``; the columns are renamed)."""
+
     id: uuid.UUID
     doctor_id: uuid.UUID
     date: date
-    starts_at: datetime
-    ends_at: datetime
+    start: datetime
+    end: datetime
     status: str
     hold_expires_at: datetime | None
     meta: SlotMeta
@@ -129,8 +131,8 @@ class SlotOut(ApiModel):
             id=slot.id,
             doctor_id=slot.doctor_id,
             date=slot.date,
-            starts_at=slot.starts_at,
-            ends_at=slot.ends_at,
+            start=slot.starts_at,
+            end=slot.ends_at,
             status="free" if lapsed else slot.status,
             hold_expires_at=None if lapsed else slot.hold_expires_at,
             meta=SlotMeta.model_validate(
