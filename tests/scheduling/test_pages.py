@@ -1,0 +1,116 @@
+"""Scheduling pages with a cookie session (as a browser sends them): refusals come back
+as a message on the page and change nothing; foreign records are 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from opdesk.db import Database, tenant_session
+from opdesk.scheduling.models import Appointment
+from opdesk.tenancy.models import Tenant
+from tests.conftest import make_tenant, make_user, open_session
+from tests.consents.test_consent_pages import browser_for
+from tests.identity.test_users_admin import csrf_of
+from tests.scheduling.test_api import portal_login
+from tests.scheduling.test_booking import DAY, book, clinic_with_slots, patients
+
+
+def appointments_on(db: Database, tenant: Tenant, slot_id: Any) -> int:
+    with tenant_session(db, tenant.id) as session:
+        return int(
+            session.execute(
+                select(func.count()).select_from(Appointment).where(Appointment.slot_id == slot_id)
+            ).scalar_one()
+        )
+
+
+def test_booking_a_taken_slot_from_the_calendar_says_why_and_adds_nothing(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    tenant, doctor, slots = clinic_with_slots(db, ident, 2)
+    first, second = patients(db, ident, tenant, 2)
+    book(db, tenant, slots[0], first)
+    desk = make_user(db, ident, tenant, "frontdesk")
+    with browser_for(app, open_session(db, ident, desk)) as browser:
+        calendar = browser.get(f"/calendar?doctor={doctor.id}&date={DAY.isoformat()}")
+        assert calendar.status_code == 200
+        refused = browser.post(
+            "/calendar/book",
+            data={
+                "slot_id": str(slots[0].id),
+                "patient_id": str(second.id),
+                "visit_type": "consultation",
+                "csrf_token": csrf_of(calendar.text),
+            },
+        )
+        assert refused.status_code == 200  # after the redirect back to the calendar
+        assert "this slot is already booked" in refused.text
+        assert appointments_on(db, tenant, slots[0].id) == 1
+        forged = browser.post(
+            "/calendar/book",
+            data={"slot_id": str(slots[1].id), "patient_id": str(second.id), "csrf_token": "x"},
+        )
+        assert forged.status_code == 403
+        assert appointments_on(db, tenant, slots[1].id) == 0
+
+
+def test_a_forbidden_move_from_the_queue_is_explained_and_changes_nothing(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    appointment = book(db, tenant, slots[0], patient)
+    desk = make_user(db, ident, tenant, "frontdesk")
+    with browser_for(app, open_session(db, ident, desk)) as browser:
+        page = browser.get("/queue")
+        refused = browser.post(
+            f"/appointments/{appointment.id}/move",
+            data={"to": "completed", "back": "queue", "csrf_token": csrf_of(page.text)},
+        )
+        assert "an appointment cannot go from confirmed to completed" in refused.text
+    with tenant_session(db, tenant.id) as session:
+        found = session.get(Appointment, (tenant.id, appointment.id))
+        assert found is not None and found.status == "confirmed"
+
+
+def test_confirming_without_a_live_hold_sends_the_patient_back_to_pick(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, _slots = clinic_with_slots(db, ident, 1)
+    with browser_for(app, "") as browser:
+        browser.cookies.set("opdesk_hold", "not-a-slot.not-a-token")
+        page = browser.get(f"/c/{tenant.slug}/book/confirm")
+        assert "That time is no longer held; please pick again." in page.text
+        assert page.url.path == f"/c/{tenant.slug}/book"
+
+
+def test_a_patient_of_another_clinic_cannot_confirm_here(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    tenant, doctor, slots = clinic_with_slots(db, ident, 1)
+    other = make_tenant(db, "Far Away Clinic")
+    (stranger,) = patients(db, ident, other, 1)
+    token = portal_login(db, ident, other, stranger)["Authorization"].removeprefix("Bearer ")
+    with browser_for(app, token) as browser:
+        picking = browser.get(f"/c/{tenant.slug}/book?doctor={doctor.id}&date={DAY}")
+        held = browser.post(
+            f"/c/{tenant.slug}/book/hold",
+            data={"slot_id": str(slots[0].id), "csrf_token": csrf_of(picking.text)},
+        )
+        assert held.url.path == f"/c/{tenant.slug}/book/confirm"
+        assert "Sign in with my mobile" in held.text  # not signed in to this clinic
+        mine = browser.get("/me/appointments")
+        refused = browser.post(
+            f"/c/{tenant.slug}/book/confirm",
+            data={
+                "patient_id": str(stranger.id),
+                "visit_type": "consultation",
+                "csrf_token": csrf_of(mine.text),
+            },
+        )
+        assert refused.status_code == 404
+    assert appointments_on(db, tenant, slots[0].id) == 0
