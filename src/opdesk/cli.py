@@ -183,7 +183,9 @@ def sweep() -> None:
             codes = sweep_otp_tokens(session, now)
             counters = throttle.sweep(session, now - timedelta(days=2))
             links = sweep_share_links(session, now)
-            offers, holds = waitlist.sweep(session, ctx, FieldCipher(load_keyring(rt.settings)))
+            keep_for = timedelta(minutes=rt.settings.waitlist_offer_minutes)
+            offering = waitlist.Offers(FieldCipher(load_keyring(rt.settings)), keep_for)
+            offers, holds = waitlist.sweep(session, ctx, offering)
             keys = idempotency.sweep(session, now)
         click.echo(
             f"swept {codes} expired codes, {links} expired share links, {holds} lapsed holds, "

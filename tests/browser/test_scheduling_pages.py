@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from opdesk.db import Database
-from opdesk.scheduling import booking, lifecycle, queries, service
+from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.models import DoctorProfile, Slot
 from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
@@ -92,6 +92,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
             "confirmed": (),
             "cancelled": ("cancelled",),
         }
+        offers = waitlist.Offers(ident.cipher)
         for slot, person, state in zip(slots, people, plan, strict=False):
             made = booking.book(
                 session,
@@ -99,7 +100,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
                 booking.Request(slot.id, person.id, "consultation", "phone", reason="Fever"),
             )
             for step in steps[state]:
-                lifecycle.transition(session, ctx, ident.cipher, appointment_id=made.id, to=step)
+                lifecycle.transition(session, ctx, offers, appointment_id=made.id, to=step)
         service.set_blocked(session, ctx, slots[7].id, blocked=True)
         booking.hold(session, ctx, slot_id=slots[8].id)
     return Clinic(tenant, doctor, user, tomorrow, slots, people)

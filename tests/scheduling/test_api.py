@@ -472,3 +472,39 @@ def test_waitlist_offer_reaches_the_patient_and_they_accept_it_online(
     assert accepted.status_code == 201
     assert accepted.json()["waitlistOrigin"] == joined.json()["id"]
     assert client.get("/api/v1/waitlist", headers=desk).json() == []
+
+
+def test_the_offer_time_follows_the_setting(
+    settings: Any, db: Database, ident: Any, tenant: Tenant, keyring: Any
+) -> None:
+    from datetime import datetime
+
+    from opdesk.app import create_app
+
+    quick = create_app(
+        settings.model_copy(update={"waitlist_offer_minutes": 4}), database=db, keyring=keyring
+    )
+    with TestClient(quick) as client:
+        admin = bearer(open_session(db, ident, make_user(db, ident, tenant, "admin")))
+        desk = bearer(open_session(db, ident, make_user(db, ident, tenant, "frontdesk")))
+        doctor, slots = doctor_with_slots(client, db, ident, tenant, admin)
+        first, waiting = patients(db, ident, tenant, 2)
+        taken = book(client, desk, slots[0], first).json()
+        client.post(
+            "/api/v1/waitlist",
+            json={
+                "patientId": str(waiting.id),
+                "doctorId": doctor["id"],
+                "fromDate": MONDAY,
+                "untilDate": MONDAY,
+                "visitType": "consultation",
+            },
+            headers=desk,
+        )
+        cancelled_at = datetime.now().astimezone()
+        assert status(client, desk, taken, "cancelled").status_code == 200
+        (offer,) = client.get(
+            "/api/v1/me/waitlist-offers", headers=portal_login(db, ident, tenant, waiting)
+        ).json()
+    kept = datetime.fromisoformat(offer["expiresAt"]) - cancelled_at
+    assert timedelta(minutes=3, seconds=50) < kept <= timedelta(minutes=4, seconds=10)

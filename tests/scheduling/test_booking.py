@@ -191,7 +191,7 @@ def test_the_sweeper_releases_lapsed_holds(db: Database, ident: Any) -> None:
         hold(db, tenant, slots[1])  # taken again after it lapsed: still held
         ctx = ctx_for(None)
         with transaction(db, ctx) as session:
-            _offers, released = waitlist.sweep(session, ctx, ident.cipher)
+            _offers, released = waitlist.sweep(session, ctx, waitlist.Offers(ident.cipher))
     assert released >= 1
     states = {s.id: s.status for s in slots_of(db, tenant, _doctor)}
     assert states == {slots[0].id: "free", slots[1].id: "held"}

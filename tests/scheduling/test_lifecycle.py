@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from opdesk.db import Database
 from opdesk.errors import Conflict
-from opdesk.scheduling import booking, lifecycle
+from opdesk.scheduling import booking, lifecycle, waitlist
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
@@ -32,7 +32,7 @@ def move(
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
         return lifecycle.transition(
-            session, ctx, ident.cipher, appointment_id=appointment.id, to=to
+            session, ctx, waitlist.Offers(ident.cipher), appointment_id=appointment.id, to=to
         )
 
 
@@ -154,7 +154,7 @@ def reschedule(
         return lifecycle.reschedule(
             session,
             ctx,
-            ident.cipher,
+            waitlist.Offers(ident.cipher),
             appointment_id=appointment.id,
             slot_id=slot.id,
             origin=booking.Origin(),

@@ -62,7 +62,11 @@ def cancel(db: Database, ident: Any, tenant: Tenant, appointment_id: Any) -> App
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
         return lifecycle.transition(
-            session, ctx, ident.cipher, appointment_id=appointment_id, to="cancelled"
+            session,
+            ctx,
+            waitlist.Offers(ident.cipher),
+            appointment_id=appointment_id,
+            to="cancelled",
         )
 
 
@@ -128,7 +132,7 @@ def test_declining_passes_the_slot_to_the_next_patient(db: Database, ident: Any)
     first = offers(db, line.tenant)[0]
     ctx = ctx_for(line.tenant.id)
     with transaction(db, ctx) as session:
-        waitlist.decline(session, ctx, ident.cipher, lock_id=first.id)
+        waitlist.decline(session, ctx, waitlist.Offers(ident.cipher), lock_id=first.id)
     declined, second = offers(db, line.tenant)
     assert declined.status == "declined"
     assert second.patient_id == line.people[2].id and second.status == "offered"
@@ -152,7 +156,7 @@ def test_a_lapsed_offer_frees_the_slot_at_once_and_the_sweeper_offers_it_on(
             waitlist.accept(session, ctx, lock_id=first.id, channel="web", online=True)
         sweep_ctx = ctx_for(None)
         with transaction(db, sweep_ctx) as session:
-            lapsed, _holds = waitlist.sweep(session, sweep_ctx, ident.cipher)
+            lapsed, _holds = waitlist.sweep(session, sweep_ctx, waitlist.Offers(ident.cipher))
     assert lapsed >= 1
     expired, second = offers(db, line.tenant)
     assert expired.status == "expired"

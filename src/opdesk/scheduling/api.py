@@ -72,8 +72,10 @@ def hold_for(request: Request) -> timedelta:
     return timedelta(minutes=settings_of(request).hold_minutes)
 
 
-def offer_for(request: Request) -> timedelta:
-    return timedelta(minutes=settings_of(request).waitlist_offer_minutes)
+def offers_of(request: Request) -> waitlist.Offers:
+    """Waitlist offers as this deployment makes them (its cipher, its offer time)."""
+    keep_for = timedelta(minutes=settings_of(request).waitlist_offer_minutes)
+    return waitlist.Offers(cipher_of(request), keep_for)
 
 
 def doctor_in_path(doctor_id: uuid.UUID, session: DbSession) -> DoctorProfile:
@@ -312,8 +314,8 @@ def unblock_slot(
     ctx: Ctx,
     _: Writer,
 ) -> SlotOut:
-    slot = service.set_blocked(session, ctx, slot_id, blocked=False)
-    waitlist.offer_next(session, ctx, cipher_of(request), slot, offer_for(request))
+    """Open a blocked slot again; it goes to the waitlist first."""
+    slot = lifecycle.reopen(session, ctx, offers_of(request), slot_id)
     return SlotOut.of(slot, ctx.now())
 
 
@@ -393,7 +395,7 @@ def change_status(
     Check-in hands out the day's next token for the doctor.
     """
     appointment = lifecycle.transition(
-        session, ctx, cipher_of(request), appointment_id=appointment.id, to=body.status
+        session, ctx, offers_of(request), appointment_id=appointment.id, to=body.status
     )
     return AppointmentOut.of(appointment)
 
@@ -415,7 +417,7 @@ def reschedule(
     moved = lifecycle.reschedule(
         session,
         ctx,
-        cipher_of(request),
+        offers_of(request),
         appointment_id=appointment.id,
         slot_id=body.slot_id,
         origin=booking.Origin(hold_token=body.hold_token),
@@ -517,5 +519,5 @@ def decline_offer(
     _: Writer,
 ) -> OfferOut:
     """The patient said no: the slot goes to the next in line."""
-    lock = waitlist.decline(session, ctx, cipher_of(request), lock_id=offer_id)
+    lock = waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
     return OfferOut.model_validate(lock)

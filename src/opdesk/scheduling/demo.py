@@ -208,6 +208,7 @@ def _busy_today(
     lived.clock = lambda: moment[0]
     lived.pending_audit = ctx.pending_audit
     channels = ("phone", "walk-in", "web", "whatsapp")
+    offers = waitlist.Offers(ident.cipher)
     for i, (state, slot) in enumerate(zip(TODAY_PLAN, rows, strict=False)):
         moment[0] = slot.starts_at - timedelta(days=1)
         if state == "blocked":
@@ -222,7 +223,11 @@ def _busy_today(
         for step in STEPS[state]:
             moment[0] = slot.starts_at + STEP_AT[step]
             lifecycle.transition(
-                session, lived, ident.cipher, appointment_id=appointment.id, to=step
+                session,
+                lived,
+                offers,
+                appointment_id=appointment.id,
+                to=step,
             )
     if rows:
         moment[0] = rows[0].starts_at + timedelta(minutes=40)

@@ -19,9 +19,8 @@ from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict
 from opdesk.patients.models import Patient
-from opdesk.scheduling import booking, waitlist
+from opdesk.scheduling import booking, service, waitlist
 from opdesk.scheduling.models import Appointment, DoctorProfile, QueueCounter, Slot
-from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
 
 # Where each status may go next. ``refunded`` is billing's to set (a later issue).
@@ -80,20 +79,20 @@ def _give_token(session: Session, ctx: RequestContext, appointment: Appointment)
 def transition(
     session: Session,
     ctx: RequestContext,
-    cipher: FieldCipher,
+    offers: waitlist.Offers,
     *,
     appointment_id: uuid.UUID,
     to: str,
 ) -> Appointment:
     """Move an appointment to ``to`` if the table allows it; 409 naming both states if not."""
     appointment = records.by_id(session, Appointment, appointment_id, lock=True)
-    return _move(session, ctx, cipher, appointment, to)
+    return _move(session, ctx, offers, appointment, to)
 
 
 def _move(
     session: Session,
     ctx: RequestContext,
-    cipher: FieldCipher,
+    offers: waitlist.Offers,
     appointment: Appointment,
     to: str,
 ) -> Appointment:
@@ -108,7 +107,7 @@ def _move(
         _give_token(session, ctx, appointment)
     session.flush()
     if to in ("cancelled", "no-show") and appointment.slot_id is not None:
-        _release(session, ctx, cipher, appointment.slot_id)
+        _release(session, ctx, offers, appointment.slot_id)
     audit.record(
         ctx,
         entity="appointments",
@@ -121,7 +120,7 @@ def _move(
 
 
 def _release(
-    session: Session, ctx: RequestContext, cipher: FieldCipher, slot_id: uuid.UUID
+    session: Session, ctx: RequestContext, offers: waitlist.Offers, slot_id: uuid.UUID
 ) -> None:
     """Free a slot that has not started yet and offer it to the waitlist."""
     freed = session.execute(
@@ -131,13 +130,22 @@ def _release(
         .returning(Slot)
     ).scalar_one_or_none()
     if freed is not None:
-        waitlist.offer_next(session, ctx, cipher, freed)
+        waitlist.offer_next(session, ctx, offers, freed)
+
+
+def reopen(
+    session: Session, ctx: RequestContext, offers: waitlist.Offers, slot_id: uuid.UUID
+) -> Slot:
+    """Put a blocked slot back into booking; the first waiting patient is offered it."""
+    slot = service.set_blocked(session, ctx, slot_id, blocked=False)
+    waitlist.offer_next(session, ctx, offers, slot)
+    return slot
 
 
 def reschedule(
     session: Session,
     ctx: RequestContext,
-    cipher: FieldCipher,
+    offers: waitlist.Offers,
     *,
     appointment_id: uuid.UUID,
     slot_id: uuid.UUID,
@@ -168,7 +176,7 @@ def reschedule(
             ),
         ),
     )
-    _move(session, ctx, cipher, old, "cancelled")
+    _move(session, ctx, offers, old, "cancelled")
     return new
 
 

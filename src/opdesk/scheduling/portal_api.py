@@ -22,7 +22,7 @@ from opdesk.db import bind_tenant
 from opdesk.errors import Conflict, TooManyRequests
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.api import IdempotencyKey, cipher_of, doctor_in_path, hold_for
+from opdesk.scheduling.api import IdempotencyKey, doctor_in_path, hold_for, offers_of
 from opdesk.scheduling.models import Appointment
 from opdesk.scheduling.schemas import (
     AppointmentOut,
@@ -181,7 +181,7 @@ def cancel_mine(
 ) -> AppointmentOut:
     check_changeable(ctx, session, appointment)
     cancelled = lifecycle.transition(
-        session, ctx, cipher_of(request), appointment_id=appointment.id, to="cancelled"
+        session, ctx, offers_of(request), appointment_id=appointment.id, to="cancelled"
     )
     return AppointmentOut.of(cancelled)
 
@@ -206,7 +206,7 @@ def reschedule_mine(
     moved = lifecycle.reschedule(
         session,
         ctx,
-        cipher_of(request),
+        offers_of(request),
         appointment_id=appointment.id,
         slot_id=body.slot_id,
         origin=booking.Origin(hold_token=body.hold_token, online=True),
@@ -221,7 +221,8 @@ def my_offers(session: DbSession, ctx: Ctx, who: Me) -> list[OfferOut]:
     return [OfferOut.model_validate(o) for o in offers]
 
 
-def _my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
+def check_my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
+    """404 unless the offer is for the signed-in patient or their family."""
     offer = waitlist.offer(session, offer_id)
     patient_queries.portal_patient(session, who.user_id, offer.patient_id)
 
@@ -230,7 +231,7 @@ def _my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
     "/me/waitlist-offers/{offer_id}/accept", response_model=AppointmentOut, status_code=201
 )
 def accept_my_offer(offer_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Me) -> AppointmentOut:
-    _my_offer(session, who, offer_id)
+    check_my_offer(session, who, offer_id)
     appointment = waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True)
     return AppointmentOut.of(appointment)
 
@@ -239,7 +240,7 @@ def accept_my_offer(offer_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Me) 
 def decline_my_offer(
     offer_id: uuid.UUID, request: Request, session: DbSession, ctx: Ctx, who: Me
 ) -> OfferOut:
-    _my_offer(session, who, offer_id)
+    check_my_offer(session, who, offer_id)
     return OfferOut.model_validate(
-        waitlist.decline(session, ctx, cipher_of(request), lock_id=offer_id)
+        waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -16,14 +16,22 @@ from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant
 from opdesk.errors import DomainError, NotFound, TooManyRequests
 from opdesk.identity.web import NEXT_COOKIE
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
+from opdesk.scheduling.api import offers_of
 from opdesk.scheduling.models import DoctorProfile, Slot
-from opdesk.scheduling.portal_api import PUBLIC_HOLDS, Me, Mine, check_changeable, hold_key
-from opdesk.scheduling.web import STATUS_LABELS, pages_of
+from opdesk.scheduling.portal_api import (
+    PUBLIC_HOLDS,
+    Me,
+    Mine,
+    check_changeable,
+    check_my_offer,
+    clinic_in_path,
+    hold_key,
+)
+from opdesk.scheduling.web import back_to, page
 from opdesk.security import throttle
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
@@ -36,24 +44,7 @@ HOLD_COOKIE = "opdesk_hold"
 DAYS_SHOWN = 7
 
 
-def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-    context.setdefault("labels", STATUS_LABELS)
-    return pages_of(request).render(request, template, context, status_code=status_code)
-
-
-def flash(request: Request, url: str, message: str, level: str = "success") -> Response:
-    return pages_of(request).redirect_with_flash(url, message, level)
-
-
-def public_clinic(slug: str, session: DbSession, ctx: Ctx) -> Tenant:
-    """The clinic of a public page; the request acts inside it from here on."""
-    tenant = tenants.get_by_slug(session, slug)
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
-    return tenant
-
-
-Clinic = Annotated[Tenant, Depends(public_clinic)]
+Clinic = Annotated[Tenant, Depends(clinic_in_path)]
 
 
 @dataclass(frozen=True)
@@ -131,14 +122,14 @@ def hold_for_patient(
     settings = request.app.state.settings
     key, now = hold_key(ctx, clinic), ctx.now()
     if throttle.retry_after(session, PUBLIC_HOLDS, key, now) is not None:
-        return flash(request, back, str(TooManyRequests("too many holds")), "error")
+        return back_to(request, back, str(TooManyRequests("too many holds")), "error")
     try:
         with session.begin_nested():
             held = booking.hold(
                 session, ctx, slot_id=slot_id, hold_for=timedelta(minutes=settings.hold_minutes)
             )
     except DomainError as refused:
-        return flash(request, back, str(refused), "error")
+        return back_to(request, back, str(refused), "error")
     throttle.count(session, PUBLIC_HOLDS, key, now)
     confirm = f"/c/{clinic.slug}/book/confirm"
     response = RedirectResponse(confirm, status_code=303)
@@ -190,7 +181,7 @@ def confirm_page(
     """Step 3: a signed-in patient confirms; anyone else is asked to sign in first."""
     held = _held(request, session, ctx)
     if held is None:
-        return flash(
+        return back_to(
             request,
             f"/c/{clinic.slug}/book",
             "That time is no longer held; please pick again.",
@@ -227,7 +218,7 @@ def confirm_booking(
         raise NotFound("sign in to this clinic to book here")
     held = _held(request, session, ctx)
     if held is None:
-        return flash(
+        return back_to(
             request,
             f"/c/{clinic.slug}/book",
             "That time is no longer held; please pick again.",
@@ -246,8 +237,8 @@ def confirm_booking(
         with session.begin_nested():
             booking.book(session, ctx, wanted)
     except DomainError as refused:
-        return flash(request, f"/c/{clinic.slug}/book/confirm", str(refused), "error")
-    response = flash(request, "/me/appointments", "Your appointment is booked. See you then!")
+        return back_to(request, f"/c/{clinic.slug}/book/confirm", str(refused), "error")
+    response = back_to(request, "/me/appointments", "Your appointment is booked. See you then!")
     response.delete_cookie(HOLD_COOKIE, path="/")
     return response
 
@@ -291,13 +282,13 @@ def cancel_mine(
             lifecycle.transition(
                 session,
                 ctx,
-                request.app.state.cipher,
+                offers_of(request),
                 appointment_id=appointment.id,
                 to="cancelled",
             )
     except DomainError as refused:
-        return flash(request, "/me/appointments", str(refused), "error")
-    return flash(request, "/me/appointments", "Your appointment is cancelled.")
+        return back_to(request, "/me/appointments", str(refused), "error")
+    return back_to(request, "/me/appointments", "Your appointment is cancelled.")
 
 
 @router.get("/me/appointments/{appointment_id}/reschedule")
@@ -338,44 +329,39 @@ def reschedule_mine(
             lifecycle.reschedule(
                 session,
                 ctx,
-                request.app.state.cipher,
+                offers_of(request),
                 appointment_id=appointment.id,
                 slot_id=slot_id,
                 origin=booking.Origin(online=True),
             )
     except DomainError as refused:
-        return flash(
+        return back_to(
             request, f"/me/appointments/{appointment.id}/reschedule", str(refused), "error"
         )
-    return flash(request, "/me/appointments", "Your appointment is moved.")
-
-
-def _my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
-    offer = waitlist.offer(session, offer_id)
-    patient_queries.portal_patient(session, who.user_id, offer.patient_id)
+    return back_to(request, "/me/appointments", "Your appointment is moved.")
 
 
 @router.post("/me/waitlist-offers/{offer_id}/accept")
 def accept_offer(
     request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
 ) -> Response:
-    _my_offer(session, who, offer_id)
+    check_my_offer(session, who, offer_id)
     try:
         with session.begin_nested():
             waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True)
     except DomainError as refused:
-        return flash(request, "/me/appointments", str(refused), "error")
-    return flash(request, "/me/appointments", "Booked from the waitlist.")
+        return back_to(request, "/me/appointments", str(refused), "error")
+    return back_to(request, "/me/appointments", "Booked from the waitlist.")
 
 
 @router.post("/me/waitlist-offers/{offer_id}/decline")
 def decline_offer(
     request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
 ) -> Response:
-    _my_offer(session, who, offer_id)
+    check_my_offer(session, who, offer_id)
     try:
         with session.begin_nested():
-            waitlist.decline(session, ctx, request.app.state.cipher, lock_id=offer_id)
+            waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
     except DomainError as refused:
-        return flash(request, "/me/appointments", str(refused), "error")
-    return flash(request, "/me/appointments", "Thank you; we will offer it to the next patient.")
+        return back_to(request, "/me/appointments", str(refused), "error")
+    return back_to(request, "/me/appointments", "Thank you; we will offer it to the next patient.")

@@ -8,6 +8,7 @@ the slot to the next patient in line who has not had it yet.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import and_, exists, select, update
@@ -33,6 +34,18 @@ from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
 
 OFFER_FOR = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Offers:
+    """How freed slots are offered: the cipher that reads the patient's phone for the
+    message, and how long the offer is kept (``OPDESK_WAITLIST_OFFER_MINUTES``).
+    """
+
+    cipher: FieldCipher
+    keep_for: timedelta = OFFER_FOR
+
+
 LONGEST_WAIT = timedelta(days=180)
 
 
@@ -125,9 +138,8 @@ def _next_in_line(session: Session, slot: Slot) -> WaitlistEntry | None:
 def offer_next(
     session: Session,
     ctx: RequestContext,
-    cipher: FieldCipher,
+    offers: Offers,
     slot: Slot,
-    offer_for: timedelta = OFFER_FOR,
 ) -> WaitlistLock | None:
     """Offer a free slot to the next waiting patient: lock, hold and message in one go."""
     entry = _next_in_line(session, slot)
@@ -140,7 +152,7 @@ def offer_next(
         slot_id=slot.id,
         patient_id=entry.patient_id,
         entry_id=entry.id,
-        expires_at=min(now + offer_for, slot.starts_at),
+        expires_at=min(now + offers.keep_for, slot.starts_at),
         status="offered",
         created_at=now,
     )
@@ -161,7 +173,7 @@ def offer_next(
         session.flush()
         return None
     entry.status = "offered"
-    _send_offer(session, ctx, cipher, lock, slot)
+    _send_offer(session, ctx, offers.cipher, lock, slot)
     audit.record(
         ctx,
         entity="waitlist_locks",
@@ -241,11 +253,11 @@ def accept(
 
 
 def decline(
-    session: Session, ctx: RequestContext, cipher: FieldCipher, *, lock_id: uuid.UUID
+    session: Session, ctx: RequestContext, offers: Offers, *, lock_id: uuid.UUID
 ) -> WaitlistLock:
     """The patient does not want this slot: they stay in line, the slot goes to the next."""
     lock = _open_offer(session, ctx, lock_id)
-    _lapse(session, ctx, cipher, lock, "declined")
+    _lapse(session, ctx, offers, lock, "declined")
     return lock
 
 
@@ -262,7 +274,7 @@ def _settle(ctx: RequestContext, lock: WaitlistLock, status: str) -> None:
 
 
 def _lapse(
-    session: Session, ctx: RequestContext, cipher: FieldCipher, lock: WaitlistLock, status: str
+    session: Session, ctx: RequestContext, offers: Offers, lock: WaitlistLock, status: str
 ) -> None:
     _settle(ctx, lock, status)
     session.execute(
@@ -278,10 +290,10 @@ def _lapse(
     ).scalar_one_or_none()
     session.flush()
     if released is not None and released.starts_at > ctx.now():
-        offer_next(session, ctx, cipher, released)
+        offer_next(session, ctx, offers, released)
 
 
-def sweep_tenant(session: Session, ctx: RequestContext, cipher: FieldCipher) -> tuple[int, int]:
+def sweep_tenant(session: Session, ctx: RequestContext, offers: Offers) -> tuple[int, int]:
     """Lapse the offers that ran out (next patient gets the slot) and release expired holds
     (the seed's TTL indexes); returns (offers, holds).
     """
@@ -294,7 +306,7 @@ def sweep_tenant(session: Session, ctx: RequestContext, cipher: FieldCipher) -> 
         ).scalars()
     )
     for lock in lapsed:
-        _lapse(session, ctx, cipher, lock, "expired")
+        _lapse(session, ctx, offers, lock, "expired")
     released = session.execute(
         update(Slot)
         .where(Slot.status == "held", Slot.hold_expires_at <= now)
@@ -307,15 +319,15 @@ def sweep_tenant(session: Session, ctx: RequestContext, cipher: FieldCipher) -> 
     return len(lapsed), int(released.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def sweep(session: Session, ctx: RequestContext, cipher: FieldCipher) -> tuple[int, int]:
+def sweep(session: Session, ctx: RequestContext, offers: Offers) -> tuple[int, int]:
     """``sweep_tenant`` for every clinic."""
-    offers = holds = 0
+    lapsed = holds = 0
     for tenant_id in each_tenant(session):
         tenant_ctx = ctx.for_tenant(tenant_id)
         tenant_ctx.pending_audit = ctx.pending_audit  # written with the sweep's commit
-        lapsed, released = sweep_tenant(session, tenant_ctx, cipher)
-        offers, holds = offers + lapsed, holds + released
-    return offers, holds
+        lapsed_here, released = sweep_tenant(session, tenant_ctx, offers)
+        lapsed, holds = lapsed + lapsed_here, holds + released
+    return lapsed, holds
 
 
 def entries(

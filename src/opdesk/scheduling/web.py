@@ -19,7 +19,7 @@ from opdesk.errors import DomainError, NotFound
 from opdesk.identity.service import Identity
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.api import appointment_in_path
+from opdesk.scheduling.api import appointment_in_path, offers_of
 from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
@@ -224,11 +224,12 @@ def _set_blocked(
     url = calendar_url(slot.doctor_id, slot.date)
     try:
         with session.begin_nested():
-            changed = service.set_blocked(session, ctx, slot.id, blocked=blocked)
+            if blocked:
+                service.set_blocked(session, ctx, slot.id, blocked=True)
+            else:
+                lifecycle.reopen(session, ctx, offers_of(request), slot.id)
     except DomainError as refused:
         return back_to(request, url, str(refused), "error")
-    if not blocked:
-        waitlist.offer_next(session, ctx, request.app.state.cipher, changed)
     return back_to(request, url, "Slot blocked." if blocked else "Slot open for booking again.")
 
 
@@ -265,7 +266,7 @@ def move_appointment(
     try:
         with session.begin_nested():
             moved = lifecycle.transition(
-                session, ctx, request.app.state.cipher, appointment_id=appointment.id, to=to
+                session, ctx, offers_of(request), appointment_id=appointment.id, to=to
             )
     except DomainError as refused:
         return back_to(request, url, str(refused), "error")
@@ -478,7 +479,7 @@ def decline_offer(
     waitlist.offer(session, offer_id)
     try:
         with session.begin_nested():
-            waitlist.decline(session, ctx, request.app.state.cipher, lock_id=offer_id)
+            waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
     except DomainError as refused:
         return back_to(request, "/waitlist", str(refused), "error")
     return back_to(request, "/waitlist", "Declined; the slot goes to the next patient in line.")
