@@ -20,7 +20,7 @@ from typing import Any
 
 import rfc8785
 from sqlalchemy import Table, event, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from opdesk.audit.models import ACTIONS, GENESIS_HASH, AuditChainHead, AuditEvent
 from opdesk.context import RequestContext
@@ -227,16 +227,46 @@ def flush_pending(session: Session, ctx: RequestContext) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _write_audit_before_commit(session: Session) -> None:
+    # SQLAlchemy fires this when a savepoint is released too; the events wait for the
+    # real commit, or a later rollback of an enclosing savepoint would take them along.
+    if session.in_nested_transaction():
+        return
     ctx = session.info.get(CTX_KEY)
     if isinstance(ctx, RequestContext):
         flush_pending(session, ctx)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_audit_after_rollback(session: Session) -> None:
+# How many events were pending when each open savepoint began, so rolling one back
+# drops only the events queued inside it (the writes before it still commit).
+_SAVEPOINT_MARKS = "audit_savepoint_marks"
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark_pending_at_savepoint(session: Session, transaction: SessionTransaction) -> None:
     ctx = session.info.get(CTX_KEY)
-    if isinstance(ctx, RequestContext):
+    if transaction.nested and isinstance(ctx, RequestContext):
+        session.info.setdefault(_SAVEPOINT_MARKS, {})[transaction] = len(ctx.pending_audit)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_audit_after_rollback(session: Session, previous: SessionTransaction) -> None:
+    """A savepoint's rollback drops its own events; the outer rollback drops them all."""
+    ctx = session.info.get(CTX_KEY)
+    if not isinstance(ctx, RequestContext):
+        return
+    if previous.parent is None:
         ctx.pending_audit.clear()
+        return
+    mark = session.info.get(_SAVEPOINT_MARKS, {}).pop(previous, None)
+    if mark is not None:
+        del ctx.pending_audit[mark:]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_savepoints(session: Session, transaction: SessionTransaction) -> None:
+    # Marks of released savepoints are dropped with the outermost transaction.
+    if transaction.parent is None:
+        session.info.pop(_SAVEPOINT_MARKS, None)
 
 
 __all__ = [
