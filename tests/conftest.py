@@ -8,6 +8,18 @@ and everything it touches is scoped to that tenant, so tests never see each othe
 rows and need no truncation. Tests that need a database of their own (whole-database
 checks such as ``audit verify`` over all tenants) take ``fresh_database``, a clone of
 the migrated template made in a few tens of milliseconds.
+
+Time: no test depends on the hour or the day it runs. Tests either freeze the clock
+(``time_machine``, or a ``clock`` on the context) or choose their days: ``clinic_today()``
+and ``coming(weekday)`` below, never the machine's ``date.today()``. To check, run with
+the whole clock moved (Python, the embedded PostgreSQL and Chromium alike; Debian's
+``faketime``), e.g. at 23:50 and 00:10 in India (UTC+05:30)::
+
+    faketime -f "$(( $(date -d '2027-03-01 18:20 UTC' +%s) - $(date +%s) ))" \
+        .venv/bin/pytest tests/browser tests/scheduling tests/consents tests/identity
+
+A signed offset (seconds) rather than ``@date`` moves every process by the same amount;
+``@date`` starts each process's clock afresh, so PostgreSQL and Chromium would lag behind.
 """
 
 from __future__ import annotations
@@ -17,9 +29,10 @@ import secrets
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -142,6 +155,23 @@ def make_tenant(database: Database, name: str = "Test Clinic", **fields: object)
     data = TenantCreate.model_validate({"name": name, "slug": unique_slug(), **fields})
     with transaction(database, ctx) as session:
         return create_tenant(session, ctx, data=data)
+
+
+CLINIC_ZONE = ZoneInfo("Asia/Kolkata")  # a new clinic's time zone unless a test sets one
+
+
+def clinic_today(zone: ZoneInfo = CLINIC_ZONE) -> date:
+    """Today where the clinic is (the machine's ``date.today()`` may be a day off)."""
+    return datetime.now(zone).date()
+
+
+def coming(weekday: int, zone: ZoneInfo = CLINIC_ZONE) -> date:
+    """The first ``weekday`` (0 = Monday) at least a week after today in the clinic's zone:
+    all of that day lies ahead at whatever hour the tests run (and start), and it falls
+    well inside every booking window.
+    """
+    first = clinic_today(zone) + timedelta(days=7)
+    return first + timedelta(days=(weekday - first.weekday()) % 7)
 
 
 @pytest.fixture

@@ -1,15 +1,20 @@
 """Scheduling pages in a real browser: the desk's calendar and booking dialog, check-in,
 the queue board updating itself, the doctor's queue, and a patient booking online.
+
+Every test here runs on a chosen evening (``clinic_evening``): the clock, running, starts
+at 20:00 in the clinic a week or more ahead, so today's hours are over whenever the
+tests run, and the scenario's day is tomorrow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 
 from opdesk.db import Database
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
@@ -19,13 +24,12 @@ from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.browser.test_identity_pages import shot, staff_sign_in
 from tests.browser.test_shell import WIDTHS, open_page
-from tests.conftest import ctx_for, make_tenant, make_user
+from tests.conftest import CLINIC_ZONE, clinic_today, coming, ctx_for, make_tenant, make_user
 from tests.identity.test_patient_otp import latest_code
 from tests.scheduling.test_booking import patients
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
-IST = ZoneInfo("Asia/Kolkata")
 NAMES = (
     ("Suresh", "Jadhav"),
     ("लक्ष्मी", "अय्यर"),
@@ -36,6 +40,18 @@ NAMES = (
     ("Sunita", "Kulkarni"),
     ("Arjun", "Menon"),
 )
+
+
+@pytest.fixture(autouse=True)
+def clinic_evening() -> Iterator[datetime]:
+    """20:00 at the clinic on a Monday a week or more ahead; the clock keeps running.
+
+    The server thread reads the same moved clock; Chromium keeps its own, which only
+    counts cookie lifetimes (max-age) here.
+    """
+    moment = datetime.combine(coming(0), time(20), CLINIC_ZONE)
+    with time_machine.travel(moment, tick=True):
+        yield moment
 
 
 @dataclass
@@ -70,7 +86,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
                 visit_types=(service.VisitType("consultation", "Consultation", 15),),
             ),
         )
-        today = datetime.now(UTC).astimezone(IST).date()
+        today = clinic_today()
         service.set_templates(
             session,
             ctx,
@@ -208,6 +224,9 @@ def test_patient_books_online_signing_in_while_the_slot_is_held(
     shot(page, f"my-appointments-{width}")
 
     page.get_by_role("button", name="Change time").click()
+    day = clinic.tomorrow.strftime("%a %-d %b")  # the appointment's day, not today
+    assert page.locator('.day-tabs [aria-current="date"]').inner_text() == day
+    assert f"Free times on {day}" in page.locator(".slot-picker").inner_text()
     page.locator(".slot-buttons button").last.click()
     assert page.get_by_role("status").inner_text() == "Your appointment is moved."
     page.get_by_role("button", name="Cancel").click()
@@ -249,7 +268,7 @@ def test_admin_adds_a_doctor_sets_hours_and_time_away(
     assert page.get_by_label("From, row 1").input_value() == "10:00"  # Monday kept
     assert page.get_by_label("From, row 2").input_value() == "12:00"
 
-    tomorrow = datetime.now(UTC).astimezone(IST).date() + timedelta(days=1)
+    tomorrow = clinic_today() + timedelta(days=1)
     page.get_by_label("From", exact=True).fill(f"{tomorrow.isoformat()}T00:00")
     page.get_by_label("Until", exact=True).fill(f"{tomorrow.isoformat()}T23:59")
     page.get_by_label("Reason").fill("Conference")

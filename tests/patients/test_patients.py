@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,14 @@ from opdesk.audit.models import AuditEvent
 from opdesk.db import Database, tenant_session
 from opdesk.patients.models import Patient
 from opdesk.tenancy.models import Tenant
-from tests.conftest import bearer, make_tenant, make_user, open_session, unique_mobile
+from tests.conftest import (
+    bearer,
+    clinic_today,
+    make_tenant,
+    make_user,
+    open_session,
+    unique_mobile,
+)
 
 
 @pytest.fixture
@@ -112,7 +119,7 @@ def test_age_only_is_kept_as_an_estimate(client: TestClient, desk: dict[str, str
     [
         ({"phone": "020 2553 1234"}, "phone", "must be a mobile number, not a landline"),
         ({"phone": "12345"}, "phone", "not a valid phone number"),
-        ({"dob": (date.today() + timedelta(days=3)).isoformat()}, "dob", "is in the future"),
+        ({"dob": (clinic_today() + timedelta(days=3)).isoformat()}, "dob", "is in the future"),
         ({"dob": "1850-01-01"}, "dob", "more than 125 years ago"),
         ({"dob": None, "ageYears": 300}, "ageYears", "less than or equal to 125"),
         ({"gender": "robot"}, "gender", "Input should be"),

@@ -4,7 +4,7 @@ the lifecycle, the queue, and the public booking page with the patient portal.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -71,7 +71,7 @@ def doctor_with_slots(
     doctor = add_doctor(client, db, ident, tenant, admin)
     put = client.put(
         f"/api/v1/doctors/{doctor['id']}/templates",
-        json={"validFrom": "2026-01-01", "templates": [opening()]},
+        json={"validFrom": MONDAY, "templates": [opening()]},  # DAY is the first day
         headers=admin,
     )
     assert put.status_code == 200, put.text
@@ -151,10 +151,10 @@ def test_bad_templates_name_the_field_and_change_nothing(
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"from": "2020-01-01"}, "from"),
-        ({"from": MONDAY, "to": "2031-01-01"}, "to"),
-        ({"from": MONDAY, "to": "2026-12-01"}, "to"),
-        ({"from": MONDAY, "to": "2027-02-01"}, "to"),
+        ({"from": str(DAY - timedelta(days=400))}, "from"),  # over a year before today
+        ({"from": MONDAY, "to": str(DAY + timedelta(days=400))}, "to"),  # a year after
+        ({"from": MONDAY, "to": str(DAY - timedelta(days=1))}, "to"),  # backwards
+        ({"from": MONDAY, "to": str(DAY + timedelta(days=32))}, "to"),  # over 31 days
     ],
 )
 def test_slot_search_refuses_dates_far_away_or_backwards(
@@ -315,14 +315,8 @@ def test_reschedule_and_walk_in_through_the_api(
 def test_next_available_across_a_specialty(
     client: TestClient, db: Database, ident: Any, tenant: Tenant, admin: Headers, desk: Headers
 ) -> None:
-    doctor, _monday = doctor_with_slots(client, db, ident, tenant, admin)
+    doctor, slots = doctor_with_slots(client, db, ident, tenant, admin)  # from DAY on only
     (patient,) = patients(db, ident, tenant, 1)
-    today = date.today()
-    slots = client.get(
-        "/api/v1/slots",
-        params={"doctorId": doctor["id"], "from": str(today), "to": str(today + timedelta(14))},
-        headers=desk,
-    ).json()
     assert book(client, desk, slots[0], patient).status_code == 201
     found = client.get(
         "/api/v1/slots/next", params={"specialty": "Paediatrics"}, headers=desk
@@ -393,7 +387,7 @@ def test_public_holds_are_limited_per_address(
     _doctor, _slots = doctor_with_slots(client, db, ident, tenant, admin)
     more = client.put(
         f"/api/v1/doctors/{_doctor['id']}/templates",
-        json={"validFrom": "2026-01-01", "templates": [opening(endTime="13:00")]},
+        json={"validFrom": MONDAY, "templates": [opening(endTime="13:00")]},
         headers=admin,
     )
     assert more.status_code == 200

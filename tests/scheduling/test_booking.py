@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -19,10 +19,10 @@ from opdesk.scheduling.models import Appointment, Slot
 from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for, make_tenant, unique_mobile
+from tests.conftest import coming, ctx_for, make_tenant, unique_mobile
 from tests.scheduling.test_slot_generation import generate, make_doctor, set_week, slots_of
 
-DAY = date(2026, 12, 7)  # a Monday
+DAY = coming(0)  # a Monday at least a week ahead, whatever the day and hour of the run
 
 
 def patients(db: Database, ident: Any, tenant: Tenant, count: int, **extra: Any) -> list[Any]:

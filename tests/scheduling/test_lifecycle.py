@@ -5,7 +5,7 @@ hold running out while someone books.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 import pytest
@@ -18,12 +18,12 @@ from opdesk.scheduling import booking, lifecycle, waitlist
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for, make_tenant
+from tests.conftest import CLINIC_ZONE, ctx_for, make_tenant
 from tests.scheduling.test_booking import DAY, book, clinic_with_slots, hold, patients
 from tests.scheduling.test_slot_generation import make_doctor
 
-# Inside the clinic day of the test slots (09:00 IST on DAY), so check-in dates match.
-CLINIC_MORNING = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+# Half an hour before the test slots (09:00 IST on DAY), so check-in dates match.
+CLINIC_MORNING = datetime.combine(DAY, time(8, 30), CLINIC_ZONE).astimezone(UTC)
 
 
 def move(

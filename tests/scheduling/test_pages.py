@@ -4,6 +4,8 @@ as a message on the page and change nothing; foreign records are 404.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -114,3 +116,25 @@ def test_a_patient_of_another_clinic_cannot_confirm_here(
         )
         assert refused.status_code == 404
     assert appointments_on(db, tenant, slots[0].id) == 0
+
+
+def test_change_time_opens_on_the_appointments_day_and_follows_the_date_asked(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 3)
+    (patient,) = patients(db, ident, tenant, 1)
+    appointment = book(db, tenant, slots[0], patient)
+    token = portal_login(db, ident, tenant, patient)["Authorization"].removeprefix("Bearer ")
+    url = f"/me/appointments/{appointment.id}/reschedule"
+    day = DAY.strftime("%a %-d %b")
+    with browser_for(app, token) as browser:
+        for opened in (browser.get(url), browser.get(f"{url}?date=not-a-day")):
+            assert f'aria-current="date">{day}</a>' in opened.text  # a week or more ahead
+            assert f"Free times on {day}" in opened.text
+            offered = re.findall(r'name="slot_id" value="([0-9a-f-]{36})"', opened.text)
+            assert offered == [str(slots[1].id), str(slots[2].id)]
+        later = DAY + timedelta(days=1)  # the doctor works Mondays only
+        other = browser.get(f"{url}?date={later.isoformat()}")
+        assert f'aria-current="date">{later.strftime("%a %-d %b")}</a>' in other.text
+        assert f"No free times on {later.strftime('%a %-d %b')}" in other.text
+        assert f'href="{url}?date={DAY.isoformat()}"' in other.text  # one tap back

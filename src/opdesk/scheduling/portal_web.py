@@ -42,6 +42,7 @@ router = APIRouter(include_in_schema=False)
 Public = Annotated[Principal | None, acting("public")]
 HOLD_COOKIE = "opdesk_hold"
 DAYS_SHOWN = 7
+DAYS_AHEAD = 60  # the furthest day a patient may pick online
 
 
 Clinic = Annotated[Tenant, Depends(clinic_in_path)]
@@ -54,17 +55,27 @@ class DayChoice:
     current: bool
 
 
-def _day_tabs(base: str, first: date, chosen: date) -> list[DayChoice]:
+def _day_tabs(base: str, today: date, chosen: date) -> list[DayChoice]:
+    """A week of day links from today, or around the chosen day when it lies further on."""
+    first = today
+    if chosen >= today + timedelta(days=DAYS_SHOWN):
+        last_first = today + timedelta(days=DAYS_AHEAD - DAYS_SHOWN + 1)
+        first = min(chosen - timedelta(days=DAYS_SHOWN // 2), last_first)
     days = [first + timedelta(days=i) for i in range(DAYS_SHOWN)]
-    return [DayChoice(d, f"{base}&date={d.isoformat()}", d == chosen) for d in days]
+    joint = "&" if "?" in base else "?"
+    return [DayChoice(d, f"{base}{joint}date={d.isoformat()}", d == chosen) for d in days]
 
 
-def _chosen_day(text: str, today: date) -> date:
+def _chosen_day(text: str, today: date, default: date | None = None) -> date:
+    """The day asked for in ``?date=`` (else ``default``, else today), kept to the days
+    that can be booked.
+    """
+    fallback = default or today
     try:
-        wanted = date.fromisoformat(text) if text else today
+        wanted = date.fromisoformat(text) if text else fallback
     except ValueError:
-        return today
-    return min(max(wanted, today), today + timedelta(days=60))
+        wanted = fallback
+    return min(max(wanted, today), today + timedelta(days=DAYS_AHEAD))
 
 
 def _doctor_or_none(session: Session, wanted: str) -> DoctorProfile | None:
@@ -295,18 +306,20 @@ def cancel_mine(
 def reschedule_page(
     request: Request, session: DbSession, ctx: Ctx, who: Me, appointment: Mine, date: str = ""
 ) -> Response:
-    """Pick another time with the same doctor."""
+    """Pick another time with the same doctor; opens on the appointment's own day."""
     today = tenants.today_at_clinic(session, ctx)
-    day = _chosen_day(date, today)
+    current = queries.slot_of(session, appointment)
+    day = _chosen_day(date, today, current.date if current else None)
     doctor = records.by_id(session, DoctorProfile, appointment.doctor_id)
     window = queries.SlotWindow.checked(today, day, day)
     slots = queries.slots(session, ctx, doctor.id, window, appointment.visit_type)
-    base = f"/me/appointments/{appointment.id}/reschedule?"
+    base = f"/me/appointments/{appointment.id}/reschedule"
     return page(
         request,
         "scheduling/my_reschedule.html",
         appointment=appointment,
-        current=queries.slot_of(session, appointment),
+        current=current,
+        day=day,
         doctor=doctor,
         slots=slots,
         tabs=_day_tabs(base, today, day),
