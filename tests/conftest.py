@@ -41,6 +41,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 
 from opdesk.app import create_app
+from opdesk.audit import guard as audit_guard
 from opdesk.config import Settings
 from opdesk.context import RequestContext, system_context
 from opdesk.db import (
@@ -107,6 +108,7 @@ def template_name(pg: PgServer) -> Iterator[str]:
     ensure_database(pg.server_url, name)
     engine = create_engine(pg.owner_url(name))
     upgrade(engine)
+    audit_guard.install(engine)
     engine.dispose()
     yield name
     drop_database(pg.server_url, name)

@@ -199,8 +199,8 @@ def test_sweep_removes_expired_codes_only(fresh_database: Database, tmp_path: Pa
             )
     done = opdesk("sweep", database=fresh_database, data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "swept 1 expired codes" in done.stdout
-    assert "0 lapsed holds, 0 lapsed waitlist offers" in done.stdout
+    assert "swept 1 expired sign-in codes," in done.stdout
+    assert "0 lapsed waitlist offers, 0 lapsed holds" in done.stdout
     with tenant_session(fresh_database, None) as session:
         left = session.execute(text("select attempt_hash from otp_tokens")).scalars().all()
     assert left == [b"new"]

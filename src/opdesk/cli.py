@@ -167,31 +167,27 @@ def _keyring_or_fail(settings: Settings) -> KeyringSource:
 def sweep() -> None:
     """Run the sweepers once: expired OTP codes, share links, slot holds and waitlist
     offers (the next patient in line gets the slot), old counters and idempotency keys.
+
+    Each sweeper runs in a transaction per clinic: one clinic's failure is reported and
+    the others are still swept.
     """
     from datetime import timedelta
 
-    from opdesk import idempotency
-    from opdesk.documents.service import sweep_share_links
-    from opdesk.identity.service import sweep_otp_tokens
+    from opdesk.jobs.runner import run_all
+    from opdesk.jobs.sweeps import sweep_jobs
     from opdesk.scheduling import waitlist
-    from opdesk.security import throttle
 
     with runtime() as rt:
-        ctx = system_context(None)
-        with transaction(rt.db, ctx) as session:
-            now = ctx.now()
-            codes = sweep_otp_tokens(session, now)
-            counters = throttle.sweep(session, now - timedelta(days=2))
-            links = sweep_share_links(session, now)
-            keep_for = timedelta(minutes=rt.settings.waitlist_offer_minutes)
-            offering = waitlist.Offers(FieldCipher(load_keyring(rt.settings)), keep_for)
-            offers, holds = waitlist.sweep(session, ctx, offering)
-            keys = idempotency.sweep(session, now)
-        click.echo(
-            f"swept {codes} expired codes, {links} expired share links, {holds} lapsed holds, "
-            f"{offers} lapsed waitlist offers, {counters} old sign-in counters "
-            f"and {keys} old idempotency keys"
+        keep_for = timedelta(minutes=rt.settings.waitlist_offer_minutes)
+        offers = waitlist.Offers(FieldCipher(load_keyring(rt.settings)), keep_for)
+        outcomes = run_all(rt.db, sweep_jobs(offers))
+    click.echo("swept " + ", ".join(f"{o.done} {o.name}" for o in outcomes))
+    for failed in (o for o in outcomes if not o.ok):
+        click.secho(
+            f"{failed.name} failed for {len(failed.failed)} clinic(s); see the log", fg="red"
         )
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)
 
 
 @main.group()

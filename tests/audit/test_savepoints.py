@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from opdesk.audit.verify import verify_tenant
+from opdesk.context import RequestContext
 from opdesk.db import Database
 from opdesk.errors import Conflict
 from opdesk.identity.models import User
@@ -16,7 +18,7 @@ from tests.audit.test_chain import events_of
 from tests.conftest import STAFF_PASSWORD, ctx_for
 
 
-def _staff(session, ctx, ident: Identity, name: str) -> User:  # type: ignore[no-untyped-def]
+def _staff(session: Session, ctx: RequestContext, ident: Identity, name: str) -> User:
     return create_user(
         session,
         ctx,
@@ -34,10 +36,9 @@ def test_a_failed_savepoint_keeps_the_events_of_earlier_writes(
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
         kept = _staff(session, ctx, ident, "Kept")
-        with pytest.raises(Conflict):
-            with session.begin_nested():
-                _staff(session, ctx, ident, "Dropped")
-                raise Conflict("the page refuses the second step")
+        with pytest.raises(Conflict), session.begin_nested():
+            _staff(session, ctx, ident, "Dropped")
+            raise Conflict("the page refuses the second step")
         after = _staff(session, ctx, ident, "After")
 
     users = {u.name for u in _users(db, tenant)}
@@ -58,10 +59,9 @@ def test_nested_savepoints_trim_back_to_their_own_start(
         outer = _staff(session, ctx, ident, "Outer")
         with session.begin_nested():
             middle = _staff(session, ctx, ident, "Middle")
-            with pytest.raises(Conflict):
-                with session.begin_nested():
-                    _staff(session, ctx, ident, "Inner")
-                    raise Conflict("inner step refused")
+            with pytest.raises(Conflict), session.begin_nested():
+                _staff(session, ctx, ident, "Inner")
+                raise Conflict("inner step refused")
         assert len(ctx.pending_audit) == 2, "outer and middle wait; inner is gone"
 
     audited = {e.entity_id for e in events_of(db, tenant.id) if e.entity_collection == "users"}
@@ -73,12 +73,11 @@ def test_a_whole_rollback_still_drops_every_pending_event(
 ) -> None:
     ctx = ctx_for(tenant.id)
     before = len(events_of(db, tenant.id))
-    with pytest.raises(RuntimeError):
-        with transaction(db, ctx) as session:
-            _staff(session, ctx, ident, "Gone")
-            with session.begin_nested():
-                _staff(session, ctx, ident, "AlsoGone")
-            raise RuntimeError("the request fails")
+    with pytest.raises(RuntimeError), transaction(db, ctx) as session:
+        _staff(session, ctx, ident, "Gone")
+        with session.begin_nested():
+            _staff(session, ctx, ident, "AlsoGone")
+        raise RuntimeError("the request fails")
     assert ctx.pending_audit == []
     assert len(events_of(db, tenant.id)) == before
 

@@ -15,7 +15,8 @@ from opdesk.db import Database, tenant_session
 from opdesk.documents import service
 from opdesk.documents.models import ShareLink
 from opdesk.tenancy.models import Tenant
-from tests.conftest import bearer, make_tenant, make_user, open_session, unique_mobile
+from opdesk.uow import transaction
+from tests.conftest import bearer, ctx_for, make_tenant, make_user, open_session, unique_mobile
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -174,9 +175,10 @@ def test_sweeper_removes_expired_links(
     with time_machine.travel(start - timedelta(days=3), tick=False):
         client.post(f"/api/v1/documents/{doc['id']}/share-links", json={"days": 1}, headers=desk)
     fresh = client.post(f"/api/v1/documents/{doc['id']}/share-links", json={}, headers=desk).json()
-    with tenant_session(db, None) as session:
-        swept = service.sweep_share_links(session, start)
-    assert swept >= 1
+    ctx = ctx_for(tenant.id, clock=lambda: start)
+    with transaction(db, ctx) as session:
+        swept = service.sweep_share_links(session, ctx)
+    assert swept == 1
     with tenant_session(db, tenant.id) as session:
         left = session.query(ShareLink).filter(ShareLink.document_id == doc["id"]).all()
     assert [str(link.id) for link in left] == [fresh["id"]]

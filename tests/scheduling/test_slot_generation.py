@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,28 +18,10 @@ from opdesk.scheduling.models import AvailabilityException, DoctorProfile, Slot
 from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for, make_tenant, make_user
+from tests.conftest import ctx_for, make_tenant
+from tests.factories import make_doctor, unaudited
 
 MONDAY = date(2026, 11, 30)
-
-
-def make_doctor(db: Database, ident: Any, tenant: Tenant) -> DoctorProfile:
-    user = make_user(db, ident, tenant, "doctor")
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        doctor = DoctorProfile(
-            tenant_id=tenant.id,
-            id=new_id(),
-            user_id=user.id,
-            display_name="Dr. Anjali Deshmukh",
-            specialty="General medicine",
-            registration_number="MMC-2011-04512",
-            consultation_fee=Decimal("500.00"),
-            visit_types=[{"code": "consultation", "label": "Consultation", "minutes": 15}],
-            created_at=ctx.now(),
-        )
-        session.add(doctor)
-    return doctor
 
 
 def set_week(db: Database, tenant: Tenant, doctor: DoctorProfile, *openings: Opening) -> None:
@@ -110,14 +91,17 @@ def test_postgresql_refuses_overlapping_slots_of_one_doctor(
         )
 
     with transaction(db, ctx_for(tenant.id)) as session:
+        unaudited(session)
         session.add(slot(0))
     with (
         pytest.raises(IntegrityError, match="ex_slots_no_overlap"),
         transaction(db, ctx_for(tenant.id)) as session,
     ):
+        unaudited(session)
         session.add(slot(10))
     other = make_doctor(db, ident, tenant)
     with transaction(db, ctx_for(tenant.id)) as session:  # another doctor may overlap
+        unaudited(session)
         clash = slot(10)
         clash.doctor_id = other.id
         session.add(clash)
@@ -151,6 +135,7 @@ def test_exceptions_leave_gaps(db: Database, ident: Any, tenant: Tenant) -> None
     set_week(db, tenant, doctor, MORNING)
     ist = ZoneInfo("Asia/Kolkata")
     with transaction(db, ctx_for(tenant.id)) as session:
+        unaudited(session)  # a past day: the service refuses time away in the past
         session.add(
             AvailabilityException(
                 tenant_id=tenant.id,
@@ -208,6 +193,7 @@ def test_changing_the_template_keeps_booked_slots(db: Database, ident: Any, tena
     generate(db, tenant, doctor, MONDAY, 1)
     first = slots_of(db, tenant, doctor)[0]
     with transaction(db, ctx_for(tenant.id)) as session:
+        unaudited(session)  # stands for a booking without making one
         session.execute(update(Slot).where(Slot.id == first.id).values(status="booked"))
     set_week(db, tenant, doctor, Opening(0, time(10), time(12), 30))
     generate(db, tenant, doctor, MONDAY, 1)

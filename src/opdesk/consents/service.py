@@ -20,6 +20,7 @@ from opdesk.documents import pdf
 from opdesk.documents import service as documents
 from opdesk.documents.storage import Storage
 from opdesk.errors import Conflict
+from opdesk.patients import service as patients
 from opdesk.patients.models import Patient
 from opdesk.security.crypto import FieldCipher
 from opdesk.web.templating import local_time
@@ -139,7 +140,7 @@ def sign(
     )
     session.add(consent)
     session.flush()
-    _mirror(session, patient)
+    _mirror(session, ctx, patient)
     audit.record(
         ctx,
         entity="consents",
@@ -158,7 +159,7 @@ def revoke(session: Session, ctx: RequestContext, *, consent_id: uuid.UUID) -> C
         raise Conflict("this consent is already revoked")
     consent.revoked_at = ctx.now()
     session.flush()
-    _mirror(session, records.by_id(session, Patient, consent.patient_id, lock=True))
+    _mirror(session, ctx, records.by_id(session, Patient, consent.patient_id, lock=True))
     audit.record(
         ctx,
         entity="consents",
@@ -188,9 +189,9 @@ def allows(session: Session, patient_id: uuid.UUID, type_: str) -> bool:
     return newest is not None and newest.revoked_at is None
 
 
-def _mirror(session: Session, patient: Patient) -> None:
+def _mirror(session: Session, ctx: RequestContext, patient: Patient) -> None:
     """The patient's ``consents`` list: the standing consents, as the seed embeds them."""
-    patient.consents = [
+    standing = [
         {
             "consentId": str(c.id),
             "type": c.type,
@@ -200,7 +201,7 @@ def _mirror(session: Session, patient: Patient) -> None:
         for c in latest(session, patient.id)
         if c.revoked_at is None
     ]
-    session.flush()
+    patients.set_standing_consents(session, ctx, patient, standing)
 
 
 def get(session: Session, consent_id: uuid.UUID) -> Consent:

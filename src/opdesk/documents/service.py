@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, each_tenant, new_id
+from opdesk.db import bind_tenant, new_id
 from opdesk.documents.models import CATEGORIES, Document, ShareLink
 from opdesk.documents.storage import Storage
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -251,13 +251,22 @@ def open_link(session: Session, ctx: RequestContext, token: str) -> Document:
     return records.by_id(session, Document, link.document_id)
 
 
-def sweep_share_links(session: Session, now: datetime) -> int:
-    """Delete expired links of every clinic (the seed's TTL index on shareLinks.expiresAt)."""
-    removed = 0
-    for _tenant_id in each_tenant(session):
-        result = session.execute(delete(ShareLink).where(ShareLink.expires_at < now))
-        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
-    return removed
+def sweep_share_links(session: Session, ctx: RequestContext) -> int:
+    """Delete the clinic's expired links (the seed's TTL index on shareLinks.expiresAt)."""
+    removed = list(
+        session.execute(
+            delete(ShareLink).where(ShareLink.expires_at < ctx.now()).returning(ShareLink.id)
+        ).scalars()
+    )
+    if removed:  # one event per sweep, naming the links
+        audit.record(
+            ctx,
+            entity="documents_share_links",
+            entity_id=None,
+            action="delete",
+            diff=audit.diff_of({"expiredLinks": sorted(str(i) for i in removed)}, {}),
+        )
+    return len(removed)
 
 
 def live_links(session: Session, document_ids: list[uuid.UUID], now: datetime) -> list[ShareLink]:

@@ -350,6 +350,22 @@ def update(
     return patient
 
 
+def set_standing_consents(
+    session: Session, ctx: RequestContext, patient: Patient, standing: list[dict[str, Any]]
+) -> None:
+    """The consents embedded in the patient record (the consents domain decides which)."""
+    before, patient.consents = patient.consents, standing
+    session.flush()
+    if before != standing:
+        audit.record(
+            ctx,
+            entity="patients",
+            entity_id=patient.id,
+            action="update",
+            diff=audit.diff_of({"consents": before}, {"consents": standing}),
+        )
+
+
 def get(session: Session, patient_id: uuid.UUID) -> Patient:
     return records.by_id(session, Patient, patient_id)
 

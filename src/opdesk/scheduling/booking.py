@@ -90,6 +90,15 @@ def hold(
     ).first()
     if taken is None:
         raise refusal(ctx, records.by_id(session, Slot, slot_id))  # 404 when unknown
+    audit.record(
+        ctx,
+        entity="slots",
+        entity_id=slot_id,
+        action="state-transition",
+        from_state="free",
+        to_state="held",
+        diff=audit.diff_of({}, {"holdExpiresAt": expires}),
+    )
     return Hold(slot_id, token, expires)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.db import each_tenant, new_id
+from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput
 from opdesk.identity.service._common import whole_minutes
 from opdesk.notifications import service as outbox
@@ -293,41 +293,45 @@ def _lapse(
         offer_next(session, ctx, offers, released)
 
 
-def sweep_tenant(session: Session, ctx: RequestContext, offers: Offers) -> tuple[int, int]:
-    """Lapse the offers that ran out (next patient gets the slot) and release expired holds
-    (the seed's TTL indexes); returns (offers, holds).
-    """
-    now = ctx.now()
+def lapse_offers(session: Session, ctx: RequestContext, offers: Offers) -> int:
+    """Offers that ran out: each slot goes on to the next patient in line."""
     lapsed = list(
         session.execute(
             select(WaitlistLock)
-            .where(WaitlistLock.status == "offered", WaitlistLock.expires_at <= now)
+            .where(WaitlistLock.status == "offered", WaitlistLock.expires_at <= ctx.now())
             .with_for_update(skip_locked=True)
         ).scalars()
     )
     for lock in lapsed:
         _lapse(session, ctx, offers, lock, "expired")
-    released = session.execute(
-        update(Slot)
-        .where(Slot.status == "held", Slot.hold_expires_at <= now)
-        .values(
-            status="free",
-            hold_expires_at=None,
-            meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
-        )
+    return len(lapsed)
+
+
+def release_lapsed_holds(session: Session, ctx: RequestContext) -> int:
+    """Holds past their expiry go back to everyone (the seed's TTL index on holds)."""
+    released = list(
+        session.execute(
+            update(Slot)
+            .where(Slot.status == "held", Slot.hold_expires_at <= ctx.now())
+            .values(
+                status="free",
+                hold_expires_at=None,
+                meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
+            )
+            .returning(Slot.id)
+        ).scalars()
     )
-    return len(lapsed), int(released.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def sweep(session: Session, ctx: RequestContext, offers: Offers) -> tuple[int, int]:
-    """``sweep_tenant`` for every clinic."""
-    lapsed = holds = 0
-    for tenant_id in each_tenant(session):
-        tenant_ctx = ctx.for_tenant(tenant_id)
-        tenant_ctx.pending_audit = ctx.pending_audit  # written with the sweep's commit
-        lapsed_here, released = sweep_tenant(session, tenant_ctx, offers)
-        lapsed, holds = lapsed + lapsed_here, holds + released
-    return lapsed, holds
+    if released:  # one event per sweep of a clinic, naming every slot it let go
+        audit.record(
+            ctx,
+            entity="slots",
+            entity_id=None,
+            action="state-transition",
+            from_state="held",
+            to_state="free",
+            diff=audit.diff_of({}, {"lapsedHolds": sorted(str(i) for i in released)}),
+        )
+    return len(released)
 
 
 def entries(

@@ -84,6 +84,7 @@ def begin_mfa_enrolment(
     )
     user.mfa_last_step = None
     session.flush()
+    auth_event(ctx, "mfa-enrol-start", tenant_id=user.tenant_id, entity="users", entity_id=user.id)
     label = user.email or user.name
     uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=TOTP_ISSUER)
     svg = segno.make(uri, error="m").svg_inline(scale=5, dark="#1b2b34")
