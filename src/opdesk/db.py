@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from sqlalchemy import (
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -232,6 +233,18 @@ TENANT_KEY = "tenant_id"
 SCOPED_KEY = "scoped_tenant_id"
 
 
+_SET_TENANT = text("select set_config('app.tenant_id', :t, true)")
+
+
+def set_tenant_setting(target: Session | Connection, tenant_id: uuid.UUID | None) -> None:
+    """Scope the current transaction to one tenant for row-level security (or to none).
+
+    The one place the setting is written; transaction-local, so a pooled connection never
+    carries it into the next transaction.
+    """
+    target.execute(_SET_TENANT, {"t": str(tenant_id) if tenant_id else ""})
+
+
 @event.listens_for(Session, "after_begin")
 def _scope_transaction_to_tenant(session: Session, _tx: Any, connection: Any) -> None:
     """Every transaction starts scoped to the session's tenant (or to none).
@@ -242,7 +255,7 @@ def _scope_transaction_to_tenant(session: Session, _tx: Any, connection: Any) ->
     tenant = session.info.get(TENANT_KEY)
     session.info[SCOPED_KEY] = tenant
     if tenant is not None:
-        connection.execute(text("select set_config('app.tenant_id', :t, true)"), {"t": str(tenant)})
+        set_tenant_setting(connection, tenant)
 
 
 def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
@@ -252,22 +265,8 @@ def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
         return
     session.connection()  # a transaction starting here is scoped by _scope_transaction_to_tenant
     if session.info.get(SCOPED_KEY) != tenant_id:
-        session.execute(
-            text("select set_config('app.tenant_id', :t, true)"),
-            {"t": str(tenant_id) if tenant_id else ""},
-        )
+        set_tenant_setting(session, tenant_id)
         session.info[SCOPED_KEY] = tenant_id
-
-
-def each_tenant(session: Session) -> Iterator[uuid.UUID]:
-    """Bind the session to every clinic in turn (for sweepers that act on all of them)."""
-    tenant_ids = list(session.execute(text("select id from tenants")).scalars())
-    try:
-        for tenant_id in tenant_ids:
-            bind_tenant(session, tenant_id)
-            yield tenant_id
-    finally:
-        bind_tenant(session, None)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant
 from opdesk.identity import service as identity
 from opdesk.identity.models import User
 from opdesk.identity.service import Identity
@@ -22,6 +21,7 @@ from opdesk.security.passwords import hash_password, verify_password
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
 from opdesk.tenancy.schemas import Address, TenantCreate, TenantUpdate
+from opdesk.uow import enter_tenant
 
 DEMO_SLUG = "sunrise-clinic"
 
@@ -47,8 +47,7 @@ def refresh_demo(session: Session, ctx: RequestContext) -> Tenant:
     existing = tenants.find_by_slug(session, DEMO_SLUG, include_deleted=True)
     if existing is None:
         return tenants.create_tenant(session, ctx, data=DEMO_PROFILE)
-    ctx.tenant_id = existing.id
-    bind_tenant(session, existing.id)
+    enter_tenant(session, ctx, existing.id)
     if existing.deleted_at is not None:
         tenants.restore_tenant(session, ctx, tenant_id=existing.id)
     fields = DEMO_PROFILE.model_dump(exclude={"slug"})

@@ -14,7 +14,7 @@ from opdesk.db import Database
 from opdesk.errors import Conflict, Forbidden
 from opdesk.patients.schemas import PatientCreate
 from opdesk.patients.service import register
-from opdesk.scheduling import booking
+from opdesk.scheduling import booking, queries
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
@@ -88,7 +88,7 @@ def hold(db: Database, tenant: Tenant, slot: Slot) -> booking.Hold:
 def free(db: Database, tenant: Tenant, slot: Slot) -> list[Slot]:
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
-        return booking.free_slots(session, ctx, doctor_id=slot.doctor_id, first_day=DAY)
+        return queries.slots(session, ctx, slot.doctor_id, queries.SlotWindow(DAY, DAY), None)
 
 
 def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> list[str]:

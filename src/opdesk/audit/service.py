@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from opdesk.audit.models import ACTIONS, GENESIS_HASH, AuditChainHead, AuditEvent
 from opdesk.context import RequestContext
-from opdesk.db import TENANT_KEY, new_id
+from opdesk.db import TENANT_KEY, new_id, set_tenant_setting
 
 CTX_KEY = "request_context"
 REDACTED = "[encrypted]"
@@ -158,13 +158,6 @@ def link_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_event(row)).hexdigest()
 
 
-def _set_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
-    session.execute(
-        text("select set_config('app.tenant_id', :t, true)"),
-        {"t": str(tenant_id) if tenant_id else ""},
-    )
-
-
 def append_chain(session: Session, events: list[PendingEvent]) -> None:
     """Chain and insert ``events`` (all of one tenant) under the tenant's head lock.
 
@@ -218,10 +211,10 @@ def flush_pending(session: Session, ctx: RequestContext) -> None:
     # A fixed lock order keeps two multi-tenant transactions from deadlocking.
     for tenant_id in sorted(by_tenant, key=str):
         if tenant_id != scoped:
-            _set_tenant(session, tenant_id)
+            set_tenant_setting(session, tenant_id)
         append_chain(session, by_tenant[tenant_id])
         if tenant_id != scoped:
-            _set_tenant(session, scoped)
+            set_tenant_setting(session, scoped)
     ctx.pending_audit.clear()
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, text
 
 from opdesk.audit.models import GENESIS_HASH
 from opdesk.audit.service import link_hash
+from opdesk.db import set_tenant_setting
 
 _COLUMNS = (
     "tenant_id, id, seq, ts, actor_id, actor_role, entity_collection, entity_id, action, "
@@ -39,7 +40,7 @@ def verify_tenant(conn: Connection, tenant_id: uuid.UUID, batch: int = 2000) -> 
     Detects edited fields (hash differs), deleted events (sequence gap or prev-hash
     mismatch; a deleted tail is caught by the head), inserted events and reordering.
     """
-    conn.execute(text("select set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
+    set_tenant_setting(conn, tenant_id)
     expected_seq, running_hash, checked = 1, GENESIS_HASH, 0
     query = text(f"select {_COLUMNS} from audit_events where tenant_id = :t order by seq, id")  # noqa: S608
     result = conn.execute(query.execution_options(yield_per=batch), {"t": tenant_id})

@@ -13,13 +13,14 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, new_id
+from opdesk.db import new_id
 from opdesk.documents.models import CATEGORIES, Document, ShareLink
 from opdesk.documents.storage import Storage
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
 from opdesk.patients import service as patients
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.tokens import session_token, tenant_of, token_hash
+from opdesk.uow import enter_tenant
 
 DEFAULT_SHARE_DAYS = 7
 MAX_SHARE_DAYS = 30
@@ -231,8 +232,7 @@ def open_link(session: Session, ctx: RequestContext, token: str) -> Document:
     tenant_id = tenant_of(token)
     if tenant_id is None:
         raise NotFound("this link does not exist or has expired")
-    ctx.tenant_id = tenant_id
-    bind_tenant(session, tenant_id)
+    enter_tenant(session, ctx, tenant_id)
     link = session.execute(
         select(ShareLink).where(ShareLink.token_hash == token_hash(token)).with_for_update()
     ).scalar_one_or_none()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
@@ -223,25 +223,3 @@ def book(session: Session, ctx: RequestContext, request: Request) -> Appointment
         ),
     )
     return appointment
-
-
-def free_slots(
-    session: Session,
-    ctx: RequestContext,
-    *,
-    doctor_id: uuid.UUID,
-    first_day: date,
-    last_day: date | None = None,
-    visit_type: str | None = None,
-    limit: int = 500,
-) -> list[Slot]:
-    """The doctor's bookable slots over clinic-local days, expired holds included."""
-    stmt = select(Slot).where(
-        Slot.doctor_id == doctor_id,
-        Slot.date >= first_day,
-        Slot.date <= (last_day or first_day),
-        claimable(ctx),
-    )
-    if visit_type is not None:
-        stmt = stmt.where(Slot.meta["visitType"].contains([visit_type]))
-    return list(session.execute(stmt.order_by(Slot.starts_at).limit(limit)).scalars())

@@ -37,7 +37,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 # The statuses staff set through the status endpoint (the others come from elsewhere).
-STAFF_TARGETS = ("confirmed", "checked-in", "in-consult", "completed", "no-show", "cancelled")
 
 TIMELINE = {
     "requested": "timeline_requested_at",
@@ -221,9 +220,6 @@ def walk_in(
         diff=audit.diff_of({}, {"patientId": patient.id, "channel": "walk-in"}),
     )
     return appointment
-
-
-QUEUE_STATUSES = ("checked-in", "in-consult", "completed", "no-show")
 
 
 def queue(

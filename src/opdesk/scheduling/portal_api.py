@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from opdesk import idempotency
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant
 from opdesk.errors import Conflict, TooManyRequests
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
@@ -39,6 +38,7 @@ from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.api import SlugPath
 from opdesk.tenancy.models import Tenant
+from opdesk.uow import enter_tenant
 from opdesk.web.deps import Ctx, DbSession, acting, signed_in
 
 router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
@@ -50,8 +50,7 @@ PUBLIC_HOLDS = throttle.Limit("public-hold", 10, timedelta(minutes=15))
 def clinic_in_path(slug: SlugPath, session: DbSession, ctx: Ctx) -> Tenant:
     """The clinic of the public page; the request then acts inside that clinic."""
     tenant = tenants.get_by_slug(session, slug)
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
+    enter_tenant(session, ctx, tenant.id)
     return tenant
 
 

@@ -227,11 +227,3 @@ def end_expired(session: Session, ctx: RequestContext, expired: Expired) -> None
     ).scalar_one_or_none()
     if row is not None:
         end(session, ctx, row, expired.reason)
-
-
-def set_stage(session: Session, row_id: uuid.UUID, tenant_id: uuid.UUID, stage: str) -> None:
-    session.execute(
-        update(AuthSession)
-        .where(AuthSession.tenant_id == tenant_id, AuthSession.id == row_id)
-        .values(stage=stage)
-    )

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, new_id
+from opdesk.db import new_id
 from opdesk.errors import Conflict, NotFound
 from opdesk.tenancy.models import Tenant
 from opdesk.tenancy.schemas import Address, TenantCreate, TenantUpdate
+from opdesk.uow import enter_tenant
 
 ENTITY = "tenants"
 
@@ -62,8 +63,7 @@ def create_tenant(session: Session, ctx: RequestContext, *, data: TenantCreate) 
             session.add(tenant)
     except IntegrityError as exc:  # a concurrent create won the slug
         raise Conflict(f"the clinic code {data.slug!r} is taken") from exc
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
+    enter_tenant(session, ctx, tenant.id)
     audit.record(
         ctx,
         entity=ENTITY,

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, new_id
+from opdesk.db import new_id
 from opdesk.errors import NotFound
 from opdesk.identity.models import OtpToken, User
 from opdesk.identity.service._common import (
@@ -35,6 +35,7 @@ from opdesk.notifications import service as outbox
 from opdesk.security import throttle
 from opdesk.security.tokens import keyed_hash, random_token, same, token_hash
 from opdesk.tenancy import service as tenants
+from opdesk.uow import enter_tenant
 
 # --------------------------------------------------------------------------- patient OTP
 
@@ -53,8 +54,7 @@ def request_otp(
     """
     now = ctx.now()
     tenant = tenants.get_by_slug(session, clinic)
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
+    enter_tenant(session, ctx, tenant.id)
     phone_hash = ident.cipher.blind_index(phone, purpose="phone")
     ip_key = keyed_hash(ident.keys.throttle, "otp-ip", ctx.ip or "")
     for limit, key in (
@@ -112,8 +112,7 @@ def verify_otp(
     refused = Refusal(401, "Code not accepted", GENERIC_OTP_FAILURE, field="code")
     if token is None:
         return refused
-    ctx.tenant_id = token.clinic_id
-    bind_tenant(session, token.clinic_id)
+    enter_tenant(session, ctx, token.clinic_id)
     usable = token.consumed_at is None and now < token.expires_at and token.attempts < OTP_MAX_TRIES
     expected = keyed_hash(ident.keys.otp, token.attempt_hash, code.strip())
     if not usable or not same(expected, token.otp_hash):
@@ -175,8 +174,7 @@ def patient_sign_in(
     if phone_hash is None:
         return Refusal(401, "Sign-in failed", "Your code check has expired. Ask for a new code.")
     tenant = tenants.get_by_slug(session, clinic)
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
+    enter_tenant(session, ctx, tenant.id)
     user = session.execute(
         select(User).where(User.role == "patient", User.phone_hash == phone_hash, User.active)
     ).scalar_one_or_none()

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant, new_id
+from opdesk.db import new_id
 from opdesk.identity.models import Device, User
 from opdesk.identity.service._common import (
     GENERIC_SIGN_IN_FAILURE,
@@ -24,6 +24,7 @@ from opdesk.security.passwords import verify_password
 from opdesk.security.tokens import keyed_hash, random_token
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
+from opdesk.uow import enter_tenant
 
 # --------------------------------------------------------------------------- staff sign-in
 
@@ -70,8 +71,7 @@ def staff_sign_in(
 
 
 def _staff_user(session: Session, ctx: RequestContext, tenant: Tenant, email: str) -> User | None:
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
+    enter_tenant(session, ctx, tenant.id)
     return session.execute(
         select(User).where(User.email == email, User.role != "patient")
     ).scalar_one_or_none()
@@ -85,8 +85,7 @@ def _note_failure(
     user: User | None,
     reason: str,
 ) -> None:
-    ctx.tenant_id = tenant.id
-    bind_tenant(session, tenant.id)
+    enter_tenant(session, ctx, tenant.id)
     auth_event(
         ctx,
         "sign-in-failed",
