@@ -44,10 +44,11 @@ test: setup ## Run the whole test suite (embedded PostgreSQL unless OPDESK_DATAB
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 .PHONY: lint
-lint: setup ## ruff check, ruff format --check, mypy
+lint: setup ## ruff check, ruff format --check, mypy, import layers (lint-imports)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 .PHONY: bench
 bench: setup ## Run the benchmarks and print their figures
