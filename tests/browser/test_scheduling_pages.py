@@ -113,7 +113,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
             made = booking.book(
                 session,
                 ctx,
-                booking.Request(slot.id, person.id, "consultation", "phone", reason="Fever"),
+                booking.BookingRequest(slot.id, person.id, "consultation", "phone", reason="Fever"),
             )
             for step in steps[state]:
                 lifecycle.transition(session, ctx, offers, appointment_id=made.id, to=step)

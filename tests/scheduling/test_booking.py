@@ -69,7 +69,7 @@ def book(
         return booking.book(
             session,
             ctx,
-            booking.Request(
+            booking.BookingRequest(
                 slot_id=slot.id,
                 patient_id=patient.id,
                 visit_type="consultation",

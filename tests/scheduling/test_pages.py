@@ -16,6 +16,7 @@ from opdesk.scheduling.models import Appointment
 from opdesk.tenancy.models import Tenant
 from tests.conftest import make_tenant, make_user, open_session
 from tests.consents.test_consent_pages import browser_for
+from tests.factories import make_doctor
 from tests.identity.test_users_admin import csrf_of
 from tests.scheduling.test_api import portal_login
 from tests.scheduling.test_booking import DAY, book, clinic_with_slots, patients
@@ -138,3 +139,30 @@ def test_change_time_opens_on_the_appointments_day_and_follows_the_date_asked(
         assert f'aria-current="date">{later.strftime("%a %-d %b")}</a>' in other.text
         assert f"No free times on {later.strftime('%a %-d %b')}" in other.text
         assert f'href="{url}?date={DAY.isoformat()}"' in other.text  # one tap back
+
+
+def test_weekly_hours_with_a_mistake_come_back_as_typed_and_save_once_fixed(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    tenant = make_tenant(db, "Hours Clinic")
+    doctor = make_doctor(db, ident, tenant)
+    admin = make_user(db, ident, tenant, "admin")
+    url = f"/admin/doctors/{doctor.id}"
+    with browser_for(app, open_session(db, ident, admin)) as browser:
+        form = {
+            "csrf_token": csrf_of(browser.get(url).text),
+            "rows": "1",
+            "weekday_0": "0",
+            "start_time_0": "10:00",
+            "end_time_0": "09:30",
+            "slot_minutes_0": "15",
+            "visit_types_0": "consultation",
+        }
+        wrong = browser.post(f"{url}/hours", data=form)
+        assert wrong.status_code == 422
+        assert "must be after the start time" in wrong.text
+        assert 'value="09:30"' in wrong.text, "the row comes back as the admin typed it"
+        saved = browser.post(f"{url}/hours", data={**form, "end_time_0": "11:00"})
+        assert saved.status_code == 200
+        assert "Weekly hours saved" in saved.text
+        assert 'value="11:00"' in saved.text

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from opdesk.consents import service
+from opdesk.consents.deps import sign_here
 from opdesk.consents.schemas import (
     ConsentOut,
     PortalSignRequest,
@@ -16,10 +17,9 @@ from opdesk.consents.schemas import (
     TemplateCreate,
     TemplateOut,
 )
-from opdesk.consents.web import sign_here
 from opdesk.context import RequestContext
 from opdesk.patients import queries as patient_queries
-from opdesk.patients.api import patient_in_path
+from opdesk.patients.deps import patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.sessions import Principal

@@ -2,60 +2,29 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from opdesk.consents import service
-from opdesk.consents.models import CONSENT_TYPES, LABELS, Consent
+from opdesk.consents.models import CONSENT_TYPES, LABELS
 from opdesk.consents.schemas import TemplateCreate
-from opdesk.context import RequestContext
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
-from opdesk.web.templating import Pages, form_errors
+from opdesk.web.pages import flash, render
+from opdesk.web.templating import form_errors
 
 router = APIRouter(include_in_schema=False)
-
-
-def sign_here(
-    request: Request,
-    session: Session,
-    ctx: RequestContext,
-    *,
-    patient_id: uuid.UUID,
-    type_: str,
-    method: str,
-) -> Consent:
-    """Sign with this app's cipher, document storage and font cache (desk, portal, API)."""
-    return service.sign(
-        session,
-        ctx,
-        request.app.state.cipher,
-        request.app.state.storage,
-        patient_id=patient_id,
-        type_=type_,
-        method=method,
-        fonts=request.app.state.settings.data_dir / "fonts",
-    )
-
-
 Manager = Annotated[Principal, acting("clinic:manage")]
 
 
 def _render(request: Request, session: DbSession, status: int = 200, **context: object) -> Response:
-    pages: Pages = request.app.state.pages
-    context.setdefault("values", {})
-    context.setdefault("errors", {})
     options = [(t, LABELS[t]) for t in CONSENT_TYPES]
-    return pages.render(
-        request,
-        "consents/admin.html",
-        {"templates": service.templates(session), "types": options, **context},
-        status_code=status,
+    templates = service.templates(session)
+    return render(
+        request, "consents/admin.html", status, templates=templates, types=options, **context
     )
 
 
@@ -81,6 +50,5 @@ def add_consent_text(
     except ValidationError as exc:
         return _render(request, session, 422, values=values, errors=form_errors(exc))
     template = service.add_template(session, ctx, type_=data.type, title=data.title, body=data.body)
-    pages: Pages = request.app.state.pages
     message = f"Published version {template.version} of {LABELS[template.type]}."
-    return pages.redirect_with_flash("/admin/consents", message)
+    return flash(request, "/admin/consents", message)

@@ -16,7 +16,7 @@ from opdesk.documents.models import Document
 from opdesk.documents.schemas import DocumentOut, ShareLinkOut, ShareRequest
 from opdesk.documents.storage import Storage
 from opdesk.errors import FieldError
-from opdesk.patients.api import patient_in_path
+from opdesk.patients.deps import patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.crypto import FieldCipher

@@ -11,16 +11,19 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from opdesk.errors import Conflict, DomainError, FieldError, InvalidInput
 from opdesk.identity import queries, service
+from opdesk.identity.deps import NEXT_COOKIE, identity_of
 from opdesk.identity.models import STAFF_ROLES
 from opdesk.identity.schemas import OtpRequest, StaffSignIn, UserCreate
-from opdesk.identity.service import Identity, Refusal, SignedIn
+from opdesk.identity.service import Refusal, SignedIn
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import DEVICE_COOKIE, SESSION_COOKIE, Allow, Ctx, DbSession, acting, signed_in
+from opdesk.web.pages import attempt, flash, render, set_cookie
 from opdesk.web.problems import STAGE_PAGES
-from opdesk.web.templating import Pages, form_errors
+from opdesk.web.templating import form_errors
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,8 +31,6 @@ Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
 OTP_COOKIE = "opdesk_otp"
 PROOF_COOKIE = "opdesk_phone_proof"
-# Where to go after a patient signs in (set by pages that send them to sign in).
-NEXT_COOKIE = "opdesk_next"
 ROLE_LABELS = {
     "frontdesk": "Front desk",
     "doctor": "Doctor",
@@ -38,42 +39,6 @@ ROLE_LABELS = {
     "admin": "Admin",
     "patient": "Patient",
 }
-
-
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
-
-
-def _ident(request: Request) -> Identity:
-    identity: Identity = request.app.state.identity
-    return identity
-
-
-def _secure(request: Request) -> bool:
-    return bool(request.app.state.settings.env != "dev" or request.app.state.settings.is_https)
-
-
-def _cookie(
-    request: Request, response: Response, name: str, value: str, max_age: int | None
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=_secure(request),
-    )
-
-
-def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-    return _pages(request).render(request, template, context, status_code=status_code)
-
-
-def _flash(request: Request, url: str, message: str, level: str = "success") -> Response:
-    return _pages(request).redirect_with_flash(url, message, level, secure=_secure(request))
 
 
 def _safe_next(url: str | None, fallback: str) -> str:
@@ -87,9 +52,9 @@ def _after_sign_in(request: Request, result: SignedIn, next_url: str | None = No
     home = "/me" if result.user.role == "patient" else "/app"
     target = STAGE_PAGES.get(result.stage) or _safe_next(next_url, home)
     response = RedirectResponse(target, status_code=303)
-    _cookie(request, response, SESSION_COOKIE, result.token, None)
+    set_cookie(request, response, SESSION_COOKIE, result.token, None)
     if result.device_token:
-        _cookie(request, response, DEVICE_COOKIE, result.device_token, 400 * 24 * 3600)
+        set_cookie(request, response, DEVICE_COOKIE, result.device_token, 400 * 24 * 3600)
     return response
 
 
@@ -99,7 +64,7 @@ def _after_sign_in(request: Request, result: SignedIn, next_url: str | None = No
 @router.get("/sign-in")
 def sign_in_form(request: Request, _: Anyone, clinic: str = "", next: str = "") -> Response:
     values = {"clinic": clinic, "next": next}
-    return _page(request, "identity/sign_in.html", values=values)
+    return render(request, "identity/sign_in.html", values=values)
 
 
 @router.post("/sign-in")
@@ -117,11 +82,11 @@ def sign_in(
     try:
         body = StaffSignIn(clinic=clinic.strip().lower(), email=email, password=password)
     except ValidationError as exc:
-        return _page(request, "identity/sign_in.html", 422, values=values, errors=form_errors(exc))
+        return render(request, "identity/sign_in.html", 422, values=values, errors=form_errors(exc))
     result = service.staff_sign_in(
         session,
         ctx,
-        _ident(request),
+        identity_of(request),
         clinic=body.clinic,
         email=body.email,
         password=body.password,
@@ -130,7 +95,7 @@ def sign_in(
     )
     if isinstance(result, Refusal):
         errors = {"password": result.detail}
-        return _page(request, "identity/sign_in.html", result.status, values=values, errors=errors)
+        return render(request, "identity/sign_in.html", result.status, values=values, errors=errors)
     return _after_sign_in(request, result, next)
 
 
@@ -138,7 +103,7 @@ def sign_in(
 def mfa_form(request: Request, who: SigningIn) -> Response:
     if signed_in(who).stage != "mfa":
         return RedirectResponse(STAGE_PAGES.get(signed_in(who).stage, "/app"), 303)
-    return _page(request, "identity/mfa.html")
+    return render(request, "identity/mfa.html")
 
 
 @router.post("/sign-in/mfa")
@@ -154,16 +119,16 @@ def mfa_submit(
     result = service.verify_mfa(
         session,
         ctx,
-        _ident(request),
+        identity_of(request),
         principal,
         code=code or None,
         recovery_code=recovery_code.strip() or None,
     )
     if isinstance(result, Refusal):
-        return _page(request, "identity/mfa.html", result.status, errors={"code": result.detail})
+        return render(request, "identity/mfa.html", result.status, errors={"code": result.detail})
     stage = service.stage_of(session, principal)
     response = RedirectResponse(STAGE_PAGES.get(stage, "/app"), status_code=303)
-    _cookie(request, response, SESSION_COOKIE, result, None)
+    set_cookie(request, response, SESSION_COOKIE, result, None)
     return response
 
 
@@ -171,7 +136,7 @@ def mfa_submit(
 def device_wait(request: Request, who: SigningIn) -> Response:
     if signed_in(who).active:
         return RedirectResponse("/app", 303)
-    return _page(request, "identity/device_wait.html")
+    return render(request, "identity/device_wait.html")
 
 
 @router.get("/sign-in/device/status")
@@ -187,7 +152,7 @@ def sign_out(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> 
     principal = signed_in(who)
     service.sign_out(session, ctx, principal)
     target = "/patient/sign-in" if principal.role == "patient" else "/sign-in"
-    response = _flash(request, target, "You have signed out.")
+    response = flash(request, target, "You have signed out.")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -199,15 +164,15 @@ def sign_out(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> 
 def mfa_setup_page(request: Request, session: DbSession, who: SigningIn) -> Response:
     principal = service.may_enrol(signed_in(who))
     user = service.get_user(session, principal.user_id)
-    return _page(request, "identity/mfa_setup.html", user=user, enrolment=None)
+    return render(request, "identity/mfa_setup.html", user=user, enrolment=None)
 
 
 @router.post("/account/mfa/start")
 def mfa_setup_start(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> Response:
     principal = service.may_enrol(signed_in(who))
-    enrolment = service.begin_mfa_enrolment(session, ctx, _ident(request), principal)
+    enrolment = service.begin_mfa_enrolment(session, ctx, identity_of(request), principal)
     user = service.get_user(session, principal.user_id)
-    return _page(request, "identity/mfa_setup.html", user=user, enrolment=enrolment)
+    return render(request, "identity/mfa_setup.html", user=user, enrolment=enrolment)
 
 
 @router.post("/account/mfa/confirm")
@@ -219,10 +184,10 @@ def mfa_setup_confirm(
     code: Annotated[str, Form()] = "",
 ) -> Response:
     principal = service.may_enrol(signed_in(who))
-    result = service.confirm_mfa_enrolment(session, ctx, _ident(request), principal, code)
+    result = service.confirm_mfa_enrolment(session, ctx, identity_of(request), principal, code)
     if isinstance(result, Refusal):
         user = service.get_user(session, principal.user_id)
-        return _page(
+        return render(
             request,
             "identity/mfa_setup.html",
             result.status,
@@ -231,9 +196,9 @@ def mfa_setup_confirm(
             errors={"code": result.detail},
         )
     codes, token = result
-    response = _page(request, "identity/mfa_codes.html", codes=codes)
+    response = render(request, "identity/mfa_codes.html", codes=codes)
     if token:
-        _cookie(request, response, SESSION_COOKIE, token, None)
+        set_cookie(request, response, SESSION_COOKIE, token, None)
     return response
 
 
@@ -244,7 +209,9 @@ def staff_home(
     if who.role == "patient":
         return RedirectResponse("/me", 303)
     tenant = tenants.get_tenant(session, who.tenant_id)
-    return _page(request, "identity/app_home.html", clinic=tenant, role_label=ROLE_LABELS[who.role])
+    return render(
+        request, "identity/app_home.html", clinic=tenant, role_label=ROLE_LABELS[who.role]
+    )
 
 
 @router.get("/account")
@@ -252,7 +219,7 @@ def account(
     request: Request, session: DbSession, who: Annotated[Principal, acting("account:self")]
 ) -> Response:
     user = service.get_user(session, who.user_id)
-    return _page(request, "identity/account.html", user=user, role_label=ROLE_LABELS[user.role])
+    return render(request, "identity/account.html", user=user, role_label=ROLE_LABELS[user.role])
 
 
 @router.post("/account/password")
@@ -264,16 +231,10 @@ def account_password(
     current: Annotated[str, Form()] = "",
     new: Annotated[str, Form()] = "",
 ) -> Response:
-    from opdesk.errors import InvalidInput
-
     user = service.get_user(session, who.user_id)
-    try:
-        refusal = service.change_password(
-            session, ctx, _ident(request), who, current=current, new=new
-        )
-    except InvalidInput as exc:
-        errors = {e.field: e.reason for e in exc.errors}
-        return _page(
+
+    def again(errors: dict[str, str]) -> Response:
+        return render(
             request,
             "identity/account.html",
             422,
@@ -281,17 +242,28 @@ def account_password(
             errors=errors,
             role_label=ROLE_LABELS[user.role],
         )
-    if refusal is not None:
-        errors = {"current": "That is not your current password."}
-        return _page(
-            request,
-            "identity/account.html",
-            422,
-            user=user,
-            errors=errors,
-            role_label=ROLE_LABELS[user.role],
-        )
-    return _flash(request, "/account", "Password changed. Your other sessions have ended.")
+
+    def changed(refusal: Refusal | None) -> Response:
+        if refusal is not None:  # returned, not raised: the failed attempt stays on record
+            return again({"current": "That is not your current password."})
+        return flash(request, "/account", "Password changed. Your other sessions have ended.")
+
+    return attempt(
+        request,
+        session,
+        lambda: service.change_password(
+            session, ctx, identity_of(request), who, current=current, new=new
+        ),
+        done=changed,
+        failed=lambda problem: again(_field_reasons(problem)),
+    )
+
+
+def _field_reasons(problem: DomainError) -> dict[str, str]:
+    """The reasons of refused input beside their fields; any other refusal is an error page."""
+    if isinstance(problem, InvalidInput):
+        return {e.field: e.reason for e in problem.errors}
+    raise problem
 
 
 # ------------------------------------------------------------------ patient sign-in
@@ -299,7 +271,7 @@ def account_password(
 
 @router.get("/patient/sign-in")
 def patient_phone_form(request: Request, _: Anyone, clinic: str = "") -> Response:
-    return _page(request, "identity/patient_phone.html", values={"clinic": clinic})
+    return render(request, "identity/patient_phone.html", values={"clinic": clinic})
 
 
 @router.post("/patient/sign-in")
@@ -315,25 +287,25 @@ def patient_phone_submit(
     try:
         body = OtpRequest(clinic=clinic.strip().lower(), phone=phone)
     except ValidationError as exc:
-        return _page(
+        return render(
             request, "identity/patient_phone.html", 422, values=values, errors=form_errors(exc)
         )
     if tenants.find_by_slug(session, body.clinic) is None:
         errors = {"clinic": "No clinic uses this code. Check the spelling with your clinic."}
-        return _page(request, "identity/patient_phone.html", 404, values=values, errors=errors)
+        return render(request, "identity/patient_phone.html", 404, values=values, errors=errors)
     result = service.request_otp(
-        session, ctx, _ident(request), phone=body.phone, clinic=body.clinic
+        session, ctx, identity_of(request), phone=body.phone, clinic=body.clinic
     )
     if isinstance(result, Refusal):
-        return _page(
+        return render(
             request,
             "identity/patient_phone.html",
             result.status,
             values=values,
             errors={"phone": result.detail},
         )
-    response = _flash(request, "/patient/sign-in/code", "We have sent a 6-digit code by SMS.")
-    _cookie(request, response, OTP_COOKIE, result, 600)
+    response = flash(request, "/patient/sign-in/code", "We have sent a 6-digit code by SMS.")
+    set_cookie(request, response, OTP_COOKIE, result, 600)
     return response
 
 
@@ -341,7 +313,7 @@ def patient_phone_submit(
 def patient_code_form(request: Request, _: Anyone) -> Response:
     if not request.cookies.get(OTP_COOKIE):
         return RedirectResponse("/patient/sign-in", 303)
-    return _page(request, "identity/patient_code.html")
+    return render(request, "identity/patient_code.html")
 
 
 @router.post("/patient/sign-in/code")
@@ -353,17 +325,17 @@ def patient_code_submit(
     code: Annotated[str, Form()] = "",
 ) -> Response:
     attempt = request.cookies.get(OTP_COOKIE, "")
-    result = service.verify_otp(session, ctx, _ident(request), attempt=attempt, code=code)
+    result = service.verify_otp(session, ctx, identity_of(request), attempt=attempt, code=code)
     if isinstance(result, Refusal):
-        return _page(
+        return render(
             request, "identity/patient_code.html", result.status, errors={"code": result.detail}
         )
     if not result.clinics:
-        return _page(request, "identity/patient_clinics.html", clinics=[])
+        return render(request, "identity/patient_clinics.html", clinics=[])
     if len(result.clinics) == 1:
         return _patient_session(request, session, ctx, result.proof, result.clinics[0][0])
-    response = _page(request, "identity/patient_clinics.html", clinics=result.clinics)
-    _cookie(request, response, PROOF_COOKIE, result.proof, 600)
+    response = render(request, "identity/patient_clinics.html", clinics=result.clinics)
+    set_cookie(request, response, PROOF_COOKIE, result.proof, 600)
     response.delete_cookie(OTP_COOKIE, path="/")
     return response
 
@@ -380,9 +352,9 @@ def patient_choose_clinic(
 
 
 def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clinic: str) -> Response:
-    result = service.patient_sign_in(session, ctx, _ident(request), proof=proof, clinic=clinic)
+    result = service.patient_sign_in(session, ctx, identity_of(request), proof=proof, clinic=clinic)
     if isinstance(result, Refusal):
-        return _flash(request, "/patient/sign-in", result.detail, "error")
+        return flash(request, "/patient/sign-in", result.detail, "error")
     # A page that sent the patient to sign in (e.g. a held slot) asked to be returned to.
     response = _after_sign_in(request, result, request.cookies.get(NEXT_COOKIE))
     for cookie in (PROOF_COOKIE, OTP_COOKIE, NEXT_COOKIE):
@@ -406,14 +378,14 @@ def patient_home(
     today = patients.today_at_clinic(session, ctx)
     records = [
         {
-            "patient": patients.read(_ident(request).cipher, p, today),
+            "patient": patients.read(identity_of(request).cipher, p, today),
             "consents": consents.latest(session, p.id),
             "documents": documents.of_patient(session, p.id),
         }
         for p in patient_queries.of_portal_user(session, who.user_id)
     ]
     types = sorted({t.type for t in consents.templates(session)})
-    return _page(
+    return render(
         request, "identity/patient_home.html", clinic=tenant, records=records, consent_types=types
     )
 
@@ -430,7 +402,7 @@ def _role_options(include_patient: bool = False) -> list[tuple[str, str]]:
 def admin_users(
     request: Request, session: DbSession, _: Annotated[Principal, acting("users:read")]
 ) -> Response:
-    return _page(
+    return render(
         request,
         "identity/admin_users.html",
         users=queries.users(session),
@@ -452,15 +424,30 @@ def admin_create_user(
     password: Annotated[str, Form()] = "",
     device_approval_required: Annotated[str, Form()] = "",
 ) -> Response:
-    from opdesk.errors import Conflict, InvalidInput
-
     values = {
         "name": name,
         "role": role,
         "email": email,
         "device_approval_required": device_approval_required,
     }
-    errors: dict[str, str] = {}
+
+    def again(errors: dict[str, str]) -> Response:
+        return render(
+            request,
+            "identity/admin_users.html",
+            409 if "already" in errors.get("email", "") else 422,
+            users=queries.users(session),
+            roles=_role_options(),
+            role_labels=ROLE_LABELS,
+            values=values,
+            errors=errors,
+        )
+
+    def refused(problem: DomainError) -> Response:
+        if isinstance(problem, Conflict):
+            return again({"email": problem.detail})
+        return again(_field_reasons(problem))
+
     try:
         body = UserCreate(
             name=name,
@@ -469,26 +456,18 @@ def admin_create_user(
             password=password or None,
             device_approval_required=bool(device_approval_required),
         )
-        if body.role == "patient":
-            errors["role"] = "patients get their sign-in when they are registered"
-        else:
-            user = service.create_user(session, ctx, _ident(request), **body.model_dump())
-            return _flash(request, f"/admin/users/{user.id}", f"{user.name} can now sign in.")
     except ValidationError as exc:
-        errors = form_errors(exc)
-    except InvalidInput as exc:
-        errors = {e.field: e.reason for e in exc.errors}
-    except Conflict as exc:
-        errors = {"email": exc.detail}
-    return _page(
+        return again(form_errors(exc))
+    if body.role == "patient":
+        return again({"role": "patients get their sign-in when they are registered"})
+    return attempt(
         request,
-        "identity/admin_users.html",
-        422 if "email" not in errors or "already" not in errors.get("email", "") else 409,
-        users=queries.users(session),
-        roles=_role_options(),
-        role_labels=ROLE_LABELS,
-        values=values,
-        errors=errors,
+        session,
+        lambda: service.create_user(session, ctx, identity_of(request), **body.model_dump()),
+        done=lambda user: flash(
+            request, f"/admin/users/{user.id}", f"{user.name} can now sign in."
+        ),
+        failed=refused,
     )
 
 
@@ -501,7 +480,7 @@ def admin_user(
 ) -> Response:
     user = service.get_user(session, user_id)
     rows = [(d, u) for d, u in queries.devices(session) if u.id == user.id]
-    return _page(
+    return render(
         request,
         "identity/admin_user.html",
         user=user,
@@ -523,8 +502,6 @@ def admin_update_user(
     device_approval_required: Annotated[str, Form()] = "",
 ) -> Response:
     if role and role not in ROLE_LABELS:
-        from opdesk.errors import FieldError, InvalidInput
-
         raise InvalidInput([FieldError("role", "not a known role")])
     user = service.update_user(
         session,
@@ -534,7 +511,7 @@ def admin_update_user(
         active=bool(active),
         device_approval_required=bool(device_approval_required),
     )
-    return _flash(request, f"/admin/users/{user.id}", f"Saved changes to {user.name}.")
+    return flash(request, f"/admin/users/{user.id}", f"Saved changes to {user.name}.")
 
 
 @router.post("/admin/users/{user_id}/mfa-reset")
@@ -546,7 +523,7 @@ def admin_reset_mfa(
     _: Annotated[Principal, acting("users:manage")],
 ) -> Response:
     user = service.reset_mfa(session, ctx, user_id=user_id)
-    return _flash(request, f"/admin/users/{user.id}", f"Two-step sign-in reset for {user.name}.")
+    return flash(request, f"/admin/users/{user.id}", f"Two-step sign-in reset for {user.name}.")
 
 
 # ------------------------------------------------------------------ admin: devices, log, security
@@ -560,7 +537,7 @@ def admin_devices(
     status: str = "",
 ) -> Response:
     rows = queries.devices(session, status=status or None)
-    return _page(request, "identity/admin_devices.html", rows=rows, status=status)
+    return render(request, "identity/admin_devices.html", rows=rows, status=status)
 
 
 DEVICE_ACTIONS = {
@@ -574,7 +551,7 @@ def _device_action(
 ) -> Response:
     action, message = DEVICE_ACTIONS[act]
     action(session, ctx, device_id=device_id)
-    return _flash(request, "/admin/devices", message)
+    return flash(request, "/admin/devices", message)
 
 
 @router.post("/admin/devices/{device_id}/approve")
@@ -604,7 +581,7 @@ def admin_revoke_device(
 def admin_sign_ins(
     request: Request, session: DbSession, _: Annotated[Principal, acting("audit:read")]
 ) -> Response:
-    return _page(request, "identity/admin_sign_ins.html", entries=queries.sign_in_log(session))
+    return render(request, "identity/admin_sign_ins.html", entries=queries.sign_in_log(session))
 
 
 @router.get("/admin/security")
@@ -612,7 +589,7 @@ def admin_security(
     request: Request, session: DbSession, who: Annotated[Principal, acting("clinic:manage")]
 ) -> Response:
     tenant = tenants.get_tenant(session, who.tenant_id)
-    return _page(
+    return render(
         request,
         "identity/admin_security.html",
         required=set(tenant.mfa_required_roles or []),
@@ -629,4 +606,4 @@ def admin_security_save(
     mfa_roles: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     service.set_mfa_required_roles(session, ctx, roles=mfa_roles or [])
-    return _flash(request, "/admin/security", "Security settings saved.")
+    return flash(request, "/admin/security", "Security settings saved.")

@@ -11,7 +11,7 @@ from opdesk.notifications import service
 from opdesk.security.permissions import DEV_ONLY
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Allow, DbSession
-from opdesk.web.templating import Pages
+from opdesk.web.pages import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,6 +23,5 @@ def dev_inbox(
     _: Annotated[Principal | None, Depends(Allow(DEV_ONLY))],
 ) -> Response:
     """Every clinic's newest outbox messages; exists only with OPDESK_ENV=dev."""
-    pages: Pages = request.app.state.pages
     items = service.dev_inbox(session, request.app.state.cipher)
-    return pages.render(request, "notifications/dev_inbox.html", {"items": items})
+    return render(request, "notifications/dev_inbox.html", items=items)

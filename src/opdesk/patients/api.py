@@ -30,13 +30,6 @@ def _out(request: Request, session: Session, ctx: RequestContext, patient: Patie
     return service.read(_ident(request).cipher, patient, today)
 
 
-def patient_in_path(patient_id: uuid.UUID, session: DbSession) -> Patient:
-    """The patient named in the path, resolved before the body is read: a foreign or
-    unknown id answers 404 whatever the body holds.
-    """
-    return service.get(session, patient_id)
-
-
 @router.post("/patients", response_model=PatientOut, status_code=201)
 def register_patient(
     body: PatientCreate,

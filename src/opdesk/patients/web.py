@@ -12,21 +12,22 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from opdesk.consents import service as consents
+from opdesk.consents.deps import sign_here
 from opdesk.consents.models import CONSENT_TYPES
-from opdesk.consents.web import sign_here
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
 from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
-from opdesk.errors import Conflict, InvalidInput, NotFound
-from opdesk.identity.service import Identity
+from opdesk.errors import Conflict, DomainError, InvalidInput, NotFound
+from opdesk.identity.deps import identity_of
 from opdesk.patients import queries, service
-from opdesk.patients.api import patient_in_path
-from opdesk.patients.models import GENDERS, Patient
+from opdesk.patients.deps import PatientInPath
+from opdesk.patients.models import GENDERS
 from opdesk.patients.schemas import PatientCreate, PatientUpdate
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
-from opdesk.web.templating import Pages, form_errors, local_time
+from opdesk.web.pages import attempt, flash, render
+from opdesk.web.templating import form_errors, local_time
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Principal, acting("patients:read")]
@@ -62,19 +63,9 @@ TEXT_FIELDS = (
 )
 
 
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
-
-
-def _ident(request: Request) -> Identity:
-    ident: Identity = request.app.state.identity
-    return ident
-
-
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     context.setdefault("genders", list(GENDER_LABELS.items()))
-    return _pages(request).render(request, template, context, status_code=status_code)
+    return render(request, template, status_code, **context)
 
 
 # ------------------------------------------------------------------ search
@@ -106,7 +97,8 @@ def search_results(
 def _results(request: Request, session: Session, ctx: RequestContext, q: str) -> list[Any]:
     today = service.today_at_clinic(session, ctx)
     return [
-        queries.summary(p, today) for p in queries.search(session, _ident(request).cipher, q[:80])
+        queries.summary(p, today)
+        for p in queries.search(session, identity_of(request).cipher, q[:80])
     ]
 
 
@@ -217,18 +209,33 @@ def register_from_form(
             **extra,
         )
 
+    def refused(problem: DomainError) -> Response:
+        return again(*_refusal(problem), existing=problem.extra.get("existingId"))
+
     try:
         data = PatientCreate.model_validate(form_to_fields(values, session))
-        patient = service.register(session, ctx, _ident(request), data=data)
     except ValidationError as exc:
         return again(422, _field_errors(exc))
-    except InvalidInput as exc:
-        return again(422, {e.field.replace("guardianId", "guardian"): e.reason for e in exc.errors})
-    except Conflict as exc:
-        return again(409, {"phone": exc.detail}, existing=exc.extra.get("existingId"))
-    return _pages(request).redirect_with_flash(
-        f"/patients/{patient.id}", f"Registered {patient.full_name} as {patient.display_number}."
+    return attempt(
+        request,
+        session,
+        lambda: service.register(session, ctx, identity_of(request), data=data),
+        done=lambda patient: flash(
+            request,
+            f"/patients/{patient.id}",
+            f"Registered {patient.full_name} as {patient.display_number}.",
+        ),
+        failed=refused,
     )
+
+
+def _refusal(problem: DomainError) -> tuple[int, dict[str, str]]:
+    """A refused registration or edit as the form shows it: the status, each field's reason."""
+    if isinstance(problem, InvalidInput):
+        return 422, {e.field.replace("guardianId", "guardian"): e.reason for e in problem.errors}
+    if isinstance(problem, Conflict):
+        return 409, {"phone": problem.detail}
+    raise problem
 
 
 @router.get("/patients/{patient_id}")
@@ -237,7 +244,7 @@ def profile(
 ) -> Response:
     patient = service.get(session, patient_id)
     today = service.today_at_clinic(session, ctx)
-    view = service.read(_ident(request).cipher, patient, today)
+    view = service.read(identity_of(request).cipher, patient, today)
     family = [queries.summary(p, today) for p in service.dependents(session, patient.id)]
     guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
     docs = documents.of_patient(session, patient.id)
@@ -264,13 +271,12 @@ def upload_from_page(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
-    patient: Annotated[Patient, Depends(patient_in_path)],
+    patient: PatientInPath,
     file: Annotated[UploadFile, File()],
     category: Annotated[str, Form()] = "other",
     tags: Annotated[str, Form()] = "",
 ) -> Response:
     limit = request.app.state.settings.max_upload_mb * 1024 * 1024
-    pages = _pages(request)
     back = f"/patients/{patient.id}"
     try:
         doc = documents.upload(
@@ -286,11 +292,11 @@ def upload_from_page(
             max_bytes=limit,
         )
     except documents.TooLarge as exc:
-        return pages.redirect_with_flash(back, str(exc), "error")
+        return flash(request, back, str(exc), "error")
     except InvalidInput as exc:
         reasons = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
-        return pages.redirect_with_flash(back, reasons, "error")
-    return pages.redirect_with_flash(back, f"Uploaded {doc.filename}.")
+        return flash(request, back, reasons, "error")
+    return flash(request, back, f"Uploaded {doc.filename}.")
 
 
 @router.post("/patients/{patient_id}/documents/{document_id}/share")
@@ -306,7 +312,7 @@ def share_from_page(
     base = request.app.state.settings.base_url.rstrip("/")
     until = local_time(made.link.expires_at)
     message = f"Share link (works until {until}): {base}/s/{made.token}"
-    return _pages(request).redirect_with_flash(f"/patients/{patient_id}", message)
+    return flash(request, f"/patients/{patient_id}", message)
 
 
 @router.post("/patients/{patient_id}/consents")
@@ -315,20 +321,20 @@ def consent_from_page(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
-    patient: Annotated[Patient, Depends(patient_in_path)],
+    patient: PatientInPath,
     type: Annotated[str, Form()] = "",
 ) -> Response:
     """Record that the patient signed the current text of a consent, here at the desk."""
     back = f"/patients/{patient.id}"
     if type not in CONSENT_TYPES:
-        return _pages(request).redirect_with_flash(back, "Choose a consent type.", "error")
+        return flash(request, back, "Choose a consent type.", "error")
     consent = sign_here(
         request, session, ctx, patient_id=patient.id, type_=type, method="in-clinic"
     )
     message = (
         f"Recorded {type} consent (version {consent.version}); the signed copy is under Documents."
     )
-    return _pages(request).redirect_with_flash(back, message)
+    return flash(request, back, message)
 
 
 @router.post("/patients/{patient_id}/consents/{consent_id}/revoke")
@@ -337,13 +343,13 @@ def revoke_consent_from_page(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
-    patient: Annotated[Patient, Depends(patient_in_path)],
+    patient: PatientInPath,
     consent_id: uuid.UUID,
 ) -> Response:
     if consents.get(session, consent_id).patient_id != patient.id:
         raise NotFound(f"no consent with id {consent_id} for this patient")
     consents.revoke(session, ctx, consent_id=consent_id)
-    return _pages(request).redirect_with_flash(f"/patients/{patient.id}", "Consent revoked.")
+    return flash(request, f"/patients/{patient.id}", "Consent revoked.")
 
 
 @router.post("/patients/{patient_id}/share-links/{link_id}/revoke")
@@ -352,14 +358,14 @@ def revoke_link_from_page(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
-    patient: Annotated[Patient, Depends(patient_in_path)],
+    patient: PatientInPath,
     link_id: uuid.UUID,
 ) -> Response:
     link = documents.get_link(session, link_id)
     if documents.get(session, link.document_id).owner_id != patient.id:
         raise NotFound(f"no share link with id {link_id} for this patient")
     documents.revoke(session, ctx, link_id=link_id)
-    return _pages(request).redirect_with_flash(f"/patients/{patient.id}", "Link revoked.")
+    return flash(request, f"/patients/{patient.id}", "Link revoked.")
 
 
 @router.get("/patients/{patient_id}/edit")
@@ -367,7 +373,7 @@ def edit_form(
     request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer
 ) -> Response:
     patient = service.get(session, patient_id)
-    view = service.read(_ident(request).cipher, patient, service.today_at_clinic(session, ctx))
+    view = service.read(identity_of(request).cipher, patient, service.today_at_clinic(session, ctx))
     guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
     return _page(request, "patients/form.html", values=_values_of(view, guardian), patient=view)
 
@@ -412,7 +418,7 @@ def edit_from_form(
     values: FormFields,
 ) -> Response:
     current = service.get(session, patient_id)
-    view = service.read(_ident(request).cipher, current, service.today_at_clinic(session, ctx))
+    view = service.read(identity_of(request).cipher, current, service.today_at_clinic(session, ctx))
 
     def again(status: int, errors: dict[str, str]) -> Response:
         return _page(
@@ -426,15 +432,18 @@ def edit_from_form(
             fields.pop(name, None)
     try:
         changes = PatientUpdate.model_validate(fields)
-        service.update(session, ctx, _ident(request), patient_id=patient_id, changes=changes)
     except ValidationError as exc:
         return again(422, _field_errors(exc))
-    except InvalidInput as exc:
-        return again(422, {e.field.replace("guardianId", "guardian"): e.reason for e in exc.errors})
-    except Conflict as exc:
-        session.expire_all()  # drop the half-applied edit; nothing of it may commit
-        return again(409, {"phone": exc.detail})
-    return _pages(request).redirect_with_flash(f"/patients/{patient_id}", "Saved.")
+    return attempt(
+        request,
+        session,
+        lambda: service.update(
+            session, ctx, identity_of(request), patient_id=patient_id, changes=changes
+        ),
+        done=f"/patients/{patient_id}",
+        message="Saved.",
+        failed=lambda problem: again(*_refusal(problem)),
+    )
 
 
 @router.post("/patients/{patient_id}/delete")
@@ -442,9 +451,7 @@ def delete_from_page(
     request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Deleter
 ) -> Response:
     service.delete(session, ctx, patient_id=patient_id)
-    return _pages(request).redirect_with_flash(
-        "/patients", "Patient deleted. An admin can restore them."
-    )
+    return flash(request, "/patients", "Patient deleted. An admin can restore them.")
 
 
 @router.post("/patients/{patient_id}/restore")
@@ -452,7 +459,7 @@ def restore_from_page(
     request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Deleter
 ) -> Response:
     service.restore(session, ctx, patient_id=patient_id)
-    return _pages(request).redirect_with_flash(f"/patients/{patient_id}", "Patient restored.")
+    return flash(request, f"/patients/{patient_id}", "Patient restored.")
 
 
 __all__ = ["GENDERS", "router"]

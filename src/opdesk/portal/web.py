@@ -10,22 +10,17 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from opdesk.consents import service as consents
+from opdesk.consents.deps import sign_here
 from opdesk.consents.models import CONSENT_TYPES
-from opdesk.consents.web import sign_here
 from opdesk.documents import service as documents
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.patients import queries as patient_queries
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
-from opdesk.web.templating import Pages
+from opdesk.web.pages import flash
 
 router = APIRouter(include_in_schema=False)
 Patient = Annotated[Principal, acting("portal:self")]
-
-
-def _back(request: Request, message: str) -> Response:
-    pages: Pages = request.app.state.pages
-    return pages.redirect_with_flash("/me", message)
 
 
 @router.post("/me/consents")
@@ -42,7 +37,7 @@ def give_consent(
         raise InvalidInput([FieldError("type", "not a consent type")])
     patient = patient_queries.portal_patient(session, who.user_id, patient_id)
     sign_here(request, session, ctx, patient_id=patient.id, type_=type, method="otp")
-    return _back(request, "Thank you. Your consent is recorded; a copy is under Documents.")
+    return flash(request, "/me", "Thank you. Your consent is recorded; a copy is under Documents.")
 
 
 @router.post("/me/consents/{consent_id}/revoke")
@@ -52,7 +47,7 @@ def withdraw_consent(
     consent = consents.get(session, consent_id)
     patient_queries.portal_patient(session, who.user_id, consent.patient_id)
     consents.revoke(session, ctx, consent_id=consent_id)
-    return _back(request, "Your consent is withdrawn.")
+    return flash(request, "/me", "Your consent is withdrawn.")
 
 
 @router.get("/me/documents/{document_id}")

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -16,16 +16,16 @@ from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity import queries as identity_queries
 from opdesk.scheduling import service
-from opdesk.scheduling.api import doctor_in_path
+from opdesk.scheduling.deps import DoctorInPath as Doctor
+from opdesk.scheduling.deps import page
 from opdesk.scheduling.models import DoctorProfile
-from opdesk.scheduling.web import back_to, page
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.pages import PostedForm, attempt, flash
 
 router = APIRouter(include_in_schema=False)
 Admin = Annotated[Principal, acting("clinic:manage")]
-Doctor = Annotated[DoctorProfile, Depends(doctor_in_path)]
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 BLANK_ROWS = 3
 _VISIT = re.compile(r"^\s*(?P<code>[a-z0-9-]+)\s*:\s*(?P<label>[^,]+?)\s*,\s*(?P<minutes>\d+)\s*$")
@@ -85,24 +85,25 @@ def add_doctor(
     consultation_fee: Annotated[str, Form(max_length=20)] = "0",
     visit_types: Annotated[str, Form(max_length=2000)] = "consultation: Consultation, 15",
 ) -> Response:
-    try:
-        with session.begin_nested():
-            doctor = service.create_doctor(
-                session,
-                ctx,
-                user_id=user_id,
-                fields=service.DoctorFields(
-                    display_name=display_name.strip(),
-                    specialty=specialty.strip(),
-                    registration_number=registration_number.strip(),
-                    consultation_fee=_fee(consultation_fee),
-                    visit_types=_visit_types(visit_types),
-                ),
-            )
-    except InvalidInput as bad:
-        return back_to(request, "/admin/doctors", str(bad), "error")
-    return back_to(
-        request, f"/admin/doctors/{doctor.id}", "Profile added. Now set the weekly hours."
+    return attempt(
+        request,
+        session,
+        lambda: service.create_doctor(
+            session,
+            ctx,
+            user_id=user_id,
+            fields=service.DoctorFields(
+                display_name=display_name.strip(),
+                specialty=specialty.strip(),
+                registration_number=registration_number.strip(),
+                consultation_fee=_fee(consultation_fee),
+                visit_types=_visit_types(visit_types),
+            ),
+        ),
+        done=lambda doctor: flash(
+            request, f"/admin/doctors/{doctor.id}", "Profile added. Now set the weekly hours."
+        ),
+        failed="/admin/doctors",
     )
 
 
@@ -151,14 +152,26 @@ def _typed_rows(form: dict[str, str]) -> list[dict[str, Any]]:
     """The rows as the admin typed them, to show again next to what was wrong."""
     fields = ("start_time", "end_time", "slot_minutes", "buffer_before", "buffer_after")
     rows = []
-    for i in range(int(form.get("rows", "0"))):
+    for i in range(_row_count(form)):
         row: dict[str, Any] = {name: form.get(f"{name}_{i}", "") for name in fields}
         if not row["start_time"] and not row["end_time"]:
             continue
-        row["weekday"] = int(form.get(f"weekday_{i}", "0") or 0)
+        row["weekday"] = _whole(form.get(f"weekday_{i}", ""))
         row["visit_types"] = form.get(f"visit_types_{i}", "")
         rows.append(row)
     return rows
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def _row_count(form: dict[str, str]) -> int:
+    """How many hours rows the form had (the page says so in a hidden field)."""
+    return min(_whole(form.get("rows", "")), 100)
 
 
 def _openings(form: dict[str, str], count: int) -> list[service.Opening]:
@@ -192,7 +205,7 @@ def _openings(form: dict[str, str], count: int) -> list[service.Opening]:
 def _replace_hours(
     session: Session, ctx: RequestContext, doctor: DoctorProfile, form: dict[str, str], days: int
 ) -> int:
-    openings = _openings(form, int(form.get("rows", "0")))
+    openings = _openings(form, _row_count(form))
     known = {v["code"] for v in doctor.visit_types}
     for i, opening in enumerate(openings):
         if not opening.visit_types or set(opening.visit_types) - known:
@@ -204,18 +217,24 @@ def _replace_hours(
 
 
 @router.post("/admin/doctors/{doctor_id}/hours")
-async def save_hours(
-    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor
+def save_hours(
+    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor, form: PostedForm
 ) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
-    url = f"/admin/doctors/{doctor.id}"
-    settings = request.app.state.settings
-    try:
-        with session.begin_nested():
-            made = _replace_hours(session, ctx, doctor, form, settings.slot_days_ahead)
-    except (InvalidInput, ValueError) as bad:
-        return _doctor_page(request, session, ctx, doctor, _typed_rows(form), problem=str(bad))
-    return back_to(request, url, f"Weekly hours saved; {made} slots ready for booking.")
+    """Replace the weekly hours and make the slots; a mistake shows the rows as typed."""
+    days = request.app.state.settings.slot_days_ahead
+    return attempt(
+        request,
+        session,
+        lambda: _replace_hours(session, ctx, doctor, form, days),
+        done=lambda made: flash(
+            request,
+            f"/admin/doctors/{doctor.id}",
+            f"Weekly hours saved; {made} slots ready for booking.",
+        ),
+        failed=lambda bad: _doctor_page(
+            request, session, ctx, doctor, _typed_rows(form), problem=str(bad)
+        ),
+    )
 
 
 @router.post("/admin/doctors/{doctor_id}/away")
@@ -235,21 +254,21 @@ def add_time_away(
         begins = datetime.fromisoformat(starts_at).replace(tzinfo=zone)
         ends = datetime.fromisoformat(ends_at).replace(tzinfo=zone)
     except ValueError:
-        return back_to(request, url, "Give both the start and the end of the time away.", "error")
-    try:
-        with session.begin_nested():
-            _away, kept = service.add_exception(
-                session,
-                ctx,
-                doctor_id=doctor.id,
-                starts_at=begins,
-                ends_at=ends,
-                reason=reason or None,
-            )
-    except InvalidInput as bad:
-        return back_to(request, url, str(bad), "error")
+        return flash(request, url, "Give both the start and the end of the time away.", "error")
+    return attempt(
+        request,
+        session,
+        lambda: service.add_exception(
+            session, ctx, doctor_id=doctor.id, starts_at=begins, ends_at=ends, reason=reason or None
+        ),
+        done=lambda added: flash(request, url, _away_saved(kept=added[1])),
+        failed=url,
+    )
+
+
+def _away_saved(kept: int) -> str:
     note = f" {kept} booked appointments fall in it: please call those patients." if kept else ""
-    return back_to(request, url, "Time away saved; its free slots are closed." + note)
+    return "Time away saved; its free slots are closed." + note
 
 
 @router.post("/admin/doctors/{doctor_id}/away/{exception_id}/remove")
@@ -265,4 +284,4 @@ def remove_time_away(
     made = service.generate_slots(
         session, ctx, doctor_id=doctor.id, days=request.app.state.settings.slot_days_ahead
     )
-    return back_to(request, f"/admin/doctors/{doctor.id}", f"Removed; {made} slots open again.")
+    return flash(request, f"/admin/doctors/{doctor.id}", f"Removed; {made} slots open again.")

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from opdesk import idempotency, records
-from opdesk.config import Settings
+from opdesk import idempotency
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.models import Appointment, DoctorProfile
+from opdesk.scheduling.deps import (
+    AppointmentInPath as InPath,
+)
+from opdesk.scheduling.deps import (
+    DoctorInPath as Doctor,
+)
+from opdesk.scheduling.deps import (
+    IdempotencyKey,
+    doctor_in_path,
+    hold_for,
+    offers_of,
+    settings_of,
+)
+from opdesk.scheduling.models import DoctorProfile
 from opdesk.scheduling.schemas import (
     AppointmentOut,
     BookingIn,
@@ -38,7 +50,6 @@ from opdesk.scheduling.schemas import (
     WalkInIn,
 )
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.crypto import FieldCipher
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Ctx, DbSession, acting
@@ -47,48 +58,6 @@ router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]
 Writer = Annotated[Principal, acting("appointments:write")]
 Manager = Annotated[Principal, acting("clinic:manage")]
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=idempotency.MAX_KEY_LENGTH,
-        description="Retrying with the same key returns the first answer.",
-    ),
-]
-
-
-def cipher_of(request: Request) -> FieldCipher:
-    cipher: FieldCipher = request.app.state.cipher
-    return cipher
-
-
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def hold_for(request: Request) -> timedelta:
-    return timedelta(minutes=settings_of(request).hold_minutes)
-
-
-def offers_of(request: Request) -> waitlist.Offers:
-    """Waitlist offers as this deployment makes them (its cipher, its offer time)."""
-    keep_for = timedelta(minutes=settings_of(request).waitlist_offer_minutes)
-    return waitlist.Offers(cipher_of(request), keep_for)
-
-
-def doctor_in_path(doctor_id: uuid.UUID, session: DbSession) -> DoctorProfile:
-    """The doctor named in the path; a foreign or unknown id is 404 before the body."""
-    return records.by_id(session, DoctorProfile, doctor_id)
-
-
-def appointment_in_path(appointment_id: uuid.UUID, session: DbSession) -> Appointment:
-    return records.by_id(session, Appointment, appointment_id)
-
-
-Doctor = Annotated[DoctorProfile, Depends(doctor_in_path)]
-InPath = Annotated[Appointment, Depends(appointment_in_path)]
 
 
 def fields_of(body: DoctorFieldsIn) -> service.DoctorFields:
@@ -319,8 +288,8 @@ def unblock_slot(
     return SlotOut.of(slot, ctx.now())
 
 
-def _booking_request(body: BookingIn) -> booking.Request:
-    return booking.Request(
+def _booking_request(body: BookingIn) -> booking.BookingRequest:
+    return booking.BookingRequest(
         slot_id=body.slot_id,
         patient_id=body.patient_id,
         visit_type=body.visit_type,

@@ -48,7 +48,7 @@ class Origin:
 
 
 @dataclass(frozen=True)
-class Request:
+class BookingRequest:
     """What a booking asks for; where it came from is in ``origin``."""
 
     slot_id: uuid.UUID
@@ -174,7 +174,7 @@ def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin:
     return Taken(*won)
 
 
-def book(session: Session, ctx: RequestContext, request: Request) -> Appointment:
+def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appointment:
     """Book a slot, from the requester's hold or directly (front desk). Losers get 409."""
     origin = request.origin
     patient = _patient(session, request.patient_id)

@@ -161,7 +161,7 @@ def reschedule(
     new = booking.book(
         session,
         ctx,
-        booking.Request(
+        booking.BookingRequest(
             slot_id=slot_id,
             patient_id=old.patient_id,
             visit_type=visit_type or old.visit_type,

@@ -7,22 +7,31 @@ is not blocked from booking online.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
 
 from opdesk import idempotency
-from opdesk.context import RequestContext
-from opdesk.errors import Conflict, TooManyRequests
+from opdesk.errors import TooManyRequests
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.api import IdempotencyKey, doctor_in_path, hold_for, offers_of
-from opdesk.scheduling.models import Appointment
+from opdesk.scheduling.deps import (
+    PUBLIC_HOLDS,
+    Clinic,
+    IdempotencyKey,
+    Me,
+    Mine,
+    check_changeable,
+    check_my_offer,
+    doctor_in_path,
+    hold_for,
+    hold_key,
+    offers_of,
+)
 from opdesk.scheduling.schemas import (
     AppointmentOut,
     HoldOut,
@@ -36,27 +45,12 @@ from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
 from opdesk.security import throttle
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.tenancy.api import SlugPath
-from opdesk.tenancy.models import Tenant
-from opdesk.uow import enter_tenant
-from opdesk.web.deps import Ctx, DbSession, acting, signed_in
+from opdesk.web.deps import Ctx, DbSession, acting
 
 router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
 
 # Enough for a family booking a few visits; too few to hold a doctor's whole day.
-PUBLIC_HOLDS = throttle.Limit("public-hold", 10, timedelta(minutes=15))
-
-
-def clinic_in_path(slug: SlugPath, session: DbSession, ctx: Ctx) -> Tenant:
-    """The clinic of the public page; the request then acts inside that clinic."""
-    tenant = tenants.get_by_slug(session, slug)
-    enter_tenant(session, ctx, tenant.id)
-    return tenant
-
-
-Clinic = Annotated[Tenant, Depends(clinic_in_path)]
 Public = Annotated[Principal | None, acting("public")]
-Me = Annotated[Principal, acting("portal:self")]
 
 
 @router.get("/public/clinics/{slug}/doctors", response_model=list[PublicDoctor])
@@ -87,10 +81,6 @@ class PublicHoldIn(ApiModel):
     slot_id: uuid.UUID
 
 
-def hold_key(ctx: RequestContext, clinic: Tenant) -> bytes:
-    return hashlib.sha256(f"{clinic.id}|{ctx.ip}".encode()).digest()
-
-
 @router.post("/public/clinics/{slug}/holds", response_model=HoldOut, status_code=201)
 def public_hold(
     body: PublicHoldIn,
@@ -116,19 +106,6 @@ def _family(session: Session, who: Principal) -> list[uuid.UUID]:
     return [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
 
 
-def my_appointment(appointment_id: uuid.UUID, request: Request, session: DbSession) -> Appointment:
-    """One of the signed-in patient's family's appointments, else 404 (before the body).
-    Routes list it after ``Me``, so the session is checked first.
-    """
-    who = signed_in(request.state.principal)
-    appointment = queries.appointment(session, appointment_id)
-    patient_queries.portal_patient(session, who.user_id, appointment.patient_id)
-    return appointment
-
-
-Mine = Annotated[Appointment, Depends(my_appointment)]
-
-
 @router.get("/me/appointments", response_model=list[AppointmentOut])
 def my_appointments(session: DbSession, who: Me) -> list[AppointmentOut]:
     found = queries.appointments(session, day=None, patient_ids=_family(session, who))
@@ -145,7 +122,7 @@ def book_online(
 ) -> Any:
     """Confirm a held slot for yourself or a family member."""
     patient = patient_queries.portal_patient(session, who.user_id, body.patient_id)
-    request = booking.Request(
+    request = booking.BookingRequest(
         slot_id=body.slot_id,
         patient_id=patient.id,
         visit_type=body.visit_type,
@@ -163,15 +140,6 @@ def book_online(
         act=lambda: AppointmentOut.of(booking.book(session, ctx, request)),
         status_code=201,
     )
-
-
-def check_changeable(ctx: RequestContext, session: Session, appointment: Appointment) -> None:
-    """Patients change only upcoming, not yet started appointments online."""
-    if appointment.status not in lifecycle.RESCHEDULABLE:
-        raise Conflict(f"a {appointment.status} appointment cannot be changed online")
-    slot = queries.slot_of(session, appointment)
-    if slot is not None and slot.starts_at <= ctx.now():
-        raise Conflict("this appointment has already started; please call the clinic")
 
 
 @router.post("/me/appointments/{appointment_id}/cancel", response_model=AppointmentOut)
@@ -218,12 +186,6 @@ def reschedule_mine(
 def my_offers(session: DbSession, ctx: Ctx, who: Me) -> list[OfferOut]:
     offers = waitlist.open_offers(session, ctx, _family(session, who))
     return [OfferOut.model_validate(o) for o in offers]
-
-
-def check_my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
-    """404 unless the offer is for the signed-in patient or their family."""
-    offer = waitlist.offer(session, offer_id)
-    patient_queries.portal_patient(session, who.user_id, offer.patient_id)
 
 
 @router.post(

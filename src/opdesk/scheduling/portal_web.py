@@ -10,42 +10,41 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.context import RequestContext
-from opdesk.errors import DomainError, NotFound, TooManyRequests
-from opdesk.identity.web import NEXT_COOKIE
+from opdesk.errors import NotFound, TooManyRequests
+from opdesk.identity.deps import NEXT_COOKIE
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.api import offers_of
-from opdesk.scheduling.models import DoctorProfile, Slot
-from opdesk.scheduling.portal_api import (
+from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
+    Clinic,
     Me,
     Mine,
     check_changeable,
     check_my_offer,
-    clinic_in_path,
+    hold_for,
     hold_key,
+    offers_of,
+    page,
 )
-from opdesk.scheduling.web import back_to, page
+from opdesk.scheduling.models import DoctorProfile, Slot
 from opdesk.security import throttle
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.pages import attempt, flash, redirect, set_cookie
 
 router = APIRouter(include_in_schema=False)
 Public = Annotated[Principal | None, acting("public")]
 HOLD_COOKIE = "opdesk_hold"
 DAYS_SHOWN = 7
 DAYS_AHEAD = 60  # the furthest day a patient may pick online
-
-
-Clinic = Annotated[Tenant, Depends(clinic_in_path)]
 
 
 @dataclass(frozen=True)
@@ -130,26 +129,28 @@ def hold_for_patient(
 ) -> Response:
     """Keep the chosen time while the patient signs in (a few minutes)."""
     back = f"/c/{clinic.slug}/book"
-    settings = request.app.state.settings
     key, now = hold_key(ctx, clinic), ctx.now()
     if throttle.retry_after(session, PUBLIC_HOLDS, key, now) is not None:
-        return back_to(request, back, str(TooManyRequests("too many holds")), "error")
-    try:
-        with session.begin_nested():
-            held = booking.hold(
-                session, ctx, slot_id=slot_id, hold_for=timedelta(minutes=settings.hold_minutes)
-            )
-    except DomainError as refused:
-        return back_to(request, back, str(refused), "error")
-    throttle.count(session, PUBLIC_HOLDS, key, now)
+        return flash(request, back, str(TooManyRequests("too many holds")), "error")
+    keep = hold_for(request)
+
+    def hold() -> booking.Hold:
+        held = booking.hold(session, ctx, slot_id=slot_id, hold_for=keep)
+        throttle.count(session, PUBLIC_HOLDS, key, now)
+        return held
+
+    return attempt(
+        request, session, hold, done=lambda held: _to_confirm(request, clinic, held), failed=back
+    )
+
+
+def _to_confirm(request: Request, clinic: Tenant, held: booking.Hold) -> Response:
+    """On to step 3, keeping the hold and the way back after signing in as cookies."""
     confirm = f"/c/{clinic.slug}/book/confirm"
-    response = RedirectResponse(confirm, status_code=303)
-    secure = settings.is_https
-    seconds = settings.hold_minutes * 60
-    for name, value in ((HOLD_COOKIE, f"{held.slot_id}.{held.token}"), (NEXT_COOKIE, confirm)):
-        response.set_cookie(
-            name, value, max_age=seconds, path="/", httponly=True, samesite="lax", secure=secure
-        )
+    response = redirect(request, confirm)
+    seconds = int(hold_for(request).total_seconds())
+    set_cookie(request, response, HOLD_COOKIE, f"{held.slot_id}.{held.token}", seconds)
+    set_cookie(request, response, NEXT_COOKIE, confirm, seconds)
     return response
 
 
@@ -178,6 +179,15 @@ def _held(request: Request, session: Session, ctx: RequestContext) -> HeldSlot |
     return HeldSlot(slot, token, doctor)
 
 
+def _hold_lost(request: Request, clinic: Tenant) -> Response:
+    return flash(
+        request,
+        f"/c/{clinic.slug}/book",
+        "That time is no longer held; please pick again.",
+        "warning",
+    )
+
+
 def _patient_here(request: Request, clinic: Tenant) -> Principal | None:
     principal: Principal | None = request.state.principal
     if principal and principal.active and principal.role == "patient":
@@ -192,12 +202,7 @@ def confirm_page(
     """Step 3: a signed-in patient confirms; anyone else is asked to sign in first."""
     held = _held(request, session, ctx)
     if held is None:
-        return back_to(
-            request,
-            f"/c/{clinic.slug}/book",
-            "That time is no longer held; please pick again.",
-            "warning",
-        )
+        return _hold_lost(request, clinic)
     who = _patient_here(request, clinic)
     family = patient_queries.of_portal_user(session, who.user_id) if who else []
     return page(
@@ -229,14 +234,9 @@ def confirm_booking(
         raise NotFound("sign in to this clinic to book here")
     held = _held(request, session, ctx)
     if held is None:
-        return back_to(
-            request,
-            f"/c/{clinic.slug}/book",
-            "That time is no longer held; please pick again.",
-            "warning",
-        )
+        return _hold_lost(request, clinic)
     patient = patient_queries.portal_patient(session, who.user_id, patient_id)
-    wanted = booking.Request(
+    wanted = booking.BookingRequest(
         slot_id=held.slot.id,
         patient_id=patient.id,
         visit_type=visit_type,
@@ -244,12 +244,17 @@ def confirm_booking(
         reason=reason.strip() or None,
         origin=booking.Origin(hold_token=held.token, online=True),
     )
-    try:
-        with session.begin_nested():
-            booking.book(session, ctx, wanted)
-    except DomainError as refused:
-        return back_to(request, f"/c/{clinic.slug}/book/confirm", str(refused), "error")
-    response = back_to(request, "/me/appointments", "Your appointment is booked. See you then!")
+    return attempt(
+        request,
+        session,
+        lambda: booking.book(session, ctx, wanted),
+        done=lambda _: _booked(request),
+        failed=f"/c/{clinic.slug}/book/confirm",
+    )
+
+
+def _booked(request: Request) -> Response:
+    response = flash(request, "/me/appointments", "Your appointment is booked. See you then!")
     response.delete_cookie(HOLD_COOKIE, path="/")
     return response
 
@@ -287,19 +292,15 @@ def my_appointments(request: Request, session: DbSession, ctx: Ctx, who: Me) -> 
 def cancel_mine(
     request: Request, session: DbSession, ctx: Ctx, _: Me, appointment: Mine
 ) -> Response:
-    try:
-        with session.begin_nested():
-            check_changeable(ctx, session, appointment)
-            lifecycle.transition(
-                session,
-                ctx,
-                offers_of(request),
-                appointment_id=appointment.id,
-                to="cancelled",
-            )
-    except DomainError as refused:
-        return back_to(request, "/me/appointments", str(refused), "error")
-    return back_to(request, "/me/appointments", "Your appointment is cancelled.")
+    def cancel() -> object:
+        check_changeable(ctx, session, appointment)
+        return lifecycle.transition(
+            session, ctx, offers_of(request), appointment_id=appointment.id, to="cancelled"
+        )
+
+    return attempt(
+        request, session, cancel, done="/me/appointments", message="Your appointment is cancelled."
+    )
 
 
 @router.get("/me/appointments/{appointment_id}/reschedule")
@@ -336,22 +337,25 @@ def reschedule_mine(
     appointment: Mine,
     slot_id: Annotated[uuid.UUID, Form()],
 ) -> Response:
-    try:
-        with session.begin_nested():
-            check_changeable(ctx, session, appointment)
-            lifecycle.reschedule(
-                session,
-                ctx,
-                offers_of(request),
-                appointment_id=appointment.id,
-                slot_id=slot_id,
-                origin=booking.Origin(online=True),
-            )
-    except DomainError as refused:
-        return back_to(
-            request, f"/me/appointments/{appointment.id}/reschedule", str(refused), "error"
+    def move() -> object:
+        check_changeable(ctx, session, appointment)
+        return lifecycle.reschedule(
+            session,
+            ctx,
+            offers_of(request),
+            appointment_id=appointment.id,
+            slot_id=slot_id,
+            origin=booking.Origin(online=True),
         )
-    return back_to(request, "/me/appointments", "Your appointment is moved.")
+
+    return attempt(
+        request,
+        session,
+        move,
+        done="/me/appointments",
+        message="Your appointment is moved.",
+        failed=f"/me/appointments/{appointment.id}/reschedule",
+    )
 
 
 @router.post("/me/waitlist-offers/{offer_id}/accept")
@@ -359,12 +363,13 @@ def accept_offer(
     request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
 ) -> Response:
     check_my_offer(session, who, offer_id)
-    try:
-        with session.begin_nested():
-            waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True)
-    except DomainError as refused:
-        return back_to(request, "/me/appointments", str(refused), "error")
-    return back_to(request, "/me/appointments", "Booked from the waitlist.")
+    return attempt(
+        request,
+        session,
+        lambda: waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True),
+        done="/me/appointments",
+        message="Booked from the waitlist.",
+    )
 
 
 @router.post("/me/waitlist-offers/{offer_id}/decline")
@@ -372,9 +377,10 @@ def decline_offer(
     request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
 ) -> Response:
     check_my_offer(session, who, offer_id)
-    try:
-        with session.begin_nested():
-            waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
-    except DomainError as refused:
-        return back_to(request, "/me/appointments", str(refused), "error")
-    return back_to(request, "/me/appointments", "Thank you; we will offer it to the next patient.")
+    return attempt(
+        request,
+        session,
+        lambda: waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id),
+        done="/me/appointments",
+        message="Thank you; we will offer it to the next patient.",
+    )

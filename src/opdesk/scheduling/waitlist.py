@@ -236,7 +236,7 @@ def accept(
     appointment = booking.book(
         session,
         ctx,
-        booking.Request(
+        booking.BookingRequest(
             slot_id=lock.slot_id,
             patient_id=lock.patient_id,
             visit_type=entry.visit_type,

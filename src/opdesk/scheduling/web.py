@@ -5,47 +5,34 @@ walk-ins, and the doctor's own queue.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.context import RequestContext
-from opdesk.errors import DomainError, NotFound
-from opdesk.identity.service import Identity
+from opdesk.errors import NotFound
+from opdesk.identity.deps import identity_of
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.api import appointment_in_path, offers_of
+from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, offers_of, page
 from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Ctx, DbSession, acting
-from opdesk.web.templating import Pages
+from opdesk.web.pages import attempt, flash
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Principal, acting("appointments:read")]
 Writer = Annotated[Principal, acting("appointments:write")]
 Doctor = Annotated[Principal, acting("visits:read")]
 
-STATUS_LABELS = {
-    "free": "Free",
-    "held": "Held",
-    "booked": "Booked",
-    "blocked": "Blocked",
-    "requested": "Requested",
-    "confirmed": "Confirmed",
-    "checked-in": "Checked in",
-    "in-consult": "With doctor",
-    "completed": "Done",
-    "no-show": "No-show",
-    "cancelled": "Cancelled",
-    "refunded": "Refunded",
-}
 CHANNEL_LABELS = {"phone": "Phone", "walk-in": "At the desk", "whatsapp": "WhatsApp", "web": "Web"}
 # What the desk can do next with an appointment, as buttons.
 DESK_ACTIONS = {
@@ -54,23 +41,6 @@ DESK_ACTIONS = {
     "checked-in": (("in-consult", "Send in"), ("cancelled", "Cancel")),
     "in-consult": (("completed", "Done"),),
 }
-
-
-def pages_of(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
-
-
-def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-    context.setdefault("labels", STATUS_LABELS)
-    return pages_of(request).render(request, template, context, status_code=status_code)
-
-
-def back_to(request: Request, url: str, message: str, level: str = "success") -> Response:
-    response = pages_of(request).redirect_with_flash(url, message, level)
-    if request.headers.get("HX-Request"):
-        response.headers["HX-Redirect"] = url
-    return response
 
 
 def calendar_url(doctor_id: uuid.UUID, day: date, view: str = "day") -> str:
@@ -173,9 +143,9 @@ def patient_options(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, q: str = ""
 ) -> Response:
     """Patients matching the dialog's search box, as choices (htmx swaps them in)."""
-    ident: Identity = request.app.state.identity
+    cipher = identity_of(request).cipher
     today = tenants.today_at_clinic(session, ctx)
-    found = patient_queries.search(session, ident.cipher, q[:80]) if q.strip() else []
+    found = patient_queries.search(session, cipher, q[:80]) if q.strip() else []
     return page(
         request,
         "scheduling/_patient_options.html",
@@ -199,38 +169,31 @@ def book_from_calendar(
     slot = records.by_id(session, Slot, slot_id)
     url = calendar_url(slot.doctor_id, slot.date)
     if patient_id is None:
-        return back_to(request, url, "Choose a patient for the booking.", "error")
+        return flash(request, url, "Choose a patient for the booking.", "error")
     if channel not in CHANNEL_LABELS:
         channel = "phone"
-    wanted = booking.Request(
+    wanted = booking.BookingRequest(
         slot_id=slot.id,
         patient_id=patient_id,
         visit_type=visit_type,
         channel=channel,
         reason=reason.strip() or None,
     )
-    try:
-        with session.begin_nested():
-            booking.book(session, ctx, wanted)
-    except DomainError as refused:
-        return back_to(request, url, str(refused), "error")
-    return back_to(request, url, "Booked.")
+    return attempt(
+        request, session, lambda: booking.book(session, ctx, wanted), done=url, message="Booked."
+    )
 
 
-def _set_blocked(
-    request: Request, session: Session, ctx: RequestContext, slot_id: uuid.UUID, blocked: bool
+def _change_slot(
+    request: Request,
+    session: Session,
+    slot_id: uuid.UUID,
+    change: Callable[[Slot], object],
+    done: str,
 ) -> Response:
     slot = records.by_id(session, Slot, slot_id)
     url = calendar_url(slot.doctor_id, slot.date)
-    try:
-        with session.begin_nested():
-            if blocked:
-                service.set_blocked(session, ctx, slot.id, blocked=True)
-            else:
-                lifecycle.reopen(session, ctx, offers_of(request), slot.id)
-    except DomainError as refused:
-        return back_to(request, url, str(refused), "error")
-    return back_to(request, url, "Slot blocked." if blocked else "Slot open for booking again.")
+    return attempt(request, session, lambda: change(slot), done=url, message=done)
 
 
 @router.post("/calendar/slots/{slot_id}/block")
@@ -238,14 +201,26 @@ def block_slot(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID
 ) -> Response:
     """Keep a free slot out of booking (the doctor is called away, an emergency)."""
-    return _set_blocked(request, session, ctx, slot_id, True)
+    return _change_slot(
+        request,
+        session,
+        slot_id,
+        lambda slot: service.set_blocked(session, ctx, slot.id, blocked=True),
+        "Slot blocked.",
+    )
 
 
 @router.post("/calendar/slots/{slot_id}/unblock")
 def unblock_slot(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID
 ) -> Response:
-    return _set_blocked(request, session, ctx, slot_id, False)
+    return _change_slot(
+        request,
+        session,
+        slot_id,
+        lambda slot: lifecycle.reopen(session, ctx, offers_of(request), slot.id),
+        "Slot open for booking again.",
+    )
 
 
 # ------------------------------------------------------------------ status changes
@@ -257,23 +232,27 @@ def move_appointment(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
-    appointment: Annotated[Appointment, Depends(appointment_in_path)],
+    appointment: AppointmentInPath,
     to: Annotated[str, Form()],
     back: Annotated[str, Form()] = "calendar",
 ) -> Response:
     """Check in, send in, mark done, no-show or cancel from the calendar or queue."""
     url = _back_url(session, appointment, back)
-    try:
-        with session.begin_nested():
-            moved = lifecycle.transition(
-                session, ctx, offers_of(request), appointment_id=appointment.id, to=to
-            )
-    except DomainError as refused:
-        return back_to(request, url, str(refused), "error")
-    message = f"{STATUS_LABELS.get(moved.status, moved.status)}."
-    if moved.status == "checked-in" and moved.token_number:
-        message = f"Checked in: token {moved.token_number}."
-    return back_to(request, url, message)
+    return attempt(
+        request,
+        session,
+        lambda: lifecycle.transition(
+            session, ctx, offers_of(request), appointment_id=appointment.id, to=to
+        ),
+        done=lambda moved: flash(request, url, _moved(moved)),
+        failed=url,
+    )
+
+
+def _moved(appointment: Appointment) -> str:
+    if appointment.status == "checked-in" and appointment.token_number:
+        return f"Checked in: token {appointment.token_number}."
+    return f"{STATUS_LABELS.get(appointment.status, appointment.status)}."
 
 
 def _back_url(session: Session, appointment: Appointment, back: str) -> str:
@@ -349,7 +328,7 @@ def walk_in(
 ) -> Response:
     """A patient without an appointment gets the doctor's next token."""
     if patient_id is None:
-        return back_to(request, "/queue", "Choose the patient who walked in.", "error")
+        return flash(request, "/queue", "Choose the patient who walked in.", "error")
     doctor = records.by_id(session, DoctorProfile, doctor_id)
     appointment = lifecycle.walk_in(
         session,
@@ -359,7 +338,7 @@ def walk_in(
         visit_type=visit_type or doctor.visit_types[0]["code"],
         reason=reason.strip() or None,
     )
-    return back_to(request, "/queue", f"Walk-in added: token {appointment.token_number}.")
+    return flash(request, "/queue", f"Walk-in added: token {appointment.token_number}.")
 
 
 def _my_doctor(session: Session, who: Principal) -> DoctorProfile:
@@ -430,23 +409,22 @@ def join_waitlist(
     patient_id: Annotated[uuid.UUID | None, Form()] = None,
 ) -> Response:
     if patient_id is None:
-        return back_to(request, "/waitlist", "Choose the patient who wants to wait.", "error")
+        return flash(request, "/waitlist", "Choose the patient who wants to wait.", "error")
     doctor = records.by_id(session, DoctorProfile, doctor_id)
-    try:
-        with session.begin_nested():
-            waitlist.join(
-                session,
-                ctx,
-                patient_id=patient_id,
-                doctor_id=doctor.id,
-                from_date=from_date,
-                until_date=until_date,
-                visit_type=doctor.visit_types[0]["code"],
-            )
-    except DomainError as refused:
-        return back_to(request, "/waitlist", str(refused), "error")
-    return back_to(
-        request, "/waitlist", "Added to the waitlist; we will offer the first free slot."
+    return attempt(
+        request,
+        session,
+        lambda: waitlist.join(
+            session,
+            ctx,
+            patient_id=patient_id,
+            doctor_id=doctor.id,
+            from_date=from_date,
+            until_date=until_date,
+            visit_type=doctor.visit_types[0]["code"],
+        ),
+        done="/waitlist",
+        message="Added to the waitlist; we will offer the first free slot.",
     )
 
 
@@ -455,7 +433,7 @@ def withdraw(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, entry_id: uuid.UUID
 ) -> Response:
     waitlist.withdraw(session, ctx, entry_id=entry_id)
-    return back_to(request, "/waitlist", "Taken off the waitlist.")
+    return flash(request, "/waitlist", "Taken off the waitlist.")
 
 
 @router.post("/waitlist/offers/{offer_id}/accept")
@@ -464,12 +442,13 @@ def accept_offer(
 ) -> Response:
     """The patient said yes on the phone."""
     waitlist.offer(session, offer_id)  # 404 for an unknown or foreign offer, not a flash
-    try:
-        with session.begin_nested():
-            waitlist.accept(session, ctx, lock_id=offer_id, channel="phone", online=False)
-    except DomainError as refused:
-        return back_to(request, "/waitlist", str(refused), "error")
-    return back_to(request, "/waitlist", "Booked from the waitlist.")
+    return attempt(
+        request,
+        session,
+        lambda: waitlist.accept(session, ctx, lock_id=offer_id, channel="phone", online=False),
+        done="/waitlist",
+        message="Booked from the waitlist.",
+    )
 
 
 @router.post("/waitlist/offers/{offer_id}/decline")
@@ -477,9 +456,10 @@ def decline_offer(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID
 ) -> Response:
     waitlist.offer(session, offer_id)
-    try:
-        with session.begin_nested():
-            waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
-    except DomainError as refused:
-        return back_to(request, "/waitlist", str(refused), "error")
-    return back_to(request, "/waitlist", "Declined; the slot goes to the next patient in line.")
+    return attempt(
+        request,
+        session,
+        lambda: waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id),
+        done="/waitlist",
+        message="Declined; the slot goes to the next patient in line.",
+    )

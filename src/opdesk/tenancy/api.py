@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy import queries, service
+from opdesk.tenancy.deps import SlugPath
 from opdesk.tenancy.schemas import ClinicPublic
 from opdesk.web.deps import Allow, DbSession
 
@@ -18,8 +17,6 @@ router = APIRouter(
     responses=PROBLEM_RESPONSES,
     dependencies=[Depends(Allow(PUBLIC))],
 )
-
-SlugPath = Annotated[str, Path(min_length=3, max_length=40, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
 
 
 @router.get("/{slug}", response_model=ClinicPublic, response_model_by_alias=True)

@@ -10,7 +10,8 @@ from opdesk.schemas import ApiModel, Slug
 from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy import queries, service
 from opdesk.web.deps import Allow, DbSession
-from opdesk.web.templating import Pages, form_errors
+from opdesk.web.pages import flash, render
+from opdesk.web.templating import form_errors
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(Allow(PUBLIC))])
 
@@ -19,41 +20,30 @@ class FindClinic(ApiModel):
     code: Slug
 
 
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
-
-
 @router.get("/")
 def home(request: Request, session: DbSession) -> Response:
     demo = service.find_by_slug(session, request.app.state.demo_slug)
-    return _pages(request).render(request, "tenancy/home.html", {"demo": demo})
+    return render(request, "tenancy/home.html", demo=demo)
 
 
 @router.get("/find")
 def find_clinic(request: Request, session: DbSession, code: str = "") -> Response:
     """Look a clinic up by its code; errors come back on the same form."""
-    pages = _pages(request)
     values = {"code": code}
     try:
         wanted = FindClinic(code=code.strip().lower())
     except ValidationError as exc:
         errors = form_errors(exc)
-        context = {"errors": errors, "values": values, "demo": None}
-        return pages.render(request, "tenancy/home.html", context, status_code=422)
+        return render(request, "tenancy/home.html", 422, errors=errors, values=values, demo=None)
     tenant = service.find_by_slug(session, wanted.code)
     if tenant is None:
         errors = {"code": "No clinic uses this code. Check the spelling with your clinic."}
-        context = {"errors": errors, "values": values, "demo": None}
-        return pages.render(request, "tenancy/home.html", context, status_code=404)
-    secure = request.app.state.settings.is_https
-    return pages.redirect_with_flash(
-        f"/c/{tenant.slug}", f"Welcome to {tenant.name}.", secure=secure
-    )
+        return render(request, "tenancy/home.html", 404, errors=errors, values=values, demo=None)
+    return flash(request, f"/c/{tenant.slug}", f"Welcome to {tenant.name}.")
 
 
 @router.get("/c/{slug}")
 def clinic_landing(request: Request, slug: str, session: DbSession) -> Response:
     tenant = service.get_by_slug(session, slug)
     profile = queries.public_profile(tenant)
-    return _pages(request).render(request, "tenancy/clinic.html", {"clinic": profile})
+    return render(request, "tenancy/clinic.html", clinic=profile)

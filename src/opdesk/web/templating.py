@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
@@ -163,24 +163,12 @@ class Pages:
             response.delete_cookie(FLASH_COOKIE, path="/")
         return response
 
-    def redirect_with_flash(
-        self, url: str, message: str, level: str = "success", *, secure: bool = False
-    ) -> RedirectResponse:
-        """Post/redirect/get: the next page shows ``message`` once."""
-        response = RedirectResponse(url, status_code=303)
-        response.set_cookie(
-            FLASH_COOKIE,
-            self._sign([[level, message]]),
-            max_age=60,
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=secure,
-        )
-        return response
+    def sign_flash(self, level: str, message: str) -> str:
+        """The flash cookie's value: the message, signed so no one else can plant one.
 
-    def _sign(self, flashes: list[list[str]]) -> str:
-        body = base64.urlsafe_b64encode(json.dumps(flashes).encode()).decode()
+        Set it with :func:`opdesk.web.pages.flash`.
+        """
+        body = base64.urlsafe_b64encode(json.dumps([[level, message]]).encode()).decode()
         mac = hmac.new(self._flash_key, body.encode(), hashlib.sha256).hexdigest()
         return f"{body}.{mac}"
 
