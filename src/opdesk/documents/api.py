@@ -19,20 +19,14 @@ from opdesk.errors import FieldError
 from opdesk.patients.deps import patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.crypto import FieldCipher
 from opdesk.security.permissions import PUBLIC
 from opdesk.security.sessions import Principal
-from opdesk.web.deps import Allow, Ctx, DbSession, acting
+from opdesk.web.deps import Allow, Ctx, DbSession, acting, cipher_of
 from opdesk.web.problems import problem
 
 RESPONSES = {**PROBLEM_RESPONSES, 413: {**PROBLEM_RESPONSES[422], "description": "File too large"}}
 router = APIRouter(tags=["documents"], responses=RESPONSES)
 share_router = APIRouter(include_in_schema=False)
-
-
-def _cipher(request: Request) -> FieldCipher:
-    cipher: FieldCipher = request.app.state.cipher
-    return cipher
 
 
 def _storage(request: Request) -> Storage:
@@ -61,7 +55,7 @@ def upload_document(
         doc = service.upload(
             session,
             ctx,
-            _cipher(request),
+            cipher_of(request),
             _storage(request),
             patient_id=patient.id,
             category=category,
@@ -94,7 +88,7 @@ def get_document(
 
 
 def _file_response(request: Request, doc: Document, *, shared: bool = False) -> Response:
-    data = service.content(_cipher(request), _storage(request), doc)
+    data = service.content(cipher_of(request), _storage(request), doc)
     headers = {
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",
         "Cache-Control": "no-store",

@@ -22,7 +22,6 @@ from opdesk.scheduling.deps import (
     doctor_in_path,
     hold_for,
     offers_of,
-    settings_of,
 )
 from opdesk.scheduling.models import DoctorProfile
 from opdesk.scheduling.schemas import (
@@ -52,7 +51,7 @@ from opdesk.scheduling.schemas import (
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import Ctx, DbSession, acting, settings_of
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]

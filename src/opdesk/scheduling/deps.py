@@ -16,21 +16,19 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opdesk import idempotency, records
-from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import lifecycle, queries, waitlist
 from opdesk.scheduling.models import Appointment, DoctorProfile
 from opdesk.security import throttle
-from opdesk.security.crypto import FieldCipher
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.deps import SlugPath
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import enter_tenant
 from opdesk.web import pages
-from opdesk.web.deps import Ctx, DbSession, acting, signed_in
+from opdesk.web.deps import Ctx, DbSession, acting, cipher_of, settings_of, signed_in
 
 Me = Annotated[Principal, acting("portal:self")]
 
@@ -69,16 +67,6 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 
 
 # ------------------------------------------------------------------ services
-
-
-def cipher_of(request: Request) -> FieldCipher:
-    cipher: FieldCipher = request.app.state.cipher
-    return cipher
-
-
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def hold_for(request: Request) -> timedelta:

@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.errors import FieldError, Forbidden, InvalidInput, NotFound, Unauthorized
 from opdesk.security import sessions
+from opdesk.security.crypto import FieldCipher
 from opdesk.security.permissions import DEV_ONLY, PUBLIC, SIGNING_IN, allowed
 from opdesk.security.sessions import Principal
 from opdesk.uow import transaction
@@ -41,6 +43,17 @@ async def request_context(request: Request) -> RequestContext:
 
 
 Ctx = Annotated[RequestContext, Depends(request_context)]
+
+
+def cipher_of(request: Request) -> FieldCipher:
+    """The field cipher built once at start-up."""
+    cipher: FieldCipher = request.app.state.cipher
+    return cipher
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def bearer_or_cookie(request: Request) -> tuple[str | None, bool]:
