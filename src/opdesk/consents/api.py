@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from opdesk.consents import service
-from opdesk.consents.deps import sign_here
+from opdesk.consents.deps import MyConsent, sign_here
 from opdesk.consents.schemas import (
     ConsentOut,
     PortalSignRequest,
@@ -18,8 +18,7 @@ from opdesk.consents.schemas import (
     TemplateOut,
 )
 from opdesk.context import RequestContext
-from opdesk.patients import queries as patient_queries
-from opdesk.patients.deps import patient_in_path
+from opdesk.patients.deps import MyFamily, patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.sessions import Principal
@@ -98,20 +97,19 @@ def sign_from_portal(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    who: Annotated[Principal, acting("portal:self")],
+    _: Annotated[Principal, acting("portal:self")],
+    family: MyFamily,
 ) -> ConsentOut:
     """A signed-in patient (their phone proven by OTP) signs for themself or family."""
-    patient = patient_queries.portal_patient(session, who.user_id, body.patient_id)
+    patient = family.patient(session, body.patient_id)
     return _sign(request, session, ctx, patient.id, body.type, "otp")
 
 
 @router.post("/me/consents/{consent_id}/revoke", response_model=ConsentOut)
 def revoke_from_portal(
-    consent_id: uuid.UUID,
+    _: Annotated[Principal, acting("portal:self")],
+    consent: MyConsent,
     session: DbSession,
     ctx: Ctx,
-    who: Annotated[Principal, acting("portal:self")],
 ) -> ConsentOut:
-    consent = service.get(session, consent_id)
-    patient_queries.portal_patient(session, who.user_id, consent.patient_id)
-    return ConsentOut.model_validate(service.revoke(session, ctx, consent_id=consent_id))
+    return ConsentOut.model_validate(service.revoke(session, ctx, consent_id=consent.id))

@@ -1,15 +1,20 @@
-"""Signing a consent with this deployment's cipher, storage and fonts (desk, portal, API)."""
+"""Signing a consent with this deployment's cipher, storage and fonts (desk, portal, API),
+and the consent a signed-in patient names in the path.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from opdesk.consents import service
 from opdesk.consents.models import Consent
 from opdesk.context import RequestContext
+from opdesk.patients.deps import MyFamily
+from opdesk.web.deps import DbSession
 
 
 def sign_here(
@@ -32,3 +37,13 @@ def sign_here(
         method=method,
         fonts=request.app.state.settings.data_dir / "fonts",
     )
+
+
+def my_consent(consent_id: uuid.UUID, session: DbSession, family: MyFamily) -> Consent:
+    """A consent of the signed-in patient or their family, else 404."""
+    consent = service.get(session, consent_id)
+    family.check(consent.patient_id)
+    return consent
+
+
+MyConsent = Annotated[Consent, Depends(my_consent)]

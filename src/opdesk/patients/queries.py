@@ -197,16 +197,6 @@ def of_portal_user(session: Session, user_id: object) -> list[Patient]:
 __all__ = ["NUMBER_PREFIX", "by_name", "by_number", "by_phone", "search", "summary"]
 
 
-def portal_patient(session: Session, user_id: object, patient_id: object) -> Patient:
-    """One of the signed-in patient's own records (self or family), else 404."""
-    from opdesk.errors import NotFound
-
-    for patient in of_portal_user(session, user_id):
-        if patient.id == patient_id:
-            return patient
-    raise NotFound(f"no patient with id {patient_id}")
-
-
 def deleted(session: Session, *, limit: int = 200) -> list[Patient]:
     """Soft-deleted patients, most recently deleted first (for an admin to restore)."""
     stmt = (

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from opdesk.consents import service as consents
-from opdesk.consents.deps import sign_here
+from opdesk.consents.deps import MyConsent, sign_here
 from opdesk.consents.models import CONSENT_TYPES
 from opdesk.documents import service as documents
+from opdesk.documents.deps import MyDocument
 from opdesk.errors import FieldError, InvalidInput
-from opdesk.patients import queries as patient_queries
+from opdesk.patients.deps import MyFamily
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
 from opdesk.web.pages import flash
@@ -28,35 +29,30 @@ def give_consent(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    who: Patient,
+    _: Patient,
+    family: MyFamily,
     patient_id: Annotated[uuid.UUID, Form()],
     type: Annotated[str, Form()],
 ) -> Response:
     """Signing online: the session itself was opened with a one-time code to the phone."""
     if type not in CONSENT_TYPES:
         raise InvalidInput([FieldError("type", "not a consent type")])
-    patient = patient_queries.portal_patient(session, who.user_id, patient_id)
+    patient = family.patient(session, patient_id)
     sign_here(request, session, ctx, patient_id=patient.id, type_=type, method="otp")
     return flash(request, "/me", "Thank you. Your consent is recorded; a copy is under Documents.")
 
 
 @router.post("/me/consents/{consent_id}/revoke")
 def withdraw_consent(
-    request: Request, consent_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Patient
+    request: Request, _: Patient, consent: MyConsent, session: DbSession, ctx: Ctx
 ) -> Response:
-    consent = consents.get(session, consent_id)
-    patient_queries.portal_patient(session, who.user_id, consent.patient_id)
-    consents.revoke(session, ctx, consent_id=consent_id)
+    consents.revoke(session, ctx, consent_id=consent.id)
     return flash(request, "/me", "Your consent is withdrawn.")
 
 
 @router.get("/me/documents/{document_id}")
-def open_document(
-    request: Request, document_id: uuid.UUID, session: DbSession, who: Patient
-) -> Response:
+def open_document(request: Request, _: Patient, doc: MyDocument) -> Response:
     """A document of the patient or their family; anyone else's answers 404."""
-    doc = documents.get(session, document_id)
-    patient_queries.portal_patient(session, who.user_id, doc.owner_id)
     data = documents.content(request.app.state.cipher, request.app.state.storage, doc)
     headers = {
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",

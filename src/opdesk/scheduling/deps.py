@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from opdesk import idempotency, records
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict
-from opdesk.patients import queries as patient_queries
+from opdesk.patients.deps import MyFamily
 from opdesk.scheduling import lifecycle, queries, waitlist
-from opdesk.scheduling.models import Appointment, DoctorProfile
+from opdesk.scheduling.models import Appointment, DoctorProfile, WaitlistLock
 from opdesk.security import throttle
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
@@ -28,7 +28,7 @@ from opdesk.tenancy.deps import SlugPath
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import enter_tenant
 from opdesk.web import pages
-from opdesk.web.deps import Ctx, DbSession, acting, cipher_of, settings_of, signed_in
+from opdesk.web.deps import Ctx, DbSession, acting, cipher_of, settings_of
 
 Me = Annotated[Principal, acting("portal:self")]
 
@@ -105,13 +105,10 @@ def clinic_in_path(slug: SlugPath, session: DbSession, ctx: Ctx) -> Tenant:
 Clinic = Annotated[Tenant, Depends(clinic_in_path)]
 
 
-def my_appointment(appointment_id: uuid.UUID, request: Request, session: DbSession) -> Appointment:
-    """One of the signed-in patient's family's appointments, else 404 (before the body).
-    Routes list it after ``Me``, so the session is checked first.
-    """
-    who = signed_in(request.state.principal)
+def my_appointment(appointment_id: uuid.UUID, session: DbSession, family: MyFamily) -> Appointment:
+    """One of the signed-in patient's family's appointments, else 404 (before the body)."""
     appointment = queries.appointment(session, appointment_id)
-    patient_queries.portal_patient(session, who.user_id, appointment.patient_id)
+    family.check(appointment.patient_id)
     return appointment
 
 
@@ -135,7 +132,11 @@ def check_changeable(ctx: RequestContext, session: Session, appointment: Appoint
         raise Conflict("this appointment has already started; please call the clinic")
 
 
-def check_my_offer(session: Session, who: Principal, offer_id: uuid.UUID) -> None:
-    """404 unless the offer is for the signed-in patient or their family."""
+def my_offer(offer_id: uuid.UUID, session: DbSession, family: MyFamily) -> WaitlistLock:
+    """A waitlist offer to the signed-in patient or their family, else 404."""
     offer = waitlist.offer(session, offer_id)
-    patient_queries.portal_patient(session, who.user_id, offer.patient_id)
+    family.check(offer.patient_id)
+    return offer
+
+
+MyOffer = Annotated[WaitlistLock, Depends(my_offer)]

@@ -13,11 +13,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
-from sqlalchemy.orm import Session
 
 from opdesk import idempotency
 from opdesk.errors import TooManyRequests
-from opdesk.patients import queries as patient_queries
+from opdesk.patients.deps import MyFamily
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
@@ -25,8 +24,8 @@ from opdesk.scheduling.deps import (
     IdempotencyKey,
     Me,
     Mine,
+    MyOffer,
     check_changeable,
-    check_my_offer,
     doctor_in_path,
     hold_for,
     hold_key,
@@ -102,13 +101,9 @@ def public_hold(
     return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
 
 
-def _family(session: Session, who: Principal) -> list[uuid.UUID]:
-    return [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
-
-
 @router.get("/me/appointments", response_model=list[AppointmentOut])
-def my_appointments(session: DbSession, who: Me) -> list[AppointmentOut]:
-    found = queries.appointments(session, day=None, patient_ids=_family(session, who))
+def my_appointments(session: DbSession, _: Me, family: MyFamily) -> list[AppointmentOut]:
+    found = queries.appointments(session, day=None, patient_ids=family.ids)
     return [AppointmentOut.of(a) for a, _slot in found]
 
 
@@ -118,10 +113,11 @@ def book_online(
     session: DbSession,
     ctx: Ctx,
     who: Me,
+    family: MyFamily,
     key: IdempotencyKey = None,
 ) -> Any:
     """Confirm a held slot for yourself or a family member."""
-    patient = patient_queries.portal_patient(session, who.user_id, body.patient_id)
+    patient = family.patient(session, body.patient_id)
     request = booking.BookingRequest(
         slot_id=body.slot_id,
         patient_id=patient.id,
@@ -183,25 +179,23 @@ def reschedule_mine(
 
 
 @router.get("/me/waitlist-offers", response_model=list[OfferOut])
-def my_offers(session: DbSession, ctx: Ctx, who: Me) -> list[OfferOut]:
-    offers = waitlist.open_offers(session, ctx, _family(session, who))
+def my_offers(session: DbSession, ctx: Ctx, _: Me, family: MyFamily) -> list[OfferOut]:
+    offers = waitlist.open_offers(session, ctx, family.ids)
     return [OfferOut.model_validate(o) for o in offers]
 
 
 @router.post(
     "/me/waitlist-offers/{offer_id}/accept", response_model=AppointmentOut, status_code=201
 )
-def accept_my_offer(offer_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Me) -> AppointmentOut:
-    check_my_offer(session, who, offer_id)
-    appointment = waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True)
+def accept_my_offer(_: Me, offer: MyOffer, session: DbSession, ctx: Ctx) -> AppointmentOut:
+    appointment = waitlist.accept(session, ctx, lock_id=offer.id, channel="web", online=True)
     return AppointmentOut.of(appointment)
 
 
 @router.post("/me/waitlist-offers/{offer_id}/decline", response_model=OfferOut)
 def decline_my_offer(
-    offer_id: uuid.UUID, request: Request, session: DbSession, ctx: Ctx, who: Me
+    _: Me, offer: MyOffer, request: Request, session: DbSession, ctx: Ctx
 ) -> OfferOut:
-    check_my_offer(session, who, offer_id)
     return OfferOut.model_validate(
-        waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
+        waitlist.decline(session, ctx, offers_of(request), lock_id=offer.id)
     )

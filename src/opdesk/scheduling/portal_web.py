@@ -19,14 +19,15 @@ from opdesk.context import RequestContext
 from opdesk.errors import NotFound, TooManyRequests
 from opdesk.identity.deps import NEXT_COOKIE
 from opdesk.patients import queries as patient_queries
+from opdesk.patients.deps import MyFamily, family_of
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
     Clinic,
     Me,
     Mine,
+    MyOffer,
     check_changeable,
-    check_my_offer,
     hold_for,
     hold_key,
     offers_of,
@@ -235,7 +236,7 @@ def confirm_booking(
     held = _held(request, session, ctx)
     if held is None:
         return _hold_lost(request, clinic)
-    patient = patient_queries.portal_patient(session, who.user_id, patient_id)
+    patient = family_of(request, session, ctx).patient(session, patient_id)
     wanted = booking.BookingRequest(
         slot_id=held.slot.id,
         patient_id=patient.id,
@@ -263,9 +264,10 @@ def _booked(request: Request) -> Response:
 
 
 @router.get("/me/appointments")
-def my_appointments(request: Request, session: DbSession, ctx: Ctx, who: Me) -> Response:
-    family = [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
-    rows = queries.patient_appointments(session, family)
+def my_appointments(
+    request: Request, session: DbSession, ctx: Ctx, who: Me, family: MyFamily
+) -> Response:
+    rows = queries.patient_appointments(session, family.ids)
     now = ctx.now()
     upcoming = [
         r
@@ -275,7 +277,7 @@ def my_appointments(request: Request, session: DbSession, ctx: Ctx, who: Me) -> 
     past = [r for r in rows if r not in upcoming]
     offers = [
         (o, records.by_id(session, Slot, o.slot_id))
-        for o in waitlist.open_offers(session, ctx, family)
+        for o in waitlist.open_offers(session, ctx, family.ids)
     ]
     return page(
         request,
@@ -359,14 +361,11 @@ def reschedule_mine(
 
 
 @router.post("/me/waitlist-offers/{offer_id}/accept")
-def accept_offer(
-    request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
-) -> Response:
-    check_my_offer(session, who, offer_id)
+def accept_offer(request: Request, session: DbSession, ctx: Ctx, _: Me, offer: MyOffer) -> Response:
     return attempt(
         request,
         session,
-        lambda: waitlist.accept(session, ctx, lock_id=offer_id, channel="web", online=True),
+        lambda: waitlist.accept(session, ctx, lock_id=offer.id, channel="web", online=True),
         done="/me/appointments",
         message="Booked from the waitlist.",
     )
@@ -374,13 +373,12 @@ def accept_offer(
 
 @router.post("/me/waitlist-offers/{offer_id}/decline")
 def decline_offer(
-    request: Request, session: DbSession, ctx: Ctx, who: Me, offer_id: uuid.UUID
+    request: Request, session: DbSession, ctx: Ctx, _: Me, offer: MyOffer
 ) -> Response:
-    check_my_offer(session, who, offer_id)
     return attempt(
         request,
         session,
-        lambda: waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id),
+        lambda: waitlist.decline(session, ctx, offers_of(request), lock_id=offer.id),
         done="/me/appointments",
         message="Thank you; we will offer it to the next patient.",
     )
