@@ -41,7 +41,7 @@ from bench.clinic import bench_clinic
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
 from opdesk.context import system_context
-from opdesk.db import Database, libpq_url, tenant_session
+from opdesk.db import Database, libpq_url
 from opdesk.identity.service import Identity, create_user
 from opdesk.scheduling import queries
 from opdesk.scheduling import service as scheduling
@@ -279,7 +279,7 @@ def client(job: Job) -> Outcome:
 def _pool(db: Database, calendar: Calendar, rng: random.Random) -> list[str]:
     """Free slots of the calendar's first month, shuffled; all clients draw from it."""
     last = calendar.first_day + timedelta(days=30)
-    with tenant_session(db, calendar.tenant_id) as session:
+    with transaction(db, system_context(calendar.tenant_id)) as session:
         ids = list(
             session.execute(
                 text(
@@ -294,7 +294,7 @@ def _pool(db: Database, calendar: Calendar, rng: random.Random) -> list[str]:
 
 
 def _patient_ids(db: Database, calendar: Calendar) -> list[str]:
-    with tenant_session(db, calendar.tenant_id) as session:
+    with transaction(db, system_context(calendar.tenant_id)) as session:
         return list(session.execute(text("select id::text from patients limit 5000")).scalars())
 
 
@@ -393,7 +393,7 @@ def run_clients(
 
 def double_bookings(db: Database, tenant_id: uuid.UUID) -> int:
     """Slots with more than one live appointment, plus appointments on unbooked slots."""
-    with tenant_session(db, tenant_id) as session:
+    with transaction(db, system_context(tenant_id)) as session:
         doubled = session.execute(
             text(
                 "select count(*) from (select slot_id from appointments "
@@ -451,7 +451,7 @@ def search_timings(base: str, db: Database, calendar: Calendar) -> None:
     ctx = system_context(calendar.tenant_id)
 
     def service_search(doctor: uuid.UUID, day: date, span: int) -> None:
-        with tenant_session(db, calendar.tenant_id) as session:
+        with transaction(db, system_context(calendar.tenant_id)) as session:
             window = queries.SlotWindow(day, day + timedelta(days=span))
             queries.slots(session, ctx, doctor, window, "consultation")
 

@@ -11,9 +11,9 @@ the migrated template made in a few tens of milliseconds.
 
 Time: no test depends on the hour or the day it runs. Tests either freeze the clock
 (``time_machine``, or a ``clock`` on the context) or choose their days: ``clinic_today()``
-and ``coming(weekday)`` below, never the machine's ``date.today()``. To check, run with
-the whole clock moved (Python, the embedded PostgreSQL and Chromium alike; Debian's
-``faketime``), e.g. at 23:50 and 00:10 in India (UTC+05:30)::
+and ``coming(weekday)`` from ``tests/factories``, never the machine's ``date.today()``. To
+check, run with the whole clock moved (Python, the embedded PostgreSQL and Chromium alike;
+Debian's ``faketime``), e.g. at 23:50 and 00:10 in India (UTC+05:30)::
 
     faketime -f "$(( $(date -d '2027-03-01 18:20 UTC' +%s) - $(date +%s) ))" \
         .venv/bin/pytest tests/browser tests/scheduling tests/consents tests/identity
@@ -27,12 +27,8 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -43,7 +39,6 @@ from sqlalchemy.engine import URL
 from opdesk.app import create_app
 from opdesk.audit import guard as audit_guard
 from opdesk.config import Settings
-from opdesk.context import RequestContext, system_context
 from opdesk.db import (
     APP_ROLE,
     Database,
@@ -53,16 +48,12 @@ from opdesk.db import (
     ensure_database,
     psycopg_url,
 )
-from opdesk.identity.models import User
-from opdesk.identity.service import Identity, create_user
+from opdesk.identity.service import Identity
 from opdesk.migrate import upgrade
-from opdesk.security import sessions
 from opdesk.security.crypto import FieldCipher, StaticKeyring
 from opdesk.security.keys import new_keyring
 from opdesk.tenancy.models import Tenant
-from opdesk.tenancy.schemas import TenantCreate
-from opdesk.tenancy.service import create_tenant
-from opdesk.uow import transaction
+from tests.factories import make_tenant
 
 
 class PgServer:
@@ -148,34 +139,6 @@ def cipher(keyring: StaticKeyring) -> FieldCipher:
     return FieldCipher(keyring)
 
 
-def unique_slug(prefix: str = "clinic") -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def make_tenant(database: Database, name: str = "Test Clinic", **fields: object) -> Tenant:
-    ctx = system_context(None)
-    data = TenantCreate.model_validate({"name": name, "slug": unique_slug(), **fields})
-    with transaction(database, ctx) as session:
-        return create_tenant(session, ctx, data=data)
-
-
-CLINIC_ZONE = ZoneInfo("Asia/Kolkata")  # a new clinic's time zone unless a test sets one
-
-
-def clinic_today(zone: ZoneInfo = CLINIC_ZONE) -> date:
-    """Today where the clinic is (the machine's ``date.today()`` may be a day off)."""
-    return datetime.now(zone).date()
-
-
-def coming(weekday: int, zone: ZoneInfo = CLINIC_ZONE) -> date:
-    """The first ``weekday`` (0 = Monday) at least a week after today in the clinic's zone:
-    all of that day lies ahead at whatever hour the tests run (and start), and it falls
-    well inside every booking window.
-    """
-    first = clinic_today(zone) + timedelta(days=7)
-    return first + timedelta(days=(weekday - first.weekday()) % 7)
-
-
 @pytest.fixture
 def tenant(db: Database) -> Tenant:
     return make_tenant(db, "Asha Clinic")
@@ -184,13 +147,6 @@ def tenant(db: Database) -> Tenant:
 @pytest.fixture
 def other_tenant(db: Database) -> Tenant:
     return make_tenant(db, "Bharat Clinic")
-
-
-def ctx_for(tenant_id: uuid.UUID | None, **overrides: object) -> RequestContext:
-    ctx = system_context(tenant_id)
-    for key, value in overrides.items():
-        setattr(ctx, key, value)
-    return ctx
 
 
 @pytest.fixture(scope="session")
@@ -223,55 +179,3 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 def ident(app: FastAPI) -> Identity:
     identity: Identity = app.state.identity
     return identity
-
-
-STAFF_PASSWORD = "correct horse battery"
-_phone_counter = iter(range(10_000_000))
-
-
-def unique_mobile() -> str:
-    """A valid Indian mobile number nobody else in the test run uses."""
-    return f"+9198{next(_phone_counter) + secrets.randbelow(10) * 10_000_000:08d}"
-
-
-def make_user(
-    database: Database, ident: Identity, tenant: Tenant, role: str, **fields: Any
-) -> User:
-    ctx = system_context(tenant.id)
-    if role == "patient":
-        fields.setdefault("phone", unique_mobile())
-    else:
-        fields.setdefault("email", f"{role}-{secrets.token_hex(3)}@example.in")
-        fields.setdefault("password", STAFF_PASSWORD)
-    fields.setdefault("name", f"Test {role.title()}")
-    with transaction(database, ctx) as session:
-        return create_user(session, ctx, ident, role=role, **fields)
-
-
-def open_session(
-    database: Database,
-    ident: Identity,
-    user: User,
-    stage: str = "active",
-    clock: Callable[[], datetime] | None = None,
-) -> str:
-    """A session token for ``user`` without going through the sign-in steps."""
-    ctx = system_context(user.tenant_id)
-    if clock is not None:
-        ctx.clock = clock
-    with transaction(database, ctx) as session:
-        _, token = sessions.start(
-            session,
-            ctx,
-            user=user,
-            stage=stage,
-            method="test",
-            device_id=None,
-            idle=ident.idle(user.role),
-            lifetime=ident.lifetime,
-        )
-    return token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from opdesk.db import Database
 from opdesk.security.keys import keyring_env, new_keyring
+from tests.factories import clinic_session, make_tenant, unaudited
 
 
 def opdesk(
@@ -182,12 +183,10 @@ def test_keys_generate_prints_usable_environment(tmp_path: Path) -> None:
 def test_sweep_removes_expired_codes_only(fresh_database: Database, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from opdesk.db import tenant_session
-    from tests.conftest import make_tenant
-
     clinic = make_tenant(fresh_database)
     now = datetime.now(UTC)
-    with tenant_session(fresh_database, None) as session:
+    with clinic_session(fresh_database, None) as session:
+        unaudited(session)  # codes with known hashes, one expired already: no sign-in makes those
         for minutes, attempt in ((-10, b"old"), (10, b"new")):
             session.execute(
                 text(
@@ -201,7 +200,7 @@ def test_sweep_removes_expired_codes_only(fresh_database: Database, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "swept 1 expired sign-in codes," in done.stdout
     assert "0 lapsed waitlist offers, 0 lapsed holds" in done.stdout
-    with tenant_session(fresh_database, None) as session:
+    with clinic_session(fresh_database, None) as session:
         left = session.execute(text("select attempt_hash from otp_tokens")).scalars().all()
     assert left == [b"new"]
 

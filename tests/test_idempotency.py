@@ -15,7 +15,7 @@ from opdesk.db import Database
 from opdesk.errors import Conflict
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for
+from tests.factories import ctx_for
 
 
 class Answer(BaseModel):

@@ -7,14 +7,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from opdesk.audit.models import AuditEvent
-from opdesk.db import APP_ROLE, Base, Database, TenantScoped, tenant_session
+from opdesk.db import APP_ROLE, Base, Database, TenantScoped
 from opdesk.errors import NotFound
 from opdesk.models import load_all_models
 from opdesk.tenancy import service
 from opdesk.tenancy.models import Tenant
 from opdesk.tenancy.schemas import TenantUpdate
 from opdesk.uow import transaction
-from tests.conftest import ctx_for
+from tests.factories import clinic_session, ctx_for, unaudited
 
 load_all_models()
 TENANT_TABLES = sorted(
@@ -75,10 +75,10 @@ def test_tenant_scoped_tables_lead_keys_with_tenant_id(db: Database) -> None:
 
 
 def test_without_a_tenant_queries_see_no_rows(db: Database, tenant: Tenant) -> None:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         mine = session.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
     assert mine >= 1  # creating the clinic was audited
-    with tenant_session(db, None) as session:
+    with clinic_session(db, None) as session:
         assert session.execute(select(func.count()).select_from(AuditEvent)).scalar_one() == 0
         assert session.execute(text("select count(*) from audit_chain_heads")).scalar_one() == 0
 
@@ -86,7 +86,7 @@ def test_without_a_tenant_queries_see_no_rows(db: Database, tenant: Tenant) -> N
 def test_a_tenant_sees_only_its_own_audit_events(
     db: Database, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         seen = set(session.execute(select(AuditEvent.tenant_id)).scalars())
     assert seen == {tenant.id}
 
@@ -106,12 +106,14 @@ def test_reading_another_tenants_record_by_id_is_not_found(
 def test_rls_blocks_writes_into_another_tenant_even_with_raw_sql(
     db: Database, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
+        unaudited(session)  # the point is what row-level security lets through
         changed = session.execute(
             text("update tenants set name = 'Hijacked' where id = :id"), {"id": other_tenant.id}
         ).rowcount  # type: ignore[attr-defined]
     assert changed == 0
-    with pytest.raises(DBAPIError, match="row-level security"), tenant_session(db, tenant.id) as s:
+    with pytest.raises(DBAPIError, match="row-level security"), clinic_session(db, tenant.id) as s:
+        unaudited(s)
         s.execute(
             text(
                 "insert into audit_chain_heads (tenant_id, last_seq, last_hash) "
@@ -129,6 +131,7 @@ def test_the_app_role_cannot_change_or_delete_audit_events(db: Database, tenant:
     ):
         with (
             pytest.raises(ProgrammingError, match="permission denied"),
-            tenant_session(db, tenant.id) as session,
+            clinic_session(db, tenant.id) as session,
         ):
+            unaudited(session)  # the point is what the app role's grants refuse
             session.execute(text(statement))

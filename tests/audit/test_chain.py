@@ -15,17 +15,12 @@ from opdesk import audit
 from opdesk.audit.models import AuditEvent
 from opdesk.audit.service import PendingEvent, append_chain, flush_pending
 from opdesk.audit.verify import verify_all, verify_tenant
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for, make_tenant
+from tests.factories import clinic_session, ctx_for, events_of, make_tenant
 
 CHAIN_LENGTH = 10_000
-
-
-def events_of(db: Database, tenant_id: uuid.UUID) -> list[AuditEvent]:
-    with tenant_session(db, tenant_id) as session:
-        return list(session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars())
 
 
 def test_an_event_is_written_with_the_commit_with_every_field(db: Database, tenant: Tenant) -> None:
@@ -200,9 +195,9 @@ def long_chain(db: Database) -> tuple[uuid.UUID, list[uuid.UUID]]:
         )
         for i in range(CHAIN_LENGTH)
     ]
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         append_chain(session, pending)
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         ids = list(session.execute(select(AuditEvent.id).order_by(AuditEvent.seq)).scalars())
     assert len(ids) == CHAIN_LENGTH + 1
     return tenant.id, ids
@@ -344,7 +339,7 @@ def test_verify_all_reports_every_tenant(fresh_database: Database) -> None:
 
 def test_flush_is_a_no_op_without_events(db: Database, tenant: Tenant) -> None:
     ctx = ctx_for(tenant.id)
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         flush_pending(session, ctx)
         heads = session.execute(text("select last_seq from audit_chain_heads")).scalars().all()
     assert heads == [1]

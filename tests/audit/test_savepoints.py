@@ -14,8 +14,7 @@ from opdesk.identity.models import User
 from opdesk.identity.service import Identity, create_user
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.audit.test_chain import events_of
-from tests.conftest import STAFF_PASSWORD, ctx_for
+from tests.factories import STAFF_PASSWORD, ctx_for, events_of
 
 
 def _staff(session: Session, ctx: RequestContext, ident: Identity, name: str) -> User:

@@ -8,26 +8,10 @@ import pyotp
 import pytest
 
 from opdesk.db import Database
-from tests.browser.conftest import SCREENSHOTS
-from tests.browser.test_shell import WIDTHS, assert_fits, open_page, settle
-from tests.conftest import STAFF_PASSWORD, make_tenant, make_user, unique_mobile
-from tests.identity.test_patient_otp import latest_code
+from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
+from tests.factories import ctx_for, latest_code, make_tenant, make_user, unique_mobile
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-
-
-def shot(page: Any, name: str) -> None:
-    assert_fits(page)
-    settle(page)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def staff_sign_in(page: Any, base: str, clinic: str, email: str) -> None:
-    page.goto(f"{base}/sign-in?clinic={clinic}")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(STAFF_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
@@ -108,7 +92,6 @@ def test_patient_journey(
     from opdesk.patients.schemas import PatientCreate
     from opdesk.patients.service import register
     from opdesk.uow import transaction
-    from tests.conftest import ctx_for
 
     clinic = make_tenant(db, "Kaveri Clinic")
     phone = unique_mobile()

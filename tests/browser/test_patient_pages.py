@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 
 from opdesk.db import Database
-from tests.browser.test_identity_pages import shot, staff_sign_in
-from tests.browser.test_shell import WIDTHS, open_page
-from tests.conftest import make_tenant, make_user, unique_mobile
+from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
+from tests.factories import make_tenant, make_user, unique_mobile
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

@@ -22,11 +22,17 @@ from opdesk.scheduling.models import DoctorProfile, Slot
 from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.browser.test_identity_pages import shot, staff_sign_in
-from tests.browser.test_shell import WIDTHS, open_page
-from tests.conftest import CLINIC_ZONE, clinic_today, coming, ctx_for, make_tenant, make_user
-from tests.identity.test_patient_otp import latest_code
-from tests.scheduling.test_booking import patients
+from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
+from tests.factories import (
+    CLINIC_ZONE,
+    clinic_today,
+    coming,
+    ctx_for,
+    latest_code,
+    make_tenant,
+    make_user,
+    patients,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

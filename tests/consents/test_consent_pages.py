@@ -8,20 +8,20 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.identity.models import User
 from opdesk.tenancy.models import Tenant
-from opdesk.web.deps import SESSION_COOKIE
-from tests.conftest import bearer, make_user, open_session, unique_mobile
-from tests.identity.test_users_admin import csrf_of
+from tests.factories import (
+    bearer,
+    browser_for,
+    clinic_session,
+    csrf_of,
+    make_user,
+    open_session,
+    unique_mobile,
+)
 
 TEXT = "I agree that the clinic may send me appointment reminders on WhatsApp."
-
-
-def browser_for(app: FastAPI, token: str) -> TestClient:
-    client = TestClient(app)
-    client.cookies.set(SESSION_COOKIE, token)
-    return client
 
 
 def test_desk_records_and_revokes_a_consent_on_the_profile(
@@ -78,7 +78,7 @@ def test_patient_gives_and_withdraws_consent_and_opens_documents_in_the_portal(
         files={"file": ("x.pdf", b"%PDF-1.4 other", "application/pdf")},
         headers=admin,
     ).json()
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         login = session.execute(
             select(User).where(
                 User.role == "patient",

@@ -9,9 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from opdesk.consents import service
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
-from tests.conftest import bearer, make_tenant, make_user, open_session, unique_mobile
+from tests.factories import (
+    bearer,
+    clinic_session,
+    make_tenant,
+    make_user,
+    open_session,
+    unique_mobile,
+)
 
 BODY = (
     "मैं इस क्लिनिक को मेरे उपचार के लिए सहमति देता/देती हूँ।\n\n"
@@ -106,11 +113,11 @@ def test_latest_per_type_and_revocation(
     assert (latest["treatment"]["id"], latest["treatment"]["version"]) == (newest["id"], 2)
     assert latest["whatsapp"]["id"] == whatsapp["id"]
 
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         assert service.allows(session, patient["id"], "whatsapp")
     assert client.post(f"/api/v1/consents/{whatsapp['id']}/revoke", headers=desk).status_code == 200
     assert client.post(f"/api/v1/consents/{whatsapp['id']}/revoke", headers=desk).status_code == 409
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         assert not service.allows(session, patient["id"], "whatsapp")
         assert not service.allows(session, patient["id"], "sms")
     mirror = client.get(f"/api/v1/patients/{patient['id']}", headers=desk).json()["consents"]
@@ -148,7 +155,7 @@ def test_a_patient_signs_and_revokes_from_the_portal_for_their_family_only(
     )
     mother = new_patient(client, desk)
     stranger = new_patient(client, desk)
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         login = session.execute(
             select(User).where(User.role == "patient", User.name == "Kavya").limit(1)
         ).scalar_one()

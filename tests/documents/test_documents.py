@@ -11,12 +11,20 @@ import pytest
 import time_machine
 from fastapi.testclient import TestClient
 
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.documents import service
 from opdesk.documents.models import ShareLink
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import bearer, ctx_for, make_tenant, make_user, open_session, unique_mobile
+from tests.factories import (
+    bearer,
+    clinic_session,
+    ctx_for,
+    make_tenant,
+    make_user,
+    open_session,
+    unique_mobile,
+)
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -151,7 +159,7 @@ def test_share_links_expire_and_can_be_revoked(
     assert opened.content == PDF
     assert opened.headers["referrer-policy"] == "no-referrer"
     assert opened.headers["cache-control"] == "no-store"
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         row = session.get(ShareLink, (tenant.id, link["id"]))
         assert row is not None and row.last_access_at is not None
     with time_machine.travel(start + timedelta(days=7, seconds=1), tick=False):
@@ -179,7 +187,7 @@ def test_sweeper_removes_expired_links(
     with transaction(db, ctx) as session:
         swept = service.sweep_share_links(session, ctx)
     assert swept == 1
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         left = session.query(ShareLink).filter(ShareLink.document_id == doc["id"]).all()
     assert [str(link.id) for link in left] == [fresh["id"]]
 

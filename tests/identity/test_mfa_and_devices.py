@@ -10,12 +10,12 @@ import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.identity.models import Device, User
 from opdesk.identity.service import MFA_FAILS_SESSION, RECOVERY_CODES
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import DEVICE_COOKIE
-from tests.conftest import STAFF_PASSWORD, bearer, make_user, open_session
+from tests.factories import STAFF_PASSWORD, bearer, clinic_session, make_user, open_session
 
 
 def sign_in(
@@ -53,7 +53,7 @@ def test_enrolment_gives_a_qr_code_and_ten_recovery_codes(
     started = client.post("/api/v1/auth/mfa/enrolment", headers=bearer(token)).json()
     assert started["otpauthUri"].startswith("otpauth://totp/OPDesk:")
     assert started["qrSvg"].startswith("<svg")
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         stored = session.get(User, (tenant.id, user.id))
         assert stored is not None and stored.mfa_secret is not None
         assert started["secret"].encode() not in stored.mfa_secret  # encrypted at rest
@@ -232,7 +232,7 @@ def test_browser_gets_a_long_lived_device_cookie(
     client.post(
         "/sign-in", data={"clinic": tenant.slug, "email": user.email, "password": STAFF_PASSWORD}
     )
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         devices = session.execute(select(Device).where(Device.user_id == user.id)).scalars().all()
     assert len(devices) == 1
     assert devices[0].approved

@@ -11,12 +11,18 @@ import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.identity.service import OTP_MAX_TRIES, OTP_SENDS_PHONE, OTP_TTL
-from opdesk.notifications import service as outbox
 from opdesk.notifications.models import OutboxMessage
 from opdesk.tenancy.models import Tenant
-from tests.conftest import bearer, make_tenant, make_user, unique_mobile
+from tests.factories import (
+    bearer,
+    clinic_session,
+    latest_code,
+    make_tenant,
+    make_user,
+    unique_mobile,
+)
 
 
 def request_code(client: TestClient, tenant: Tenant, phone: str, ip: str | None = None) -> Any:
@@ -26,25 +32,12 @@ def request_code(client: TestClient, tenant: Tenant, phone: str, ip: str | None 
     )
 
 
-def latest_code(db: Database, cipher: Any, tenant: Tenant, phone: str) -> str:
-    """Read the code the way the dev inbox does: decrypt the newest outbox message."""
-    with tenant_session(db, tenant.id) as session:
-        messages = session.execute(
-            select(OutboxMessage).order_by(OutboxMessage.created_at.desc())
-        ).scalars()
-        for message in messages:
-            item = outbox.read(cipher, message, tenant.name)
-            if item.recipient == phone and item.template == "otp":
-                return str(item.payload["code"])
-    raise AssertionError("no code was sent")
-
-
 def test_patient_signs_in_with_the_code_from_the_outbox(
     client: TestClient, db: Database, ident: Any, cipher: Any, tenant: Tenant
 ) -> None:
     patient = make_user(db, ident, tenant, "patient", name="Lakshmi Iyer")
     phone = outbox_phone = None
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         stored = session.get(type(patient), (tenant.id, patient.id))
         assert stored is not None and stored.phone_encrypted is not None
         phone = cipher.decrypt_str(
@@ -57,7 +50,7 @@ def test_patient_signs_in_with_the_code_from_the_outbox(
     sent = request_code(client, tenant, phone[3:])  # typed without +91
     assert sent.status_code == 200
     attempt = sent.json()["attempt"]
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         message = (
             session.execute(select(OutboxMessage).order_by(OutboxMessage.created_at.desc()))
             .scalars()
@@ -106,7 +99,7 @@ def test_a_thousand_guesses_never_succeed_and_the_code_dies_after_five(
     from opdesk.identity.models import OtpToken
     from opdesk.security.tokens import token_hash
 
-    with tenant_session(db, None) as session:
+    with clinic_session(db, None) as session:
         tries = session.execute(
             select(OtpToken.attempts).where(OtpToken.attempt_hash == token_hash(attempt))
         ).scalar_one()
@@ -248,9 +241,9 @@ def test_a_forged_or_expired_proof_is_refused(client: TestClient, tenant: Tenant
 
 
 def test_every_send_writes_one_outbox_row(client: TestClient, db: Database, tenant: Tenant) -> None:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         before = session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
     request_code(client, tenant, unique_mobile())
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         after = session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
     assert after == before + 1

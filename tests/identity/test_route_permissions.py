@@ -3,7 +3,8 @@ the permission table says, denied writes change nothing, and tenant B cannot rea
 tenant A's records by id.
 
 Routes added by later issues are covered without editing this file; a route with an
-id parameter this file cannot make a record for fails until a factory is added below.
+id parameter this file cannot make a record for fails until a maker is added to
+``tests/factories`` and registered in ``ID_FACTORIES`` below.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from opdesk.db import Database, new_id
-from opdesk.identity.models import Device
+from opdesk.db import Database
 from opdesk.security.permissions import (
     DEV_ONLY,
     PERMISSIONS,
@@ -31,10 +31,25 @@ from opdesk.security.permissions import (
     allowed,
 )
 from opdesk.tenancy.models import Tenant
-from opdesk.uow import transaction
 from opdesk.web.deps import Allow
-from tests.conftest import bearer, ctx_for, make_tenant, make_user, open_session
-from tests.factories import unaudited
+from tests.factories import (
+    bearer,
+    book,
+    clinic_with_slots,
+    make_consent,
+    make_device,
+    make_doctor,
+    make_document,
+    make_exception,
+    make_patient,
+    make_share_link,
+    make_tenant,
+    make_user,
+    offered,
+    open_session,
+    patients,
+    waiting,
+)
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that are not ours to declare: FastAPI's own OpenAPI document.
@@ -208,166 +223,31 @@ def test_a_half_signed_in_session_reaches_only_the_sign_in_steps(
 # --------------------------------------------------------------------------- other tenants
 
 
-def _make_device(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    user = make_user(db, ident, tenant, "doctor")
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        unaudited(session)  # devices are made by sign-ins; here one is needed directly
-        device = Device(
-            tenant_id=tenant.id,
-            id=new_id(),
-            user_id=user.id,
-            fingerprint_hash=uuid.uuid4().bytes,
-            approved=False,
-            first_seen_at=ctx.now(),
-            last_seen_at=ctx.now(),
-        )
-        session.add(device)
-    return device.id
-
-
-def _make_patient(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from opdesk.patients.schemas import PatientCreate
-    from opdesk.patients.service import register
-    from tests.conftest import unique_mobile
-
-    ctx = ctx_for(tenant.id)
-    data = PatientCreate.model_validate(
-        {"name": {"first": "Asha"}, "phone": unique_mobile(), "ageYears": 30, "gender": "female"}
-    )
-    with transaction(db, ctx) as session:
-        return register(session, ctx, ident, data=data).id
-
-
 # Path parameters that are not record ids: public codes and secret tokens.
 NOT_IDS = {"slug", "token"}
 
 
-def _make_document(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from pathlib import Path
-    from tempfile import mkdtemp
-
-    from opdesk.documents.service import upload
-    from opdesk.documents.storage import LocalStorage
-
-    ctx = ctx_for(tenant.id)
-    patient_id = _make_patient(db, ident, tenant)
-    with transaction(db, ctx) as session:
-        return upload(
-            session,
-            ctx,
-            ident.cipher,
-            LocalStorage(Path(mkdtemp())),
-            patient_id=patient_id,
-            category="other",
-            filename="x.pdf",
-            data=b"%PDF-1.4 test",
-            tags=[],
-            max_bytes=1024,
-        ).id
-
-
-def _make_share_link(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from opdesk.documents.service import share
-
-    document_id = _make_document(db, ident, tenant)
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return share(session, ctx, document_id=document_id).link.id
-
-
-def _make_consent(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from pathlib import Path
-    from tempfile import mkdtemp
-
-    from opdesk.consents import service as consents
-    from opdesk.documents.storage import LocalStorage
-
-    patient_id = _make_patient(db, ident, tenant)
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        consents.add_template(
-            session, ctx, type_="treatment", title="Treatment", body="I agree to be treated here."
-        )
-        return consents.sign(
-            session,
-            ctx,
-            ident.cipher,
-            LocalStorage(Path(mkdtemp())),
-            patient_id=patient_id,
-            type_="treatment",
-            method="in-clinic",
-            fonts=Path(mkdtemp()),
-        ).id
-
-
-def _make_doctor(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from tests.factories import make_doctor
-
-    return make_doctor(db, ident, tenant).id
-
-
-def _make_exception(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from datetime import timedelta
-
-    from opdesk.scheduling import service
-
-    doctor_id = _make_doctor(db, ident, tenant)
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        starts = ctx.now() + timedelta(days=3)
-        away, _ = service.add_exception(
-            session,
-            ctx,
-            doctor_id=doctor_id,
-            starts_at=starts,
-            ends_at=starts + timedelta(hours=4),
-            reason="leave",
-        )
-        return away.id
-
-
-def _make_slot(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from tests.scheduling.test_booking import clinic_with_slots
-
-    _tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
-    return slots[0].id
-
-
 def _make_appointment(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from tests.scheduling.test_booking import book, clinic_with_slots, patients
-
     _tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
     (patient,) = patients(db, ident, tenant, 1)
     return book(db, tenant, slots[0], patient).id
 
 
-def _make_waitlist_entry(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from tests.scheduling.test_waitlist import waiting
-
-    return waiting(db, ident, tenant).entry.id
-
-
-def _make_offer(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
-    from tests.scheduling.test_waitlist import offered
-
-    return offered(db, ident, tenant).id
-
-
-# One way to make a record of tenant A for each kind of id a route takes.
+# One way to make a record of tenant A for each kind of id a route takes (the makers
+# live in tests/factories).
 ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "user_id": lambda db, ident, tenant: make_user(db, ident, tenant, "frontdesk").id,
-    "device_id": _make_device,
-    "patient_id": lambda db, ident, tenant: _make_patient(db, ident, tenant),
-    "document_id": _make_document,
-    "link_id": _make_share_link,
-    "consent_id": _make_consent,
-    "doctor_id": _make_doctor,
-    "exception_id": _make_exception,
-    "slot_id": _make_slot,
+    "device_id": lambda db, ident, tenant: make_device(db, ident, tenant).id,
+    "patient_id": lambda db, ident, tenant: make_patient(db, ident, tenant).id,
+    "document_id": lambda db, ident, tenant: make_document(db, ident, tenant).id,
+    "link_id": lambda db, ident, tenant: make_share_link(db, ident, tenant).id,
+    "consent_id": lambda db, ident, tenant: make_consent(db, ident, tenant).id,
+    "doctor_id": lambda db, ident, tenant: make_doctor(db, ident, tenant).id,
+    "exception_id": lambda db, ident, tenant: make_exception(db, ident, tenant).id,
+    "slot_id": lambda db, ident, tenant: clinic_with_slots(db, ident, 1, tenant)[2][0].id,
     "appointment_id": _make_appointment,
-    "entry_id": _make_waitlist_entry,
-    "offer_id": _make_offer,
+    "entry_id": lambda db, ident, tenant: waiting(db, ident, tenant).entry.id,
+    "offer_id": lambda db, ident, tenant: offered(db, ident, tenant).id,
 }
 
 

@@ -12,13 +12,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from opdesk.app import create_app
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.identity.models import AuthSession
 from opdesk.identity.service import GENERIC_SIGN_IN_FAILURE, PASSWORD_FAILS_ACCOUNT
 from opdesk.security.crypto import StaticKeyring
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import SESSION_COOKIE
-from tests.conftest import STAFF_PASSWORD, bearer, make_tenant, make_user, open_session
+from tests.factories import (
+    STAFF_PASSWORD,
+    bearer,
+    clinic_session,
+    make_tenant,
+    make_user,
+    open_session,
+)
 
 
 def sign_in(
@@ -186,7 +193,7 @@ def test_idle_timeout_and_absolute_lifetime(
         idle_token = sign_in(client, tenant, user.email).json()["token"]
     with time_machine.travel(start + timedelta(minutes=31), tick=False):
         assert client.get("/api/v1/auth/me", headers=bearer(idle_token)).status_code == 401
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         reasons = set(
             session.execute(
                 select(AuthSession.end_reason).where(AuthSession.user_id == user.id)
@@ -275,7 +282,7 @@ def test_cookie_sessions_need_the_csrf_token_for_unsafe_requests(
         follow_redirects=False,
     )
     assert cross_site.status_code == 403
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         assert session.get(Tenant, tenant.id).mfa_required_roles == []  # type: ignore[union-attr]
 
     ok = client.post(

@@ -11,8 +11,15 @@ from fastapi.testclient import TestClient
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import SESSION_COOKIE
-from tests.conftest import STAFF_PASSWORD, bearer, make_user, open_session, unique_mobile
-from tests.identity.test_patient_otp import latest_code
+from tests.factories import (
+    STAFF_PASSWORD,
+    bearer,
+    csrf_of,
+    latest_code,
+    make_user,
+    open_session,
+    unique_mobile,
+)
 
 
 def admin_token(db: Database, ident: Any, tenant: Tenant) -> str:
@@ -106,12 +113,6 @@ def test_patient_logins_need_a_mobile_and_are_unique_per_clinic(
 
 
 # --------------------------------------------------------------------------- pages
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([0-9a-f]{40})"', html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
 
 
 def test_staff_pages_sign_in_set_up_mfa_and_sign_out(

@@ -10,8 +10,7 @@ from opdesk import audit
 from opdesk.context import RequestContext
 from opdesk.db import Database
 from opdesk.jobs.runner import Job, run_job
-from tests.audit.test_chain import events_of
-from tests.conftest import make_tenant
+from tests.factories import events_of, make_tenant
 
 
 def test_a_failing_clinic_rolls_back_alone_and_is_reported(fresh_database: Database) -> None:

@@ -11,12 +11,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from opdesk.audit.models import AuditEvent
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.patients.models import Patient
 from opdesk.tenancy.models import Tenant
-from tests.conftest import (
+from tests.factories import (
     bearer,
+    clinic_session,
     clinic_today,
+    latest_code,
     make_tenant,
     make_user,
     open_session,
@@ -67,7 +69,7 @@ def test_registration_numbers_and_encrypts(
     assert body["allergies"][0]["substance"] == "Penicillin"
     assert body["emergencyContact"]["phone"] == "+919890054321"
     assert body["ageIsEstimate"] is False
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         row = session.execute(
             select(Patient).where(Patient.number == int(body["number"][2:]))
         ).scalar_one()
@@ -252,7 +254,7 @@ def test_edit_records_only_changes_and_can_switch_dob_to_age(
         41,
         True,
     )
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         event = session.execute(
             select(AuditEvent)
             .where(AuditEvent.action == "update")
@@ -281,8 +283,6 @@ def test_another_clinics_patient_is_not_found(
 def test_registered_phone_can_sign_in_and_sees_only_its_family(
     client: TestClient, db: Database, ident: Any, cipher: Any, tenant: Tenant, desk: dict[str, str]
 ) -> None:
-    from tests.identity.test_patient_otp import latest_code
-
     mother = register(
         client, desk, name={"first": "Sunita", "last": "More"}, gender="female"
     ).json()

@@ -11,13 +11,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from opdesk.db import Database, tenant_session
-from opdesk.identity.models import User
+from opdesk.db import Database
+from opdesk.patients.schemas import PatientUpdate
+from opdesk.patients.service import update as update_patient
 from opdesk.scheduling.models import Appointment
 from opdesk.tenancy.models import Tenant
-from tests.conftest import bearer, make_tenant, make_user, open_session
-from tests.factories import unaudited
-from tests.scheduling.test_booking import DAY, patients
+from opdesk.uow import transaction
+from tests.factories import (
+    DAY,
+    bearer,
+    clinic_session,
+    ctx_for,
+    make_tenant,
+    make_user,
+    open_session,
+    patients,
+    portal_login,
+)
 
 Headers = dict[str, str]
 MONDAY = DAY.isoformat()
@@ -236,7 +246,7 @@ def test_holds_blocked_and_booked_slots_refuse_other_bookings(
 
 
 def appointments_of(db: Database, tenant: Tenant, patient: Any) -> int:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         return int(
             session.execute(
                 select(func.count())
@@ -327,14 +337,6 @@ def test_next_available_across_a_specialty(
     assert none.json() == []
 
 
-def portal_login(db: Database, ident: Any, tenant: Tenant, patient: Any) -> Headers:
-    with tenant_session(db, tenant.id) as session:
-        user = session.execute(
-            select(User).where(User.role == "patient", User.phone_hash == patient.phone_hash)
-        ).scalar_one()
-    return bearer(open_session(db, ident, user))
-
-
 def test_self_booking_holds_without_sign_in_and_books_with_the_portal_session(
     client: TestClient, db: Database, ident: Any, tenant: Tenant, admin: Headers, desk: Headers
 ) -> None:
@@ -362,13 +364,15 @@ def test_self_booking_holds_without_sign_in_and_books_with_the_portal_session(
     cancelled = client.post(f"/api/v1/me/appointments/{booked.json()['id']}/cancel", headers=mine)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     # A patient the clinic has blocked cannot book online even with a good hold.
-    with tenant_session(db, tenant.id) as session:
-        from opdesk.patients.models import Patient
-
-        unaudited(session)  # the desk's flag, set here without the patient form
-        row = session.get(Patient, (tenant.id, blocked.id))
-        assert row is not None
-        row.flags_blocked = True
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:  # the desk's flag, set as the patient form sets it
+        update_patient(
+            session,
+            ctx,
+            ident,
+            patient_id=blocked.id,
+            changes=PatientUpdate.model_validate({"flags": {"vip": False, "blocked": True}}),
+        )
     held_again = client.post(f"{base}/holds", json={"slotId": slots[1]["id"]}).json()
     refused = client.post(
         "/api/v1/me/appointments",

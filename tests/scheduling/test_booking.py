@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,83 +12,20 @@ from sqlalchemy import func, select
 
 from opdesk.db import Database
 from opdesk.errors import Conflict, Forbidden
-from opdesk.patients.schemas import PatientCreate
-from opdesk.patients.service import register
-from opdesk.scheduling import booking, queries
+from opdesk.scheduling import booking
 from opdesk.scheduling.models import Appointment, Slot
-from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import coming, ctx_for, make_tenant, unique_mobile
-from tests.factories import make_doctor
-from tests.scheduling.test_slot_generation import generate, set_week, slots_of
-
-DAY = coming(0)  # a Monday at least a week ahead, whatever the day and hour of the run
-
-
-def patients(db: Database, ident: Any, tenant: Tenant, count: int, **extra: Any) -> list[Any]:
-    ctx = ctx_for(tenant.id)
-    made = []
-    with transaction(db, ctx) as session:
-        for i in range(count):
-            data = PatientCreate.model_validate(
-                {
-                    "name": {"first": f"P{i}"},
-                    "phone": unique_mobile(),
-                    "ageYears": 30,
-                    "gender": "female",
-                    **extra,
-                }
-            )
-            made.append(register(session, ctx, ident, data=data))
-    return made
-
-
-def clinic_with_slots(
-    db: Database, ident: Any, slots: int, tenant: Tenant | None = None
-) -> tuple[Tenant, Any, list[Slot]]:
-    tenant = tenant or make_tenant(db, "Booking Clinic")
-    doctor = make_doctor(db, ident, tenant)
-    end = (datetime.combine(DAY, time(9)) + timedelta(minutes=15 * slots)).time()
-    set_week(db, tenant, doctor, Opening(0, time(9), end, 15))
-    assert generate(db, tenant, doctor, DAY, 1) == slots
-    return tenant, doctor, slots_of(db, tenant, doctor)
-
-
-def book(
-    db: Database,
-    tenant: Tenant,
-    slot: Slot,
-    patient: Any,
-    channel: str = "web",
-    **options: Any,
-) -> Appointment:
-    """One booking attempt in a transaction of its own, as a request would make it."""
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return booking.book(
-            session,
-            ctx,
-            booking.BookingRequest(
-                slot_id=slot.id,
-                patient_id=patient.id,
-                visit_type="consultation",
-                channel=channel,
-                origin=booking.Origin(**options),
-            ),
-        )
-
-
-def hold(db: Database, tenant: Tenant, slot: Slot) -> booking.Hold:
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return booking.hold(session, ctx, slot_id=slot.id)
-
-
-def free(db: Database, tenant: Tenant, slot: Slot) -> list[Slot]:
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return queries.slots(session, ctx, slot.doctor_id, queries.SlotWindow(DAY, DAY), None)
+from tests.factories import (
+    book,
+    clinic_with_slots,
+    ctx_for,
+    free,
+    hold,
+    make_tenant,
+    patients,
+    slots_of,
+)
 
 
 def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> list[str]:

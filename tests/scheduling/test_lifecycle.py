@@ -18,9 +18,17 @@ from opdesk.scheduling import booking, lifecycle, waitlist
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import CLINIC_ZONE, ctx_for, make_tenant
-from tests.factories import make_doctor
-from tests.scheduling.test_booking import DAY, book, clinic_with_slots, hold, patients
+from tests.factories import (
+    CLINIC_ZONE,
+    DAY,
+    book,
+    clinic_with_slots,
+    ctx_for,
+    hold,
+    make_doctor,
+    make_tenant,
+    patients,
+)
 
 # Half an hour before the test slots (09:00 IST on DAY), so check-in dates match.
 CLINIC_MORNING = datetime.combine(DAY, time(8, 30), CLINIC_ZONE).astimezone(UTC)

@@ -11,19 +11,27 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.scheduling.models import Appointment
 from opdesk.tenancy.models import Tenant
-from tests.conftest import make_tenant, make_user, open_session
-from tests.consents.test_consent_pages import browser_for
-from tests.factories import make_doctor
-from tests.identity.test_users_admin import csrf_of
-from tests.scheduling.test_api import portal_login
-from tests.scheduling.test_booking import DAY, book, clinic_with_slots, patients
+from tests.factories import (
+    DAY,
+    book,
+    browser_for,
+    clinic_session,
+    clinic_with_slots,
+    csrf_of,
+    make_doctor,
+    make_tenant,
+    make_user,
+    open_session,
+    patients,
+    portal_login,
+)
 
 
 def appointments_on(db: Database, tenant: Tenant, slot_id: Any) -> int:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         return int(
             session.execute(
                 select(func.count()).select_from(Appointment).where(Appointment.slot_id == slot_id)
@@ -75,7 +83,7 @@ def test_a_forbidden_move_from_the_queue_is_explained_and_changes_nothing(
             data={"to": "completed", "back": "queue", "csrf_token": csrf_of(page.text)},
         )
         assert "an appointment cannot go from confirmed to completed" in refused.text
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         found = session.get(Appointment, (tenant.id, appointment.id))
         assert found is not None and found.status == "confirmed"
 

@@ -8,46 +8,30 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select, update
+import time_machine
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from opdesk.db import Database, new_id
 from opdesk.errors import InvalidInput
 from opdesk.scheduling import service
-from opdesk.scheduling.models import AvailabilityException, DoctorProfile, Slot
+from opdesk.scheduling.models import Slot
 from opdesk.scheduling.service import Opening
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for, make_tenant
-from tests.factories import make_doctor, unaudited
-
-MONDAY = date(2026, 11, 30)
-
-
-def set_week(db: Database, tenant: Tenant, doctor: DoctorProfile, *openings: Opening) -> None:
-    ctx = ctx_for(tenant.id, clock=lambda: datetime(2026, 11, 25, tzinfo=UTC))
-    with transaction(db, ctx) as session:
-        service.set_templates(
-            session, ctx, doctor_id=doctor.id, openings=list(openings), valid_from=date(2026, 1, 1)
-        )
-
-
-def generate(db: Database, tenant: Tenant, doctor: DoctorProfile, first: date, days: int) -> int:
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return service.generate_slots(session, ctx, doctor_id=doctor.id, days=days, first_day=first)
-
-
-def slots_of(db: Database, tenant: Tenant, doctor: DoctorProfile) -> list[Slot]:
-    with transaction(db, ctx_for(tenant.id)) as session:
-        return list(
-            session.execute(
-                select(Slot).where(Slot.doctor_id == doctor.id).order_by(Slot.starts_at)
-            ).scalars()
-        )
-
-
-MORNING = Opening(0, time(10), time(13), 15, buffer_after=5)
+from tests.factories import (
+    MONDAY,
+    MORNING,
+    book,
+    ctx_for,
+    generate,
+    make_doctor,
+    make_tenant,
+    patients,
+    set_week,
+    slots_of,
+    unaudited,
+)
 
 
 def test_generation_follows_the_template_in_clinic_time_and_is_idempotent(
@@ -134,17 +118,16 @@ def test_exceptions_leave_gaps(db: Database, ident: Any, tenant: Tenant) -> None
     doctor = make_doctor(db, ident, tenant)
     set_week(db, tenant, doctor, MORNING)
     ist = ZoneInfo("Asia/Kolkata")
-    with transaction(db, ctx_for(tenant.id)) as session:
-        unaudited(session)  # a past day: the service refuses time away in the past
-        session.add(
-            AvailabilityException(
-                tenant_id=tenant.id,
-                id=new_id(),
-                doctor_id=doctor.id,
-                starts_at=datetime.combine(MONDAY, time(11), ist),
-                ends_at=datetime.combine(MONDAY, time(12), ist),
-                reason="Hospital round",
-            )
+    # Added as of 25 November 2026, when the Monday's hours still lay ahead.
+    ctx = ctx_for(tenant.id, clock=lambda: datetime(2026, 11, 25, tzinfo=UTC))
+    with transaction(db, ctx) as session:
+        service.add_exception(
+            session,
+            ctx,
+            doctor_id=doctor.id,
+            starts_at=datetime.combine(MONDAY, time(11), ist),
+            ends_at=datetime.combine(MONDAY, time(12), ist),
+            reason="Hospital round",
         )
     generate(db, tenant, doctor, MONDAY, 1)
     times = [s.starts_at.astimezone(ist).time() for s in slots_of(db, tenant, doctor)]
@@ -192,9 +175,9 @@ def test_changing_the_template_keeps_booked_slots(db: Database, ident: Any, tena
     set_week(db, tenant, doctor, MORNING)
     generate(db, tenant, doctor, MONDAY, 1)
     first = slots_of(db, tenant, doctor)[0]
-    with transaction(db, ctx_for(tenant.id)) as session:
-        unaudited(session)  # stands for a booking without making one
-        session.execute(update(Slot).where(Slot.id == first.id).values(status="booked"))
+    (patient,) = patients(db, ident, tenant, 1)
+    with time_machine.travel(datetime(2026, 11, 25, tzinfo=UTC), tick=False):  # still ahead
+        book(db, tenant, first, patient)
     set_week(db, tenant, doctor, Opening(0, time(10), time(12), 30))
     generate(db, tenant, doctor, MONDAY, 1)
     slots = slots_of(db, tenant, doctor)

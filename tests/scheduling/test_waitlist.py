@@ -4,7 +4,6 @@ or left to lapse; the offer message is an outbox row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,71 +15,22 @@ from opdesk.db import Database
 from opdesk.errors import Conflict, InvalidInput
 from opdesk.notifications.models import OutboxMessage
 from opdesk.notifications.service import read as read_message
-from opdesk.scheduling import lifecycle, waitlist
-from opdesk.scheduling.models import Appointment, Slot, WaitlistEntry, WaitlistLock
+from opdesk.scheduling import waitlist
+from opdesk.scheduling.models import WaitlistEntry
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.conftest import ctx_for, make_tenant
-from tests.scheduling.test_booking import DAY, book, clinic_with_slots, free, patients
-
-
-@dataclass
-class Line:
-    tenant: Tenant
-    slot: Slot
-    booked: Appointment
-    entry: WaitlistEntry
-    second: WaitlistEntry
-    people: list[Any]
-
-
-def join(db: Database, tenant: Tenant, patient: Any, doctor_id: Any) -> WaitlistEntry:
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return waitlist.join(
-            session,
-            ctx,
-            patient_id=patient.id,
-            doctor_id=doctor_id,
-            from_date=DAY,
-            until_date=DAY,
-            visit_type="consultation",
-        )
-
-
-def waiting(db: Database, ident: Any, tenant: Tenant | None = None) -> Line:
-    """One booked slot and two patients waiting for that day, in order."""
-    tenant, doctor, slots = clinic_with_slots(db, ident, 1, tenant)
-    people = patients(db, ident, tenant, 3)
-    booked = book(db, tenant, slots[0], people[0])
-    first = join(db, tenant, people[1], doctor.id)
-    second = join(db, tenant, people[2], doctor.id)
-    return Line(tenant, slots[0], booked, first, second, people)
-
-
-def cancel(db: Database, ident: Any, tenant: Tenant, appointment_id: Any) -> Appointment:
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        return lifecycle.transition(
-            session,
-            ctx,
-            waitlist.Offers(ident.cipher),
-            appointment_id=appointment_id,
-            to="cancelled",
-        )
-
-
-def offers(db: Database, tenant: Tenant) -> list[WaitlistLock]:
-    with transaction(db, ctx_for(tenant.id)) as session:
-        return list(
-            session.execute(select(WaitlistLock).order_by(WaitlistLock.created_at)).scalars()
-        )
-
-
-def offered(db: Database, ident: Any, tenant: Tenant | None = None) -> WaitlistLock:
-    line = waiting(db, ident, tenant)
-    cancel(db, ident, line.tenant, line.booked.id)
-    return offers(db, line.tenant)[-1]
+from tests.factories import (
+    DAY,
+    book,
+    cancel,
+    clinic_with_slots,
+    ctx_for,
+    free,
+    make_tenant,
+    offers,
+    patients,
+    waiting,
+)
 
 
 def entry_status(db: Database, tenant: Tenant, entry: WaitlistEntry) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import TypedDict
 
 import pytest
 from hypothesis import given
@@ -18,14 +17,7 @@ from opdesk.security.crypto import (
     verify_signature,
 )
 from opdesk.security.keys import new_keyring
-
-
-class Where(TypedDict):
-    tenant_id: uuid.UUID
-    table: str
-    column: str
-    row_id: uuid.UUID
-
+from tests.factories import Where
 
 WHERE = Where(
     tenant_id=uuid.uuid4(), table="patients", column="phone_encrypted", row_id=uuid.uuid4()

@@ -20,7 +20,7 @@ from opdesk.security.keys import (
     load_keyring,
     new_keyring,
 )
-from tests.security.test_crypto import Where
+from tests.factories import Where
 
 ROW = Where(tenant_id=uuid.uuid4(), table="t", column="c", row_id=uuid.uuid4())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, LargeBinary, MetaData, Table, Uuid, insert, select, text
 
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.migrations.helpers import CURRENT_TENANT
 from opdesk.security.crypto import FieldCipher, key_id_of
 from opdesk.security.keys import FileKeyring, new_keyring
@@ -19,8 +19,7 @@ from opdesk.security.rotation import (
     reencrypt,
     registered_columns,
 )
-from tests.conftest import make_tenant
-from tests.security.test_crypto import Where
+from tests.factories import Where, clinic_session, make_tenant, unaudited
 
 PROBE = Table(
     "rotation_probe",
@@ -63,7 +62,8 @@ def seed_rows(db: Database, cipher: FieldCipher) -> dict[tuple[uuid.UUID, uuid.U
     expected = {}
     for name in ("Asha", "Bharat"):
         tenant_id = make_tenant(db, name).id
-        with tenant_session(db, tenant_id) as session:
+        with clinic_session(db, tenant_id) as session:
+            unaudited(session)  # the probe table is the test's own: no service writes it
             for i in range(ROWS_PER_TENANT):
                 row_id = uuid.uuid4()
                 plain = f"{name} secret {i} — मधुमेह"
@@ -88,7 +88,7 @@ def read_all(
     """Decrypt every row (asserting the plaintext) and return the key ids seen."""
     kids = set()
     for (tenant_id, row_id), plain in expected.items():
-        with tenant_session(db, tenant_id) as session:
+        with clinic_session(db, tenant_id) as session:
             sealed = session.execute(
                 select(PROBE.c.secret).where(PROBE.c.id == row_id)
             ).scalar_one()
@@ -162,6 +162,6 @@ def test_rotation_stops_on_a_tampered_row_without_touching_it(
 
     with pytest.raises(DecryptionError, match="failed authentication"):
         reencrypt(probe_db, cipher, columns=COLUMNS, batch_size=100)
-    with tenant_session(probe_db, tenant_a) as session:
+    with clinic_session(probe_db, tenant_a) as session:
         still = session.execute(select(PROBE.c.secret).where(PROBE.c.id == row_a)).scalar_one()
     assert key_id_of(still) == 1

@@ -16,12 +16,13 @@ from sqlalchemy import select, text
 from opdesk.app import create_app
 from opdesk.audit.models import AuditEvent
 from opdesk.config import Settings
-from opdesk.db import Database, tenant_session
+from opdesk.db import Database
 from opdesk.security.crypto import StaticKeyring
 from opdesk.tenancy import service
 from opdesk.tenancy.models import Tenant
 from opdesk.tenancy.schemas import TenantUpdate
 from opdesk.web.deps import Ctx, DbSession
+from tests.factories import clinic_session, make_tenant
 
 
 def rename_router() -> APIRouter:
@@ -63,8 +64,6 @@ def write_client(write_app: FastAPI) -> Iterator[TestClient]:
 
 
 def test_public_clinic_profile_uses_camel_case(client: TestClient, db: Database) -> None:
-    from tests.conftest import make_tenant
-
     tenant = make_tenant(db, "Kaveri Clinic", invoicePrefix="KAV", address={"city": "Mysuru"})
     response = client.get(f"/api/v1/clinics/{tenant.slug}")
     assert response.status_code == 200
@@ -161,7 +160,7 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
 
 
 def _trail(db: Database, tenant: Tenant) -> list[AuditEvent]:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         return list(session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars())
 
 
@@ -195,7 +194,7 @@ def test_a_crash_after_the_write_leaves_nothing_half_written(
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "crash" not in response.text  # internals stay in the log
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         assert session.get(Tenant, tenant.id).name == "Asha Clinic"  # type: ignore[union-attr]
     assert len(_trail(db, tenant)) == len(before)
 

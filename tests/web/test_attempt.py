@@ -17,7 +17,7 @@ from opdesk.app import create_app
 from opdesk.audit.models import AuditEvent
 from opdesk.audit.verify import verify_tenant
 from opdesk.config import Settings
-from opdesk.db import Database, bind_tenant, tenant_session
+from opdesk.db import Database, bind_tenant
 from opdesk.errors import Conflict
 from opdesk.security.crypto import StaticKeyring
 from opdesk.tenancy import service as tenants
@@ -26,7 +26,7 @@ from opdesk.tenancy.schemas import TenantUpdate
 from opdesk.web.deps import Ctx, DbSession
 from opdesk.web.pages import attempt, render
 from opdesk.web.templating import FLASH_COOKIE
-from tests.conftest import make_tenant
+from tests.factories import clinic_session, make_tenant
 
 
 def attempt_router() -> APIRouter:
@@ -81,7 +81,7 @@ def browser(attempt_app: FastAPI) -> Iterator[TestClient]:
 
 
 def names_in_audit(db: Database, tenant: Tenant) -> str:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         diffs = session.execute(
             select(AuditEvent.diff).where(
                 AuditEvent.entity_collection == "tenants", AuditEvent.action == "update"
@@ -91,7 +91,7 @@ def names_in_audit(db: Database, tenant: Tenant) -> str:
 
 
 def name_of(db: Database, tenant: Tenant) -> str:
-    with tenant_session(db, tenant.id) as session:
+    with clinic_session(db, tenant.id) as session:
         return tenants.get_tenant(session, tenant.id).name
 
 

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.factories import bearer, make_tenant, make_user, open_session
+
 # Schema-valid input may still be refused for reasons a JSON schema cannot state (a
 # GSTIN check digit, a phone number's real ranges): that is a 422, not a defect.
 SEMANTIC_REFUSALS_ALLOWED = [positive_data_acceptance]
@@ -39,8 +41,6 @@ def test_api_conforms_to_its_openapi_document(app: FastAPI) -> None:
 
 def test_api_conforms_for_a_signed_in_admin(app: FastAPI, db: Any, ident: Any) -> None:
     """The same, past the sign-in check: every case carries a fresh admin session."""
-    from tests.conftest import bearer, make_tenant, make_user, open_session
-
     clinic = make_tenant(db, "Fuzz Clinic")
     admin = make_user(db, ident, clinic, "admin")
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from opdesk.db import Database
 from opdesk.web.templating import FLASH_COOKIE
-from tests.conftest import make_tenant
+from tests.factories import make_tenant
 
 
 def test_home_page_has_layout_navigation_and_assets(client: TestClient) -> None:
