@@ -19,9 +19,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from opdesk.db import Database
+from opdesk.identity.models import User
 from opdesk.security.permissions import (
     DEV_ONLY,
     PERMISSIONS,
@@ -35,6 +36,7 @@ from opdesk.web.deps import Allow
 from tests.factories import (
     bearer,
     book,
+    clinic_session,
     clinic_with_slots,
     make_consent,
     make_device,
@@ -289,6 +291,37 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
                 problems.append(f"{endpoint}: tenant A changed")
     assert problems == []
     assert len(list(id_routes(app))) >= 10
+
+
+def test_a_patient_cannot_reach_another_familys_records_in_the_same_clinic(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    """Row-level security cannot separate patients of one clinic; the portal's family
+    scope must. Every portal route with an id, called by a patient of the *same* clinic
+    outside the record's family, answers 404 and changes nothing.
+    """
+    clinic = make_tenant(db, "One Clinic")
+    record = make_patient(db, ident, clinic)  # registering gives the outsider a login
+    with clinic_session(db, clinic.id) as session:
+        outsider = session.execute(
+            select(User).where(User.role == "patient", User.phone_hash == record.phone_hash)
+        ).scalar_one()
+    portal_routes = [(e, ids) for e, ids in id_routes(app) if e.action == "portal:self"]
+    problems = []
+    with TestClient(app) as client:
+        for endpoint, params in portal_routes:
+            path = endpoint.path
+            for param in params:
+                path = path.replace("{" + param + "}", str(ID_FACTORIES[param](db, ident, clinic)))
+            path = path.replace("{slug}", clinic.slug)
+            before = database_state(db, clinic.id)
+            response = call(client, endpoint, path, open_session(db, ident, outsider))
+            if response.status_code != 404:
+                problems.append(f"{endpoint}: {response.status_code}")
+            if database_state(db, clinic.id) != before:
+                problems.append(f"{endpoint}: the clinic's data changed")
+    assert problems == []
+    assert len(portal_routes) >= 8, "appointments, offers, consents and documents"
 
 
 def test_the_documented_table_is_the_real_one() -> None:
