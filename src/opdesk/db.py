@@ -18,13 +18,14 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -34,13 +35,15 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Numeric,
+    Text,
+    TypeDecorator,
     Uuid,
     create_engine,
     event,
     make_url,
     text,
 )
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -148,6 +151,40 @@ def encrypted_column(**kwargs: Any) -> Any:
     The ``encrypted`` marker lets ``opdesk keys rotate`` find every such column.
     """
     return mapped_column(LargeBinary, info={"encrypted": True}, **kwargs)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A ``text`` column holding the values of a ``StrEnum`` (a status, say).
+
+    The schema stays plain ``text`` with a CHECK listing the values (:func:`one_of`), so
+    JSON, SQL and the rows read the same words; Python reads and writes enum members, and
+    a word that is not one of them is refused before it reaches the database.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+    @property
+    def python_type(self) -> type[E]:
+        return self.enum
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """The SQL of a CHECK that ``column`` holds one of ``values``: ``status IN ('a', 'b')``."""
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 def psycopg_url(url: str | URL) -> URL:
@@ -267,18 +304,6 @@ def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
     if session.info.get(SCOPED_KEY) != tenant_id:
         set_tenant_setting(session, tenant_id)
         session.info[SCOPED_KEY] = tenant_id
-
-
-@contextmanager
-def tenant_session(
-    db: Database, tenant_id: uuid.UUID | None, info: dict[str, Any] | None = None
-) -> Iterator[Session]:
-    """One transaction for one tenant: commits on success, rolls back on error."""
-    with db.sessions() as session:
-        session.info.update(info or {})
-        session.info[TENANT_KEY] = tenant_id
-        with session.begin():
-            yield session
 
 
 # --------------------------------------------------------------------------- embedded server

@@ -1,14 +1,18 @@
-"""``consents`` (seed) and the clinic's consent templates they are signed against."""
+"""``consents`` (seed), the clinic's consent templates they are signed against, and the
+consent's machine (signed -> revoked).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from opdesk.db import Base, TenantScoped
+from opdesk.db import Base, TenantScoped, one_of
+from opdesk.states import Machine
 
 # DPDP Act: data processing; the two channels: WhatsApp and SMS messages.
 CONSENT_TYPES = ("treatment", "data-processing", "whatsapp", "sms", "teleconsultation")
@@ -20,10 +24,6 @@ LABELS = {
     "sms": "SMS messages",
     "teleconsultation": "Teleconsultation",
 }
-
-
-def _known(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class ConsentTemplate(TenantScoped, Base):
@@ -38,7 +38,7 @@ class ConsentTemplate(TenantScoped, Base):
     created_by: Mapped[uuid.UUID | None]
 
     __table_args__ = (
-        CheckConstraint(_known("type", CONSENT_TYPES), name="type_known"),
+        CheckConstraint(one_of("type", CONSENT_TYPES), name="type_known"),
         Index(
             "uq_consent_templates_tenant_id_type_version",
             "tenant_id",
@@ -47,6 +47,11 @@ class ConsentTemplate(TenantScoped, Base):
             unique=True,
         ),
     )
+
+
+class ConsentStatus(StrEnum):
+    SIGNED = "signed"
+    REVOKED = "revoked"
 
 
 class Consent(TenantScoped, Base):
@@ -65,8 +70,8 @@ class Consent(TenantScoped, Base):
     revoked_at: Mapped[datetime | None]
 
     __table_args__ = (
-        CheckConstraint(_known("type", CONSENT_TYPES), name="type_known"),
-        CheckConstraint(_known("method", METHODS), name="method_known"),
+        CheckConstraint(one_of("type", CONSENT_TYPES), name="type_known"),
+        CheckConstraint(one_of("method", METHODS), name="method_known"),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         ForeignKeyConstraint(
             ["tenant_id", "template_id"], ["consent_templates.tenant_id", "consent_templates.id"]
@@ -75,3 +80,19 @@ class Consent(TenantScoped, Base):
         # "latest consent of each type": one index range per patient and type, newest first.
         Index(None, "tenant_id", "patient_id", "type", "signed_at"),
     )
+
+    @property
+    def status(self) -> ConsentStatus:
+        """Kept as ``revoked_at`` (seed): revoked once it is set."""
+        return ConsentStatus.SIGNED if self.revoked_at is None else ConsentStatus.REVOKED
+
+
+CONSENT = Machine(
+    Consent,
+    ConsentStatus,
+    {ConsentStatus.SIGNED: {ConsentStatus.REVOKED}, ConsentStatus.REVOKED: set()},
+    noun="a consent",
+    timeline={ConsentStatus.REVOKED: "revoked_at"},
+    refusal="this consent is already {from_}",
+    stored=False,
+)

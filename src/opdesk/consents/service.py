@@ -12,8 +12,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
-from opdesk.consents.models import Consent, ConsentTemplate
+from opdesk import audit, records, states
+from opdesk.consents.models import CONSENT, Consent, ConsentStatus, ConsentTemplate
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.documents import pdf
@@ -155,19 +155,8 @@ def sign(
 
 def revoke(session: Session, ctx: RequestContext, *, consent_id: uuid.UUID) -> Consent:
     consent = records.by_id(session, Consent, consent_id, lock=True)
-    if consent.revoked_at is not None:
-        raise Conflict("this consent is already revoked")
-    consent.revoked_at = ctx.now()
-    session.flush()
+    states.transition(session, ctx, consent, ConsentStatus.REVOKED, CONSENT)
     _mirror(session, ctx, records.by_id(session, Patient, consent.patient_id, lock=True))
-    audit.record(
-        ctx,
-        entity="consents",
-        entity_id=consent.id,
-        action="state-transition",
-        from_state="signed",
-        to_state="revoked",
-    )
     return consent
 
 
@@ -186,7 +175,7 @@ def latest(session: Session, patient_id: uuid.UUID) -> list[Consent]:
 def allows(session: Session, patient_id: uuid.UUID, type_: str) -> bool:
     """Whether the patient's newest consent of this type stands (e.g. ``whatsapp``)."""
     newest = next((c for c in latest(session, patient_id) if c.type == type_), None)
-    return newest is not None and newest.revoked_at is None
+    return newest is not None and newest.status == ConsentStatus.SIGNED
 
 
 def _mirror(session: Session, ctx: RequestContext, patient: Patient) -> None:
@@ -199,7 +188,7 @@ def _mirror(session: Session, ctx: RequestContext, patient: Patient) -> None:
             "signedAt": c.signed_at.isoformat(),
         }
         for c in latest(session, patient.id)
-        if c.revoked_at is None
+        if c.status == ConsentStatus.SIGNED
     ]
     patients.set_standing_consents(session, ctx, patient, standing)
 

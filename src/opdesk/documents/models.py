@@ -1,9 +1,12 @@
-"""``documents`` (seed; one row per version) and their share links (``shareLinks``)."""
+"""``documents`` (seed; one row per version), their share links (``shareLinks``) and the
+share link's machine (active -> revoked).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from opdesk.db import Base, TenantScoped
+from opdesk.db import Base, TenantScoped, one_of
+from opdesk.states import Machine
 
 CATEGORIES = ("lab-report", "imaging", "referral", "consent", "id-proof", "other")
 OWNER_TYPES = ("patient",)
@@ -43,9 +47,7 @@ class Document(TenantScoped, Base):
     tags: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
 
     __table_args__ = (
-        CheckConstraint(
-            "category IN (" + ", ".join(f"'{c}'" for c in CATEGORIES) + ")", name="category_known"
-        ),
+        CheckConstraint(one_of("category", CATEGORIES), name="category_known"),
         CheckConstraint("owner_type IN ('patient')", name="owner_type_known"),
         Index(None, "tenant_id", "owner_type", "owner_id"),
         Index(
@@ -56,6 +58,11 @@ class Document(TenantScoped, Base):
             unique=True,
         ),
     )
+
+
+class ShareLinkStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
 
 
 class ShareLink(TenantScoped, Base):
@@ -79,3 +86,19 @@ class ShareLink(TenantScoped, Base):
         Index(None, "tenant_id", "expires_at"),
         Index(None, "tenant_id", "document_id"),
     )
+
+    @property
+    def status(self) -> ShareLinkStatus:
+        """Kept as ``revoked_at`` (seed); a live link may still have expired (``expires_at``)."""
+        return ShareLinkStatus.ACTIVE if self.revoked_at is None else ShareLinkStatus.REVOKED
+
+
+SHARE_LINK = Machine(
+    ShareLink,
+    ShareLinkStatus,
+    {ShareLinkStatus.ACTIVE: {ShareLinkStatus.REVOKED}, ShareLinkStatus.REVOKED: set()},
+    noun="a link",
+    timeline={ShareLinkStatus.REVOKED: "revoked_at"},
+    refusal="this link is already {from_}",
+    stored=False,
+)

@@ -11,12 +11,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import audit, records, states
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.documents.models import CATEGORIES, Document, ShareLink
+from opdesk.documents.models import (
+    CATEGORIES,
+    SHARE_LINK,
+    Document,
+    ShareLink,
+    ShareLinkStatus,
+)
 from opdesk.documents.storage import Storage
-from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.errors import FieldError, InvalidInput, NotFound
 from opdesk.patients import service as patients
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.tokens import session_token, tenant_of, token_hash
@@ -212,18 +218,7 @@ def get_link(session: Session, link_id: uuid.UUID) -> ShareLink:
 
 def revoke(session: Session, ctx: RequestContext, *, link_id: uuid.UUID) -> ShareLink:
     link = records.by_id(session, ShareLink, link_id, lock=True)
-    if link.revoked_at is not None:
-        raise Conflict("this link is already revoked")
-    link.revoked_at = ctx.now()
-    session.flush()
-    audit.record(
-        ctx,
-        entity="documents_share_links",
-        entity_id=link.id,
-        action="state-transition",
-        from_state="active",
-        to_state="revoked",
-    )
+    states.transition(session, ctx, link, ShareLinkStatus.REVOKED, SHARE_LINK)
     return link
 
 
@@ -237,7 +232,7 @@ def open_link(session: Session, ctx: RequestContext, token: str) -> Document:
         select(ShareLink).where(ShareLink.token_hash == token_hash(token)).with_for_update()
     ).scalar_one_or_none()
     now = ctx.now()
-    if link is None or link.revoked_at is not None or now >= link.expires_at:
+    if link is None or link.status != ShareLinkStatus.ACTIVE or now >= link.expires_at:
         raise NotFound("this link does not exist or has expired")
     link.last_access_at = now
     audit.record(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
 from opdesk.db import bind_tenant, new_id
-from opdesk.notifications.models import OutboxMessage
+from opdesk.notifications.models import OutboxMessage, OutboxStatus
 from opdesk.security.crypto import FieldCipher
 
 
@@ -44,7 +44,7 @@ def enqueue(
         id=new_id(),
         channel=channel,
         template=template,
-        status="pending",
+        status=OutboxStatus.PENDING,
         attempts=0,
         scheduled_for=scheduled_for,
         created_at=ctx.now(),
@@ -63,7 +63,7 @@ class InboxItem:
     template: str
     recipient: str
     payload: dict[str, Any]
-    status: str
+    status: OutboxStatus
     created_at: datetime
 
 

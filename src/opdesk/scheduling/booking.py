@@ -21,7 +21,7 @@ from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from opdesk.patients.models import Patient
-from opdesk.scheduling.models import Appointment, Slot
+from opdesk.scheduling.models import Appointment, AppointmentStatus, Slot, SlotStatus
 from opdesk.security.tokens import random_token, token_hash
 
 HOLD_FOR = timedelta(minutes=5)
@@ -67,7 +67,10 @@ def claimable(ctx: RequestContext) -> ColumnElement[bool]:
     now = ctx.now()
     return and_(
         Slot.ends_at > now,
-        or_(Slot.status == "free", and_(Slot.status == "held", Slot.hold_expires_at <= now)),
+        or_(
+            Slot.status == SlotStatus.FREE,
+            and_(Slot.status == SlotStatus.HELD, Slot.hold_expires_at <= now),
+        ),
     )
 
 
@@ -81,7 +84,7 @@ def hold(
         update(Slot)
         .where(Slot.id == slot_id, claimable(ctx))
         .values(
-            status="held",
+            status=SlotStatus.HELD,
             hold_expires_at=expires,
             meta=Slot.meta.op("-")("waitlistLock").op("||")({"holdHash": token_hash(token).hex()}),
         )
@@ -95,8 +98,8 @@ def hold(
         entity="slots",
         entity_id=slot_id,
         action="state-transition",
-        from_state="free",
-        to_state="held",
+        from_state=SlotStatus.FREE,
+        to_state=SlotStatus.HELD,
         diff=audit.diff_of({}, {"holdExpiresAt": expires}),
     )
     return Hold(slot_id, token, expires)
@@ -107,16 +110,16 @@ def refusal(ctx: RequestContext, slot: Slot) -> Conflict:
     if slot.ends_at <= ctx.now():
         return Conflict("this slot is already over; please choose a later one")
     reason = {
-        "booked": "is already booked",
-        "held": "is being booked by someone else right now",
-        "blocked": "is not open for booking",
+        SlotStatus.BOOKED: "is already booked",
+        SlotStatus.HELD: "is being booked by someone else right now",
+        SlotStatus.BLOCKED: "is not open for booking",
     }.get(slot.status, "is no longer available")
     return Conflict(f"this slot {reason}; please choose another")
 
 
 def _held_for(ctx: RequestContext, origin: Origin) -> ColumnElement[bool] | None:
     """The condition under which the slot is held for this requester, if they say it is."""
-    live = and_(Slot.status == "held", Slot.hold_expires_at > ctx.now())
+    live = and_(Slot.status == SlotStatus.HELD, Slot.hold_expires_at > ctx.now())
     if origin.hold_token is not None:
         return and_(live, Slot.meta["holdHash"].astext == token_hash(origin.hold_token).hex())
     if origin.waitlist_lock_id is not None:
@@ -162,7 +165,7 @@ def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin:
         update(Slot)
         .where(Slot.id == slot_id, condition)
         .values(
-            status="booked",
+            status=SlotStatus.BOOKED,
             hold_expires_at=None,
             meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
         )
@@ -198,7 +201,7 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
         "reason": request.reason,
         "notes": request.notes,
         "channel": request.channel,
-        "status": "confirmed",
+        "status": AppointmentStatus.CONFIRMED,
         "timeline_requested_at": now,
         "timeline_confirmed_at": now,
         "waitlist_origin": origin.waitlist_entry_id,
@@ -216,7 +219,7 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
         entity="appointments",
         entity_id=appointment.id,
         action="create",
-        to_state="confirmed",
+        to_state=AppointmentStatus.CONFIRMED,
         diff=audit.diff_of(
             {},
             {"slotId": slot.id, "patientId": patient.id, "channel": request.channel},

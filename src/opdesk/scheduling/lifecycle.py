@@ -1,8 +1,9 @@
-"""An appointment's life: the transition table, tokens at check-in, walk-ins, reschedules.
+"""An appointment's life: moves along its machine, tokens at check-in, walk-ins, reschedules.
 
-Every change of status locks the appointment row, checks the table below, stamps the
-matching ``timeline_*`` field and writes an audit event with from/to. A slot that frees
-up (cancellation, reschedule, a future no-show) goes to the first waiting patient.
+Every change of status goes through :func:`opdesk.states.transition` with the table
+``APPOINTMENT`` (``scheduling/models.py``): the row is locked, the move checked, the
+matching ``timeline_*`` field stamped and an audit event with from/to written. A slot that
+frees up (cancellation, reschedule, a future no-show) goes to the first waiting patient.
 """
 
 from __future__ import annotations
@@ -14,42 +15,26 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import audit, records, states
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict
 from opdesk.patients.models import Patient
 from opdesk.scheduling import booking, service, waitlist
-from opdesk.scheduling.models import Appointment, DoctorProfile, QueueCounter, Slot
+from opdesk.scheduling.models import (
+    APPOINTMENT,
+    Appointment,
+    AppointmentStatus,
+    DoctorProfile,
+    QueueCounter,
+    Slot,
+    SlotStatus,
+)
 from opdesk.tenancy import service as tenants
 
-# Where each status may go next. ``refunded`` is billing's to set (a later issue).
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "requested": frozenset({"confirmed", "cancelled"}),
-    "confirmed": frozenset({"checked-in", "no-show", "cancelled"}),
-    # A patient marked no-show who turns up late is checked in after all.
-    "no-show": frozenset({"checked-in", "refunded"}),
-    "checked-in": frozenset({"in-consult", "cancelled"}),
-    "in-consult": frozenset({"completed"}),
-    "completed": frozenset({"refunded"}),
-    "cancelled": frozenset({"refunded"}),
-    "refunded": frozenset(),
-}
-
-# The statuses staff set through the status endpoint (the others come from elsewhere).
-
-TIMELINE = {
-    "requested": "timeline_requested_at",
-    "confirmed": "timeline_confirmed_at",
-    "checked-in": "timeline_checked_in_at",
-    "in-consult": "timeline_in_consult_at",
-    "completed": "timeline_completed_at",
-    "no-show": "timeline_no_show_at",
-    "cancelled": "timeline_cancelled_at",
-    "refunded": "timeline_refunded_at",
-}
-
-RESCHEDULABLE = frozenset({"requested", "confirmed"})
+RESCHEDULABLE = frozenset({AppointmentStatus.REQUESTED, AppointmentStatus.CONFIRMED})
+# Moves that give the slot up: a slot that has not started yet is offered on.
+RELEASING = frozenset({AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW})
 
 
 def next_token(session: Session, ctx: RequestContext, doctor_id: uuid.UUID, day: date) -> int:
@@ -83,7 +68,9 @@ def transition(
     appointment_id: uuid.UUID,
     to: str,
 ) -> Appointment:
-    """Move an appointment to ``to`` if the table allows it; 409 naming both states if not."""
+    """Move an appointment to ``to`` if ``APPOINTMENT`` allows it; 409 naming both states
+    if not.
+    """
     appointment = records.by_id(session, Appointment, appointment_id, lock=True)
     return _move(session, ctx, offers, appointment, to)
 
@@ -95,26 +82,12 @@ def _move(
     appointment: Appointment,
     to: str,
 ) -> Appointment:
-    before = appointment.status
-    if to not in TRANSITIONS.get(before, frozenset()):
-        raise Conflict(f"an appointment cannot go from {before} to {to}")
-    now = ctx.now()
-    appointment.status = to
-    setattr(appointment, TIMELINE[to], now)
-    appointment.updated_at = now
-    if to == "checked-in":
+    states.transition(session, ctx, appointment, to, APPOINTMENT)
+    if appointment.status == AppointmentStatus.CHECKED_IN:
         _give_token(session, ctx, appointment)
-    session.flush()
-    if to in ("cancelled", "no-show") and appointment.slot_id is not None:
+        session.flush()
+    if appointment.status in RELEASING and appointment.slot_id is not None:
         _release(session, ctx, offers, appointment.slot_id)
-    audit.record(
-        ctx,
-        entity="appointments",
-        entity_id=appointment.id,
-        action="state-transition",
-        from_state=before,
-        to_state=to,
-    )
     return appointment
 
 
@@ -124,8 +97,8 @@ def _release(
     """Free a slot that has not started yet and offer it to the waitlist."""
     freed = session.execute(
         update(Slot)
-        .where(Slot.id == slot_id, Slot.status == "booked", Slot.starts_at > ctx.now())
-        .values(status="free")
+        .where(Slot.id == slot_id, Slot.status == SlotStatus.BOOKED, Slot.starts_at > ctx.now())
+        .values(status=SlotStatus.FREE)
         .returning(Slot)
     ).scalar_one_or_none()
     if freed is not None:
@@ -175,7 +148,7 @@ def reschedule(
             ),
         ),
     )
-    _move(session, ctx, offers, old, "cancelled")
+    _move(session, ctx, offers, old, AppointmentStatus.CANCELLED)
     return new
 
 
@@ -201,7 +174,7 @@ def walk_in(
         visit_type=visit_type,
         reason=reason,
         channel="walk-in",
-        status="checked-in",
+        status=AppointmentStatus.CHECKED_IN,
         timeline_requested_at=now,
         timeline_confirmed_at=now,
         timeline_checked_in_at=now,
@@ -216,7 +189,7 @@ def walk_in(
         entity="appointments",
         entity_id=appointment.id,
         action="create",
-        to_state="checked-in",
+        to_state=AppointmentStatus.CHECKED_IN,
         diff=audit.diff_of({}, {"patientId": patient.id, "channel": "walk-in"}),
     )
     return appointment

@@ -1,10 +1,14 @@
-"""Doctors' profiles, weekly availability, exceptions, and ``slots`` (seed)."""
+"""Doctors' profiles, weekly availability, exceptions, ``slots`` and ``appointments``
+(seed), the waitlist, and the state machines of slots, appointments, waitlist entries and
+offers (:mod:`opdesk.states`).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,9 +27,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from opdesk.db import Base, TenantScoped
+from opdesk.db import Base, EnumText, TenantScoped, one_of
+from opdesk.states import Machine
 
-SLOT_STATUSES = ("free", "held", "booked", "blocked")
+
+class SlotStatus(StrEnum):
+    FREE = "free"
+    HELD = "held"
+    BOOKED = "booked"
+    BLOCKED = "blocked"
 
 
 class DoctorProfile(TenantScoped, Base):
@@ -109,14 +119,14 @@ class Slot(TenantScoped, Base):
     # The time the slot takes from the doctor's day, buffers included; no two overlap.
     occupied_from: Mapped[datetime]
     occupied_until: Mapped[datetime]
-    status: Mapped[str] = mapped_column(Text, server_default=text("'free'"))
+    status: Mapped[SlotStatus] = mapped_column(
+        EnumText(SlotStatus), server_default=text(f"'{SlotStatus.FREE}'")
+    )
     hold_expires_at: Mapped[datetime | None]
     meta: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in SLOT_STATUSES) + ")", name="status_known"
-        ),
+        CheckConstraint(one_of("status", SlotStatus), name="status_known"),
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         ForeignKeyConstraint(
             ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
@@ -134,16 +144,35 @@ class Slot(TenantScoped, Base):
     )
 
 
-APPOINTMENT_STATUSES = (
-    "requested",
-    "confirmed",
-    "checked-in",
-    "in-consult",
-    "completed",
-    "no-show",
-    "cancelled",
-    "refunded",
+# Holding, booking and releasing are the hot path: each is one conditional UPDATE whose
+# condition allows only moves of this table (booking.claimable, booking.take_slot, ...).
+SLOT = Machine(
+    Slot,
+    SlotStatus,
+    {
+        SlotStatus.FREE: {SlotStatus.HELD, SlotStatus.BOOKED, SlotStatus.BLOCKED},
+        # A hold past its expiry counts as free: it may be held again, booked or blocked.
+        SlotStatus.HELD: {SlotStatus.HELD, SlotStatus.BOOKED, SlotStatus.FREE, SlotStatus.BLOCKED},
+        SlotStatus.BOOKED: {SlotStatus.FREE},  # cancelled, rescheduled or a future no-show
+        SlotStatus.BLOCKED: {SlotStatus.FREE},
+    },
+    noun="a slot",
 )
+
+
+class AppointmentStatus(StrEnum):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    CHECKED_IN = "checked-in"
+    IN_CONSULT = "in-consult"
+    COMPLETED = "completed"
+    NO_SHOW = "no-show"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+# An appointment that no longer keeps its slot: the slot may carry another one.
+SLOT_GIVEN_UP = (AppointmentStatus.CANCELLED, AppointmentStatus.REFUNDED, AppointmentStatus.NO_SHOW)
 CHANNELS = ("web", "whatsapp", "phone", "walk-in")
 
 
@@ -156,7 +185,7 @@ class Appointment(TenantScoped, Base):
     visit_type: Mapped[str] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[AppointmentStatus] = mapped_column(EnumText(AppointmentStatus))
     timeline_requested_at: Mapped[datetime]
     timeline_confirmed_at: Mapped[datetime | None]
     timeline_checked_in_at: Mapped[datetime | None]
@@ -176,13 +205,8 @@ class Appointment(TenantScoped, Base):
     queue_date: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in APPOINTMENT_STATUSES) + ")",
-            name="status_known",
-        ),
-        CheckConstraint(
-            "channel IN (" + ", ".join(f"'{c}'" for c in CHANNELS) + ")", name="channel_known"
-        ),
+        CheckConstraint(one_of("status", AppointmentStatus), name="status_known"),
+        CheckConstraint(one_of("channel", CHANNELS), name="channel_known"),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         ForeignKeyConstraint(
             ["tenant_id", "doctor_id"], ["doctor_profiles.tenant_id", "doctor_profiles.id"]
@@ -199,7 +223,8 @@ class Appointment(TenantScoped, Base):
             unique=True,
             # A future slot freed by a no-show may be booked again.
             postgresql_where=text(
-                "status NOT IN ('cancelled', 'refunded', 'no-show') AND slot_id IS NOT NULL"
+                "status NOT IN (" + ", ".join(f"'{s}'" for s in SLOT_GIVEN_UP) + ") "
+                "AND slot_id IS NOT NULL"
             ),
         ),
         Index(
@@ -212,6 +237,31 @@ class Appointment(TenantScoped, Base):
             postgresql_where=text("token_number IS NOT NULL"),
         ),
     )
+
+
+# Where each status may go next. ``refunded`` is billing's to set (a later issue).
+APPOINTMENT = Machine(
+    Appointment,
+    AppointmentStatus,
+    {
+        AppointmentStatus.REQUESTED: {AppointmentStatus.CONFIRMED, AppointmentStatus.CANCELLED},
+        AppointmentStatus.CONFIRMED: {
+            AppointmentStatus.CHECKED_IN,
+            AppointmentStatus.NO_SHOW,
+            AppointmentStatus.CANCELLED,
+        },
+        # A patient marked no-show who turns up late is checked in after all.
+        AppointmentStatus.NO_SHOW: {AppointmentStatus.CHECKED_IN, AppointmentStatus.REFUNDED},
+        AppointmentStatus.CHECKED_IN: {AppointmentStatus.IN_CONSULT, AppointmentStatus.CANCELLED},
+        AppointmentStatus.IN_CONSULT: {AppointmentStatus.COMPLETED},
+        AppointmentStatus.COMPLETED: {AppointmentStatus.REFUNDED},
+        AppointmentStatus.CANCELLED: {AppointmentStatus.REFUNDED},
+        AppointmentStatus.REFUNDED: set(),
+    },
+    noun="an appointment",
+    timeline={s: f"timeline_{s.value.replace('-', '_')}_at" for s in AppointmentStatus},
+    touch="updated_at",
+)
 
 
 class QueueCounter(Base):
@@ -231,7 +281,15 @@ class QueueCounter(Base):
     )
 
 
-WAITLIST_STATUSES = ("waiting", "offered", "booked", "withdrawn")
+class WaitlistStatus(StrEnum):
+    WAITING = "waiting"
+    OFFERED = "offered"
+    BOOKED = "booked"
+    WITHDRAWN = "withdrawn"
+
+
+# Entries still in line: waiting, or holding an offer.
+IN_LINE = (WaitlistStatus.WAITING, WaitlistStatus.OFFERED)
 
 
 class WaitlistEntry(TenantScoped, Base):
@@ -244,15 +302,12 @@ class WaitlistEntry(TenantScoped, Base):
     from_date: Mapped[date] = mapped_column(Date)
     until_date: Mapped[date] = mapped_column(Date)
     visit_type: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[WaitlistStatus] = mapped_column(EnumText(WaitlistStatus))
     created_at: Mapped[datetime]
     created_by: Mapped[uuid.UUID | None]
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in WAITLIST_STATUSES) + ")",
-            name="status_known",
-        ),
+        CheckConstraint(one_of("status", WaitlistStatus), name="status_known"),
         CheckConstraint("until_date >= from_date", name="until_after_from"),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         ForeignKeyConstraint(
@@ -263,7 +318,31 @@ class WaitlistEntry(TenantScoped, Base):
     )
 
 
-OFFER_STATUSES = ("offered", "accepted", "declined", "expired")
+WAITLIST_ENTRY = Machine(
+    WaitlistEntry,
+    WaitlistStatus,
+    {
+        WaitlistStatus.WAITING: {WaitlistStatus.OFFERED, WaitlistStatus.WITHDRAWN},
+        # Declined or lapsed offers put the patient back in line.
+        WaitlistStatus.OFFERED: {
+            WaitlistStatus.BOOKED,
+            WaitlistStatus.WAITING,
+            WaitlistStatus.WITHDRAWN,
+        },
+        WaitlistStatus.BOOKED: set(),
+        # Leaving the line keeps an offer already made open: accepting it still books.
+        WaitlistStatus.WITHDRAWN: {WaitlistStatus.BOOKED},
+    },
+    noun="a waitlist entry",
+    refusal="a {from_} waitlist entry cannot be {to}",
+)
+
+
+class OfferStatus(StrEnum):
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
 
 
 class WaitlistLock(TenantScoped, Base):
@@ -275,14 +354,11 @@ class WaitlistLock(TenantScoped, Base):
     patient_id: Mapped[uuid.UUID]
     entry_id: Mapped[uuid.UUID]
     expires_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[OfferStatus] = mapped_column(EnumText(OfferStatus))
     created_at: Mapped[datetime]
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in OFFER_STATUSES) + ")",
-            name="status_known",
-        ),
+        CheckConstraint(one_of("status", OfferStatus), name="status_known"),
         ForeignKeyConstraint(["tenant_id", "slot_id"], ["slots.tenant_id", "slots.id"]),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         ForeignKeyConstraint(
@@ -296,6 +372,20 @@ class WaitlistLock(TenantScoped, Base):
             "tenant_id",
             "slot_id",
             unique=True,
-            postgresql_where=text("status = 'offered'"),
+            postgresql_where=text(f"status = '{OfferStatus.OFFERED}'"),
         ),
     )
+
+
+WAITLIST_OFFER = Machine(
+    WaitlistLock,
+    OfferStatus,
+    {
+        OfferStatus.OFFERED: {OfferStatus.ACCEPTED, OfferStatus.DECLINED, OfferStatus.EXPIRED},
+        OfferStatus.ACCEPTED: set(),
+        OfferStatus.DECLINED: set(),
+        OfferStatus.EXPIRED: set(),
+    },
+    noun="an offer",
+    refusal="this offer was already {from_}",
+)

@@ -15,8 +15,11 @@ from opdesk.errors import FieldError, InvalidInput
 from opdesk.patients.models import Patient
 from opdesk.scheduling.booking import claimable
 from opdesk.scheduling.models import (
+    IN_LINE,
     Appointment,
+    AppointmentStatus,
     DoctorProfile,
+    OfferStatus,
     Slot,
     WaitlistEntry,
     WaitlistLock,
@@ -137,7 +140,15 @@ class SheetRow:
     patient: Patient | None
 
 
-LIVE = ("requested", "confirmed", "checked-in", "in-consult", "completed", "no-show")
+# Appointments a calendar shows on their slot (a no-show stays there, marked).
+LIVE = (
+    AppointmentStatus.REQUESTED,
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.CHECKED_IN,
+    AppointmentStatus.IN_CONSULT,
+    AppointmentStatus.COMPLETED,
+    AppointmentStatus.NO_SHOW,
+)
 
 
 def day_sheet(session: Session, doctor_id: uuid.UUID, first: date, last: date) -> list[SheetRow]:
@@ -229,7 +240,7 @@ def waiting_list(session: Session, now: datetime) -> list[WaitingRow]:
     open_offer = (
         (WaitlistLock.tenant_id == WaitlistEntry.tenant_id)
         & (WaitlistLock.entry_id == WaitlistEntry.id)
-        & (WaitlistLock.status == "offered")
+        & (WaitlistLock.status == OfferStatus.OFFERED)
         & (WaitlistLock.expires_at > now)
     )
     rows = session.execute(
@@ -248,7 +259,7 @@ def waiting_list(session: Session, now: datetime) -> list[WaitingRow]:
         .outerjoin(
             Slot, (Slot.tenant_id == WaitlistLock.tenant_id) & (Slot.id == WaitlistLock.slot_id)
         )
-        .where(WaitlistEntry.status.in_(("waiting", "offered")))
+        .where(WaitlistEntry.status.in_(IN_LINE))
         .order_by(WaitlistEntry.created_at)
     ).all()
     return [WaitingRow(e, p, d, o, s) for e, p, d, o, s in rows]

@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from opdesk.scheduling.models import Appointment, Slot
+from opdesk.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    OfferStatus,
+    Slot,
+    SlotStatus,
+    WaitlistStatus,
+)
 from opdesk.schemas import ApiModel, ShortText
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
@@ -118,14 +125,14 @@ class SlotOut(ApiModel):
     date: date
     start: datetime
     end: datetime
-    status: str
+    status: SlotStatus
     hold_expires_at: datetime | None
     meta: SlotMeta
 
     @classmethod
     def of(cls, slot: Slot, now: datetime) -> SlotOut:
         """A hold that has run out is shown as what it is: free."""
-        lapsed = slot.status == "held" and slot.hold_expires_at is not None
+        lapsed = slot.status == SlotStatus.HELD and slot.hold_expires_at is not None
         lapsed = lapsed and slot.hold_expires_at <= now  # type: ignore[operator]
         return cls(
             id=slot.id,
@@ -133,7 +140,7 @@ class SlotOut(ApiModel):
             date=slot.date,
             start=slot.starts_at,
             end=slot.ends_at,
-            status="free" if lapsed else slot.status,
+            status=SlotStatus.FREE if lapsed else slot.status,
             hold_expires_at=None if lapsed else slot.hold_expires_at,
             meta=SlotMeta.model_validate(
                 {
@@ -194,7 +201,7 @@ class AppointmentOut(ApiModel):
     visit_type: str
     reason: str | None
     channel: str
-    status: str
+    status: AppointmentStatus
     timeline: Timeline
     notes: str | None
     waitlist_origin: uuid.UUID | None
@@ -216,6 +223,8 @@ class AppointmentOut(ApiModel):
         return cls(**fields, timeline=Timeline(**timeline))
 
 
+# The statuses staff set through the status endpoint (``requested`` comes from booking
+# requests, ``refunded`` from billing); each is an AppointmentStatus.
 StaffTarget = Literal["confirmed", "checked-in", "in-consult", "completed", "no-show", "cancelled"]
 
 
@@ -251,7 +260,7 @@ class WaitlistOut(ApiModel):
     from_date: date
     until_date: date
     visit_type: str
-    status: str
+    status: WaitlistStatus
     created_at: datetime
 
 
@@ -261,4 +270,4 @@ class OfferOut(ApiModel):
     patient_id: uuid.UUID
     entry_id: uuid.UUID
     expires_at: datetime
-    status: str
+    status: OfferStatus

@@ -28,6 +28,7 @@ from opdesk.scheduling.models import (
     AvailabilityTemplate,
     DoctorProfile,
     Slot,
+    SlotStatus,
 )
 from opdesk.tenancy import service as tenants
 
@@ -104,7 +105,9 @@ def set_templates(
     # Booked and held slots stay; only free future ones follow the new template.
     session.execute(
         delete(Slot).where(
-            Slot.doctor_id == doctor.id, Slot.status == "free", Slot.starts_at > ctx.now()
+            Slot.doctor_id == doctor.id,
+            Slot.status == SlotStatus.FREE,
+            Slot.starts_at > ctx.now(),
         )
     )
     audit.record(
@@ -178,7 +181,7 @@ def _day_slots(
                 "ends_at": ends,
                 "occupied_from": held_from,
                 "occupied_until": held_until,
-                "status": "free",
+                "status": SlotStatus.FREE,
                 "meta": {
                     "visitType": list(t.visit_types),
                     "bufferBefore": t.buffer_before,
@@ -371,7 +374,7 @@ def add_exception(
         Slot.occupied_from < ends_at,
         Slot.occupied_until > starts_at,
     )
-    session.execute(delete(Slot).where(*inside, Slot.status == "free"))
+    session.execute(delete(Slot).where(*inside, Slot.status == SlotStatus.FREE))
     kept = session.execute(select(func.count()).select_from(Slot).where(*inside)).scalar_one()
     session.flush()
     audit.record(
@@ -416,11 +419,11 @@ def set_blocked(
 ) -> Slot:
     """Take a free slot out of booking, or put a blocked one back (audited, from/to)."""
     records.by_id(session, Slot, slot_id)
-    condition = claimable(ctx) if blocked else Slot.status == "blocked"
+    condition = claimable(ctx) if blocked else Slot.status == SlotStatus.BLOCKED
     changed = session.execute(
         update(Slot)
         .where(Slot.id == slot_id, condition)
-        .values(status="blocked" if blocked else "free", hold_expires_at=None)
+        .values(status=SlotStatus.BLOCKED if blocked else SlotStatus.FREE, hold_expires_at=None)
         .returning(Slot)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
@@ -431,7 +434,7 @@ def set_blocked(
         entity="slots",
         entity_id=changed.id,
         action="state-transition",
-        from_state="free" if blocked else "blocked",
+        from_state=SlotStatus.FREE if blocked else SlotStatus.BLOCKED,
         to_state=changed.status,
     )
     return changed

@@ -2,7 +2,9 @@
 
 An offer is a ``waitlist_locks`` row (seed) plus a hold on the slot that only that
 offer can book, both ending at ``expires_at``. Declining, or letting it lapse, offers
-the slot to the next patient in line who has not had it yet.
+the slot to the next patient in line who has not had it yet. Offers and entries move
+along their machines (``WAITLIST_OFFER``, ``WAITLIST_ENTRY``) through
+:func:`opdesk.states.transition`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import date, timedelta
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import audit, records, states
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput
@@ -24,11 +26,17 @@ from opdesk.patients.models import Patient
 from opdesk.patients.service import contact_phone
 from opdesk.scheduling import booking
 from opdesk.scheduling.models import (
+    IN_LINE,
+    WAITLIST_ENTRY,
+    WAITLIST_OFFER,
     Appointment,
     DoctorProfile,
+    OfferStatus,
     Slot,
+    SlotStatus,
     WaitlistEntry,
     WaitlistLock,
+    WaitlistStatus,
 )
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
@@ -82,7 +90,7 @@ def join(
         from_date=from_date,
         until_date=until_date,
         visit_type=visit_type,
-        status="waiting",
+        status=WaitlistStatus.WAITING,
         created_at=ctx.now(),
         created_by=ctx.actor_id,
     )
@@ -94,18 +102,7 @@ def join(
 
 def withdraw(session: Session, ctx: RequestContext, *, entry_id: uuid.UUID) -> WaitlistEntry:
     entry = records.by_id(session, WaitlistEntry, entry_id, lock=True)
-    if entry.status not in ("waiting", "offered"):
-        raise Conflict(f"a {entry.status} waitlist entry cannot be withdrawn")
-    before, entry.status = entry.status, "withdrawn"
-    session.flush()
-    audit.record(
-        ctx,
-        entity="waitlist_entries",
-        entity_id=entry.id,
-        action="state-transition",
-        from_state=before,
-        to_state="withdrawn",
-    )
+    states.transition(session, ctx, entry, WaitlistStatus.WITHDRAWN, WAITLIST_ENTRY)
     return entry
 
 
@@ -122,7 +119,7 @@ def _next_in_line(session: Session, slot: Slot) -> WaitlistEntry | None:
         select(WaitlistEntry)
         .where(
             WaitlistEntry.doctor_id == slot.doctor_id,
-            WaitlistEntry.status == "waiting",
+            WaitlistEntry.status == WaitlistStatus.WAITING,
             WaitlistEntry.from_date <= slot.date,
             WaitlistEntry.until_date >= slot.date,
             WaitlistEntry.visit_type.in_(slot.meta.get("visitType") or []),
@@ -153,7 +150,7 @@ def offer_next(
         patient_id=entry.patient_id,
         entry_id=entry.id,
         expires_at=min(now + offers.keep_for, slot.starts_at),
-        status="offered",
+        status=OfferStatus.OFFERED,
         created_at=now,
     )
     session.add(lock)
@@ -162,7 +159,7 @@ def offer_next(
         update(Slot)
         .where(Slot.id == slot.id, booking.claimable(ctx))
         .values(
-            status="held",
+            status=SlotStatus.HELD,
             hold_expires_at=lock.expires_at,
             meta=Slot.meta.op("-")("holdHash").op("||")({"waitlistLock": str(lock.id)}),
         )
@@ -172,14 +169,14 @@ def offer_next(
         session.delete(lock)
         session.flush()
         return None
-    entry.status = "offered"
+    states.transition(session, ctx, entry, WaitlistStatus.OFFERED, WAITLIST_ENTRY)
     _send_offer(session, ctx, offers.cipher, lock, slot)
     audit.record(
         ctx,
         entity="waitlist_locks",
         entity_id=lock.id,
         action="create",
-        to_state="offered",
+        to_state=OfferStatus.OFFERED,
         diff=audit.diff_of({}, {"slotId": slot.id, "patientId": entry.patient_id}),
     )
     return lock
@@ -213,10 +210,13 @@ def _send_offer(
     )
 
 
-def _open_offer(session: Session, ctx: RequestContext, lock_id: uuid.UUID) -> WaitlistLock:
+def _open_offer(
+    session: Session, ctx: RequestContext, lock_id: uuid.UUID, to: OfferStatus
+) -> WaitlistLock:
+    """The offer, locked, if it may still be answered with ``to``; else 409."""
     lock = records.by_id(session, WaitlistLock, lock_id, lock=True)
-    if lock.status != "offered":
-        raise Conflict(f"this offer was already {lock.status}")
+    if not WAITLIST_OFFER.allows(lock.status, to):
+        raise WAITLIST_OFFER.refuse(lock.status, to)
     if lock.expires_at <= ctx.now():
         raise Conflict("this offer has expired")
     return lock
@@ -231,7 +231,7 @@ def accept(
     online: bool,
 ) -> Appointment:
     """Book the offered slot for the patient it was offered to (``waitlistOrigin`` set)."""
-    lock = _open_offer(session, ctx, lock_id)
+    lock = _open_offer(session, ctx, lock_id, OfferStatus.ACCEPTED)
     entry = records.by_id(session, WaitlistEntry, lock.entry_id, lock=True)
     appointment = booking.book(
         session,
@@ -246,9 +246,8 @@ def accept(
             ),
         ),
     )
-    _settle(ctx, lock, "accepted")
-    entry.status = "booked"
-    session.flush()
+    states.transition(session, ctx, lock, OfferStatus.ACCEPTED, WAITLIST_OFFER)
+    states.transition(session, ctx, entry, WaitlistStatus.BOOKED, WAITLIST_ENTRY)
     return appointment
 
 
@@ -256,36 +255,27 @@ def decline(
     session: Session, ctx: RequestContext, offers: Offers, *, lock_id: uuid.UUID
 ) -> WaitlistLock:
     """The patient does not want this slot: they stay in line, the slot goes to the next."""
-    lock = _open_offer(session, ctx, lock_id)
-    _lapse(session, ctx, offers, lock, "declined")
+    lock = _open_offer(session, ctx, lock_id, OfferStatus.DECLINED)
+    _lapse(session, ctx, offers, lock, OfferStatus.DECLINED)
     return lock
 
 
-def _settle(ctx: RequestContext, lock: WaitlistLock, status: str) -> None:
-    lock.status = status
-    audit.record(
-        ctx,
-        entity="waitlist_locks",
-        entity_id=lock.id,
-        action="state-transition",
-        from_state="offered",
-        to_state=status,
-    )
-
-
 def _lapse(
-    session: Session, ctx: RequestContext, offers: Offers, lock: WaitlistLock, status: str
+    session: Session, ctx: RequestContext, offers: Offers, lock: WaitlistLock, to: OfferStatus
 ) -> None:
-    _settle(ctx, lock, status)
-    session.execute(
-        update(WaitlistEntry)
-        .where(WaitlistEntry.id == lock.entry_id, WaitlistEntry.status == "offered")
-        .values(status="waiting")
-    )
+    """The offer ends unanswered: its patient goes back in line (unless they left it) and
+    the slot to the next patient.
+    """
+    states.transition(session, ctx, lock, to, WAITLIST_OFFER)
+    entry = records.by_id(session, WaitlistEntry, lock.entry_id, lock=True)
+    if entry.status == WaitlistStatus.OFFERED:
+        states.transition(session, ctx, entry, WaitlistStatus.WAITING, WAITLIST_ENTRY)
     released = session.execute(
         update(Slot)
         .where(Slot.id == lock.slot_id, Slot.meta["waitlistLock"].astext == str(lock.id))
-        .values(status="free", hold_expires_at=None, meta=Slot.meta.op("-")("waitlistLock"))
+        .values(
+            status=SlotStatus.FREE, hold_expires_at=None, meta=Slot.meta.op("-")("waitlistLock")
+        )
         .returning(Slot)
     ).scalar_one_or_none()
     session.flush()
@@ -298,12 +288,12 @@ def lapse_offers(session: Session, ctx: RequestContext, offers: Offers) -> int:
     lapsed = list(
         session.execute(
             select(WaitlistLock)
-            .where(WaitlistLock.status == "offered", WaitlistLock.expires_at <= ctx.now())
+            .where(WaitlistLock.status == OfferStatus.OFFERED, WaitlistLock.expires_at <= ctx.now())
             .with_for_update(skip_locked=True)
         ).scalars()
     )
     for lock in lapsed:
-        _lapse(session, ctx, offers, lock, "expired")
+        _lapse(session, ctx, offers, lock, OfferStatus.EXPIRED)
     return len(lapsed)
 
 
@@ -312,9 +302,9 @@ def release_lapsed_holds(session: Session, ctx: RequestContext) -> int:
     released = list(
         session.execute(
             update(Slot)
-            .where(Slot.status == "held", Slot.hold_expires_at <= ctx.now())
+            .where(Slot.status == SlotStatus.HELD, Slot.hold_expires_at <= ctx.now())
             .values(
-                status="free",
+                status=SlotStatus.FREE,
                 hold_expires_at=None,
                 meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
             )
@@ -327,8 +317,8 @@ def release_lapsed_holds(session: Session, ctx: RequestContext) -> int:
             entity="slots",
             entity_id=None,
             action="state-transition",
-            from_state="held",
-            to_state="free",
+            from_state=SlotStatus.HELD,
+            to_state=SlotStatus.FREE,
             diff=audit.diff_of({}, {"lapsedHolds": sorted(str(i) for i in released)}),
         )
     return len(released)
@@ -340,7 +330,7 @@ def entries(
     doctor_id: uuid.UUID | None = None,
     patient_ids: list[uuid.UUID] | None = None,
 ) -> list[WaitlistEntry]:
-    stmt = select(WaitlistEntry).where(WaitlistEntry.status.in_(("waiting", "offered")))
+    stmt = select(WaitlistEntry).where(WaitlistEntry.status.in_(IN_LINE))
     if doctor_id is not None:
         stmt = stmt.where(WaitlistEntry.doctor_id == doctor_id)
     if patient_ids is not None:
@@ -356,7 +346,7 @@ def open_offers(
             select(WaitlistLock).where(
                 and_(
                     WaitlistLock.patient_id.in_(patient_ids),
-                    WaitlistLock.status == "offered",
+                    WaitlistLock.status == OfferStatus.OFFERED,
                     WaitlistLock.expires_at > ctx.now(),
                 )
             )

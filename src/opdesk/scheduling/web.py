@@ -21,7 +21,7 @@ from opdesk.identity.deps import identity_of
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, offers_of, page
-from opdesk.scheduling.models import Appointment, DoctorProfile, Slot
+from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
@@ -36,10 +36,17 @@ Doctor = Annotated[Principal, acting("visits:read")]
 CHANNEL_LABELS = {"phone": "Phone", "walk-in": "At the desk", "whatsapp": "WhatsApp", "web": "Web"}
 # What the desk can do next with an appointment, as buttons.
 DESK_ACTIONS = {
-    "confirmed": (("checked-in", "Check in"), ("no-show", "No-show"), ("cancelled", "Cancel")),
-    "no-show": (("checked-in", "Check in"),),
-    "checked-in": (("in-consult", "Send in"), ("cancelled", "Cancel")),
-    "in-consult": (("completed", "Done"),),
+    AppointmentStatus.CONFIRMED: (
+        (AppointmentStatus.CHECKED_IN, "Check in"),
+        (AppointmentStatus.NO_SHOW, "No-show"),
+        (AppointmentStatus.CANCELLED, "Cancel"),
+    ),
+    AppointmentStatus.NO_SHOW: ((AppointmentStatus.CHECKED_IN, "Check in"),),
+    AppointmentStatus.CHECKED_IN: (
+        (AppointmentStatus.IN_CONSULT, "Send in"),
+        (AppointmentStatus.CANCELLED, "Cancel"),
+    ),
+    AppointmentStatus.IN_CONSULT: ((AppointmentStatus.COMPLETED, "Done"),),
 }
 
 
@@ -250,7 +257,7 @@ def move_appointment(
 
 
 def _moved(appointment: Appointment) -> str:
-    if appointment.status == "checked-in" and appointment.token_number:
+    if appointment.status == AppointmentStatus.CHECKED_IN and appointment.token_number:
         return f"Checked in: token {appointment.token_number}."
     return f"{STATUS_LABELS.get(appointment.status, appointment.status)}."
 
