@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, bindparam, func, select, text
 
-from opdesk.db import Base, Database, tenant_session
+from opdesk.context import system_context
+from opdesk.db import Base, Database
 from opdesk.security.crypto import FieldCipher, key_id_prefix
+from opdesk.uow import transaction
 
 ENCRYPTED_INFO_KEY = "encrypted"
 
@@ -66,7 +68,7 @@ def reencrypt(
 
 
 def _tenant_ids(db: Database) -> list[uuid.UUID]:
-    with tenant_session(db, None) as session:
+    with transaction(db, system_context(None)) as session:
         return list(session.execute(text("select id from tenants order by id")).scalars())
 
 
@@ -81,7 +83,7 @@ def _reencrypt_batch(
     active = cipher.keyring.active_key_id
     prefix = key_id_prefix(active)
     table, col = target.table, target.table.c[target.column]
-    with tenant_session(db, tenant_id) as session:
+    with transaction(db, system_context(tenant_id)) as session:
         rows = session.execute(
             select(table.c.id, col)
             .where(
@@ -121,7 +123,7 @@ def count_stale(db: Database, cipher: FieldCipher, columns: Sequence[EncryptedCo
     prefix = key_id_prefix(cipher.keyring.active_key_id)
     total = 0
     for tenant_id in _tenant_ids(db):
-        with tenant_session(db, tenant_id) as session:
+        with transaction(db, system_context(tenant_id)) as session:
             for target in columns:
                 col = target.table.c[target.column]
                 total += session.execute(
