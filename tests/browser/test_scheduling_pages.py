@@ -233,6 +233,7 @@ def test_patient_books_online_signing_in_while_the_slot_is_held(
     day = clinic.tomorrow.strftime("%a %-d %b")  # the appointment's day, not today
     assert page.locator('.day-tabs [aria-current="date"]').inner_text() == day
     assert f"Free times on {day}" in page.locator(".slot-picker").inner_text()
+    shot(page, f"change-time-{width}")
     page.locator(".slot-buttons button").last.click()
     assert page.get_by_role("status").inner_text() == "Your appointment is moved."
     page.get_by_role("button", name="Cancel").click()
