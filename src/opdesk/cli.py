@@ -171,15 +171,13 @@ def sweep() -> None:
     Each sweeper runs in a transaction per clinic: one clinic's failure is reported and
     the others are still swept.
     """
-    from datetime import timedelta
 
     from opdesk.jobs.runner import run_all
     from opdesk.jobs.sweeps import sweep_jobs
     from opdesk.scheduling import waitlist
 
     with runtime() as rt:
-        keep_for = timedelta(minutes=rt.settings.waitlist_offer_minutes)
-        offers = waitlist.Offers(FieldCipher(load_keyring(rt.settings)), keep_for)
+        offers = waitlist.Offers(FieldCipher(load_keyring(rt.settings)), rt.settings.offer_for)
         outcomes = run_all(rt.db, sweep_jobs(offers))
     click.echo("swept " + ", ".join(f"{o.done} {o.name}" for o in outcomes))
     for failed in (o for o in outcomes if not o.ok):

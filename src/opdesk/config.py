@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,16 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     log_level: str = "INFO"
+
+    @property
+    def hold_for(self) -> timedelta:
+        """How long a held slot waits for its booking."""
+        return timedelta(minutes=self.hold_minutes)
+
+    @property
+    def offer_for(self) -> timedelta:
+        """How long a freed slot is kept for the waitlisted patient it is offered to."""
+        return timedelta(minutes=self.waitlist_offer_minutes)
 
     @model_validator(mode="after")
     def _no_test_shortcuts_in_prod(self) -> Settings:

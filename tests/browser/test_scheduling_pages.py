@@ -33,6 +33,7 @@ from tests.factories import (
     make_user,
     patients,
 )
+from tests.factories.scheduling import HOLD_FOR, OFFER_FOR
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -114,7 +115,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
             "confirmed": (),
             "cancelled": ("cancelled",),
         }
-        offers = waitlist.Offers(ident.cipher)
+        offers = waitlist.Offers(ident.cipher, OFFER_FOR)
         for slot, person, state in zip(slots, people, plan, strict=False):
             made = booking.book(
                 session,
@@ -124,7 +125,7 @@ def clinic_with_a_day(db: Database, ident: Any, name: str) -> Clinic:
             for step in steps[state]:
                 lifecycle.transition(session, ctx, offers, appointment_id=made.id, to=step)
         service.set_blocked(session, ctx, slots[7].id, blocked=True)
-        booking.hold(session, ctx, slot_id=slots[8].id)
+        booking.hold(session, ctx, slot_id=slots[8].id, hold_for=HOLD_FOR)
     return Clinic(tenant, doctor, user, tomorrow, slots, people)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from opdesk.config import Settings
 from opdesk.db import Database
 from opdesk.identity.service import Identity
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
@@ -25,6 +26,11 @@ from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.factories.clinics import coming, ctx_for, make_tenant
 from tests.factories.people import make_doctor, patients
+
+# The deployment's defaults: they live in Settings, nowhere else.
+DEFAULTS = Settings.model_construct()
+HOLD_FOR = DEFAULTS.hold_for
+OFFER_FOR = DEFAULTS.offer_for
 
 # A fixed Monday for tests that give every day themselves (generation, not booking).
 MONDAY = date(2026, 11, 30)
@@ -98,7 +104,7 @@ def book(
 def hold(db: Database, tenant: Tenant, slot: Slot) -> booking.Hold:
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
-        return booking.hold(session, ctx, slot_id=slot.id)
+        return booking.hold(session, ctx, slot_id=slot.id, hold_for=HOLD_FOR)
 
 
 def free(db: Database, tenant: Tenant, slot: Slot) -> list[Slot]:
@@ -169,7 +175,7 @@ def cancel(db: Database, ident: Any, tenant: Tenant, appointment_id: uuid.UUID) 
         return lifecycle.transition(
             session,
             ctx,
-            waitlist.Offers(ident.cipher),
+            waitlist.Offers(ident.cipher, OFFER_FOR),
             appointment_id=appointment_id,
             to="cancelled",
         )

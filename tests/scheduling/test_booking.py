@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 
 from opdesk.db import Database
 from opdesk.errors import Conflict, Forbidden
-from opdesk.scheduling import booking
 from opdesk.scheduling.models import Appointment, Slot
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
@@ -26,6 +25,7 @@ from tests.factories import (
     patients,
     slots_of,
 )
+from tests.factories.scheduling import HOLD_FOR
 
 
 def race(db: Database, tenant: Tenant, people: list[Any], slots: list[Slot]) -> list[str]:
@@ -102,7 +102,7 @@ def test_an_expired_hold_counts_as_free_at_once(db: Database, ident: Any) -> Non
     start = datetime.now(UTC)
     with time_machine.travel(start, tick=False):
         held = hold(db, tenant, slot)
-    with time_machine.travel(start + booking.HOLD_FOR + timedelta(seconds=1), tick=False):
+    with time_machine.travel(start + HOLD_FOR + timedelta(seconds=1), tick=False):
         assert [s.id for s in free(db, tenant, slot)] == [slot.id]  # no sweeper has run
         book(db, tenant, slot, late, channel="phone")
         with pytest.raises(Conflict):  # the old hold is dead
@@ -125,7 +125,7 @@ def test_the_sweeper_releases_lapsed_holds(db: Database, ident: Any) -> None:
     with time_machine.travel(start, tick=False):
         hold(db, tenant, slots[0])
         hold(db, tenant, slots[1])
-    with time_machine.travel(start + booking.HOLD_FOR + timedelta(seconds=1), tick=False):
+    with time_machine.travel(start + HOLD_FOR + timedelta(seconds=1), tick=False):
         hold(db, tenant, slots[1])  # taken again after it lapsed: still held
         ctx = ctx_for(tenant.id)
         with transaction(db, ctx) as session:

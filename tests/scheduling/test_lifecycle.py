@@ -29,6 +29,7 @@ from tests.factories import (
     make_tenant,
     patients,
 )
+from tests.factories.scheduling import HOLD_FOR, OFFER_FOR
 
 # Half an hour before the test slots (09:00 IST on DAY), so check-in dates match.
 CLINIC_MORNING = datetime.combine(DAY, time(8, 30), CLINIC_ZONE).astimezone(UTC)
@@ -40,7 +41,11 @@ def move(
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
         return lifecycle.transition(
-            session, ctx, waitlist.Offers(ident.cipher), appointment_id=appointment.id, to=to
+            session,
+            ctx,
+            waitlist.Offers(ident.cipher, OFFER_FOR),
+            appointment_id=appointment.id,
+            to=to,
         )
 
 
@@ -162,7 +167,7 @@ def reschedule(
         return lifecycle.reschedule(
             session,
             ctx,
-            waitlist.Offers(ident.cipher),
+            waitlist.Offers(ident.cipher, OFFER_FOR),
             appointment_id=appointment.id,
             slot_id=slot.id,
             origin=booking.Origin(),
@@ -268,7 +273,7 @@ def test_a_hold_running_out_while_another_books(db: Database, ident: Any) -> Non
         start = datetime.now(UTC)
         with time_machine.travel(start, tick=False):
             held = hold(db, tenant, slot)
-        with time_machine.travel(start + booking.HOLD_FOR, tick=False):
+        with time_machine.travel(start + HOLD_FOR, tick=False):
             outcomes = race_at_expiry(db, tenant, slot, held.token, people)
         assert sorted(outcomes) == ["booked", "conflict"]
         assert slot_status(db, tenant, slot) == "booked"

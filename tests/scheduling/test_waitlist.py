@@ -31,6 +31,7 @@ from tests.factories import (
     patients,
     waiting,
 )
+from tests.factories.scheduling import OFFER_FOR
 
 
 def entry_status(db: Database, tenant: Tenant, entry: WaitlistEntry) -> str:
@@ -82,7 +83,7 @@ def test_declining_passes_the_slot_to_the_next_patient(db: Database, ident: Any)
     first = offers(db, line.tenant)[0]
     ctx = ctx_for(line.tenant.id)
     with transaction(db, ctx) as session:
-        waitlist.decline(session, ctx, waitlist.Offers(ident.cipher), lock_id=first.id)
+        waitlist.decline(session, ctx, waitlist.Offers(ident.cipher, OFFER_FOR), lock_id=first.id)
     declined, second = offers(db, line.tenant)
     assert declined.status == "declined"
     assert second.patient_id == line.people[2].id and second.status == "offered"
@@ -98,7 +99,7 @@ def test_a_lapsed_offer_frees_the_slot_at_once_and_the_sweeper_offers_it_on(
     with time_machine.travel(start, tick=False):
         cancel(db, ident, line.tenant, line.booked.id)
     first = offers(db, line.tenant)[0]
-    later = start + waitlist.OFFER_FOR + timedelta(seconds=1)
+    later = start + OFFER_FOR + timedelta(seconds=1)
     with time_machine.travel(later, tick=False):
         assert [s.id for s in free(db, line.tenant, line.slot)] == [line.slot.id]
         ctx = ctx_for(line.tenant.id)
@@ -106,7 +107,9 @@ def test_a_lapsed_offer_frees_the_slot_at_once_and_the_sweeper_offers_it_on(
             waitlist.accept(session, ctx, lock_id=first.id, channel="web", online=True)
         sweep_ctx = ctx_for(line.tenant.id)
         with transaction(db, sweep_ctx) as session:
-            lapsed = waitlist.lapse_offers(session, sweep_ctx, waitlist.Offers(ident.cipher))
+            lapsed = waitlist.lapse_offers(
+                session, sweep_ctx, waitlist.Offers(ident.cipher, OFFER_FOR)
+            )
     assert lapsed == 1
     expired, second = offers(db, line.tenant)
     assert expired.status == "expired"

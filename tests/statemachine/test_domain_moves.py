@@ -19,6 +19,7 @@ from opdesk.scheduling.models import OfferStatus, WaitlistStatus
 from opdesk.states import IllegalTransition
 from opdesk.uow import transaction
 from tests.factories import ctx_for, make_consent, make_share_link, make_tenant, offered, waiting
+from tests.factories.scheduling import OFFER_FOR
 
 
 def trail(db: Database, tenant_id: uuid.UUID, row_id: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -67,7 +68,7 @@ def test_a_share_link_is_revoked_once_and_then_opens_no_more(db: Database, ident
 def test_a_declined_offer_puts_the_patient_back_in_line(db: Database, ident: Any) -> None:
     offer = offered(db, ident)
     ctx = ctx_for(offer.tenant_id)
-    offers = waitlist.Offers(ident.cipher)
+    offers = waitlist.Offers(ident.cipher, OFFER_FOR)
     with transaction(db, ctx) as session:
         declined = waitlist.decline(session, ctx, offers, lock_id=offer.id)
     assert declined.status == OfferStatus.DECLINED

@@ -200,15 +200,15 @@ def remove_exception(
 @router.post("/doctors/{doctor_id}/slots/generate", response_model=GenerateOut)
 def generate_slots(
     body: GenerateIn,
+    request: Request,
     session: DbSession,
     ctx: Ctx,
     _: Manager,
     doctor: Doctor,
 ) -> GenerateOut:
     """Make slots ``days`` ahead from the templates; running it again makes none twice."""
-    return GenerateOut(
-        created=service.generate_slots(session, ctx, doctor_id=doctor.id, days=body.days)
-    )
+    days = body.days or settings_of(request).slot_days_ahead
+    return GenerateOut(created=service.generate_slots(session, ctx, doctor_id=doctor.id, days=days))
 
 
 @router.get("/slots", response_model=list[SlotOut])

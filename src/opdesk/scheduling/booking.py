@@ -24,7 +24,6 @@ from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment, AppointmentStatus, Slot, SlotStatus
 from opdesk.security.tokens import random_token, token_hash
 
-HOLD_FOR = timedelta(minutes=5)
 APPOINTMENTS: Table = Appointment.__table__  # type: ignore[assignment]
 
 
@@ -74,9 +73,7 @@ def claimable(ctx: RequestContext) -> ColumnElement[bool]:
     )
 
 
-def hold(
-    session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, hold_for: timedelta = HOLD_FOR
-) -> Hold:
+def hold(session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, hold_for: timedelta) -> Hold:
     """Keep a slot for one requester for a few minutes; the token proves who holds it."""
     token = random_token()
     expires = ctx.now() + hold_for

@@ -126,7 +126,8 @@ def _doctor(
 def refresh_demo_schedule(session: Session, ctx: RequestContext, ident: Identity) -> int:
     """Doctors, slots for 60 days, and today's and this week's appointments (once a day)."""
     doctors = [_doctor(session, ctx, ident, spec) for spec in DEMO_DOCTORS]
-    made = sum(service.generate_slots(session, ctx, doctor_id=d.id) for d in doctors)
+    days = ident.settings.slot_days_ahead
+    made = sum(service.generate_slots(session, ctx, doctor_id=d.id, days=days) for d in doctors)
     today = tenants.today_at_clinic(session, ctx)
     # Once per week of calendar: a refresh the same week leaves the bookings as they are.
     booked_soon = session.execute(
@@ -208,7 +209,7 @@ def _busy_today(
     lived.clock = lambda: moment[0]
     lived.pending_audit = ctx.pending_audit
     channels = ("phone", "walk-in", "web", "whatsapp")
-    offers = waitlist.Offers(ident.cipher)
+    offers = waitlist.Offers(ident.cipher, ident.settings.offer_for)
     for i, (state, slot) in enumerate(zip(TODAY_PLAN, rows, strict=False)):
         moment[0] = slot.starts_at - timedelta(days=1)
         if state == "blocked":

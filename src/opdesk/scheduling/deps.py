@@ -70,13 +70,12 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 
 
 def hold_for(request: Request) -> timedelta:
-    return timedelta(minutes=settings_of(request).hold_minutes)
+    return settings_of(request).hold_for
 
 
 def offers_of(request: Request) -> waitlist.Offers:
     """Waitlist offers as this deployment makes them (its cipher, its offer time)."""
-    keep_for = timedelta(minutes=settings_of(request).waitlist_offer_minutes)
-    return waitlist.Offers(cipher_of(request), keep_for)
+    return waitlist.Offers(cipher_of(request), settings_of(request).offer_for)
 
 
 # ------------------------------------------------------------------ path loaders

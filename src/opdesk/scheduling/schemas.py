@@ -104,7 +104,8 @@ class ExceptionCreated(ExceptionOut):
 
 
 class GenerateIn(ApiModel):
-    days: Annotated[int, Field(ge=1, le=180)] = 60
+    # Absent: the clinic setting (OPDESK_SLOT_DAYS_AHEAD).
+    days: Annotated[int | None, Field(ge=1, le=180)] = None
 
 
 class GenerateOut(ApiModel):

@@ -32,7 +32,6 @@ from opdesk.scheduling.models import (
 )
 from opdesk.tenancy import service as tenants
 
-DEFAULT_DAYS_AHEAD = 60
 INSERT_BATCH = 1000
 
 
@@ -197,7 +196,7 @@ def generate_slots(
     ctx: RequestContext,
     *,
     doctor_id: uuid.UUID,
-    days: int = DEFAULT_DAYS_AHEAD,
+    days: int,
     first_day: date | None = None,
 ) -> int:
     """Make the doctor's free slots for ``days`` days; returns how many were new."""

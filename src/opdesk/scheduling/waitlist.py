@@ -41,8 +41,6 @@ from opdesk.scheduling.models import (
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
 
-OFFER_FOR = timedelta(minutes=15)
-
 
 @dataclass(frozen=True)
 class Offers:
@@ -51,7 +49,7 @@ class Offers:
     """
 
     cipher: FieldCipher
-    keep_for: timedelta = OFFER_FOR
+    keep_for: timedelta
 
 
 LONGEST_WAIT = timedelta(days=180)
