@@ -38,6 +38,7 @@ from sqlalchemy.engine import URL
 
 from opdesk.app import create_app
 from opdesk.audit import guard as audit_guard
+from opdesk.bootstrap import Services
 from opdesk.config import Settings
 from opdesk.db import (
     APP_ROLE,
@@ -177,5 +178,5 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="session")
 def ident(app: FastAPI) -> Identity:
-    identity: Identity = app.state.identity
-    return identity
+    services: Services = app.state.services
+    return services.identity

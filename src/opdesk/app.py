@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -12,17 +12,17 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from opdesk import health
+from opdesk.bootstrap import bootstrap
 from opdesk.config import Settings, get_settings
 from opdesk.consents import api as consents_api
 from opdesk.consents import web as consents_web
+from opdesk.consents.models import consent_label
 from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.demo import DEMO_SLUG
 from opdesk.documents import api as documents_api
-from opdesk.documents.storage import LocalStorage
 from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
-from opdesk.identity.service import Identity
 from opdesk.logsetup import configure_logging
 from opdesk.migrate import upgrade
 from opdesk.notifications import web as notifications_web
@@ -35,14 +35,14 @@ from opdesk.scheduling import portal_api as self_booking_api
 from opdesk.scheduling import portal_web as self_booking_web
 from opdesk.scheduling import web as scheduling_web
 from opdesk.schemas import Problem
-from opdesk.security.crypto import FieldCipher, KeyringSource
+from opdesk.security.crypto import KeyringSource
 from opdesk.security.keys import load_keyring
 from opdesk.tenancy import api as tenancy_api
 from opdesk.tenancy import web as tenancy_web
 from opdesk.web.deps import Open, no_nul_in_query
 from opdesk.web.middleware import RequestMiddleware
 from opdesk.web.problems import install_problem_handlers
-from opdesk.web.templating import PACKAGE, Pages
+from opdesk.web.templating import PACKAGE, NavEntry
 
 API_PREFIX = "/api/v1"
 
@@ -54,6 +54,39 @@ DOCS_PAGE = """<!doctype html>
 <body><div id="swagger-ui"></div>
 <script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
 <script src="/static/api-docs.js"></script></body></html>"""
+
+
+class PageModule(Protocol):
+    """A domain's pages: its router and the navigation entries it adds."""
+
+    @property
+    def router(self) -> APIRouter: ...
+
+    @property
+    def NAV(self) -> tuple[NavEntry, ...]: ...  # noqa: N802 (a module constant)
+
+
+# The page routers, in the order their links appear within a navigation section.
+def page_modules(*modules: PageModule) -> tuple[PageModule, ...]:
+    return modules
+
+
+PAGE_MODULES = page_modules(
+    tenancy_web,
+    portal_web,
+    identity_web,
+    notifications_web,
+    patients_web,
+    consents_web,
+    scheduling_web,
+    doctors_admin_web,
+    self_booking_web,
+)
+
+
+def template_filters() -> dict[str, Callable[..., Any]]:
+    """Template filters a domain adds for its own words."""
+    return {"consent_label": consent_label}
 
 
 def api_router() -> APIRouter:
@@ -82,8 +115,14 @@ def create_app(
     server if no URL is set) and migrates it when it starts.
     """
     settings = settings or get_settings()
-    source = keyring or load_keyring(settings)
-    cipher = FieldCipher(source)
+    services = bootstrap(
+        settings,
+        keyring or load_keyring(settings),
+        navigation=tuple(entry for module in PAGE_MODULES for entry in module.NAV),
+        filters=template_filters(),
+        clock=clock,
+        demo_slug=DEMO_SLUG,
+    )
     server: list[EmbeddedServer] = []
 
     @asynccontextmanager
@@ -113,30 +152,16 @@ def create_app(
         lifespan=lifespan,
         dependencies=[Depends(no_nul_in_query)],
     )
-    app.state.settings = settings
-    app.state.db = database
-    app.state.cipher = cipher
-    app.state.clock = clock
-    app.state.demo_slug = DEMO_SLUG
-    app.state.pages = Pages(cipher.keyring.derived_key("opdesk flash cookie v1"))
-    app.state.csrf_key = cipher.keyring.derived_key("opdesk csrf v1")
-    app.state.identity = Identity.create(settings, cipher)
-    app.state.storage = LocalStorage(settings.data_dir / "files")
+    app.state.services = services
+    app.state.db = database  # opened by the lifespan when not given
 
     install_problem_handlers(app)
     app.add_middleware(RequestMiddleware, hsts=settings.is_https)
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
     app.include_router(health.router)
     app.include_router(api_router())
-    app.include_router(tenancy_web.router)
-    app.include_router(identity_web.router)
-    app.include_router(notifications_web.router)
-    app.include_router(patients_web.router)
-    app.include_router(portal_web.router)
-    app.include_router(consents_web.router)
-    app.include_router(scheduling_web.router)
-    app.include_router(doctors_admin_web.router)
-    app.include_router(self_booking_web.router)
+    for module in PAGE_MODULES:
+        app.include_router(module.router)
     app.include_router(documents_api.share_router)
 
     @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])

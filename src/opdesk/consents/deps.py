@@ -14,7 +14,7 @@ from opdesk.consents import service
 from opdesk.consents.models import Consent
 from opdesk.context import RequestContext
 from opdesk.patients.deps import MyFamily
-from opdesk.web.deps import DbSession
+from opdesk.web.deps import DbSession, services
 
 
 def sign_here(
@@ -27,15 +27,16 @@ def sign_here(
     method: str,
 ) -> Consent:
     """Sign with this app's cipher, document storage and font cache (desk, portal, API)."""
+    built = services(request)
     return service.sign(
         session,
         ctx,
-        request.app.state.cipher,
-        request.app.state.storage,
+        built.cipher,
+        built.storage,
         patient_id=patient_id,
         type_=type_,
         method=method,
-        fonts=request.app.state.settings.data_dir / "fonts",
+        fonts=built.settings.data_dir / "fonts",
     )
 
 

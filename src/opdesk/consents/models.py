@@ -26,6 +26,11 @@ LABELS = {
 }
 
 
+def consent_label(type_: str) -> str:
+    """The words for a consent type (templates: ``|consent_label``)."""
+    return LABELS.get(type_, type_)
+
+
 class ConsentTemplate(TenantScoped, Base):
     __tablename__ = "consent_templates"
 

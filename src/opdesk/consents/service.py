@@ -20,10 +20,10 @@ from opdesk.documents import pdf
 from opdesk.documents import service as documents
 from opdesk.documents.storage import Storage
 from opdesk.errors import Conflict
+from opdesk.formatting import local_time
 from opdesk.patients import service as patients
 from opdesk.patients.models import Patient
 from opdesk.security.crypto import FieldCipher
-from opdesk.web.templating import local_time
 
 SIGNED_COPY_LIMIT = 5 * 1024 * 1024
 

@@ -14,9 +14,10 @@ from opdesk.consents.schemas import TemplateCreate
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
 from opdesk.web.pages import flash, render
-from opdesk.web.templating import form_errors
+from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False)
+NAV = (NavEntry("Consent texts", "/admin/consents", "clinic:manage", "admin"),)
 Manager = Annotated[Principal, acting("clinic:manage")]
 
 

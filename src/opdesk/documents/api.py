@@ -6,32 +6,25 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from opdesk.documents import service
-from opdesk.documents.models import Document
+from opdesk.documents.deps import Store, file_response
 from opdesk.documents.schemas import DocumentOut, ShareLinkOut, ShareRequest
-from opdesk.documents.storage import Storage
 from opdesk.errors import FieldError
 from opdesk.patients.deps import patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import PUBLIC
 from opdesk.security.sessions import Principal
-from opdesk.web.deps import Allow, Ctx, DbSession, acting, cipher_of
+from opdesk.web.deps import Allow, AppSettings, Cipher, Ctx, DbSession, acting
 from opdesk.web.problems import problem
 
 RESPONSES = {**PROBLEM_RESPONSES, 413: {**PROBLEM_RESPONSES[422], "description": "File too large"}}
 router = APIRouter(tags=["documents"], responses=RESPONSES)
 share_router = APIRouter(include_in_schema=False)
-
-
-def _storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
 
 
 @router.post("/patients/{patient_id}/documents", response_model=DocumentOut, status_code=201)
@@ -43,20 +36,23 @@ def upload_document(
     patient: Annotated[Patient, Depends(patient_in_path)],
     file: Annotated[UploadFile, File(description="PDF, JPEG, PNG or WebP")],
     category: Annotated[str, Form()],
+    settings: AppSettings,
+    cipher: Cipher,
+    storage: Store,
     tags: Annotated[str, Form(description="comma-separated")] = "",
     replaces: Annotated[
         uuid.UUID | None, Form(description="id of the version this replaces")
     ] = None,
 ) -> DocumentOut | Response:
     """Upload a document (checked by its content, not its name); ``replaces`` adds a version."""
-    limit = request.app.state.settings.max_upload_mb * 1024 * 1024
+    limit = settings.max_upload_mb * 1024 * 1024
     data = file.file.read(limit + 1)
     try:
         doc = service.upload(
             session,
             ctx,
-            cipher_of(request),
-            _storage(request),
+            cipher,
+            storage,
             patient_id=patient.id,
             category=category,
             filename=file.filename,
@@ -87,17 +83,6 @@ def get_document(
     return DocumentOut.model_validate(service.get(session, document_id))
 
 
-def _file_response(request: Request, doc: Document, *, shared: bool = False) -> Response:
-    data = service.content(cipher_of(request), _storage(request), doc)
-    headers = {
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",
-        "Cache-Control": "no-store",
-    }
-    if shared:
-        headers["Referrer-Policy"] = "no-referrer"
-    return Response(data, media_type=doc.mime, headers=headers)
-
-
 @router.get(
     "/documents/{document_id}/content",
     responses={200: {"content": {m: {} for m in service.MIME_NAMES}}},
@@ -109,7 +94,7 @@ def download_document(
     session: DbSession,
     _: Annotated[Principal, acting("patients:read")],
 ) -> Response:
-    return _file_response(request, service.get(session, document_id))
+    return file_response(request, service.get(session, document_id))
 
 
 @router.post("/documents/{document_id}/share-links", response_model=ShareLinkOut, status_code=201)
@@ -120,10 +105,11 @@ def share_document(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("patients:write")],
+    settings: AppSettings,
 ) -> ShareLinkOut:
     """A link to this version that works without signing in, for 1-30 days (default 7)."""
     made = service.share(session, ctx, document_id=document_id, days=body.days)
-    base = request.app.state.settings.base_url.rstrip("/")
+    base = settings.base_url.rstrip("/")
     return ShareLinkOut(
         id=made.link.id, url=f"{base}/s/{made.token}", expires_at=made.link.expires_at
     )
@@ -143,4 +129,4 @@ def revoke_share_link(
 @share_router.get("/s/{token}", dependencies=[Depends(Allow(PUBLIC))])
 def open_share_link(token: str, request: Request, session: DbSession, ctx: Ctx) -> Response:
     """The shared file itself; expired or revoked links answer 404 at once."""
-    return _file_response(request, service.open_link(session, ctx, token), shared=True)
+    return file_response(request, service.open_link(session, ctx, token), shared=True)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import Depends
+from fastapi import Depends, Request
+from fastapi.responses import Response
 
 from opdesk.documents import service
 from opdesk.documents.models import Document
+from opdesk.documents.storage import Storage
 from opdesk.patients.deps import MyFamily
-from opdesk.web.deps import DbSession
+from opdesk.web.deps import DbSession, services
 
 
 def my_document(document_id: uuid.UUID, session: DbSession, family: MyFamily) -> Document:
@@ -21,3 +24,24 @@ def my_document(document_id: uuid.UUID, session: DbSession, family: MyFamily) ->
 
 
 MyDocument = Annotated[Document, Depends(my_document)]
+
+
+async def _storage(request: Request) -> Storage:
+    return services(request).storage
+
+
+# Where document bytes live, as this deployment configured it.
+Store = Annotated[Storage, Depends(_storage)]
+
+
+def file_response(request: Request, doc: Document, *, shared: bool = False) -> Response:
+    """The document's bytes as a download that no cache keeps."""
+    built = services(request)
+    data = service.content(built.cipher, built.storage, doc)
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",
+        "Cache-Control": "no-store",
+    }
+    if shared:
+        headers["Referrer-Policy"] = "no-referrer"
+    return Response(data, media_type=doc.mime, headers=headers)

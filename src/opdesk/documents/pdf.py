@@ -12,9 +12,7 @@ from pathlib import Path
 from fontTools.ttLib import TTFont
 from fpdf import FPDF
 
-from opdesk.web.templating import PACKAGE
-
-VENDORED = PACKAGE / "static" / "vendor" / "fonts"
+VENDORED = Path(__file__).resolve().parent.parent / "static" / "vendor" / "fonts"
 FACES = (  # (fpdf name, vendored script folder, subset file stem)
     ("noto-latin", "devanagari", "noto-sans-devanagari-latin"),
     ("noto-latin-ext", "devanagari", "noto-sans-devanagari-latin-ext"),

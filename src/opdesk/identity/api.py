@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from opdesk.identity import queries, service
+from opdesk.identity.deps import Ident
 from opdesk.identity.schemas import (
     ClinicChoice,
     ClinicSecurity,
@@ -31,7 +32,7 @@ from opdesk.identity.schemas import (
     UserOut,
     UserUpdate,
 )
-from opdesk.identity.service import Identity, Refusal
+from opdesk.identity.service import Refusal
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
 from opdesk.security.sessions import Principal
@@ -49,23 +50,18 @@ Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
 
 
-def ident(request: Request) -> Identity:
-    identity: Identity = request.app.state.identity
-    return identity
-
-
 # ------------------------------------------------------------------ sign-in
 
 
 @router.post("/auth/sign-in", response_model=SessionOut)
 def staff_sign_in(
-    body: StaffSignIn, request: Request, session: DbSession, ctx: Ctx, _: Anyone
+    body: StaffSignIn, request: Request, session: DbSession, ctx: Ctx, _: Anyone, ident: Ident
 ) -> SessionOut | Response:
     """Staff: clinic code, email and password. The answer's `stage` says what is next."""
     result = service.staff_sign_in(
         session,
         ctx,
-        ident(request),
+        ident,
         clinic=body.clinic,
         email=body.email,
         password=body.password,
@@ -79,12 +75,12 @@ def staff_sign_in(
 
 @router.post("/auth/mfa/verify", response_model=SessionOut)
 def mfa_verify(
-    body: MfaVerify, request: Request, session: DbSession, ctx: Ctx, who: SigningIn
+    body: MfaVerify, request: Request, session: DbSession, ctx: Ctx, who: SigningIn, ident: Ident
 ) -> SessionOut | Response:
     """Second step: a TOTP code, or one of the recovery codes."""
     principal = signed_in(who)
     result = service.verify_mfa(
-        session, ctx, ident(request), principal, code=body.code, recovery_code=body.recovery_code
+        session, ctx, ident, principal, code=body.code, recovery_code=body.recovery_code
     )
     if isinstance(result, Refusal):
         return refusal_response(request, result)
@@ -93,20 +89,22 @@ def mfa_verify(
 
 
 @router.post("/auth/mfa/enrolment", response_model=MfaEnrolment)
-def mfa_enrol(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> MfaEnrolment:
+def mfa_enrol(
+    request: Request, session: DbSession, ctx: Ctx, who: SigningIn, ident: Ident
+) -> MfaEnrolment:
     """Start TOTP set-up: scan the QR code, then confirm with a code."""
     principal = service.may_enrol(signed_in(who))
-    started = service.begin_mfa_enrolment(session, ctx, ident(request), principal)
+    started = service.begin_mfa_enrolment(session, ctx, ident, principal)
     return MfaEnrolment(secret=started.secret, otpauth_uri=started.uri, qr_svg=started.qr_svg)
 
 
 @router.post("/auth/mfa/enrolment/confirm", response_model=MfaConfirmed)
 def mfa_confirm(
-    body: MfaConfirm, request: Request, session: DbSession, ctx: Ctx, who: SigningIn
+    body: MfaConfirm, request: Request, session: DbSession, ctx: Ctx, who: SigningIn, ident: Ident
 ) -> MfaConfirmed | Response:
     """Finish TOTP set-up; the ten recovery codes are shown this once."""
     principal = service.may_enrol(signed_in(who))
-    result = service.confirm_mfa_enrolment(session, ctx, ident(request), principal, body.code)
+    result = service.confirm_mfa_enrolment(session, ctx, ident, principal, body.code)
     if isinstance(result, Refusal):
         return refusal_response(request, result)
     codes, token = result
@@ -115,10 +113,10 @@ def mfa_confirm(
 
 @router.post("/auth/otp", response_model=OtpAttempt)
 def otp_request(
-    body: OtpRequest, request: Request, session: DbSession, ctx: Ctx, _: Anyone
+    body: OtpRequest, request: Request, session: DbSession, ctx: Ctx, _: Anyone, ident: Ident
 ) -> OtpAttempt | Response:
     """Patients: send a six-digit code to a mobile number (valid 5 minutes)."""
-    result = service.request_otp(session, ctx, ident(request), phone=body.phone, clinic=body.clinic)
+    result = service.request_otp(session, ctx, ident, phone=body.phone, clinic=body.clinic)
     if isinstance(result, Refusal):
         return refusal_response(request, result)
     return OtpAttempt(attempt=result, expires_in_seconds=int(service.OTP_TTL.total_seconds()))
@@ -126,10 +124,10 @@ def otp_request(
 
 @router.post("/auth/otp/verify", response_model=PhoneVerified)
 def otp_verify(
-    body: OtpVerify, request: Request, session: DbSession, ctx: Ctx, _: Anyone
+    body: OtpVerify, request: Request, session: DbSession, ctx: Ctx, _: Anyone, ident: Ident
 ) -> PhoneVerified | Response:
     """Check the code; the answer lists the clinics that know this phone."""
-    result = service.verify_otp(session, ctx, ident(request), attempt=body.attempt, code=body.code)
+    result = service.verify_otp(session, ctx, ident, attempt=body.attempt, code=body.code)
     if isinstance(result, Refusal):
         return refusal_response(request, result)
     clinics = [ClinicChoice(slug=s, name=n) for s, n in result.clinics]
@@ -138,12 +136,10 @@ def otp_verify(
 
 @router.post("/auth/patient-sign-in", response_model=SessionOut)
 def patient_sign_in(
-    body: PatientSignIn, request: Request, session: DbSession, ctx: Ctx, _: Anyone
+    body: PatientSignIn, request: Request, session: DbSession, ctx: Ctx, _: Anyone, ident: Ident
 ) -> SessionOut | Response:
     """Open a patient session at one of the clinics from the verified phone."""
-    result = service.patient_sign_in(
-        session, ctx, ident(request), proof=body.proof, clinic=body.clinic
-    )
+    result = service.patient_sign_in(session, ctx, ident, proof=body.proof, clinic=body.clinic)
     if isinstance(result, Refusal):
         return refusal_response(request, result)
     return SessionOut(token=result.token, stage=result.stage)
@@ -174,11 +170,10 @@ def change_password(
     session: DbSession,
     ctx: Ctx,
     who: Annotated[Principal, acting("account:self")],
+    ident: Ident,
 ) -> Response:
     """Change your password; your other sessions end."""
-    refusal = service.change_password(
-        session, ctx, ident(request), who, current=body.current, new=body.new
-    )
+    refusal = service.change_password(session, ctx, ident, who, current=body.current, new=body.new)
     if refusal is not None:
         return refusal_response(request, refusal)
     return Response(status_code=204)
@@ -199,8 +194,9 @@ def create_user(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("users:manage")],
+    ident: Ident,
 ) -> UserOut:
-    user = service.create_user(session, ctx, ident(request), **body.model_dump())
+    user = service.create_user(session, ctx, ident, **body.model_dump())
     return UserOut.model_validate(user)
 
 

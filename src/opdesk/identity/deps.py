@@ -4,15 +4,20 @@ cookie naming where a patient returns after signing in.
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from opdesk.identity.service import Identity
+from opdesk.web.deps import services
 
 # Where to go after a patient signs in (set by pages that send them to sign in).
 NEXT_COOKIE = "opdesk_next"
 
 
-def identity_of(request: Request) -> Identity:
-    """Passwords, codes and the field cipher as this deployment built them at start-up."""
-    identity: Identity = request.app.state.identity
-    return identity
+async def _identity(request: Request) -> Identity:
+    return services(request).identity
+
+
+# Passwords, codes and the field cipher as this deployment built them at start-up.
+Ident = Annotated[Identity, Depends(_identity)]

@@ -13,19 +13,38 @@ from pydantic import ValidationError
 
 from opdesk.errors import Conflict, DomainError, FieldError, InvalidInput
 from opdesk.identity import queries, service
-from opdesk.identity.deps import NEXT_COOKIE, identity_of
+from opdesk.identity.deps import NEXT_COOKIE, Ident
 from opdesk.identity.models import STAFF_ROLES
 from opdesk.identity.schemas import OtpRequest, StaffSignIn, UserCreate
 from opdesk.identity.service import Refusal, SignedIn
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import DEVICE_COOKIE, SESSION_COOKIE, Allow, Ctx, DbSession, acting, signed_in
+from opdesk.web.deps import (
+    DEVICE_COOKIE,
+    SESSION_COOKIE,
+    Allow,
+    Cipher,
+    Ctx,
+    DbSession,
+    acting,
+    services,
+    signed_in,
+)
 from opdesk.web.pages import attempt, flash, render, set_cookie
 from opdesk.web.problems import STAGE_PAGES
-from opdesk.web.templating import form_errors
+from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False)
+NAV = (
+    NavEntry("My clinic", "/me", "portal:self", "patient"),
+    NavEntry("Desk", "/app", "clinic:read", "desk"),
+    NavEntry("Users", "/admin/users", "users:read", "admin"),
+    NavEntry("Devices", "/admin/devices", "devices:manage", "admin"),
+    NavEntry("Sign-ins", "/admin/sign-ins", "audit:read", "admin"),
+    NavEntry("Security", "/admin/security", "clinic:manage", "admin"),
+    NavEntry("Account", "/account", "account:self", "account"),
+)
 
 Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
@@ -73,6 +92,7 @@ def sign_in(
     session: DbSession,
     ctx: Ctx,
     _: Anyone,
+    ident: Ident,
     clinic: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -86,7 +106,7 @@ def sign_in(
     result = service.staff_sign_in(
         session,
         ctx,
-        identity_of(request),
+        ident,
         clinic=body.clinic,
         email=body.email,
         password=body.password,
@@ -112,6 +132,7 @@ def mfa_submit(
     session: DbSession,
     ctx: Ctx,
     who: SigningIn,
+    ident: Ident,
     code: Annotated[str, Form()] = "",
     recovery_code: Annotated[str, Form()] = "",
 ) -> Response:
@@ -119,7 +140,7 @@ def mfa_submit(
     result = service.verify_mfa(
         session,
         ctx,
-        identity_of(request),
+        ident,
         principal,
         code=code or None,
         recovery_code=recovery_code.strip() or None,
@@ -168,9 +189,11 @@ def mfa_setup_page(request: Request, session: DbSession, who: SigningIn) -> Resp
 
 
 @router.post("/account/mfa/start")
-def mfa_setup_start(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> Response:
+def mfa_setup_start(
+    request: Request, session: DbSession, ctx: Ctx, who: SigningIn, ident: Ident
+) -> Response:
     principal = service.may_enrol(signed_in(who))
-    enrolment = service.begin_mfa_enrolment(session, ctx, identity_of(request), principal)
+    enrolment = service.begin_mfa_enrolment(session, ctx, ident, principal)
     user = service.get_user(session, principal.user_id)
     return render(request, "identity/mfa_setup.html", user=user, enrolment=enrolment)
 
@@ -181,10 +204,11 @@ def mfa_setup_confirm(
     session: DbSession,
     ctx: Ctx,
     who: SigningIn,
+    ident: Ident,
     code: Annotated[str, Form()] = "",
 ) -> Response:
     principal = service.may_enrol(signed_in(who))
-    result = service.confirm_mfa_enrolment(session, ctx, identity_of(request), principal, code)
+    result = service.confirm_mfa_enrolment(session, ctx, ident, principal, code)
     if isinstance(result, Refusal):
         user = service.get_user(session, principal.user_id)
         return render(
@@ -228,6 +252,7 @@ def account_password(
     session: DbSession,
     ctx: Ctx,
     who: Annotated[Principal, acting("account:self")],
+    ident: Ident,
     current: Annotated[str, Form()] = "",
     new: Annotated[str, Form()] = "",
 ) -> Response:
@@ -251,9 +276,7 @@ def account_password(
     return attempt(
         request,
         session,
-        lambda: service.change_password(
-            session, ctx, identity_of(request), who, current=current, new=new
-        ),
+        lambda: service.change_password(session, ctx, ident, who, current=current, new=new),
         done=changed,
         failed=lambda problem: again(_field_reasons(problem)),
     )
@@ -280,6 +303,7 @@ def patient_phone_submit(
     session: DbSession,
     ctx: Ctx,
     _: Anyone,
+    ident: Ident,
     clinic: Annotated[str, Form()] = "",
     phone: Annotated[str, Form()] = "",
 ) -> Response:
@@ -293,9 +317,7 @@ def patient_phone_submit(
     if tenants.find_by_slug(session, body.clinic) is None:
         errors = {"clinic": "No clinic uses this code. Check the spelling with your clinic."}
         return render(request, "identity/patient_phone.html", 404, values=values, errors=errors)
-    result = service.request_otp(
-        session, ctx, identity_of(request), phone=body.phone, clinic=body.clinic
-    )
+    result = service.request_otp(session, ctx, ident, phone=body.phone, clinic=body.clinic)
     if isinstance(result, Refusal):
         return render(
             request,
@@ -322,10 +344,11 @@ def patient_code_submit(
     session: DbSession,
     ctx: Ctx,
     _: Anyone,
+    ident: Ident,
     code: Annotated[str, Form()] = "",
 ) -> Response:
     attempt = request.cookies.get(OTP_COOKIE, "")
-    result = service.verify_otp(session, ctx, identity_of(request), attempt=attempt, code=code)
+    result = service.verify_otp(session, ctx, ident, attempt=attempt, code=code)
     if isinstance(result, Refusal):
         return render(
             request, "identity/patient_code.html", result.status, errors={"code": result.detail}
@@ -352,7 +375,9 @@ def patient_choose_clinic(
 
 
 def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clinic: str) -> Response:
-    result = service.patient_sign_in(session, ctx, identity_of(request), proof=proof, clinic=clinic)
+    result = service.patient_sign_in(
+        session, ctx, services(request).identity, proof=proof, clinic=clinic
+    )
     if isinstance(result, Refusal):
         return flash(request, "/patient/sign-in", result.detail, "error")
     # A page that sent the patient to sign in (e.g. a held slot) asked to be returned to.
@@ -368,6 +393,7 @@ def patient_home(
     session: DbSession,
     ctx: Ctx,
     who: Annotated[Principal, acting("portal:self")],
+    cipher: Cipher,
 ) -> Response:
     from opdesk.consents import service as consents
     from opdesk.documents import service as documents
@@ -378,7 +404,7 @@ def patient_home(
     today = patients.today_at_clinic(session, ctx)
     records = [
         {
-            "patient": patients.read(identity_of(request).cipher, p, today),
+            "patient": patients.read(cipher, p, today),
             "consents": consents.latest(session, p.id),
             "documents": documents.of_patient(session, p.id),
         }
@@ -418,6 +444,7 @@ def admin_create_user(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("users:manage")],
+    ident: Ident,
     name: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
@@ -463,7 +490,7 @@ def admin_create_user(
     return attempt(
         request,
         session,
-        lambda: service.create_user(session, ctx, identity_of(request), **body.model_dump()),
+        lambda: service.create_user(session, ctx, ident, **body.model_dump()),
         done=lambda user: flash(
             request, f"/admin/users/{user.id}", f"{user.name} can now sign in."
         ),

@@ -9,25 +9,20 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
-from opdesk.identity.service import Identity
+from opdesk.identity.deps import Ident
 from opdesk.patients import queries, service
 from opdesk.patients.models import Patient
 from opdesk.patients.schemas import PatientCreate, PatientOut, PatientSummary, PatientUpdate
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.sessions import Principal
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import Cipher, Ctx, DbSession, acting, services
 
 router = APIRouter(tags=["patients"], responses=PROBLEM_RESPONSES)
 
 
-def _ident(request: Request) -> Identity:
-    ident: Identity = request.app.state.identity
-    return ident
-
-
 def _out(request: Request, session: Session, ctx: RequestContext, patient: Patient) -> PatientOut:
     today = service.today_at_clinic(session, ctx)
-    return service.read(_ident(request).cipher, patient, today)
+    return service.read(services(request).cipher, patient, today)
 
 
 @router.post("/patients", response_model=PatientOut, status_code=201)
@@ -37,9 +32,10 @@ def register_patient(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("patients:write")],
+    ident: Ident,
 ) -> PatientOut:
     """Register a patient. A phone already registered answers 409 naming that patient."""
-    patient = service.register(session, ctx, _ident(request), data=body)
+    patient = service.register(session, ctx, ident, data=body)
     return _out(request, session, ctx, patient)
 
 
@@ -49,10 +45,11 @@ def search_patients(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("patients:read")],
+    cipher: Cipher,
     q: Annotated[str, Query(max_length=80, description="phone, patient number or name")] = "",
 ) -> list[PatientSummary]:
     today = service.today_at_clinic(session, ctx)
-    found = queries.search(session, _ident(request).cipher, q)
+    found = queries.search(session, cipher, q)
     return [queries.summary(p, today) for p in found]
 
 
@@ -75,8 +72,9 @@ def update_patient(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("patients:write")],
+    ident: Ident,
 ) -> PatientOut:
-    patient = service.update(session, ctx, _ident(request), patient_id=patient_id, changes=body)
+    patient = service.update(session, ctx, ident, patient_id=patient_id, changes=body)
     return _out(request, session, ctx, patient)
 
 

@@ -16,20 +16,23 @@ from opdesk.consents.deps import sign_here
 from opdesk.consents.models import CONSENT_TYPES
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
+from opdesk.documents.deps import Store
 from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
 from opdesk.errors import Conflict, DomainError, InvalidInput, NotFound
-from opdesk.identity.deps import identity_of
+from opdesk.formatting import local_time
+from opdesk.identity.deps import Ident
 from opdesk.patients import queries, service
 from opdesk.patients.deps import PatientInPath
 from opdesk.patients.models import GENDERS
 from opdesk.patients.schemas import PatientCreate, PatientUpdate
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, services
 from opdesk.web.pages import attempt, flash, render
-from opdesk.web.templating import form_errors, local_time
+from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False)
+NAV = (NavEntry("Patients", "/patients", "patients:read", "desk"),)
 Reader = Annotated[Principal, acting("patients:read")]
 Writer = Annotated[Principal, acting("patients:write")]
 Deleter = Annotated[Principal, acting("patients:delete")]
@@ -97,8 +100,7 @@ def search_results(
 def _results(request: Request, session: Session, ctx: RequestContext, q: str) -> list[Any]:
     today = service.today_at_clinic(session, ctx)
     return [
-        queries.summary(p, today)
-        for p in queries.search(session, identity_of(request).cipher, q[:80])
+        queries.summary(p, today) for p in queries.search(session, services(request).cipher, q[:80])
     ]
 
 
@@ -196,7 +198,7 @@ def new_patient_form(request: Request, _: Writer) -> Response:
 
 @router.post("/patients/new")
 def register_from_form(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, values: FormFields
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, values: FormFields, ident: Ident
 ) -> Response:
     def again(status: int, errors: dict[str, str], **extra: Any) -> Response:
         return _page(
@@ -219,7 +221,7 @@ def register_from_form(
     return attempt(
         request,
         session,
-        lambda: service.register(session, ctx, identity_of(request), data=data),
+        lambda: service.register(session, ctx, ident, data=data),
         done=lambda patient: flash(
             request,
             f"/patients/{patient.id}",
@@ -240,11 +242,16 @@ def _refusal(problem: DomainError) -> tuple[int, dict[str, str]]:
 
 @router.get("/patients/{patient_id}")
 def profile(
-    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, who: Reader
+    request: Request,
+    patient_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    who: Reader,
+    cipher: Cipher,
 ) -> Response:
     patient = service.get(session, patient_id)
     today = service.today_at_clinic(session, ctx)
-    view = service.read(identity_of(request).cipher, patient, today)
+    view = service.read(cipher, patient, today)
     family = [queries.summary(p, today) for p in service.dependents(session, patient.id)]
     guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
     docs = documents.of_patient(session, patient.id)
@@ -273,17 +280,20 @@ def upload_from_page(
     _: Writer,
     patient: PatientInPath,
     file: Annotated[UploadFile, File()],
+    cipher: Cipher,
+    settings: AppSettings,
+    storage: Store,
     category: Annotated[str, Form()] = "other",
     tags: Annotated[str, Form()] = "",
 ) -> Response:
-    limit = request.app.state.settings.max_upload_mb * 1024 * 1024
+    limit = settings.max_upload_mb * 1024 * 1024
     back = f"/patients/{patient.id}"
     try:
         doc = documents.upload(
             session,
             ctx,
-            request.app.state.cipher,
-            request.app.state.storage,
+            cipher,
+            storage,
             patient_id=patient.id,
             category=category,
             filename=file.filename,
@@ -307,9 +317,10 @@ def share_from_page(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
+    settings: AppSettings,
 ) -> Response:
     made = documents.share(session, ctx, document_id=document_id)
-    base = request.app.state.settings.base_url.rstrip("/")
+    base = settings.base_url.rstrip("/")
     until = local_time(made.link.expires_at)
     message = f"Share link (works until {until}): {base}/s/{made.token}"
     return flash(request, f"/patients/{patient_id}", message)
@@ -370,10 +381,10 @@ def revoke_link_from_page(
 
 @router.get("/patients/{patient_id}/edit")
 def edit_form(
-    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer
+    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer, cipher: Cipher
 ) -> Response:
     patient = service.get(session, patient_id)
-    view = service.read(identity_of(request).cipher, patient, service.today_at_clinic(session, ctx))
+    view = service.read(cipher, patient, service.today_at_clinic(session, ctx))
     guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
     return _page(request, "patients/form.html", values=_values_of(view, guardian), patient=view)
 
@@ -416,9 +427,11 @@ def edit_from_form(
     ctx: Ctx,
     _: Writer,
     values: FormFields,
+    cipher: Cipher,
+    ident: Ident,
 ) -> Response:
     current = service.get(session, patient_id)
-    view = service.read(identity_of(request).cipher, current, service.today_at_clinic(session, ctx))
+    view = service.read(cipher, current, service.today_at_clinic(session, ctx))
 
     def again(status: int, errors: dict[str, str]) -> Response:
         return _page(
@@ -437,9 +450,7 @@ def edit_from_form(
     return attempt(
         request,
         session,
-        lambda: service.update(
-            session, ctx, identity_of(request), patient_id=patient_id, changes=changes
-        ),
+        lambda: service.update(session, ctx, ident, patient_id=patient_id, changes=changes),
         done=f"/patients/{patient_id}",
         message="Saved.",
         failed=lambda problem: again(*_refusal(problem)),
@@ -462,4 +473,4 @@ def restore_from_page(
     return flash(request, f"/patients/{patient_id}", "Patient restored.")
 
 
-__all__ = ["GENDERS", "router"]
+__all__ = ["GENDERS", "NAV", "router"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -12,15 +11,16 @@ from fastapi.responses import Response
 from opdesk.consents import service as consents
 from opdesk.consents.deps import MyConsent, sign_here
 from opdesk.consents.models import CONSENT_TYPES
-from opdesk.documents import service as documents
-from opdesk.documents.deps import MyDocument
+from opdesk.documents.deps import MyDocument, file_response
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.patients.deps import MyFamily
 from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
 from opdesk.web.pages import flash
+from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
+NAV: tuple[NavEntry, ...] = ()
 Patient = Annotated[Principal, acting("portal:self")]
 
 
@@ -53,9 +53,4 @@ def withdraw_consent(
 @router.get("/me/documents/{document_id}")
 def open_document(request: Request, _: Patient, doc: MyDocument) -> Response:
     """A document of the patient or their family; anyone else's answers 404."""
-    data = documents.content(request.app.state.cipher, request.app.state.storage, doc)
-    headers = {
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(doc.filename)}",
-        "Cache-Control": "no-store",
-    }
-    return Response(data, media_type=doc.mime, headers=headers)
+    return file_response(request, doc)

@@ -21,10 +21,12 @@ from opdesk.scheduling.deps import page
 from opdesk.scheduling.models import DoctorProfile
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash
+from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
+NAV = (NavEntry("Doctors", "/admin/doctors", "clinic:manage", "admin"),)
 Admin = Annotated[Principal, acting("clinic:manage")]
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 BLANK_ROWS = 3
@@ -218,10 +220,16 @@ def _replace_hours(
 
 @router.post("/admin/doctors/{doctor_id}/hours")
 def save_hours(
-    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor, form: PostedForm
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Admin,
+    doctor: Doctor,
+    form: PostedForm,
+    settings: AppSettings,
 ) -> Response:
     """Replace the weekly hours and make the slots; a mistake shows the rows as typed."""
-    days = request.app.state.settings.slot_days_ahead
+    days = settings.slot_days_ahead
     return attempt(
         request,
         session,
@@ -279,9 +287,8 @@ def remove_time_away(
     _: Admin,
     doctor: Doctor,
     exception_id: uuid.UUID,
+    settings: AppSettings,
 ) -> Response:
     service.remove_exception(session, ctx, doctor_id=doctor.id, exception_id=exception_id)
-    made = service.generate_slots(
-        session, ctx, doctor_id=doctor.id, days=request.app.state.settings.slot_days_ahead
-    )
+    made = service.generate_slots(session, ctx, doctor_id=doctor.id, days=settings.slot_days_ahead)
     return flash(request, f"/admin/doctors/{doctor.id}", f"Removed; {made} slots open again.")

@@ -18,10 +18,10 @@ from opdesk.scheduling.deps import (
     DoctorInPath as Doctor,
 )
 from opdesk.scheduling.deps import (
+    HoldFor,
     IdempotencyKey,
+    Offers,
     doctor_in_path,
-    hold_for,
-    offers_of,
 )
 from opdesk.scheduling.models import DoctorProfile
 from opdesk.scheduling.schemas import (
@@ -51,7 +51,7 @@ from opdesk.scheduling.schemas import (
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Ctx, DbSession, acting, settings_of
+from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]
@@ -121,6 +121,7 @@ def put_templates(
     ctx: Ctx,
     _: Manager,
     doctor: Doctor,
+    settings: AppSettings,
 ) -> list[TemplateOut]:
     """Replace the weekly openings. Future free slots are remade from them at once;
     booked and held slots stay as they are.
@@ -137,9 +138,7 @@ def put_templates(
         ],
         valid_from=body.valid_from or today,
     )
-    service.generate_slots(
-        session, ctx, doctor_id=doctor.id, days=settings_of(request).slot_days_ahead
-    )
+    service.generate_slots(session, ctx, doctor_id=doctor.id, days=settings.slot_days_ahead)
     return [TemplateOut.model_validate(t) for t in rows]
 
 
@@ -205,9 +204,10 @@ def generate_slots(
     ctx: Ctx,
     _: Manager,
     doctor: Doctor,
+    settings: AppSettings,
 ) -> GenerateOut:
     """Make slots ``days`` ahead from the templates; running it again makes none twice."""
-    days = body.days or settings_of(request).slot_days_ahead
+    days = body.days or settings.slot_days_ahead
     return GenerateOut(created=service.generate_slots(session, ctx, doctor_id=doctor.id, days=days))
 
 
@@ -257,9 +257,10 @@ def hold_slot(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
+    hold_for: HoldFor,
 ) -> HoldOut:
     """Keep a slot for a few minutes; only the returned token can book it meanwhile."""
-    held = booking.hold(session, ctx, slot_id=slot_id, hold_for=hold_for(request))
+    held = booking.hold(session, ctx, slot_id=slot_id, hold_for=hold_for)
     return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
 
 
@@ -281,9 +282,10 @@ def unblock_slot(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
+    offers: Offers,
 ) -> SlotOut:
     """Open a blocked slot again; it goes to the waitlist first."""
-    slot = lifecycle.reopen(session, ctx, offers_of(request), slot_id)
+    slot = lifecycle.reopen(session, ctx, offers, slot_id)
     return SlotOut.of(slot, ctx.now())
 
 
@@ -358,12 +360,13 @@ def change_status(
     ctx: Ctx,
     _: Writer,
     appointment: InPath,
+    offers: Offers,
 ) -> AppointmentOut:
     """Move along the lifecycle; a move the table forbids is 409 naming both states.
     Check-in hands out the day's next token for the doctor.
     """
     appointment = lifecycle.transition(
-        session, ctx, offers_of(request), appointment_id=appointment.id, to=body.status
+        session, ctx, offers, appointment_id=appointment.id, to=body.status
     )
     return AppointmentOut.of(appointment)
 
@@ -378,6 +381,7 @@ def reschedule(
     ctx: Ctx,
     _: Writer,
     appointment: InPath,
+    offers: Offers,
 ) -> AppointmentOut:
     """A new appointment (``rescheduleOf``) on another slot; the old one is cancelled
     and its slot freed in the same transaction.
@@ -385,7 +389,7 @@ def reschedule(
     moved = lifecycle.reschedule(
         session,
         ctx,
-        offers_of(request),
+        offers,
         appointment_id=appointment.id,
         slot_id=body.slot_id,
         origin=booking.Origin(hold_token=body.hold_token),
@@ -485,7 +489,8 @@ def decline_offer(
     session: DbSession,
     ctx: Ctx,
     _: Writer,
+    offers: Offers,
 ) -> OfferOut:
     """The patient said no: the slot goes to the next in line."""
-    lock = waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id)
+    lock = waitlist.decline(session, ctx, offers, lock_id=offer_id)
     return OfferOut.model_validate(lock)

@@ -28,7 +28,7 @@ from opdesk.tenancy.deps import SlugPath
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import enter_tenant
 from opdesk.web import pages
-from opdesk.web.deps import Ctx, DbSession, acting, cipher_of, settings_of
+from opdesk.web.deps import Ctx, DbSession, acting, services
 
 Me = Annotated[Principal, acting("portal:self")]
 
@@ -69,13 +69,18 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 # ------------------------------------------------------------------ services
 
 
-def hold_for(request: Request) -> timedelta:
-    return settings_of(request).hold_for
+async def _hold_for(request: Request) -> timedelta:
+    return services(request).hold_for
 
 
-def offers_of(request: Request) -> waitlist.Offers:
-    """Waitlist offers as this deployment makes them (its cipher, its offer time)."""
-    return waitlist.Offers(cipher_of(request), settings_of(request).offer_for)
+async def _offers(request: Request) -> waitlist.Offers:
+    return services(request).offers
+
+
+# How long a held slot is kept (``OPDESK_HOLD_MINUTES``).
+HoldFor = Annotated[timedelta, Depends(_hold_for)]
+# Waitlist offers as this deployment makes them (its cipher, its offer time).
+Offers = Annotated[waitlist.Offers, Depends(_offers)]
 
 
 # ------------------------------------------------------------------ path loaders

@@ -21,15 +21,15 @@ from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
     Clinic,
+    HoldFor,
     IdempotencyKey,
     Me,
     Mine,
     MyOffer,
+    Offers,
     check_changeable,
     doctor_in_path,
-    hold_for,
     hold_key,
-    offers_of,
 )
 from opdesk.scheduling.schemas import (
     AppointmentOut,
@@ -88,6 +88,7 @@ def public_hold(
     session: DbSession,
     ctx: Ctx,
     _: Public,
+    hold_for: HoldFor,
 ) -> HoldOut:
     """Keep a slot while the patient signs in with a code; the token books it."""
     key, now = hold_key(ctx, clinic), ctx.now()
@@ -96,7 +97,7 @@ def public_hold(
         raise TooManyRequests(
             f"too many holds; try again in {int(wait.total_seconds() // 60) + 1} minutes"
         )
-    held = booking.hold(session, ctx, slot_id=body.slot_id, hold_for=hold_for(request))
+    held = booking.hold(session, ctx, slot_id=body.slot_id, hold_for=hold_for)
     throttle.count(session, PUBLIC_HOLDS, key, now)
     return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
 
@@ -140,11 +141,11 @@ def book_online(
 
 @router.post("/me/appointments/{appointment_id}/cancel", response_model=AppointmentOut)
 def cancel_mine(
-    _: Me, appointment: Mine, request: Request, session: DbSession, ctx: Ctx
+    _: Me, appointment: Mine, request: Request, session: DbSession, ctx: Ctx, offers: Offers
 ) -> AppointmentOut:
     check_changeable(ctx, session, appointment)
     cancelled = lifecycle.transition(
-        session, ctx, offers_of(request), appointment_id=appointment.id, to="cancelled"
+        session, ctx, offers, appointment_id=appointment.id, to="cancelled"
     )
     return AppointmentOut.of(cancelled)
 
@@ -163,13 +164,14 @@ def reschedule_mine(
     request: Request,
     session: DbSession,
     ctx: Ctx,
+    offers: Offers,
 ) -> AppointmentOut:
     """Move to a slot you hold; the old slot is freed for others."""
     check_changeable(ctx, session, appointment)
     moved = lifecycle.reschedule(
         session,
         ctx,
-        offers_of(request),
+        offers,
         appointment_id=appointment.id,
         slot_id=body.slot_id,
         origin=booking.Origin(hold_token=body.hold_token, online=True),
@@ -194,8 +196,6 @@ def accept_my_offer(_: Me, offer: MyOffer, session: DbSession, ctx: Ctx) -> Appo
 
 @router.post("/me/waitlist-offers/{offer_id}/decline", response_model=OfferOut)
 def decline_my_offer(
-    _: Me, offer: MyOffer, request: Request, session: DbSession, ctx: Ctx
+    _: Me, offer: MyOffer, request: Request, session: DbSession, ctx: Ctx, offers: Offers
 ) -> OfferOut:
-    return OfferOut.model_validate(
-        waitlist.decline(session, ctx, offers_of(request), lock_id=offer.id)
-    )
+    return OfferOut.model_validate(waitlist.decline(session, ctx, offers, lock_id=offer.id))

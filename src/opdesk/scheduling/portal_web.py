@@ -24,13 +24,13 @@ from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
     Clinic,
+    HoldFor,
     Me,
     Mine,
     MyOffer,
+    Offers,
     check_changeable,
-    hold_for,
     hold_key,
-    offers_of,
     page,
 )
 from opdesk.scheduling.models import DoctorProfile, Slot
@@ -38,10 +38,12 @@ from opdesk.security import throttle
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import Ctx, DbSession, acting, services
 from opdesk.web.pages import attempt, flash, redirect, set_cookie
+from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
+NAV = (NavEntry("My appointments", "/me/appointments", "portal:self", "patient"),)
 Public = Annotated[Principal | None, acting("public")]
 HOLD_COOKIE = "opdesk_hold"
 DAYS_SHOWN = 7
@@ -127,13 +129,14 @@ def hold_for_patient(
     ctx: Ctx,
     _: Public,
     slot_id: Annotated[uuid.UUID, Form()],
+    hold_for: HoldFor,
 ) -> Response:
     """Keep the chosen time while the patient signs in (a few minutes)."""
     back = f"/c/{clinic.slug}/book"
     key, now = hold_key(ctx, clinic), ctx.now()
     if throttle.retry_after(session, PUBLIC_HOLDS, key, now) is not None:
         return flash(request, back, str(TooManyRequests("too many holds")), "error")
-    keep = hold_for(request)
+    keep = hold_for
 
     def hold() -> booking.Hold:
         held = booking.hold(session, ctx, slot_id=slot_id, hold_for=keep)
@@ -149,7 +152,7 @@ def _to_confirm(request: Request, clinic: Tenant, held: booking.Hold) -> Respons
     """On to step 3, keeping the hold and the way back after signing in as cookies."""
     confirm = f"/c/{clinic.slug}/book/confirm"
     response = redirect(request, confirm)
-    seconds = int(hold_for(request).total_seconds())
+    seconds = int(services(request).hold_for.total_seconds())
     set_cookie(request, response, HOLD_COOKIE, f"{held.slot_id}.{held.token}", seconds)
     set_cookie(request, response, NEXT_COOKIE, confirm, seconds)
     return response
@@ -292,12 +295,12 @@ def my_appointments(
 
 @router.post("/me/appointments/{appointment_id}/cancel")
 def cancel_mine(
-    request: Request, session: DbSession, ctx: Ctx, _: Me, appointment: Mine
+    request: Request, session: DbSession, ctx: Ctx, _: Me, appointment: Mine, offers: Offers
 ) -> Response:
     def cancel() -> object:
         check_changeable(ctx, session, appointment)
         return lifecycle.transition(
-            session, ctx, offers_of(request), appointment_id=appointment.id, to="cancelled"
+            session, ctx, offers, appointment_id=appointment.id, to="cancelled"
         )
 
     return attempt(
@@ -338,13 +341,14 @@ def reschedule_mine(
     _: Me,
     appointment: Mine,
     slot_id: Annotated[uuid.UUID, Form()],
+    offers: Offers,
 ) -> Response:
     def move() -> object:
         check_changeable(ctx, session, appointment)
         return lifecycle.reschedule(
             session,
             ctx,
-            offers_of(request),
+            offers,
             appointment_id=appointment.id,
             slot_id=slot_id,
             origin=booking.Origin(online=True),
@@ -373,12 +377,12 @@ def accept_offer(request: Request, session: DbSession, ctx: Ctx, _: Me, offer: M
 
 @router.post("/me/waitlist-offers/{offer_id}/decline")
 def decline_offer(
-    request: Request, session: DbSession, ctx: Ctx, _: Me, offer: MyOffer
+    request: Request, session: DbSession, ctx: Ctx, _: Me, offer: MyOffer, offers: Offers
 ) -> Response:
     return attempt(
         request,
         session,
-        lambda: waitlist.decline(session, ctx, offers_of(request), lock_id=offer.id),
+        lambda: waitlist.decline(session, ctx, offers, lock_id=offer.id),
         done="/me/appointments",
         message="Thank you; we will offer it to the next patient.",
     )

@@ -17,18 +17,24 @@ from sqlalchemy.orm import Session
 from opdesk import records
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound
-from opdesk.identity.deps import identity_of
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, offers_of, page
+from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, Offers, page
 from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
 from opdesk.security.permissions import allowed
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import attempt, flash
+from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
+NAV = (
+    NavEntry("Calendar", "/calendar", "appointments:read", "desk"),
+    NavEntry("Queue", "/queue", "appointments:read", "desk"),
+    NavEntry("Waitlist", "/waitlist", "appointments:read", "desk"),
+    NavEntry("My queue", "/my-queue", "visits:read", "clinical"),
+)
 Reader = Annotated[Principal, acting("appointments:read")]
 Writer = Annotated[Principal, acting("appointments:write")]
 Doctor = Annotated[Principal, acting("visits:read")]
@@ -147,10 +153,9 @@ def booking_dialog(
 
 @router.get("/calendar/patients")
 def patient_options(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, q: str = ""
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, cipher: Cipher, q: str = ""
 ) -> Response:
     """Patients matching the dialog's search box, as choices (htmx swaps them in)."""
-    cipher = identity_of(request).cipher
     today = tenants.today_at_clinic(session, ctx)
     found = patient_queries.search(session, cipher, q[:80]) if q.strip() else []
     return page(
@@ -219,13 +224,13 @@ def block_slot(
 
 @router.post("/calendar/slots/{slot_id}/unblock")
 def unblock_slot(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID, offers: Offers
 ) -> Response:
     return _change_slot(
         request,
         session,
         slot_id,
-        lambda slot: lifecycle.reopen(session, ctx, offers_of(request), slot.id),
+        lambda slot: lifecycle.reopen(session, ctx, offers, slot.id),
         "Slot open for booking again.",
     )
 
@@ -241,6 +246,7 @@ def move_appointment(
     _: Writer,
     appointment: AppointmentInPath,
     to: Annotated[str, Form()],
+    offers: Offers,
     back: Annotated[str, Form()] = "calendar",
 ) -> Response:
     """Check in, send in, mark done, no-show or cancel from the calendar or queue."""
@@ -248,9 +254,7 @@ def move_appointment(
     return attempt(
         request,
         session,
-        lambda: lifecycle.transition(
-            session, ctx, offers_of(request), appointment_id=appointment.id, to=to
-        ),
+        lambda: lifecycle.transition(session, ctx, offers, appointment_id=appointment.id, to=to),
         done=lambda moved: flash(request, url, _moved(moved)),
         failed=url,
     )
@@ -460,13 +464,13 @@ def accept_offer(
 
 @router.post("/waitlist/offers/{offer_id}/decline")
 def decline_offer(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, offer_id: uuid.UUID, offers: Offers
 ) -> Response:
     waitlist.offer(session, offer_id)
     return attempt(
         request,
         session,
-        lambda: waitlist.decline(session, ctx, offers_of(request), lock_id=offer_id),
+        lambda: waitlist.decline(session, ctx, offers, lock_id=offer_id),
         done="/waitlist",
         message="Declined; the slot goes to the next patient in line.",
     )

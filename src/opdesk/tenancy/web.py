@@ -9,11 +9,12 @@ from pydantic import ValidationError
 from opdesk.schemas import ApiModel, Slug
 from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy import queries, service
-from opdesk.web.deps import Allow, DbSession
+from opdesk.web.deps import Allow, DbSession, services
 from opdesk.web.pages import flash, render
-from opdesk.web.templating import form_errors
+from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(Allow(PUBLIC))])
+NAV: tuple[NavEntry, ...] = ()
 
 
 class FindClinic(ApiModel):
@@ -22,7 +23,7 @@ class FindClinic(ApiModel):
 
 @router.get("/")
 def home(request: Request, session: DbSession) -> Response:
-    demo = service.find_by_slug(session, request.app.state.demo_slug)
+    demo = service.find_by_slug(session, services(request).demo_slug)
     return render(request, "tenancy/home.html", demo=demo)
 
 

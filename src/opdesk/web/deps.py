@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
@@ -22,12 +22,25 @@ from opdesk.security.permissions import DEV_ONLY, PUBLIC, SIGNING_IN, allowed
 from opdesk.security.sessions import Principal
 from opdesk.uow import transaction
 
+if TYPE_CHECKING:
+    from opdesk.bootstrap import Services
+
 SESSION_COOKIE = "opdesk_session"
 DEVICE_COOKIE = "opdesk_device"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def services(request: Request) -> Services:
+    """What the app built once at start-up (opdesk/bootstrap.py).
+
+    Routes take a typed part of it instead (``Cipher``, ``AppSettings``, or a domain's
+    ``Ident``, ``Offers``, ``Store``); this is for helpers that already hold the request.
+    """
+    built: Services = request.app.state.services
+    return built
 
 
 async def request_context(request: Request) -> RequestContext:
@@ -38,22 +51,25 @@ async def request_context(request: Request) -> RequestContext:
         request_id=getattr(request.state, "request_id", None) or "",
         ip=client.host if client else None,
         user_agent=(request.headers.get("user-agent") or "")[:400] or None,
-        clock=request.app.state.clock,
+        clock=services(request).clock,
     )
 
 
 Ctx = Annotated[RequestContext, Depends(request_context)]
 
 
-def cipher_of(request: Request) -> FieldCipher:
-    """The field cipher built once at start-up."""
-    cipher: FieldCipher = request.app.state.cipher
-    return cipher
+# The built parts as typed dependencies. ``async`` so FastAPI calls them inline: they
+# only read a field, and a sync dependency would cost a trip to the thread pool.
+async def _cipher(request: Request) -> FieldCipher:
+    return services(request).cipher
 
 
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+async def _settings(request: Request) -> Settings:
+    return services(request).settings
+
+
+Cipher = Annotated[FieldCipher, Depends(_cipher)]
+AppSettings = Annotated[Settings, Depends(_settings)]
 
 
 def bearer_or_cookie(request: Request) -> tuple[str | None, bool]:
@@ -109,8 +125,9 @@ DbSession = Annotated[Session, Depends(db_session, scope="function")]
 
 def csrf_token(request: Request, principal: Principal) -> str:
     """The form token of a cookie session: bound to it, useless for any other."""
-    key: bytes = request.app.state.csrf_key
-    return hmac.new(key, principal.token.encode(), hashlib.sha256).hexdigest()[:40]
+    return hmac.new(
+        services(request).csrf_key, principal.token.encode(), hashlib.sha256
+    ).hexdigest()[:40]
 
 
 def _same_origin(request: Request) -> bool:
@@ -120,7 +137,7 @@ def _same_origin(request: Request) -> bool:
         return source is None
     parts = urlsplit(source)
     here = urlsplit(str(request.base_url))
-    allowed_hosts = {here.netloc, urlsplit(request.app.state.settings.base_url).netloc}
+    allowed_hosts = {here.netloc, urlsplit(services(request).settings.base_url).netloc}
     return parts.netloc in allowed_hosts
 
 
@@ -152,7 +169,7 @@ class Allow:
 
     async def __call__(self, request: Request, session: DbSession) -> Principal | None:
         principal: Principal | None = request.state.principal
-        if self.action == DEV_ONLY and request.app.state.settings.env != "dev":
+        if self.action == DEV_ONLY and services(request).settings.env != "dev":
             raise NotFound("not found")
         await _check_csrf(request, principal)
         if self.action in (PUBLIC, DEV_ONLY):

@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from opdesk.errors import DomainError
+from opdesk.web.deps import services
 from opdesk.web.templating import FLASH_COOKIE, Pages
 
 T = TypeVar("T")
@@ -29,8 +30,7 @@ FLASH_SECONDS = 60
 
 
 def pages_of(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
+    return services(request).pages
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
@@ -40,7 +40,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 def secure_cookies(request: Request) -> bool:
     """Cookies travel over HTTPS only, except on a developer's plain-HTTP machine."""
-    settings = request.app.state.settings
+    settings = services(request).settings
     return bool(settings.env != "dev" or settings.is_https)
 
 

@@ -10,21 +10,20 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
-from opdesk.consents.models import LABELS as CONSENT_LABELS
-from opdesk.security.permissions import allowed
+from opdesk.formatting import clock_time, day_name, local_time
+from opdesk.security.permissions import DEV_ONLY, allowed
 from opdesk.validation import phone_display
-from opdesk.web.deps import csrf_token
+from opdesk.web.deps import csrf_token, services
 
 PACKAGE = Path(__file__).resolve().parent.parent
 FLASH_COOKIE = "opdesk_flash"
@@ -41,41 +40,34 @@ class NavItem:
     href: str
 
 
-# (label, address, action needed); shown to whoever may do the action.
-NAVIGATION: tuple[tuple[str, str, str], ...] = (
-    ("My clinic", "/me", "portal:self"),
-    ("My appointments", "/me/appointments", "portal:self"),
-    ("Desk", "/app", "clinic:read"),
-    ("Patients", "/patients", "patients:read"),
-    ("Calendar", "/calendar", "appointments:read"),
-    ("Queue", "/queue", "appointments:read"),
-    ("Waitlist", "/waitlist", "appointments:read"),
-    ("My queue", "/my-queue", "visits:read"),
-    ("Users", "/admin/users", "users:read"),
-    ("Devices", "/admin/devices", "devices:manage"),
-    ("Sign-ins", "/admin/sign-ins", "audit:read"),
-    ("Security", "/admin/security", "clinic:manage"),
-    ("Consent texts", "/admin/consents", "clinic:manage"),
-    ("Doctors", "/admin/doctors", "clinic:manage"),
-    ("Account", "/account", "account:self"),
+# Where an entry sits in the bar; within a section, entries keep the order the app
+# collects them in (see ``PAGE_MODULES`` in app.py).
+SECTIONS = ("patient", "desk", "clinical", "admin", "account", "dev")
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """A link a domain puts in the navigation, shown to whoever may do ``action``.
+
+    Each page module lists its own as ``NAV``; ``DEV_ONLY`` entries show on a
+    developer's machine to everyone.
+    """
+
+    label: str
+    href: str
+    action: str
+    section: str
+
+    def __post_init__(self) -> None:
+        if self.section not in SECTIONS:
+            raise ValueError(f"unknown navigation section {self.section!r}")
+
+
+SIGNED_OUT_NAV = (
+    NavItem("Home", "/"),
+    NavItem("Staff sign-in", "/sign-in"),
+    NavItem("Patient sign-in", "/patient/sign-in"),
 )
-
-
-def nav_items(request: Request) -> list[NavItem]:
-    """The navigation for whoever is looking, from the permission table."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None or not principal.active:
-        items = [NavItem("Home", "/"), NavItem("Staff sign-in", "/sign-in")]
-        items.append(NavItem("Patient sign-in", "/patient/sign-in"))
-    else:
-        items = [
-            NavItem(label, href)
-            for label, href, action in NAVIGATION
-            if allowed(principal.role, action)
-        ]
-    if request.app.state.settings.env == "dev":
-        items.append(NavItem("Dev inbox", "/dev/inbox"))
-    return items
 
 
 def form_errors(exc: ValidationError) -> dict[str, str]:
@@ -97,33 +89,21 @@ FRIENDLY = {
 }
 
 
-def local_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
-    """A timestamp as the clinic reads it: ``25 Nov 2026, 3:04 pm``."""
-    if moment is None:
-        return ""
-    local = moment.astimezone(ZoneInfo(timezone))
-    return local.strftime("%d %b %Y, %-I:%M %p").replace("AM", "am").replace("PM", "pm")
-
-
-def clock_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
-    """Only the time of day, as a clinic says it: ``9:15 am``."""
-    if moment is None:
-        return ""
-    local = moment.astimezone(ZoneInfo(timezone))
-    return local.strftime("%-I:%M %p").replace("AM", "am").replace("PM", "pm")
-
-
-def day_name(day: date) -> str:
-    """``Mon 7 Dec``."""
-    return day.strftime("%a %-d %b")
-
-
 def clean_message(message: str) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 class Pages:
-    def __init__(self, flash_key: bytes) -> None:
+    """The template environment, the navigation and the signed flash cookie."""
+
+    def __init__(
+        self,
+        flash_key: bytes,
+        *,
+        navigation: tuple[NavEntry, ...] = (),
+        filters: Mapping[str, Callable[..., Any]] | None = None,
+        dev: bool = False,
+    ) -> None:
         self.env = Environment(
             loader=FileSystemLoader(template_dirs()),
             autoescape=select_autoescape(["html"]),
@@ -134,8 +114,24 @@ class Pages:
         self.env.filters["local"] = local_time
         self.env.filters["clock"] = clock_time
         self.env.filters["dayname"] = day_name
-        self.env.filters["consent_label"] = lambda t: CONSENT_LABELS.get(t, t)
+        self.env.filters.update(filters or {})
         self._flash_key = flash_key
+        self.dev = dev
+        self.navigation = sorted(navigation, key=lambda entry: SECTIONS.index(entry.section))
+
+    def nav_items(self, request: Request) -> list[NavItem]:
+        """The navigation for whoever is looking, from the permission table."""
+        principal = getattr(request.state, "principal", None)
+        role = principal.role if principal is not None and principal.active else None
+        items = [] if role else list(SIGNED_OUT_NAV)
+        for entry in self.navigation:
+            if entry.action == DEV_ONLY:
+                shown = self.dev
+            else:
+                shown = role is not None and allowed(role, entry.action)
+            if shown:
+                items.append(NavItem(entry.label, entry.href))
+        return items
 
     def render(
         self,
@@ -151,7 +147,7 @@ class Pages:
             "request": request,
             "principal": principal,
             "csrf_token": csrf_for(request, principal),
-            "nav": nav_items(request),
+            "nav": self.nav_items(request),
             "flashes": flashes,
             "errors": {},
             "values": {},
@@ -198,8 +194,7 @@ def csrf_for(request: Request, principal: Any) -> str | None:
 
 
 def render_error(request: Request, status: int, title: str, detail: str) -> Response:
-    pages: Pages = request.app.state.pages
-    return pages.render(
+    return services(request).pages.render(
         request,
         "error.html",
         {"status": status, "title": title, "detail": detail},
