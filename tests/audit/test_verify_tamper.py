@@ -310,6 +310,11 @@ def test_verify_names_the_problem_and_the_event(db: Database, chain: Chain, case
         assert f"chain ends at seq {expect.ends} but its head records seq {expect.head}" in (
             report.problem or ""
         )
+        # It points at the first seq the chain and its head disagree about: the last
+        # event when only the hash differs, else the one just past the shorter of them.
+        assert expect.ends is not None and expect.head is not None
+        first_bad = expect.ends if expect.ends == expect.head else min(expect.ends, expect.head) + 1
+        assert report.bad_seq == first_bad, report.describe()
         return
     event = forged if expect.event == "forged" else chain.ids[int(str(expect.event))]
     assert (report.bad_seq, report.bad_event_id) == (expect.seq, event), report.describe()

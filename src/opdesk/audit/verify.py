@@ -87,13 +87,16 @@ def _check_head(
         {"t": tenant_id},
     ).one_or_none()
     head_seq, head_hash = head if head else (0, GENESIS_HASH)
-    if (head_seq, head_hash) != (last_seq, last_hash):
-        problem = (
-            f"chain ends at seq {last_seq} but its head records seq {head_seq}: "
-            "events were removed from or added to the end"
-        )
-        return ChainReport(tenant_id, checked, False, problem, None, last_seq + 1)
-    return ChainReport(tenant_id, checked, True)
+    if (head_seq, head_hash) == (last_seq, last_hash):
+        return ChainReport(tenant_id, checked, True)
+    if head_seq == last_seq:
+        why = "the last event's hash differs from the head's: the last event or the head was edited"
+        first_bad = last_seq
+    else:
+        why = "events were removed from or added to the end"
+        first_bad = min(last_seq, head_seq) + 1  # the first seq the two disagree about
+    problem = f"chain ends at seq {last_seq} but its head records seq {head_seq}: {why}"
+    return ChainReport(tenant_id, checked, False, problem, None, first_bad)
 
 
 def verify_all(conn: Connection, tenant: uuid.UUID | None = None) -> list[ChainReport]:
