@@ -28,11 +28,12 @@ from opdesk.migrate import upgrade
 from opdesk.notifications import web as notifications_web
 from opdesk.patients import api as patients_api
 from opdesk.patients import web as patients_web
+from opdesk.portal import api as portal_api
+from opdesk.portal import booking as portal_booking
+from opdesk.portal import sign_in as portal_sign_in
 from opdesk.portal import web as portal_web
 from opdesk.scheduling import admin_web as doctors_admin_web
 from opdesk.scheduling import api as scheduling_api
-from opdesk.scheduling import portal_api as self_booking_api
-from opdesk.scheduling import portal_web as self_booking_web
 from opdesk.scheduling import web as scheduling_web
 from opdesk.schemas import Problem
 from opdesk.security.crypto import KeyringSource
@@ -73,6 +74,7 @@ def page_modules(*modules: PageModule) -> tuple[PageModule, ...]:
 
 PAGE_MODULES = page_modules(
     tenancy_web,
+    portal_sign_in,
     portal_web,
     identity_web,
     notifications_web,
@@ -80,7 +82,7 @@ PAGE_MODULES = page_modules(
     consents_web,
     scheduling_web,
     doctors_admin_web,
-    self_booking_web,
+    portal_booking,
 )
 
 
@@ -94,7 +96,7 @@ def api_router() -> APIRouter:
     # Routes are matched in order, one by one: the busiest (booking, patients) go first.
     router.include_router(scheduling_api.router)
     router.include_router(patients_api.router)
-    router.include_router(self_booking_api.router)
+    router.include_router(portal_api.router)
     router.include_router(identity_api.router)
     router.include_router(documents_api.router)
     router.include_router(consents_api.router)

@@ -1,5 +1,6 @@
-"""Pages: staff sign-in with MFA and device approval, patient OTP sign-in, the account
-page, and the admin pages for users, devices, the sign-in log and clinic security.
+"""Pages: staff sign-in with MFA and device approval, the account page, and the admin
+pages for users, devices, the sign-in log and clinic security. (Patients sign in on the
+portal's pages, opdesk/portal/sign_in.py.)
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pydantic import ValidationError
 
 from opdesk.errors import Conflict, DomainError, FieldError, InvalidInput
 from opdesk.identity import queries, service
-from opdesk.identity.deps import NEXT_COOKIE, Ident
+from opdesk.identity.deps import Ident, after_sign_in
 from opdesk.identity.models import STAFF_ROLES
-from opdesk.identity.schemas import OtpRequest, StaffSignIn, UserCreate
-from opdesk.identity.service import Refusal, SignedIn
+from opdesk.identity.schemas import StaffSignIn, UserCreate
+from opdesk.identity.service import Refusal
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
 from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
@@ -24,11 +25,9 @@ from opdesk.web.deps import (
     DEVICE_COOKIE,
     SESSION_COOKIE,
     Allow,
-    Cipher,
     Ctx,
     DbSession,
     acting,
-    services,
     signed_in,
 )
 from opdesk.web.pages import attempt, flash, render, set_cookie
@@ -37,7 +36,6 @@ from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False)
 NAV = (
-    NavEntry("My clinic", "/me", "portal:self", "patient"),
     NavEntry("Desk", "/app", "clinic:read", "desk"),
     NavEntry("Users", "/admin/users", "users:read", "admin"),
     NavEntry("Devices", "/admin/devices", "devices:manage", "admin"),
@@ -48,8 +46,6 @@ NAV = (
 
 Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
-OTP_COOKIE = "opdesk_otp"
-PROOF_COOKIE = "opdesk_phone_proof"
 ROLE_LABELS = {
     "frontdesk": "Front desk",
     "doctor": "Doctor",
@@ -58,23 +54,6 @@ ROLE_LABELS = {
     "admin": "Admin",
     "patient": "Patient",
 }
-
-
-def _safe_next(url: str | None, fallback: str) -> str:
-    """Only same-site paths: never an open redirect to another host."""
-    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
-        return url
-    return fallback
-
-
-def _after_sign_in(request: Request, result: SignedIn, next_url: str | None = None) -> Response:
-    home = "/me" if result.user.role == "patient" else "/app"
-    target = STAGE_PAGES.get(result.stage) or _safe_next(next_url, home)
-    response = RedirectResponse(target, status_code=303)
-    set_cookie(request, response, SESSION_COOKIE, result.token, None)
-    if result.device_token:
-        set_cookie(request, response, DEVICE_COOKIE, result.device_token, 400 * 24 * 3600)
-    return response
 
 
 # ------------------------------------------------------------------ staff sign-in
@@ -116,7 +95,7 @@ def sign_in(
     if isinstance(result, Refusal):
         errors = {"password": result.detail}
         return render(request, "identity/sign_in.html", result.status, values=values, errors=errors)
-    return _after_sign_in(request, result, next)
+    return after_sign_in(request, result, next)
 
 
 @router.get("/sign-in/mfa")
@@ -287,133 +266,6 @@ def _field_reasons(problem: DomainError) -> dict[str, str]:
     if isinstance(problem, InvalidInput):
         return {e.field: e.reason for e in problem.errors}
     raise problem
-
-
-# ------------------------------------------------------------------ patient sign-in
-
-
-@router.get("/patient/sign-in")
-def patient_phone_form(request: Request, _: Anyone, clinic: str = "") -> Response:
-    return render(request, "identity/patient_phone.html", values={"clinic": clinic})
-
-
-@router.post("/patient/sign-in")
-def patient_phone_submit(
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    _: Anyone,
-    ident: Ident,
-    clinic: Annotated[str, Form()] = "",
-    phone: Annotated[str, Form()] = "",
-) -> Response:
-    values = {"clinic": clinic, "phone": phone}
-    try:
-        body = OtpRequest(clinic=clinic.strip().lower(), phone=phone)
-    except ValidationError as exc:
-        return render(
-            request, "identity/patient_phone.html", 422, values=values, errors=form_errors(exc)
-        )
-    if tenants.find_by_slug(session, body.clinic) is None:
-        errors = {"clinic": "No clinic uses this code. Check the spelling with your clinic."}
-        return render(request, "identity/patient_phone.html", 404, values=values, errors=errors)
-    result = service.request_otp(session, ctx, ident, phone=body.phone, clinic=body.clinic)
-    if isinstance(result, Refusal):
-        return render(
-            request,
-            "identity/patient_phone.html",
-            result.status,
-            values=values,
-            errors={"phone": result.detail},
-        )
-    response = flash(request, "/patient/sign-in/code", "We have sent a 6-digit code by SMS.")
-    set_cookie(request, response, OTP_COOKIE, result, 600)
-    return response
-
-
-@router.get("/patient/sign-in/code")
-def patient_code_form(request: Request, _: Anyone) -> Response:
-    if not request.cookies.get(OTP_COOKIE):
-        return RedirectResponse("/patient/sign-in", 303)
-    return render(request, "identity/patient_code.html")
-
-
-@router.post("/patient/sign-in/code")
-def patient_code_submit(
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    _: Anyone,
-    ident: Ident,
-    code: Annotated[str, Form()] = "",
-) -> Response:
-    attempt = request.cookies.get(OTP_COOKIE, "")
-    result = service.verify_otp(session, ctx, ident, attempt=attempt, code=code)
-    if isinstance(result, Refusal):
-        return render(
-            request, "identity/patient_code.html", result.status, errors={"code": result.detail}
-        )
-    if not result.clinics:
-        return render(request, "identity/patient_clinics.html", clinics=[])
-    if len(result.clinics) == 1:
-        return _patient_session(request, session, ctx, result.proof, result.clinics[0][0])
-    response = render(request, "identity/patient_clinics.html", clinics=result.clinics)
-    set_cookie(request, response, PROOF_COOKIE, result.proof, 600)
-    response.delete_cookie(OTP_COOKIE, path="/")
-    return response
-
-
-@router.post("/patient/sign-in/clinic")
-def patient_choose_clinic(
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    _: Anyone,
-    clinic: Annotated[str, Form()] = "",
-) -> Response:
-    return _patient_session(request, session, ctx, request.cookies.get(PROOF_COOKIE, ""), clinic)
-
-
-def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clinic: str) -> Response:
-    result = service.patient_sign_in(
-        session, ctx, services(request).identity, proof=proof, clinic=clinic
-    )
-    if isinstance(result, Refusal):
-        return flash(request, "/patient/sign-in", result.detail, "error")
-    # A page that sent the patient to sign in (e.g. a held slot) asked to be returned to.
-    response = _after_sign_in(request, result, request.cookies.get(NEXT_COOKIE))
-    for cookie in (PROOF_COOKIE, OTP_COOKIE, NEXT_COOKIE):
-        response.delete_cookie(cookie, path="/")
-    return response
-
-
-@router.get("/me")
-def patient_home(
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    who: Annotated[Principal, acting("portal:self")],
-    cipher: Cipher,
-) -> Response:
-    from opdesk.consents import service as consents
-    from opdesk.documents import service as documents
-    from opdesk.patients import queries as patient_queries
-    from opdesk.patients import service as patients
-
-    tenant = tenants.get_tenant(session, who.tenant_id)
-    today = patients.today_at_clinic(session, ctx)
-    records = [
-        {
-            "patient": patients.read(cipher, p, today),
-            "consents": consents.latest(session, p.id),
-            "documents": documents.of_patient(session, p.id),
-        }
-        for p in patient_queries.of_portal_user(session, who.user_id)
-    ]
-    types = sorted({t.type for t in consents.templates(session)})
-    return render(
-        request, "identity/patient_home.html", clinic=tenant, records=records, consent_types=types
-    )
 
 
 # ------------------------------------------------------------------ admin: users

@@ -1,4 +1,6 @@
-"""Portal pages beyond the home page: giving and withdrawing consent, opening documents."""
+"""The patient's portal home (their family's records), giving and withdrawing consent,
+opening documents. Booking is in booking.py, signing in in sign_in.py.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +13,20 @@ from fastapi.responses import Response
 from opdesk.consents import service as consents
 from opdesk.consents.deps import MyConsent, sign_here
 from opdesk.consents.models import CONSENT_TYPES
+from opdesk.documents import service as documents
 from opdesk.documents.deps import MyDocument, file_response
 from opdesk.errors import FieldError, InvalidInput
+from opdesk.patients import queries as patient_queries
+from opdesk.patients import service as patients
 from opdesk.patients.deps import MyFamily
 from opdesk.security.sessions import Principal
-from opdesk.web.deps import Ctx, DbSession, acting
-from opdesk.web.pages import flash
+from opdesk.tenancy import service as tenants
+from opdesk.web.deps import Cipher, Ctx, DbSession, acting
+from opdesk.web.pages import flash, render
 from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
-NAV: tuple[NavEntry, ...] = ()
+NAV = (NavEntry("My clinic", "/me", "portal:self", "patient"),)
 Patient = Annotated[Principal, acting("portal:self")]
 
 
@@ -54,3 +60,25 @@ def withdraw_consent(
 def open_document(request: Request, _: Patient, doc: MyDocument) -> Response:
     """A document of the patient or their family; anyone else's answers 404."""
     return file_response(request, doc)
+
+
+@router.get("/me")
+def patient_home(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Annotated[Principal, acting("portal:self")],
+    cipher: Cipher,
+) -> Response:
+    tenant = tenants.get_tenant(session, who.tenant_id)
+    today = patients.today_at_clinic(session, ctx)
+    records = [
+        {
+            "patient": patients.read(cipher, p, today),
+            "consents": consents.latest(session, p.id),
+            "documents": documents.of_patient(session, p.id),
+        }
+        for p in patient_queries.of_portal_user(session, who.user_id)
+    ]
+    types = sorted({t.type for t in consents.templates(session)})
+    return render(request, "portal/home.html", clinic=tenant, records=records, consent_types=types)

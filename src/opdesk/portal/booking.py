@@ -110,7 +110,7 @@ def booking_page(
         tabs = _day_tabs(f"/c/{clinic.slug}/book?doctor={chosen.id}", today, day)
     return page(
         request,
-        "scheduling/public_book.html",
+        "portal/book.html",
         clinic=clinic,
         doctors=service.doctors(session),
         doctor=chosen,
@@ -211,7 +211,7 @@ def confirm_page(
     family = patient_queries.of_portal_user(session, who.user_id) if who else []
     return page(
         request,
-        "scheduling/public_confirm.html",
+        "portal/confirm.html",
         clinic=clinic,
         held=held,
         signed_in=who is not None,
@@ -284,7 +284,7 @@ def my_appointments(
     ]
     return page(
         request,
-        "scheduling/my_appointments.html",
+        "portal/appointments.html",
         clinic=tenants.get_tenant(session, who.tenant_id),
         upcoming=upcoming,
         past=past,
@@ -322,7 +322,7 @@ def reschedule_page(
     base = f"/me/appointments/{appointment.id}/reschedule"
     return page(
         request,
-        "scheduling/my_reschedule.html",
+        "portal/reschedule.html",
         appointment=appointment,
         current=current,
         day=day,
