@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from opdesk import idempotency
@@ -58,8 +57,8 @@ def test_two_concurrent_requests_with_one_key_act_once(db: Database, tenant: Ten
     for t in threads:
         t.join()
     assert len(acted) == 1
-    replayed = [r for r in results if isinstance(r, JSONResponse)]
-    assert len(replayed) == 1 and replayed[0].body == b'{"n":1}'
+    replayed = [r for r in results if isinstance(r, idempotency.Replay)]
+    assert len(replayed) == 1 and replayed[0].body == {"n": 1}
 
 
 def test_a_failed_first_attempt_leaves_the_key_unused(db: Database, tenant: Tenant) -> None:

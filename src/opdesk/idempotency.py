@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Integer, LargeBinary, Text, delete, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -134,17 +133,17 @@ def run_once(
     body: Any,
     act: Callable[[], BaseModel],
     status_code: int,
-) -> BaseModel | JSONResponse:
-    """Run ``act`` unless this caller already sent this key: then answer as the first time."""
+) -> BaseModel | Replay:
+    """Run ``act`` unless this caller already sent this key: then the first answer, which the
+    route sends as it is (``opdesk.web.deps.answer``).
+    """
     if key is None:
         return act()
     replay = claim(
         session, ctx, actor_key=actor_key, key=key, request_hash=fingerprint(operation, body)
     )
     if replay is not None:
-        return JSONResponse(
-            replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        return replay
     result = act()
     remember(
         session,

@@ -18,10 +18,10 @@ from opdesk.consents.schemas import (
     TemplateOut,
 )
 from opdesk.context import RequestContext
+from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import MyFamily, patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
 
 router = APIRouter(tags=["consents"], responses=PROBLEM_RESPONSES)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from opdesk.consents import service
 from opdesk.consents.models import CONSENT_TYPES, LABELS
 from opdesk.consents.schemas import TemplateCreate
-from opdesk.security.sessions import Principal
+from opdesk.identity.sessions import Principal
 from opdesk.web.deps import Ctx, DbSession, acting
 from opdesk.web.pages import flash, render
 from opdesk.web.templating import NavEntry, form_errors

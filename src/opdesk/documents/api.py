@@ -14,11 +14,11 @@ from opdesk.documents import service
 from opdesk.documents.deps import Store, file_response
 from opdesk.documents.schemas import DocumentOut, ShareLinkOut, ShareRequest
 from opdesk.errors import FieldError
+from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import patient_in_path
 from opdesk.patients.models import Patient
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import PUBLIC
-from opdesk.security.sessions import Principal
 from opdesk.web.deps import Allow, AppSettings, Cipher, Ctx, DbSession, acting
 from opdesk.web.problems import problem
 

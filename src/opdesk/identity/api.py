@@ -33,9 +33,9 @@ from opdesk.identity.schemas import (
     UserUpdate,
 )
 from opdesk.identity.service import Refusal
+from opdesk.identity.sessions import Principal
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Allow, Ctx, DbSession, acting, signed_in
 from opdesk.web.problems import refusal_response

@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKeyConstraint,
-    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -159,19 +158,3 @@ class AuthSession(TenantScoped, Base):
         Index(None, "tenant_id", "user_id", "ended_at"),
         Index(None, "tenant_id", "device_id"),
     )
-
-
-class AuthThrottle(Base):
-    """One row per counted event (failed password, OTP sent...) for sliding-window limits.
-
-    Kept in PostgreSQL so every app process sees the same counts.
-    """
-
-    __tablename__ = "auth_throttle"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
-    key_hash: Mapped[bytes] = mapped_column(LargeBinary)
-    at: Mapped[datetime]
-
-    __table_args__ = (Index(None, "kind", "key_hash", "at"), Index(None, "at"))

@@ -18,8 +18,8 @@ from opdesk.identity.deps import Ident, after_sign_in
 from opdesk.identity.models import STAFF_ROLES
 from opdesk.identity.schemas import StaffSignIn, UserCreate
 from opdesk.identity.service import Refusal
+from opdesk.identity.sessions import Principal
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import (
     DEVICE_COOKIE,

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from opdesk.identity.sessions import Principal
 from opdesk.notifications import service
 from opdesk.security.permissions import DEV_ONLY
-from opdesk.security.sessions import Principal
 from opdesk.web.deps import Allow, Cipher, DbSession
 from opdesk.web.pages import render
 from opdesk.web.templating import NavEntry

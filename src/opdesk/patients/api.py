@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
 from opdesk.identity.deps import Ident
+from opdesk.identity.sessions import Principal
 from opdesk.patients import queries, service
 from opdesk.patients.models import Patient
 from opdesk.patients.schemas import PatientCreate, PatientOut, PatientSummary, PatientUpdate
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.sessions import Principal
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting, services
 
 router = APIRouter(tags=["patients"], responses=PROBLEM_RESPONSES)

@@ -21,12 +21,12 @@ from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
 from opdesk.errors import Conflict, DomainError, InvalidInput, NotFound
 from opdesk.formatting import local_time
 from opdesk.identity.deps import Ident
+from opdesk.identity.sessions import Principal
 from opdesk.patients import queries, service
 from opdesk.patients.deps import PatientInPath
 from opdesk.patients.models import GENDERS
 from opdesk.patients.schemas import PatientCreate, PatientUpdate
 from opdesk.security.permissions import allowed
-from opdesk.security.sessions import Principal
 from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, services
 from opdesk.web.pages import attempt, flash, render
 from opdesk.web.templating import NavEntry, form_errors

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from opdesk import idempotency
 from opdesk.errors import TooManyRequests
+from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import MyFamily
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
@@ -42,9 +43,8 @@ from opdesk.scheduling.schemas import (
 )
 from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
 from opdesk.security import throttle
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Ctx, DbSession, acting
+from opdesk.web.deps import Ctx, DbSession, acting, answer
 
 router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
 
@@ -127,15 +127,17 @@ def book_online(
         reason=body.reason,
         origin=booking.Origin(hold_token=body.hold_token, online=True),
     )
-    return idempotency.run_once(
-        session,
-        ctx,
-        actor_key=str(who.user_id),
-        key=key,
-        operation="book-online",
-        body=body.model_dump(mode="json"),
-        act=lambda: AppointmentOut.of(booking.book(session, ctx, request)),
-        status_code=201,
+    return answer(
+        idempotency.run_once(
+            session,
+            ctx,
+            actor_key=str(who.user_id),
+            key=key,
+            operation="book-online",
+            body=body.model_dump(mode="json"),
+            act=lambda: AppointmentOut.of(booking.book(session, ctx, request)),
+            status_code=201,
+        )
     )
 
 

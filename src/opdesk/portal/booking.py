@@ -18,6 +18,7 @@ from opdesk import records
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound, TooManyRequests
 from opdesk.identity.deps import NEXT_COOKIE
+from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.patients.deps import MyFamily, family_of
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
@@ -35,7 +36,6 @@ from opdesk.scheduling.deps import (
 )
 from opdesk.scheduling.models import DoctorProfile, Slot
 from opdesk.security import throttle
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import Ctx, DbSession, acting, services

@@ -14,8 +14,8 @@ from opdesk.identity import service
 from opdesk.identity.deps import NEXT_COOKIE, Ident, after_sign_in
 from opdesk.identity.schemas import OtpRequest
 from opdesk.identity.service import Refusal
+from opdesk.identity.sessions import Principal
 from opdesk.security.permissions import PUBLIC
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Allow, Ctx, DbSession, services
 from opdesk.web.pages import flash, render, set_cookie

@@ -16,10 +16,10 @@ from opdesk.consents.models import CONSENT_TYPES
 from opdesk.documents import service as documents
 from opdesk.documents.deps import MyDocument, file_response
 from opdesk.errors import FieldError, InvalidInput
+from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.patients import service as patients
 from opdesk.patients.deps import MyFamily
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import flash, render

@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity import queries as identity_queries
+from opdesk.identity.sessions import Principal
 from opdesk.scheduling import service
 from opdesk.scheduling.deps import DoctorInPath as Doctor
 from opdesk.scheduling.deps import page
 from opdesk.scheduling.models import DoctorProfile
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from opdesk import idempotency
 from opdesk.errors import FieldError, InvalidInput
+from opdesk.identity.sessions import Principal
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     AppointmentInPath as InPath,
@@ -49,9 +50,8 @@ from opdesk.scheduling.schemas import (
     WalkInIn,
 )
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
+from opdesk.web.deps import AppSettings, Ctx, DbSession, acting, answer
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]
@@ -313,15 +313,17 @@ def book_appointment(
     slot make one appointment; the others get 409. With an ``Idempotency-Key`` a retry
     returns the first answer; the same key with another body is 409.
     """
-    return idempotency.run_once(
-        session,
-        ctx,
-        actor_key=str(who.user_id),
-        key=key,
-        operation="book",
-        body=body.model_dump(mode="json"),
-        act=lambda: AppointmentOut.of(booking.book(session, ctx, _booking_request(body))),
-        status_code=201,
+    return answer(
+        idempotency.run_once(
+            session,
+            ctx,
+            actor_key=str(who.user_id),
+            key=key,
+            operation="book",
+            body=body.model_dump(mode="json"),
+            act=lambda: AppointmentOut.of(booking.book(session, ctx, _booking_request(body))),
+            status_code=201,
+        )
     )
 
 

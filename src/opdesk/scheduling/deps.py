@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from opdesk import idempotency, records
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict
+from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import MyFamily
 from opdesk.scheduling import lifecycle, queries, waitlist
 from opdesk.scheduling.models import Appointment, DoctorProfile, WaitlistLock
 from opdesk.security import throttle
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.deps import SlugPath
 from opdesk.tenancy.models import Tenant

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from opdesk import records
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound
+from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, Offers, page
 from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
 from opdesk.security.permissions import allowed
-from opdesk.security.sessions import Principal
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import attempt, flash

@@ -10,10 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, Identity, Index, LargeBinary, Text, delete, func, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from opdesk.identity.models import AuthThrottle
+from opdesk.db import Base
+
+
+class AuthThrottle(Base):
+    """One row per counted event (failed password, OTP sent...) for sliding-window limits.
+
+    Kept in PostgreSQL so every app process sees the same counts.
+    """
+
+    __tablename__ = "auth_throttle"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "kind", "key_hash", "at"), Index(None, "at"))
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.errors import FieldError, Forbidden, InvalidInput, NotFound, Unauthorized
-from opdesk.security import sessions
+from opdesk.idempotency import Replay
+from opdesk.identity import sessions
+from opdesk.identity.sessions import Principal
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.permissions import DEV_ONLY, PUBLIC, SIGNING_IN, allowed
-from opdesk.security.sessions import Principal
 from opdesk.uow import transaction
 
 if TYPE_CHECKING:
@@ -70,6 +73,15 @@ async def _settings(request: Request) -> Settings:
 
 Cipher = Annotated[FieldCipher, Depends(_cipher)]
 AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+def answer(result: BaseModel | Replay) -> BaseModel | JSONResponse:
+    """What a route returns: its result, or the first answer to a repeated Idempotency-Key."""
+    if isinstance(result, Replay):
+        return JSONResponse(
+            result.body, status_code=result.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    return result
 
 
 def bearer_or_cookie(request: Request) -> tuple[str | None, bool]:

@@ -14,8 +14,8 @@ from opdesk import audit, records
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.identity.models import AuthSession, Device, User
+from opdesk.identity.sessions import Principal
 from opdesk.security.crypto import FieldCipher
-from opdesk.security.sessions import Principal
 from opdesk.security.throttle import Limit
 
 PASSWORD_FAILS_ACCOUNT = Limit("password-account", 5, timedelta(minutes=15))

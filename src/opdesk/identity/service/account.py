@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
+from opdesk.identity import sessions
 from opdesk.identity.service._common import (
     Identity,
     Refusal,
@@ -13,9 +14,8 @@ from opdesk.identity.service._common import (
     session_row,
     user_of,
 )
-from opdesk.security import sessions
+from opdesk.identity.sessions import Principal
 from opdesk.security.passwords import hash_password, password_problem, verify_password
-from opdesk.security.sessions import Principal
 
 # --------------------------------------------------------------------------- sign-out, password
 

@@ -11,13 +11,13 @@ from opdesk import audit, records
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput
+from opdesk.identity import sessions
 from opdesk.identity.models import STAFF_ROLES, Device, User
 from opdesk.identity.service._common import (
     Identity,
     auth_event,
     get_user,
 )
-from opdesk.security import sessions
 from opdesk.security.passwords import hash_password, password_problem
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant

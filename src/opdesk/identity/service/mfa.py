@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict
+from opdesk.identity import sessions
 from opdesk.identity.models import AuthSession, Device, User
 from opdesk.identity.service._common import (
     MFA_FAILS_SESSION,
@@ -29,8 +30,8 @@ from opdesk.identity.service._common import (
     too_many,
     user_of,
 )
-from opdesk.security import sessions, throttle
-from opdesk.security.sessions import Principal
+from opdesk.identity.sessions import Principal
+from opdesk.security import throttle
 from opdesk.security.tokens import keyed_hash, same
 
 # --------------------------------------------------------------------------- MFA

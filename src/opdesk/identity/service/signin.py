@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
 from opdesk.db import new_id
+from opdesk.identity import sessions
 from opdesk.identity.models import Device, User
 from opdesk.identity.service._common import (
     GENERIC_SIGN_IN_FAILURE,
@@ -19,7 +20,7 @@ from opdesk.identity.service._common import (
     device_stage,
     too_many,
 )
-from opdesk.security import sessions, throttle
+from opdesk.security import throttle
 from opdesk.security.passwords import verify_password
 from opdesk.security.tokens import keyed_hash, random_token
 from opdesk.tenancy import service as tenants
