@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from opdesk.errors import FieldError
 from opdesk.identity import queries, service
 from opdesk.identity.deps import Ident
 from opdesk.identity.schemas import (
@@ -38,7 +39,7 @@ from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import PUBLIC, SIGNING_IN
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Allow, Ctx, DbSession, acting, signed_in
-from opdesk.web.problems import refusal_response
+from opdesk.web.problems import problem
 
 RESPONSES = {
     **PROBLEM_RESPONSES,
@@ -51,6 +52,15 @@ SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
 
 
 # ------------------------------------------------------------------ sign-in
+
+
+def refusal_response(request: Request, refusal: Refusal) -> Response:
+    """A refused sign-in step, answered without raising so its counters still commit."""
+    errors = [FieldError(refusal.field, refusal.detail)] if refusal.field else None
+    response = problem(request, refusal.status, refusal.title, refusal.detail, errors)
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(int(refusal.retry_after.total_seconds()) + 1)
+    return response
 
 
 @router.post("/auth/sign-in", response_model=SessionOut)

@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opdesk.errors import DomainError, FieldError, InvalidInput
-from opdesk.identity.service import Refusal
 from opdesk.web.templating import clean_message, render_error
 
 log = logging.getLogger(__name__)
@@ -63,15 +62,6 @@ def sign_in_url(request: Request, stage: str | None) -> str:
 
 
 STAGE_PAGES = {"mfa": "/sign-in/mfa", "mfa-enrol": "/account/mfa", "device": "/sign-in/device"}
-
-
-def refusal_response(request: Request, refusal: Refusal) -> Response:
-    """A refused sign-in step, answered without raising so its counters still commit."""
-    errors = [FieldError(refusal.field, refusal.detail)] if refusal.field else None
-    response = problem(request, refusal.status, refusal.title, refusal.detail, errors)
-    if refusal.retry_after is not None:
-        response.headers["Retry-After"] = str(int(refusal.retry_after.total_seconds()) + 1)
-    return response
 
 
 def field_name(loc: tuple[Any, ...]) -> str:
