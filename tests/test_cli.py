@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,27 +13,7 @@ from sqlalchemy import text
 from opdesk.db import Database
 from opdesk.security.keys import keyring_env, new_keyring
 from tests.factories import clinic_session, make_tenant, unaudited
-
-
-def opdesk(
-    *args: str, database: Database, data_dir: Path, **env: str
-) -> subprocess.CompletedProcess[str]:
-    environ = {
-        **os.environ,
-        "OPDESK_DATABASE_URL": database.owner_url.render_as_string(hide_password=False),
-        "OPDESK_DATA_DIR": str(data_dir),
-        "OPDESK_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    environ.pop("OPDESK_APP_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opdesk", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        check=False,
-        timeout=120,
-    )
+from tests.factories.cli import opdesk
 
 
 @pytest.mark.parametrize(

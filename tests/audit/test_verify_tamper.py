@@ -16,9 +16,6 @@ commits into a database of its own (``fresh_database``) and runs ``opdesk audit 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +31,7 @@ from opdesk.audit.verify import ChainReport, verify_tenant
 from opdesk.db import Database, set_tenant_setting
 from opdesk.uow import transaction
 from tests.factories import ctx_for, events_of, make_tenant
+from tests.factories.cli import opdesk
 
 LENGTH = 7  # the clinic's creation event and six more
 
@@ -319,24 +317,6 @@ def test_verify_names_the_problem_and_the_event(db: Database, chain: Chain, case
     event = forged if expect.event == "forged" else chain.ids[int(str(expect.event))]
     assert (report.bad_seq, report.bad_event_id) == (expect.seq, event), report.describe()
     assert f"at seq {expect.seq} (event {event})" in report.describe()
-
-
-def opdesk(*args: str, database: Database, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    environ = {
-        **os.environ,
-        "OPDESK_DATABASE_URL": database.owner_url.render_as_string(hide_password=False),
-        "OPDESK_DATA_DIR": str(data_dir),
-        "OPDESK_LOG_LEVEL": "WARNING",
-    }
-    environ.pop("OPDESK_APP_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "opdesk", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_the_command_reports_a_self_consistent_edit_at_the_next_event_of_that_clinic_only(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from opdesk.context import system_context
 from opdesk.db import Database
+from opdesk.identity import sessions
 from opdesk.identity.models import Device, User
 from opdesk.identity.service import Identity, SignedIn, create_user, staff_sign_in
 from opdesk.notifications import service as outbox
@@ -21,7 +22,6 @@ from opdesk.patients.schemas import PatientCreate
 from opdesk.patients.service import register
 from opdesk.scheduling import service as scheduling
 from opdesk.scheduling.models import DoctorProfile
-from opdesk.security import sessions
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.factories.clinics import clinic_session, ctx_for

@@ -36,9 +36,9 @@ from opdesk.identity.schemas import (
 from opdesk.identity.service import Refusal
 from opdesk.identity.sessions import Principal
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.permissions import PUBLIC, SIGNING_IN
+from opdesk.security.permissions import SIGNING_IN
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Allow, Ctx, DbSession, acting, signed_in
+from opdesk.web.deps import Allow, Anyone, Ctx, DbSession, acting, signed_in
 from opdesk.web.problems import problem
 
 RESPONSES = {
@@ -47,7 +47,6 @@ RESPONSES = {
 }
 router = APIRouter(tags=["identity"], responses=RESPONSES)
 
-Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
 
 

@@ -19,12 +19,13 @@ from opdesk.identity.models import STAFF_ROLES
 from opdesk.identity.schemas import StaffSignIn, UserCreate
 from opdesk.identity.service import Refusal
 from opdesk.identity.sessions import Principal
-from opdesk.security.permissions import PUBLIC, SIGNING_IN
+from opdesk.security.permissions import SIGNING_IN
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import (
     DEVICE_COOKIE,
     SESSION_COOKIE,
     Allow,
+    Anyone,
     Ctx,
     DbSession,
     acting,
@@ -44,7 +45,6 @@ NAV = (
     NavEntry("Account", "/account", "account:self", "account"),
 )
 
-Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 SigningIn = Annotated[Principal | None, Depends(Allow(SIGNING_IN))]
 ROLE_LABELS = {
     "frontdesk": "Front desk",

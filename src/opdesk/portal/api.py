@@ -16,7 +16,6 @@ from pydantic import Field
 
 from opdesk import idempotency
 from opdesk.errors import TooManyRequests
-from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import MyFamily
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
@@ -44,16 +43,15 @@ from opdesk.scheduling.schemas import (
 from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
 from opdesk.security import throttle
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Ctx, DbSession, acting, answer
+from opdesk.web.deps import Anyone, Ctx, DbSession, answer
 
 router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
 
 # Enough for a family booking a few visits; too few to hold a doctor's whole day.
-Public = Annotated[Principal | None, acting("public")]
 
 
 @router.get("/public/clinics/{slug}/doctors", response_model=list[PublicDoctor])
-def public_doctors(clinic: Clinic, session: DbSession, _: Public) -> list[PublicDoctor]:
+def public_doctors(clinic: Clinic, session: DbSession, _: Anyone) -> list[PublicDoctor]:
     return [PublicDoctor.model_validate(d) for d in service.doctors(session)]
 
 
@@ -62,7 +60,7 @@ def public_slots(
     clinic: Clinic,
     session: DbSession,
     ctx: Ctx,
-    _: Public,
+    _: Anyone,
     doctor_id: Annotated[uuid.UUID, Query(alias="doctorId")],
     from_date: Annotated[date, Query(alias="from")],
     to_date: Annotated[date | None, Query(alias="to")] = None,
@@ -87,7 +85,7 @@ def public_hold(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Public,
+    _: Anyone,
     hold_for: HoldFor,
 ) -> HoldOut:
     """Keep a slot while the patient signs in with a code; the token books it."""

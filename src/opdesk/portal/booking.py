@@ -38,13 +38,12 @@ from opdesk.scheduling.models import DoctorProfile, Slot
 from opdesk.security import throttle
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
-from opdesk.web.deps import Ctx, DbSession, acting, services
+from opdesk.web.deps import Anyone, Ctx, DbSession, services
 from opdesk.web.pages import attempt, flash, redirect, set_cookie
 from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
 NAV = (NavEntry("My appointments", "/me/appointments", "portal:self", "patient"),)
-Public = Annotated[Principal | None, acting("public")]
 HOLD_COOKIE = "opdesk_hold"
 DAYS_SHOWN = 7
 DAYS_AHEAD = 60  # the furthest day a patient may pick online
@@ -94,7 +93,7 @@ def booking_page(
     clinic: Clinic,
     session: DbSession,
     ctx: Ctx,
-    _: Public,
+    _: Anyone,
     doctor: str = "",
     date: str = "",
 ) -> Response:
@@ -127,7 +126,7 @@ def hold_for_patient(
     clinic: Clinic,
     session: DbSession,
     ctx: Ctx,
-    _: Public,
+    _: Anyone,
     slot_id: Annotated[uuid.UUID, Form()],
     hold_for: HoldFor,
 ) -> Response:
@@ -201,7 +200,7 @@ def _patient_here(request: Request, clinic: Tenant) -> Principal | None:
 
 @router.get("/c/{slug}/book/confirm")
 def confirm_page(
-    request: Request, clinic: Clinic, session: DbSession, ctx: Ctx, _: Public
+    request: Request, clinic: Clinic, session: DbSession, ctx: Ctx, _: Anyone
 ) -> Response:
     """Step 3: a signed-in patient confirms; anyone else is asked to sign in first."""
     held = _held(request, session, ctx)

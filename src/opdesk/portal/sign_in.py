@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -14,16 +14,13 @@ from opdesk.identity import service
 from opdesk.identity.deps import NEXT_COOKIE, Ident, after_sign_in
 from opdesk.identity.schemas import OtpRequest
 from opdesk.identity.service import Refusal
-from opdesk.identity.sessions import Principal
-from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Allow, Ctx, DbSession, services
+from opdesk.web.deps import Anyone, Ctx, DbSession, services
 from opdesk.web.pages import flash, render, set_cookie
 from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False)
 NAV: tuple[NavEntry, ...] = ()
-Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]
 OTP_COOKIE = "opdesk_otp"
 PROOF_COOKIE = "opdesk_phone_proof"
 

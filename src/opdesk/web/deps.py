@@ -229,3 +229,7 @@ async def no_nul_in_query(request: Request) -> None:
         raise InvalidInput(
             [FieldError(name or "query", "must not contain NUL characters") for name in bad]
         )
+
+
+# A route anyone may call, signed in or not (CSRF is still checked for a cookie session).
+Anyone = Annotated[Principal | None, Depends(Allow(PUBLIC))]

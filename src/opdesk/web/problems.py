@@ -52,13 +52,21 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+# Pages patients use (their portal, a clinic's booking pages): they sign in by phone.
+PATIENT_PAGES = ("/me", "/c/")
+
+
 def sign_in_url(request: Request, stage: str | None) -> str:
     """Where a browser goes to finish or start signing in."""
     if stage in STAGE_PAGES:
         return STAGE_PAGES[stage]
     path = request.url.path
-    start = "/patient/sign-in" if path.startswith("/me") else "/sign-in"
-    return f"{start}?{urlencode({'next': path})}"
+    if not path.startswith(PATIENT_PAGES):
+        return f"/sign-in?{urlencode({'next': path})}"
+    query = {"next": path}
+    if path.startswith("/c/"):  # a clinic's booking page: sign in at that clinic
+        query["clinic"] = path.split("/")[2]
+    return f"/patient/sign-in?{urlencode(query)}"
 
 
 STAGE_PAGES = {"mfa": "/sign-in/mfa", "mfa-enrol": "/account/mfa", "device": "/sign-in/device"}
