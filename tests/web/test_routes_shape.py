@@ -16,7 +16,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from opdesk.security.sessions import Principal
+from opdesk.identity.sessions import Principal
 from opdesk.web.deps import DbSession, acting, db_session
 from opdesk.web.pages import PostedForm
 
