@@ -45,14 +45,18 @@ test: setup ## Run the whole test suite (embedded PostgreSQL unless OPDESK_DATAB
 
 .PHONY: lint
 lint: setup ## ruff check, ruff format --check, mypy, import layers (lint-imports)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 .PHONY: bench
 bench: setup ## Run the benchmarks and print their figures
 	$(BIN)/python -m bench
+
+.PHONY: mutate
+mutate: setup ## Mutation testing of the invariant modules (slow, not in CI); ONLY='idempotency ...'
+	$(BIN)/python tools/mutate.py $(ONLY)
 
 .PHONY: screenshots
 screenshots: setup ## Screenshots of the pages at 1280 and 390 px into screenshots/

@@ -109,6 +109,21 @@ def test_an_expired_hold_counts_as_free_at_once(db: Database, ident: Any) -> Non
             book(db, tenant, slot, late, hold_token=held.token)
 
 
+def test_a_hold_never_outlives_its_slot(db: Database, ident: Any) -> None:
+    """A hold taken a minute before the slot ends lasts longer than the slot; once the slot
+    is over, its holder cannot book it either.
+    """
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (holder,) = patients(db, ident, tenant, 1)
+    slot = slots[0]
+    assert timedelta(minutes=1) < HOLD_FOR
+    with time_machine.travel(slot.ends_at - timedelta(minutes=1), tick=False):
+        held = hold(db, tenant, slot)
+    after = time_machine.travel(slot.ends_at + timedelta(seconds=1), tick=False)
+    with after, pytest.raises(Conflict, match="already over"):
+        book(db, tenant, slot, holder, hold_token=held.token)
+
+
 def test_blocked_patients_cannot_book_online(db: Database, ident: Any) -> None:
     tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
     (blocked,) = patients(db, ident, tenant, 1, flags={"vip": False, "blocked": True})

@@ -1,0 +1,250 @@
+"""Gaps that mutation testing (``make mutate``) found: each test kills mutants that survived
+the module's own tests. The mutant ids are mutmut's, from ``mutants/survivors.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import time_machine
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from opdesk import idempotency
+from opdesk.db import Database
+from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.scheduling import booking, service, waitlist
+from opdesk.scheduling.models import Slot
+from opdesk.tenancy.models import Tenant
+from opdesk.uow import transaction
+from tests.factories import (
+    book,
+    cancel,
+    clinic_with_slots,
+    ctx_for,
+    events_of,
+    hold,
+    offers,
+    patients,
+    waiting,
+)
+from tests.factories.scheduling import OFFER_FOR
+
+# --------------------------------------------------------------------------- idempotency
+
+
+class Answer(BaseModel):
+    n: int
+
+
+def keyed(
+    db: Database,
+    tenant: Tenant,
+    *,
+    actor: str,
+    key: str,
+    body: Any,
+    n: int = 0,
+    operation: str = "book",
+    at: datetime | None = None,
+) -> Any:
+    """One request with an ``Idempotency-Key``, acting (answering ``n``) unless replayed."""
+    ctx = ctx_for(tenant.id) if at is None else ctx_for(tenant.id, clock=lambda: at)
+    with transaction(db, ctx) as session:
+        return idempotency.run_once(
+            session,
+            ctx,
+            actor_key=actor,
+            key=key,
+            operation=operation,
+            body=body,
+            act=lambda: Answer(n=n),
+            status_code=201,
+        )
+
+
+def replayed(answer: Any) -> Any:
+    """The body of the first answer, replayed (a ``Replay``, or the response made of one)."""
+    if isinstance(answer, idempotency.Replay):
+        return answer.body
+    assert isinstance(answer, JSONResponse)
+    assert answer.headers["Idempotent-Replayed"] == "true"
+    return json.loads(bytes(answer.body))
+
+
+def test_a_key_is_1_to_200_printable_characters_and_a_bad_one_names_the_header() -> None:
+    # x_check_key__mutmut_1, _2, _4 (the bounds), _6 to _13 (the field and reason).
+    assert idempotency.check_key("k") == "k"
+    assert idempotency.check_key("k" * 200) == "k" * 200
+    for bad in ("", "k" * 201, "tab\there", "line\nbreak"):
+        with pytest.raises(InvalidInput) as refused:
+            idempotency.check_key(bad)
+        assert refused.value.errors == [
+            FieldError("Idempotency-Key", "must be 1 to 200 printable characters")
+        ]
+
+
+def test_keys_belong_to_one_caller_who_may_hold_many(db: Database, tenant: Tenant) -> None:
+    # x_claim__mutmut_24 (any caller's row) and _25 (any key's row): a retry would find two.
+    assert keyed(db, tenant, actor="desk-1", key="k", body={"slot": 1}, n=1) == Answer(n=1)
+    assert keyed(db, tenant, actor="desk-2", key="k", body={"slot": 1}, n=2) == Answer(n=2)
+    assert keyed(db, tenant, actor="desk-1", key="k2", body={"slot": 1}, n=3) == Answer(n=3)
+    assert replayed(keyed(db, tenant, actor="desk-1", key="k", body={"slot": 1})) == {"n": 1}
+    assert replayed(keyed(db, tenant, actor="desk-2", key="k", body={"slot": 1})) == {"n": 2}
+    assert replayed(keyed(db, tenant, actor="desk-1", key="k2", body={"slot": 1})) == {"n": 3}
+
+
+def test_one_key_for_another_operation_is_refused(db: Database, tenant: Tenant) -> None:
+    # x_run_once__mutmut_13 (the operation left out of the fingerprint) and x_claim__mutmut_32.
+    keyed(db, tenant, actor="desk-1", key="k", body={}, operation="book", n=1)
+    with pytest.raises(Conflict) as refused:
+        keyed(db, tenant, actor="desk-1", key="k", body={}, operation="cancel", n=2)
+    assert refused.value.detail == "this Idempotency-Key was already used for a different request"
+
+
+def test_the_fingerprint_ignores_key_order_and_takes_dates_and_ids() -> None:
+    # x_fingerprint__mutmut_3, _6, _8 (keys unsorted) and _4, _7 (no default=str).
+    slot, at = uuid.uuid4(), datetime(2027, 3, 1, 9, 30, tzinfo=UTC)
+    one = idempotency.fingerprint("book", {"slotId": slot, "at": at, "visit": {"b": 1, "a": 2}})
+    other = idempotency.fingerprint("book", {"visit": {"a": 2, "b": 1}, "at": at, "slotId": slot})
+    assert one == other
+    assert one != idempotency.fingerprint("book", {"slotId": uuid.uuid4(), "at": at})
+
+
+def test_the_sweeper_forgets_keys_older_than_a_day_only(db: Database, tenant: Tenant) -> None:
+    # x_sweep__mutmut_1 to _9: no test ran the idempotency sweeper.
+    now = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    ages = {"old": idempotency.KEEP_FOR + timedelta(seconds=1), "day": idempotency.KEEP_FOR}
+    ages["new"] = timedelta(minutes=5)
+    for key, age in ages.items():
+        keyed(db, tenant, actor="desk-1", key=key, body={}, at=now - age)
+    with transaction(db, ctx_for(tenant.id)) as session:
+        assert idempotency.sweep(session, now) == 1
+        assert idempotency.sweep(session, now) == 0
+        left = session.scalars(select(idempotency.IdempotentRequest.key)).all()
+    assert sorted(left) == ["day", "new"]
+
+
+# --------------------------------------------------------------------------- booking
+
+
+def test_a_hold_is_audited_as_a_move_from_free_to_held_until_it_expires(
+    db: Database, ident: Any
+) -> None:
+    # x_hold__mutmut_48 to _70 (but _64): the hold's audit event was never read.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    held = hold(db, tenant, slots[0])
+    (event,) = [e for e in events_of(db, tenant.id) if e.action == "state-transition"]
+    assert (event.entity_collection, event.entity_id) == ("slots", slots[0].id)
+    assert (event.from_state, event.to_state) == ("free", "held")
+    assert event.diff["updated"] == event.diff["removed"] == {}
+    (expires,) = event.diff["added"].values()
+    assert event.diff["added"] == {"holdExpiresAt": expires}
+    assert datetime.fromisoformat(expires) == held.expires_at
+
+
+def test_a_slot_is_over_from_the_minute_it_ends(db: Database, ident: Any) -> None:
+    # x_refusal__mutmut_1 (ends_at < now), _2 to _4 (the words).
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    with time_machine.travel(slots[0].ends_at, tick=False), pytest.raises(Conflict) as refused:
+        hold(db, tenant, slots[0])
+    assert refused.value.detail == "this slot is already over; please choose a later one"
+
+
+def test_each_refusal_says_why_the_slot_cannot_be_had(db: Database, ident: Any) -> None:
+    # x_refusal__mutmut_12, _14 (a test matched part of one reason only), _7, _9, _16, _17.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 2)
+    (patient,) = patients(db, ident, tenant, 1)
+    hold(db, tenant, slots[0])
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        service.set_blocked(session, ctx, slots[1].id, blocked=True)
+    for slot, why in (
+        (slots[0], "is being booked by someone else right now"),
+        (slots[1], "is not open for booking"),
+    ):
+        with pytest.raises(Conflict) as refused:
+            book(db, tenant, slot, patient)
+        assert refused.value.detail == f"this slot {why}; please choose another"
+    # Free again by the time the refusal reads it (taken and let go in between).
+    assert slots[1].status == "free"
+    again = booking.refusal(ctx, slots[1]).detail
+    assert again == "this slot is no longer available; please choose another"
+
+
+def test_a_wrong_visit_type_is_refused_naming_what_the_slot_is_for() -> None:
+    # x_check_visit_type__mutmut_8 to _16: only the field's name was checked.
+    booking.check_visit_type({"visitType": ["consultation", "follow-up"]}, "follow-up")
+    for meta, choices in (
+        ({"visitType": ["consultation", "follow-up"]}, "consultation, follow-up"),
+        ({}, "none"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            booking.check_visit_type(meta, "new")
+        assert refused.value.errors == [
+            FieldError("visitType", f"this slot is for {choices}, not 'new'")
+        ]
+
+
+def test_a_hold_that_ran_out_cannot_book_a_slot_that_is_over(db: Database, ident: Any) -> None:
+    # x__held_for__mutmut_5 (no expiry), _7 (>= expiry), _11 (the token alone): the hold
+    # counted as the holder's when it had run out. Taken a minute before the slot ends, it
+    # runs out after the slot does; at that instant nobody may book.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    with time_machine.travel(slots[0].ends_at - timedelta(minutes=1), tick=False):
+        held = hold(db, tenant, slots[0])
+    assert held.expires_at > slots[0].ends_at
+    with time_machine.travel(held.expires_at, tick=False), pytest.raises(Conflict) as refused:
+        book(db, tenant, slots[0], patient, hold_token=held.token)
+    assert refused.value.detail == "this slot is already over; please choose a later one"
+
+
+def test_an_offer_books_only_the_slot_it_holds_while_it_holds_it(db: Database, ident: Any) -> None:
+    # x__held_for__mutmut_22 (any live hold was the offer's), _21 (an offer past its time
+    # still held the slot). Only waitlist.accept passes an offer, after checking it, so
+    # this calls booking's own guard directly.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    hold(db, tenant, slots[0])
+    with pytest.raises(Conflict):
+        book(db, tenant, slots[0], patient, waitlist_lock_id=uuid.uuid4())
+    line = waiting(db, ident)
+    cancel(db, ident, line.tenant, line.booked.id)
+    (offer,) = offers(db, line.tenant)
+    with time_machine.travel(line.slot.ends_at, tick=False), pytest.raises(Conflict):
+        book(db, line.tenant, line.slot, line.people[1], waitlist_lock_id=offer.id)
+
+
+def test_booking_for_an_unknown_patient_names_the_id(db: Database, ident: Any) -> None:
+    # x__patient__mutmut_10: the 404's words were never read.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    nobody = SimpleNamespace(id=uuid.uuid4())
+    with pytest.raises(NotFound) as refused:
+        book(db, tenant, slots[0], nobody)
+    assert refused.value.detail == f"no patient with id {nobody.id}"
+
+
+def test_a_hold_taken_after_an_offer_lapsed_outlives_the_offer_sweeper(
+    db: Database, ident: Any
+) -> None:
+    # x_hold__mutmut_26 to _28: the lapsed offer's mark stayed on the slot, so the offer
+    # sweeper freed the new holder's slot and offered it on.
+    line = waiting(db, ident)
+    cancel(db, ident, line.tenant, line.booked.id)
+    (offer,) = offers(db, line.tenant)
+    with time_machine.travel(offer.expires_at + timedelta(seconds=1), tick=False):
+        held = hold(db, line.tenant, line.slot)
+        ctx, sweeper = ctx_for(line.tenant.id), waitlist.Offers(ident.cipher, OFFER_FOR)
+        with transaction(db, ctx) as session:
+            assert waitlist.lapse_offers(session, ctx, sweeper) == 1
+            status = session.scalar(select(Slot.status).where(Slot.id == line.slot.id))
+        assert status == "held"
+        appointment = book(db, line.tenant, line.slot, line.people[0], hold_token=held.token)
+    assert appointment.slot_id == line.slot.id
