@@ -11,15 +11,19 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import audit_append, booking, crypto, patient_search
+from bench import audit_append, booking, crypto, patient_search, search_http
 from opdesk.db import APP_ROLE, Database, EmbeddedServer, ensure_app_login, psycopg_url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="per audit scenario")
-    parser.add_argument("--only", choices=["crypto", "audit", "patients", "booking"], default=None)
-    parser.add_argument("--clients", type=int, default=16, help="booking client processes")
+    parser.add_argument(
+        "--only", choices=["crypto", "audit", "patients", "booking", "search"], default=None
+    )
+    parser.add_argument(
+        "--clients", type=int, default=16, help="client processes (booking, search over HTTP)"
+    )
     parser.add_argument(
         "--patients", type=int, nargs="+", default=[100_000, 1_000_000], help="table sizes"
     )
@@ -27,15 +31,18 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
     if args.only in (None, "crypto"):
         crypto.run()
-    if args.only in (None, "audit", "patients", "booking"):
+    if args.only in (None, "audit", "patients", "booking", "search"):
         with database() as db:
             if args.only in (None, "audit"):
                 audit_append.run(db, seconds=args.seconds)
             if args.only in (None, "patients"):
                 patient_search.run(db, sizes=tuple(args.patients))
-            if args.only in (None, "booking"):
-                with tempfile.TemporaryDirectory(prefix="opdesk-bench-data-") as data_dir:
-                    booking.run(db, Path(data_dir), clients=args.clients, seconds=args.seconds * 3)
+            for name, bench in (("booking", booking), ("search", search_http)):
+                if args.only in (None, name):
+                    with tempfile.TemporaryDirectory(prefix="opdesk-bench-data-") as data_dir:
+                        bench.run(
+                            db, Path(data_dir), clients=args.clients, seconds=args.seconds * 3
+                        )
 
 
 class database:  # noqa: N801 - used as a context manager, reads like a function

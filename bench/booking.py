@@ -1,7 +1,8 @@
 """Booking throughput and slot search, next to PostgreSQL's own pgbench on the same server.
 
-OPDesk runs as a separate uvicorn process (two workers per core); N
-client processes book through the HTTP API over a calendar of many doctors:
+OPDesk runs as a separate uvicorn process (two workers per core; bench/http_load.py),
+first warmed up by a short unmeasured run; N client processes book through the HTTP
+API over a calendar of many doctors:
 
 * hold + book: ``POST /slots/{id}/hold`` then ``POST /appointments`` with the token;
 * direct: one ``POST /appointments`` (the front desk booking a caller).
@@ -15,17 +16,13 @@ rate comparable across machines.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import random
 import re
 import statistics
 import subprocess
-import sys
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -38,6 +35,7 @@ import httpx
 from sqlalchemy import text
 
 from bench.clinic import bench_clinic
+from bench.http_load import WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
 from opdesk.context import system_context
@@ -56,9 +54,6 @@ SLOTS_PER_DAY = 14  # 09:00 to 12:30, every 15 minutes
 PATIENTS = 20_000
 POOL = 40_000
 SEARCHES = 2000
-# Two per core: requests spend part of their time waiting on PostgreSQL, and two
-# processes alone left the cores partly idle (measured 127/s with 3, 143/s with 4).
-WORKERS = 2 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -67,11 +62,6 @@ class Calendar:
     token: str
     doctors: list[uuid.UUID]
     first_day: date
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, int(len(ordered) * q) - 1)] * 1000
 
 
 def _doctor_profiles(db: Database, ident: Identity, tenant_id: uuid.UUID) -> list[uuid.UUID]:
@@ -154,55 +144,6 @@ def prepare(db: Database, settings: Settings) -> Calendar:
     return Calendar(tenant_id, token, doctors, first)
 
 
-# ------------------------------------------------------------------ the OPDesk server
-
-
-class Server:
-    """``uvicorn --factory opdesk.app:create_app`` in its own process, on this database."""
-
-    def __init__(self, db: Database, data_dir: Path, workers: int) -> None:
-        self.port = _free_port()
-        app_url = db.app_url or db.owner_url
-        self.env = {
-            **os.environ,
-            "OPDESK_DATABASE_URL": db.owner_url.render_as_string(hide_password=False),
-            "OPDESK_APP_DATABASE_URL": app_url.render_as_string(hide_password=False),
-            "OPDESK_DATA_DIR": str(data_dir),
-            "OPDESK_LOG_LEVEL": "WARNING",
-            "OPDESK_DB_POOL_SIZE": "12",
-        }
-        self.args = [
-            sys.executable, "-m", "uvicorn", "--factory", "opdesk.app:create_app",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-
-    def __enter__(self) -> str:
-        self.process = subprocess.Popen(self.args, env=self.env)
-        base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    return base
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the OPDesk server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ------------------------------------------------------------------ clients
 
 
@@ -222,22 +163,6 @@ class Outcome:
     booked: list[float]  # seconds per successful booking (both requests for hold + book)
     conflicts: int
     errors: list[str]
-
-
-class Http:
-    """A bare keep-alive HTTP/1.1 connection: the load generator shares the server's two
-    cores, so it should spend as little CPU per request as it can.
-    """
-
-    def __init__(self, base: str, token: str) -> None:
-        host, port = base.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        self.conn.request("POST", path, json.dumps(body or {}), self.headers)
-        response = self.conn.getresponse()
-        return response.status, json.loads(response.read() or b"null")
 
 
 def client(job: Job) -> Outcome:
@@ -298,79 +223,6 @@ def _patient_ids(db: Database, calendar: Calendar) -> list[str]:
         return list(session.execute(text("select id::text from patients limit 5000")).scalars())
 
 
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each of these processes so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    return used
-
-
-def _grown(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU used between two readings; a process started in between counts from zero."""
-    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
-
-
-def _process_tree(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [pid, *(int(child) for child in found.split())]
-
-
-def _postgres_pids() -> list[int]:
-    """The local PostgreSQL server's processes (none when the database is elsewhere)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """CPU seconds spent by each party during a run."""
-
-    server: float
-    postgres: float
-    clients: float
-
-    def per_booking(self, bookings: int) -> str:
-        each = [
-            1000 * part / max(bookings, 1) for part in (self.server, self.postgres, self.clients)
-        ]
-        ceiling = 1000 * (os.cpu_count() or 1) / max(sum(each), 1e-9)
-        return (
-            f"CPU per booking: OPDesk {each[0]:.1f} ms, PostgreSQL {each[1]:.1f} ms, "
-            f"clients {each[2]:.1f} ms -> at most ~{ceiling:.0f} bookings/s on these cores"
-        )
-
-
-def measured(server_pid: int, work: Any) -> tuple[Any, CpuUse]:
-    """Run ``work()`` and account the CPU the server, PostgreSQL and the clients used."""
-    import resource
-
-    server = _cpu_seconds(_process_tree(server_pid))
-    postgres = _cpu_seconds(_postgres_pids())
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = work()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    clients = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-    used = CpuUse(
-        _grown(server, _cpu_seconds(_process_tree(server_pid))),
-        _grown(postgres, _cpu_seconds(_postgres_pids())),
-        clients,
-    )
-    return result, used
-
-
 def run_clients(
     base: str, calendar: Calendar, slots: list[str], patients: list[str], *, clients: int,
     seconds: float, hold_first: bool,
@@ -379,10 +231,7 @@ def run_clients(
         Job(base, calendar.token, slots, patients, seconds, hold_first, seed)
         for seed in range(clients)
     ]
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=clients) as pool:
-        outcomes = list(pool.map(client, jobs))
-    wall = time.perf_counter() - started
+    outcomes, wall = fan_out(client, jobs)
     merged = Outcome(
         [t for o in outcomes for t in o.booked],
         sum(o.conflicts for o in outcomes),
@@ -476,7 +325,7 @@ def search_timings(base: str, db: Database, calendar: Calendar) -> None:
                     samples.append(time.perf_counter() - started)
                 print(
                     f"    {label:<8} {what:<9} p50 {statistics.median(samples) * 1000:6.2f} ms"
-                    f"   p99 {_percentile(samples, 0.99):6.2f} ms"
+                    f"   p99 {percentile(samples, 0.99):6.2f} ms"
                 )
 
 
@@ -495,6 +344,10 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
     print(f"  pgbench TPC-B, {clients} clients, same server: {tps:8.0f} tps")
     server = Server(db, data_dir, workers=WORKERS)
     with server as base:
+        warm = _pool(db, calendar, rng)
+        run_clients(
+            base, calendar, warm, patients, clients=clients, seconds=WARM_UP, hold_first=True
+        )
         for hold_first, label, target in (
             (True, "hold + book", 0.15),
             (False, "direct book", 0.25),
@@ -504,15 +357,15 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
                 run_clients, base, calendar, slots, patients, clients=clients, seconds=seconds,
                 hold_first=hold_first,
             )  # fmt: skip
-            (outcome, wall), cpu = measured(server.process.pid, job)
+            (outcome, wall), cpu = measured(server.process.pid, db, job)
             rate = len(outcome.booked) / wall
             print(
                 f"  {label:<12} {rate:7.1f} bookings/s ({rate / tps:5.1%} of pgbench; target "
                 f"{target:.0%})   p50 {statistics.median(outcome.booked) * 1000:6.1f} ms   "
-                f"p99 {_percentile(outcome.booked, 0.99):6.1f} ms   "
+                f"p99 {percentile(outcome.booked, 0.99):6.1f} ms   "
                 f"409s {outcome.conflicts}   errors {len(outcome.errors)}"
             )
-            print(f"    {cpu.per_booking(len(outcome.booked))}")
+            print(f"    {cpu.per(len(outcome.booked), 'booking')}")
         print(f"  double bookings: {double_bookings(db, calendar.tenant_id)}")
         print(f"  slot search with {total:,} slots in the table:")
         search_timings(base, db, calendar)

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from opdesk.context import system_context
 from opdesk.db import Database
+from opdesk.identity import sessions
 from opdesk.identity.service import Identity, create_user
-from opdesk.security import sessions
 from opdesk.tenancy.schemas import TenantCreate
 from opdesk.tenancy.service import create_tenant
 from opdesk.uow import transaction

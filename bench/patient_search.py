@@ -1,8 +1,10 @@
 """Patient lookup by phone and search by name, at 100,000 and 1,000,000 patients.
 
-Patients are bulk-loaded with COPY (the same encrypted columns and blind index the
-service writes); lookups then go through the real read path: the service-layer query in
-its own tenant-scoped transaction, and the HTTP API of a live uvicorn server.
+Patients are bulk-loaded with COPY (the same encrypted columns, blind indexes and search
+keys the service writes); their names come from :mod:`bench.names` (about 2,000 first and
+2,000 last names, Zipf-like, a fifth written in Devanagari). Lookups then go through the
+real read path: the service-layer query in its own tenant-scoped transaction, and the
+HTTP API of a live uvicorn server. Name searches are reported by kind and together.
 """
 
 from __future__ import annotations
@@ -21,22 +23,25 @@ import uvicorn
 from sqlalchemy import text
 
 from bench.clinic import bench_clinic
+from bench.names import vocabulary
 from opdesk.app import create_app
 from opdesk.config import Settings
 from opdesk.context import system_context
 from opdesk.db import Database, libpq_url
-from opdesk.demo import FIRST_NAMES, LAST_NAMES
 from opdesk.identity.service import Identity
-from opdesk.patients import queries
+from opdesk.patients import queries, sounds
+from opdesk.patients.service import phone_part_keys
 from opdesk.security.crypto import FieldCipher, StaticKeyring
 from opdesk.security.keys import new_keyring
 from opdesk.uow import transaction
 
 LOOKUPS = 2000
-FIRSTS = [n for names in FIRST_NAMES.values() for n in names]
+DEVANAGARI_SHARE = 0.2
+VOCABULARY = vocabulary()
 COLUMNS = (
-    "tenant_id, id, number, phone_hash, phone_encrypted, name_first, name_last, dob, gender, "
-    "city, chronic_conditions, consents, flags_vip, flags_blocked, created_at, updated_at"
+    "tenant_id, id, number, phone_hash, phone_encrypted, name_first, name_last, first_sound, "
+    "last_sound, dob, gender, city, chronic_conditions, consents, flags_vip, flags_blocked, "
+    "created_at, updated_at"
 )
 
 
@@ -70,9 +75,12 @@ def load(
     rng = random.Random(start)
     now = datetime.now(UTC)
     sample: list[str] = []
+    names = VOCABULARY.draw(rng, stop - start, DEVANAGARI_SHARE)
+    sound: dict[str, str] = {}
     with psycopg.connect(libpq_url(db.owner_url)) as conn, conn.cursor() as cur:
+        keys: list[tuple[uuid.UUID, bytes]] = []
         with cur.copy(f"COPY patients ({COLUMNS}) FROM STDIN") as copy:
-            for number in range(start, stop):
+            for number, (first, last) in zip(range(start, stop), names, strict=True):
                 phone = f"+9198{number:08d}"
                 row_id = uuid.uuid4()
                 sealed = cipher.encrypt(
@@ -82,6 +90,9 @@ def load(
                     column="phone_encrypted",
                     row_id=row_id,
                 )
+                for name in (first, last):
+                    if name not in sound:
+                        sound[name] = sounds.name_key(name)
                 copy.write_row(
                     (
                         tenant_id,
@@ -89,8 +100,10 @@ def load(
                         number,
                         cipher.blind_index(phone, purpose="phone"),
                         sealed,
-                        rng.choice(FIRSTS),
-                        rng.choice(LAST_NAMES),
+                        first,
+                        last,
+                        sound[first],
+                        sound[last],
                         date(rng.randint(1940, 2020), rng.randint(1, 12), rng.randint(1, 28)),
                         rng.choice(("female", "male")),
                         "Pune",
@@ -102,8 +115,12 @@ def load(
                         now,
                     )
                 )
+                keys += [(row_id, key) for key in phone_part_keys(cipher, phone)]
                 if number % 97 == 0:
                     sample.append(phone)
+        with cur.copy("COPY patient_phone_keys (tenant_id, key, patient_id) FROM STDIN") as copy:
+            for row_id, key in keys:
+                copy.write_row((tenant_id, key, row_id))
         # The name vocabulary the service keeps in step, rebuilt for the loaded rows.
         conn.execute(
             "insert into patient_names (tenant_id, key, patients) "
@@ -116,22 +133,45 @@ def load(
         )
         conn.execute("ANALYZE patients")
         conn.execute("ANALYZE patient_names")
+        conn.execute("ANALYZE patient_phone_keys")
         conn.commit()
     return sample
 
 
-def _name_queries(rng: random.Random) -> list[str]:
-    words = []
+def _misspell(rng: random.Random, name: str) -> str:
+    """One letter dropped, doubled or swapped for a neighbour's: a desk's typing slip."""
+    i = rng.randrange(1, len(name))
+    kind = rng.randrange(3)
+    if kind == 0:
+        return name[:i] + name[i + 1 :]
+    if kind == 1:
+        return name[:i] + name[i] + name[i:]
+    return name[:i] + rng.choice("aeiourshn") + name[i + 1 :]
+
+
+def _name_queries(rng: random.Random) -> list[tuple[str, str]]:
+    """(kind, what the desk types): a name's start, both names' starts, a misspelt full
+    name, a full name in the other script, a name's start in Devanagari.
+    """
+    asked = []
     for _ in range(LOOKUPS):
+        (first, hindi_first), (last, hindi_last) = (
+            rng.choice(VOCABULARY.firsts[:800]),
+            rng.choice(VOCABULARY.lasts[:800]),
+        )
         kind = rng.random()
-        name = rng.choice(FIRSTS + list(LAST_NAMES))
-        if kind < 0.6:
-            words.append(name[: rng.randint(2, 4)].lower())
-        elif kind < 0.85:
-            words.append(f"{rng.choice(FIRSTS)[:3]} {rng.choice(LAST_NAMES)[:2]}".lower())
+        if kind < 0.4:
+            name = rng.choice((first, last))
+            asked.append(("prefix", name[: rng.randint(2, 5)].lower()))
+        elif kind < 0.6:
+            asked.append(("first+last", f"{first[:3]} {last[:2]}".lower()))
+        elif kind < 0.8:
+            asked.append(("misspelt", f"{_misspell(rng, first)} {_misspell(rng, last)}"))
+        elif kind < 0.9:
+            asked.append(("other script", f"{hindi_first} {hindi_last}"))
         else:
-            words.append(name[:-1] + "ee")  # a misspelling: fuzzy path
-    return words
+            asked.append(("devanagari prefix", hindi_first[: rng.randint(2, 3)]))
+    return asked
 
 
 class LiveServer:
@@ -169,7 +209,9 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
         loaded = size
         print(f"  {size:>9,} patients (loaded in {time.perf_counter() - started:5.1f} s)")
         wanted = [rng.choice(phones) for _ in range(LOOKUPS)]
-        names = _name_queries(rng)
+        asked = _name_queries(rng)
+        names = [q for _, q in asked]
+        digits = [p[-rng.choice((5, 6, 7)) :] if rng.random() < 0.5 else p[3:8] for p in wanted]
 
         def phone_lookup(phone: str) -> None:
             with transaction(db, system_context(tenant_id)) as session:
@@ -179,9 +221,17 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
             with transaction(db, system_context(tenant_id)) as session:
                 queries.by_name(session, q)
 
+        def digits_search(typed: str) -> None:
+            with transaction(db, system_context(tenant_id)) as session:
+                assert queries.search(session, cipher, typed)
+
         _report("service  phone lookup", _timed(phone_lookup, wanted))
+        _report("service  phone digits", _timed(digits_search, digits))
         timings = _timed(name_search, names)
         _report("service  name search", timings)
+        for kind in dict.fromkeys(k for k, _ in asked):
+            of_kind = [t for t, (k, _) in zip(timings, asked, strict=True) if k == kind]
+            _report(f"  {kind}", of_kind)
         slowest = sorted(zip(timings, names, strict=True), reverse=True)[:6]
         print("      slowest: " + ", ".join(f"{q!r} {t * 1000:.0f} ms" for t, q in slowest))
         headers = {"Authorization": f"Bearer {token}"}
@@ -192,7 +242,9 @@ def run(db: Database, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> None:
                 assert response.status_code == 200, response.text
 
             _report("HTTP     phone lookup", _timed(api, wanted))
+            _report("HTTP     phone digits", _timed(api, digits))
             _report("HTTP     name search", _timed(api, names))
     with db.owner_engine.begin() as conn:
+        conn.execute(text("delete from patient_phone_keys where tenant_id = :t"), {"t": tenant_id})
         conn.execute(text("delete from patients where tenant_id = :t"), {"t": tenant_id})
         conn.execute(text("delete from patient_names where tenant_id = :t"), {"t": tenant_id})
