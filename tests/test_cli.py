@@ -61,6 +61,7 @@ def test_tenant_create_validates_creates_and_refuses_duplicates(
     assert "not a valid GSTIN" in bad.stderr
 
     args = ["tenant", "create", "--name", "Nilgiri Clinic", "--slug", "nilgiri", "--city", "Ooty"]
+    args += ["--admin-email", "admin@nilgiri.in", "--admin-name", "Nilgiri Admin"]
     made = opdesk(*args, database=fresh_database, data_dir=tmp_path)
     assert made.returncode == 0, made.stderr
     assert "created Nilgiri Clinic (nilgiri)" in made.stdout

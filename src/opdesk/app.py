@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from opdesk import health
 from opdesk.bootstrap import bootstrap
@@ -38,23 +38,30 @@ from opdesk.scheduling import web as scheduling_web
 from opdesk.schemas import Problem
 from opdesk.security.crypto import KeyringSource
 from opdesk.security.keys import load_keyring
+from opdesk.security.permissions import DEV_ONLY, PUBLIC
 from opdesk.tenancy import api as tenancy_api
 from opdesk.tenancy import web as tenancy_web
-from opdesk.web.deps import Open, no_nul_in_query
-from opdesk.web.middleware import RequestMiddleware
+from opdesk.web.assets import ASSETS
+from opdesk.web.deps import SESSION_COOKIE, Allow, Open, no_nul_in_query
+from opdesk.web.middleware import CompressMiddleware, RequestMiddleware
 from opdesk.web.problems import install_problem_handlers
-from opdesk.web.templating import PACKAGE, NavEntry
+from opdesk.web.templating import NavEntry
 
 API_PREFIX = "/api/v1"
+DOCS_PATH = f"{API_PREFIX}/docs"
 
-DOCS_PAGE = """<!doctype html>
+
+def docs_page() -> str:
+    """Swagger UI for the API, its files under their hashed names."""
+    url = ASSETS.url
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>OPDesk API</title>
-<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>
+<link rel="stylesheet" href="{url("vendor/swagger-ui/swagger-ui.css")}"></head>
 <body><div id="swagger-ui"></div>
-<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
-<script src="/static/api-docs.js"></script></body></html>"""
+<script src="{url("vendor/swagger-ui/swagger-ui-bundle.js")}"></script>
+<script src="{url("api-docs.js")}"></script></body></html>"""
 
 
 class PageModule(Protocol):
@@ -158,32 +165,97 @@ def create_app(
     app.state.db = database  # opened by the lifespan when not given
 
     install_problem_handlers(app)
+    app.add_middleware(CompressMiddleware)
     app.add_middleware(RequestMiddleware, hsts=settings.is_https)
-    app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
+    app.mount("/static", ASSETS, name="static")
     app.include_router(health.router)
     app.include_router(api_router())
     for module in PAGE_MODULES:
         app.include_router(module.router)
     app.include_router(documents_api.share_router)
 
-    @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])
+    @app.get(DOCS_PATH, include_in_schema=False, dependencies=[Depends(Open())])
     def api_docs() -> HTMLResponse:
-        return HTMLResponse(DOCS_PAGE)
+        return HTMLResponse(docs_page())
+
+    @app.get("/api/docs", include_in_schema=False, dependencies=[Depends(Open())])
+    def old_api_docs() -> RedirectResponse:
+        """The docs' first address, kept for bookmarks."""
+        return RedirectResponse(DOCS_PATH, status_code=308)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the shared ``Problem`` schema every error refers to."""
+    """FastAPI's document plus the shared ``Problem`` schema every error refers to, and
+    the two ways to call the API signed in (so the docs page offers "Authorize").
+    """
     if app.openapi_schema is None:
         doc = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
-        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas["Problem"] = Problem.model_json_schema(by_alias=True)
+        components = doc.setdefault("components", {})
+        components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema(by_alias=True)
+        components["securitySchemes"] = SECURITY_SCHEMES
+        for route in iter_route_contexts(app.routes):
+            if isinstance(route.original_route, APIRoute) and route.include_in_schema:
+                _declare_security(doc, route)
         app.openapi_schema = doc
     return app.openapi_schema
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The `token` that `POST /api/v1/auth/sign-in` (staff) or "
+        "`POST /api/v1/auth/patient-sign-in` (patients) answers with.",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The browser session the pages use.",
+    },
+    "csrfToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-CSRF-Token",
+        "description": "With the session cookie, every request that changes something "
+        "carries the page's CSRF token in this header.",
+    },
+}
+# Either a bearer token, or the cookie (with the CSRF header when the request writes).
+READ_SECURITY: list[dict[str, list[str]]] = [{"bearerToken": []}, {"sessionCookie": []}]
+WRITE_SECURITY: list[dict[str, list[str]]] = [
+    {"bearerToken": []},
+    {"sessionCookie": [], "csrfToken": []},
+]
+
+
+def route_action(route: RouteContext) -> str | None:
+    """The action a route declares with ``acting(...)`` / ``Allow``, if any."""
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        if isinstance(dependant.call, Allow):
+            return dependant.call.action
+        pending.extend(dependant.dependencies)
+    return None
+
+
+def _declare_security(doc: dict[str, Any], route: RouteContext) -> None:
+    """A route that needs a session says so; public ones (sign-in, clinic pages) do not."""
+    action = route_action(route)
+    if action is None or action in (PUBLIC, DEV_ONLY):
+        return
+    operations = doc["paths"].get(route.path_format or "", {})
+    for method in route.methods or ():
+        operation = operations.get(method.lower())
+        if operation is not None:
+            writes = method not in ("GET", "HEAD", "OPTIONS")
+            operation["security"] = WRITE_SECURITY if writes else READ_SECURITY
 
 
 def app_from_env() -> FastAPI:

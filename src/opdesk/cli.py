@@ -1,4 +1,5 @@
-"""``opdesk`` command line: serve, migrate, demo, audit verify, keys rotate, tenant create."""
+"""``opdesk`` command line: serve, migrate, demo, audit verify, keys rotate, tenant create
+and admin-link."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -22,6 +24,9 @@ from opdesk.migrate import upgrade
 from opdesk.security.crypto import FieldCipher, KeyringSource
 from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
 from opdesk.uow import transaction
+
+if TYPE_CHECKING:
+    from opdesk.identity.service import Identity
 
 
 @dataclass
@@ -277,6 +282,8 @@ def tenant() -> None:
 @tenant.command("create")
 @click.option("--name", required=True, help="Clinic name as patients know it.")
 @click.option("--slug", required=True, help="Clinic code used in its web address.")
+@click.option("--admin-email", default=None, help="Email of the clinic's first admin (required).")
+@click.option("--admin-name", default=None, help="Name of the clinic's first admin (required).")
 @click.option("--timezone", default="Asia/Kolkata", show_default=True)
 @click.option("--gstin", default=None, help="GSTIN, if the clinic is registered for GST.")
 @click.option("--phone", default=None, help="Reception phone number.")
@@ -286,6 +293,8 @@ def tenant() -> None:
 def tenant_create(
     name: str,
     slug: str,
+    admin_email: str | None,
+    admin_name: str | None,
     timezone: str,
     gstin: str | None,
     phone: str | None,
@@ -293,10 +302,15 @@ def tenant_create(
     state: str | None,
     invoice_prefix: str,
 ) -> None:
-    """Create a clinic."""
+    """Create a clinic and its first admin, and print the admin's one-time link to
+    choose a password (shown this once; it expires).
+    """
+    from opdesk.identity.schemas import FirstAdmin
+    from opdesk.identity.service import create_first_admin
     from opdesk.tenancy.schemas import TenantCreate
     from opdesk.tenancy.service import create_tenant
 
+    problems: list[str] = []
     try:
         data = TenantCreate.model_validate(
             {
@@ -310,18 +324,83 @@ def tenant_create(
             }
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        fail(f"invalid clinic: {problems}")
+        problems += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    try:
+        admin = FirstAdmin(name=admin_name or "", email=admin_email or "")
+    except ValidationError as exc:
+        problems += [f"--admin-{e['loc'][0]}: {_admin_problem(e)}" for e in exc.errors()]
+    if problems:
+        fail("invalid clinic: " + "; ".join(problems))
         return
     with runtime() as rt:
+        ident = _identity(rt)
         ctx = system_context(None)
         try:
             with transaction(rt.db, ctx) as session:
                 created = create_tenant(session, ctx, data=data)
+                user, token = create_first_admin(
+                    session, ctx, ident, name=admin.name, email=admin.email
+                )
         except DomainError as exc:
             fail(exc.detail)
             return
         click.echo(f"created {created.name} ({created.slug}) id={created.id}")
+        _print_link(rt.settings, user.name, user.email or "", token)
+
+
+def _admin_problem(error: object) -> str:
+    assert isinstance(error, dict)
+    if error.get("input") == "":
+        return "the clinic's first admin is required; give it"
+    return str(error.get("msg", "not valid"))
+
+
+def _identity(rt: Runtime) -> Identity:
+    from opdesk.identity.service import Identity
+
+    return Identity.create(rt.settings, FieldCipher(_keyring_or_fail(rt.settings)))
+
+
+def _print_link(settings: Settings, name: str, email: str, token: str) -> None:
+    hours = settings.password_link_hours
+    click.echo(f"first admin: {name} <{email}>")
+    click.echo(f"  one-time link to choose a password (works once, for {hours} hours):")
+    click.echo(f"  {settings.base_url.rstrip('/')}/set-password?token={token}")
+    click.echo("  It is shown only now: send it to the admin privately.")
+
+
+@tenant.command("admin-link")
+@click.option("--clinic", "clinic", required=True, help="Clinic code (slug).")
+@click.option("--email", required=True, help="Email of a staff member of that clinic.")
+def tenant_admin_link(clinic: str, email: str) -> None:
+    """A new one-time link for a staff member to choose a password (when the first
+    admin's link has expired, or no admin is left to reset a password). Earlier links of
+    that person stop working.
+    """
+    from sqlalchemy import select
+
+    from opdesk.identity.models import User
+    from opdesk.identity.service import issue_password_link
+    from opdesk.tenancy.service import find_by_slug
+    from opdesk.uow import enter_tenant
+
+    with runtime() as rt:
+        ident = _identity(rt)
+        ctx = system_context(None)
+        with transaction(rt.db, ctx) as session:
+            found = find_by_slug(session, clinic)
+            if found is None:
+                fail(f"no clinic with the code {clinic!r}")
+                return
+            enter_tenant(session, ctx, found.id)
+            user = session.execute(
+                select(User).where(User.email == email.strip().lower(), User.role != "patient")
+            ).scalar_one_or_none()
+            if user is None or not user.active:
+                fail(f"{found.name} has no active staff member with the email {email!r}")
+                return
+            token = issue_password_link(session, ctx, ident, user=user)
+        _print_link(rt.settings, user.name, user.email or "", token)
 
 
 if __name__ == "__main__":

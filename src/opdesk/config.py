@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     session_hours: int = 12
     # Lighter argon2 parameters for the test suite only (refused in prod).
     fast_password_hashing: bool = False
+    # Sign-in codes one clinic may send by SMS in any 24 hours (SMS pumping guard);
+    # admins are warned at 80%. A busy clinic signs in a few hundred patients a day.
+    sms_daily_budget: int = Field(default=500, ge=1)
+    # How long the one-time link to set a password (a new clinic's first admin) works.
+    password_link_hours: int = Field(default=72, ge=1, le=24 * 14)
 
     max_upload_mb: int = 20
 

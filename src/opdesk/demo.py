@@ -266,8 +266,8 @@ def _demo_person(
     guardian: Any = None,
     relation: str | None = None,
 ) -> dict[str, Any]:
-    gender = rng.choice(("female", "male"))
     first, _, last = (name or "").partition(" ")
+    gender = _gender_of(rng, first, relation)
     doc: dict[str, Any] = {
         "name": {
             "first": first or rng.choice(FIRST_NAMES[gender]),
@@ -290,6 +290,22 @@ def _demo_person(
         substance, reaction, severity = rng.choice(ALLERGENS)
         doc["allergies"] = [{"substance": substance, "reaction": reaction, "severity": severity}]
     return doc
+
+
+# A dependent's relation says their gender; the guardian's side is not recorded.
+RELATION_GENDERS = {"son": "male", "daughter": "female", "mother": "female", "father": "male"}
+
+
+def _gender_of(rng: Any, first: str, relation: str | None) -> str:
+    """The gender of the name list ``first`` comes from, of the relation, or a coin toss
+    (the first name is then drawn from that gender's list).
+    """
+    for gender, names in FIRST_NAMES.items():
+        if first in names:
+            return gender
+    if relation in RELATION_GENDERS:
+        return RELATION_GENDERS[relation]
+    return str(rng.choice(("female", "male")))
 
 
 def _register_demo(

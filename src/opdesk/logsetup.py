@@ -42,3 +42,6 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # fontTools logs every glyph table it subsets while fpdf2 embeds a font (thousands of
+    # lines per PDF); only its warnings concern an operator.
+    logging.getLogger("fontTools").setLevel(max(logging.WARNING, root.level))

@@ -190,6 +190,8 @@ def test_the_queue_board_updates_itself_and_the_doctor_sends_patients_in(
     page.locator(".token-row").nth(3).wait_for(timeout=15_000)
     assert "Walk-in" in page.locator(".token-row").nth(3).inner_text()
     page.locator(".token-row.st-checked-in").first.get_by_role("button", name="Send in").click()
+    # Someone is still with the doctor: Send in asks first (issue 10).
+    page.get_by_role("dialog").get_by_role("button", name="Send in anyway").click()
     assert page.get_by_role("status").inner_text() == "With doctor."
     shot(page, "my-queue-desktop")
     assert problems == [], problems
@@ -235,9 +237,11 @@ def test_patient_books_online_signing_in_while_the_slot_is_held(
     assert page.locator('.day-tabs [aria-current="date"]').inner_text() == day
     assert f"Free times on {day}" in page.locator(".slot-picker").inner_text()
     shot(page, f"change-time-{width}")
-    page.locator(".slot-buttons button").last.click()
-    assert page.get_by_role("status").inner_text() == "Your appointment is moved."
+    page.locator(".slot-buttons button").last.click()  # asks first (issue 10)
+    page.get_by_role("button", name="Yes, move it").click()
+    assert page.get_by_role("status").inner_text().startswith("Moved to ")
     page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Yes, cancel it").click()
     assert page.get_by_role("status").inner_text() == "Your appointment is cancelled."
     assert problems == [], problems
     page.context.close()
@@ -310,6 +314,8 @@ def test_desk_puts_a_patient_on_the_waitlist_and_books_the_offer(
     page.goto(f"{live_server}/calendar?date={clinic.tomorrow.isoformat()}")
     confirmed = page.locator(".slot.st-confirmed").first
     confirmed.get_by_role("button", name="Cancel").click()
+    page.get_by_role("dialog").get_by_role("button", name="Yes, cancel it").click()  # issue 10
+    assert page.get_by_role("status").inner_text() == "Cancelled."
     page.goto(f"{live_server}/waitlist")
     assert "Offered" in page.locator("tbody").inner_text()
     shot(page, f"waitlist-{width}")

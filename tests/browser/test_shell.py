@@ -71,7 +71,7 @@ def test_not_found_page(browser: Any, live_server: str) -> None:
     page, _ = open_page(browser, "phone")
     response = page.goto(live_server + "/c/no-such-clinic")
     assert response.status == 404
-    assert page.get_by_role("heading", name="Not found").is_visible()
+    assert page.get_by_role("heading", name="Record not found").is_visible()
     assert_fits(page)
     settle(page)
     page.screenshot(path=str(SCREENSHOTS / "not-found-phone.png"), full_page=True)

@@ -115,6 +115,9 @@ CASES: dict[str, Case] = {
     "name-first-then-last": Case("_prefix", by_name("lakshmi iy")),
     "name-last-then-first": Case("_prefix", by_name("iyer laks")),
     "name-similar-spelling": Case("_fuzzy", by_name("Lakshmee")),
+    "phone-first-digits": Case("by_phone_part", by_own_phone(lambda phone: phone[3:8])),
+    "phone-last-digits": Case("by_phone_part", by_own_phone(lambda phone: phone[-5:])),
+    "name-other-script": Case("_sound", by_name("लक्ष्मी")),  # finds "Lakshmi Iyer"
 }
 
 # Helpers ``search`` calls that find nothing themselves.

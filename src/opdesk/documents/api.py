@@ -32,7 +32,7 @@ def upload_document(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("patients:write")],
+    who: Annotated[Principal, acting("patients:write")],
     patient: Annotated[Patient, Depends(patient_in_path)],
     file: Annotated[UploadFile, File(description="PDF, JPEG, PNG or WebP")],
     category: Annotated[str, Form()],
@@ -47,6 +47,9 @@ def upload_document(
     """Upload a document (checked by its content, not its name); ``replaces`` adds a version."""
     limit = settings.max_upload_mb * 1024 * 1024
     data = file.file.read(limit + 1)
+    service.check_category(who.role, category)
+    if replaces is not None:
+        service.get_readable(session, replaces, who.role)
     try:
         doc = service.upload(
             session,
@@ -70,17 +73,20 @@ def upload_document(
 @router.get("/patients/{patient_id}/documents", response_model=list[DocumentOut])
 def list_documents(
     session: DbSession,
-    _: Annotated[Principal, acting("patients:read")],
+    who: Annotated[Principal, acting("documents:read")],
     patient: Annotated[Patient, Depends(patient_in_path)],
 ) -> list[DocumentOut]:
-    return [DocumentOut.model_validate(d) for d in service.of_patient(session, patient.id)]
+    """The documents of the categories the caller's role may read (see docs/permissions.md)."""
+    readable = service.readable_categories(who.role)
+    found = service.of_patient(session, patient.id, categories=readable)
+    return [DocumentOut.model_validate(d) for d in found]
 
 
 @router.get("/documents/{document_id}", response_model=DocumentOut)
 def get_document(
-    document_id: uuid.UUID, session: DbSession, _: Annotated[Principal, acting("patients:read")]
+    document_id: uuid.UUID, session: DbSession, who: Annotated[Principal, acting("documents:read")]
 ) -> DocumentOut:
-    return DocumentOut.model_validate(service.get(session, document_id))
+    return DocumentOut.model_validate(service.get_readable(session, document_id, who.role))
 
 
 @router.get(
@@ -92,9 +98,9 @@ def download_document(
     document_id: uuid.UUID,
     request: Request,
     session: DbSession,
-    _: Annotated[Principal, acting("patients:read")],
+    who: Annotated[Principal, acting("documents:read")],
 ) -> Response:
-    return file_response(request, service.get(session, document_id))
+    return file_response(request, service.get_readable(session, document_id, who.role))
 
 
 @router.post("/documents/{document_id}/share-links", response_model=ShareLinkOut, status_code=201)
@@ -104,10 +110,11 @@ def share_document(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("patients:write")],
+    who: Annotated[Principal, acting("patients:write")],
     settings: AppSettings,
 ) -> ShareLinkOut:
     """A link to this version that works without signing in, for 1-30 days (default 7)."""
+    service.get_readable(session, document_id, who.role)
     made = service.share(session, ctx, document_id=document_id, days=body.days)
     base = settings.base_url.rstrip("/")
     return ShareLinkOut(
@@ -120,8 +127,9 @@ def revoke_share_link(
     link_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
-    _: Annotated[Principal, acting("patients:write")],
+    who: Annotated[Principal, acting("patients:write")],
 ) -> Response:
+    service.get_readable(session, service.get_link(session, link_id).document_id, who.role)
     service.revoke(session, ctx, link_id=link_id)
     return Response(status_code=204)
 

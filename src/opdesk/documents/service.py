@@ -25,6 +25,7 @@ from opdesk.documents.storage import Storage
 from opdesk.errors import FieldError, InvalidInput, NotFound
 from opdesk.patients import service as patients
 from opdesk.security.crypto import FieldCipher
+from opdesk.security.permissions import may_read_document
 from opdesk.security.tokens import session_token, tenant_of, token_hash
 from opdesk.uow import enter_tenant
 
@@ -158,17 +159,42 @@ def get(session: Session, document_id: uuid.UUID) -> Document:
     return records.by_id(session, Document, document_id)
 
 
+def readable_categories(role: str | None) -> list[str]:
+    """The document categories a member of staff with ``role`` may see."""
+    return [c for c in CATEGORIES if may_read_document(role, c)]
+
+
+def get_readable(session: Session, document_id: uuid.UUID, role: str | None) -> Document:
+    """The document, if ``role`` may read its category; else 404, as for an unknown id."""
+    doc = get(session, document_id)
+    if not may_read_document(role, doc.category):
+        raise NotFound(f"no document with id {document_id}")
+    return doc
+
+
+def check_category(role: str | None, category: str) -> None:
+    """Staff file documents only in categories they may read themselves."""
+    if category in CATEGORIES and not may_read_document(role, category):
+        raise InvalidInput([FieldError("category", "is not one you may file; choose another")])
+
+
 def content(cipher: FieldCipher, storage: Storage, doc: Document) -> bytes:
     return cipher.decrypt(storage.get(doc.storage_key), **_where(doc))  # type: ignore[arg-type]
 
 
-def of_patient(session: Session, patient_id: uuid.UUID) -> list[Document]:
-    """Every version of the patient's documents, newest first within each series."""
+def of_patient(
+    session: Session, patient_id: uuid.UUID, *, categories: list[str] | None = None
+) -> list[Document]:
+    """Every version of the patient's documents, newest first within each series.
+
+    Staff pass ``categories=readable_categories(role)``; the patient's own portal sees all.
+    """
+    stmt = select(Document).where(Document.owner_type == "patient", Document.owner_id == patient_id)
+    if categories is not None:
+        stmt = stmt.where(Document.category.in_(categories))
     return list(
         session.execute(
-            select(Document)
-            .where(Document.owner_type == "patient", Document.owner_id == patient_id)
-            .order_by(Document.created_at.desc(), Document.version.desc())
+            stmt.order_by(Document.created_at.desc(), Document.version.desc())
         ).scalars()
     )
 

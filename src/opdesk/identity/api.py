@@ -124,8 +124,13 @@ def mfa_confirm(
 def otp_request(
     body: OtpRequest, request: Request, session: DbSession, ctx: Ctx, _: Anyone, ident: Ident
 ) -> OtpAttempt | Response:
-    """Patients: send a six-digit code to a mobile number (valid 5 minutes)."""
-    result = service.request_otp(session, ctx, ident, phone=body.phone, clinic=body.clinic)
+    """Patients: send a six-digit code to a mobile number (valid 5 minutes).
+
+    Send the `deviceToken` an earlier patient sign-in gave this client: a recognised
+    client keeps getting codes while the number is locked for everyone else."""
+    result = service.request_otp(
+        session, ctx, ident, phone=body.phone, clinic=body.clinic, device_token=body.device_token
+    )
     if isinstance(result, Refusal):
         return refusal_response(request, result)
     return OtpAttempt(attempt=result, expires_in_seconds=int(service.OTP_TTL.total_seconds()))
@@ -147,11 +152,14 @@ def otp_verify(
 def patient_sign_in(
     body: PatientSignIn, request: Request, session: DbSession, ctx: Ctx, _: Anyone, ident: Ident
 ) -> SessionOut | Response:
-    """Open a patient session at one of the clinics from the verified phone."""
-    result = service.patient_sign_in(session, ctx, ident, proof=body.proof, clinic=body.clinic)
+    """Open a patient session at one of the clinics from the verified phone. The proof
+    works once."""
+    result = service.patient_sign_in(
+        session, ctx, ident, proof=body.proof, clinic=body.clinic, device_token=body.device_token
+    )
     if isinstance(result, Refusal):
         return refusal_response(request, result)
-    return SessionOut(token=result.token, stage=result.stage)
+    return SessionOut(token=result.token, stage=result.stage, device_token=result.device_token)
 
 
 @router.post("/auth/sign-out", status_code=204)
@@ -224,7 +232,8 @@ def update_user(
     ctx: Ctx,
     _: Annotated[Principal, acting("users:manage")],
 ) -> UserOut:
-    """Rename, change role, (de)activate; deactivation ends the user's sessions at once."""
+    """Rename, change role, (de)activate: `active: false` ends the user's sessions at once
+    and stops their sign-in; a body without `active` leaves it as it is."""
     user = service.update_user(session, ctx, user_id=user_id, **body.model_dump(exclude_unset=True))
     return UserOut.model_validate(user)
 

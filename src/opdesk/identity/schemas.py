@@ -53,6 +53,8 @@ class MfaConfirmed(ApiModel):
 class OtpRequest(ApiModel):
     clinic: Slug
     phone: MobileE164
+    # The device token a patient's earlier sign-in gave this client, if any.
+    device_token: Token | None = None
 
 
 class OtpAttempt(ApiModel):
@@ -78,6 +80,7 @@ class PhoneVerified(ApiModel):
 class PatientSignIn(ApiModel):
     proof: Token
     clinic: Slug
+    device_token: Token | None = None
 
 
 class Me(ApiModel):
@@ -143,3 +146,10 @@ class SignInLogEntry(ApiModel):
 
 class ClinicSecurity(ApiModel):
     mfa_required_roles: list[StaffRole]
+
+
+class FirstAdmin(ApiModel):
+    """A new clinic's first admin (``opdesk tenant create``)."""
+
+    name: ShortText
+    email: Email

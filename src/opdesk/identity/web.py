@@ -31,7 +31,7 @@ from opdesk.web.deps import (
     acting,
     signed_in,
 )
-from opdesk.web.pages import attempt, flash, render, set_cookie
+from opdesk.web.pages import attempt, delete_cookie, flash, render, set_cookie
 from opdesk.web.problems import STAGE_PAGES
 from opdesk.web.templating import NavEntry, form_errors
 
@@ -153,7 +153,7 @@ def sign_out(request: Request, session: DbSession, ctx: Ctx, who: SigningIn) -> 
     service.sign_out(session, ctx, principal)
     target = "/patient/sign-in" if principal.role == "patient" else "/sign-in"
     response = flash(request, target, "You have signed out.")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(request, response, SESSION_COOKIE)
     return response
 
 
@@ -207,14 +207,29 @@ def mfa_setup_confirm(
 
 @router.get("/app")
 def staff_home(
-    request: Request, session: DbSession, who: Annotated[Principal, acting("account:self")]
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    ident: Ident,
+    who: Annotated[Principal, acting("account:self")],
 ) -> Response:
     if who.role == "patient":
         return RedirectResponse("/me", 303)
     tenant = tenants.get_tenant(session, who.tenant_id)
     return render(
-        request, "identity/app_home.html", clinic=tenant, role_label=ROLE_LABELS[who.role]
+        request,
+        "identity/app_home.html",
+        clinic=tenant,
+        role_label=ROLE_LABELS[who.role],
+        sms_budget=_sms_budget(session, ctx, ident, who),
     )
+
+
+def _sms_budget(session: Any, ctx: Any, ident: Any, who: Principal) -> queries.SmsBudget | None:
+    """The banner admins see when the clinic's sign-in code budget runs low."""
+    if who.role != "admin":
+        return None
+    return queries.sms_budget(session, ident, who.tenant_id, ctx.now())
 
 
 @router.get("/account")
@@ -248,9 +263,16 @@ def account_password(
         )
 
     def changed(refusal: Refusal | None) -> Response:
-        if refusal is not None:  # returned, not raised: the failed attempt stays on record
-            return again({"current": "That is not your current password."})
-        return flash(request, "/account", "Password changed. Your other sessions have ended.")
+        if refusal is None:
+            return flash(request, "/account", "Password changed. Your other sessions have ended.")
+        # Returned, not raised: the failed attempt and its count stay on record.
+        if refusal.status == 429:
+            response = again({"current": refusal.detail})
+            response.status_code = 429
+            if refusal.retry_after is not None:
+                response.headers["Retry-After"] = str(int(refusal.retry_after.total_seconds()) + 1)
+            return response
+        return again({"current": "That is not your current password."})
 
     return attempt(
         request,
@@ -278,7 +300,11 @@ def _role_options(include_patient: bool = False) -> list[tuple[str, str]]:
 
 @router.get("/admin/users")
 def admin_users(
-    request: Request, session: DbSession, _: Annotated[Principal, acting("users:read")]
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    ident: Ident,
+    who: Annotated[Principal, acting("users:read")],
 ) -> Response:
     return render(
         request,
@@ -287,6 +313,7 @@ def admin_users(
         roles=_role_options(),
         role_labels=ROLE_LABELS,
         values={"role": "frontdesk"},
+        sms_budget=_sms_budget(session, ctx, ident, who),
     )
 
 
@@ -355,10 +382,12 @@ def admin_user(
     request: Request,
     user_id: uuid.UUID,
     session: DbSession,
-    _: Annotated[Principal, acting("users:read")],
+    ctx: Ctx,
+    ident: Ident,
+    who: Annotated[Principal, acting("users:read")],
 ) -> Response:
     user = service.get_user(session, user_id)
-    rows = [(d, u) for d, u in queries.devices(session) if u.id == user.id]
+    rows = queries.devices(session, user_id=user.id)
     return render(
         request,
         "identity/admin_user.html",
@@ -366,6 +395,7 @@ def admin_user(
         rows=rows,
         roles=_role_options(include_patient=user.role == "patient"),
         role_labels=ROLE_LABELS,
+        sms_budget=_sms_budget(session, ctx, ident, who),
     )
 
 
@@ -377,20 +407,75 @@ def admin_update_user(
     ctx: Ctx,
     _: Annotated[Principal, acting("users:manage")],
     role: Annotated[str, Form()] = "",
-    active: Annotated[str, Form()] = "",
     device_approval_required: Annotated[str, Form()] = "",
 ) -> Response:
+    """Role and device approval. Deactivating is its own action (below): a form posted
+    without some box never takes anyone's access away.
+    """
     if role and role not in ROLE_LABELS:
-        raise InvalidInput([FieldError("role", "not a known role")])
+        raise InvalidInput([FieldError("role", "Choose a role from the list.")])
     user = service.update_user(
         session,
         ctx,
         user_id=user_id,
         role=role or None,
-        active=bool(active),
         device_approval_required=bool(device_approval_required),
     )
     return flash(request, f"/admin/users/{user.id}", f"Saved changes to {user.name}.")
+
+
+@router.get("/admin/users/{user_id}/deactivate")
+def admin_deactivate_confirm(
+    request: Request,
+    user_id: uuid.UUID,
+    session: DbSession,
+    _: Annotated[Principal, acting("users:manage")],
+) -> Response:
+    user = service.get_user(session, user_id)
+    if not user.active:
+        return flash(request, f"/admin/users/{user.id}", f"{user.name} is already deactivated.")
+    return render(request, "identity/admin_deactivate.html", user=user, role_labels=ROLE_LABELS)
+
+
+@router.post("/admin/users/{user_id}/deactivate")
+def admin_deactivate(
+    request: Request,
+    user_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("users:manage")],
+) -> Response:
+    """Deactivate: every session of the user ends at once and they cannot sign in."""
+    return attempt(
+        request,
+        session,
+        lambda: service.update_user(session, ctx, user_id=user_id, active=False),
+        done=lambda user: flash(
+            request,
+            f"/admin/users/{user.id}",
+            f"{user.name} is deactivated: signed out everywhere and can no longer sign in.",
+        ),
+        failed=lambda problem: _refused_here(request, f"/admin/users/{user_id}", problem),
+    )
+
+
+def _refused_here(request: Request, url: str, problem: DomainError) -> Response:
+    """A conflict is told on the page it came from; anything else (404) answers as such."""
+    if isinstance(problem, Conflict):
+        return flash(request, url, problem.detail, "error")
+    raise problem
+
+
+@router.post("/admin/users/{user_id}/activate")
+def admin_activate(
+    request: Request,
+    user_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("users:manage")],
+) -> Response:
+    user = service.update_user(session, ctx, user_id=user_id, active=True)
+    return flash(request, f"/admin/users/{user.id}", f"{user.name} can sign in again.")
 
 
 @router.post("/admin/users/{user_id}/mfa-reset")
@@ -412,11 +497,19 @@ def admin_reset_mfa(
 def admin_devices(
     request: Request,
     session: DbSession,
-    _: Annotated[Principal, acting("devices:manage")],
+    ctx: Ctx,
+    ident: Ident,
+    who: Annotated[Principal, acting("devices:manage")],
     status: str = "",
 ) -> Response:
     rows = queries.devices(session, status=status or None)
-    return render(request, "identity/admin_devices.html", rows=rows, status=status)
+    return render(
+        request,
+        "identity/admin_devices.html",
+        rows=rows,
+        status=status,
+        sms_budget=_sms_budget(session, ctx, ident, who),
+    )
 
 
 DEVICE_ACTIONS = {
@@ -458,14 +551,27 @@ def admin_revoke_device(
 
 @router.get("/admin/sign-ins")
 def admin_sign_ins(
-    request: Request, session: DbSession, _: Annotated[Principal, acting("audit:read")]
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    ident: Ident,
+    who: Annotated[Principal, acting("audit:read")],
 ) -> Response:
-    return render(request, "identity/admin_sign_ins.html", entries=queries.sign_in_log(session))
+    return render(
+        request,
+        "identity/admin_sign_ins.html",
+        entries=queries.sign_in_log(session),
+        sms_budget=_sms_budget(session, ctx, ident, who),
+    )
 
 
 @router.get("/admin/security")
 def admin_security(
-    request: Request, session: DbSession, who: Annotated[Principal, acting("clinic:manage")]
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    ident: Ident,
+    who: Annotated[Principal, acting("clinic:manage")],
 ) -> Response:
     tenant = tenants.get_tenant(session, who.tenant_id)
     return render(
@@ -473,6 +579,7 @@ def admin_security(
         "identity/admin_security.html",
         required=set(tenant.mfa_required_roles or []),
         roles=_role_options(),
+        sms_budget=_sms_budget(session, ctx, ident, who),
     )
 
 
@@ -486,3 +593,54 @@ def admin_security_save(
 ) -> Response:
     service.set_mfa_required_roles(session, ctx, roles=mfa_roles or [])
     return flash(request, "/admin/security", "Security settings saved.")
+
+
+# ------------------------------------------------------------------ one-time password link
+
+
+@router.get("/set-password")
+def set_password_form(
+    request: Request, session: DbSession, ctx: Ctx, _: Anyone, token: str = ""
+) -> Response:
+    """The page a one-time link opens (a new clinic's first admin): choose a password."""
+    holder = service.password_link_holder(session, ctx, token)
+    if holder is None:
+        return render(request, "identity/set_password.html", 404, holder=None, token="")
+    return render(request, "identity/set_password.html", holder=holder, token=token)
+
+
+@router.post("/set-password")
+def set_password_submit(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Anyone,
+    ident: Ident,
+    token: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    repeat: Annotated[str, Form()] = "",
+) -> Response:
+    holder = service.password_link_holder(session, ctx, token)
+    if holder is None:
+        return render(request, "identity/set_password.html", 404, holder=None, token="")
+
+    def again(errors: dict[str, str]) -> Response:
+        page = "identity/set_password.html"
+        return render(request, page, 422, holder=holder, token=token, errors=errors)
+
+    if password != repeat:
+        return again({"repeat": "The two passwords differ. Type the same password twice."})
+
+    def done(result: service.LinkHolder | None) -> Response:
+        if result is None:
+            return render(request, "identity/set_password.html", 404, holder=None, token="")
+        message = f"Password set. Sign in with {result.user.email} and your new password."
+        return flash(request, f"/sign-in?clinic={result.clinic.slug}", message)
+
+    return attempt(
+        request,
+        session,
+        lambda: service.set_password_with_link(session, ctx, ident, token=token, password=password),
+        done=done,
+        failed=lambda problem: again(_field_reasons(problem)),
+    )

@@ -84,9 +84,20 @@ def delete_patient(
     session: DbSession,
     ctx: Ctx,
     _: Annotated[Principal, acting("patients:delete")],
+    move_dependents_to: Annotated[
+        uuid.UUID | None,
+        Query(
+            alias="moveDependentsTo",
+            description="the guardian whose phone this patient's dependents share from now on",
+        ),
+    ] = None,
 ) -> Response:
-    """Soft delete: the patient vanishes from search and lists until restored."""
-    service.delete(session, ctx, patient_id=patient_id)
+    """Soft delete: the patient vanishes from search and lists until restored.
+
+    A guardian with dependents is refused (409, naming them) unless ``moveDependentsTo``
+    names another patient with a phone, who becomes their guardian.
+    """
+    service.delete(session, ctx, patient_id=patient_id, move_dependents_to=move_dependents_to)
     return Response(status_code=204)
 
 

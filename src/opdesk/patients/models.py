@@ -26,6 +26,8 @@ from opdesk.db import Base, SoftDeletable, TenantScoped, encrypted_column
 
 GENDERS = ("female", "male", "other", "undisclosed")
 NUMBER_PREFIX = "P-"
+# Fewest digits of a phone that search looks up by their start or end (PatientPhoneKey).
+PHONE_PART_MIN = 5
 
 
 class Patient(SoftDeletable, TenantScoped, Base):
@@ -47,6 +49,10 @@ class Patient(SoftDeletable, TenantScoped, Base):
     last_key: Mapped[str] = mapped_column(
         Text(collation="C"), Computed("lower(name_last)", persisted=True)
     )
+    # The sound of each name (patients/sounds.py) with its script, "i:amit srm" for
+    # "अमित शर्मा": a name typed in one script finds names written in another.
+    first_sound: Mapped[str] = mapped_column(Text(collation="C"), server_default="")
+    last_sound: Mapped[str] = mapped_column(Text(collation="C"), server_default="")
     dob: Mapped[date | None] = mapped_column(Date)
     # When only an age was given: the age and the day it was stated, so it can grow.
     age_years: Mapped[int | None] = mapped_column(Integer)
@@ -81,8 +87,12 @@ class Patient(SoftDeletable, TenantScoped, Base):
         Index("uq_patients_tenant_id_phone_hash", "tenant_id", "phone_hash", unique=True),
         Index("uq_patients_tenant_id_number", "tenant_id", "number", unique=True),
         Index(None, "tenant_id", "name_last"),
-        Index(None, "tenant_id", "first_key"),
-        Index(None, "tenant_id", "last_key"),
+        # Each name with the other: "first starts with a and last with b" (or the other
+        # way round, or similar spellings of both) is checked in the index, not the table.
+        Index(None, "tenant_id", "first_key", "last_key"),
+        Index(None, "tenant_id", "last_key", "first_key"),
+        Index(None, "tenant_id", "first_sound", "last_sound"),
+        Index(None, "tenant_id", "last_sound", "first_sound"),
         Index(None, "tenant_id", "guardian_id"),
     )
 
@@ -124,4 +134,29 @@ class PatientName(Base):
             text("key gist_trgm_ops"),
             postgresql_using="gist",
         ),
+    )
+
+
+class PatientPhoneKey(Base):
+    """Blind indexes of the first and last digits of a patient's phone, for partial search.
+
+    The desk types the first digits of a mobile number as often as the last. For each
+    length from :data:`PHONE_PART_MIN` to one short of the whole number, the keyed hash of
+    the number's first digits and of its last digits (each hash says which end it is), so
+    "98220" finds "98220 43210" and "43210" finds it too, with no digit stored in clear.
+    """
+
+    __tablename__ = "patient_phone_keys"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    patient_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "patient_id"],
+            ["patients.tenant_id", "patients.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "tenant_id", "patient_id"),
     )

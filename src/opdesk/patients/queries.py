@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date
 
 from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Session
 
 from opdesk.identity.models import User
-from opdesk.patients.models import NUMBER_PREFIX, Patient
+from opdesk.patients import service, sounds
+from opdesk.patients.models import NUMBER_PREFIX, PHONE_PART_MIN, Patient, PatientPhoneKey
 from opdesk.patients.schemas import Flags, PatientName, PatientSummary
 from opdesk.patients.service import age_of
 from opdesk.security.crypto import FieldCipher
@@ -18,22 +20,38 @@ from opdesk.validation import phone_e164
 SEARCH_LIMIT = 20
 FUZZY_MIN_LENGTH = 4
 FUZZY_THRESHOLD = 0.3
+# Pairs of similar first and last names fetched at most, before scoring.
+FUZZY_PAIRS = 200
 _NUMBER = re.compile(r"^(?:p-?)?0*(\d{1,7})$", re.IGNORECASE)
 _PHONE_CHARS = re.compile(r"^[+\d][\d\s-]{7,}$")
+# Part of a phone number: five or more digits, perhaps spaced or dashed.
+_PHONE_PART = re.compile(r"^\+?(?:\d[\s-]?){5,}$")
+_COUNTRY = "+91"  # the clinics' country, as typed before a partial number
 
 
 def search(
     session: Session, cipher: FieldCipher, query: str, *, limit: int = SEARCH_LIMIT
 ) -> list[Patient]:
-    """What the front desk types: a phone, a patient number, or part of a name."""
+    """What the front desk types: a phone or part of one, a patient number, or a name.
+
+    Five digits or more are both a patient number (shown first) and the start or end of
+    a mobile number: the desk types the last digits as often as the first.
+    """
     query = query.replace("\x00", "").strip()
     if not query:
         return []
     if _PHONE_CHARS.match(query):
-        return by_phone(session, cipher, query)
+        found = by_phone(session, cipher, query)
+        if found:
+            return found
     number = patient_number(query)
+    numbered = by_number(session, number) if number is not None else []
+    if _PHONE_PART.match(query):
+        seen = {p.id for p in numbered}
+        parts = by_phone_part(session, cipher, query, limit=limit)
+        return (numbered + [p for p in parts if p.id not in seen])[:limit]
     if number is not None:
-        return by_number(session, number)
+        return numbered
     return by_name(session, query, limit=limit)
 
 
@@ -54,10 +72,65 @@ def by_phone(session: Session, cipher: FieldCipher, phone: str) -> list[Patient]
     ).scalar_one_or_none()
     if owner is None:
         return []
-    family = session.execute(
-        select(Patient).where(Patient.guardian_id == owner.id).order_by(Patient.name_first)
-    ).scalars()
-    return [owner, *family]
+    return [owner, *_families(session, [owner])]
+
+
+def by_phone_part(
+    session: Session, cipher: FieldCipher, typed: str, *, limit: int = SEARCH_LIMIT
+) -> list[Patient]:
+    """Patients whose mobile number starts or ends with the digits typed, in name order,
+    each followed by the family members who share the number.
+
+    The digits are looked up as blind indexes (``patient_phone_keys``), never in clear.
+    """
+    keys = _phone_part_keys(cipher, typed)
+    if not keys:
+        return []
+    # The first digits of a city's mobile series are shared by many thousands: take the
+    # first matches the index gives (twice the limit, as some may be deleted) and put
+    # those in name order, rather than sort every match.
+    matching = (
+        select(PatientPhoneKey.patient_id).where(PatientPhoneKey.key.in_(keys)).limit(2 * limit)
+    )
+    ids = list(session.execute(matching).scalars())
+    owners = list(
+        session.execute(
+            select(Patient)
+            .where(Patient.id.in_(ids))
+            .order_by(Patient.first_key, Patient.last_key)
+            .limit(limit)
+        ).scalars()
+    )
+    family = _families(session, owners)
+    found: list[Patient] = []
+    for owner in owners:
+        found += [owner, *(p for p in family if p.guardian_id == owner.id)]
+    return found
+
+
+def _phone_part_keys(cipher: FieldCipher, typed: str) -> list[bytes]:
+    """The keys to look for: the digits as a start and as an end of a national number."""
+    digits = re.sub(r"\D", "", typed)
+    if typed.startswith(_COUNTRY):
+        digits = digits[len(_COUNTRY) - 1 :]
+    keys = []
+    if PHONE_PART_MIN <= len(digits) < 10:
+        keys += [service.phone_part_key(cipher, end, digits) for end in ("start", "end")]
+    national = digits.lstrip("0")  # "098220": a trunk 0 before the first digits
+    if national != digits and PHONE_PART_MIN <= len(national) < 10:
+        keys.append(service.phone_part_key(cipher, "start", national))
+    return keys
+
+
+def _families(session: Session, owners: list[Patient]) -> list[Patient]:
+    if not owners:
+        return []
+    stmt = (
+        select(Patient)
+        .where(Patient.guardian_id.in_([p.id for p in owners]))
+        .order_by(Patient.name_first)
+    )
+    return list(session.execute(stmt).scalars())
 
 
 def by_number(session: Session, number: int) -> list[Patient]:
@@ -65,9 +138,15 @@ def by_number(session: Session, number: int) -> list[Patient]:
 
 
 def by_name(session: Session, query: str, *, limit: int = SEARCH_LIMIT) -> list[Patient]:
-    """Prefix matches on first or last name first, then (for 4+ letters) similar spellings."""
+    """Names starting with what was typed first (first or last name, or both in either
+    order); then the same name written in another script ("Amit" finds "अमित"); then, for
+    4+ letters, similar spellings, the closest first.
+    """
     words = query.lower().split()[:3]
     found = _prefix(session, words, limit)
+    if len(found) < limit:
+        seen = {p.id for p in found}
+        found += [p for p in _sound(session, words, limit) if p.id not in seen]
     if len(found) < limit and len(" ".join(words)) >= FUZZY_MIN_LENGTH:
         seen = {p.id for p in found}
         found += [p for p in _fuzzy(session, " ".join(words), limit) if p.id not in seen]
@@ -83,13 +162,35 @@ _AFTER_EVERY_CHARACTER = "\U0010ffff"
 
 
 def _prefix(session: Session, words: list[str], limit: int) -> list[Patient]:
+    """First or last name starting with the word typed; with two words, both names."""
+    first: ColumnElement[str] = Patient.first_key  # type: ignore[assignment]
+    last: ColumnElement[str] = Patient.last_key  # type: ignore[assignment]
+    return _scan_names(session, first, last, words, limit)
+
+
+def _sound(session: Session, words: list[str], limit: int) -> list[Patient]:
+    """The same, by sound, among the names written in the other script (``sounds``)."""
+    script = sounds.other_script(" ".join(words))
+    keys = [key for key in (sounds.word_key(w) for w in words) if key]
+    if script is None or not keys:
+        return []
+    first: ColumnElement[str] = Patient.first_sound  # type: ignore[assignment]
+    last: ColumnElement[str] = Patient.last_sound  # type: ignore[assignment]
+    return _scan_names(session, first, last, [f"{script}:{key}" for key in keys], limit)
+
+
+def _scan_names(
+    session: Session,
+    first: ColumnElement[str],
+    last: ColumnElement[str],
+    words: list[str],
+    limit: int,
+) -> list[Patient]:
     """Two index range scans in name order, each stopping after ``limit`` rows.
 
     One query with ``first LIKE .. OR last LIKE ..`` would have to sort every match
     before the limit, which at a million patients is the difference between 1 and 100 ms.
     """
-    first: ColumnElement[str] = Patient.first_key  # type: ignore[assignment]
-    last: ColumnElement[str] = Patient.last_key  # type: ignore[assignment]
     a, b = words[0], words[-1]
     if len(words) == 1:
         scans = [(_starts(first, a), first), (_starts(last, a), last)]
@@ -107,30 +208,92 @@ def _prefix(session: Session, words: list[str], limit: int) -> list[Patient]:
 
 
 def _fuzzy(session: Session, query: str, limit: int) -> list[Patient]:
-    """Similar spellings, best first: "Lakshmee" finds "Lakshmi".
+    """Similar spellings, the closest first: "Sursh Jadav" finds "Suresh Jadhav" first.
 
-    The nearest names come from the clinic's name vocabulary; their patients are then
-    found by exact key, so the cost follows the number of distinct names, not patients.
+    The nearest names come from the clinic's name vocabulary (so the cost follows the
+    number of distinct names, not patients). Their patients are then found by exact key,
+    in two round trips whatever the number of names: the pairs of a similar first and a
+    similar last name, and up to ``limit`` patients of each similar name alone. Only the
+    names are read to score them with :func:`closeness`; the best are then loaded.
     """
     words = sorted(query.split(), key=len, reverse=True)[:2]
-    scored: dict[str, float] = {}
-    for word in words:
-        for key, score in _similar_names(session, word):
-            scored[key] = max(score, scored.get(key, 0.0))
-    if not scored:
+    similar = {word: dict(_similar_names(session, word)) for word in words}
+    best: dict[str, float] = {}
+    for scores in similar.values():
+        for key, score in scores.items():
+            best[key] = max(score, best.get(key, 0.0))
+    if not best:
         return []
-    keys = sorted(scored, key=scored.__getitem__, reverse=True)[:10]
-    found: dict[object, Patient] = {}
-    for column in (Patient.first_key, Patient.last_key):
-        stmt = select(Patient).where(column.in_(keys)).order_by(column).limit(limit)
-        for patient in session.execute(stmt).scalars():
-            found.setdefault(patient.id, patient)
+    first, last = Patient.first_key, Patient.last_key
+    named: dict[uuid.UUID, tuple[str, str]] = {}
+    if len(words) == 2 and all(similar.values()):
+        a, b = (list(similar[word]) for word in words)
+        pairs = (first.in_(a) & last.in_(b)) | (first.in_(b) & last.in_(a))
+        stmt = select(Patient.id, first, last).where(pairs).limit(FUZZY_PAIRS)
+        named.update({row.id: (row.first_key, row.last_key) for row in session.execute(stmt)})
+    keys = sorted(best, key=lambda k: (-best[k], k))[:10]
+    for row in session.execute(_EACH_NAME, {"keys": keys, "n": limit}):
+        named[row.id] = (row.first_key, row.last_key)
+    ranked = sorted(named, key=lambda i: (-closeness(words, *named[i]), named[i]))
+    wanted = ranked[: limit + 5]  # room for a few that were deleted
+    loaded = {
+        p.id: p for p in session.execute(select(Patient).where(Patient.id.in_(wanted))).scalars()
+    }
+    return [loaded[i] for i in wanted if i in loaded][:limit]
 
-    def closeness(p: Patient) -> tuple[float, str]:
-        best = max(scored.get(p.first_key, 0.0), scored.get(p.last_key, 0.0))
-        return (-best, p.first_key + " " + p.last_key)
 
-    return sorted(found.values(), key=closeness)[:limit]
+# Up to :n patients with each name as first name and :n with it as last name, one index
+# probe each (the same question as ``first_key = :key LIMIT :n`` for every key at once).
+_EACH_NAME = text(
+    """
+    select x.id, x.first_key, x.last_key
+    from unnest(cast(:keys as text[])) as k(key)
+    cross join lateral (
+      (select id, first_key, last_key from patients
+        where first_key = k.key collate "C" limit :n)
+      union all
+      (select id, first_key, last_key from patients
+        where last_key = k.key collate "C" limit :n)
+    ) x
+    """
+)
+
+
+def closeness(words: list[str], first: str, last: str) -> float:
+    """How well the words typed match a name, from 0 to 1 (the fuzzy search's order).
+
+    Similarity is pg_trgm's (:func:`similarity`). One word: its similarity to the first or
+    the last name, whichever is higher. Two words: each is paired with a name part, the
+    pairing (first-last or last-first) that scores higher, and the score is
+    ``(3 x weaker + stronger) / 4``: a name close in both words ("Suresh Jadhav" for
+    "Sursh Jadav", 0.44) beats one exact in one word and unlike the other ("Sursh Kale",
+    0.25), and among those close in both the closer pair wins.
+    """
+    if len(words) == 1:
+        return max(similarity(words[0], first), similarity(words[0], last))
+    a, b = words[0], words[1]
+    pairings = (
+        (similarity(a, first), similarity(b, last)),
+        (similarity(a, last), similarity(b, first)),
+    )
+    return max((3 * min(pair) + max(pair)) / 4 for pair in pairings)
+
+
+def similarity(a: str, b: str) -> float:
+    """pg_trgm's ``similarity``: shared trigrams over all trigrams of the two texts."""
+    ta, tb = _trigrams(a), _trigrams(b)
+    if not ta or not tb:
+        return 0.0
+    shared = len(ta & tb)
+    return shared / (len(ta) + len(tb) - shared)
+
+
+def _trigrams(text: str) -> set[str]:
+    grams: set[str] = set()
+    for word in re.findall(r"[^\W_]+", text.lower()):
+        padded = f"  {word} "
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return grams
 
 
 def _similar_names(session: Session, word: str) -> list[tuple[str, float]]:
@@ -179,6 +342,15 @@ def summary(patient: Patient, today: date, phone: str | None = None) -> PatientS
     )
 
 
+def summaries(
+    session: Session, cipher: FieldCipher, patients: list[Patient], today: date
+) -> list[PatientSummary]:
+    """Search results as the desk sees them: with the last digits of the phone to call
+    (a dependent's is the guardian's), for telling namesakes apart.
+    """
+    return [summary(p, today, phone=service.contact_phone(session, cipher, p)) for p in patients]
+
+
 def of_portal_user(session: Session, user_id: object) -> list[Patient]:
     """The patients a signed-in patient may see: those with their phone, and dependents."""
     user = session.execute(select(User).where(User.id == user_id)).scalar_one()
@@ -194,7 +366,16 @@ def of_portal_user(session: Session, user_id: object) -> list[Patient]:
     return own + family
 
 
-__all__ = ["NUMBER_PREFIX", "by_name", "by_number", "by_phone", "search", "summary"]
+__all__ = [
+    "NUMBER_PREFIX",
+    "by_name",
+    "by_number",
+    "by_phone",
+    "by_phone_part",
+    "search",
+    "summaries",
+    "summary",
+]
 
 
 def deleted(session: Session, *, limit: int = 200) -> list[Patient]:
@@ -207,3 +388,17 @@ def deleted(session: Session, *, limit: int = 200) -> list[Patient]:
         .execution_options(include_deleted=True)
     )
     return list(session.execute(stmt).scalars())
+
+
+def guardian_of(session: Session, patient: Patient) -> Patient | None:
+    """The family member whose phone ``patient`` shares, even if they were deleted since
+    (the profile then says so, instead of losing the dependent).
+    """
+    if patient.guardian_id is None:
+        return None
+    stmt = (
+        select(Patient)
+        .where(Patient.id == patient.guardian_id)
+        .execution_options(include_deleted=True)
+    )
+    return session.execute(stmt).scalar_one_or_none()

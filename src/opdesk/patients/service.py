@@ -7,7 +7,9 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+import phonenumbers
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +20,8 @@ from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
 from opdesk.identity import service as identity
 from opdesk.identity.models import User
 from opdesk.identity.service import Identity
-from opdesk.patients.models import Patient
+from opdesk.patients import sounds
+from opdesk.patients.models import PHONE_PART_MIN, Patient, PatientPhoneKey
 from opdesk.patients.schemas import (
     Allergy,
     EmergencyContact,
@@ -188,6 +191,54 @@ def count_names(session: Session, patient: Patient, delta: int) -> None:
         )
 
 
+# --------------------------------------------------------------------------- search keys
+
+
+def set_sound_keys(patient: Patient) -> None:
+    """The sound of each name (``patients/sounds.py``): finds a name across scripts."""
+    patient.first_sound = sounds.name_key(patient.name_first)
+    patient.last_sound = sounds.name_key(patient.name_last or "")
+
+
+PHONE_PART_KEY_BYTES = 16
+
+
+def phone_part_key(cipher: FieldCipher, end: str, digits: str) -> bytes:
+    """The blind index of the first (``end="start"``) or last (``"end"``) digits of a phone."""
+    return cipher.blind_index(digits, purpose=f"phone-{end}")[:PHONE_PART_KEY_BYTES]
+
+
+def national_digits(phone: str) -> str:
+    """``+919822043210`` as ``9822043210``: the digits a desk types, without the country."""
+    return str(phonenumbers.parse(phone).national_number)
+
+
+def phone_part_keys(cipher: FieldCipher, phone: str) -> set[bytes]:
+    """The keys of the first and the last 5, 6, ... digits (all but the whole number)."""
+    digits = national_digits(phone)
+    return {
+        phone_part_key(cipher, end, part)
+        for length in range(PHONE_PART_MIN, len(digits))
+        for end, part in (("start", digits[:length]), ("end", digits[-length:]))
+    }
+
+
+def index_phone(session: Session, cipher: FieldCipher, patient: Patient, phone: str | None) -> None:
+    """Replace the patient's partial-phone keys with those of ``phone`` (none for None)."""
+    session.execute(
+        sql_delete(PatientPhoneKey).where(
+            PatientPhoneKey.tenant_id == patient.tenant_id,
+            PatientPhoneKey.patient_id == patient.id,
+        )
+    )
+    if phone:
+        rows = [
+            {"tenant_id": patient.tenant_id, "key": key, "patient_id": patient.id}
+            for key in sorted(phone_part_keys(cipher, phone))
+        ]
+        session.execute(insert(PatientPhoneKey), rows)
+
+
 def next_number(session: Session, tenant_id: uuid.UUID) -> int:
     """The clinic's next patient number; the counter row lock keeps numbers unique."""
     return int(
@@ -233,12 +284,14 @@ def register(
         updated_at=now,
     )
     _apply(patient, ident.cipher, data, today)
+    set_sound_keys(patient)
     try:
         with session.begin_nested():
             session.add(patient)
     except IntegrityError as exc:  # a concurrent registration won the phone
         raise Conflict("this mobile number was just registered to another patient") from exc
     count_names(session, patient, +1)
+    index_phone(session, ident.cipher, patient, data.phone)
     if data.phone:
         _ensure_login(session, ctx, ident, data.phone, patient.full_name)
     audit.record(
@@ -325,6 +378,7 @@ def update(
     if renamed and changes.name is not None:
         count_names(session, patient, -1)
         patient.name_first, patient.name_last = changes.name.first, changes.name.last
+        set_sound_keys(patient)
     _apply(patient, ident.cipher, changes, today)
     after = _snapshot(patient)
     if after == before:
@@ -338,6 +392,8 @@ def update(
     if renamed:
         session.refresh(patient, ["first_key", "last_key"])
         count_names(session, patient, +1)
+    if "phone" in given:
+        index_phone(session, ident.cipher, patient, changes.phone)
     if "phone" in given and changes.phone:
         _ensure_login(session, ctx, ident, changes.phone, patient.full_name)
     audit.record(
@@ -370,10 +426,53 @@ def get(session: Session, patient_id: uuid.UUID) -> Patient:
     return records.by_id(session, Patient, patient_id)
 
 
-def delete(session: Session, ctx: RequestContext, *, patient_id: uuid.UUID) -> None:
+def delete(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    patient_id: uuid.UUID,
+    move_dependents_to: uuid.UUID | None = None,
+) -> None:
+    """Soft delete. A guardian whose family shares their phone is deleted only together
+    with moving that family to another guardian (``move_dependents_to``): otherwise the
+    children would be reachable by no phone, so the delete is refused (409) naming them.
+    """
     patient = records.by_id(session, Patient, patient_id, lock=True)
+    family = dependents(session, patient.id)
+    if family and move_dependents_to is None:
+        names = ", ".join(p.full_name for p in family)
+        raise Conflict(
+            f"{patient.full_name} is the guardian of {names}, who share this phone. "
+            "Move them to another guardian, or give each their own mobile number, first.",
+            dependents=[str(p.id) for p in family],
+        )
+    if family and move_dependents_to is not None:
+        if move_dependents_to in {p.id for p in family}:
+            raise InvalidInput(
+                [FieldError("moveDependentsTo", "must be someone other than the dependents")]
+            )
+        new_guardian = _guardian(session, move_dependents_to, patient.id)
+        for child in family:
+            _move_to_guardian(session, ctx, child, new_guardian)
     records.soft_delete(session, ctx, patient)
     count_names(session, patient, -1)
+
+
+def _move_to_guardian(
+    session: Session, ctx: RequestContext, child: Patient, guardian: Patient
+) -> None:
+    child = records.by_id(session, Patient, child.id, lock=True)
+    before = _snapshot(child)
+    child.guardian_id = guardian.id
+    child.updated_at = ctx.now()
+    session.flush()
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=child.id,
+        action="update",
+        diff=audit.diff_of(before, _snapshot(child), redact=ENCRYPTED),
+    )
 
 
 def restore(session: Session, ctx: RequestContext, *, patient_id: uuid.UUID) -> Patient:

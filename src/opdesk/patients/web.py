@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -11,22 +13,28 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from opdesk import records
 from opdesk.consents import service as consents
 from opdesk.consents.deps import sign_here
 from opdesk.consents.models import CONSENT_TYPES
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
 from opdesk.documents.deps import Store
-from opdesk.documents.models import CATEGORIES as DOCUMENT_CATEGORIES
 from opdesk.errors import Conflict, DomainError, InvalidInput, NotFound
 from opdesk.formatting import local_time
 from opdesk.identity.deps import Ident
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries, service
 from opdesk.patients.deps import PatientInPath
-from opdesk.patients.models import GENDERS
+from opdesk.patients.models import GENDERS, Patient
 from opdesk.patients.schemas import PatientCreate, PatientUpdate
-from opdesk.security.permissions import allowed
+from opdesk.scheduling import booking, lifecycle
+from opdesk.scheduling import queries as scheduling_queries
+from opdesk.scheduling import service as scheduling
+from opdesk.scheduling.deps import STATUS_LABELS, Offers
+from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
+from opdesk.security.permissions import allowed, may_read_document
+from opdesk.tenancy import service as tenants
 from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, services
 from opdesk.web.pages import attempt, flash, render
 from opdesk.web.templating import NavEntry, form_errors
@@ -36,6 +44,7 @@ NAV = (NavEntry("Patients", "/patients", "patients:read", "desk"),)
 Reader = Annotated[Principal, acting("patients:read")]
 Writer = Annotated[Principal, acting("patients:write")]
 Deleter = Annotated[Principal, acting("patients:delete")]
+Booker = Annotated[Principal, acting("appointments:write")]
 
 GENDER_LABELS = {
     "female": "Female",
@@ -86,22 +95,41 @@ def search_page(
         results=results,
         may_register=allowed(who.role, "patients:write"),
         may_restore=allowed(who.role, "patients:delete"),
+        check_ins=_check_ins(session, ctx, who, results),
     )
 
 
 @router.get("/patients/results")
 def search_results(
-    request: Request, session: DbSession, ctx: Ctx, _: Reader, q: str = ""
+    request: Request, session: DbSession, ctx: Ctx, who: Reader, q: str = ""
 ) -> Response:
     """The live results under the search box (htmx swaps this in as you type)."""
-    return _page(request, "patients/_results.html", q=q, results=_results(request, session, ctx, q))
+    results = _results(request, session, ctx, q)
+    return _page(
+        request,
+        "patients/_results.html",
+        q=q,
+        results=results,
+        check_ins=_check_ins(session, ctx, who, results),
+    )
+
+
+def _check_ins(
+    session: Session, ctx: RequestContext, who: Principal, results: list[Any]
+) -> dict[uuid.UUID, list[Any]]:
+    """Today's appointments the desk can check each found patient in for (the results show
+    a Check in button through ``patients/_check_in.html``).
+    """
+    if not results or not allowed(who.role, "appointments:write"):
+        return {}
+    today = service.today_at_clinic(session, ctx)
+    return due_today(session, [p.id for p in results], today)
 
 
 def _results(request: Request, session: Session, ctx: RequestContext, q: str) -> list[Any]:
     today = service.today_at_clinic(session, ctx)
-    return [
-        queries.summary(p, today) for p in queries.search(session, services(request).cipher, q[:80])
-    ]
+    cipher = services(request).cipher
+    return queries.summaries(session, cipher, queries.search(session, cipher, q[:80]), today)
 
 
 @router.get("/patients/deleted")
@@ -172,14 +200,96 @@ def _medications(text: str) -> list[dict[str, str]]:
     return items
 
 
+# The form's fields in their order on the page (the page itself names them: each error
+# is shown under its field, and the summary prefixes the field's label).
+FIELD_LABELS = {
+    "name.first": "First name",
+    "name.last": "Last name",
+    "phone": "Mobile number",
+    "email": "Email",
+    "dob": "Date of birth",
+    "age_years": "Age in years",
+    "gender": "Gender",
+    "city": "City / village",
+    "allergies": "Allergies",
+    "chronic_conditions": "Chronic conditions",
+    "ongoing_medications": "Ongoing medications",
+    "emergency_contact.name": "Emergency contact",
+    "emergency_contact.phone": "Emergency contact's phone",
+    "emergency_contact": "Emergency contact",
+    "guardian": "Shares the phone of",
+    "guardian_relation": "Relation",
+}
+_FIELD_ORDER = {name: i for i, name in enumerate(FIELD_LABELS)}
+
+
 def _field_errors(exc: ValidationError) -> dict[str, str]:
-    errors = {}
+    errors: dict[str, str] = {}
     for name, reason in form_errors(exc).items():
         if name == "__all__":
-            name = "dob" if "date of birth" in reason or "age" in reason else "phone"
+            continue  # the form's own checks (below) say these, naming the field
         name = name.replace("guardian_id", "guardian")
-        errors[re.sub(r"\.\d+(\.\w+)?$", "", name)] = reason
+        errors.setdefault(re.sub(r"\.\d+(\.\w+)?$", "", name), reason)
     return errors
+
+
+def _form_checks(
+    values: dict[str, str],
+    session: Session,
+    today: date,
+    *,
+    patient: Any | None,
+) -> dict[str, str]:
+    """What the service and the whole-form rules would refuse, found all at once, so the
+    desk sees every problem in one go (a future birth date together with a missing name).
+    """
+    errors: dict[str, str] = {}
+    dob_text, age_text = values.get("dob", "").strip(), values.get("age_years", "").strip()
+    creating = patient is None
+    if creating and not dob_text and not age_text:
+        errors["dob"] = "enter the date of birth, or the age in years if it is not known"
+    if dob_text and age_text:
+        errors["age_years"] = "leave this empty when the date of birth is given"
+    if dob_text:
+        try:
+            born = date.fromisoformat(dob_text)
+        except ValueError:
+            pass  # the schema says "is not a date"
+        else:
+            if born > today:
+                errors["dob"] = "this date is in the future; check the year"
+            elif born < today - timedelta(days=366 * service.OLDEST_AGE_YEARS):
+                years = service.OLDEST_AGE_YEARS
+                errors["dob"] = f"this date is more than {years} years ago; check the year"
+    guardian_text = values.get("guardian", "").strip()
+    if not values.get("phone", "").strip() and not guardian_text:
+        errors["phone"] = (
+            "enter a mobile number, or the patient number of the family member "
+            "whose phone they share (below)"
+        )
+    if guardian_text:
+        number = queries.patient_number(guardian_text)
+        found = queries.by_number(session, number) if number is not None else []
+        if not found:
+            errors["guardian"] = f"no patient has the number {guardian_text}; check it"
+        elif patient is not None and found[0].id == patient.id:
+            errors["guardian"] = "a patient cannot share their own phone"
+        elif found[0].phone_hash is None:
+            errors["guardian"] = (
+                f"{found[0].full_name} has no mobile number of their own; "
+                "enter the number of the family member who has the phone"
+            )
+    return errors
+
+
+def _all_errors(*found: dict[str, str]) -> dict[str, str]:
+    """Every field's first problem, in the order of the form (the first takes the focus)."""
+    merged: dict[str, str] = {}
+    for errors in found:
+        for name, reason in errors.items():
+            merged.setdefault(name, reason)
+    ordered = sorted(merged, key=lambda n: _FIELD_ORDER.get(n, len(_FIELD_ORDER)))
+    return {name: merged[name] for name in ordered}
 
 
 async def _form_fields(request: Request) -> dict[str, str]:
@@ -192,8 +302,24 @@ FormFields = Annotated[dict[str, str], Depends(_form_fields)]
 
 
 @router.get("/patients/new")
-def new_patient_form(request: Request, _: Writer) -> Response:
-    return _page(request, "patients/form.html", values={}, patient=None)
+def new_patient_form(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, guardian: str = ""
+) -> Response:
+    """The registration form; ``?guardian=P-000123`` starts a family member of that patient
+    (sharing their phone, with their last name and city filled in).
+    """
+    values: dict[str, str] = {}
+    head = None
+    number = queries.patient_number(guardian) if guardian else None
+    found = queries.by_number(session, number) if number is not None else []
+    if found and found[0].phone_hash is not None:
+        head = found[0]
+        values = {
+            "guardian": head.display_number,
+            "name.last": head.name_last,
+            "city": head.city or "",
+        }
+    return _page(request, "patients/form.html", values=values, patient=None, family_of=head)
 
 
 @router.post("/patients/new")
@@ -212,12 +338,17 @@ def register_from_form(
         )
 
     def refused(problem: DomainError) -> Response:
-        return again(*_refusal(problem), existing=problem.extra.get("existingId"))
+        status, errors = _refusal(problem)
+        return again(status, _all_errors(errors), existing=problem.extra.get("existingId"))
 
+    today = service.today_at_clinic(session, ctx)
+    checks = _form_checks(values, session, today, patient=None)
     try:
         data = PatientCreate.model_validate(form_to_fields(values, session))
     except ValidationError as exc:
-        return again(422, _field_errors(exc))
+        return again(422, _all_errors(_field_errors(exc), checks))
+    if checks:
+        return again(422, _all_errors(checks))
     return attempt(
         request,
         session,
@@ -240,6 +371,130 @@ def _refusal(problem: DomainError) -> tuple[int, dict[str, str]]:
     raise problem
 
 
+# What revoking each consent means for the patient, said before the desk confirms it.
+REVOKE_CONSEQUENCES = {
+    "treatment": "The clinic no longer has this patient's consent to treatment: they must "
+    "sign again before their next consultation.",
+    "data-processing": "The clinic may no longer use this patient's health data beyond what "
+    "the law requires it to keep.",
+    "whatsapp": "WhatsApp reminders and messages to this patient stop.",
+    "sms": "SMS reminders and messages to this patient stop.",
+    "teleconsultation": "This patient can no longer be offered phone or video consultations.",
+}
+# Appointments still ahead of the patient, and those the desk can check in today.
+AHEAD = (
+    AppointmentStatus.REQUESTED,
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.CHECKED_IN,
+    AppointmentStatus.IN_CONSULT,
+)
+CHECK_IN_FROM = (AppointmentStatus.CONFIRMED, AppointmentStatus.NO_SHOW)
+CHANNELS = (("phone", "Phone"), ("walk-in", "At the desk"), ("whatsapp", "WhatsApp"))
+PAST_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One appointment as the profile lists it."""
+
+    appointment: Appointment
+    slot: Slot | None
+    doctor: DoctorProfile
+
+    @property
+    def day(self) -> date | None:
+        return self.slot.date if self.slot is not None else self.appointment.queue_date
+
+    @property
+    def starts_at(self) -> datetime | None:
+        return self.slot.starts_at if self.slot is not None else None
+
+    @property
+    def sort_key(self) -> tuple[date, datetime | None, int]:
+        starts = self.starts_at or self.appointment.timeline_requested_at
+        return (self.day or date.min, starts, self.appointment.token_number or 0)
+
+
+def _visits(session: Session, patient_id: uuid.UUID, today: date) -> dict[str, list[Visit]]:
+    """The patient's appointments: ahead (soonest first), today's to check in, and past."""
+    rows = scheduling_queries.patient_appointments(session, [patient_id])
+    visits = [Visit(a, s, d) for a, s, d, _ in rows]
+    ahead = [v for v in visits if v.appointment.status in AHEAD and (v.day or today) >= today]
+    past = [v for v in visits if v not in ahead]
+    return {
+        "upcoming": sorted(ahead, key=lambda v: v.sort_key),
+        "past": sorted(past, key=lambda v: v.sort_key, reverse=True)[:PAST_SHOWN],
+        "check_in": sorted(
+            (v for v in visits if v.day == today and v.appointment.status in CHECK_IN_FROM),
+            key=lambda v: v.sort_key,
+        ),
+    }
+
+
+def due_today(
+    session: Session, patient_ids: list[uuid.UUID], today: date
+) -> dict[uuid.UUID, list[Visit]]:
+    """Each patient's appointments of today the desk can check in (for search results)."""
+    if not patient_ids:
+        return {}
+    doctors = {d.id: d for d in scheduling.doctors(session, include_inactive=True)}
+    found: dict[uuid.UUID, list[Visit]] = {}
+    for appointment, slot in scheduling_queries.appointments(
+        session, day=today, patient_ids=patient_ids
+    ):
+        if appointment.status in CHECK_IN_FROM and appointment.doctor_id in doctors:
+            visit = Visit(appointment, slot, doctors[appointment.doctor_id])
+            found.setdefault(appointment.patient_id, []).append(visit)
+    return found
+
+
+def _profile(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    who: Principal,
+    cipher: Any,
+    patient_id: uuid.UUID,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    """The patient's page: contact, health background, appointments, family, consents and
+    the documents of the categories the viewer may read.
+    """
+    patient = service.get(session, patient_id)
+    today = service.today_at_clinic(session, ctx)
+    view = service.read(cipher, patient, today)
+    family = [queries.summary(p, today) for p in service.dependents(session, patient.id)]
+    docs = documents.of_patient(
+        session, patient.id, categories=documents.readable_categories(who.role)
+    )
+    sees_appointments = allowed(who.role, "appointments:read")
+    return _page(
+        request,
+        "patients/profile.html",
+        status_code,
+        patient=view,
+        record=patient,
+        family=family,
+        guardian=queries.guardian_of(session, patient),
+        visits=_visits(session, patient.id, today) if sees_appointments else None,
+        today=today,
+        labels=STATUS_LABELS,
+        documents=docs,
+        links=documents.live_links(session, [d.id for d in docs], ctx.now()),
+        categories=documents.readable_categories(who.role),
+        consents=consents.latest(session, patient.id),
+        consent_types=sorted({t.type for t in consents.templates(session)}),
+        consequences=REVOKE_CONSEQUENCES,
+        may_read_signed_copies=may_read_document(who.role, "consent"),
+        may_edit=allowed(who.role, "patients:write"),
+        may_delete=allowed(who.role, "patients:delete"),
+        may_book=allowed(who.role, "appointments:write"),
+        gender_labels=GENDER_LABELS,
+        **extra,
+    )
+
+
 @router.get("/patients/{patient_id}")
 def profile(
     request: Request,
@@ -249,27 +504,7 @@ def profile(
     who: Reader,
     cipher: Cipher,
 ) -> Response:
-    patient = service.get(session, patient_id)
-    today = service.today_at_clinic(session, ctx)
-    view = service.read(cipher, patient, today)
-    family = [queries.summary(p, today) for p in service.dependents(session, patient.id)]
-    guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
-    docs = documents.of_patient(session, patient.id)
-    return _page(
-        request,
-        "patients/profile.html",
-        patient=view,
-        family=family,
-        guardian=guardian,
-        documents=docs,
-        links=documents.live_links(session, [d.id for d in docs], ctx.now()),
-        categories=DOCUMENT_CATEGORIES,
-        consents=consents.latest(session, patient.id),
-        consent_types=sorted({t.type for t in consents.templates(session)}),
-        may_edit=allowed(who.role, "patients:write"),
-        may_delete=allowed(who.role, "patients:delete"),
-        gender_labels=GENDER_LABELS,
-    )
+    return _profile(request, session, ctx, who, cipher, patient_id)
 
 
 @router.post("/patients/{patient_id}/documents")
@@ -277,7 +512,7 @@ def upload_from_page(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Writer,
+    who: Writer,
     patient: PatientInPath,
     file: Annotated[UploadFile, File()],
     cipher: Cipher,
@@ -289,6 +524,7 @@ def upload_from_page(
     limit = settings.max_upload_mb * 1024 * 1024
     back = f"/patients/{patient.id}"
     try:
+        documents.check_category(who.role, category)
         doc = documents.upload(
             session,
             ctx,
@@ -302,28 +538,46 @@ def upload_from_page(
             max_bytes=limit,
         )
     except documents.TooLarge as exc:
-        return flash(request, back, str(exc), "error")
+        return flash(request, back, str(exc).replace("file:", "File:", 1), "error")
     except InvalidInput as exc:
-        reasons = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
+        reasons = " ".join(f"{e.field.capitalize()}: {e.reason}." for e in exc.errors)
         return flash(request, back, reasons, "error")
     return flash(request, back, f"Uploaded {doc.filename}.")
+
+
+def _readable_document_of(
+    session: Session, who: Principal, patient: Patient, document_id: uuid.UUID
+) -> Any:
+    """A document of this patient the viewer may read; anything else is 404."""
+    doc = documents.get_readable(session, document_id, who.role)
+    if doc.owner_id != patient.id:
+        raise NotFound(f"no document with id {document_id} for this patient")
+    return doc
 
 
 @router.post("/patients/{patient_id}/documents/{document_id}/share")
 def share_from_page(
     request: Request,
-    patient_id: uuid.UUID,
     document_id: uuid.UUID,
     session: DbSession,
     ctx: Ctx,
-    _: Writer,
+    who: Writer,
+    patient: PatientInPath,
     settings: AppSettings,
+    cipher: Cipher,
 ) -> Response:
-    made = documents.share(session, ctx, document_id=document_id)
+    """Make a link and show it on the page itself, once: it opens the file without signing
+    in, so it never travels in a cookie or a redirect.
+    """
+    doc = _readable_document_of(session, who, patient, document_id)
+    made = documents.share(session, ctx, document_id=doc.id)
     base = settings.base_url.rstrip("/")
-    until = local_time(made.link.expires_at)
-    message = f"Share link (works until {until}): {base}/s/{made.token}"
-    return flash(request, f"/patients/{patient_id}", message)
+    shared = {
+        "url": f"{base}/s/{made.token}",
+        "until": local_time(made.link.expires_at),
+        "filename": doc.filename,
+    }
+    return _profile(request, session, ctx, who, cipher, patient.id, shared=shared)
 
 
 @router.post("/patients/{patient_id}/consents")
@@ -357,10 +611,12 @@ def revoke_consent_from_page(
     patient: PatientInPath,
     consent_id: uuid.UUID,
 ) -> Response:
-    if consents.get(session, consent_id).patient_id != patient.id:
+    consent = consents.get(session, consent_id)
+    if consent.patient_id != patient.id:
         raise NotFound(f"no consent with id {consent_id} for this patient")
     consents.revoke(session, ctx, consent_id=consent_id)
-    return flash(request, f"/patients/{patient.id}", "Consent revoked.")
+    what = REVOKE_CONSEQUENCES.get(consent.type, "")
+    return flash(request, f"/patients/{patient.id}", f"Consent revoked. {what}".strip())
 
 
 @router.post("/patients/{patient_id}/share-links/{link_id}/revoke")
@@ -368,15 +624,187 @@ def revoke_link_from_page(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Writer,
+    who: Writer,
     patient: PatientInPath,
     link_id: uuid.UUID,
 ) -> Response:
     link = documents.get_link(session, link_id)
-    if documents.get(session, link.document_id).owner_id != patient.id:
-        raise NotFound(f"no share link with id {link_id} for this patient")
+    try:
+        _readable_document_of(session, who, patient, link.document_id)
+    except NotFound:
+        raise NotFound(f"no share link with id {link_id} for this patient") from None
     documents.revoke(session, ctx, link_id=link_id)
     return flash(request, f"/patients/{patient.id}", "Link revoked.")
+
+
+# ------------------------------------------------------------------ appointments from the profile
+
+
+@router.post("/patients/{patient_id}/check-in")
+def check_in_from_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Booker,
+    patient: PatientInPath,
+    offers: Offers,
+    appointment_id: Annotated[uuid.UUID | None, Form()] = None,
+    back: Annotated[str, Form()] = "profile",
+) -> Response:
+    """Check the patient in for today's appointment, without choosing the doctor: the one
+    appointment of today, or the one named when they have several.
+    """
+    today = service.today_at_clinic(session, ctx)
+    due = due_today(session, [patient.id], today).get(patient.id, [])
+    url = "/patients" if back == "search" else f"/patients/{patient.id}"
+    if appointment_id is not None:
+        due = [v for v in due if v.appointment.id == appointment_id]
+        if not due:
+            raise NotFound(f"no appointment with id {appointment_id} to check in today")
+    if not due:
+        message = (
+            f"{patient.full_name} has no appointment today to check in. "
+            "Book one, or add them as a walk-in from the Queue page."
+        )
+        return flash(request, url, message, "error")
+    if len(due) > 1:
+        message = (
+            f"{patient.full_name} has {len(due)} appointments today; "
+            "check in the right one from the list on their page."
+        )
+        return flash(request, f"/patients/{patient.id}", message, "warning")
+    visit = due[0]
+
+    def done(moved: Appointment) -> Response:
+        token = f": token {moved.token_number}" if moved.token_number else ""
+        message = f"Checked in {patient.full_name} for {visit.doctor.display_name}{token}."
+        return flash(request, url, message)
+
+    return attempt(
+        request,
+        session,
+        lambda: lifecycle.transition(
+            session, ctx, offers, appointment_id=visit.appointment.id, to="checked-in"
+        ),
+        done=done,
+        failed=url,
+    )
+
+
+def _book_page(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    patient: Patient,
+    *,
+    doctor: str,
+    day_text: str,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    today = service.today_at_clinic(session, ctx)
+    try:
+        day = max(date.fromisoformat(day_text), today) if day_text else today
+    except ValueError:
+        day = today
+    doctors = scheduling.doctors(session)
+    chosen = next((d for d in doctors if str(d.id) == doctor), doctors[0] if doctors else None)
+    free: list[Slot] = []
+    if chosen is not None:
+        window = scheduling_queries.SlotWindow(day, day)
+        free = scheduling_queries.slots(session, ctx, chosen.id, window, None)
+    return _page(
+        request,
+        "patients/book.html",
+        status_code,
+        patient=patient,
+        doctors=doctors,
+        doctor=chosen,
+        day=day,
+        today=today,
+        previous=day - timedelta(days=1) if day > today else None,
+        following=day + timedelta(days=1),
+        free=free,
+        channels=CHANNELS,
+        errors=errors or {},
+        values=values or {},
+    )
+
+
+@router.get("/patients/{patient_id}/book")
+def book_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Booker,
+    patient: PatientInPath,
+    doctor: str = "",
+    date: str = "",
+) -> Response:
+    """Booking for this patient: choose the doctor and day, then a free time."""
+    return _book_page(request, session, ctx, patient, doctor=doctor, day_text=date)
+
+
+@router.post("/patients/{patient_id}/book")
+def book_for_patient(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Booker,
+    patient: PatientInPath,
+    slot_id: Annotated[uuid.UUID | None, Form()] = None,
+    visit_type: Annotated[str, Form()] = "",
+    channel: Annotated[str, Form()] = "phone",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    doctor: Annotated[str, Form()] = "",
+    day: Annotated[str, Form()] = "",
+) -> Response:
+    values = {"visit_type": visit_type, "channel": channel, "reason": reason}
+
+    def again(status: int, errors: dict[str, str]) -> Response:
+        return _book_page(
+            request,
+            session,
+            ctx,
+            patient,
+            doctor=doctor,
+            day_text=day,
+            status_code=status,
+            errors=errors,
+            values=values,
+        )
+
+    if slot_id is None:
+        return again(422, {"slot_id": "Time: choose one of the free times."})
+    slot = records.by_id(session, Slot, slot_id)
+    doctor_profile = records.by_id(session, DoctorProfile, slot.doctor_id)
+    wanted = booking.BookingRequest(
+        slot_id=slot.id,
+        patient_id=patient.id,
+        visit_type=visit_type,
+        channel=channel if channel in dict(CHANNELS) else "phone",
+        reason=reason.strip() or None,
+    )
+
+    def booked(_: Appointment) -> Response:
+        assert ctx.tenant_id is not None
+        when = local_time(slot.starts_at, tenants.get_tenant(session, ctx.tenant_id).timezone)
+        message = f"Booked {patient.full_name} with {doctor_profile.display_name}, {when}."
+        return flash(request, f"/patients/{patient.id}", message)
+
+    def refused(problem: DomainError) -> Response:
+        if isinstance(problem, NotFound):
+            raise problem  # another clinic's or an unknown patient: 404, not a message
+        if isinstance(problem, InvalidInput):
+            reason_of = {e.field: e.reason for e in problem.errors}
+            if "visitType" in reason_of:
+                return again(422, {"visit_type": f"Visit type: {reason_of['visitType']}."})
+        return again(problem.status, {"slot_id": str(problem)})
+
+    return attempt(
+        request, session, lambda: booking.book(session, ctx, wanted), done=booked, failed=refused
+    )
 
 
 @router.get("/patients/{patient_id}/edit")
@@ -385,7 +813,7 @@ def edit_form(
 ) -> Response:
     patient = service.get(session, patient_id)
     view = service.read(cipher, patient, service.today_at_clinic(session, ctx))
-    guardian = service.get(session, patient.guardian_id) if patient.guardian_id else None
+    guardian = queries.guardian_of(session, patient)
     return _page(request, "patients/form.html", values=_values_of(view, guardian), patient=view)
 
 
@@ -431,11 +859,17 @@ def edit_from_form(
     ident: Ident,
 ) -> Response:
     current = service.get(session, patient_id)
-    view = service.read(cipher, current, service.today_at_clinic(session, ctx))
+    today = service.today_at_clinic(session, ctx)
+    view = service.read(cipher, current, today)
 
     def again(status: int, errors: dict[str, str]) -> Response:
         return _page(
-            request, "patients/form.html", status, values=values, errors=errors, patient=view
+            request,
+            "patients/form.html",
+            status,
+            values=values,
+            errors=_all_errors(errors),
+            patient=view,
         )
 
     fields = form_to_fields(values, session)
@@ -443,10 +877,13 @@ def edit_from_form(
     for name in ("dob", "age_years"):
         if not values.get(name):
             fields.pop(name, None)
+    checks = _form_checks(values, session, today, patient=current)
     try:
         changes = PatientUpdate.model_validate(fields)
     except ValidationError as exc:
-        return again(422, _field_errors(exc))
+        return again(422, {**checks, **_field_errors(exc)})
+    if checks:
+        return again(422, checks)
     return attempt(
         request,
         session,
@@ -459,10 +896,57 @@ def edit_from_form(
 
 @router.post("/patients/{patient_id}/delete")
 def delete_from_page(
-    request: Request, patient_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Deleter
+    request: Request,
+    patient_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: Deleter,
+    move_to: Annotated[str, Form()] = "",
 ) -> Response:
-    service.delete(session, ctx, patient_id=patient_id)
-    return flash(request, "/patients", "Patient deleted. An admin can restore them.")
+    """Delete (soft). A guardian's family is first moved to the guardian the form names;
+    without one the delete is refused with the family's names (see ``service.delete``).
+    """
+    back = f"/patients/{patient_id}"
+    new_guardian: Patient | None = None
+    records.by_id(session, Patient, patient_id)  # 404 first: an unknown or foreign patient
+    if move_to.strip():
+        number = queries.patient_number(move_to)
+        found = queries.by_number(session, number) if number is not None else []
+        if not found:
+            message = f"Move them to: no patient has the number {move_to.strip()}; check it."
+            return flash(request, back, message, "error")
+        new_guardian = found[0]
+    family = service.dependents(session, patient_id)
+
+    def done(_: object) -> Response:
+        message = "Patient deleted. An admin can restore them."
+        if family and new_guardian is not None:
+            names = ", ".join(p.full_name for p in family)
+            verb = "shares" if len(family) == 1 else "share"
+            message += f" {names} now {verb} {new_guardian.full_name}'s phone."
+        return flash(request, "/patients", message)
+
+    def refused(problem: DomainError) -> Response:
+        if isinstance(problem, NotFound):
+            raise problem  # another clinic's or an unknown patient: 404, not a message
+        if isinstance(problem, InvalidInput):
+            message = " ".join(f"Move them to: {e.reason}." for e in problem.errors)
+        else:
+            message = str(problem)
+        return flash(request, back, message, "error")
+
+    return attempt(
+        request,
+        session,
+        lambda: service.delete(
+            session,
+            ctx,
+            patient_id=patient_id,
+            move_dependents_to=new_guardian.id if new_guardian else None,
+        ),
+        done=done,
+        failed=refused,
+    )
 
 
 @router.post("/patients/{patient_id}/restore")

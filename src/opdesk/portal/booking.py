@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from opdesk import records
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound, TooManyRequests
+from opdesk.formatting import clock_time, day_name
 from opdesk.identity.deps import NEXT_COOKIE
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.patients.deps import MyFamily, family_of
+from opdesk.patients.models import Patient
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
@@ -34,12 +36,12 @@ from opdesk.scheduling.deps import (
     hold_key,
     page,
 )
-from opdesk.scheduling.models import DoctorProfile, Slot
+from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
 from opdesk.security import throttle
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import Anyone, Ctx, DbSession, services
-from opdesk.web.pages import attempt, flash, redirect, set_cookie
+from opdesk.web.pages import attempt, delete_cookie, flash, redirect, set_cookie
 from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
@@ -258,44 +260,153 @@ def confirm_booking(
 
 def _booked(request: Request) -> Response:
     response = flash(request, "/me/appointments", "Your appointment is booked. See you then!")
-    response.delete_cookie(HOLD_COOKIE, path="/")
+    delete_cookie(request, response, HOLD_COOKIE)
     return response
 
 
 # ------------------------------------------------------------------ my appointments
 
 
+@dataclass(frozen=True)
+class MyVisit:
+    """One of the family's appointments as the patient's page shows it."""
+
+    appointment: Appointment
+    slot: Slot | None
+    doctor: DoctorProfile
+    patient: Patient
+    changeable: bool
+    moved_to: Slot | None = None
+    moved_from: Slot | None = None
+
+
+# Appointments that still stand: booked, or the patient is at the clinic for it.
+STANDING = frozenset(
+    {
+        AppointmentStatus.REQUESTED,
+        AppointmentStatus.CONFIRMED,
+        AppointmentStatus.CHECKED_IN,
+        AppointmentStatus.IN_CONSULT,
+    }
+)
+
+
+def _ahead(appointment: Appointment, slot: Slot | None, today: date) -> bool:
+    """Still to come or under way today (its time may have passed while they wait)."""
+    if appointment.status not in STANDING:
+        return False
+    if slot is None:  # a walk-in: in today's queue
+        return appointment.queue_date == today
+    return slot.date >= today
+
+
+def my_visits(
+    session: Session, ctx: RequestContext, ids: list[uuid.UUID], today: date
+) -> tuple[list[MyVisit], list[MyVisit]]:
+    """The family's appointments: what is coming up (soonest first) and what is past,
+    cancelled or moved (latest first); a moved one names its new time.
+    """
+    rows = queries.patient_appointments(session, ids)
+    slots = {a.id: slot for a, slot, _d, _p in rows}
+    successor = {a.reschedule_of: slot for a, slot, _d, _p in rows if a.reschedule_of}
+    now = ctx.now()
+    upcoming: list[MyVisit] = []
+    earlier: list[MyVisit] = []
+    for a, slot, doctor, patient in rows:
+        visit = MyVisit(
+            a,
+            slot,
+            doctor,
+            patient,
+            changeable=(
+                a.status in lifecycle.RESCHEDULABLE and slot is not None and slot.starts_at > now
+            ),
+            moved_to=successor.get(a.id),
+            moved_from=slots.get(a.reschedule_of) if a.reschedule_of else None,
+        )
+        (upcoming if _ahead(a, slot, today) else earlier).append(visit)
+
+    def moment(v: MyVisit) -> datetime:
+        return v.slot.starts_at if v.slot is not None else v.appointment.timeline_requested_at
+
+    return sorted(upcoming, key=moment), sorted(earlier, key=moment, reverse=True)
+
+
 @router.get("/me/appointments")
 def my_appointments(
     request: Request, session: DbSession, ctx: Ctx, who: Me, family: MyFamily
 ) -> Response:
-    rows = queries.patient_appointments(session, family.ids)
-    now = ctx.now()
-    upcoming = [
-        r
-        for r in rows
-        if r[1] is not None and r[1].ends_at > now and r[0].status in lifecycle.RESCHEDULABLE
-    ]
-    past = [r for r in rows if r not in upcoming]
-    offers = [
-        (o, records.by_id(session, Slot, o.slot_id))
-        for o in waitlist.open_offers(session, ctx, family.ids)
-    ]
+    today = tenants.today_at_clinic(session, ctx)
+    upcoming, earlier = my_visits(session, ctx, family.ids, today)
+    offers = []
+    for offer in waitlist.open_offers(session, ctx, family.ids):
+        slot = records.by_id(session, Slot, offer.slot_id)
+        offers.append(
+            (
+                offer,
+                slot,
+                records.by_id(session, DoctorProfile, slot.doctor_id),
+                records.by_id(session, Patient, offer.patient_id),
+            )
+        )
     return page(
         request,
         "portal/appointments.html",
         clinic=tenants.get_tenant(session, who.tenant_id),
         upcoming=upcoming,
-        past=past,
+        past=earlier,
         offers=offers,
         tz=who.timezone,
     )
 
 
+def _when(slot: Slot | None, tz: str) -> str:
+    if slot is None:
+        return "today"
+    return f"{day_name(slot.date)}, {clock_time(slot.starts_at, tz)}"
+
+
+def _confirm(request: Request, **c: object) -> Response:
+    """A question before a change the patient cannot take back (a page of its own)."""
+    return page(request, "scheduling/confirm.html", c={"danger": True, "fields": {}, **c})
+
+
+@router.get("/me/appointments/{appointment_id}/cancel")
+def confirm_cancel(
+    request: Request, session: DbSession, ctx: Ctx, who: Me, appointment: Mine
+) -> Response:
+    """Before cancelling: which appointment, and what follows."""
+    slot = queries.slot_of(session, appointment)
+    doctor = records.by_id(session, DoctorProfile, appointment.doctor_id)
+    patient = records.by_id(session, Patient, appointment.patient_id)
+    return _confirm(
+        request,
+        question="Cancel this appointment?",
+        about=f"{patient.full_name} · {doctor.display_name} · {_when(slot, who.timezone)}",
+        facts=[
+            "The time will be given to another patient; it cannot be taken back.",
+            "To come another day instead, choose Change time.",
+        ],
+        action=f"/me/appointments/{appointment.id}/cancel",
+        yes="Yes, cancel it",
+        no="Keep my appointment",
+        back="/me/appointments",
+    )
+
+
 @router.post("/me/appointments/{appointment_id}/cancel")
 def cancel_mine(
-    request: Request, session: DbSession, ctx: Ctx, _: Me, appointment: Mine, offers: Offers
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Me,
+    appointment: Mine,
+    offers: Offers,
+    confirmed: Annotated[str, Form()] = "",
 ) -> Response:
+    if confirmed != "yes":  # an old page or a stray tap: ask first
+        return redirect(request, f"/me/appointments/{appointment.id}/cancel")
+
     def cancel() -> object:
         check_changeable(ctx, session, appointment)
         return lifecycle.transition(
@@ -309,9 +420,17 @@ def cancel_mine(
 
 @router.get("/me/appointments/{appointment_id}/reschedule")
 def reschedule_page(
-    request: Request, session: DbSession, ctx: Ctx, who: Me, appointment: Mine, date: str = ""
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: Me,
+    appointment: Mine,
+    date: str = "",
+    slot_id: str = "",
 ) -> Response:
-    """Pick another time with the same doctor; opens on the appointment's own day."""
+    """Pick another time with the same doctor (opens on the appointment's own day), then
+    confirm the move.
+    """
     today = tenants.today_at_clinic(session, ctx)
     current = queries.slot_of(session, appointment)
     day = _chosen_day(date, today, current.date if current else None)
@@ -319,6 +438,7 @@ def reschedule_page(
     window = queries.SlotWindow.checked(today, day, day)
     slots = queries.slots(session, ctx, doctor.id, window, appointment.visit_type)
     base = f"/me/appointments/{appointment.id}/reschedule"
+    picked = next((s for s in slots if str(s.id) == slot_id), None)
     return page(
         request,
         "portal/reschedule.html",
@@ -327,6 +447,8 @@ def reschedule_page(
         day=day,
         doctor=doctor,
         slots=slots,
+        picked=picked,
+        back_url=f"{base}?date={day.isoformat()}",
         tabs=_day_tabs(base, today, day),
         tz=who.timezone,
     )
@@ -337,12 +459,17 @@ def reschedule_mine(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Me,
+    who: Me,
     appointment: Mine,
     slot_id: Annotated[uuid.UUID, Form()],
     offers: Offers,
+    confirmed: Annotated[str, Form()] = "",
 ) -> Response:
-    def move() -> object:
+    base = f"/me/appointments/{appointment.id}/reschedule"
+    if confirmed != "yes":  # a tap on a time asks first
+        return redirect(request, f"{base}?slot_id={slot_id}")
+
+    def move() -> Appointment:
         check_changeable(ctx, session, appointment)
         return lifecycle.reschedule(
             session,
@@ -353,14 +480,11 @@ def reschedule_mine(
             origin=booking.Origin(online=True),
         )
 
-    return attempt(
-        request,
-        session,
-        move,
-        done="/me/appointments",
-        message="Your appointment is moved.",
-        failed=f"/me/appointments/{appointment.id}/reschedule",
-    )
+    def moved(new: Appointment) -> Response:
+        slot = queries.slot_of(session, new)
+        return flash(request, "/me/appointments", f"Moved to {_when(slot, who.timezone)}.")
+
+    return attempt(request, session, move, done=moved, failed=base)
 
 
 @router.post("/me/waitlist-offers/{offer_id}/accept")
@@ -374,10 +498,40 @@ def accept_offer(request: Request, session: DbSession, ctx: Ctx, _: Me, offer: M
     )
 
 
+@router.get("/me/waitlist-offers/{offer_id}/decline")
+def confirm_decline(
+    request: Request, session: DbSession, ctx: Ctx, who: Me, offer: MyOffer
+) -> Response:
+    slot = records.by_id(session, Slot, offer.slot_id)
+    doctor = records.by_id(session, DoctorProfile, slot.doctor_id)
+    patient = records.by_id(session, Patient, offer.patient_id)
+    return _confirm(
+        request,
+        question="Say no to this time?",
+        about=f"{patient.full_name} · {doctor.display_name} · {_when(slot, who.timezone)}",
+        facts=[
+            "The time goes to the next patient waiting; it cannot be offered to you again.",
+            f"{patient.name_first} stays on the waitlist for another time.",
+        ],
+        action=f"/me/waitlist-offers/{offer.id}/decline",
+        yes="Yes, say no",
+        no="Go back",
+        back="/me/appointments",
+    )
+
+
 @router.post("/me/waitlist-offers/{offer_id}/decline")
 def decline_offer(
-    request: Request, session: DbSession, ctx: Ctx, _: Me, offer: MyOffer, offers: Offers
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Me,
+    offer: MyOffer,
+    offers: Offers,
+    confirmed: Annotated[str, Form()] = "",
 ) -> Response:
+    if confirmed != "yes":
+        return redirect(request, f"/me/waitlist-offers/{offer.id}/decline")
     return attempt(
         request,
         session,

@@ -15,8 +15,8 @@ from opdesk.identity.deps import NEXT_COOKIE, Ident, after_sign_in
 from opdesk.identity.schemas import OtpRequest
 from opdesk.identity.service import Refusal
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Anyone, Ctx, DbSession, services
-from opdesk.web.pages import flash, render, set_cookie
+from opdesk.web.deps import DEVICE_COOKIE, Anyone, Ctx, DbSession, services
+from opdesk.web.pages import delete_cookie, flash, render, set_cookie
 from opdesk.web.templating import NavEntry, form_errors
 
 router = APIRouter(include_in_schema=False)
@@ -50,7 +50,14 @@ def patient_phone_submit(
     if tenants.find_by_slug(session, body.clinic) is None:
         errors = {"clinic": "No clinic uses this code. Check the spelling with your clinic."}
         return render(request, "portal/sign_in_phone.html", 404, values=values, errors=errors)
-    result = service.request_otp(session, ctx, ident, phone=body.phone, clinic=body.clinic)
+    result = service.request_otp(
+        session,
+        ctx,
+        ident,
+        phone=body.phone,
+        clinic=body.clinic,
+        device_token=request.cookies.get(DEVICE_COOKIE),
+    )
     if isinstance(result, Refusal):
         return render(
             request,
@@ -92,7 +99,7 @@ def patient_code_submit(
         return _patient_session(request, session, ctx, result.proof, result.clinics[0][0])
     response = render(request, "portal/sign_in_clinics.html", clinics=result.clinics)
     set_cookie(request, response, PROOF_COOKIE, result.proof, 600)
-    response.delete_cookie(OTP_COOKIE, path="/")
+    delete_cookie(request, response, OTP_COOKIE)
     return response
 
 
@@ -109,12 +116,17 @@ def patient_choose_clinic(
 
 def _patient_session(request: Request, session: Any, ctx: Any, proof: str, clinic: str) -> Response:
     result = service.patient_sign_in(
-        session, ctx, services(request).identity, proof=proof, clinic=clinic
+        session,
+        ctx,
+        services(request).identity,
+        proof=proof,
+        clinic=clinic,
+        device_token=request.cookies.get(DEVICE_COOKIE),
     )
     if isinstance(result, Refusal):
         return flash(request, "/patient/sign-in", result.detail, "error")
     # A page that sent the patient to sign in (e.g. a held slot) asked to be returned to.
     response = after_sign_in(request, result, request.cookies.get(NEXT_COOKIE))
     for cookie in (PROOF_COOKIE, OTP_COOKIE, NEXT_COOKIE):
-        response.delete_cookie(cookie, path="/")
+        delete_cookie(request, response, cookie)
     return response

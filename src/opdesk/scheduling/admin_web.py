@@ -23,7 +23,7 @@ from opdesk.scheduling.models import DoctorProfile
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash
-from opdesk.web.templating import NavEntry
+from opdesk.web.templating import NavEntry, readable
 
 router = APIRouter(include_in_schema=False)
 NAV = (NavEntry("Doctors", "/admin/doctors", "clinic:manage", "admin"),)
@@ -240,7 +240,7 @@ def save_hours(
             f"Weekly hours saved; {made} slots ready for booking.",
         ),
         failed=lambda bad: _doctor_page(
-            request, session, ctx, doctor, _typed_rows(form), problem=str(bad)
+            request, session, ctx, doctor, _typed_rows(form), problem=readable(bad)
         ),
     )
 

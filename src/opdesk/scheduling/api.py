@@ -298,6 +298,7 @@ def _booking_request(body: BookingIn) -> booking.BookingRequest:
         reason=body.reason,
         notes=body.notes,
         origin=booking.Origin(hold_token=body.hold_token, follow_up_for=body.follow_up_for),
+        check_near=not body.allow_near_duplicate,
     )
 
 
@@ -311,7 +312,9 @@ def book_appointment(
 ) -> Any:
     """Book a slot, from a hold (``holdToken``) or directly. Concurrent attempts on one
     slot make one appointment; the others get 409. With an ``Idempotency-Key`` a retry
-    returns the first answer; the same key with another body is 409.
+    returns the first answer; the same key with another body is 409. When the patient
+    already has an appointment with the doctor within 30 minutes on the same day, the
+    answer is 409 naming it (``nearby``) unless ``allowNearDuplicate`` is true.
     """
     return answer(
         idempotency.run_once(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
@@ -20,9 +20,11 @@ from opdesk import audit, records
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from opdesk.formatting import clock_time, day_name
 from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment, AppointmentStatus, Slot, SlotStatus
 from opdesk.security.tokens import random_token, token_hash
+from opdesk.tenancy import service as tenants
 
 APPOINTMENTS: Table = Appointment.__table__  # type: ignore[assignment]
 
@@ -57,6 +59,10 @@ class BookingRequest:
     reason: str | None = None
     notes: str | None = None
     origin: Origin = field(default_factory=Origin)
+    # The desk and the API are warned (409) when the patient already has an appointment
+    # with this doctor close by; they book anyway by saying so. Other callers (waitlist
+    # offers, reschedules) are not checked: the patient asked for that time themselves.
+    check_near: bool = False
 
 
 def claimable(ctx: RequestContext) -> ColumnElement[bool]:
@@ -116,7 +122,9 @@ def refusal(ctx: RequestContext, slot: Slot) -> Conflict:
 
 def _held_for(ctx: RequestContext, origin: Origin) -> ColumnElement[bool] | None:
     """The condition under which the slot is held for this requester, if they say it is."""
-    live = and_(Slot.status == SlotStatus.HELD, Slot.hold_expires_at > ctx.now())
+    now = ctx.now()
+    # A hold taken near the end of a slot may outlast it; an ended slot is never booked.
+    live = and_(Slot.status == SlotStatus.HELD, Slot.hold_expires_at > now, Slot.ends_at > now)
     if origin.hold_token is not None:
         return and_(live, Slot.meta["holdHash"].astext == token_hash(origin.hold_token).hex())
     if origin.waitlist_lock_id is not None:
@@ -149,6 +157,9 @@ class Taken:
     id: uuid.UUID
     doctor_id: uuid.UUID
     meta: dict[str, Any]
+    day: date
+    starts_at: datetime
+    ends_at: datetime
 
 
 def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin: Origin) -> Taken:
@@ -166,12 +177,91 @@ def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin:
             hold_expires_at=None,
             meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
         )
-        .returning(Slot.tenant_id, Slot.id, Slot.doctor_id, Slot.meta)
+        .returning(
+            Slot.tenant_id,
+            Slot.id,
+            Slot.doctor_id,
+            Slot.meta,
+            Slot.date,
+            Slot.starts_at,
+            Slot.ends_at,
+        )
         .execution_options(synchronize_session=False)
     ).first()
     if won is None:
         raise refusal(ctx, records.by_id(session, Slot, slot_id))  # 404 when unknown
     return Taken(*won)
+
+
+# Two appointments of one patient with one doctor this close on the same day are most
+# likely one visit booked twice (a call taken twice, a wrong row clicked).
+NEAR = timedelta(minutes=30)
+# Appointments that still stand (a cancelled or missed one is no duplicate).
+STANDING = (
+    AppointmentStatus.REQUESTED,
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.CHECKED_IN,
+    AppointmentStatus.IN_CONSULT,
+)
+
+
+class NearDuplicate(Conflict):
+    """The patient already has an appointment with this doctor close to this slot."""
+
+
+def near_duplicates(
+    session: Session,
+    *,
+    patient_id: uuid.UUID,
+    doctor_id: uuid.UUID,
+    day: date,
+    starts_at: datetime,
+    ends_at: datetime,
+    ignore: uuid.UUID | None = None,
+) -> list[tuple[Appointment, Slot]]:
+    """The patient's standing appointments with the doctor on ``day`` that overlap the
+    time or lie within :data:`NEAR` of it, earliest first.
+    """
+    stmt = (
+        select(Appointment, Slot)
+        .join(Slot, (Slot.tenant_id == Appointment.tenant_id) & (Slot.id == Appointment.slot_id))
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.doctor_id == doctor_id,
+            Appointment.status.in_(STANDING),
+            Slot.date == day,
+            Slot.starts_at < ends_at + NEAR,
+            Slot.ends_at > starts_at - NEAR,
+        )
+        .order_by(Slot.starts_at)
+    )
+    if ignore is not None:
+        stmt = stmt.where(Appointment.id != ignore)
+    return [(a, s) for a, s in session.execute(stmt).all()]
+
+
+def _refuse_near(session: Session, request: BookingRequest, slot: Taken) -> None:
+    found = near_duplicates(
+        session,
+        patient_id=request.patient_id,
+        doctor_id=slot.doctor_id,
+        day=slot.day,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        ignore=request.origin.reschedule_of,
+    )
+    if not found:
+        return
+    zone = tenants.zone_of(session, slot.tenant_id)
+    times = ", ".join(clock_time(s.starts_at, str(zone)) for _a, s in found)
+    raise NearDuplicate(
+        f"this patient already has an appointment with this doctor at {times} "
+        f"on {day_name(slot.day)}; book this one too only if both visits are meant",
+        override="allowNearDuplicate",
+        nearby=[
+            {"appointmentId": str(a.id), "startsAt": t.starts_at.isoformat()} for a, t in found
+        ],
+    )
 
 
 def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appointment:
@@ -187,6 +277,8 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
     # Take the slot first; a refusal below rolls the whole request back with it.
     slot = take_slot(session, ctx, request.slot_id, origin)
     check_visit_type(slot.meta, request.visit_type)
+    if request.check_near:
+        _refuse_near(session, request, slot)
     now = ctx.now()
     fields = {
         "tenant_id": slot.tenant_id,

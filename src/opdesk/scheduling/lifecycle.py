@@ -105,6 +105,18 @@ def _release(
         waitlist.offer_next(session, ctx, offers, freed)
 
 
+def frees_slot(ctx: RequestContext, slot: Slot | None, to: str) -> bool:
+    """Whether moving an appointment on ``slot`` to ``to`` gives the slot back (and so to
+    the waitlist): the rule :func:`_release` applies, asked before the move is made.
+    """
+    return (
+        to in RELEASING
+        and slot is not None
+        and slot.status == SlotStatus.BOOKED
+        and slot.starts_at > ctx.now()
+    )
+
+
 def reopen(
     session: Session, ctx: RequestContext, offers: waitlist.Offers, slot_id: uuid.UUID
 ) -> Slot:

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, true
+from sqlalchemy import exists, select, true
 from sqlalchemy.orm import Session, aliased
 
 from opdesk import records
@@ -23,6 +23,7 @@ from opdesk.scheduling.models import (
     Slot,
     WaitlistEntry,
     WaitlistLock,
+    WaitlistStatus,
 )
 
 LONGEST_SEARCH = timedelta(days=31)
@@ -263,3 +264,72 @@ def waiting_list(session: Session, now: datetime) -> list[WaitingRow]:
         .order_by(WaitlistEntry.created_at)
     ).all()
     return [WaitingRow(e, p, d, o, s) for e, p, d, o, s in rows]
+
+
+# ------------------------------------------------------------------ before a change is made
+
+
+def next_in_line(session: Session, slot: Slot) -> tuple[WaitlistEntry, Patient] | None:
+    """Who the waitlist would offer ``slot`` to if it were freed now: the same choice as
+    ``waitlist.offer_next`` makes, read without locking, for a confirmation to name.
+    """
+    already_offered = exists().where(
+        WaitlistLock.slot_id == slot.id, WaitlistLock.entry_id == WaitlistEntry.id
+    )
+    has_slot_already = exists().where(
+        Appointment.slot_id == slot.id, Appointment.patient_id == WaitlistEntry.patient_id
+    )
+    found = session.execute(
+        select(WaitlistEntry, Patient)
+        .join(
+            Patient,
+            (Patient.tenant_id == WaitlistEntry.tenant_id)
+            & (Patient.id == WaitlistEntry.patient_id),
+        )
+        .where(
+            WaitlistEntry.doctor_id == slot.doctor_id,
+            WaitlistEntry.status == WaitlistStatus.WAITING,
+            WaitlistEntry.from_date <= slot.date,
+            WaitlistEntry.until_date >= slot.date,
+            WaitlistEntry.visit_type.in_(slot.meta.get("visitType") or []),
+            ~already_offered,
+            ~has_slot_already,
+        )
+        .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(1)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+def with_the_doctor(
+    session: Session, doctor_id: uuid.UUID, day: date, *, besides: uuid.UUID | None = None
+) -> list[tuple[Appointment, Patient]]:
+    """The doctor's patients in consultation on ``day`` (normally one at most), by token."""
+    stmt = (
+        select(Appointment, Patient)
+        .join(
+            Patient,
+            (Patient.tenant_id == Appointment.tenant_id) & (Patient.id == Appointment.patient_id),
+        )
+        .where(
+            Appointment.doctor_id == doctor_id,
+            Appointment.queue_date == day,
+            Appointment.status == AppointmentStatus.IN_CONSULT,
+        )
+        .order_by(Appointment.token_number)
+    )
+    if besides is not None:
+        stmt = stmt.where(Appointment.id != besides)
+    return [(a, p) for a, p in session.execute(stmt).all()]
+
+
+def patient_of(session: Session, appointment: Appointment) -> Patient:
+    found = session.get(Patient, (appointment.tenant_id, appointment.patient_id))
+    assert found is not None  # a foreign key
+    return found
+
+
+def doctor_of(session: Session, appointment: Appointment) -> DoctorProfile:
+    found = session.get(DoctorProfile, (appointment.tenant_id, appointment.doctor_id))
+    assert found is not None  # a foreign key
+    return found

@@ -173,6 +173,13 @@ class BookingIn(ApiModel):
     notes: Reason | None = None
     hold_token: Annotated[str, Field(max_length=100)] | None = None
     follow_up_for: uuid.UUID | None = None
+    allow_near_duplicate: Annotated[
+        bool,
+        Field(
+            description="Book even though the patient already has an appointment with this "
+            "doctor within 30 minutes of this slot on the same day (else 409 naming it)."
+        ),
+    ] = False
 
 
 class PortalBookingIn(ApiModel):

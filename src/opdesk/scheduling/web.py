@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -16,16 +17,24 @@ from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.context import RequestContext
-from opdesk.errors import NotFound
+from opdesk.errors import DomainError, InvalidInput, NotFound
+from opdesk.formatting import clock_time, day_name
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
+from opdesk.patients.models import Patient
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, Offers, page
-from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
+from opdesk.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    DoctorProfile,
+    Slot,
+    WaitlistEntry,
+)
 from opdesk.security.permissions import allowed
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
-from opdesk.web.pages import attempt, flash
+from opdesk.web.pages import attempt, flash, redirect
 from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
@@ -125,30 +134,78 @@ def calendar(
     )
 
 
+def _is_htmx(request: Request) -> bool:
+    return bool(request.headers.get("HX-Request"))
+
+
+def _htmx_follows(request: Request, response: Response) -> Response:
+    """An htmx request is sent on with ``HX-Redirect`` on a 200: a 303 would be followed
+    inside the request and the next page swapped into the dialog.
+    """
+    if _is_htmx(request) and response.status_code in (302, 303):
+        response.status_code = 200
+    return response
+
+
+def _book_form(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    slot: Slot,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    near: str | None = None,
+) -> Response:
+    """The booking form for one slot: a modal dialog for htmx, a page without; drawn
+    again after a mistake with what was typed and the chosen patient kept.
+    """
+    doctor = records.by_id(session, DoctorProfile, slot.doctor_id)
+    values = values or {}
+    chosen = _chosen_patient(session, ctx, values.get("patient_id", ""))
+    in_dialog = _is_htmx(request)
+    failed = bool(errors or near)
+    return page(
+        request,
+        "scheduling/_book_dialog.html" if in_dialog else "scheduling/book.html",
+        # htmx swaps only 2xx answers: the dialog comes back as 200 with its errors.
+        422 if failed and not in_dialog else 200,
+        slot=slot,
+        doctor=doctor,
+        zone=tenants.zone_of(session, slot.tenant_id),
+        channels=list(CHANNEL_LABELS.items()),
+        visit_types=[v for v in doctor.visit_types if v["code"] in slot.meta.get("visitType", [])],
+        values=values,
+        errors=errors or {},
+        near=near,
+        patients=chosen,
+        chosen_id=values.get("patient_id", ""),
+        in_dialog=in_dialog,
+    )
+
+
+def _chosen_patient(session: Session, ctx: RequestContext, patient_id: str) -> list[Any]:
+    """The patient picked before a form came back, as the one choice, already checked."""
+    try:
+        wanted = uuid.UUID(patient_id)
+    except ValueError:
+        return []
+    patient = session.get(Patient, (ctx.tenant_id, wanted))
+    if patient is None:
+        return []
+    return [patient_queries.summary(patient, tenants.today_at_clinic(session, ctx))]
+
+
 @router.get("/calendar/book")
 def booking_dialog(
     request: Request, session: DbSession, ctx: Ctx, _: Writer, slot: str = ""
 ) -> Response:
-    """The booking form for one free slot (a dialog with htmx, a page without)."""
+    """The booking form for one free slot (a modal dialog with htmx, a page without)."""
     try:
         found = records.by_id(session, Slot, uuid.UUID(slot))
     except ValueError:
         raise NotFound("no slot with that id") from None
-    doctor = records.by_id(session, DoctorProfile, found.doctor_id)
-    template = (
-        "scheduling/_book_dialog.html"
-        if request.headers.get("HX-Request")
-        else ("scheduling/book.html")
-    )
-    return page(
-        request,
-        template,
-        slot=found,
-        doctor=doctor,
-        zone=tenants.zone_of(session, found.tenant_id),
-        channels=list(CHANNEL_LABELS.items()),
-        visit_types=[v for v in doctor.visit_types if v["code"] in found.meta.get("visitType", [])],
-    )
+    return _book_form(request, session, ctx, found)
 
 
 @router.get("/calendar/patients")
@@ -166,6 +223,9 @@ def patient_options(
     )
 
 
+PICK_PATIENT = "Choose the patient: type a name, mobile number or patient number, then pick them."
+
+
 @router.post("/calendar/book")
 def book_from_calendar(
     request: Request,
@@ -173,27 +233,66 @@ def book_from_calendar(
     ctx: Ctx,
     _: Writer,
     slot_id: Annotated[uuid.UUID, Form()],
-    patient_id: Annotated[uuid.UUID | None, Form()] = None,
+    patient_id: Annotated[str, Form()] = "",
     visit_type: Annotated[str, Form()] = "",
     channel: Annotated[str, Form()] = "phone",
     reason: Annotated[str, Form(max_length=500)] = "",
+    q: Annotated[str, Form(max_length=80)] = "",
+    allow_near: Annotated[str, Form()] = "",
 ) -> Response:
+    """Book the slot; a missing patient or a second visit close to one the patient
+    already has brings the form back (the dialog stays open) with everything kept.
+    """
     slot = records.by_id(session, Slot, slot_id)
     url = calendar_url(slot.doctor_id, slot.date)
-    if patient_id is None:
-        return flash(request, url, "Choose a patient for the booking.", "error")
+    values = {
+        "patient_id": patient_id,
+        "visit_type": visit_type,
+        "channel": channel,
+        "reason": reason,
+        "q": q,
+    }
+    try:
+        patient = uuid.UUID(patient_id) if patient_id else None
+    except ValueError:
+        patient = None
+    if patient is None:
+        return _book_form(
+            request, session, ctx, slot, values=values, errors={"patient_id": PICK_PATIENT}
+        )
     if channel not in CHANNEL_LABELS:
         channel = "phone"
     wanted = booking.BookingRequest(
         slot_id=slot.id,
-        patient_id=patient_id,
+        patient_id=patient,
         visit_type=visit_type,
         channel=channel,
         reason=reason.strip() or None,
+        check_near=allow_near != "yes",
     )
-    return attempt(
-        request, session, lambda: booking.book(session, ctx, wanted), done=url, message="Booked."
+
+    def refused(problem: DomainError) -> Response:
+        if isinstance(problem, booking.NearDuplicate):
+            return _book_form(request, session, ctx, slot, values=values, near=str(problem))
+        if isinstance(problem, InvalidInput):
+            errors = {BOOK_FIELDS.get(e.field, e.field): e.reason for e in problem.errors}
+            return _book_form(request, session, ctx, slot, values=values, errors=errors)
+        return flash(request, url, str(problem), "error")
+
+    return _htmx_follows(
+        request,
+        attempt(
+            request,
+            session,
+            lambda: booking.book(session, ctx, wanted),
+            done=lambda _: flash(request, url, "Booked."),
+            failed=refused,
+        ),
     )
+
+
+# The service's names for the booking form's fields.
+BOOK_FIELDS = {"visitType": "visit_type", "patientId": "patient_id"}
 
 
 def _change_slot(
@@ -238,6 +337,163 @@ def unblock_slot(
 # ------------------------------------------------------------------ status changes
 
 
+# Moves the desk confirms first, being told what will follow.
+DESTRUCTIVE = frozenset({AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW})
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A question before a change that cannot simply be taken back, and what will follow
+    in plain words. ``fields`` are posted to ``action`` with ``confirmed=yes``.
+    """
+
+    question: str
+    about: str
+    facts: list[str]
+    action: str
+    fields: dict[str, str]
+    yes: str
+    no: str
+    back: str
+    danger: bool = True
+
+
+def confirm_page(request: Request, confirmation: Confirmation) -> Response:
+    """The question as a modal dialog (htmx) or a page of its own (without JavaScript)."""
+    template = "scheduling/_confirm_dialog.html" if _is_htmx(request) else "scheduling/confirm.html"
+    return page(request, template, c=confirmation)
+
+
+def _when(session: Session, slot: Slot | None) -> str:
+    if slot is None:
+        return "today (walk-in)"
+    zone = str(tenants.zone_of(session, slot.tenant_id))
+    return f"{day_name(slot.date)}, {clock_time(slot.starts_at, zone)}"
+
+
+def freed_slot_fact(
+    session: Session,
+    ctx: RequestContext,
+    offers: waitlist.Offers,
+    slot: Slot | None,
+    to: str,
+    *,
+    name_who: bool = True,
+) -> str | None:
+    """What happens to the slot when its appointment moves to ``to``: offered to the
+    first patient waiting (named for the desk, not for patients), or free to book again.
+    """
+    if slot is None:
+        return None
+    zone = str(tenants.zone_of(session, slot.tenant_id))
+    at = clock_time(slot.starts_at, zone)
+    if not lifecycle.frees_slot(ctx, slot, to):
+        if slot.starts_at <= ctx.now():
+            return f"The {at} slot has already begun, so it is not offered to anyone else."
+        return None
+    waiting = queries.next_in_line(session, slot)
+    if waiting is None:
+        return f"The {at} slot will be free for anyone to book again."
+    if not name_who:
+        return f"The {at} slot will be offered to a patient on the waitlist."
+    minutes = int(offers.keep_for.total_seconds() // 60)
+    return (
+        f"The {at} slot will be offered to {waiting[1].full_name} from the waitlist "
+        f"(kept for them for {minutes} minutes)."
+    )
+
+
+def _move_confirmation(
+    session: Session,
+    ctx: RequestContext,
+    offers: waitlist.Offers,
+    appointment: Appointment,
+    to: str,
+    back: str,
+) -> Confirmation:
+    patient = queries.patient_of(session, appointment)
+    doctor = queries.doctor_of(session, appointment)
+    slot = queries.slot_of(session, appointment)
+    name = patient.full_name
+    about = f"{name} · {doctor.display_name} · {_when(session, slot)}"
+    token = appointment.token_number
+    facts: list[str] = []
+    fields = {"to": to, "back": back}
+    action = f"/appointments/{appointment.id}/move"
+    back_url = _back_url(session, appointment, back)
+    freed = freed_slot_fact(session, ctx, offers, slot, to)
+    if to == AppointmentStatus.CANCELLED:
+        if token and appointment.status == AppointmentStatus.CHECKED_IN:
+            facts.append(f"Token {token} comes off today's queue.")
+        facts += [freed] if freed else []
+        facts.append("A cancelled appointment cannot be brought back; book again if needed.")
+        return Confirmation(
+            f"Cancel {name}'s appointment?", about, facts, action, fields,
+            "Yes, cancel it", "Keep the appointment", back_url,
+        )  # fmt: skip
+    if to == AppointmentStatus.NO_SHOW:
+        facts += [freed] if freed else []
+        facts.append(f"If {patient.name_first} arrives after all, Check in still works.")
+        return Confirmation(
+            f"Mark {name} as not come (no-show)?", about, facts, action, fields,
+            "Yes, mark no-show", "Not yet", back_url,
+        )  # fmt: skip
+    if to == AppointmentStatus.IN_CONSULT:
+        busy = queries.with_the_doctor(
+            session, appointment.doctor_id, ctx_today(session, ctx), besides=appointment.id
+        )
+        for other, who in busy:
+            facts.append(
+                f"{who.full_name} (token {other.token_number}) is still with "
+                f"{doctor.display_name}. If they have left, mark them Done first."
+            )
+        label = f"token {token}" if token else name
+        return Confirmation(
+            f"Send {label} in while another patient is with the doctor?", about, facts,
+            action, fields, "Send in anyway", "Not yet", back_url, danger=False,
+        )  # fmt: skip
+    label = STATUS_LABELS.get(to, to)
+    return Confirmation(
+        f"Mark {name} as {label.lower()}?", about, facts, action, fields, "Yes", "No", back_url,
+        danger=False,
+    )  # fmt: skip
+
+
+def ctx_today(session: Session, ctx: RequestContext) -> date:
+    return tenants.today_at_clinic(session, ctx)
+
+
+def _needs_confirming(
+    session: Session, ctx: RequestContext, appointment: Appointment, to: str
+) -> bool:
+    """Cancel and no-show always; sending in while someone else is with the doctor."""
+    if to in DESTRUCTIVE:
+        return True
+    if to == AppointmentStatus.IN_CONSULT:
+        day = ctx_today(session, ctx)
+        return bool(
+            queries.with_the_doctor(session, appointment.doctor_id, day, besides=appointment.id)
+        )
+    return False
+
+
+@router.get("/appointments/{appointment_id}/move")
+def confirm_move(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    appointment: AppointmentInPath,
+    offers: Offers,
+    to: str = "",
+    back: str = "calendar",
+) -> Response:
+    """Before cancel, no-show or a second patient sent in: what will happen, and a choice."""
+    if to not in set(AppointmentStatus):
+        raise NotFound("no such status for an appointment")
+    return confirm_page(request, _move_confirmation(session, ctx, offers, appointment, to, back))
+
+
 @router.post("/appointments/{appointment_id}/move")
 def move_appointment(
     request: Request,
@@ -248,8 +504,15 @@ def move_appointment(
     to: Annotated[str, Form()],
     offers: Offers,
     back: Annotated[str, Form()] = "calendar",
+    confirmed: Annotated[str, Form()] = "",
 ) -> Response:
-    """Check in, send in, mark done, no-show or cancel from the calendar or queue."""
+    """Check in, send in, mark done, no-show or cancel from the calendar or queue. A move
+    that needs confirming and is not confirmed changes nothing and asks first.
+    """
+    if confirmed != "yes" and _needs_confirming(session, ctx, appointment, to):
+        return redirect(
+            request, f"/appointments/{appointment.id}/move?to={quote(to)}&back={quote(back)}"
+        )
     url = _back_url(session, appointment, back)
     return attempt(
         request,
@@ -260,9 +523,146 @@ def move_appointment(
     )
 
 
+# ------------------------------------------------------------------ reschedule
+
+
+@router.get("/appointments/{appointment_id}/reschedule")
+def reschedule_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    appointment: AppointmentInPath,
+    offers: Offers,
+    doctor: str = "",
+    date: str = "",
+    visit_type: str = "",
+    slot_id: str = "",
+) -> Response:
+    """Move an appointment to another free slot, of the same doctor or another: pick the
+    doctor and day, then a time, then confirm what will happen.
+    """
+    today = ctx_today(session, ctx)
+    current = queries.slot_of(session, appointment)
+    doctors = service.doctors(session)
+    chosen = next((d for d in doctors if str(d.id) == doctor), None) or queries.doctor_of(
+        session, appointment
+    )
+    day = max(_parse_day(date, current.date if current else today), today)
+    codes = [v["code"] for v in chosen.visit_types]
+    kind = visit_type if visit_type in codes else (
+        appointment.visit_type if appointment.visit_type in codes else codes[0]
+    )  # fmt: skip
+    window = queries.SlotWindow.checked(today, day, day)
+    free = queries.slots(session, ctx, chosen.id, window, kind)
+    picked = next((s for s in free if str(s.id) == slot_id), None)
+    confirmation = None
+    if picked is not None:
+        confirmation = _reschedule_confirmation(
+            session, ctx, offers, appointment, current, chosen, picked, kind
+        )
+    base = f"/appointments/{appointment.id}/reschedule?doctor={chosen.id}&visit_type={kind}"
+    return page(
+        request,
+        "scheduling/reschedule.html",
+        appointment=appointment,
+        patient=queries.patient_of(session, appointment),
+        current=current,
+        current_doctor=queries.doctor_of(session, appointment),
+        doctors=doctors,
+        doctor=chosen,
+        day=day,
+        today=today,
+        visit_type=kind,
+        slots=free,
+        picked=picked,
+        confirmation=confirmation,
+        day_url=lambda d: f"{base}&date={d.isoformat()}",
+        previous=day - timedelta(days=1),
+        following=day + timedelta(days=1),
+        rescheduable=appointment.status in lifecycle.RESCHEDULABLE,
+    )
+
+
+def _reschedule_confirmation(
+    session: Session,
+    ctx: RequestContext,
+    offers: waitlist.Offers,
+    appointment: Appointment,
+    current: Slot | None,
+    doctor: DoctorProfile,
+    picked: Slot,
+    visit_type: str,
+) -> Confirmation:
+    patient = queries.patient_of(session, appointment)
+    new_time = _when(session, picked)
+    facts = [f"{patient.full_name} will be seen by {doctor.display_name} on {new_time}."]
+    freed = freed_slot_fact(session, ctx, offers, current, AppointmentStatus.CANCELLED)
+    facts += [freed] if freed else []
+    facts.append("The appointment keeps its history: it shows as moved, not cancelled.")
+    return Confirmation(
+        f"Move {patient.full_name} to {new_time}?",
+        f"Now: {queries.doctor_of(session, appointment).display_name} · {_when(session, current)}",
+        facts,
+        f"/appointments/{appointment.id}/reschedule",
+        {"slot_id": str(picked.id), "visit_type": visit_type},
+        "Yes, move it",
+        "Choose another time",
+        f"/appointments/{appointment.id}/reschedule?doctor={doctor.id}&date={picked.date}",
+        danger=False,
+    )
+
+
+@router.post("/appointments/{appointment_id}/reschedule")
+def reschedule_appointment(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    appointment: AppointmentInPath,
+    offers: Offers,
+    slot_id: Annotated[uuid.UUID, Form()],
+    visit_type: Annotated[str, Form()] = "",
+    confirmed: Annotated[str, Form()] = "",
+) -> Response:
+    """Move the appointment: a new one on the chosen slot continues it (``rescheduleOf``),
+    the old slot is freed and offered on as for any cancellation. Unconfirmed, it asks.
+    """
+    slot = records.by_id(session, Slot, slot_id)
+    again = f"/appointments/{appointment.id}/reschedule?doctor={slot.doctor_id}&date={slot.date}"
+    if confirmed != "yes":
+        return redirect(request, f"{again}&visit_type={quote(visit_type)}&slot_id={slot.id}")
+
+    def moved(new: Appointment) -> Response:
+        doctor = records.by_id(session, DoctorProfile, new.doctor_id)
+        return flash(
+            request,
+            calendar_url(slot.doctor_id, slot.date),
+            f"Moved to {_when(session, slot)} with {doctor.display_name}.",
+        )
+
+    return attempt(
+        request,
+        session,
+        lambda: lifecycle.reschedule(
+            session,
+            ctx,
+            offers,
+            appointment_id=appointment.id,
+            slot_id=slot.id,
+            origin=booking.Origin(),
+            visit_type=visit_type or None,
+        ),
+        done=moved,
+        failed=again,
+    )
+
+
 def _moved(appointment: Appointment) -> str:
     if appointment.status == AppointmentStatus.CHECKED_IN and appointment.token_number:
         return f"Checked in: token {appointment.token_number}."
+    if appointment.status == AppointmentStatus.NO_SHOW:
+        return "Marked no-show. If they arrive after all, Check in still works."
     return f"{STATUS_LABELS.get(appointment.status, appointment.status)}."
 
 
@@ -286,11 +686,14 @@ def _board(
     by_doctor: dict[str, list[queries.QueueRow]] = {}
     for row in rows:
         by_doctor.setdefault(row.doctor.display_name, []).append(row)
+    # Doctors with a patient in with them now: Send in asks first.
+    busy = {r.appointment.doctor_id for r in rows if r.appointment.status == "in-consult"}
     return page(
         request,
         template,
         today=today,
         by_doctor=by_doctor,
+        busy=busy,
         actions=DESK_ACTIONS,
         updated=ctx.now(),
         zone=tenants.zone_of(session, rows[0].doctor.tenant_id) if rows else None,
@@ -394,18 +797,54 @@ def my_queue_board(request: Request, session: DbSession, ctx: Ctx, who: Doctor) 
 # ------------------------------------------------------------------ waitlist
 
 
-@router.get("/waitlist")
-def waitlist_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> Response:
-    """Patients waiting for a doctor's free slot, and the offers out to them right now."""
+def _waitlist_page(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    who: Principal,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
     today = tenants.today_at_clinic(session, ctx)
+    values = values or {}
     return page(
         request,
         "scheduling/waitlist.html",
+        422 if errors else 200,
         rows=queries.waiting_list(session, ctx.now()),
         doctors=service.doctors(session),
         today=today,
         may_write=allowed(who.role, "appointments:write"),
+        values=values,
+        errors=errors or {},
+        patients=_chosen_patient(session, ctx, values.get("patient_id", "")),
+        chosen_id=values.get("patient_id", ""),
     )
+
+
+@router.get("/waitlist")
+def waitlist_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> Response:
+    """Patients waiting for a doctor's free slot, and the offers out to them right now."""
+    return _waitlist_page(request, session, ctx, who)
+
+
+# The service's names for the waitlist form's fields: the form's field and its label.
+WAIT_FIELDS = {"fromDate": ("from_date", "From"), "untilDate": ("until_date", "Until")}
+
+
+def _wait_errors(problem: DomainError) -> dict[str, str]:
+    """The refusal as sentences beside the fields, naming them as the form labels them."""
+    if not isinstance(problem, InvalidInput):
+        return {"__all__": str(problem)}
+    errors: dict[str, str] = {}
+    for e in problem.errors:
+        name, label = WAIT_FIELDS.get(e.field, (e.field, e.field))
+        reason = e.reason
+        for field, (_, other) in WAIT_FIELDS.items():
+            reason = reason.replace(field, f"“{other}”")
+        errors.setdefault(name, f"{label} {reason}.")
+    return errors
 
 
 @router.post("/waitlist")
@@ -413,38 +852,103 @@ def join_waitlist(
     request: Request,
     session: DbSession,
     ctx: Ctx,
-    _: Writer,
+    who: Writer,
     doctor_id: Annotated[uuid.UUID, Form()],
     from_date: Annotated[date, Form()],
     until_date: Annotated[date, Form()],
-    patient_id: Annotated[uuid.UUID | None, Form()] = None,
+    patient_id: Annotated[str, Form()] = "",
+    q: Annotated[str, Form(max_length=80)] = "",
 ) -> Response:
-    if patient_id is None:
-        return flash(request, "/waitlist", "Choose the patient who wants to wait.", "error")
+    """Put a patient in line; a mistake brings the form back with the patient kept."""
+    values = {
+        "patient_id": patient_id,
+        "q": q,
+        "doctor_id": str(doctor_id),
+        "from_date": from_date.isoformat(),
+        "until_date": until_date.isoformat(),
+    }
+    try:
+        patient = uuid.UUID(patient_id) if patient_id else None
+    except ValueError:
+        patient = None
+    if patient is None:
+        return _waitlist_page(
+            request, session, ctx, who, values=values, errors={"patient_id": PICK_PATIENT}
+        )
     doctor = records.by_id(session, DoctorProfile, doctor_id)
+
+    def refused(problem: DomainError) -> Response:
+        errors = _wait_errors(problem)
+        return _waitlist_page(request, session, ctx, who, values=values, errors=errors)
+
     return attempt(
         request,
         session,
         lambda: waitlist.join(
             session,
             ctx,
-            patient_id=patient_id,
+            patient_id=patient,
             doctor_id=doctor.id,
             from_date=from_date,
             until_date=until_date,
             visit_type=doctor.visit_types[0]["code"],
         ),
-        done="/waitlist",
-        message="Added to the waitlist; we will offer the first free slot.",
+        done=lambda _: flash(
+            request, "/waitlist", "Added to the waitlist; we will offer the first free slot."
+        ),
+        failed=refused,
     )
+
+
+def _withdraw_confirmation(session: Session, entry: WaitlistEntry) -> Confirmation:
+    patient = records.by_id(session, Patient, entry.patient_id)
+    doctor = records.by_id(session, DoctorProfile, entry.doctor_id)
+    days = day_name(entry.from_date)
+    if entry.until_date != entry.from_date:
+        days += f" to {day_name(entry.until_date)}"
+    facts = [f"{patient.full_name} will no longer be offered freed slots of {doctor.display_name}."]
+    if entry.status == "offered":
+        facts.append("The offer already made stays open until it runs out; they may still take it.")
+    facts.append("To put them back, add them again: they go to the end of the line.")
+    return Confirmation(
+        f"Take {patient.full_name} off the waitlist?",
+        f"{patient.full_name} · {doctor.display_name} · {days}",
+        facts,
+        f"/waitlist/{entry.id}/withdraw",
+        {},
+        "Yes, take them off",
+        "Keep them waiting",
+        "/waitlist",
+    )
+
+
+@router.get("/waitlist/{entry_id}/withdraw")
+def confirm_withdraw(
+    request: Request, session: DbSession, ctx: Ctx, _: Writer, entry_id: uuid.UUID
+) -> Response:
+    entry = records.by_id(session, WaitlistEntry, entry_id)
+    return confirm_page(request, _withdraw_confirmation(session, entry))
 
 
 @router.post("/waitlist/{entry_id}/withdraw")
 def withdraw(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, entry_id: uuid.UUID
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    entry_id: uuid.UUID,
+    confirmed: Annotated[str, Form()] = "",
 ) -> Response:
-    waitlist.withdraw(session, ctx, entry_id=entry_id)
-    return flash(request, "/waitlist", "Taken off the waitlist.")
+    entry = records.by_id(session, WaitlistEntry, entry_id)
+    if confirmed != "yes":
+        return redirect(request, f"/waitlist/{entry.id}/withdraw")
+    return attempt(
+        request,
+        session,
+        lambda: waitlist.withdraw(session, ctx, entry_id=entry.id),
+        done="/waitlist",
+        message="Taken off the waitlist.",
+    )
 
 
 @router.post("/waitlist/offers/{offer_id}/accept")

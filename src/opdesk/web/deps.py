@@ -142,15 +142,36 @@ def csrf_token(request: Request, principal: Principal) -> str:
     ).hexdigest()[:40]
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int | None] | None:
+    """A URL's origin as browsers compare it: scheme, host and port (default port filled in)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not scheme or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS.get(scheme)
+
+
 def _same_origin(request: Request) -> bool:
-    """False only when the browser says the request came from another site."""
+    """False only when the browser says the request came from another origin.
+
+    An origin is scheme, host and port: ``http://clinic.example`` is not the same origin
+    as ``https://clinic.example`` (a page on plain HTTP could be anyone's).
+    """
     source = request.headers.get("origin") or request.headers.get("referer")
     if not source or source == "null":
         return source is None
-    parts = urlsplit(source)
-    here = urlsplit(str(request.base_url))
-    allowed_hosts = {here.netloc, urlsplit(services(request).settings.base_url).netloc}
-    return parts.netloc in allowed_hosts
+    allowed_origins = {
+        origin_of(str(request.base_url)),
+        origin_of(services(request).settings.base_url),
+    } - {None}
+    return origin_of(source) in allowed_origins
 
 
 async def _check_csrf(request: Request, principal: Principal | None) -> None:
@@ -193,7 +214,7 @@ class Allow:
         if not principal.active:
             raise Unauthorized("finish signing in first", stage=principal.stage)
         if not allowed(principal.role, self.action):
-            raise Forbidden(f"a {principal.role} may not do {self.action}")
+            raise Forbidden(f"a {principal.role} may not do {self.action}", action=self.action)
         return principal
 
 

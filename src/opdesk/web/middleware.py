@@ -1,4 +1,4 @@
-"""One ASGI middleware for request ids, security headers and the access log.
+"""ASGI middleware: request ids, security headers and the access log; compression.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) so it adds no task or stream copy to
 every request.
@@ -6,6 +6,7 @@ every request.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import time
@@ -13,8 +14,11 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
+import brotli
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from opdesk.web.assets import accepted_encodings
 
 log = logging.getLogger("opdesk.access")
 
@@ -28,6 +32,7 @@ CSP_PAGES = (
 )
 # Swagger UI sets style attributes from its bundle; it still runs no inline script.
 CSP_DOCS = CSP_PAGES.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+DOCS_PAGES = ("/api/v1/docs", "/api/docs")
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
@@ -76,9 +81,7 @@ class RequestMiddleware:
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        headers.setdefault(
-            "Content-Security-Policy", CSP_DOCS if path.startswith("/api/docs") else CSP_PAGES
-        )
+        headers.setdefault("Content-Security-Policy", CSP_DOCS if path in DOCS_PAGES else CSP_PAGES)
         if not path.startswith("/static/"):
             # Pages and API answers may carry health data: never store them in caches.
             headers.setdefault("Cache-Control", "no-store")
@@ -95,3 +98,81 @@ class RequestMiddleware:
             "requestId": request_id,
         }
         log.info("request", extra=extra)
+
+
+# Smaller answers gain nothing from compression; WOFF2, PDF and images are compressed already.
+MIN_COMPRESS = 500
+COMPRESS_TYPES = (b"text/", b"application/json", b"application/problem+json", b"image/svg+xml")
+
+
+class CompressMiddleware:
+    """Brotli or gzip for answers to requests that carry no credentials.
+
+    A page or API answer to a signed-in request carries secrets (the CSRF token, patient
+    data) next to what the request typed (a search term): compressing those would let an
+    onlooker who can make the browser send requests guess the secrets from the sizes
+    (BREACH). Public pages (the clinic page, sign-in) carry none, and they are the ones
+    a patient on a slow phone loads first. Static files are compressed by
+    :mod:`opdesk.web.assets`, once per process.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        coding = compression_for(scope)
+        if coding is None:
+            await self.app(scope, receive, send)
+            return
+        started: Message | None = None
+
+        async def compressing(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = message  # held until the body shows whether to compress
+                return
+            if started is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            start, started = started, None
+            body: bytes = message.get("body", b"")
+            headers = MutableHeaders(scope=start)
+            if (
+                message.get("more_body", False)  # a stream: sent as it comes
+                or len(body) < MIN_COMPRESS
+                or "content-encoding" in headers
+                or not headers.get("content-type", "").encode().startswith(COMPRESS_TYPES)
+            ):
+                await send(start)
+                await send(message)
+                return
+            if coding == "br":
+                body = brotli.compress(body, quality=5)
+            else:
+                body = gzip.compress(body, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = coding
+            headers["Content-Length"] = str(len(body))
+            headers.append("Vary", "Accept-Encoding")
+            await send(start)
+            await send({**message, "body": body})
+
+        await self.app(scope, receive, compressing)
+
+
+def compression_for(scope: Scope) -> str | None:
+    """``br`` or ``gzip`` when the answer may be compressed and the client takes it."""
+    if scope["path"].startswith("/static/") or scope["method"] not in ("GET", "HEAD"):
+        return None
+    accepted = ""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            return None
+        if name == b"cookie" and b"opdesk_session=" in value:  # web.deps.SESSION_COOKIE
+            return None
+        if name == b"accept-encoding":
+            accepted += value.decode("latin-1") + ","
+    allowed = accepted_encodings(accepted)
+    return next((c for c in ("br", "gzip") if c in allowed), None)

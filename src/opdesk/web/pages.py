@@ -19,9 +19,9 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from opdesk.errors import DomainError
+from opdesk.errors import DomainError, FieldError, InvalidInput
 from opdesk.web.deps import services
-from opdesk.web.templating import FLASH_COOKIE, Pages
+from opdesk.web.templating import FLASH_COOKIE, Pages, readable
 
 T = TypeVar("T")
 # What to answer when the attempt is refused: the page drawn again with the message.
@@ -59,6 +59,13 @@ def set_cookie(
     )
 
 
+def delete_cookie(request: Request, response: Response, name: str) -> None:
+    """Remove a cookie set by :func:`set_cookie`, with the same flags (Secure outside dev)."""
+    response.delete_cookie(
+        name, path="/", httponly=True, samesite="lax", secure=secure_cookies(request)
+    )
+
+
 def redirect(request: Request, url: str) -> Response:
     """303 to ``url``; an htmx request is told to load the whole page (``HX-Redirect``)."""
     response = RedirectResponse(url, status_code=303)
@@ -67,13 +74,20 @@ def redirect(request: Request, url: str) -> Response:
     return response
 
 
-def flash(request: Request, url: str, message: str, level: str = "success") -> Response:
+def flash(
+    request: Request,
+    url: str,
+    message: str,
+    level: str = "success",
+    fields: list[FieldError] | None = None,
+) -> Response:
     """Post/redirect/get: the page at ``url`` shows ``message`` once.
 
-    ``level`` is one of ``info``, ``success``, ``warning``, ``error``.
+    ``level`` is one of ``info``, ``success``, ``warning``, ``error``; ``fields`` (a
+    refused form's bad fields) are shown instead, each named as that page labels it.
     """
     response = redirect(request, url)
-    cookie = pages_of(request).sign_flash(level, message)
+    cookie = pages_of(request).sign_flash(level, message, fields)
     set_cookie(request, response, FLASH_COOKIE, cookie, FLASH_SECONDS)
     return response
 
@@ -128,7 +142,8 @@ def attempt(
             return failed(refused)
         back = failed if failed is not None else done
         assert isinstance(back, str), "attempt: give `failed` when `done` is a function"
-        return flash(request, back, str(refused), "error")
+        fields = refused.errors if isinstance(refused, InvalidInput) else None
+        return flash(request, back, readable(refused), "error", fields)
     if callable(done):
         return done(result)
     return flash(request, done, message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,8 +13,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from opdesk.errors import DomainError, FieldError, InvalidInput
-from opdesk.web.templating import clean_message, render_error
+from opdesk.errors import DomainError, FieldError, Forbidden, InvalidInput, NotFound
+from opdesk.web.templating import clean_message, field_message, friendly_reason, render_error
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,62 @@ def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/readyz")
 
 
+@dataclass(frozen=True)
+class ErrorPage:
+    """What a person reads on an error page: no ids, no action codes, no field codes."""
+
+    title: str
+    detail: str
+    items: tuple[str, ...] = ()
+
+
+NOT_FOUND_PAGE = ErrorPage(
+    "Page not found",
+    "There is no page at this address. Check the link, or start again from the home page.",
+)
+RECORD_NOT_FOUND_PAGE = ErrorPage(
+    "Record not found",
+    "We could not find what this link points to: it may have been removed, or the link "
+    "may be incomplete. Go back and open it again from its list, or start from the home page.",
+)
+FORBIDDEN_PAGE = ErrorPage(
+    "You don't have access to this page",
+    "Your account cannot open or change this. If your work needs it, ask your clinic's "
+    "admin to change your role.",
+)
+STATUS_PAGES = {
+    404: NOT_FOUND_PAGE,
+    405: ErrorPage("This page cannot do that", "Go back and use the page's own buttons."),
+    500: ErrorPage(
+        "Something went wrong on our side",
+        "Nothing you did caused this. Try again in a minute; if it keeps happening, tell "
+        "your clinic's admin the time it happened.",
+    ),
+}
+
+
+def page_for(exc: DomainError) -> ErrorPage:
+    """A refused request, in people's words, for a page (the API keeps the codes)."""
+    if isinstance(exc, NotFound):
+        return RECORD_NOT_FOUND_PAGE
+    if isinstance(exc, Forbidden) and "action" in exc.extra:
+        return FORBIDDEN_PAGE
+    if isinstance(exc, InvalidInput):
+        reasons = tuple(field_message(e.field, e.reason) for e in exc.errors)
+        return ErrorPage(INVALID_TITLE, INVALID_DETAIL, reasons)
+    detail = exc.detail[:1].upper() + exc.detail[1:]
+    title = PLAIN_TITLES.get(exc.status, exc.title)
+    return ErrorPage(title, detail if detail.endswith((".", "?", "!")) else detail + ".")
+
+
+# "Conflict" and "Bad request" are HTTP's words; the detail says what happened.
+PLAIN_TITLES = {400: "This could not be done", 409: "This could not be done"}
+
+
+INVALID_TITLE = "Please check what you entered"
+INVALID_DETAIL = "Go back to the form, correct these and send it again:"
+
+
 def problem(
     request: Request,
     status: int,
@@ -31,13 +88,15 @@ def problem(
     detail: str | None = None,
     errors: list[FieldError] | None = None,
     extra: dict[str, Any] | None = None,
+    page: ErrorPage | None = None,
 ) -> Response:
     if not wants_json(request):
         if status == 401:
             target = sign_in_url(request, (extra or {}).get("stage"))
             # HX-Redirect makes htmx navigate the whole page, not swap the sign-in form in.
             return RedirectResponse(target, 303, headers={"HX-Redirect": target})
-        return render_error(request, status, title, detail or title)
+        page = page or STATUS_PAGES.get(status) or ErrorPage(title, detail or title)
+        return render_error(request, status, page.title, page.detail, page.items)
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -88,7 +147,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     def _domain(request: Request, exc: DomainError) -> Response:
         errors = exc.errors if isinstance(exc, InvalidInput) else None
-        return problem(request, exc.status, exc.title, exc.detail, errors, exc.extra)
+        return problem(request, exc.status, exc.title, exc.detail, errors, exc.extra, page_for(exc))
 
     @app.exception_handler(RequestValidationError)
     def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -96,7 +155,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             FieldError(field_name(tuple(e["loc"])), clean_message(e["msg"])) for e in exc.errors()
         ]
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-        return problem(request, 422, "Invalid input", detail, errors)
+        if not wants_json(request) and any(e["loc"][:1] == ("path",) for e in exc.errors()):
+            # A malformed id in a page's address: to a person, that record does not exist.
+            return problem(request, 404, "Not found", detail, page=RECORD_NOT_FOUND_PAGE)
+        reasons = tuple(
+            field_message(field_name(tuple(e["loc"])), friendly_reason(e)) for e in exc.errors()
+        )
+        page = ErrorPage(INVALID_TITLE, INVALID_DETAIL, reasons)
+        return problem(request, 422, "Invalid input", detail, errors, page=page)
 
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> Response:

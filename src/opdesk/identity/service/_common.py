@@ -17,13 +17,27 @@ from opdesk.identity.models import AuthSession, Device, User
 from opdesk.identity.sessions import Principal
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.throttle import Limit
+from opdesk.security.tokens import keyed_hash
 
 PASSWORD_FAILS_ACCOUNT = Limit("password-account", 5, timedelta(minutes=15))
 PASSWORD_FAILS_IP = Limit("password-ip", 30, timedelta(minutes=15))
+# A browser that has signed this user in before keeps trying while the account is locked
+# for everyone else, against a counter of its own (OWASP "device cookies").
+PASSWORD_FAILS_DEVICE = Limit("password-device", 5, timedelta(minutes=15))
 MFA_FAILS_SESSION = Limit("mfa-session", 5, timedelta(minutes=15))
 OTP_SENDS_PHONE = Limit("otp-phone", 3, timedelta(minutes=15))
 OTP_SENDS_PHONE_DAY = Limit("otp-phone", 10, timedelta(days=1))
 OTP_SENDS_IP = Limit("otp-ip", 20, timedelta(hours=1))
+# A patient's own recognised browser asks for codes against its own counters, so a
+# stranger asking for codes to their number cannot lock them out.
+OTP_SENDS_DEVICE = Limit("otp-device", 3, timedelta(minutes=15))
+OTP_SENDS_DEVICE_DAY = Limit("otp-device", 10, timedelta(days=1))
+# SMS pumping: codes sent by one clinic to numbers of one prefix (country code and the
+# first digits), and the clinic's daily budget (its size is a setting).
+SMS_PREFIX_DIGITS = 7
+SMS_SENDS_PREFIX = Limit("sms-prefix", 20, timedelta(hours=1))
+SMS_BUDGET_WINDOW = timedelta(days=1)
+SMS_BUDGET_NEAR = 0.8  # share of the budget at which admins are warned
 OTP_TTL = timedelta(minutes=5)
 OTP_MAX_TRIES = 5
 PHONE_PROOF_TTL = timedelta(minutes=10)
@@ -32,6 +46,10 @@ TOTP_ISSUER = "OPDesk"
 
 GENERIC_SIGN_IN_FAILURE = "The clinic code, email or password is not right."
 GENERIC_OTP_FAILURE = "That code is wrong or has expired. Ask for a new code if needed."
+SMS_BUDGET_SPENT = (
+    "The clinic cannot send more sign-in codes today. Please call the clinic, "
+    "or try again tomorrow."
+)
 
 AUTH_EVENTS = (
     "sign-in-succeeded",
@@ -47,6 +65,11 @@ AUTH_EVENTS = (
     "device-revoked",
     "session-ended",
     "password-changed",
+    "password-change-failed",
+    "password-link-issued",
+    "password-set",
+    "sms-budget-near",
+    "sms-budget-reached",
 )
 
 
@@ -170,6 +193,42 @@ def session_row(session: Session, principal: Principal) -> AuthSession:
 
 def get_user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
     return records.by_id(session, User, user_id, lock=lock)
+
+
+def sms_budget_limit(settings: Settings) -> Limit:
+    return Limit("sms-clinic", settings.sms_daily_budget, SMS_BUDGET_WINDOW)
+
+
+def known_device(
+    session: Session, ident: Identity, user: User | None, device_token: str | None
+) -> Device | None:
+    """The browser's device row when it has fully signed ``user`` in before and is not
+    revoked; None for a browser never seen, or seen only part-way through sign-in.
+    """
+    if user is None or not device_token or len(device_token) > 200:
+        return None
+    fingerprint = keyed_hash(ident.keys.device, device_token)
+    signed_in_before = (
+        select(AuthSession.id)
+        .where(
+            AuthSession.tenant_id == Device.tenant_id,
+            AuthSession.device_id == Device.id,
+            AuthSession.stage == "active",
+        )
+        .exists()
+    )
+    return session.execute(
+        select(Device).where(
+            Device.user_id == user.id,
+            Device.fingerprint_hash == fingerprint,
+            Device.revoked_at.is_(None),
+            signed_in_before,
+        )
+    ).scalar_one_or_none()
+
+
+def device_key(ident: Identity, kind: str, device: Device) -> bytes:
+    return keyed_hash(ident.keys.throttle, kind, str(device.tenant_id), str(device.id))
 
 
 def device_stage(user: User, device: Device | None) -> str:

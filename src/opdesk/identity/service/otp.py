@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
@@ -18,21 +20,32 @@ from opdesk.identity.models import OtpToken, User
 from opdesk.identity.service._common import (
     GENERIC_OTP_FAILURE,
     OTP_MAX_TRIES,
+    OTP_SENDS_DEVICE,
+    OTP_SENDS_DEVICE_DAY,
     OTP_SENDS_IP,
     OTP_SENDS_PHONE,
     OTP_SENDS_PHONE_DAY,
     OTP_TTL,
     PHONE_PROOF_TTL,
+    SMS_BUDGET_NEAR,
+    SMS_BUDGET_SPENT,
+    SMS_PREFIX_DIGITS,
+    SMS_SENDS_PREFIX,
     Identity,
     Refusal,
     SignedIn,
     auth_event,
+    device_key,
+    known_device,
+    sms_budget_limit,
     too_many,
     whole_minutes,
 )
+from opdesk.identity.service.password_link import is_password_link
 from opdesk.identity.service.signin import open_session
 from opdesk.notifications import service as outbox
 from opdesk.security import throttle
+from opdesk.security.throttle import Limit
 from opdesk.security.tokens import keyed_hash, random_token, same, token_hash
 from opdesk.tenancy import service as tenants
 from opdesk.uow import enter_tenant
@@ -47,26 +60,47 @@ def request_otp(
     *,
     phone: str,
     clinic: str,
+    device_token: str | None = None,
 ) -> str | Refusal:
     """Send a six-digit code to ``phone``; returns the attempt token the code is bound to.
 
-    The answer is the same whether or not any clinic knows the phone.
+    The answer is the same whether or not any clinic knows the phone. Limits: per IP
+    address; per number (3 in 15 minutes, 10 a day); per number prefix; the clinic's
+    daily SMS budget. A browser the patient has signed in with before is judged by
+    counters of its own instead of the number's, prefix and budget, so strangers asking
+    for codes to a patient's number never lock that patient out.
     """
     now = ctx.now()
     tenant = tenants.get_by_slug(session, clinic)
     enter_tenant(session, ctx, tenant.id)
     phone_hash = ident.cipher.blind_index(phone, purpose="phone")
     ip_key = keyed_hash(ident.keys.throttle, "otp-ip", ctx.ip or "")
-    for limit, key in (
-        (OTP_SENDS_IP, ip_key),
-        (OTP_SENDS_PHONE, phone_hash),
-        (OTP_SENDS_PHONE_DAY, phone_hash),
-    ):
+    device = known_device(session, ident, _patient_with(session, phone_hash), device_token)
+    budget = sms_budget_limit(ident.settings)
+    budget_key = tenant.id.bytes
+    counted: list[tuple[Limit, bytes]]
+    if device is not None:
+        own = device_key(ident, "otp", device)
+        counted = [(OTP_SENDS_IP, ip_key), (OTP_SENDS_DEVICE, own)]
+        checks = [*counted, (OTP_SENDS_DEVICE_DAY, own)]
+    else:
+        prefix_key = keyed_hash(ident.keys.throttle, "sms-prefix", str(tenant.id), _prefix(phone))
+        counted = [
+            (OTP_SENDS_IP, ip_key),
+            (OTP_SENDS_PHONE, phone_hash),
+            (SMS_SENDS_PREFIX, prefix_key),
+        ]
+        checks = [*counted, (OTP_SENDS_PHONE_DAY, phone_hash)]
+        spent = throttle.retry_after(session, budget, budget_key, now)
+        if spent is not None:
+            return Refusal(429, "Too many attempts", SMS_BUDGET_SPENT, retry_after=spent)
+    for limit, key in checks:
         wait = throttle.retry_after(session, limit, key, now)
         if wait is not None:
             return too_many(wait)
-    throttle.count(session, OTP_SENDS_IP, ip_key, now)
-    throttle.count(session, OTP_SENDS_PHONE, phone_hash, now)
+    for limit, key in counted:
+        throttle.count(session, limit, key, now)
+    _spend_from_budget(session, ctx, tenant.id, budget, budget_key, now)
     attempt = random_token()
     code = f"{secrets.randbelow(1_000_000):06d}"
     token = OtpToken(
@@ -93,6 +127,51 @@ def request_otp(
     return attempt
 
 
+def _patient_with(session: Session, phone_hash: bytes) -> User | None:
+    return session.execute(
+        select(User).where(User.role == "patient", User.phone_hash == phone_hash, User.active)
+    ).scalar_one_or_none()
+
+
+def _prefix(phone: str) -> str:
+    """The country code and first digits of an E.164 number: one operator's block."""
+    return "".join(c for c in phone if c.isdigit())[:SMS_PREFIX_DIGITS]
+
+
+def _spend_from_budget(
+    session: Session,
+    ctx: RequestContext,
+    tenant_id: uuid.UUID,
+    budget: Limit,
+    key: bytes,
+    now: datetime,
+) -> None:
+    """Count one SMS against the clinic's budget; tell the admins when it runs low."""
+    throttle.lock_key(session, budget.kind, key)
+    throttle.count(session, budget, key, now)
+    used = len(throttle.recent(session, budget, key, now))
+    near = max(1, math.ceil(budget.count * SMS_BUDGET_NEAR))
+    if used in (near, budget.count):
+        event = "sms-budget-reached" if used >= budget.count else "sms-budget-near"
+        auth_event(
+            ctx,
+            event,
+            tenant_id=tenant_id,
+            entity="tenants",
+            entity_id=tenant_id,
+            used=used,
+            budget=budget.count,
+        )
+
+
+def sms_budget_used(
+    session: Session, ident: Identity, tenant_id: uuid.UUID, now: datetime
+) -> tuple[int, int]:
+    """Sign-in codes this clinic sent in the last 24 hours, and its budget."""
+    budget = sms_budget_limit(ident.settings)
+    return len(throttle.recent(session, budget, tenant_id.bytes, now)), budget.count
+
+
 @dataclass(frozen=True)
 class PhoneProof:
     """A verified phone: a signed, short-lived statement plus the clinics that know it."""
@@ -110,7 +189,7 @@ def verify_otp(
         select(OtpToken).where(OtpToken.attempt_hash == token_hash(attempt)).with_for_update()
     ).scalar_one_or_none()
     refused = Refusal(401, "Code not accepted", GENERIC_OTP_FAILURE, field="code")
-    if token is None:
+    if token is None or is_password_link(token):
         return refused
     enter_tenant(session, ctx, token.clinic_id)
     usable = token.consumed_at is None and now < token.expires_at and token.attempts < OTP_MAX_TRIES
@@ -128,11 +207,15 @@ def verify_otp(
         )
         return refused
     token.consumed_at = now
+    # The row now stands for the phone proof: kept as long as the proof lasts, deleted
+    # when the proof is used (once).
+    token.expires_at = now + PHONE_PROOF_TTL
     auth_event(
         ctx, "otp-verified", tenant_id=token.clinic_id, entity="otp_tokens", entity_id=token.id
     )
     return PhoneProof(
-        _sign_proof(ident, token.phone_hash, now), _clinics_for(session, token.phone_hash)
+        _sign_proof(ident, token.phone_hash, token.id, now),
+        _clinics_for(session, token.phone_hash),
     )
 
 
@@ -147,40 +230,72 @@ def _clinics_for(session: Session, phone_hash: bytes) -> list[tuple[str, str]]:
     return [(slug, name) for slug, name in rows]
 
 
-def _sign_proof(ident: Identity, phone_hash: bytes, now: datetime) -> str:
-    body = json.dumps({"p": phone_hash.hex(), "exp": int((now + PHONE_PROOF_TTL).timestamp())})
+def _sign_proof(ident: Identity, phone_hash: bytes, token_id: uuid.UUID, now: datetime) -> str:
+    body = json.dumps(
+        {
+            "p": phone_hash.hex(),
+            "t": token_id.hex,
+            "exp": int((now + PHONE_PROOF_TTL).timestamp()),
+        }
+    )
     encoded = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
     mac = keyed_hash(ident.keys.proof, encoded).hex()
     return f"{encoded}.{mac}"
 
 
-def _read_proof(ident: Identity, proof: str, now: datetime) -> bytes | None:
+def _read_proof(ident: Identity, proof: str, now: datetime) -> tuple[bytes, uuid.UUID] | None:
     encoded, _, mac = proof.partition(".")
     if not mac or not same(keyed_hash(ident.keys.proof, encoded).hex().encode(), mac.encode()):
         return None
     try:
         doc = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-        phone_hash, expires = bytes.fromhex(doc["p"]), int(doc["exp"])
+        phone_hash, token_id = bytes.fromhex(doc["p"]), uuid.UUID(hex=doc["t"])
+        expires = int(doc["exp"])
     except (ValueError, KeyError, TypeError):
         return None
-    return phone_hash if now.timestamp() < expires else None
+    return (phone_hash, token_id) if now.timestamp() < expires else None
+
+
+def _use_proof(session: Session, phone_hash: bytes, token_id: uuid.UUID) -> bool:
+    """Spend the proof: delete the verified code it stands for. Of two concurrent uses
+    the second waits on the row and then finds it gone.
+    """
+    used = session.execute(
+        delete(OtpToken)
+        .where(
+            OtpToken.id == token_id,
+            OtpToken.phone_hash == phone_hash,
+            OtpToken.consumed_at.is_not(None),
+        )
+        .returning(OtpToken.id)
+    ).scalar_one_or_none()
+    return used is not None
 
 
 def patient_sign_in(
-    session: Session, ctx: RequestContext, ident: Identity, *, proof: str, clinic: str
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    *,
+    proof: str,
+    clinic: str,
+    device_token: str | None = None,
 ) -> SignedIn | Refusal:
-    """Open a session at one of the clinics that know the verified phone."""
-    phone_hash = _read_proof(ident, proof, ctx.now())
-    if phone_hash is None:
+    """Open a session at one of the clinics that know the verified phone (once)."""
+    read = _read_proof(ident, proof, ctx.now())
+    if read is None:
         return Refusal(401, "Sign-in failed", "Your code check has expired. Ask for a new code.")
+    phone_hash, token_id = read
     tenant = tenants.get_by_slug(session, clinic)
     enter_tenant(session, ctx, tenant.id)
-    user = session.execute(
-        select(User).where(User.role == "patient", User.phone_hash == phone_hash, User.active)
-    ).scalar_one_or_none()
+    user = _patient_with(session, phone_hash)
     if user is None:
         raise NotFound(f"{tenant.name} has no patient with this phone number")
-    return open_session(session, ctx, ident, tenant, user, "otp", None, None)
+    if not _use_proof(session, phone_hash, token_id):
+        return Refusal(
+            401, "Sign-in failed", "This code check has been used already. Ask for a new code."
+        )
+    return open_session(session, ctx, ident, tenant, user, "otp", device_token, ctx.user_agent)
 
 
 def sweep_otp_tokens(session: Session, now: datetime) -> int:

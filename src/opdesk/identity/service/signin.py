@@ -12,12 +12,15 @@ from opdesk.identity.models import Device, User
 from opdesk.identity.service._common import (
     GENERIC_SIGN_IN_FAILURE,
     PASSWORD_FAILS_ACCOUNT,
+    PASSWORD_FAILS_DEVICE,
     PASSWORD_FAILS_IP,
     Identity,
     Refusal,
     SignedIn,
     auth_event,
+    device_key,
     device_stage,
+    known_device,
     too_many,
 )
 from opdesk.security import throttle
@@ -44,31 +47,40 @@ def staff_sign_in(
     """Email + password at one clinic, then (if needed) MFA and device approval.
 
     Every failure answers the same words, whether the clinic, the email or the password
-    was wrong; lockouts count per account and per IP address.
+    was wrong. Failures count per IP address and per account; a browser that has signed
+    this user in before counts against a counter of its own instead of the account's,
+    so a stranger's guesses lock out strangers, never the staff member's own browser.
     """
     now = ctx.now()
     ip_key = keyed_hash(ident.keys.throttle, "ip", ctx.ip or "")
     tenant = tenants.find_by_slug(session, clinic)
-    account_key = keyed_hash(
-        ident.keys.throttle, "account", str(tenant.id if tenant else clinic), email
-    )
-    for limit, key in ((PASSWORD_FAILS_IP, ip_key), (PASSWORD_FAILS_ACCOUNT, account_key)):
+    user = _staff_user(session, ctx, tenant, email) if tenant else None
+    device = known_device(session, ident, user, device_token)
+    if device is not None:
+        lock_limit, lock_key = PASSWORD_FAILS_DEVICE, device_key(ident, "password", device)
+    else:
+        lock_limit, lock_key = PASSWORD_FAILS_ACCOUNT, account_key(ident, tenant, clinic, email)
+    for limit, key in ((PASSWORD_FAILS_IP, ip_key), (lock_limit, lock_key)):
         wait = throttle.retry_after(session, limit, key, now)
         if wait is not None:
             if tenant is not None:
                 _note_failure(session, ctx, tenant, email, None, "locked-out")
             return too_many(wait)
-    user = _staff_user(session, ctx, tenant, email) if tenant else None
     good = verify_password(password, user.password_hash if user else None, fast=ident.fast)
     if tenant is None or user is None or not user.active or not good:
         throttle.count(session, PASSWORD_FAILS_IP, ip_key, now)
-        throttle.count(session, PASSWORD_FAILS_ACCOUNT, account_key, now)
+        throttle.count(session, lock_limit, lock_key, now)
         if tenant is not None:
             reason = "inactive" if user is not None and good else "bad-credentials"
             _note_failure(session, ctx, tenant, email, user, reason)
         return Refusal(401, "Sign-in failed", GENERIC_SIGN_IN_FAILURE)
-    throttle.forget(session, PASSWORD_FAILS_ACCOUNT, account_key)
+    throttle.forget(session, lock_limit, lock_key)
     return open_session(session, ctx, ident, tenant, user, "password", device_token, device_label)
+
+
+def account_key(ident: Identity, tenant: Tenant | None, clinic: str, email: str) -> bytes:
+    """The key of an account's lockout (also of an email no clinic knows)."""
+    return keyed_hash(ident.keys.throttle, "account", str(tenant.id if tenant else clinic), email)
 
 
 def _staff_user(session: Session, ctx: RequestContext, tenant: Tenant, email: str) -> User | None:
@@ -151,8 +163,8 @@ def _device_for(
     label: str | None,
 ) -> tuple[Device | None, str | None]:
     """The browser's device row (created on first sight); a new token if it had none."""
-    if user.role == "patient":
-        return None, None
+    # Patients' browsers are remembered too (never awaiting approval): a recognised
+    # browser keeps asking for codes while strangers are locked out of that number.
     fresh = None
     if not device_token or len(device_token) > 200:
         device_token = fresh = random_token()
