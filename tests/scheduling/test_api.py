@@ -243,6 +243,9 @@ def test_holds_blocked_and_booked_slots_refuse_other_bookings(
         "/api/v1/slots", params={"doctorId": slots[0]["doctorId"], "from": MONDAY}, headers=desk
     )
     assert [s["id"] for s in free.json()] == [slots[2]["id"], slots[3]["id"]]
+    reopened = client.post(f"/api/v1/slots/{slots[1]['id']}/unblock", headers=desk)
+    assert reopened.status_code == 200 and reopened.json()["status"] == "free"
+    assert book(client, desk, slots[1], b).status_code == 201
 
 
 def appointments_of(db: Database, tenant: Tenant, patient: Any) -> int:
