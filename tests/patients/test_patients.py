@@ -192,6 +192,8 @@ def test_family_members_share_a_phone_through_a_guardian(
     assert child.status_code == 201, child.text
     found = client.get("/api/v1/patients", params={"q": mother["phone"]}, headers=desk).json()
     assert [p["id"] for p in found] == [mother["id"], child.json()["id"]]
+    # The desk tells namesakes apart by the phone's last digits; a child shows the mother's.
+    assert [p["phoneLast4"] for p in found] == [mother["phone"][-4:]] * 2
     # A dependent cannot be a guardian (they have no phone of their own).
     grandchild = register(client, desk, phone=None, guardianId=child.json()["id"])
     assert grandchild.status_code == 422

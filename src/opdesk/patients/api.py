@@ -50,7 +50,7 @@ def search_patients(
 ) -> list[PatientSummary]:
     today = service.today_at_clinic(session, ctx)
     found = queries.search(session, cipher, q)
-    return [queries.summary(p, today) for p in found]
+    return queries.summaries(session, cipher, found, today)
 
 
 @router.get("/patients/{patient_id}", response_model=PatientOut)
