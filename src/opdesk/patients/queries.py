@@ -348,7 +348,27 @@ def summaries(
     """Search results as the desk sees them: with the last digits of the phone to call
     (a dependent's is the guardian's), for telling namesakes apart.
     """
-    return [summary(p, today, phone=service.contact_phone(session, cipher, p)) for p in patients]
+    # Guardians not among the results are read in one query (not one per dependent), and
+    # each phone is opened once however many of the family are listed.
+    by_id = {p.id: p for p in patients}
+    missing = {p.guardian_id for p in patients if p.guardian_id is not None} - by_id.keys()
+    if missing:
+        found = session.execute(select(Patient).where(Patient.id.in_(missing))).scalars()
+        by_id.update((g.id, g) for g in found)
+    phones: dict[uuid.UUID, str | None] = {}
+
+    def own_phone(patient: Patient) -> str | None:
+        if patient.id not in phones:
+            phones[patient.id] = service.open_phone(cipher, patient)
+        return phones[patient.id]
+
+    def phone_of(patient: Patient) -> str | None:
+        if patient.phone_encrypted is not None or patient.guardian_id is None:
+            return own_phone(patient)
+        guardian = by_id.get(patient.guardian_id)
+        return own_phone(guardian) if guardian is not None else None
+
+    return [summary(p, today, phone=phone_of(p)) for p in patients]
 
 
 def of_portal_user(session: Session, user_id: object) -> list[Patient]:

@@ -490,14 +490,15 @@ def dependents(session: Session, guardian_id: uuid.UUID) -> list[Patient]:
     )
 
 
+def open_phone(cipher: FieldCipher, patient: Patient) -> str | None:
+    """The patient's own phone in clear, or None."""
+    phone: str | None = _open(cipher, patient, "phone_encrypted")
+    return phone
+
+
 def contact_phone(session: Session, cipher: FieldCipher, patient: Patient) -> str | None:
     """Where to text this patient: their own phone, or their guardian's for a dependent."""
-    if patient.phone_encrypted is not None:
-        phone: str = _open(cipher, patient, "phone_encrypted")
-        return phone
-    if patient.guardian_id is not None:
-        guardian = session.get(Patient, (patient.tenant_id, patient.guardian_id))
-        if guardian is not None and guardian.phone_encrypted is not None:
-            guardian_phone: str = _open(cipher, guardian, "phone_encrypted")
-            return guardian_phone
-    return None
+    if patient.phone_encrypted is not None or patient.guardian_id is None:
+        return open_phone(cipher, patient)
+    guardian = session.get(Patient, (patient.tenant_id, patient.guardian_id))
+    return open_phone(cipher, guardian) if guardian is not None else None
