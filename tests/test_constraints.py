@@ -281,6 +281,18 @@ CASES: list[Case] = [
         lambda s, w: copy(s, "patients", w.patient, phone_hash=secrets.token_bytes(32)),
     ),
     unique(
+        "uq_patients_tenant_id_abha_hash",
+        "one patient record per ABHA number in a clinic",
+        lambda s, w: copy(
+            s,
+            "patients",
+            w.patient,
+            number=Sql("number + 1000000"),
+            phone_hash=secrets.token_bytes(32),
+        ),
+        arrange=lambda s, w: change(s, "patients", w.patient, abha_hash=b"\x01" * 32),
+    ),
+    unique(
         "uq_users_tenant_id_email",
         "one staff sign-in per email address in a clinic",
         lambda s, w: copy(s, "users", w.staff_user),
@@ -412,6 +424,21 @@ CASES: list[Case] = [
         "ck_patients_dob_or_age",
         "a patient has a date of birth or an age",
         lambda s, w: change(s, "patients", w.patient, dob=None, age_years=None),
+    ),
+    check(
+        "ck_patients_pin_code_six_digits",
+        "a PIN code is six digits and does not start with 0",
+        lambda s, w: change(s, "patients", w.patient, pin_code="041101"),
+    ),
+    check(
+        "ck_patients_blood_group_known",
+        "a blood group is one of the eight ABO/Rh groups",
+        lambda s, w: change(s, "patients", w.patient, blood_group="C+"),
+    ),
+    check(
+        "ck_patients_preferred_language_known",
+        "a patient's language is one the clinic can write in",
+        lambda s, w: change(s, "patients", w.patient, preferred_language="xx"),
     ),
     check(
         "ck_patients_phone_or_guardian",

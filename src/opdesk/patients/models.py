@@ -25,6 +25,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from opdesk.db import Base, SoftDeletable, TenantScoped, encrypted_column
 
 GENDERS = ("female", "male", "other", "undisclosed")
+BLOOD_GROUPS = ("A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-")
+# Languages a clinic's messages may be written in (ISO 639-1), English first.
+LANGUAGES = ("en", "hi", "mr", "gu", "bn", "ta", "te", "kn", "ml", "pa", "or", "ur")
 NUMBER_PREFIX = "P-"
 # Fewest digits of a phone that search looks up by their start or end (PatientPhoneKey).
 PHONE_PART_MIN = 5
@@ -59,6 +62,17 @@ class Patient(SoftDeletable, TenantScoped, Base):
     age_recorded_on: Mapped[date | None] = mapped_column(Date)
     gender: Mapped[str] = mapped_column(Text)
     city: Mapped[str | None] = mapped_column(Text)
+    # House, street and locality as one text; the city and PIN code stay readable for
+    # reports by area.
+    address_encrypted: Mapped[bytes | None] = encrypted_column()
+    pin_code: Mapped[str | None] = mapped_column(Text)
+    blood_group: Mapped[str | None] = mapped_column(Text)
+    preferred_language: Mapped[str] = mapped_column(Text, server_default="en")
+    # The 14-digit ABHA number: encrypted, with a blind index to find a patient by it.
+    abha_number_encrypted: Mapped[bytes | None] = encrypted_column()
+    abha_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Created by the patient booking online: the desk completes the record at the visit.
+    registered_online: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     allergies: Mapped[bytes | None] = encrypted_column()
     chronic_conditions: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     ongoing_medications: Mapped[bytes | None] = encrypted_column()
@@ -79,6 +93,15 @@ class Patient(SoftDeletable, TenantScoped, Base):
             "gender IN (" + ", ".join(f"'{g}'" for g in GENDERS) + ")", name="gender_known"
         ),
         CheckConstraint("dob IS NOT NULL OR age_years IS NOT NULL", name="dob_or_age"),
+        CheckConstraint("pin_code ~ '^[1-9][0-9]{5}$'", name="pin_code_six_digits"),
+        CheckConstraint(
+            "blood_group IN (" + ", ".join(f"'{g}'" for g in BLOOD_GROUPS) + ")",
+            name="blood_group_known",
+        ),
+        CheckConstraint(
+            "preferred_language IN (" + ", ".join(f"'{code}'" for code in LANGUAGES) + ")",
+            name="preferred_language_known",
+        ),
         CheckConstraint(
             "phone_hash IS NOT NULL OR guardian_id IS NOT NULL", name="phone_or_guardian"
         ),
@@ -86,6 +109,7 @@ class Patient(SoftDeletable, TenantScoped, Base):
         ForeignKeyConstraint(["tenant_id", "guardian_id"], ["patients.tenant_id", "patients.id"]),
         Index("uq_patients_tenant_id_phone_hash", "tenant_id", "phone_hash", unique=True),
         Index("uq_patients_tenant_id_number", "tenant_id", "number", unique=True),
+        Index("uq_patients_tenant_id_abha_hash", "tenant_id", "abha_hash", unique=True),
         Index(None, "tenant_id", "name_last"),
         # Each name with the other: "first starts with a and last with b" (or the other
         # way round, or similar spellings of both) is checked in the index, not the table.
