@@ -293,6 +293,12 @@ CASES: list[Case] = [
         arrange=lambda s, w: change(s, "patients", w.patient, abha_hash=b"\x01" * 32),
     ),
     unique(
+        "uq_notifications_outbox_tenant_id_dedupe_key",
+        "a message with a dedupe key is queued once",
+        lambda s, w: copy(s, "notifications_outbox", w.message),
+        arrange=lambda s, w: change(s, "notifications_outbox", w.message, dedupe_key="once"),
+    ),
+    unique(
         "uq_users_tenant_id_email",
         "one staff sign-in per email address in a clinic",
         lambda s, w: copy(s, "users", w.staff_user),
@@ -384,6 +390,11 @@ CASES: list[Case] = [
         "ck_notifications_outbox_status_known",
         "an outbox message's status is an OutboxStatus",
         lambda s, w: change(s, "notifications_outbox", w.message, status="lost"),
+    ),
+    check(
+        "ck_notifications_outbox_attempts_not_negative",
+        "a message's attempts are counted up from zero",
+        lambda s, w: change(s, "notifications_outbox", w.message, attempts=-1),
     ),
     check(
         "ck_notifications_outbox_channel_known",

@@ -18,6 +18,7 @@ TOOL = next(
 )
 BUILT = [
     "audit_events",
+    "automation_events",
     "users",
     "devices",
     "otp_tokens",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Index, Text, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opdesk.db import Base, SoftDeletable, new_id
@@ -31,6 +32,11 @@ class Tenant(SoftDeletable, Base):
     # Roles whose members must use a second factor (TOTP) to sign in.
     mfa_required_roles: Mapped[list[str]] = mapped_column(
         ARRAY(Text), server_default=text("'{}'::text[]")
+    )
+    # Reminders, no-show grace, quiet hours (automation/settings.py reads them, with
+    # defaults for what a clinic has not set).
+    automation_settings: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
     )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
