@@ -25,3 +25,15 @@ def clock_time(moment: datetime | None, timezone: str = "Asia/Kolkata") -> str:
 def day_name(day: date) -> str:
     """``Mon 7 Dec``."""
     return day.strftime("%a %-d %b")
+
+
+def short_date(day: date | None) -> str:
+    """A date as clinics in India write it: ``25/11/2026`` (day first)."""
+    return day.strftime("%d/%m/%Y") if day is not None else ""
+
+
+def abha_number(digits: str | None) -> str:
+    """The 14 digits of an ABHA number as the ABHA card prints them: ``91-1234-5678-9012``."""
+    if not digits:
+        return ""
+    return f"{digits[:2]}-{digits[2:6]}-{digits[6:10]}-{digits[10:]}"

@@ -72,6 +72,8 @@ OPEN_PAGES: dict[tuple[str, str], str] = {
     ("GET", "/patient/sign-in/code"): PUBLIC,
     ("POST", "/patient/sign-in/code"): PUBLIC,
     ("POST", "/patient/sign-in/clinic"): PUBLIC,
+    ("GET", "/patient/sign-up"): PUBLIC,
+    ("POST", "/patient/sign-up"): PUBLIC,
     ("GET", "/sign-in/mfa"): SIGNING_IN,
     ("POST", "/sign-in/mfa"): SIGNING_IN,
     ("GET", "/sign-in/device"): SIGNING_IN,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import date
@@ -288,12 +289,18 @@ def similarity(a: str, b: str) -> float:
     return shared / (len(ta) + len(tb) - shared)
 
 
-def _trigrams(text: str) -> set[str]:
+# Scoring reads a few hundred rows whose names repeat (a clinic has thousands of distinct
+# names): each name's trigrams are worked out once per process, not once per row.
+@functools.lru_cache(maxsize=16384)
+def _trigrams(text: str) -> frozenset[str]:
     grams: set[str] = set()
-    for word in re.findall(r"[^\W_]+", text.lower()):
+    for word in _WORD.findall(text.lower()):
         padded = f"  {word} "
         grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
-    return grams
+    return frozenset(grams)
+
+
+_WORD = re.compile(r"[^\W_]+")
 
 
 def _similar_names(session: Session, word: str) -> list[tuple[str, float]]:
@@ -339,6 +346,7 @@ def summary(patient: Patient, today: date, phone: str | None = None) -> PatientS
         phone_last4=phone[-4:] if phone else None,
         flags=Flags(vip=patient.flags_vip, blocked=patient.flags_blocked),
         guardian_id=patient.guardian_id,
+        registered_online=bool(patient.registered_online),
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -13,13 +15,13 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import audit, formatting, records
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound, Unauthorized
 from opdesk.identity import service as identity
 from opdesk.identity.models import User
-from opdesk.identity.service import Identity
+from opdesk.identity.service import Identity, Refusal, SignedIn
 from opdesk.patients import sounds
 from opdesk.patients.models import PHONE_PART_MIN, Patient, PatientPhoneKey
 from opdesk.patients.schemas import (
@@ -27,6 +29,7 @@ from opdesk.patients.schemas import (
     EmergencyContact,
     Flags,
     Medication,
+    OnlineSignUp,
     PatientCreate,
     PatientFields,
     PatientName,
@@ -35,10 +38,25 @@ from opdesk.patients.schemas import (
 )
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
+from opdesk.tenancy.models import Tenant
 
 ENTITY = "patients"
 OLDEST_AGE_YEARS = 125
-ENCRYPTED = frozenset({"phone", "email", "allergies", "ongoingMedications", "emergencyContact"})
+ENCRYPTED = frozenset(
+    {
+        "phone",
+        "email",
+        "address",
+        "abhaNumber",
+        "allergies",
+        "ongoingMedications",
+        "emergencyContact",
+    }
+)
+# Encrypted columns holding plain text (the others hold JSON).
+TEXT_COLUMNS = frozenset(
+    {"phone_encrypted", "email_encrypted", "address_encrypted", "abha_number_encrypted"}
+)
 
 
 today_at_clinic = tenants.today_at_clinic
@@ -81,7 +99,7 @@ def _open(cipher: FieldCipher, patient: Patient, column: str) -> Any:
     if sealed is None:
         return None
     plain = cipher.decrypt_str(sealed, **_where(patient, column))
-    return plain if column in ("phone_encrypted", "email_encrypted") else json.loads(plain)
+    return plain if column in TEXT_COLUMNS else json.loads(plain)
 
 
 def read(cipher: FieldCipher, patient: Patient, today: date) -> PatientOut:
@@ -99,6 +117,12 @@ def read(cipher: FieldCipher, patient: Patient, today: date) -> PatientOut:
         age_is_estimate=estimate,
         gender=patient.gender,
         city=patient.city,
+        address=_open(cipher, patient, "address_encrypted"),
+        pin_code=patient.pin_code,
+        blood_group=patient.blood_group,
+        preferred_language=patient.preferred_language or "en",
+        abha_number=formatting.abha_number(_open(cipher, patient, "abha_number_encrypted")) or None,
+        registered_online=bool(patient.registered_online),
         allergies=[Allergy.model_validate(a) for a in _open(cipher, patient, "allergies") or []],
         chronic_conditions=list(patient.chronic_conditions or []),
         ongoing_medications=[
@@ -126,6 +150,12 @@ def _snapshot(patient: Patient) -> dict[str, Any]:
         "ageYears": patient.age_years,
         "gender": patient.gender,
         "city": patient.city,
+        "address": patient.address_encrypted,
+        "pinCode": patient.pin_code,
+        "bloodGroup": patient.blood_group,
+        "preferredLanguage": patient.preferred_language,
+        "abhaNumber": patient.abha_number_encrypted,
+        "registeredOnline": bool(patient.registered_online),
         "allergies": patient.allergies,
         "chronicConditions": list(patient.chronic_conditions or []),
         "ongoingMedications": patient.ongoing_medications,
@@ -176,6 +206,42 @@ def _phone_taken(session: Session, phone_hash: bytes, except_id: uuid.UUID | Non
             existingId=str(existing.id),
             existingNumber=existing.display_number,
         )
+
+
+ABHA_PURPOSE = "abha-number"  # its own blind-index space: never equal to a phone's
+
+
+def abha_hash(cipher: FieldCipher, digits: str) -> bytes:
+    """The blind index of an ABHA number's 14 digits (unique per clinic)."""
+    return cipher.blind_index(digits, purpose=ABHA_PURPOSE)
+
+
+def _abha_taken(session: Session, digest: bytes, except_id: uuid.UUID | None) -> None:
+    existing = session.execute(
+        select(Patient).where(Patient.abha_hash == digest).execution_options(include_deleted=True)
+    ).scalar_one_or_none()
+    if existing is not None and existing.id != except_id:
+        where = " (deleted; an admin can restore it)" if existing.deleted_at else ""
+        raise Conflict(
+            f"ABHA number: already registered to {existing.display_number}{where}",
+            field="abhaNumber",
+            existingId=str(existing.id),
+            existingNumber=existing.display_number,
+        )
+
+
+def _check_abha(
+    session: Session, cipher: FieldCipher, fields: PatientFields, except_id: uuid.UUID | None
+) -> None:
+    if "abha_number" in fields.model_fields_set and fields.abha_number:
+        _abha_taken(session, abha_hash(cipher, fields.abha_number), except_id)
+
+
+def _conflict_of(exc: IntegrityError) -> Conflict:
+    """A unique index that a concurrent registration won, said for the field it guards."""
+    if "abha_hash" in str(exc.orig):
+        return Conflict("ABHA number: was just registered to another patient", field="abhaNumber")
+    return Conflict("this mobile number was just registered to another patient")
 
 
 def count_names(session: Session, patient: Patient, delta: int) -> None:
@@ -257,9 +323,18 @@ def next_number(session: Session, tenant_id: uuid.UUID) -> int:
 
 
 def register(
-    session: Session, ctx: RequestContext, ident: Identity, *, data: PatientCreate
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    *,
+    data: PatientCreate,
+    online: bool = False,
 ) -> Patient:
-    """A new patient with the next patient number; a phone also gets an OTP sign-in."""
+    """A new patient with the next patient number; a phone also gets an OTP sign-in.
+
+    ``online``: the patient registered themselves while booking (their phone proven by
+    a code); the desk completes the record at the visit.
+    """
     assert ctx.tenant_id is not None
     today = today_at_clinic(session, ctx)
     errors = _check_dates(data, today)
@@ -270,6 +345,7 @@ def register(
     phone_hash = ident.cipher.blind_index(data.phone, purpose="phone") if data.phone else None
     if phone_hash is not None:
         _phone_taken(session, phone_hash, None)
+    _check_abha(session, ident.cipher, data, None)
     now = ctx.now()
     patient = Patient(
         tenant_id=ctx.tenant_id,
@@ -279,6 +355,8 @@ def register(
         name_first=data.name.first,
         name_last=data.name.last,
         gender=data.gender,
+        preferred_language=data.preferred_language or "en",
+        registered_online=online,
         consents=[],
         created_at=now,
         updated_at=now,
@@ -288,8 +366,8 @@ def register(
     try:
         with session.begin_nested():
             session.add(patient)
-    except IntegrityError as exc:  # a concurrent registration won the phone
-        raise Conflict("this mobile number was just registered to another patient") from exc
+    except IntegrityError as exc:  # a concurrent registration won the phone or ABHA number
+        raise _conflict_of(exc) from exc
     count_names(session, patient, +1)
     index_phone(session, ident.cipher, patient, data.phone)
     if data.phone:
@@ -319,6 +397,15 @@ def _apply(patient: Patient, cipher: FieldCipher, fields: PatientFields, today: 
             setattr(patient, name, getattr(fields, name))
     if "guardian_id" in given:
         patient.guardian_id = fields.guardian_id
+    for name in ("pin_code", "blood_group"):
+        if name in given:
+            setattr(patient, name, getattr(fields, name))
+    if "preferred_language" in given and fields.preferred_language is not None:
+        patient.preferred_language = fields.preferred_language
+    if "address" in given and fields.address != _open(cipher, patient, "address_encrypted"):
+        patient.address_encrypted = _seal(cipher, patient, "address_encrypted", fields.address)
+    if "abha_number" in given:
+        _set_abha(cipher, patient, fields.abha_number)
     if "chronic_conditions" in given:
         patient.chronic_conditions = list(fields.chronic_conditions or [])
     if "allergies" in given:
@@ -333,8 +420,81 @@ def _apply(patient: Patient, cipher: FieldCipher, fields: PatientFields, today: 
         patient.flags_vip, patient.flags_blocked = fields.flags.vip, fields.flags.blocked
 
 
+def _set_abha(cipher: FieldCipher, patient: Patient, digits: str | None) -> None:
+    """Store the ABHA number sealed, with its blind index (unchanged: nothing rewritten)."""
+    if digits == _open(cipher, patient, "abha_number_encrypted"):
+        return
+    patient.abha_number_encrypted = _seal(cipher, patient, "abha_number_encrypted", digits)
+    patient.abha_hash = abha_hash(cipher, digits) if digits else None
+
+
 def _dump(items: list[Any] | None) -> list[dict[str, Any]]:
     return [item.model_dump() for item in items or []]
+
+
+@dataclass(frozen=True)
+class OnlineRegistration:
+    patient: Patient
+    created: bool  # False: the phone already had a patient here, who is signed in instead
+    signed_in: SignedIn
+
+
+PROOF_SPENT = "Your code check has expired or was used already. Ask for a new code."
+
+
+def register_online(
+    session: Session,
+    ctx: RequestContext,
+    ident: Identity,
+    *,
+    clinic: Tenant,
+    sign_up: OnlineSignUp,
+) -> OnlineRegistration:
+    """A patient new to the clinic registers while booking, and is signed in.
+
+    Only after a verified code, and only for the phone it went to at the clinic that
+    sent it: each record costs a code (the clinic's SMS limits) and the proof works
+    once, for this and the session together. A phone that already has a patient here
+    gets that record, not a second one. The record is flagged ``registered_online`` for
+    the desk to complete. The caller is inside ``clinic`` (``enter_tenant``).
+    """
+    proven = identity.proven_phone(session, ident, proof=sign_up.proof, now=ctx.now())
+    if proven is None or proven.clinic_id != clinic.id:
+        raise Unauthorized(PROOF_SPENT)
+    phone_hash = ident.cipher.blind_index(sign_up.phone, purpose="phone")
+    if not hmac.compare_digest(phone_hash, proven.phone_hash):
+        raise InvalidInput([FieldError("phone", "is not the number the code was sent to")])
+    patient = session.execute(
+        select(Patient).where(Patient.phone_hash == phone_hash)
+    ).scalar_one_or_none()
+    created = patient is None
+    if patient is None:
+        data = PatientCreate(
+            name=sign_up.name,
+            phone=sign_up.phone,
+            dob=sign_up.dob,
+            age_years=sign_up.age_years,
+            gender=sign_up.gender,
+            preferred_language=sign_up.preferred_language,
+        )
+        try:
+            patient = register(session, ctx, ident, data=data, online=True)
+        except Conflict as exc:  # a deleted record holds the phone
+            raise Conflict(
+                f"{clinic.name} has a closed record with this mobile number. "
+                "Please call the clinic to reopen it."
+            ) from exc
+    signed = identity.patient_sign_in(
+        session,
+        ctx,
+        ident,
+        proof=sign_up.proof,
+        clinic=clinic.slug,
+        device_token=sign_up.device_token,
+    )
+    if isinstance(signed, Refusal):  # used at the same moment elsewhere: undo the record
+        raise Unauthorized(signed.detail)
+    return OnlineRegistration(patient, created, signed)
 
 
 def _ensure_login(
@@ -364,6 +524,7 @@ def update(
     given = changes.model_fields_set
     if "guardian_id" in given and changes.guardian_id is not None:
         _guardian(session, changes.guardian_id, patient.id)
+    _check_abha(session, ident.cipher, changes, patient.id)
     before = _snapshot(patient)
     if "phone" in given:
         new_hash = (
@@ -380,6 +541,8 @@ def update(
         patient.name_first, patient.name_last = changes.name.first, changes.name.last
         set_sound_keys(patient)
     _apply(patient, ident.cipher, changes, today)
+    if "registered_online" in given and changes.registered_online is False:
+        patient.registered_online = False  # the desk completed the record
     after = _snapshot(patient)
     if after == before:
         return patient
@@ -388,7 +551,7 @@ def update(
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:
-        raise Conflict("this mobile number was just registered to another patient") from exc
+        raise _conflict_of(exc) from exc
     if renamed:
         session.refresh(patient, ["first_key", "last_key"])
         count_names(session, patient, +1)

@@ -15,19 +15,17 @@ from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.consents import service as consents
-from opdesk.consents.deps import sign_here
-from opdesk.consents.models import CONSENT_TYPES
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
 from opdesk.documents.deps import Store
 from opdesk.errors import Conflict, DomainError, InvalidInput, NotFound
-from opdesk.formatting import local_time
+from opdesk.formatting import local_time, short_date
 from opdesk.identity.deps import Ident
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries, service
 from opdesk.patients.deps import PatientInPath
-from opdesk.patients.models import GENDERS, Patient
-from opdesk.patients.schemas import PatientCreate, PatientUpdate
+from opdesk.patients.models import BLOOD_GROUPS, GENDERS, Patient
+from opdesk.patients.schemas import LANGUAGE_NAMES, PatientCreate, PatientUpdate
 from opdesk.scheduling import booking, lifecycle
 from opdesk.scheduling import queries as scheduling_queries
 from opdesk.scheduling import service as scheduling
@@ -65,6 +63,12 @@ TEXT_FIELDS = (
     "age_years",
     "gender",
     "city",
+    "address",
+    "pin_code",
+    "blood_group",
+    "preferred_language",
+    "abha_number",
+    "record_complete",
     "allergies",
     "chronic_conditions",
     "ongoing_medications",
@@ -75,8 +79,13 @@ TEXT_FIELDS = (
 )
 
 
+BLOOD_GROUP_CHOICES = [("", "Not known"), *((g, g) for g in BLOOD_GROUPS)]
+
+
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     context.setdefault("genders", list(GENDER_LABELS.items()))
+    context.setdefault("blood_groups", BLOOD_GROUP_CHOICES)
+    context.setdefault("languages", list(LANGUAGE_NAMES.items()))
     return render(request, template, status_code, **context)
 
 
@@ -147,6 +156,11 @@ def form_to_fields(form: dict[str, str], session: Session) -> dict[str, Any]:
         "name": {"first": form.get("name.first", ""), "last": form.get("name.last", "")},
         "gender": form.get("gender") or None,
         "city": form.get("city") or None,
+        "address": form.get("address", "").strip() or None,
+        "pin_code": form.get("pin_code", "").strip() or None,
+        "blood_group": form.get("blood_group") or None,
+        "preferred_language": form.get("preferred_language") or "en",
+        "abha_number": form.get("abha_number", "").strip() or None,
         "phone": form.get("phone") or None,
         "email": form.get("email") or None,
         "dob": form.get("dob") or None,
@@ -211,6 +225,11 @@ FIELD_LABELS = {
     "age_years": "Age in years",
     "gender": "Gender",
     "city": "City / village",
+    "address": "Address",
+    "pin_code": "PIN code",
+    "blood_group": "Blood group",
+    "preferred_language": "Preferred language",
+    "abha_number": "ABHA number",
     "allergies": "Allergies",
     "chronic_conditions": "Chronic conditions",
     "ongoing_medications": "Ongoing medications",
@@ -366,6 +385,8 @@ def _refusal(problem: DomainError) -> tuple[int, dict[str, str]]:
     """A refused registration or edit as the form shows it: the status, each field's reason."""
     if isinstance(problem, InvalidInput):
         return 422, {e.field.replace("guardianId", "guardian"): e.reason for e in problem.errors}
+    if isinstance(problem, Conflict) and problem.extra.get("field") == "abhaNumber":
+        return 409, {"abha_number": problem.detail.removeprefix("ABHA number: ")}
     if isinstance(problem, Conflict):
         return 409, {"phone": problem.detail}
     raise problem
@@ -491,6 +512,8 @@ def _profile(
         may_delete=allowed(who.role, "patients:delete"),
         may_book=allowed(who.role, "appointments:write"),
         gender_labels=GENDER_LABELS,
+        language_names=LANGUAGE_NAMES,
+        born=short_date(view.dob),
         **extra,
     )
 
@@ -578,28 +601,6 @@ def share_from_page(
         "filename": doc.filename,
     }
     return _profile(request, session, ctx, who, cipher, patient.id, shared=shared)
-
-
-@router.post("/patients/{patient_id}/consents")
-def consent_from_page(
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    _: Writer,
-    patient: PatientInPath,
-    type: Annotated[str, Form()] = "",
-) -> Response:
-    """Record that the patient signed the current text of a consent, here at the desk."""
-    back = f"/patients/{patient.id}"
-    if type not in CONSENT_TYPES:
-        return flash(request, back, "Choose a consent type.", "error")
-    consent = sign_here(
-        request, session, ctx, patient_id=patient.id, type_=type, method="in-clinic"
-    )
-    message = (
-        f"Recorded {type} consent (version {consent.version}); the signed copy is under Documents."
-    )
-    return flash(request, back, message)
 
 
 @router.post("/patients/{patient_id}/consents/{consent_id}/revoke")
@@ -827,6 +828,12 @@ def _values_of(view: Any, guardian: Any) -> dict[str, str]:
         "age_years": "" if view.dob else str(view.age_years),
         "gender": view.gender,
         "city": view.city or "",
+        "address": view.address or "",
+        "pin_code": view.pin_code or "",
+        "blood_group": view.blood_group or "",
+        "preferred_language": view.preferred_language,
+        "abha_number": view.abha_number or "",
+        "record_complete": "1" if view.registered_online else "",
         "allergies": "\n".join(
             a.substance
             + (f": {a.reaction}" if a.reaction else "")
@@ -874,6 +881,8 @@ def edit_from_form(
 
     fields = form_to_fields(values, session)
     fields["guardian_id"] = fields.get("guardian_id")
+    if current.registered_online and values.get("record_complete"):
+        fields["registered_online"] = False
     for name in ("dob", "age_years"):
         if not values.get(name):
             fields.pop(name, None)

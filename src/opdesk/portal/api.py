@@ -11,12 +11,15 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from opdesk import idempotency
 from opdesk.errors import TooManyRequests
+from opdesk.identity.deps import Ident
+from opdesk.patients import service as patients
 from opdesk.patients.deps import MyFamily
+from opdesk.patients.schemas import OnlineSignedUp, OnlineSignUp
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     PUBLIC_HOLDS,
@@ -98,6 +101,40 @@ def public_hold(
     held = booking.hold(session, ctx, slot_id=body.slot_id, hold_for=hold_for)
     throttle.count(session, PUBLIC_HOLDS, key, now)
     return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
+
+
+@router.post(
+    "/public/clinics/{slug}/patients",
+    response_model=OnlineSignedUp,
+    status_code=201,
+    responses={200: {"model": OnlineSignedUp, "description": "Already registered"}},
+)
+def sign_up_online(
+    body: OnlineSignUp,
+    clinic: Clinic,
+    response: Response,
+    session: DbSession,
+    ctx: Ctx,
+    _: Anyone,
+    ident: Ident,
+) -> OnlineSignedUp:
+    """A patient new to the clinic registers while booking, and gets a session.
+
+    Send the `proof` of a verified code (`POST /auth/otp/verify`) for this clinic and
+    the phone it went to. The record is flagged for the desk to complete. A phone that
+    already has a patient here signs in to that record instead (200, `created: false`).
+    The proof works once (401 after), for this and the session together.
+    """
+    made = patients.register_online(session, ctx, ident, clinic=clinic, sign_up=body)
+    if not made.created:
+        response.status_code = 200
+    return OnlineSignedUp(
+        patient_id=made.patient.id,
+        created=made.created,
+        token=made.signed_in.token,
+        stage=made.signed_in.stage,
+        device_token=made.signed_in.device_token,
+    )
 
 
 @router.get("/me/appointments", response_model=list[AppointmentOut])

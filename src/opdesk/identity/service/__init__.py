@@ -49,7 +49,9 @@ from opdesk.identity.service.mfa import (
 )
 from opdesk.identity.service.otp import (
     PhoneProof,
+    ProvenPhone,
     patient_sign_in,
+    proven_phone,
     request_otp,
     sms_budget_used,
     sweep_otp_tokens,
@@ -88,6 +90,7 @@ __all__ = [
     "Keys",
     "LinkHolder",
     "PhoneProof",
+    "ProvenPhone",
     "Refusal",
     "SignedIn",
     "approve_device",
@@ -103,6 +106,7 @@ __all__ = [
     "may_enrol",
     "password_link_holder",
     "patient_sign_in",
+    "proven_phone",
     "request_otp",
     "reset_mfa",
     "revoke_device",

@@ -256,6 +256,36 @@ def _read_proof(ident: Identity, proof: str, now: datetime) -> tuple[bytes, uuid
     return (phone_hash, token_id) if now.timestamp() < expires else None
 
 
+@dataclass(frozen=True)
+class ProvenPhone:
+    """What an unused phone proof stands for: the phone's blind index and the clinic
+    that sent the code.
+    """
+
+    phone_hash: bytes
+    clinic_id: uuid.UUID
+
+
+def proven_phone(
+    session: Session, ident: Identity, *, proof: str, now: datetime
+) -> ProvenPhone | None:
+    """Read a phone proof without using it (a new patient's record is made from it
+    before the same proof opens their session); None when forged, expired or used.
+    """
+    read = _read_proof(ident, proof, now)
+    if read is None:
+        return None
+    phone_hash, token_id = read
+    clinic_id = session.execute(
+        select(OtpToken.clinic_id).where(
+            OtpToken.id == token_id,
+            OtpToken.phone_hash == phone_hash,
+            OtpToken.consumed_at.is_not(None),
+        )
+    ).scalar_one_or_none()
+    return ProvenPhone(phone_hash, clinic_id) if clinic_id is not None else None
+
+
 def _use_proof(session: Session, phone_hash: bytes, token_id: uuid.UUID) -> bool:
     """Spend the proof: delete the verified code it stands for. Of two concurrent uses
     the second waits on the row and then finds it gone.
