@@ -190,6 +190,23 @@ def test_a_misspelt_name_finds_the_closest_patient_first(
     assert result.index("Suresh Yadav") < result.index("Sursh Kale") < result.index("Suresh Patil")
 
 
+def test_without_the_search_function_similar_names_are_the_same(
+    db: Database, ident: Identity, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database migrated without a superuser has no ``opdesk_similar_names``: the
+    fallback query under row-level security must find the same names, in the same order.
+    """
+    for first, last in SIMILAR:
+        make_patient(db, ident, tenant, name={"first": first, "last": last})
+    with clinic_session(db, tenant.id) as session:
+        with_function = queries.by_name(session, "Sursh Jadav")
+        url = str(session.get_bind().engine.url)
+        monkeypatch.setitem(queries._SIMILAR_FUNCTION, url, False)
+        fallback = queries.by_name(session, "Sursh Jadav")
+    assert [p.id for p in fallback] == [p.id for p in with_function]
+    assert fallback[0].full_name == "Suresh Jadhav"
+
+
 def test_closeness_prefers_both_names_and_either_order() -> None:
     both = queries.closeness(["sursh", "jadav"], "suresh", "jadhav")
     crossed = queries.closeness(["jadav", "sursh"], "suresh", "jadhav")

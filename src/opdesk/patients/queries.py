@@ -212,29 +212,30 @@ def _fuzzy(session: Session, query: str, limit: int) -> list[Patient]:
     """Similar spellings, the closest first: "Sursh Jadav" finds "Suresh Jadhav" first.
 
     The nearest names come from the clinic's name vocabulary (so the cost follows the
-    number of distinct names, not patients). Their patients are then found by exact key,
-    in two round trips whatever the number of names: the pairs of a similar first and a
-    similar last name, and up to ``limit`` patients of each similar name alone. Only the
-    names are read to score them with :func:`closeness`; the best are then loaded.
+    number of distinct names, not patients), for every word in one round trip. Their
+    patients are then found by exact key in one more, whatever the number of names: the
+    pairs of a similar first and a similar last name, and up to ``limit`` patients of
+    each similar name alone. Only the names are read to score them with
+    :func:`closeness`; the best are then loaded.
     """
     words = sorted(query.split(), key=len, reverse=True)[:2]
-    similar = {word: dict(_similar_names(session, word)) for word in words}
+    similar = _similar_names(session, words)
     best: dict[str, float] = {}
     for scores in similar.values():
         for key, score in scores.items():
             best[key] = max(score, best.get(key, 0.0))
     if not best:
         return []
-    first, last = Patient.first_key, Patient.last_key
-    named: dict[uuid.UUID, tuple[str, str]] = {}
-    if len(words) == 2 and all(similar.values()):
-        a, b = (list(similar[word]) for word in words)
-        pairs = (first.in_(a) & last.in_(b)) | (first.in_(b) & last.in_(a))
-        stmt = select(Patient.id, first, last).where(pairs).limit(FUZZY_PAIRS)
-        named.update({row.id: (row.first_key, row.last_key) for row in session.execute(stmt)})
-    keys = sorted(best, key=lambda k: (-best[k], k))[:10]
-    for row in session.execute(_EACH_NAME, {"keys": keys, "n": limit}):
-        named[row.id] = (row.first_key, row.last_key)
+    a, b = (list(similar.get(word, {})) for word in (words[0], words[-1]))
+    paired = len(words) == 2 and a and b
+    params = {
+        "a": a if paired else [],
+        "b": b if paired else [],
+        "pairs": FUZZY_PAIRS,
+        "keys": sorted(best, key=lambda k: (-best[k], k))[:10],
+        "n": limit,
+    }
+    named = {row.id: (row.first_key, row.last_key) for row in session.execute(_CANDIDATES, params)}
     ranked = sorted(named, key=lambda i: (-closeness(words, *named[i]), named[i]))
     wanted = ranked[: limit + 5]  # room for a few that were deleted
     loaded = {
@@ -243,10 +244,21 @@ def _fuzzy(session: Session, query: str, limit: int) -> list[Patient]:
     return [loaded[i] for i in wanted if i in loaded][:limit]
 
 
-# Up to :n patients with each name as first name and :n with it as last name, one index
-# probe each (the same question as ``first_key = :key LIMIT :n`` for every key at once).
-_EACH_NAME = text(
+# The candidates for the misspelling stage, in one statement:
+# * patients whose first name is one of :a and last one of :b, or the other way round
+#   (two index scans, each an exact probe per pair of names; an OR of the two was planned
+#   as bitmap scans costing 5-10 times more);
+# * up to :n patients with each of :keys as first name and :n with it as last name.
+_CANDIDATES = text(
     """
+    (select id, first_key, last_key from patients
+      where first_key = any(cast(:a as text[])) and last_key = any(cast(:b as text[]))
+      limit :pairs)
+    union all
+    (select id, first_key, last_key from patients
+      where first_key = any(cast(:b as text[])) and last_key = any(cast(:a as text[]))
+      limit :pairs)
+    union all
     select x.id, x.first_key, x.last_key
     from unnest(cast(:keys as text[])) as k(key)
     cross join lateral (
@@ -303,21 +315,32 @@ def _trigrams(text: str) -> frozenset[str]:
 _WORD = re.compile(r"[^\W_]+")
 
 
-def _similar_names(session: Session, word: str) -> list[tuple[str, float]]:
+def _similar_names(session: Session, words: list[str]) -> dict[str, dict[str, float]]:
+    """For each word, the clinic's names that look like it (at most ten) and their score."""
+    similar: dict[str, dict[str, float]] = {word: {} for word in words}
     if _has_similar_function(session):
-        rows = session.execute(
-            text("select key, score from opdesk_similar_names(:q, 10)"), {"q": word}
-        ).all()
+        rows = session.execute(_SIMILAR_TO_EACH, {"words": words}).all()
     else:  # without the function: the same question under RLS (reads every name)
-        rows = session.execute(
-            text(
-                "select key, similarity(key, :q) as score from patient_names "
-                "where patients > 0 and similarity(key, :q) >= :t "
-                "order by score desc limit 10"
-            ),
-            {"q": word, "t": FUZZY_THRESHOLD},
-        ).all()
-    return [(str(key), float(score)) for key, score in rows]
+        rows = session.execute(_SIMILAR_UNDER_RLS, {"words": words, "t": FUZZY_THRESHOLD}).all()
+    for word, key, score in rows:
+        similar[str(word)][str(key)] = float(score)
+    return similar
+
+
+_SIMILAR_TO_EACH = text(
+    "select w.word, s.key, s.score from unnest(cast(:words as text[])) as w(word) "
+    "cross join lateral opdesk_similar_names(w.word, 10) s"
+)
+_SIMILAR_UNDER_RLS = text(
+    """
+    select w.word, s.key, s.score from unnest(cast(:words as text[])) as w(word)
+    cross join lateral (
+      select key, similarity(key, w.word) as score from patient_names
+      where patients > 0 and similarity(key, w.word) >= :t
+      order by score desc, key limit 10
+    ) s
+    """
+)
 
 
 _SIMILAR_FUNCTION: dict[str, bool] = {}
