@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import date
 
-from sqlalchemy import ColumnElement, select, text
+from sqlalchemy import ColumnElement, select, text, union_all
 from sqlalchemy.orm import Session
 
 from opdesk.identity.models import User
@@ -200,11 +200,16 @@ def _scan_names(
             (_starts(first, a) & _starts(last, b), first),
             (_starts(last, a) & _starts(first, b), last),
         ]
+    # Both scans in one statement (one round trip); each keeps its own order and limit.
+    both = union_all(
+        *(
+            select(Patient).where(condition).order_by(order).limit(limit)
+            for condition, order in scans
+        )
+    )
     found: dict[object, Patient] = {}
-    for condition, order in scans:
-        stmt = select(Patient).where(condition).order_by(order).limit(limit)
-        for patient in session.execute(stmt).scalars():
-            found.setdefault(patient.id, patient)
+    for patient in session.execute(select(Patient).from_statement(both)).scalars():
+        found.setdefault(patient.id, patient)
     return sorted(found.values(), key=lambda p: (p.name_first.lower(), p.name_last.lower()))[:limit]
 
 
