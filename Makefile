@@ -18,17 +18,34 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(VENDOR)/.installed: package.json package-lock.json
+# The Indic fonts: for each script and each weight the pages use (400 text and buttons,
+# 600 table headers, 700 headings and bold), only the face of that script's own letters
+# (the fontsource block "noto-sans-<script>-<script>-<weight>-normal"), WOFF2 only, and
+# without the rupee signs in its unicode-range: Latin text and "₹ 500" stay in the
+# system font and never download an Indic face. (No page links the Latin subsets.)
+FONT_SCRIPTS := devanagari tamil
+FONT_WEIGHTS := 400 600 700
+
+$(VENDOR)/.installed: package.json package-lock.json Makefile
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/htmx $(VENDOR)/pico $(VENDOR)/swagger-ui
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx/
 	cp node_modules/@picocss/pico/css/pico.jade.min.css $(VENDOR)/pico/
 	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js $(VENDOR)/swagger-ui/
-	for script in devanagari tamil; do \
+	for script in $(FONT_SCRIPTS); do \
 	  src=node_modules/@fontsource/noto-sans-$$script; dst=$(VENDOR)/fonts/$$script; \
-	  mkdir -p $$dst/files && cp $$src/400.css $$src/700.css $$dst/ && \
-	  cp $$src/files/*-{400,700}-normal.woff2 $$dst/files/; \
+	  mkdir -p $$dst/files || exit 1; \
+	  for weight in $(FONT_WEIGHTS); do \
+	    face=noto-sans-$$script-$$script-$$weight-normal; \
+	    sed -n "/\/\* $$face \*\//,/^}/p" $$src/$$weight.css \
+	      | sed -e "s/, url([^)]*\.woff) format('woff')//" -e 's/,U+20A8//; s/,U+20B9//' \
+	      > $$dst/$$weight.css && grep -q unicode-range $$dst/$$weight.css \
+	      && cp $$src/files/$$face.woff2 $$dst/files/ || exit 1; \
+	  done; \
 	done
+	# documents/pdf.py draws the Latin of consent PDFs with this package's Latin subsets.
+	cp node_modules/@fontsource/noto-sans-devanagari/files/noto-sans-devanagari-{latin,latin-ext}-400-normal.woff2 \
+	  $(VENDOR)/fonts/devanagari/files/
 	touch $@
 
 .PHONY: setup

@@ -375,6 +375,7 @@ def refresh_demo_paperwork(
                 type_=type_,
                 method="in-clinic",
                 fonts=fonts,
+                version=consents.current_template(session, type_).version,
             )
             signed += 1
         report = pdf.document(

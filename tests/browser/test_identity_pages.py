@@ -130,8 +130,10 @@ def test_patient_journey(
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/me")
     assert page.get_by_role("heading", name="Namaste, लक्ष्मी अय्यर").is_visible()
-    page.get_by_role("button", name="Agree: WhatsApp messages").click()
-    assert "Your consent is recorded" in page.get_by_role("status").inner_text()
+    page.get_by_role("button", name="Read and agree: WhatsApp messages").click()
+    assert "appointment reminders" in page.locator(".consent-text").inner_text()  # issue 10
+    page.get_by_role("button", name="I agree").click()
+    assert "(version 1) is recorded" in page.get_by_role("status").inner_text()
     assert page.get_by_role("link", name="consent-whatsapp-v1.pdf").is_visible()
     shot(page, f"patient-home-{width}")
     assert problems == [], problems

@@ -78,7 +78,7 @@ def test_admin_consent_texts_and_deleted_patients_pages(
     staff_sign_in(page, live_server, clinic.slug, admin.email or "")
     page.wait_for_url("**/app")
     page.goto(f"{live_server}/admin/consents")
-    page.get_by_label("Type").select_option("data-processing")
+    page.get_by_role("button", name="Write the first text of Use of health data (DPDP)").click()
     page.get_by_label("Title").fill("स्वास्थ्य जानकारी का उपयोग")
     page.locator("#f-body").fill("मैं क्लिनिक को अपनी स्वास्थ्य जानकारी रखने की अनुमति देता हूँ।")
     page.get_by_role("button", name="Publish").click()

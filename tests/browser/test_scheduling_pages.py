@@ -265,12 +265,14 @@ def test_admin_adds_a_doctor_sets_hours_and_time_away(
     page.wait_for_url("**/admin/doctors/*")
     assert "Now set the weekly hours" in page.get_by_role("status").inner_text()
 
+    page.get_by_label("Day, row 1").select_option("Monday")  # chosen, never assumed (issue 10)
     page.get_by_label("From, row 1").fill("10:00")
     page.get_by_label("To, row 1").fill("13:00")
+    page.get_by_label("Day, row 2").select_option("Monday")
     page.get_by_label("From, row 2").fill("12:00")  # overlaps row 1 on Monday
     page.get_by_label("To, row 2").fill("14:00")
     page.get_by_role("button", name="Save weekly hours").click()
-    assert "overlaps template 0" in page.get_by_role("alert").inner_text()
+    assert "overlaps row 1" in page.get_by_role("alert").inner_text()
     page.get_by_label("Day, row 2").select_option("Tuesday")
     page.get_by_label("From, row 2").fill("12:00")
     page.get_by_label("To, row 2").fill("14:00")

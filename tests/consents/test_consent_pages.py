@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi import FastAPI
@@ -39,11 +40,13 @@ def test_desk_records_and_revokes_a_consent_on_the_profile(
     with browser_for(app, open_session(db, ident, desk)) as browser:
         page = browser.get(f"/patients/{patient['id']}")
         assert "No consents recorded." in page.text
+        shown = browser.get(f"/patients/{patient['id']}/consents/new?type=whatsapp")
+        assert TEXT in shown.text
         done = browser.post(
-            f"/patients/{patient['id']}/consents",
-            data={"type": "whatsapp", "csrf_token": csrf_of(page.text)},
+            f"/patients/{patient['id']}/consents/new",
+            data={"type": "whatsapp", "version": "1", "csrf_token": csrf_of(shown.text)},
         )
-        assert "Recorded whatsapp consent (version 1)" in done.text
+        assert "Recorded WhatsApp messages consent (version 1)" in done.text
         assert "Signed copy" in done.text
         assert "consent-whatsapp-v1.pdf" in done.text
         consent = client.get(f"/api/v1/patients/{patient['id']}/consents", headers=admin).json()[0]
@@ -87,23 +90,25 @@ def test_patient_gives_and_withdraws_consent_and_opens_documents_in_the_portal(
         ).scalar_one()
     with browser_for(app, open_session(db, ident, login)) as browser:
         home = browser.get("/me")
-        assert "Agree: WhatsApp messages" in home.text
+        assert "Read and agree: WhatsApp messages" in home.text
+        shown = browser.get(f"/me/patients/{mine['id']}/consents/new?type=whatsapp")
         given = browser.post(
-            "/me/consents",
-            data={"patient_id": mine["id"], "type": "whatsapp", "csrf_token": csrf_of(home.text)},
+            f"/me/patients/{mine['id']}/consents/new",
+            data={
+                "type": "whatsapp",
+                "version": "1",
+                "text_hash": hashlib.sha256(TEXT.encode()).hexdigest(),
+                "csrf_token": csrf_of(shown.text),
+            },
         )
-        assert "Your consent is recorded" in given.text
+        assert "Your consent to WhatsApp messages (version 1) is recorded" in given.text
         assert "consent-whatsapp-v1.pdf" in given.text
         doc_id = given.text.split('href="/me/documents/')[1].split('"')[0]
         assert browser.get(f"/me/documents/{doc_id}").content.startswith(b"%PDF-")
         assert browser.get(f"/me/documents/{other_doc['id']}").status_code == 404
         stranger = browser.post(
-            "/me/consents",
-            data={
-                "patient_id": theirs["id"],
-                "type": "whatsapp",
-                "csrf_token": csrf_of(given.text),
-            },
+            f"/me/patients/{theirs['id']}/consents/new",
+            data={"type": "whatsapp", "version": "1", "csrf_token": csrf_of(given.text)},
         )
         assert stranger.status_code == 404
         consent_id = given.text.split('action="/me/consents/')[1].split("/revoke")[0]

@@ -79,7 +79,9 @@ def test_signing_keeps_a_pdf_copy_and_updates_the_patient(
     template = add_template(client, admin)
     patient = new_patient(client, desk)
     signed = client.post(
-        f"/api/v1/patients/{patient['id']}/consents", json={"type": "treatment"}, headers=desk
+        f"/api/v1/patients/{patient['id']}/consents",
+        json={"type": "treatment", "version": 1},
+        headers=desk,
     )
     assert signed.status_code == 201, signed.text
     consent = signed.json()
@@ -105,10 +107,10 @@ def test_latest_per_type_and_revocation(
     add_template(client, admin, "whatsapp", "I agree to receive appointment reminders on WhatsApp.")
     patient = new_patient(client, desk)
     url = f"/api/v1/patients/{patient['id']}/consents"
-    client.post(url, json={"type": "treatment"}, headers=desk)
+    client.post(url, json={"type": "treatment", "version": 1}, headers=desk)
     add_template(client, admin, body=BODY + " Version two.")
-    newest = client.post(url, json={"type": "treatment"}, headers=desk).json()
-    whatsapp = client.post(url, json={"type": "whatsapp"}, headers=desk).json()
+    newest = client.post(url, json={"type": "treatment", "version": 2}, headers=desk).json()
+    whatsapp = client.post(url, json={"type": "whatsapp", "version": 1}, headers=desk).json()
     latest = {c["type"]: c for c in client.get(url, headers=desk).json()}
     assert (latest["treatment"]["id"], latest["treatment"]["version"]) == (newest["id"], 2)
     assert latest["whatsapp"]["id"] == whatsapp["id"]
@@ -128,7 +130,7 @@ def test_signing_without_a_template_is_a_conflict(client: TestClient, desk: dict
     patient = new_patient(client, desk)
     response = client.post(
         f"/api/v1/patients/{patient['id']}/consents",
-        json={"type": "teleconsultation"},
+        json={"type": "teleconsultation", "version": 1},
         headers=desk,
     )
     assert response.status_code == 409
@@ -172,14 +174,14 @@ def test_a_patient_signs_and_revokes_from_the_portal_for_their_family_only(
     other = stranger if mine["id"] == mother["id"] else mother
     signed = client.post(
         "/api/v1/me/consents",
-        json={"patientId": mine["id"], "type": "data-processing"},
+        json={"patientId": mine["id"], "type": "data-processing", "version": 1},
         headers=token,
     )
     assert signed.status_code == 201, signed.text
     assert signed.json()["method"] == "otp"
     refused = client.post(
         "/api/v1/me/consents",
-        json={"patientId": other["id"], "type": "data-processing"},
+        json={"patientId": other["id"], "type": "data-processing", "version": 1},
         headers=token,
     )
     assert refused.status_code == 404
@@ -193,7 +195,9 @@ def test_another_clinics_consents_are_not_found(
     add_template(client, admin)
     patient = new_patient(client, desk)
     consent = client.post(
-        f"/api/v1/patients/{patient['id']}/consents", json={"type": "treatment"}, headers=desk
+        f"/api/v1/patients/{patient['id']}/consents",
+        json={"type": "treatment", "version": 1},
+        headers=desk,
     ).json()
     other = make_tenant(db)
     theirs = bearer(open_session(db, ident, make_user(db, ident, other, "frontdesk")))

@@ -52,7 +52,7 @@ def make_consent(db: Database, ident: Identity, tenant: Tenant) -> Consent:
     patient_id = make_patient(db, ident, tenant).id
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
-        consents.add_template(
+        text = consents.add_template(
             session, ctx, type_="treatment", title="Treatment", body="I agree to be treated here."
         )
         return consents.sign(
@@ -64,4 +64,5 @@ def make_consent(db: Database, ident: Identity, tenant: Tenant) -> Consent:
             type_="treatment",
             method="in-clinic",
             fonts=Path(mkdtemp()),
+            version=text.version,
         )

@@ -51,10 +51,19 @@ def _sign(
     session: Session,
     ctx: RequestContext,
     patient_id: uuid.UUID,
-    type_: str,
+    body: SignRequest,
     method: str,
 ) -> ConsentOut:
-    consent = sign_here(request, session, ctx, patient_id=patient_id, type_=type_, method=method)
+    consent = sign_here(
+        request,
+        session,
+        ctx,
+        patient_id=patient_id,
+        type_=body.type,
+        method=method,
+        version=body.version,
+        text_hash=body.text_hash,
+    )
     return ConsentOut.model_validate(consent)
 
 
@@ -67,8 +76,10 @@ def sign_in_clinic(
     _: Annotated[Principal, acting("patients:write")],
     patient: Annotated[Patient, Depends(patient_in_path)],
 ) -> ConsentOut:
-    """The patient signs the current version at the desk; the signed PDF joins their documents."""
-    return _sign(request, session, ctx, patient.id, body.type, "in-clinic")
+    """The patient signs, at the desk, the version of the text they were shown (409 if it is
+    no longer the one in force); the signed PDF joins their documents.
+    """
+    return _sign(request, session, ctx, patient.id, body, "in-clinic")
 
 
 @router.get("/patients/{patient_id}/consents", response_model=list[ConsentOut])
@@ -100,9 +111,21 @@ def sign_from_portal(
     _: Annotated[Principal, acting("portal:self")],
     family: MyFamily,
 ) -> ConsentOut:
-    """A signed-in patient (their phone proven by OTP) signs for themself or family."""
+    """A signed-in patient (their phone proven by OTP) agrees, for themself or family, to
+    the version they read (``GET /me/consent-texts``); an outdated version is 409.
+    """
     patient = family.patient(session, body.patient_id)
-    return _sign(request, session, ctx, patient.id, body.type, "otp")
+    return _sign(request, session, ctx, patient.id, body, "otp")
+
+
+@router.get("/me/consent-texts", response_model=list[TemplateOut])
+def texts_for_patients(
+    session: DbSession, _: Annotated[Principal, acting("portal:self")]
+) -> list[TemplateOut]:
+    """The clinic's texts in force, one per consent type: what a patient reads (and names
+    by version and hash) before agreeing.
+    """
+    return [TemplateOut.model_validate(t) for t in service.published(session).values()]
 
 
 @router.post("/me/consents/{consent_id}/revoke", response_model=ConsentOut)

@@ -25,8 +25,12 @@ def sign_here(
     patient_id: uuid.UUID,
     type_: str,
     method: str,
+    version: int,
+    text_hash: str | None = None,
 ) -> Consent:
-    """Sign with this app's cipher, document storage and font cache (desk, portal, API)."""
+    """Sign ``version`` of the text (it must be the one in force) with this app's cipher,
+    document storage and font cache (desk, portal, API).
+    """
     built = services(request)
     return service.sign(
         session,
@@ -37,6 +41,8 @@ def sign_here(
         type_=type_,
         method=method,
         fonts=built.settings.data_dir / "fonts",
+        version=version,
+        text_hash=text_hash,
     )
 
 

@@ -30,7 +30,13 @@ class TemplateOut(ApiModel):
 
 
 class SignRequest(ApiModel):
+    """Agreement to one version of the clinic's text: the version (and, if the client has
+    it, the text's SHA-256) that was shown; an older version than the one in force is 409.
+    """
+
     type: ConsentType
+    version: Annotated[int, Field(ge=1)]
+    text_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
 class PortalSignRequest(SignRequest):

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
-from opdesk.consents.models import CONSENT, Consent, ConsentStatus, ConsentTemplate
+from opdesk.consents.models import CONSENT, Consent, ConsentStatus, ConsentTemplate, consent_label
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.documents import pdf
@@ -32,16 +32,25 @@ def text_hash(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def _lock_type(session: Session, ctx: RequestContext, type_: str, *, shared: bool) -> None:
+    """Publishing a version takes the clinic's type exclusively; agreeing to one shares it,
+    so an agreement and a new version of the same text never pass each other.
+    """
+    assert ctx.tenant_id is not None
+    kind = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    session.execute(
+        text(f"select {kind}(hashtextextended(:k, 0))"),
+        {"k": f"consent-template:{ctx.tenant_id}:{type_}"},
+    )
+
+
 def add_template(
     session: Session, ctx: RequestContext, *, type_: str, title: str, body: str
 ) -> ConsentTemplate:
     """A new version of the clinic's wording for one consent type."""
     assert ctx.tenant_id is not None
     # One writer per clinic and type at a time, so two edits cannot take the same version.
-    session.execute(
-        text("select pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"consent-template:{ctx.tenant_id}:{type_}"},
-    )
+    _lock_type(session, ctx, type_, shared=False)
     latest = session.execute(
         select(func.max(ConsentTemplate.version)).where(ConsentTemplate.type == type_)
     ).scalar()
@@ -78,6 +87,16 @@ def templates(session: Session) -> list[ConsentTemplate]:
     )
 
 
+def published(session: Session) -> dict[str, ConsentTemplate]:
+    """The version of each consent type patients agree to now (the newest), by type."""
+    newest = session.execute(
+        select(ConsentTemplate)
+        .ext(distinct_on(ConsentTemplate.type))
+        .order_by(ConsentTemplate.type, ConsentTemplate.version.desc())
+    ).scalars()
+    return {t.type: t for t in newest}
+
+
 def current_template(session: Session, type_: str) -> ConsentTemplate:
     template = session.execute(
         select(ConsentTemplate)
@@ -87,6 +106,25 @@ def current_template(session: Session, type_: str) -> ConsentTemplate:
     ).scalar_one_or_none()
     if template is None:
         raise Conflict(f"the clinic has no {type_} consent text yet; an admin adds it first")
+    return template
+
+
+def agreed_template(
+    session: Session, type_: str, *, version: int, text_hash: str | None = None
+) -> ConsentTemplate:
+    """The published text the patient read, if it is still the one in force.
+
+    A patient agrees to the words they were shown: naming an older version (the clinic
+    published a new one after the page was opened), or a hash that is not this version's,
+    is refused, and they read the current text again.
+    """
+    template = current_template(session, type_)
+    if version != template.version or (text_hash is not None and text_hash != template.text_hash):
+        raise Conflict(
+            f"The {consent_label(type_)} text changed after it was shown: version "
+            f"{template.version} is now in force, not version {version}. "
+            "Read the current text and agree again."
+        )
     return template
 
 
@@ -100,10 +138,15 @@ def sign(
     type_: str,
     method: str,
     fonts: Path,
+    version: int,
+    text_hash: str | None = None,
 ) -> Consent:
-    """The patient agrees to the current version; a signed PDF copy joins their documents."""
+    """The patient agrees to ``version`` of the text, which must be the one in force (see
+    :func:`agreed_template`); a signed PDF copy joins their documents.
+    """
     patient = records.by_id(session, Patient, patient_id, lock=True)
-    template = current_template(session, type_)
+    _lock_type(session, ctx, type_, shared=True)
+    template = agreed_template(session, type_, version=version, text_hash=text_hash)
     now = ctx.now()
     copy = pdf.document(
         fonts,
@@ -147,7 +190,14 @@ def sign(
         entity_id=consent.id,
         action="create",
         diff=audit.diff_of(
-            {}, {"patientId": patient.id, "type": type_, "version": template.version}
+            {},
+            {
+                "patientId": patient.id,
+                "type": type_,
+                "version": template.version,
+                "textHash": template.text_hash,
+                "method": method,
+            },
         ),
     )
     return consent

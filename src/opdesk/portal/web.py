@@ -9,43 +9,119 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from opdesk.consents import service as consents
 from opdesk.consents.deps import MyConsent, sign_here
-from opdesk.consents.models import CONSENT_TYPES
+from opdesk.consents.models import CONSENT_TYPES, consent_label
 from opdesk.documents import service as documents
 from opdesk.documents.deps import MyDocument, file_response
-from opdesk.errors import FieldError, InvalidInput
+from opdesk.errors import DomainError, NotFound
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.patients import service as patients
 from opdesk.patients.deps import MyFamily
+from opdesk.patients.models import Patient as PatientRecord
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
-from opdesk.web.pages import flash, render
-from opdesk.web.templating import NavEntry
+from opdesk.web.pages import attempt, flash, render
+from opdesk.web.templating import NavEntry, readable
 
 router = APIRouter(include_in_schema=False)
 NAV = (NavEntry("My clinic", "/me", "portal:self", "patient"),)
 Patient = Annotated[Principal, acting("portal:self")]
+NOT_READ = (
+    "Please read the text first: your consent is recorded only with the version you read. "
+    "Read it below and tap “I agree” if you agree."
+)
 
 
-@router.post("/me/consents")
+def _consent_page(
+    request: Request,
+    session: Session,
+    patient: PatientRecord,
+    type_: str,
+    *,
+    status: int = 200,
+    problem: str | None = None,
+) -> Response:
+    """The text of one consent, in force now, with the "I agree" form under it."""
+    text = consents.published(session).get(type_)
+    if text is None:
+        raise NotFound("the clinic has no consent text of this kind")
+    return render(
+        request,
+        "portal/consent.html",
+        status,
+        patient=patient,
+        text=text,
+        problem=problem,
+    )
+
+
+@router.get("/me/patients/{patient_id}/consents/new")
+def read_consent(
+    request: Request,
+    session: DbSession,
+    _: Patient,
+    family: MyFamily,
+    patient_id: uuid.UUID,
+    type: str = "",
+) -> Response:
+    """Read the clinic's text before agreeing (for yourself or a family member)."""
+    patient = family.patient(session, patient_id)
+    return _consent_page(request, session, patient, type)
+
+
+@router.post("/me/patients/{patient_id}/consents/new")
 def give_consent(
     request: Request,
     session: DbSession,
     ctx: Ctx,
     _: Patient,
     family: MyFamily,
-    patient_id: Annotated[uuid.UUID, Form()],
-    type: Annotated[str, Form()],
+    patient_id: uuid.UUID,
+    type: Annotated[str, Form()] = "",
+    version: Annotated[str, Form()] = "",
+    text_hash: Annotated[str, Form()] = "",
 ) -> Response:
-    """Signing online: the session itself was opened with a one-time code to the phone."""
-    if type not in CONSENT_TYPES:
-        raise InvalidInput([FieldError("type", "not a consent type")])
+    """ "I agree" under the text: the version and text hash shown are what is recorded, and
+    only while that version is in force (the session itself was opened with a one-time
+    code to the phone). Without them, or after the clinic changed the text, the current
+    text is shown again to read.
+    """
     patient = family.patient(session, patient_id)
-    sign_here(request, session, ctx, patient_id=patient.id, type_=type, method="otp")
-    return flash(request, "/me", "Thank you. Your consent is recorded; a copy is under Documents.")
+    if type not in CONSENT_TYPES:
+        raise NotFound("the clinic has no consent text of this kind")
+    if not version.isdigit() or not text_hash:
+        return _consent_page(request, session, patient, type, status=422, problem=NOT_READ)
+
+    def refused(error: DomainError) -> Response:
+        return _consent_page(
+            request, session, patient, type, status=error.status, problem=readable(error)
+        )
+
+    return attempt(
+        request,
+        session,
+        lambda: sign_here(
+            request,
+            session,
+            ctx,
+            patient_id=patient.id,
+            type_=type,
+            method="otp",
+            version=int(version),
+            text_hash=text_hash,
+        ),
+        done=lambda consent: flash(
+            request,
+            "/me",
+            f"Thank you. Your consent to {consent_label(type)} (version {consent.version}) "
+            "is recorded; a copy is under Documents.",
+        ),
+        failed=refused,
+    )
 
 
 @router.post("/me/consents/{consent_id}/revoke")
@@ -80,5 +156,5 @@ def patient_home(
         }
         for p in patient_queries.of_portal_user(session, who.user_id)
     ]
-    types = sorted({t.type for t in consents.templates(session)})
+    types = sorted(consents.published(session))
     return render(request, "portal/home.html", clinic=tenant, records=records, consent_types=types)

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,17 @@ NAV = (NavEntry("Doctors", "/admin/doctors", "clinic:manage", "admin"),)
 Admin = Annotated[Principal, acting("clinic:manage")]
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 BLANK_ROWS = 3
-_VISIT = re.compile(r"^\s*(?P<code>[a-z0-9-]+)\s*:\s*(?P<label>[^,]+?)\s*,\s*(?P<minutes>\d+)\s*$")
+# The visit types a doctor offers are chosen from this list (minutes can be changed), plus
+# one the admin names; the slots and bookings refer to them by code.
+COMMON_VISITS = (
+    ("consultation", "Consultation", 15),
+    ("follow-up", "Follow-up", 10),
+    ("new-patient", "New patient", 20),
+    ("procedure", "Procedure", 30),
+    ("teleconsultation", "Teleconsultation", 15),
+    ("vaccination", "Vaccination", 10),
+)
+DEFAULT_VISITS = ("consultation", "follow-up")
 
 
 @router.get("/admin/doctors")
@@ -43,23 +53,48 @@ def doctors_page(request: Request, session: DbSession, _: Admin) -> Response:
         for u in identity_queries.users(session)
         if u.role == "doctor" and u.active and u.id not in with_profile
     ]
-    return page(request, "scheduling/admin_doctors.html", doctors=profiles, users=users)
+    return page(
+        request,
+        "scheduling/admin_doctors.html",
+        doctors=profiles,
+        users=users,
+        visits=COMMON_VISITS,
+        ticked=DEFAULT_VISITS,
+    )
 
 
-def _visit_types(text: str) -> tuple[service.VisitType, ...]:
-    """One per line: ``consultation: Consultation, 15``."""
-    found = []
-    for number, line in enumerate(filter(None, (raw.strip() for raw in text.splitlines()))):
-        match = _VISIT.match(line)
-        if not match:
-            raise InvalidInput(
-                [FieldError("visit_types", f"line {number + 1}: write it as code: Label, minutes")]
-            )
-        minutes = int(match["minutes"])
-        found.append(service.VisitType(match["code"], match["label"], minutes))
-    if not found:
-        raise InvalidInput([FieldError("visit_types", "add at least one visit type")])
+def _visit_types(form: dict[str, str]) -> tuple[service.VisitType, ...]:
+    """The visit types ticked in the list (each with its minutes), and one more the admin
+    may name; the code of each is made from its name, never typed.
+    """
+    found, errors = [], []
+    for code, label, _ in COMMON_VISITS:
+        if form.get(f"visit_{code}"):
+            minutes = _minutes(form.get(f"minutes_{code}", ""))
+            if minutes is None:
+                errors.append(FieldError(f"minutes_{code}", "enter 1 to 240 minutes"))
+            else:
+                found.append(service.VisitType(code, label, minutes))
+    other = " ".join(form.get("other_label", "").split())[:80]
+    if other:
+        minutes = _minutes(form.get("other_minutes", ""))
+        code = re.sub(r"[^a-z0-9]+", "-", other.lower()).strip("-") or "other"
+        if minutes is None:
+            errors.append(FieldError("other_minutes", "enter 1 to 240 minutes"))
+        elif code in {v.code for v in found}:
+            errors.append(FieldError("other_label", "is already in the list: tick it there"))
+        else:
+            found.append(service.VisitType(code, other, minutes))
+    if not found and not errors:
+        errors.append(FieldError("Visit types", "tick at least one"))
+    if errors:
+        raise InvalidInput(errors)
     return tuple(found)
+
+
+def _minutes(text: str) -> int | None:
+    value = _whole(text.strip()) if text.strip().isdigit() else 0
+    return value if 1 <= value <= 240 else None
 
 
 def _fee(text: str) -> Decimal:
@@ -84,8 +119,8 @@ def add_doctor(
     display_name: Annotated[str, Form(min_length=1, max_length=200)],
     specialty: Annotated[str, Form(min_length=1, max_length=200)],
     registration_number: Annotated[str, Form(min_length=3, max_length=40)],
+    form: PostedForm,
     consultation_fee: Annotated[str, Form(max_length=20)] = "0",
-    visit_types: Annotated[str, Form(max_length=2000)] = "consultation: Consultation, 15",
 ) -> Response:
     return attempt(
         request,
@@ -99,7 +134,7 @@ def add_doctor(
                 specialty=specialty.strip(),
                 registration_number=registration_number.strip(),
                 consultation_fee=_fee(consultation_fee),
-                visit_types=_visit_types(visit_types),
+                visit_types=_visit_types(form),
             ),
         ),
         done=lambda doctor: flash(
@@ -122,7 +157,7 @@ def doctor_page(
             "slot_minutes": t.slot_minutes,
             "buffer_before": t.buffer_before,
             "buffer_after": t.buffer_after,
-            "visit_types": ", ".join(t.visit_types),
+            "visit_codes": list(t.visit_types),
         }
         for t in service.templates_of(session, doctor.id)
     ]
@@ -153,14 +188,17 @@ def _doctor_page(
 def _typed_rows(form: dict[str, str]) -> list[dict[str, Any]]:
     """The rows as the admin typed them, to show again next to what was wrong."""
     fields = ("start_time", "end_time", "slot_minutes", "buffer_before", "buffer_after")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(_row_count(form)):
         row: dict[str, Any] = {name: form.get(f"{name}_{i}", "") for name in fields}
         if not row["start_time"] and not row["end_time"]:
+            rows.append({})  # kept in its place, so "row 3" in a message is the third row
             continue
-        row["weekday"] = _whole(form.get(f"weekday_{i}", ""))
-        row["visit_types"] = form.get(f"visit_types_{i}", "")
+        row["weekday"] = _weekday(form.get(f"weekday_{i}", ""))
+        row["visit_codes"] = _codes(form.get(f"visit_types_{i}", ""))
         rows.append(row)
+    while rows and not rows[-1]:
+        rows.pop()
     return rows
 
 
@@ -171,34 +209,58 @@ def _whole(text: str) -> int:
         return 0
 
 
+def _weekday(text: str) -> int | None:
+    """The day chosen in a row (0 = Monday), or None when none was chosen."""
+    return int(text) if text.isdigit() and int(text) < len(WEEKDAYS) else None
+
+
+def _codes(text: str) -> list[str]:
+    """The visit types ticked in a row (several boxes of one name arrive comma-joined)."""
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
 def _row_count(form: dict[str, str]) -> int:
     """How many hours rows the form had (the page says so in a hidden field)."""
     return min(_whole(form.get("rows", "")), 100)
 
 
-def _openings(form: dict[str, str], count: int) -> list[service.Opening]:
-    """The hours rows that were filled in; a half-filled row names what it misses."""
-    openings, errors = [], []
+def _openings(
+    form: dict[str, str], count: int, known: set[str]
+) -> list[tuple[int, service.Opening]]:
+    """The hours rows that were filled in, with their place in the form; a row without times
+    is blank and left out, and a row with times must name its day and at least one of the
+    doctor's visit types.
+    """
+    openings: list[tuple[int, service.Opening]] = []
+    errors: list[FieldError] = []
     for i in range(count):
         start, end = form.get(f"start_time_{i}", ""), form.get(f"end_time_{i}", "")
         if not start and not end:
             continue
+        weekday = _weekday(form.get(f"weekday_{i}", ""))
+        codes = _codes(form.get(f"visit_types_{i}", ""))
+        if weekday is None:
+            errors.append(FieldError(f"weekday_{i}", "choose the day"))
+        if not codes:
+            errors.append(FieldError(f"Visit types, row {i + 1}", "tick at least one"))
+        elif set(codes) - known:
+            errors.append(
+                FieldError(f"Visit types, row {i + 1}", "tick the doctor's visit types only")
+            )
         try:
-            openings.append(
-                service.Opening(
-                    weekday=int(form.get(f"weekday_{i}", "0")),
-                    start_time=time.fromisoformat(start),
-                    end_time=time.fromisoformat(end),
-                    slot_minutes=int(form.get(f"slot_minutes_{i}") or 0),
-                    buffer_before=int(form.get(f"buffer_before_{i}") or 0),
-                    buffer_after=int(form.get(f"buffer_after_{i}") or 0),
-                    visit_types=tuple(
-                        c.strip() for c in form.get(f"visit_types_{i}", "").split(",") if c.strip()
-                    ),
-                )
+            opening = service.Opening(
+                weekday=weekday or 0,
+                start_time=time.fromisoformat(start),
+                end_time=time.fromisoformat(end),
+                slot_minutes=int(form.get(f"slot_minutes_{i}") or 0),
+                buffer_before=int(form.get(f"buffer_before_{i}") or 0),
+                buffer_after=int(form.get(f"buffer_after_{i}") or 0),
+                visit_types=tuple(codes),
             )
         except ValueError:
             errors.append(FieldError(f"row {i + 1}", "times as HH:MM and minutes as numbers"))
+            continue
+        openings.append((i, opening))
     if errors:
         raise InvalidInput(errors)
     return openings
@@ -207,15 +269,45 @@ def _openings(form: dict[str, str], count: int) -> list[service.Opening]:
 def _replace_hours(
     session: Session, ctx: RequestContext, doctor: DoctorProfile, form: dict[str, str], days: int
 ) -> int:
-    openings = _openings(form, _row_count(form))
     known = {v["code"] for v in doctor.visit_types}
-    for i, opening in enumerate(openings):
-        if not opening.visit_types or set(opening.visit_types) - known:
-            codes = ", ".join(sorted(known))
-            raise InvalidInput([FieldError(f"templates.{i}.visitTypes", f"use the codes {codes}")])
+    filled = _openings(form, _row_count(form), known)
     today = tenants.today_at_clinic(session, ctx)
-    service.set_templates(session, ctx, doctor_id=doctor.id, openings=openings, valid_from=today)
+    try:
+        service.set_templates(
+            session, ctx, doctor_id=doctor.id, openings=[o for _, o in filled], valid_from=today
+        )
+    except InvalidInput as refused:
+        rows = [i for i, _ in filled]
+        raise InvalidInput([_in_form_rows(e, rows) for e in refused.errors]) from None
     return service.generate_slots(session, ctx, doctor_id=doctor.id, days=days)
+
+
+def _in_form_rows(error: FieldError, rows: list[int]) -> FieldError:
+    """A rule's error about the n-th opening, told about the form row it came from (blank
+    rows before it are left out of the openings).
+    """
+
+    def field(match: re.Match[str]) -> str:
+        return f"templates.{rows[int(match[1])]}"
+
+    def reason(match: re.Match[str]) -> str:
+        return f"overlaps row {rows[int(match[1])] + 1}"
+
+    return FieldError(
+        re.sub(r"^templates\.(\d+)", field, error.field),
+        re.sub(r"overlaps template (\d+)", reason, error.reason),
+    )
+
+
+async def _hours_form(request: Request) -> dict[str, str]:
+    """The posted hours form; the visit-type boxes ticked in a row (one name, several
+    values) arrive joined with commas.
+    """
+    form = await request.form()
+    return {key: ",".join(v for v in form.getlist(key) if isinstance(v, str)) for key in set(form)}
+
+
+HoursForm = Annotated[dict[str, str], Depends(_hours_form)]
 
 
 @router.post("/admin/doctors/{doctor_id}/hours")
@@ -225,7 +317,7 @@ def save_hours(
     ctx: Ctx,
     _: Admin,
     doctor: Doctor,
-    form: PostedForm,
+    form: HoursForm,
     settings: AppSettings,
 ) -> Response:
     """Replace the weekly hours and make the slots; a mistake shows the rows as typed."""

@@ -172,6 +172,72 @@ def day_sheet(session: Session, doctor_id: uuid.UUID, first: date, last: date) -
     return [SheetRow(s, a, p) for s, a, p in rows]
 
 
+def clinic_day_sheet(session: Session, day: date) -> list[tuple[DoctorProfile, list[SheetRow]]]:
+    """Every active doctor with slots on ``day``, by name, each with their slots and who is
+    booked on them: the desk's view of the whole clinic's day (one query).
+    """
+    live = (
+        (Appointment.tenant_id == Slot.tenant_id)
+        & (Appointment.slot_id == Slot.id)
+        & Appointment.status.in_(LIVE)
+    )
+    rows = session.execute(
+        select(DoctorProfile, Slot, Appointment, Patient)
+        .join(
+            Slot, (Slot.tenant_id == DoctorProfile.tenant_id) & (Slot.doctor_id == DoctorProfile.id)
+        )
+        .outerjoin(Appointment, live)
+        .outerjoin(
+            Patient,
+            (Patient.tenant_id == Appointment.tenant_id) & (Patient.id == Appointment.patient_id),
+        )
+        .where(Slot.date == day, DoctorProfile.active.is_(True))
+        .order_by(DoctorProfile.display_name, DoctorProfile.id, Slot.starts_at)
+    ).all()
+    by_doctor: dict[uuid.UUID, tuple[DoctorProfile, list[SheetRow]]] = {}
+    for doctor, slot, appointment, patient in rows:
+        by_doctor.setdefault(doctor.id, (doctor, []))[1].append(
+            SheetRow(slot, appointment, patient)
+        )
+    return list(by_doctor.values())
+
+
+@dataclass(frozen=True)
+class DayListRow:
+    """One patient of a doctor's printed day list."""
+
+    appointment: Appointment
+    slot: Slot | None
+    patient: Patient
+
+
+def day_list(session: Session, doctor_id: uuid.UUID, day: date) -> list[DayListRow]:
+    """The doctor's patients of ``day`` (booked on a slot, or walked in), by time then
+    token; cancelled appointments are left out.
+    """
+    rows = session.execute(
+        select(Appointment, Slot, Patient)
+        .outerjoin(
+            Slot, (Slot.tenant_id == Appointment.tenant_id) & (Slot.id == Appointment.slot_id)
+        )
+        .join(
+            Patient,
+            (Patient.tenant_id == Appointment.tenant_id) & (Patient.id == Appointment.patient_id),
+        )
+        .where(
+            Appointment.doctor_id == doctor_id,
+            Appointment.status.in_(LIVE),
+            (Slot.date == day) | (Appointment.slot_id.is_(None) & (Appointment.queue_date == day)),
+        )
+        .order_by(
+            Slot.starts_at.asc().nulls_last(),
+            Appointment.token_number.asc().nulls_last(),
+            Appointment.id,
+        )
+    ).all()
+    return [DayListRow(a, s, p) for a, s, p in rows]
+
+
 @dataclass(frozen=True)
 class QueueRow:
     appointment: Appointment

@@ -4,10 +4,11 @@ walk-ins, and the doctor's own queue.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -23,7 +24,13 @@ from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.patients.models import Patient
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
-from opdesk.scheduling.deps import STATUS_LABELS, AppointmentInPath, Offers, page
+from opdesk.scheduling.deps import (
+    STATUS_LABELS,
+    AppointmentInPath,
+    DoctorInPath,
+    Offers,
+    page,
+)
 from opdesk.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -65,8 +72,23 @@ DESK_ACTIONS = {
 }
 
 
+VIEWS = ("day", "week", "all")
+
+
 def calendar_url(doctor_id: uuid.UUID, day: date, view: str = "day") -> str:
     return f"/calendar?doctor={doctor_id}&date={day.isoformat()}&view={view}"
+
+
+def day_list_url(doctor_id: uuid.UUID, day: date) -> str:
+    return f"/calendar/doctors/{doctor_id}/day-list?date={day.isoformat()}"
+
+
+# Where a change made on the calendar returns to: the view it was made from.
+ALL_DOCTORS = "all-doctors"
+
+
+def calendar_back(doctor_id: uuid.UUID, day: date, back: str = "") -> str:
+    return calendar_url(doctor_id, day, "all" if back == ALL_DOCTORS else "day")
 
 
 # ------------------------------------------------------------------ calendar
@@ -76,6 +98,54 @@ def calendar_url(doctor_id: uuid.UUID, day: date, view: str = "day") -> str:
 class CalendarDay:
     day: date
     rows: list[queries.SheetRow]
+    booked: int = 0
+    free: int = 0
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One time of the clinic's day: each doctor's slot starting then, or None."""
+
+    starts_at: datetime
+    cells: list[queries.SheetRow | None]
+    chosen_empty: bool
+
+
+@dataclass(frozen=True)
+class ClinicGrid:
+    doctors: list[DoctorProfile]
+    rows: list[GridRow]
+    chosen: DoctorProfile | None
+
+
+def _is_free(row: queries.SheetRow, now: datetime) -> bool:
+    slot = row.slot
+    lapsed = (
+        slot.status == "held" and slot.hold_expires_at is not None and slot.hold_expires_at <= now
+    )
+    return row.appointment is None and (slot.status == "free" or lapsed) and slot.ends_at > now
+
+
+def _calendar_day(day: date, rows: list[queries.SheetRow], now: datetime) -> CalendarDay:
+    booked = sum(1 for r in rows if r.appointment is not None)
+    return CalendarDay(day, rows, booked, sum(1 for r in rows if _is_free(r, now)))
+
+
+def clinic_grid(
+    sheet: list[tuple[DoctorProfile, list[queries.SheetRow]]], wanted: uuid.UUID | None
+) -> ClinicGrid:
+    """The doctors side by side, a row for each time any of them has a slot starting."""
+    doctors = [d for d, _ in sheet]
+    chosen = next((d for d in doctors if d.id == wanted), doctors[0] if doctors else None)
+    times = sorted({r.slot.starts_at for _, rows in sheet for r in rows})
+    at = {t: i for i, t in enumerate(times)}
+    cells: list[list[queries.SheetRow | None]] = [[None] * len(doctors) for _ in times]
+    for column, (_, rows) in enumerate(sheet):
+        for r in rows:
+            cells[at[r.slot.starts_at]][column] = r
+    mine = doctors.index(chosen) if chosen is not None else 0
+    grid = [GridRow(t, cells[i], cells[i][mine] is None) for i, t in enumerate(times)]
+    return ClinicGrid(doctors, grid, chosen)
 
 
 def _pick_doctor(session: Session, wanted: str) -> tuple[list[DoctorProfile], DoctorProfile | None]:
@@ -101,19 +171,25 @@ def calendar(
     date: str = "",
     view: str = "day",
 ) -> Response:
-    """One doctor's day or week; each slot coloured by its state, with the patient on it."""
+    """One doctor's day or week, or every doctor's day side by side; each slot coloured
+    by its state, with the patient on it.
+    """
     today = tenants.today_at_clinic(session, ctx)
     day = _parse_day(date, today)
-    view = "week" if view == "week" else "day"
+    view = view if view in VIEWS else "day"
     doctors, chosen = _pick_doctor(session, doctor)
     first = day - timedelta(days=day.weekday()) if view == "week" else day
     last = first + timedelta(days=6 if view == "week" else 0)
+    now = ctx.now()
     days: list[CalendarDay] = []
-    if chosen is not None:
+    grid = None
+    if view == "all":
+        grid = clinic_grid(queries.clinic_day_sheet(session, day), chosen.id if chosen else None)
+    elif chosen is not None:
         sheet = queries.day_sheet(session, chosen.id, first, last)
         for offset in range((last - first).days + 1):
             current = first + timedelta(days=offset)
-            days.append(CalendarDay(current, [r for r in sheet if r.slot.date == current]))
+            days.append(_calendar_day(current, [r for r in sheet if r.slot.date == current], now))
     step = timedelta(days=7 if view == "week" else 1)
     return page(
         request,
@@ -124,13 +200,70 @@ def calendar(
         today=today,
         view=view,
         days=days,
+        grid=grid,
         previous=day - step,
         following=day + step,
-        now=ctx.now(),
+        now=now,
         zone=tenants.zone_of(session, ctx.tenant_id) if ctx.tenant_id else None,
         may_write=allowed(who.role, "appointments:write"),
         actions=DESK_ACTIONS,
         calendar_url=calendar_url,
+        day_list_url=day_list_url,
+        back=ALL_DOCTORS if view == "all" else "calendar",
+    )
+
+
+@dataclass(frozen=True)
+class DayListLine:
+    time: str
+    token: int | None
+    name: str
+    number: str
+    visit_type: str
+    status: str
+    phone_last4: str | None
+
+
+@router.get("/calendar/doctors/{doctor_id}/day-list")
+def day_list(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Reader,
+    cipher: Cipher,
+    doctor: DoctorInPath,
+    date: str = "",
+) -> Response:
+    """The doctor's patients of the day on one sheet of A4, to print: time, token, name,
+    patient number, visit type, status and the phone's last four digits.
+    """
+    today = tenants.today_at_clinic(session, ctx)
+    day = _parse_day(date, today)
+    rows = queries.day_list(session, doctor.id, day)
+    zone = str(tenants.zone_of(session, doctor.tenant_id))
+    kinds = {v["code"]: v["label"] for v in doctor.visit_types}
+    found = patient_queries.summaries(session, cipher, [r.patient for r in rows], today)
+    lines = [
+        DayListLine(
+            time=clock_time(r.slot.starts_at, zone) if r.slot else "Walk-in",
+            token=r.appointment.token_number,
+            name=r.patient.full_name,
+            number=r.patient.display_number,
+            visit_type=kinds.get(r.appointment.visit_type, r.appointment.visit_type),
+            status=STATUS_LABELS.get(r.appointment.status, r.appointment.status),
+            phone_last4=summary.phone_last4,
+        )
+        for r, summary in zip(rows, found, strict=True)
+    ]
+    return page(
+        request,
+        "scheduling/day_list.html",
+        doctor=doctor,
+        day=day,
+        lines=lines,
+        clinic=tenants.get_tenant(session, doctor.tenant_id),
+        printed=ctx.now(),
+        back=calendar_url(doctor.id, day),
     )
 
 
@@ -244,7 +377,7 @@ def book_from_calendar(
     already has brings the form back (the dialog stays open) with everything kept.
     """
     slot = records.by_id(session, Slot, slot_id)
-    url = calendar_url(slot.doctor_id, slot.date)
+    url = calendar_back(slot.doctor_id, slot.date, _opened_from(request))
     values = {
         "patient_id": patient_id,
         "visit_type": visit_type,
@@ -291,6 +424,12 @@ def book_from_calendar(
     )
 
 
+def _opened_from(request: Request) -> str:
+    """Which calendar view the booking dialog was opened on (htmx names the page)."""
+    page_url = request.headers.get("HX-Current-URL", "")
+    return ALL_DOCTORS if "view=all" in page_url else "calendar"
+
+
 # The service's names for the booking form's fields.
 BOOK_FIELDS = {"visitType": "visit_type", "patientId": "patient_id"}
 
@@ -301,15 +440,21 @@ def _change_slot(
     slot_id: uuid.UUID,
     change: Callable[[Slot], object],
     done: str,
+    back: str = "",
 ) -> Response:
     slot = records.by_id(session, Slot, slot_id)
-    url = calendar_url(slot.doctor_id, slot.date)
+    url = calendar_back(slot.doctor_id, slot.date, back)
     return attempt(request, session, lambda: change(slot), done=url, message=done)
 
 
 @router.post("/calendar/slots/{slot_id}/block")
 def block_slot(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    slot_id: uuid.UUID,
+    back: Annotated[str, Form()] = "",
 ) -> Response:
     """Keep a free slot out of booking (the doctor is called away, an emergency)."""
     return _change_slot(
@@ -318,12 +463,19 @@ def block_slot(
         slot_id,
         lambda slot: service.set_blocked(session, ctx, slot.id, blocked=True),
         "Slot blocked.",
+        back,
     )
 
 
 @router.post("/calendar/slots/{slot_id}/unblock")
 def unblock_slot(
-    request: Request, session: DbSession, ctx: Ctx, _: Writer, slot_id: uuid.UUID, offers: Offers
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Writer,
+    slot_id: uuid.UUID,
+    offers: Offers,
+    back: Annotated[str, Form()] = "",
 ) -> Response:
     return _change_slot(
         request,
@@ -331,6 +483,7 @@ def unblock_slot(
         slot_id,
         lambda slot: lifecycle.reopen(session, ctx, offers, slot.id),
         "Slot open for booking again.",
+        back,
     )
 
 
@@ -671,7 +824,7 @@ def _back_url(session: Session, appointment: Appointment, back: str) -> str:
         return f"/{back}"
     slot = queries.slot_of(session, appointment)
     day = slot.date if slot is not None else appointment.queue_date
-    return calendar_url(appointment.doctor_id, day) if day else "/calendar"
+    return calendar_back(appointment.doctor_id, day, back) if day else "/calendar"
 
 
 # ------------------------------------------------------------------ queue
@@ -718,6 +871,9 @@ def queue_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> R
 
 @router.get("/queue/board")
 def queue_board(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> Response:
+    """The board's rows for the queue page to swap in; opened on its own, the page."""
+    if not _is_htmx(request):
+        return redirect(request, "/queue")
     return _board(
         request,
         session,
@@ -726,6 +882,105 @@ def queue_board(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> 
         board_url="/queue/board",
         may_write=allowed(who.role, "appointments:write"),
         back="queue",
+    )
+
+
+# ------------------------------------------------------------------ waiting-room display
+
+
+# Tokens shown as "next" for each doctor; the rest are counted.
+NEXT_SHOWN = 3
+# Virama and other joining signs (canonical combining class 9): not left dangling after
+# an Indic initial ("क्" + "षत्रिय" shows as "क.").
+VIRAMA_CLASS = 9
+
+
+def initial(word: str) -> str:
+    """The first letter of ``word`` as a reader sees it: with its vowel signs and marks
+    (a Devanagari or Tamil letter is often more than one code point).
+    """
+    word = word.strip()
+    if not word:
+        return ""
+    letter = word[0]
+    for mark in word[1:]:
+        if not unicodedata.category(mark).startswith("M"):
+            break
+        if unicodedata.combining(mark) == VIRAMA_CLASS:
+            break
+        letter += mark
+    return letter
+
+
+def public_name(first: str, last: str) -> str:
+    """A name fit for a screen in the waiting room: the first name and the surname's
+    initial ("Suresh J."), never the whole name.
+    """
+    letter = initial(last)
+    first = first.strip()
+    return f"{first} {letter}.".strip() if letter else first
+
+
+@dataclass(frozen=True)
+class Called:
+    token: int
+    name: str
+
+
+@dataclass(frozen=True)
+class DoctorDisplay:
+    doctor: str
+    now: list[Called]
+    next: list[Called]
+    waiting: int
+
+
+def serving(rows: list[queries.QueueRow]) -> list[DoctorDisplay]:
+    """For each doctor with tokens today: who is with them now, and who goes in next."""
+    by_doctor: dict[uuid.UUID, list[queries.QueueRow]] = {}
+    for row in rows:
+        by_doctor.setdefault(row.doctor.id, []).append(row)
+    shown = []
+    for doctor_rows in by_doctor.values():
+
+        def called(status: str, rows: list[queries.QueueRow] = doctor_rows) -> list[Called]:
+            return [
+                Called(
+                    r.appointment.token_number or 0,
+                    public_name(r.patient.name_first, r.patient.name_last),
+                )
+                for r in rows
+                if r.appointment.status == status
+            ]
+
+        waiting = called(AppointmentStatus.CHECKED_IN)
+        shown.append(
+            DoctorDisplay(
+                doctor_rows[0].doctor.display_name,
+                called(AppointmentStatus.IN_CONSULT),
+                waiting[:NEXT_SHOWN],
+                len(waiting),
+            )
+        )
+    return shown
+
+
+@router.get("/queue/display")
+def waiting_room_display(request: Request, session: DbSession, ctx: Ctx, _: Reader) -> Response:
+    """ "Now serving" for a television in the waiting room: each doctor's token now in
+    and the next ones, with first names and an initial only; nothing to press. The page
+    fetches itself again every few seconds and keeps what it shows if that fails.
+    """
+    today = tenants.today_at_clinic(session, ctx)
+    assert ctx.tenant_id is not None  # staff act inside their clinic
+    return page(
+        request,
+        "scheduling/display.html",
+        clinic=tenants.get_tenant(session, ctx.tenant_id),
+        today=today,
+        boards=serving(queries.queue_board(session, today)),
+        updated=ctx.now(),
+        every=10,
     )
 
 
@@ -781,6 +1036,8 @@ def my_queue(request: Request, session: DbSession, ctx: Ctx, who: Doctor) -> Res
 
 @router.get("/my-queue/board")
 def my_queue_board(request: Request, session: DbSession, ctx: Ctx, who: Doctor) -> Response:
+    if not _is_htmx(request):
+        return redirect(request, "/my-queue")
     doctor = _my_doctor(session, who)
     return _board(
         request,

@@ -42,6 +42,7 @@ def template_dirs() -> list[str]:
 class NavItem:
     label: str
     href: str
+    section: str = ""  # base.html folds the "admin" entries into one menu
 
 
 # Where an entry sits in the bar; within a section, entries keep the order the app
@@ -326,7 +327,7 @@ class Pages:
             else:
                 shown = role is not None and allowed(role, entry.action)
             if shown:
-                items.append(NavItem(entry.label, entry.href))
+                items.append(NavItem(entry.label, entry.href, entry.section))
         return items
 
     def render(
