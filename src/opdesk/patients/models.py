@@ -155,8 +155,8 @@ class PatientName(Base):
         Index(
             "ix_patient_names_trgm",
             "tenant_id",
-            text("key gist_trgm_ops"),
-            postgresql_using="gist",
+            text("key gin_trgm_ops"),
+            postgresql_using="gin",
         ),
     )
 

@@ -1,4 +1,4 @@
-"""similar names by threshold, not nearest-first
+"""similar names by threshold, not nearest-first, from a GIN trigram index
 
 Revision ID: 0013
 Revises: 0012
@@ -9,6 +9,10 @@ q``). For trigrams that walk visits most of the index before it is sure of the f
 (154 buffers, ~10x slower at 4,450 names); asking for the names above the similarity
 threshold (``key % q``) lets the index discard the rest at once (2.2 ms vs 26 ms on the
 same data). Same answer: the names scoring at least 0.3, the best ten.
+
+Without nearest-first there is no use for GiST: the vocabulary's trigram index becomes
+GIN, which answers ``%`` about three times faster (0.4 vs 1.3 ms a word, warm, at 4,450
+names). btree_gin (a trusted extension, like pg_trgm) lets it lead with the clinic.
 
 Like 0003, only a superuser can (re)create the function; elsewhere it does not exist and
 the app uses its fallback query.
@@ -63,7 +67,16 @@ def _replace(body: str, settings: str) -> None:
 def upgrade() -> None:
     # ``%`` compares with this setting; pinned so a server default cannot change results.
     _replace(_BY_THRESHOLD, "SET pg_trgm.similarity_threshold = 0.3")
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    op.execute("DROP INDEX ix_patient_names_trgm")
+    op.execute(
+        "CREATE INDEX ix_patient_names_trgm ON patient_names USING gin (tenant_id, key gin_trgm_ops)"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_patient_names_trgm")
+    op.execute(
+        "CREATE INDEX ix_patient_names_trgm ON patient_names USING gist (tenant_id, key gist_trgm_ops)"
+    )
     _replace(_NEAREST_FIRST, "")
