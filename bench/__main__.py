@@ -11,7 +11,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import audit_append, booking, crypto, patient_search, search_http
+from bench import audit_append, booking, crypto, patient_search, search_http, worker
 from opdesk.db import APP_ROLE, Database, EmbeddedServer, ensure_app_login, psycopg_url
 
 
@@ -19,7 +19,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="per audit scenario")
     parser.add_argument(
-        "--only", choices=["crypto", "audit", "patients", "booking", "search"], default=None
+        "--only",
+        choices=["crypto", "audit", "patients", "booking", "search", "worker"],
+        default=None,
     )
     parser.add_argument(
         "--clients", type=int, default=16, help="client processes (booking, search over HTTP)"
@@ -31,7 +33,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
     if args.only in (None, "crypto"):
         crypto.run()
-    if args.only in (None, "audit", "patients", "booking", "search"):
+    if args.only in (None, "audit", "patients", "booking", "search", "worker"):
         with database() as db:
             if args.only in (None, "audit"):
                 audit_append.run(db, seconds=args.seconds)
@@ -43,6 +45,8 @@ def main() -> None:
                         bench.run(
                             db, Path(data_dir), clients=args.clients, seconds=args.seconds * 3
                         )
+            if args.only in (None, "worker"):
+                worker.run(db)
 
 
 class database:  # noqa: N801 - used as a context manager, reads like a function

@@ -21,6 +21,7 @@ from tests.factories.cli import opdesk
     [
         [],
         ["serve"],
+        ["worker"],
         ["migrate"],
         ["demo"],
         ["sweep"],

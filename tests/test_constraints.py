@@ -35,10 +35,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opdesk.audit.models import AuditEvent
+from opdesk.automation import service as automation
 from opdesk.db import Database, new_id
 from opdesk.identity.models import AuthSession, OtpToken, User
 from opdesk.identity.service import Identity, request_otp
 from opdesk.notifications.models import OutboxMessage
+from opdesk.notifications.service import save_provider
 from opdesk.scheduling.models import SLOT_GIVEN_UP, AvailabilityTemplate, OfferStatus
 from opdesk.uow import transaction
 from tests.factories import (
@@ -84,6 +86,7 @@ class World:
     appointment: uuid.UUID  # live (booked), on ``slot``
     entry: uuid.UUID
     offer: uuid.UUID  # open
+    automation_event: uuid.UUID  # pending, for the appointment
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +100,21 @@ def world(db: Database, ident: Identity) -> World:
     device = make_device(db, ident, tenant)
     share_link = make_share_link(db, ident, tenant)
     consent = make_consent(db, ident, tenant)
+    clinic = ctx_for(tenant.id)
+    with transaction(db, clinic) as session:
+        event = automation.schedule(
+            session,
+            clinic,
+            rule="reminder-24h",
+            entity_type="appointments",
+            entity_id=appointment.id,
+            when=clinic.now(),
+            dedupe_key=f"reminder-24h:{appointment.id}",
+        )
+        # A clinic's SMS provider (message_providers), saved as the admin's page saves it.
+        save_provider(
+            session, clinic, ident.cipher, channel="sms", values={}, templates="", enabled=False
+        )
     ctx = ctx_for(None, ip=f"10.9.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}")
     with transaction(db, ctx) as session:
         attempt = request_otp(session, ctx, ident, phone=unique_mobile(), clinic=tenant.slug)
@@ -132,6 +150,7 @@ def world(db: Database, ident: Identity) -> World:
             appointment=appointment.id,
             entry=offer.entry_id,
             offer=offer.id,
+            automation_event=event.id,
         )
 
 
@@ -293,6 +312,11 @@ CASES: list[Case] = [
         arrange=lambda s, w: change(s, "patients", w.patient, abha_hash=b"\x01" * 32),
     ),
     unique(
+        "uq_automation_events_tenant_id_dedupe_key",
+        "an automation event is scheduled once per dedupe key in a clinic",
+        lambda s, w: copy(s, "automation_events", w.automation_event),
+    ),
+    unique(
         "uq_notifications_outbox_tenant_id_dedupe_key",
         "a message with a dedupe key is queued once",
         lambda s, w: copy(s, "notifications_outbox", w.message),
@@ -387,6 +411,16 @@ CASES: list[Case] = [
         lambda s, w: change(s, "waitlist_locks", w.offer, status="pending"),
     ),
     check(
+        "ck_automation_events_status_known",
+        "an automation event's status is an EventStatus",
+        lambda s, w: change(s, "automation_events", w.automation_event, status="running"),
+    ),
+    check(
+        "ck_automation_events_attempts_not_negative",
+        "an automation event's attempts are counted up from zero",
+        lambda s, w: change(s, "automation_events", w.automation_event, attempts=-1),
+    ),
+    check(
         "ck_notifications_outbox_status_known",
         "an outbox message's status is an OutboxStatus",
         lambda s, w: change(s, "notifications_outbox", w.message, status="lost"),
@@ -395,6 +429,14 @@ CASES: list[Case] = [
         "ck_notifications_outbox_attempts_not_negative",
         "a message's attempts are counted up from zero",
         lambda s, w: change(s, "notifications_outbox", w.message, attempts=-1),
+    ),
+    check(
+        "ck_message_providers_channel_known",
+        "a clinic's provider is for a known channel",
+        lambda s, w: s.execute(
+            text("update message_providers set channel = 'pigeon' where tenant_id = :t"),
+            {"t": w.tenant_id},
+        ),
     ),
     check(
         "ck_notifications_outbox_channel_known",

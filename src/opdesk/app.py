@@ -25,6 +25,7 @@ from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
 from opdesk.logsetup import configure_logging
 from opdesk.migrate import upgrade
+from opdesk.notifications import api as notifications_api
 from opdesk.notifications import web as notifications_web
 from opdesk.patients import api as patients_api
 from opdesk.patients import web as patients_web
@@ -108,6 +109,7 @@ def api_router() -> APIRouter:
     router.include_router(documents_api.router)
     router.include_router(consents_api.router)
     router.include_router(tenancy_api.router)
+    router.include_router(notifications_api.router)
     return router
 
 

@@ -1,10 +1,12 @@
-"""``opdesk`` command line: serve, migrate, demo, audit verify, keys rotate, tenant create
-and admin-link."""
+"""``opdesk`` command line: serve, worker, migrate, demo, sweep, audit verify, keys rotate,
+tenant create and admin-link."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_
 from opdesk.uow import transaction
 
 if TYPE_CHECKING:
+    from opdesk.automation.worker import Worker
     from opdesk.identity.service import Identity
 
 
@@ -64,8 +67,18 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to listen on (default from settings).")
 @click.option("--port", default=None, type=int, help="Port (default from settings, 8000).")
 @click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
-def serve(host: str | None, port: int | None, workers: int) -> None:
-    """Migrate, then serve OPDesk over HTTP (embedded PostgreSQL when no URL is set)."""
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Do not start the message and automation worker in this process "
+    "(run `opdesk worker` elsewhere).",
+)
+def serve(host: str | None, port: int | None, workers: int, no_worker: bool) -> None:
+    """Migrate, then serve OPDesk over HTTP (embedded PostgreSQL when no URL is set).
+
+    Unless --no-worker, one worker (`opdesk worker`) runs in this process beside the web
+    server, whatever --workers says, so messages are sent with nothing else started.
+    """
     import uvicorn
 
     with runtime() as rt:
@@ -81,16 +94,56 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
             os.environ["OPDESK_APP_DATABASE_URL"] = rt.db.app_url.render_as_string(False)
         bind_host, bind_port = host or rt.settings.host, port or rt.settings.port
         click.echo(f"OPDesk on http://{bind_host}:{bind_port}  (Ctrl+C stops it)")
-        uvicorn.run(
-            "opdesk.app:app_from_env",
-            factory=True,
-            host=bind_host,
-            port=bind_port,
-            workers=workers,
-            access_log=False,
-            log_config=None,
-            proxy_headers=True,
-        )
+        # A thread of this (the supervising) process: uvicorn's worker processes are
+        # started from here and never start one of their own, so there is exactly one.
+        background = None if no_worker else _start_worker(rt)
+        try:
+            uvicorn.run(
+                "opdesk.app:app_from_env",
+                factory=True,
+                host=bind_host,
+                port=bind_port,
+                workers=workers,
+                access_log=False,
+                log_config=None,
+                proxy_headers=True,
+            )
+        finally:
+            if background is not None:
+                worker_, thread = background
+                worker_.stop()  # finishes the message in hand, releases the rest
+                thread.join(timeout=rt.settings.worker_send_timeout_seconds + 10)
+
+
+def _start_worker(rt: Runtime) -> tuple[Worker, threading.Thread]:
+    from opdesk.automation.worker import for_settings
+
+    worker_ = for_settings(rt.db, rt.settings, FieldCipher(_keyring_or_fail(rt.settings)))
+    thread = threading.Thread(target=worker_.run, name="opdesk-worker", daemon=True)
+    thread.start()
+    return worker_, thread
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass over the work due now, then exit.")
+def worker(once: bool) -> None:
+    """Run due automation events and send due messages until stopped, and the sweeps
+    every few minutes. Any number may run side by side.
+
+    SIGTERM or Ctrl+C: the message being sent is finished and recorded, the rest of the
+    worker's batch is released at once for the others.
+    """
+    from opdesk.automation.worker import for_settings
+
+    with runtime() as rt:
+        worker_ = for_settings(rt.db, rt.settings, FieldCipher(_keyring_or_fail(rt.settings)))
+        if once:
+            click.echo(f"handled {worker_.run_once()} due rows")
+            return
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: worker_.stop())
+        click.echo(f"worker {worker_.name} waiting for work (SIGTERM stops it)")
+        worker_.run()
 
 
 def _ensure_demo(rt: Runtime) -> None:

@@ -54,6 +54,26 @@ class Settings(BaseSettings):
     waitlist_offer_minutes: int = 15
     slot_days_ahead: int = 60
 
+    # The worker (`opdesk worker`, or the one `opdesk serve` starts).
+    # Attempts of a message or an automation event before it is failed (an admin may retry).
+    worker_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Backoff after attempt n: a random delay in [0, min(cap, base * 2**(n-1))] ("full
+    # jitter"), so workers that failed together do not retry together.
+    worker_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    worker_backoff_cap_seconds: float = Field(default=3600.0, gt=0)
+    # A claimed row is the worker's for this long; if the worker dies it is due again after.
+    # Longer than a provider call may take (worker_send_timeout_seconds) with room to spare.
+    worker_lease_seconds: float = Field(default=120.0, gt=0)
+    worker_send_timeout_seconds: float = Field(default=15.0, gt=0)
+    # The timer: without a notification, a worker looks for due work this often.
+    worker_poll_seconds: float = Field(default=5.0, gt=0)
+    # Rows claimed at once per clinic (the next clinic gets its turn after them).
+    worker_batch_size: int = Field(default=20, ge=1, le=1000)
+    # The sweeps (`opdesk sweep`) run this often, by one worker at a time.
+    worker_sweep_seconds: float = Field(default=60.0, gt=0)
+    # /readyz warns when the oldest due row has waited longer than this.
+    worker_lag_warning_seconds: float = Field(default=300.0, gt=0)
+
     db_pool_size: int = 10
     db_max_overflow: int = 10
     log_level: str = "INFO"

@@ -7,8 +7,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from opdesk.automation.service import due_summary
+from opdesk.context import utc_now
 from opdesk.migrate import current_revision, head_revision
-from opdesk.web.deps import Open
+from opdesk.web.deps import AppSettings, Open
 
 router = APIRouter(tags=["health"], dependencies=[Depends(Open())])
 
@@ -17,6 +19,8 @@ class Health(BaseModel):
     status: str
     database: str | None = None
     migrations: str | None = None
+    # "ok", or how long the oldest due message or automation event has waited.
+    worker: str | None = None
 
 
 @router.get("/healthz", response_model=Health, response_model_exclude_none=True)
@@ -26,12 +30,20 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-def readyz(request: Request) -> JSONResponse:
-    """Ready for traffic: the database answers and the schema is at the latest migration."""
+def readyz(request: Request, settings: AppSettings) -> JSONResponse:
+    """Ready for traffic: the database answers and the schema is at the latest migration.
+
+    The ``worker`` line warns when the oldest due message or automation event has waited
+    longer than ``OPDESK_WORKER_LAG_WARNING_SECONDS`` (no worker running, or too few). That
+    is a warning with 200, not a 503: this web server still serves, and every web server
+    reads the same queue, so a 503 would take all of them out of the load balancer for a
+    problem of the workers. ``status`` says ``degraded`` for monitoring to alert on.
+    """
     try:
         with request.app.state.db.app_engine.connect() as conn:
             conn.execute(text("select 1"))
             current = current_revision(conn)
+            due, oldest = due_summary(conn) if current == head_revision() else (0, None)
     except Exception:
         body = Health(status="unavailable", database="unreachable")
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
@@ -39,4 +51,11 @@ def readyz(request: Request) -> JSONResponse:
     if current != head:
         body = Health(status="unavailable", database="ok", migrations=f"{current} != {head}")
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
-    return JSONResponse(Health(status="ok", database="ok", migrations=str(current)).model_dump())
+    status, worker = "ok", "ok"
+    if oldest is not None:
+        waited = (utc_now() - oldest).total_seconds()
+        if waited > settings.worker_lag_warning_seconds:
+            status = "degraded"
+            worker = f"{due} due, the oldest waiting {int(waited)} s (is a worker running?)"
+    body = Health(status=status, database="ok", migrations=str(current), worker=worker)
+    return JSONResponse(body.model_dump())

@@ -25,6 +25,7 @@ from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from opdesk.web.deps import SESSION_COOKIE, Allow
 from tests.factories.clinics import clinic_session, ctx_for
+from tests.factories.messages import failed_event, failed_message
 from tests.factories.people import (
     bearer,
     make_device,
@@ -270,6 +271,10 @@ RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
     "appointment_id": _appointment,
     "entry_id": _entry,
     "offer_id": _offer,
+    "message_id": lambda db, ident, tenant: Records(
+        {"message_id": failed_message(db, ident.cipher, tenant)}
+    ),
+    "event_id": lambda db, ident, tenant: Records({"event_id": failed_event(db, tenant)}),
 }
 
 

@@ -52,6 +52,7 @@ from tests.factories import (
     patients,
     waiting,
 )
+from tests.factories.messages import failed_event, failed_message
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that are not ours to declare: FastAPI's own OpenAPI document.
@@ -250,6 +251,8 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "appointment_id": _make_appointment,
     "entry_id": lambda db, ident, tenant: waiting(db, ident, tenant).entry.id,
     "offer_id": lambda db, ident, tenant: offered(db, ident, tenant).id,
+    "message_id": lambda db, ident, tenant: failed_message(db, ident.cipher, tenant),
+    "event_id": lambda db, ident, tenant: failed_event(db, tenant),
 }
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session
 
 from opdesk import records, states
+from opdesk.automation.models import AutomationEvent
 from opdesk.consents import service as consents
 from opdesk.consents.models import Consent, ConsentStatus
 from opdesk.db import Base, Database, new_id
@@ -195,6 +196,22 @@ def _message(session: Session, w: World) -> OutboxMessage:
     )
 
 
+def _event(session: Session, w: World) -> AutomationEvent:
+    return AutomationEvent(
+        tenant_id=w.tenant.id,
+        id=new_id(),
+        rule="demo.check",
+        entity_ref_type="patients",
+        entity_ref_id=w.patient_id,
+        scheduled_for=NOW + timedelta(days=1),
+        attempts=0,
+        dedupe_key=f"machine:{new_id()}",
+        payload={},
+        created_at=EARLIER,
+        updated_at=EARLIER,
+    )
+
+
 # Table -> a new row of it, in no particular state yet.
 BLANKS: dict[str, Callable[[Session, World], Any]] = {
     "appointments": _appointment,
@@ -204,6 +221,7 @@ BLANKS: dict[str, Callable[[Session, World], Any]] = {
     "consents": _consent,
     "documents_share_links": _share_link,
     "notifications_outbox": _message,
+    "automation_events": _event,
 }
 
 

@@ -80,6 +80,10 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
         _names("documents_share_links"),
         _sweep_of("documents_share_links"),
     ),
+    # Scheduled, moved, run, retried or cancelled: an event names it. A worker's lease
+    # (claimed_until/claimed_by) is written for a batch at once: one event for the clinic
+    # lists the rows leased (or released) and the worker.
+    "automation_events": (_names("automation_events"), _sweep_of("automation_events")),
 }
 
 

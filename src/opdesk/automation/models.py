@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opdesk.db import Base, EnumText, TenantScoped, one_of
+from opdesk.states import Machine
 
 
 class EventStatus(StrEnum):
@@ -58,3 +59,19 @@ class AutomationEvent(TenantScoped, Base):
             postgresql_where=text("status = 'pending'"),
         ),
     )
+
+
+# A retry stays pending (``attempts`` counts them); an admin's retry puts a failed one back.
+EVENT = Machine(
+    AutomationEvent,
+    EventStatus,
+    {
+        EventStatus.PENDING: {EventStatus.SUCCESS, EventStatus.FAILED, EventStatus.CANCELLED},
+        EventStatus.SUCCESS: set(),
+        EventStatus.FAILED: {EventStatus.PENDING},
+        EventStatus.CANCELLED: set(),
+    },
+    noun="an automation event",
+    timeline={EventStatus.SUCCESS: "executed_at"},
+    touch="updated_at",
+)

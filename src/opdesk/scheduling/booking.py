@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
+from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
@@ -313,5 +314,8 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
             {},
             {"slotId": slot.id, "patientId": patient.id, "channel": request.channel},
         ),
+    )
+    clinic_rules.on_booked(
+        session, ctx, appointment, starts_at=slot.starts_at, ends_at=slot.ends_at
     )
     return appointment

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
+from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict
@@ -83,6 +84,7 @@ def _move(
     to: str,
 ) -> Appointment:
     states.transition(session, ctx, appointment, to, APPOINTMENT)
+    clinic_rules.on_status_changed(session, ctx, appointment)
     if appointment.status == AppointmentStatus.CHECKED_IN:
         _give_token(session, ctx, appointment)
         session.flush()

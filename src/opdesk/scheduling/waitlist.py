@@ -205,6 +205,9 @@ def _send_offer(
             "offerId": str(lock.id),
             "minutes": whole_minutes(lock.expires_at - lock.created_at),
         },
+        patient_id=patient.id,
+        language=patient.preferred_language,
+        dedupe_key=f"waitlist-offer:{lock.id}",
     )
 
 

@@ -59,6 +59,14 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "payments:collect": frozenset({FRONTDESK, ACCOUNTS}),
     "payments:refund": frozenset({ACCOUNTS, ADMIN}),
     "reports:read": frozenset({ACCOUNTS, ADMIN}),
+    # messages to patients: the outbox shows phone numbers and what was said, and a retry
+    # sends again; provider settings hold API keys. Admin only.
+    "messages:read": frozenset({ADMIN}),
+    "messages:retry": frozenset({ADMIN}),
+    "messaging:configure": frozenset({ADMIN}),
+    # the clinic's scheduled work (reminders, no-shows, sweeps) and retrying what failed
+    "automation:read": frozenset({ADMIN}),
+    "automation:retry": frozenset({ADMIN}),
     # a patient's own records through the portal
     "portal:self": frozenset({PATIENT}),
 }

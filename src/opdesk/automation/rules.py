@@ -1,0 +1,82 @@
+"""The rules an automation event can name, and what each does when it falls due.
+
+A rule is a function ``(session, ctx, event) -> None`` registered under its name::
+
+    @rule("reminder-24h")
+    def remind(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+        ...
+
+The worker calls it in a transaction of its own, scoped to the event's clinic, with the
+event locked and still ``pending``; whatever the rule writes commits together with the
+event's move to ``success``. A rule that raises is retried with backoff (the transaction
+rolls back, the attempt is counted); one that raises :class:`Permanent` fails at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from opdesk.context import RequestContext
+
+if TYPE_CHECKING:
+    from opdesk.automation.models import AutomationEvent
+
+Handler = Callable[[Session, RequestContext, "AutomationEvent"], None]
+
+_RULES: dict[str, Handler] = {}
+
+
+class Permanent(Exception):
+    """Trying again cannot help (the entity is gone, the payload is wrong): fail now."""
+
+
+class UnknownRule(Permanent):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no rule named {name!r} is registered")
+
+
+def rule(name: str) -> Callable[[Handler], Handler]:
+    """Register ``handler`` as the rule ``name`` (a second registration is a mistake)."""
+
+    def register(handler: Handler) -> Handler:
+        if name in _RULES and _RULES[name] is not handler:
+            raise ValueError(f"rule {name!r} is already registered")
+        _RULES[name] = handler
+        return handler
+
+    return register
+
+
+def handler_for(name: str) -> Handler:
+    try:
+        return _RULES[name]
+    except KeyError:
+        raise UnknownRule(name) from None
+
+
+def registered() -> tuple[str, ...]:
+    return tuple(sorted(_RULES))
+
+
+# --------------------------------------------------------------------------- the stand-in
+
+
+DEMO_RULE = "demo.check"
+
+
+@rule(DEMO_RULE)
+def demo_check(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+    """A stand-in rule for the worker's own tests and the demo: it succeeds (after
+    ``{"seconds": n}`` of pretend work), or raises what its payload asks
+    (``{"fail": "why"}``: retried; ``{"permanent": "why"}``: failed at once).
+    """
+    if "seconds" in event.payload:
+        time.sleep(float(event.payload["seconds"]))
+    if "permanent" in event.payload:
+        raise Permanent(str(event.payload["permanent"]))
+    if "fail" in event.payload:
+        raise RuntimeError(str(event.payload["fail"]))

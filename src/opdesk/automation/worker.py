@@ -1,0 +1,620 @@
+"""The worker: runs due automation events and sends due outbox messages, in any number of
+processes side by side.
+
+How a worker finds and takes work
+---------------------------------
+* **Which clinics.** ``opdesk_due_work`` (a SECURITY DEFINER function of migration 0012)
+  names the clinics with due rows in one call; the worker opens transactions only for them.
+* **Claiming.** Per clinic, under that clinic's row-level security, one short transaction
+  takes up to ``batch`` due rows with ``FOR UPDATE SKIP LOCKED`` and writes a lease
+  (``claimed_until``, ``claimed_by``): another worker skips rows being claimed and rows
+  leased. A worker that dies leaves its leases to lapse; the rows are then due again.
+* **One transaction per job.** Each event runs its rule, and each message is prepared and
+  then recorded, in transactions of its own and of its clinic, so one row's (or one
+  clinic's) failure rolls back only itself. A message's provider call happens with no
+  transaction open; a kill between the call and the record sends it again once the lease
+  lapses (the one allowed duplicate, carrying its dedupe key).
+* **Retries.** A failed attempt is counted and the row is due again after a backoff with
+  full jitter (:func:`backoff`); after the last attempt it is ``failed`` with
+  ``last_error``, and an admin may retry it.
+* **Waking.** ``LISTEN opdesk_work``: a trigger notifies (at commit) when a row becomes due
+  now; otherwise the worker looks again when the next row falls due, or after
+  ``poll`` seconds at most. Idle, it sleeps in ``select()`` and costs nothing.
+* **Stopping.** :meth:`Worker.stop` (SIGTERM, SIGINT): the row in hand is finished (a
+  message being sent is sent and recorded), the rest of the batch is released at once.
+* **Sweeps.** The periodic jobs (``opdesk sweep``'s) run every ``sweep_every`` seconds in
+  one worker at a time (a PostgreSQL advisory lock held by the worker's listening session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from opdesk import audit, records, states
+from opdesk.automation import clinic_rules, rules
+from opdesk.automation.models import EVENT, AutomationEvent, EventStatus
+from opdesk.automation.service import due_clinics
+from opdesk.config import Settings
+from opdesk.context import Clock, RequestContext, system_context, utc_now
+from opdesk.db import Database, libpq_url
+from opdesk.errors import NotFound
+from opdesk.jobs.runner import Job, run_all
+from opdesk.jobs.sweeps import sweep_jobs
+from opdesk.notifications import delivery
+from opdesk.notifications.models import OUTBOX, OutboxMessage, OutboxStatus
+from opdesk.scheduling import waitlist
+from opdesk.security.crypto import FieldCipher
+from opdesk.uow import transaction
+
+log = logging.getLogger(__name__)
+
+WORK_CHANNEL = "opdesk_work"
+# pg_try_advisory_lock key: the worker running the sweeps.
+SWEEP_LOCK = 727_275
+# last_error is for people: long tracebacks are cut.
+ERROR_CHARS = 500
+
+
+def backoff(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1, 2, …): "full jitter", a uniform
+    draw from ``[0, min(cap, base * 2**(attempt - 1))]``.
+    """
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    max_attempts: int = 5
+    backoff_base: float = 30.0
+    backoff_cap: float = 3600.0
+    lease: float = 120.0
+    send_timeout: float = 15.0
+    poll: float = 5.0
+    batch: int = 20
+    sweep_every: float = 60.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Tuning:
+        return cls(
+            max_attempts=settings.worker_max_attempts,
+            backoff_base=settings.worker_backoff_base_seconds,
+            backoff_cap=settings.worker_backoff_cap_seconds,
+            lease=settings.worker_lease_seconds,
+            send_timeout=settings.worker_send_timeout_seconds,
+            poll=settings.worker_poll_seconds,
+            batch=settings.worker_batch_size,
+            sweep_every=settings.worker_sweep_seconds,
+        )
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _error(exc: BaseException) -> str:
+    text_ = str(exc) or type(exc).__name__
+    return text_[:ERROR_CHARS]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """What differs between the two queues the worker serves."""
+
+    model: type[Any]
+    name: str
+    due: str  # SQL: the row is due at :now
+    order: str
+
+
+EVENTS = _Table(
+    AutomationEvent,
+    "automation_events",
+    "scheduled_for <= :now",
+    "scheduled_for",
+)
+MESSAGES = _Table(
+    OutboxMessage,
+    "notifications_outbox",
+    "(scheduled_for is null or scheduled_for <= :now)",
+    "coalesce(scheduled_for, created_at)",
+)
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        cipher: FieldCipher,
+        *,
+        tuning: Tuning | None = None,
+        jobs: Sequence[Job] = (),
+        clock: Clock = utc_now,
+        name: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.cipher = cipher
+        self.tuning = tuning or Tuning()
+        self.jobs = tuple(jobs)
+        self.clock = clock
+        self.name = name or worker_name()
+        self.rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._listener: psycopg.Connection[Any] | None = None
+        self._next_sweep = 0.0
+        # Rows handled, by outcome (for tests, the benchmark and the log).
+        self.counts: dict[str, int] = {}
+        # Set while the worker sleeps with nothing to do (tests and the benchmark).
+        self.idle = threading.Event()
+
+    # ------------------------------------------------------------------ the loop
+
+    def stop(self) -> None:
+        """Finish the row in hand, release the rest, and leave :meth:`run` (thread-safe,
+        signal-safe).
+        """
+        self._stop.set()
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, ready: Callable[[], None] | None = None) -> None:
+        """Work until :meth:`stop`."""
+        log.info("worker %s started", self.name)
+        try:
+            self._connect_listener()
+            if ready is not None:
+                ready()
+            while not self.stopping:
+                handled, next_at = self._pass_safely()
+                if self.stopping:
+                    break
+                if handled:
+                    continue  # more may be due: look again at once
+                self._wait(self._timeout(next_at))
+        finally:
+            self._close_listener()
+            log.info("worker %s stopped", self.name)
+
+    def run_once(self) -> int:
+        """One pass over every clinic with due work (tests and `--once`); the sweeps too."""
+        handled, _ = self._pass()
+        return handled
+
+    def _pass_safely(self) -> tuple[int, datetime | None]:
+        try:
+            return self._pass()
+        except Exception:
+            # The database went away, say: try again after a poll interval.
+            log.exception("worker %s: a pass failed", self.name)
+            self._close_listener()
+            return 0, None
+
+    def _pass(self) -> tuple[int, datetime | None]:
+        self._maybe_sweep()
+        now = self.clock()
+        with transaction(self.db, system_context(None, clock=self.clock)) as session:
+            clinics, next_at = due_clinics(
+                session, now=now, horizon=timedelta(seconds=self.tuning.poll)
+            )
+        handled = 0
+        for tenant_id in clinics:
+            if self.stopping:
+                break
+            handled += self._serve_clinic(tenant_id)
+        return handled, next_at
+
+    def _timeout(self, next_at: datetime | None) -> float:
+        timeout = self.tuning.poll
+        if next_at is not None:
+            timeout = min(timeout, max((next_at - self.clock()).total_seconds(), 0.0) + 0.01)
+        return timeout
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a notification, :meth:`stop`, or ``timeout`` seconds."""
+        watched = [self._wake_r]
+        if self._listener is None:
+            self._connect_listener()
+        if self._listener is not None:
+            watched.append(self._listener.fileno())
+        self.idle.set()
+        try:
+            readable, _, _ = select.select(watched, [], [], timeout)
+        except InterruptedError:  # a signal: the loop looks at the stop flag
+            return
+        finally:
+            self.idle.clear()
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 1024)
+        if self._listener is not None and self._listener.fileno() in readable:
+            try:
+                for _ in self._listener.notifies(timeout=0):
+                    pass
+            except psycopg.Error:
+                self._close_listener()
+
+    def _connect_listener(self) -> None:
+        try:
+            conn = psycopg.connect(libpq_url(self.db.app_url or self.db.owner_url), autocommit=True)
+            conn.execute(f"LISTEN {WORK_CHANNEL}")
+        except psycopg.Error:
+            log.warning("worker %s: cannot LISTEN; polling only for now", self.name)
+            self._listener = None
+            return
+        self._listener = conn
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listener.close()
+            self._listener = None
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    # ------------------------------------------------------------------ sweeps
+
+    def _maybe_sweep(self) -> None:
+        if not self.jobs or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + self.tuning.sweep_every
+        listener = self._listener
+        if listener is None:
+            return
+        # One worker sweeps at a time; the lock dies with the session of a killed worker.
+        if not listener.execute("select pg_try_advisory_lock(%s)", (SWEEP_LOCK,)).fetchone()[0]:  # type: ignore[index]
+            return
+        try:
+            for outcome in run_all(self.db, self.jobs, clock=self.clock):
+                if outcome.done:
+                    log.info("swept %d %s", outcome.done, outcome.name)
+        finally:
+            listener.execute("select pg_advisory_unlock(%s)", (SWEEP_LOCK,))
+
+    # ------------------------------------------------------------------ one clinic
+
+    def _ctx(self, tenant_id: uuid.UUID) -> RequestContext:
+        return system_context(tenant_id, clock=self.clock)
+
+    def _serve_clinic(self, tenant_id: uuid.UUID) -> int:
+        """A batch of each queue of one clinic. Whatever goes wrong stays in this clinic."""
+        handled = 0
+        for table, work in ((EVENTS, self._run_event), (MESSAGES, self._send_message)):
+            try:
+                claimed = self.claim(tenant_id, table)
+            except Exception:
+                log.exception(
+                    "worker %s: claiming %s of %s failed", self.name, table.name, tenant_id
+                )
+                continue
+            for index, row_id in enumerate(claimed):
+                if self.stopping:
+                    self._release(tenant_id, table, claimed[index:])
+                    break
+                try:
+                    work(tenant_id, row_id)
+                except Exception:
+                    # Not even the failure could be recorded: the lease lapses, and the
+                    # row is due again then.
+                    log.exception("worker %s: %s %s failed", self.name, table.name, row_id)
+                    self._count("lost")
+                handled += 1
+        return handled
+
+    def claim(self, tenant_id: uuid.UUID, table: _Table) -> list[uuid.UUID]:
+        """Lease up to ``batch`` due rows of one clinic's queue to this worker."""
+        ctx = self._ctx(tenant_id)
+        now = ctx.now()
+        until = now + timedelta(seconds=self.tuning.lease)
+        with transaction(self.db, ctx) as session:
+            ids = list(
+                session.execute(
+                    text(
+                        f"update {table.name} set claimed_until = :until, claimed_by = :me "  # noqa: S608
+                        f"where tenant_id = :t and id in (select id from {table.name} "
+                        f"where tenant_id = :t and status = 'pending' and {table.due} "
+                        "and (claimed_until is null or claimed_until <= :now) "
+                        f"order by {table.order} limit :n for update skip locked) "
+                        "returning id"
+                    ),
+                    {
+                        "until": until,
+                        "me": self.name,
+                        "t": tenant_id,
+                        "now": now,
+                        "n": self.tuning.batch,
+                    },
+                ).scalars()
+            )
+            if ids:
+                # One event for the batch: which worker leased which rows, until when.
+                audit.record(
+                    ctx,
+                    entity=table.name,
+                    entity_id=None,
+                    action="update",
+                    diff={"leased": {"rows": ids, "worker": self.name, "until": until}},
+                )
+        return ids
+
+    def _release(self, tenant_id: uuid.UUID, table: _Table, ids: Sequence[uuid.UUID]) -> None:
+        """Give leased rows back at once (stopping): another worker may take them now."""
+        if not ids:
+            return
+        ctx = self._ctx(tenant_id)
+        try:
+            with transaction(self.db, ctx) as session:
+                released = list(
+                    session.execute(
+                        text(
+                            f"update {table.name} set claimed_until = null, claimed_by = null "  # noqa: S608
+                            "where tenant_id = :t and id = any(:ids) and claimed_by = :me "
+                            "and status = 'pending' returning id"
+                        ),
+                        {"t": tenant_id, "ids": list(ids), "me": self.name},
+                    ).scalars()
+                )
+                if released:
+                    audit.record(
+                        ctx,
+                        entity=table.name,
+                        entity_id=None,
+                        action="update",
+                        diff={"released": {"rows": released, "worker": self.name}},
+                    )
+        except Exception:
+            log.exception("worker %s: releasing leases failed (they lapse)", self.name)
+
+    def _mine(self, session: Session, model: type[Any], row_id: uuid.UUID) -> Any | None:
+        """The row, locked, if it is still pending and leased to this worker."""
+        try:
+            row = records.by_id(session, model, row_id, lock=True)
+        except NotFound:
+            return None
+        if row.status != "pending" or row.claimed_by != self.name:
+            return None
+        return row
+
+    def _retry_at(self, attempts: int, retry_after: float | None = None) -> datetime:
+        delay = backoff(
+            attempts, base=self.tuning.backoff_base, cap=self.tuning.backoff_cap, rng=self.rng
+        )
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return self.clock() + timedelta(seconds=delay)
+
+    # ------------------------------------------------------------------ events
+
+    def _run_event(self, tenant_id: uuid.UUID, event_id: uuid.UUID) -> None:
+        ctx = self._ctx(tenant_id)
+        try:
+            with transaction(self.db, ctx) as session:
+                event = self._mine(session, AutomationEvent, event_id)
+                if event is None:
+                    return  # cancelled, or no longer ours
+                if event.scheduled_for > ctx.now():  # moved later since it was claimed
+                    event.claimed_until = None
+                    event.claimed_by = None
+                    audit.record(
+                        ctx,
+                        entity=EVENTS.name,
+                        entity_id=event.id,
+                        action="update",
+                        diff={"released": {"worker": self.name, "reason": "moved later"}},
+                    )
+                    return
+                session.info[clinic_rules.CIPHER_INFO] = self.cipher
+                rules.handler_for(event.rule)(session, ctx, event)
+                event.attempts += 1
+                event.last_error = None
+                event.claimed_until = None
+                event.claimed_by = None
+                states.transition(session, ctx, event, EventStatus.SUCCESS, EVENT)
+            self._count("event-success")
+        except rules.Permanent as exc:
+            self._event_failed(tenant_id, event_id, _error(exc), permanent=True)
+        except Exception as exc:
+            log.warning("rule of event %s failed: %s", event_id, _error(exc))
+            self._event_failed(tenant_id, event_id, _error(exc), permanent=False)
+
+    def _event_failed(
+        self, tenant_id: uuid.UUID, event_id: uuid.UUID, error: str, *, permanent: bool
+    ) -> None:
+        ctx = self._ctx(tenant_id)
+        with transaction(self.db, ctx) as session:
+            event = self._mine(session, AutomationEvent, event_id)
+            if event is None:
+                return
+            event.attempts += 1
+            event.last_error = error
+            event.claimed_until = None
+            event.claimed_by = None
+            if permanent or event.attempts >= self.tuning.max_attempts:
+                states.transition(
+                    session,
+                    ctx,
+                    event,
+                    EventStatus.FAILED,
+                    EVENT,
+                    diff={"updated": {"attempts": event.attempts, "lastError": error}},
+                )
+                self._count("event-failed")
+                return
+            event.scheduled_for = self._retry_at(event.attempts)
+            event.updated_at = ctx.now()
+            session.flush()
+            audit.record(
+                ctx,
+                entity=EVENTS.name,
+                entity_id=event.id,
+                action="update",
+                diff={
+                    "updated": {
+                        "attempts": event.attempts,
+                        "lastError": error,
+                        "scheduledFor": event.scheduled_for,
+                    }
+                },
+            )
+            self._count("event-retry")
+
+    # ------------------------------------------------------------------ messages
+
+    def _send_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> None:
+        ctx = self._ctx(tenant_id)
+        try:
+            with transaction(self.db, ctx) as session:
+                message = self._mine(session, OutboxMessage, message_id)
+                if message is None:
+                    return
+                # The batch's lease was taken for the first row: this row's lease now
+                # runs from the start of its own sending, so a long batch never lets a
+                # row lapse to another worker while it is still to be sent here.
+                message.claimed_until = ctx.now() + timedelta(seconds=self.tuning.lease)
+                outgoing = delivery.prepare(session, ctx, self.cipher, message)
+        except delivery.Deferred as deferred:
+            self._defer(tenant_id, message_id, deferred)
+            return
+        except delivery.Undeliverable as exc:
+            self._message_failed(tenant_id, message_id, _error(exc), permanent=True)
+            return
+        except Exception as exc:
+            log.warning("preparing message %s failed: %s", message_id, _error(exc))
+            self._message_failed(tenant_id, message_id, _error(exc), permanent=False)
+            return
+        # The provider call: no transaction open, no row locked.
+        try:
+            provider_id = delivery.transmit(outgoing, timeout=self.tuning.send_timeout)
+        except delivery.Undeliverable as exc:
+            self._message_failed(tenant_id, message_id, _error(exc), permanent=True)
+            return
+        except delivery.RetryLater as exc:
+            self._message_failed(
+                tenant_id, message_id, _error(exc), permanent=False, retry_after=exc.retry_after
+            )
+            return
+        except Exception as exc:  # an adapter's bug or an unexpected network error
+            self._message_failed(tenant_id, message_id, _error(exc), permanent=False)
+            return
+        self._record_sent(tenant_id, message_id, provider_id)
+
+    def _record_sent(self, tenant_id: uuid.UUID, message_id: uuid.UUID, provider_id: str) -> None:
+        ctx = self._ctx(tenant_id)
+        with transaction(self.db, ctx) as session:
+            try:
+                message = records.by_id(session, OutboxMessage, message_id, lock=True)
+            except NotFound:
+                return
+            if message.status != OutboxStatus.PENDING:
+                # Cancelled while it was on its way, or sent by another worker after this
+                # one's lease lapsed: it went out all the same; the row keeps what it says.
+                log.warning(
+                    "message %s was %s when its sending was recorded", message_id, message.status
+                )
+                self._count("sent-late")
+                return
+            message.attempts += 1
+            message.provider_message_id = provider_id
+            message.last_error = None
+            message.claimed_until = None
+            message.claimed_by = None
+            states.transition(session, ctx, message, OutboxStatus.SENT, OUTBOX)
+            delivery.after_sent(session, ctx, self.cipher, message)
+        self._count("sent")
+
+    def _defer(self, tenant_id: uuid.UUID, message_id: uuid.UUID, deferred: Any) -> None:
+        ctx = self._ctx(tenant_id)
+        with transaction(self.db, ctx) as session:
+            message = self._mine(session, OutboxMessage, message_id)
+            if message is None:
+                return
+            message.scheduled_for = deferred.until
+            message.claimed_until = None
+            message.claimed_by = None
+            session.flush()
+            audit.record(
+                ctx,
+                entity=MESSAGES.name,
+                entity_id=message.id,
+                action="update",
+                diff={"updated": {"scheduledFor": deferred.until, "reason": str(deferred)}},
+            )
+        self._count("deferred")
+
+    def _message_failed(
+        self,
+        tenant_id: uuid.UUID,
+        message_id: uuid.UUID,
+        error: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        ctx = self._ctx(tenant_id)
+        with transaction(self.db, ctx) as session:
+            message = self._mine(session, OutboxMessage, message_id)
+            if message is None:
+                return
+            message.attempts += 1
+            message.last_error = error
+            message.claimed_until = None
+            message.claimed_by = None
+            if permanent or message.attempts >= self.tuning.max_attempts:
+                states.transition(
+                    session,
+                    ctx,
+                    message,
+                    OutboxStatus.FAILED,
+                    OUTBOX,
+                    diff={"updated": {"attempts": message.attempts, "lastError": error}},
+                )
+                delivery.after_failed(session, ctx, self.cipher, message)
+                self._count("failed")
+                return
+            message.scheduled_for = self._retry_at(message.attempts, retry_after)
+            session.flush()
+            audit.record(
+                ctx,
+                entity=MESSAGES.name,
+                entity_id=message.id,
+                action="update",
+                diff={
+                    "updated": {
+                        "attempts": message.attempts,
+                        "lastError": error,
+                        "scheduledFor": message.scheduled_for,
+                    }
+                },
+            )
+        self._count("retry")
+
+
+def for_settings(db: Database, settings: Settings, cipher: FieldCipher) -> Worker:
+    """The worker ``opdesk worker`` and ``opdesk serve`` run: tuned by the settings, with
+    the sweeps of ``opdesk sweep`` as its periodic jobs.
+    """
+    offers = waitlist.Offers(cipher, settings.offer_for)
+    return Worker(db, cipher, tuning=Tuning.of(settings), jobs=sweep_jobs(offers))

@@ -1,0 +1,73 @@
+"""One JSON POST to a provider, with its failures sorted into retry-later and give-up."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def post_json(
+    url: str, *, headers: dict[str, str], body: dict[str, Any], timeout: float
+) -> tuple[int, dict[str, Any], httpx.Headers]:
+    """POST ``body``; returns (status, parsed JSON or {}, headers).
+
+    A timeout or connection failure raises ``RetryLater``; any HTTP answer is returned
+    for the adapter to judge (it knows its provider's error codes).
+    """
+    from opdesk.notifications.delivery import RetryLater
+
+    try:
+        response = httpx.post(
+            url,
+            content=json.dumps(body, ensure_ascii=False).encode(),
+            headers={
+                "content-type": "application/json",
+                "accept": "application/json",
+                **headers,
+            },
+            timeout=httpx.Timeout(timeout),
+        )
+    except httpx.TimeoutException as exc:
+        raise RetryLater(f"{url}: no answer within {timeout:g} s") from exc
+    except httpx.TransportError as exc:
+        raise RetryLater(f"{url}: {type(exc).__name__}: {exc}") from exc
+    try:
+        parsed = response.json()
+    except ValueError:
+        parsed = {}
+    return response.status_code, parsed if isinstance(parsed, dict) else {}, response.headers
+
+
+def judge(status: int, headers: httpx.Headers, what: str) -> None:
+    """Raise for a 429 or 5xx (retry later) and for any other non-2xx (undeliverable)."""
+    from opdesk.notifications.delivery import RetryLater, Undeliverable
+
+    if 200 <= status < 300:
+        return
+    if status == 429 or status >= 500:
+        raise RetryLater(
+            f"{what}: HTTP {status}", retry_after=retry_after_seconds(headers.get("retry-after"))
+        )
+    raise Undeliverable(f"{what}: HTTP {status}")
