@@ -218,10 +218,9 @@ def _fuzzy(session: Session, query: str, limit: int) -> list[Patient]:
 
     The nearest names come from the clinic's name vocabulary (so the cost follows the
     number of distinct names, not patients), for every word in one round trip. Their
-    patients are then found by exact key in one more, whatever the number of names: the
-    pairs of a similar first and a similar last name, and up to ``limit`` patients of
-    each similar name alone. Only the names are read to score them with
-    :func:`closeness`; the best are then loaded.
+    patients are found, ranked and loaded in one more, whatever the number of names:
+    the pairs of a similar first and a similar last name, and up to ``limit`` patients
+    of each similar name alone, ordered by :func:`closeness` (computed by PostgreSQL).
     """
     words = sorted(query.split(), key=len, reverse=True)[:2]
     similar = _similar_names(session, words)
@@ -232,47 +231,72 @@ def _fuzzy(session: Session, query: str, limit: int) -> list[Patient]:
     if not best:
         return []
     a, b = (list(similar.get(word, {})) for word in (words[0], words[-1]))
-    paired = len(words) == 2 and a and b
+    paired = len(words) == 2 and bool(a) and bool(b)
     params = {
         "a": a if paired else [],
         "b": b if paired else [],
         "pairs": FUZZY_PAIRS,
         "keys": sorted(best, key=lambda k: (-best[k], k))[:10],
         "n": limit,
+        "wanted": limit + 5,
+        "wa": words[0],
+        "wb": words[-1],
+        "two": len(words) == 2,
     }
-    named = {row.id: (row.first_key, row.last_key) for row in session.execute(_CANDIDATES, params)}
-    ranked = sorted(named, key=lambda i: (-closeness(words, *named[i]), named[i]))
-    wanted = ranked[: limit + 5]  # room for a few that were deleted
-    loaded = {
-        p.id: p for p in session.execute(select(Patient).where(Patient.id.in_(wanted))).scalars()
-    }
-    return [loaded[i] for i in wanted if i in loaded][:limit]
+    return list(session.execute(select(Patient).from_statement(_RANKED), params).scalars())
 
 
-# The candidates for the misspelling stage, in one statement:
+# The candidates for the misspelling stage, ranked and loaded in one statement:
 # * patients whose first name is one of :a and last one of :b, or the other way round
 #   (two index scans, each an exact probe per pair of names; an OR of the two was planned
 #   as bitmap scans costing 5-10 times more);
-# * up to :n patients with each of :keys as first name and :n with it as last name.
-_CANDIDATES = text(
+# * up to :n patients with each of :keys as first name and :n with it as last name;
+# then each candidate's :func:`closeness` to the words :wa and :wb, best first; only the
+# best (and a few more, in case some were deleted) are read in full.
+_RANKED = text(
     """
-    (select id, first_key, last_key from patients
-      where first_key = any(cast(:a as text[])) and last_key = any(cast(:b as text[]))
-      limit :pairs)
-    union all
-    (select id, first_key, last_key from patients
-      where first_key = any(cast(:b as text[])) and last_key = any(cast(:a as text[]))
-      limit :pairs)
-    union all
-    select x.id, x.first_key, x.last_key
-    from unnest(cast(:keys as text[])) as k(key)
-    cross join lateral (
+    with candidates as (
       (select id, first_key, last_key from patients
-        where first_key = k.key collate "C" limit :n)
+        where first_key = any(cast(:a as text[])) and last_key = any(cast(:b as text[]))
+        limit :pairs)
       union all
       (select id, first_key, last_key from patients
-        where last_key = k.key collate "C" limit :n)
-    ) x
+        where first_key = any(cast(:b as text[])) and last_key = any(cast(:a as text[]))
+        limit :pairs)
+      union all
+      select x.id, x.first_key, x.last_key
+      from unnest(cast(:keys as text[])) as k(key)
+      cross join lateral (
+        (select id, first_key, last_key from patients
+          where first_key = k.key collate "C" limit :n)
+        union all
+        (select id, first_key, last_key from patients
+          where last_key = k.key collate "C" limit :n)
+      ) x
+    ),
+    named as (
+      select distinct on (id) id, first_key, last_key,
+        similarity(:wa, first_key) as af, similarity(:wa, last_key) as al,
+        similarity(:wb, first_key) as bf, similarity(:wb, last_key) as bl
+      from candidates
+    ),
+    scored as (
+      select id, first_key, last_key,
+        case when :two then greatest(
+          (3 * least(af, bl) + greatest(af, bl)) / 4,
+          (3 * least(al, bf) + greatest(al, bf)) / 4)
+        else greatest(af, al) end as score
+      from named
+    ),
+    ranked as (
+      select id, score, first_key, last_key from scored
+      order by score desc, first_key, last_key
+      limit :wanted
+    )
+    select p.* from ranked r join patients p on p.id = r.id
+    where p.deleted_at is null
+    order by r.score desc, r.first_key, r.last_key
+    limit :n
     """
 )
 
