@@ -210,7 +210,7 @@ def test_a_saved_key_is_never_shown_back_only_that_it_is_set(
 def test_a_blank_key_keeps_the_stored_one(
     admin: TestClient, db: Database, cipher: FieldCipher, tenant: Tenant
 ) -> None:
-    from opdesk.notifications.delivery import provider_settings
+    from opdesk.notifications.provider_rows import provider_settings
 
     save_sms(admin)
     save_sms(admin, authKey="", senderId="CLINIC")

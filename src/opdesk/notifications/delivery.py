@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk.context import RequestContext
 from opdesk.notifications import messages, policy
-from opdesk.notifications.models import MessageProvider, OutboxMessage
+from opdesk.notifications.models import OutboxMessage
+from opdesk.notifications.provider_rows import provider_row, provider_settings
 from opdesk.security.crypto import FieldCipher
 
 
@@ -77,32 +77,6 @@ def _where(message: OutboxMessage, column: str) -> dict[str, Any]:
         "column": column,
         "row_id": message.id,
     }
-
-
-def provider_row(session: Session, channel: str) -> MessageProvider | None:
-    """The clinic's enabled provider for a channel (the session is bound to the clinic)."""
-    return session.execute(
-        select(MessageProvider).where(
-            MessageProvider.channel == channel, MessageProvider.enabled.is_(True)
-        )
-    ).scalar_one_or_none()
-
-
-def provider_settings(cipher: FieldCipher, row: MessageProvider) -> dict[str, Any]:
-    plain = cipher.decrypt_str(
-        row.settings,
-        tenant_id=row.tenant_id,
-        table="message_providers",
-        column="settings",
-        row_id=settings_row_id(row.tenant_id, row.channel),
-    )
-    settings: dict[str, Any] = json.loads(plain)
-    return settings
-
-
-def settings_row_id(tenant_id: uuid.UUID, channel: str) -> uuid.UUID:
-    """A stable id for the (clinic, channel) row, binding its ciphertext to that row."""
-    return uuid.uuid5(tenant_id, f"message_providers:{channel}")
 
 
 def payload_of(cipher: FieldCipher, message: OutboxMessage) -> dict[str, Any]:

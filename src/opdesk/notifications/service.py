@@ -16,7 +16,6 @@ from opdesk import audit, records, states
 from opdesk.context import RequestContext
 from opdesk.db import bind_tenant, new_id
 from opdesk.errors import FieldError, InvalidInput
-from opdesk.notifications.delivery import provider_settings, settings_row_id
 from opdesk.notifications.models import (
     CHANNELS,
     OUTBOX,
@@ -24,6 +23,7 @@ from opdesk.notifications.models import (
     OutboxMessage,
     OutboxStatus,
 )
+from opdesk.notifications.provider_rows import provider_settings, settings_row_id
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy.models import Tenant
 from opdesk.validation import mobile_e164
@@ -430,7 +430,7 @@ def preferred_channel(session: Session, patient_id: uuid.UUID) -> str | None:
     must be bound (its provider rows are read through row-level security).
     """
     from opdesk.consents import service as consents
-    from opdesk.notifications.delivery import provider_row
+    from opdesk.notifications.provider_rows import provider_row
 
     whatsapp = provider_row(session, "whatsapp")
     if whatsapp is not None and consents.allows(session, patient_id, "whatsapp"):

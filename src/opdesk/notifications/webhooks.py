@@ -25,8 +25,8 @@ from opdesk import states
 from opdesk.context import RequestContext
 from opdesk.errors import DomainError, Forbidden, NotFound
 from opdesk.notifications import policy
-from opdesk.notifications.delivery import provider_row, provider_settings
 from opdesk.notifications.models import OUTBOX, OutboxMessage, OutboxStatus
+from opdesk.notifications.provider_rows import provider_row, provider_settings
 from opdesk.security.crypto import FieldCipher
 
 log = logging.getLogger(__name__)
