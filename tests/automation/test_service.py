@@ -51,6 +51,46 @@ def test_scheduling_again_at_another_time_moves_the_pending_event(
     assert [e.action for e in trail] == ["create", "update"]
 
 
+def test_several_rules_at_once_make_new_ones_and_move_the_one_already_there(
+    db: Database, tenant: Tenant
+) -> None:
+    entity = new_id()
+    old = make_event(db, tenant.id, entity_id=entity, when=WHEN, dedupe_key=f"b:{entity}")
+    later = WHEN + timedelta(hours=3)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        events = service.schedule_all(
+            session,
+            ctx,
+            entity_type="appointments",
+            entity_id=entity,
+            when_by_rule={"a": WHEN, "b": later, "c": later},
+            key_of=lambda rule: f"{rule}:{entity}",
+        )
+    by_key = {e.dedupe_key: e for e in events}
+    assert set(by_key) == {f"a:{entity}", f"b:{entity}", f"c:{entity}"}
+    assert by_key[f"b:{entity}"].id == old.id
+    assert event_of(db, tenant.id, old.id).scheduled_for == later
+    assert event_of(db, tenant.id, by_key[f"a:{entity}"].id).scheduled_for == WHEN
+    trail = [e for e in events_of(db, tenant.id) if e.entity_collection == "automation_events"]
+    created = {e.entity_id for e in trail if e.action == "create"}
+    assert created == {old.id, by_key[f"a:{entity}"].id, by_key[f"c:{entity}"].id}
+    assert [e.entity_id for e in trail if e.action == "update"] == [old.id]
+
+
+def test_several_rules_need_times_with_a_zone(db: Database, tenant: Tenant) -> None:
+    ctx = ctx_for(tenant.id)
+    with pytest.raises(ValueError, match="time zone"), transaction(db, ctx) as session:
+        service.schedule_all(
+            session,
+            ctx,
+            entity_type="appointments",
+            entity_id=new_id(),
+            when_by_rule={"a": WHEN, "b": WHEN.replace(tzinfo=None)},
+            key_of=str,
+        )
+
+
 def test_the_same_key_in_two_clinics_is_two_events(
     db: Database, tenant: Tenant, other_tenant: Tenant
 ) -> None:

@@ -162,17 +162,15 @@ def on_booked(
         starts_at=starts_at,
         ends_at=ends_at,
     )
-    for rule_name, when in events.items():
-        automation.schedule(
-            session,
-            ctx,
-            rule=rule_name,
-            entity_type=ENTITY,
-            entity_id=appointment.id,
-            when=when,
-            dedupe_key=dedupe_key(rule_name, appointment.id),
-            payload={"startsAt": starts_at.isoformat()},
-        )
+    automation.schedule_all(
+        session,
+        ctx,
+        entity_type=ENTITY,
+        entity_id=appointment.id,
+        when_by_rule=events,
+        key_of=lambda rule_name: dedupe_key(rule_name, appointment.id),
+        payload={"startsAt": starts_at.isoformat()},
+    )
 
 
 def on_status_changed(session: Session, ctx: RequestContext, appointment: Appointment) -> None:

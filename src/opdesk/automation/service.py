@@ -10,6 +10,7 @@ events through their rule (:mod:`.rules`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,20 +68,7 @@ def schedule(
         execution_options={"populate_existing": True},
     ).one_or_none()
     if created is not None:
-        audit.record(
-            ctx,
-            entity=ENTITY,
-            entity_id=created.id,
-            action="create",
-            diff={
-                "added": {
-                    "rule": rule,
-                    "entity": f"{entity_type}/{entity_id}",
-                    "scheduledFor": when,
-                    "dedupeKey": dedupe_key,
-                }
-            },
-        )
+        _record_created(ctx, created)
         return created
     existing = session.execute(
         select(AutomationEvent)
@@ -101,6 +89,88 @@ def schedule(
             diff={"updated": {"scheduledFor": {"from": before, "to": when}}},
         )
     return existing
+
+
+def _record_created(ctx: RequestContext, event: AutomationEvent) -> None:
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=event.id,
+        action="create",
+        diff={
+            "added": {
+                "rule": event.rule,
+                "entity": f"{event.entity_ref_type}/{event.entity_ref_id}",
+                "scheduledFor": event.scheduled_for,
+                "dedupeKey": event.dedupe_key,
+            }
+        },
+    )
+
+
+def schedule_all(
+    session: Session,
+    ctx: RequestContext,
+    *,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    when_by_rule: Mapping[str, datetime],
+    key_of: Callable[[str], str],
+    payload: dict[str, Any] | None = None,
+) -> list[AutomationEvent]:
+    """Several rules for one entity in one statement (a booking's confirmation, reminders
+    and no-show check: one INSERT on the booking's hot path, not one per rule). A key
+    already taken goes through :func:`schedule`, which leaves it or moves it.
+    """
+    assert ctx.tenant_id is not None, "automation events belong to a clinic"
+    if any(when.tzinfo is None for when in when_by_rule.values()):
+        raise ValueError("an automation event's time needs a time zone")
+    if not when_by_rule:
+        return []
+    now = ctx.now()
+    rows = [
+        {
+            "tenant_id": ctx.tenant_id,
+            "id": new_id(),
+            "rule": rule,
+            "entity_ref_type": entity_type,
+            "entity_ref_id": entity_id,
+            "scheduled_for": when,
+            "status": EventStatus.PENDING,
+            "attempts": 0,
+            "dedupe_key": key_of(rule),
+            "payload": payload or {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for rule, when in when_by_rule.items()
+    ]
+    created = list(
+        session.scalars(
+            insert(AutomationEvent)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
+            .returning(AutomationEvent),
+            execution_options={"populate_existing": True},
+        )
+    )
+    for event in created:
+        _record_created(ctx, event)
+    taken = {event.dedupe_key for event in created}
+    return created + [
+        schedule(
+            session,
+            ctx,
+            rule=rule,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            when=when,
+            dedupe_key=key_of(rule),
+            payload=payload,
+        )
+        for rule, when in when_by_rule.items()
+        if key_of(rule) not in taken
+    ]
 
 
 def cancel_for(
