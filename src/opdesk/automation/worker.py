@@ -121,6 +121,8 @@ class _Table:
     name: str
     due: str  # SQL: the row is due at :now
     order: str
+    machine: Any  # its states.Machine
+    failed: Any  # its "failed" status
 
 
 EVENTS = _Table(
@@ -128,12 +130,16 @@ EVENTS = _Table(
     "automation_events",
     "scheduled_for <= :now",
     "scheduled_for",
+    EVENT,
+    EventStatus.FAILED,
 )
 MESSAGES = _Table(
     OutboxMessage,
     "notifications_outbox",
     "(scheduled_for is null or scheduled_for <= :now)",
     "coalesce(scheduled_for, created_at)",
+    OUTBOX,
+    OutboxStatus.FAILED,
 )
 
 
@@ -448,38 +454,57 @@ class Worker:
             event = self._mine(session, AutomationEvent, event_id)
             if event is None:
                 return
-            event.attempts += 1
-            event.last_error = error
-            event.claimed_until = None
-            event.claimed_by = None
-            if permanent or event.attempts >= self.tuning.max_attempts:
-                states.transition(
-                    session,
-                    ctx,
-                    event,
-                    EventStatus.FAILED,
-                    EVENT,
-                    diff={"updated": {"attempts": event.attempts, "lastError": error}},
-                )
+            if self._count_attempt(session, ctx, EVENTS, event, error, permanent=permanent):
                 self._count("event-failed")
                 return
-            event.scheduled_for = self._retry_at(event.attempts)
-            event.updated_at = ctx.now()
-            session.flush()
-            audit.record(
-                ctx,
-                entity=EVENTS.name,
-                entity_id=event.id,
-                action="update",
-                diff={
-                    "updated": {
-                        "attempts": event.attempts,
-                        "lastError": error,
-                        "scheduledFor": event.scheduled_for,
-                    }
-                },
-            )
             self._count("event-retry")
+
+    def _count_attempt(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        table: _Table,
+        row: Any,
+        error: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+    ) -> bool:
+        """One more failed attempt on a leased row (audited): failed for good after the
+        last attempt or a permanent error (True), else due again after the backoff.
+        """
+        row.attempts += 1
+        row.last_error = error
+        row.claimed_until = None
+        row.claimed_by = None
+        if permanent or row.attempts >= self.tuning.max_attempts:
+            states.transition(
+                session,
+                ctx,
+                row,
+                table.failed,
+                table.machine,
+                diff={"updated": {"attempts": row.attempts, "lastError": error}},
+            )
+            return True
+        row.scheduled_for = self._retry_at(row.attempts, retry_after)
+        if hasattr(row, "updated_at"):
+            row.updated_at = ctx.now()
+        session.flush()
+        audit.record(
+            ctx,
+            entity=table.name,
+            entity_id=row.id,
+            action="update",
+            diff={
+                "updated": {
+                    "attempts": row.attempts,
+                    "lastError": error,
+                    "scheduledFor": row.scheduled_for,
+                }
+            },
+        )
+        return False
 
     # ------------------------------------------------------------------ messages
 
@@ -578,37 +603,13 @@ class Worker:
             message = self._mine(session, OutboxMessage, message_id)
             if message is None:
                 return
-            message.attempts += 1
-            message.last_error = error
-            message.claimed_until = None
-            message.claimed_by = None
-            if permanent or message.attempts >= self.tuning.max_attempts:
-                states.transition(
-                    session,
-                    ctx,
-                    message,
-                    OutboxStatus.FAILED,
-                    OUTBOX,
-                    diff={"updated": {"attempts": message.attempts, "lastError": error}},
-                )
+            failed = self._count_attempt(
+                session, ctx, MESSAGES, message, error, permanent=permanent, retry_after=retry_after
+            )
+            if failed:
                 delivery.after_failed(session, ctx, self.cipher, message)
                 self._count("failed")
                 return
-            message.scheduled_for = self._retry_at(message.attempts, retry_after)
-            session.flush()
-            audit.record(
-                ctx,
-                entity=MESSAGES.name,
-                entity_id=message.id,
-                action="update",
-                diff={
-                    "updated": {
-                        "attempts": message.attempts,
-                        "lastError": error,
-                        "scheduledFor": message.scheduled_for,
-                    }
-                },
-            )
         self._count("retry")
 
 
