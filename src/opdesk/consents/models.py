@@ -12,6 +12,7 @@ from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, Integer, Te
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opdesk.db import Base, TenantScoped, one_of
+from opdesk.patients.models import LANGUAGES
 from opdesk.states import Machine
 
 # DPDP Act: data processing; the two channels: WhatsApp and SMS messages.
@@ -36,6 +37,8 @@ class ConsentTemplate(TenantScoped, Base):
 
     type: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
+    # One row per language a version is written in; each has its own text and hash.
+    language: Mapped[str] = mapped_column(Text, server_default="en")
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(Text)
@@ -44,11 +47,13 @@ class ConsentTemplate(TenantScoped, Base):
 
     __table_args__ = (
         CheckConstraint(one_of("type", CONSENT_TYPES), name="type_known"),
+        CheckConstraint(one_of("language", LANGUAGES), name="language_known"),
         Index(
-            "uq_consent_templates_tenant_id_type_version",
+            "uq_consent_templates_tenant_id_type_version_language",
             "tenant_id",
             "type",
             "version",
+            "language",
             unique=True,
         ),
     )
