@@ -363,8 +363,8 @@ CASES: list[Case] = [
         lambda s, w: copy(s, "documents_share_links", w.share_link),
     ),
     unique(
-        "uq_consent_templates_tenant_id_type_version",
-        "a consent text has one version of each number",
+        "uq_consent_templates_tenant_id_type_version_language",
+        "a consent version has one text in each language",
         lambda s, w: copy(s, "consent_templates", w.consent_template),
     ),
     unique(
@@ -527,6 +527,11 @@ CASES: list[Case] = [
         "ck_consent_templates_type_known",
         "a consent text is of a known type",
         lambda s, w: copy(s, "consent_templates", w.consent_template, type="marketing"),
+    ),
+    check(
+        "ck_consent_templates_language_known",
+        "a consent text is in a language patients can choose",
+        lambda s, w: copy(s, "consent_templates", w.consent_template, language="xx"),
     ),
     check(  # the audit trail is append-only for the app role: an event is inserted
         "ck_audit_events_action_known",
