@@ -12,7 +12,14 @@ import tempfile
 from pathlib import Path
 
 from bench import audit_append, booking, crypto, patient_search, search_http, worker
-from opdesk.db import APP_ROLE, Database, EmbeddedServer, ensure_app_login, psycopg_url
+from opdesk.db import (
+    APP_ROLE,
+    Database,
+    EmbeddedServer,
+    embedded_settings,
+    ensure_app_login,
+    psycopg_url,
+)
 
 
 def main() -> None:
@@ -60,10 +67,12 @@ class database:  # noqa: N801 - used as a context manager, reads like a function
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="opdesk-bench-")
             self._server = EmbeddedServer(Path(self._tmp.name) / "pg", cleanup_mode="delete")
+            # As `opdesk serve` runs it: sized to the machine.
+            self._server.tune(embedded_settings())
             ensure_app_login(self._server.superuser_url)
             owner = self._server.database_url("opdesk_bench")
             self.db = Database(owner, owner.set(username=APP_ROLE, password=None))
-            print("database: embedded PostgreSQL in a temporary folder")
+            print("database: embedded PostgreSQL in a temporary folder, sized as serve sizes it")
         from opdesk.migrate import upgrade
 
         upgrade(self.db.owner_engine)
