@@ -114,23 +114,38 @@ def test_cancelling_a_late_arrival_leaves_the_offer_of_their_slot_standing(
     assert offered_to(db, line.tenant) == first_offer
 
 
-def test_only_cancelling_or_missing_a_booked_slot_still_to_come_gives_it_back() -> None:
+def test_only_cancelling_or_missing_a_booked_slot_still_to_come_gives_it_back(
+    db: Database,
+) -> None:
     # x_frees_slot__mutmut_1 to _7: the rule the desk's confirmation states was untested.
     now = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
     ctx = ctx_for(None, clock=lambda: now)
 
     def slot(status: str, starts_in: timedelta) -> Slot:
-        return Slot(status=status, starts_at=now + starts_in)
+        starts = now + starts_in
+        return Slot(
+            tenant_id=uuid.uuid4(),
+            doctor_id=uuid.uuid4(),
+            status=status,
+            starts_at=starts,
+            occupied_from=starts,
+            occupied_until=starts + timedelta(minutes=15),
+        )
 
     later = timedelta(minutes=30)
-    assert lifecycle.frees_slot(ctx, slot("booked", later), "cancelled")
-    assert lifecycle.frees_slot(ctx, slot("booked", later), "no-show")
-    assert not lifecycle.frees_slot(ctx, slot("booked", later), "checked-in")
-    assert not lifecycle.frees_slot(ctx, None, "cancelled")
-    assert not lifecycle.frees_slot(ctx, slot("held", later), "cancelled")
-    assert not lifecycle.frees_slot(ctx, slot("free", later), "cancelled")
-    assert not lifecycle.frees_slot(ctx, slot("booked", timedelta(0)), "cancelled")
-    assert not lifecycle.frees_slot(ctx, slot("booked", -later), "no-show")
+    with transaction(db, ctx) as session:
+
+        def frees(slot_: Slot | None, to: str) -> bool:
+            return lifecycle.frees_slot(session, ctx, slot_, to)
+
+        assert frees(slot("booked", later), "cancelled")
+        assert frees(slot("booked", later), "no-show")
+        assert not frees(slot("booked", later), "checked-in")
+        assert not frees(None, "cancelled")
+        assert not frees(slot("held", later), "cancelled")
+        assert not frees(slot("free", later), "cancelled")
+        assert not frees(slot("booked", timedelta(0)), "cancelled")
+        assert not frees(slot("booked", -later), "no-show")
 
 
 def test_reopening_a_blocked_slot_offers_it_to_the_first_patient_waiting(

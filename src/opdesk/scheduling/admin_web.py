@@ -16,6 +16,7 @@ from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity import queries as identity_queries
 from opdesk.identity.sessions import Principal
+from opdesk.scheduling import away as doctor_away
 from opdesk.scheduling import service
 from opdesk.scheduling.deps import DoctorInPath as Doctor
 from opdesk.scheduling.deps import page
@@ -146,9 +147,11 @@ def add_doctor(
 
 @router.get("/admin/doctors/{doctor_id}")
 def doctor_page(
-    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor
+    request: Request, session: DbSession, ctx: Ctx, _: Admin, doctor: Doctor, added: str = ""
 ) -> Response:
-    """Weekly hours (as editable rows) and upcoming time away."""
+    """Weekly hours (as editable rows) and upcoming time away; ``added`` names time away
+    just saved, whose booked patients the page then points to.
+    """
     rows = [
         {
             "weekday": t.weekday,
@@ -161,7 +164,7 @@ def doctor_page(
         }
         for t in service.templates_of(session, doctor.id)
     ]
-    return _doctor_page(request, session, ctx, doctor, rows)
+    return _doctor_page(request, session, ctx, doctor, rows, added=added)
 
 
 def _doctor_page(
@@ -171,7 +174,11 @@ def _doctor_page(
     doctor: DoctorProfile,
     rows: list[dict[str, Any]],
     problem: str | None = None,
+    added: str = "",
 ) -> Response:
+    away = service.exceptions_of(session, ctx, doctor.id)
+    booked = doctor_away.booked_counts(session, away)
+    just_added = next((a for a in away if str(a.id) == added and booked.get(a.id)), None)
     return page(
         request,
         "scheduling/admin_doctor.html",
@@ -180,7 +187,10 @@ def _doctor_page(
         rows=rows + [{} for _ in range(BLANK_ROWS)],
         problem=problem,
         weekdays=list(enumerate(WEEKDAYS)),
-        away=service.exceptions_of(session, ctx, doctor.id),
+        away=away,
+        booked=booked,
+        just_added=just_added,
+        away_url=lambda a: f"/calendar/doctors/{doctor.id}/away/{a.id}",
         tz=tenants.zone_of(session, doctor.tenant_id).key,
     )
 
@@ -361,14 +371,23 @@ def add_time_away(
         lambda: service.add_exception(
             session, ctx, doctor_id=doctor.id, starts_at=begins, ends_at=ends, reason=reason or None
         ),
-        done=lambda added: flash(request, url, _away_saved(kept=added[1])),
+        done=lambda added: flash(
+            request,
+            f"{url}?added={added[0].id}#away-{added[0].id}" if added[1] else url,
+            _away_saved(kept=added[1]),
+        ),
         failed=url,
     )
 
 
 def _away_saved(kept: int) -> str:
-    note = f" {kept} booked appointments fall in it: please call those patients." if kept else ""
-    return "Time away saved; its free slots are closed." + note
+    if not kept:
+        return "Time away saved; its free slots are closed."
+    booked = "1 booked appointment falls" if kept == 1 else f"{kept} booked appointments fall"
+    return (
+        f"Time away saved; its free slots are closed. {booked} in it: "
+        "open “Patients to tell” to message or call them."
+    )
 
 
 @router.post("/admin/doctors/{doctor_id}/away/{exception_id}/remove")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from opdesk import idempotency
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity.sessions import Principal
+from opdesk.scheduling import away as doctor_away
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     AppointmentInPath as InPath,
@@ -27,6 +28,9 @@ from opdesk.scheduling.deps import (
 from opdesk.scheduling.models import DoctorProfile
 from opdesk.scheduling.schemas import (
     AppointmentOut,
+    AwayAffectedOut,
+    AwayAppointment,
+    AwayMessagedOut,
     BookingIn,
     DoctorCreate,
     DoctorFieldsIn,
@@ -50,13 +54,16 @@ from opdesk.scheduling.schemas import (
     WalkInIn,
 )
 from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.security.permissions import allowed
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import AppSettings, Ctx, DbSession, acting, answer
+from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, answer
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]
 Writer = Annotated[Principal, acting("appointments:write")]
 Manager = Annotated[Principal, acting("clinic:manage")]
+AwayReader = Annotated[Principal, acting("doctor-away:read")]
+AwayMessenger = Annotated[Principal, acting("doctor-away:message")]
 
 
 def fields_of(body: DoctorFieldsIn) -> service.DoctorFields:
@@ -194,6 +201,81 @@ def remove_exception(
 ) -> Response:
     service.remove_exception(session, ctx, doctor_id=doctor.id, exception_id=exception_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/doctors/{doctor_id}/exceptions/{exception_id}/appointments", response_model=AwayAffectedOut
+)
+def away_appointments(
+    exception_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    who: AwayReader,
+    cipher: Cipher,
+    doctor: Doctor,
+) -> AwayAffectedOut:
+    """The patients booked inside the time away (still booked: cancelled and moved ones
+    leave the list), whether each was already messaged or cannot be (no channel they
+    agreed to: call them), and the doctor's next free slots. A doctor sees their own only.
+    """
+    doctor_away.away_of(session, doctor_id=doctor.id, away_id=exception_id)  # 404 first
+    doctor_away.check_may_see(session, role=who.role, user_id=who.user_id, doctor_id=doctor.id)
+    found = doctor_away.report(session, ctx, cipher, doctor_id=doctor.id, away_id=exception_id)
+    phones = allowed(who.role, "patients:read")
+    now = ctx.now()
+    return AwayAffectedOut(
+        exception=ExceptionOut.model_validate(found.away),
+        doctor_id=doctor.id,
+        appointments=[
+            AwayAppointment(
+                appointment_id=a.appointment.id,
+                patient_id=a.patient.id,
+                patient_name=a.patient.full_name,
+                phone=a.phone if phones else None,
+                start=a.slot.starts_at,
+                end=a.slot.ends_at,
+                status=a.appointment.status,
+                channel=a.channel,
+                messaged=a.messaged is not None,
+                message_status=a.messaged.status if a.messaged is not None else None,
+                not_messaged=a.not_messaged,
+            )
+            for a in found.affected
+        ],
+        next_free=[SlotOut.of(s, now) for s in found.next_free],
+    )
+
+
+@router.post(
+    "/doctors/{doctor_id}/exceptions/{exception_id}/messages", response_model=AwayMessagedOut
+)
+def message_away_patients(
+    exception_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+    _: AwayMessenger,
+    cipher: Cipher,
+    doctor: Doctor,
+    settings: AppSettings,
+) -> AwayMessagedOut:
+    """Message every patient booked inside the time away with a link to choose another
+    time (the portal's reschedule page). Each patient is messaged once per away period:
+    calling this again queues nothing new. Patients without a channel they agreed to are
+    listed in ``toCall``; the appointments themselves are left as they are.
+    """
+    done = doctor_away.message_all(
+        session,
+        ctx,
+        cipher,
+        doctor_id=doctor.id,
+        away_id=exception_id,
+        base_url=settings.base_url,
+    )
+    return AwayMessagedOut(
+        queued=[a.appointment.id for a in done.queued],
+        already_messaged=[a.appointment.id for a in done.already],
+        to_call=[a.appointment.id for a in done.to_call],
+    )
 
 
 @router.post("/doctors/{doctor_id}/slots/generate", response_model=GenerateOut)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, case, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from opdesk.scheduling.models import (
     APPOINTMENT,
     Appointment,
     AppointmentStatus,
+    AvailabilityException,
     DoctorProfile,
     QueueCounter,
     Slot,
@@ -96,26 +97,41 @@ def _move(
 def _release(
     session: Session, ctx: RequestContext, offers: waitlist.Offers, slot_id: uuid.UUID
 ) -> None:
-    """Free a slot that has not started yet and offer it to the waitlist."""
+    """Give back a slot that has not started yet: offered to the waitlist, or, when the
+    doctor is away at that time, blocked (time away keeps no bookable slots).
+    """
     freed = session.execute(
         update(Slot)
         .where(Slot.id == slot_id, Slot.status == SlotStatus.BOOKED, Slot.starts_at > ctx.now())
-        .values(status=SlotStatus.FREE)
+        .values(status=case((_inside_time_away(Slot), SlotStatus.BLOCKED), else_=SlotStatus.FREE))
         .returning(Slot)
     ).scalar_one_or_none()
-    if freed is not None:
+    if freed is not None and freed.status == SlotStatus.FREE:
         waitlist.offer_next(session, ctx, offers, freed)
 
 
-def frees_slot(ctx: RequestContext, slot: Slot | None, to: str) -> bool:
-    """Whether moving an appointment on ``slot`` to ``to`` gives the slot back (and so to
-    the waitlist): the rule :func:`_release` applies, asked before the move is made.
+def _inside_time_away(slot: type[Slot] | Slot) -> ColumnElement[bool]:
+    """The slot overlaps time its doctor is away (``add_exception`` removes such slots
+    when they are free).
+    """
+    return exists().where(
+        AvailabilityException.tenant_id == slot.tenant_id,
+        AvailabilityException.doctor_id == slot.doctor_id,
+        AvailabilityException.starts_at < slot.occupied_until,
+        AvailabilityException.ends_at > slot.occupied_from,
+    )
+
+
+def frees_slot(session: Session, ctx: RequestContext, slot: Slot | None, to: str) -> bool:
+    """Whether moving an appointment on ``slot`` to ``to`` gives the slot back to booking
+    (and so to the waitlist): the rule :func:`_release` applies, asked before the move.
     """
     return (
         to in RELEASING
         and slot is not None
         and slot.status == SlotStatus.BOOKED
         and slot.starts_at > ctx.now()
+        and not session.execute(select(_inside_time_away(slot))).scalar_one()
     )
 
 

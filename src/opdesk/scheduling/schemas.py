@@ -279,3 +279,38 @@ class OfferOut(ApiModel):
     entry_id: uuid.UUID
     expires_at: datetime
     status: OfferStatus
+
+
+class AwayAppointment(ApiModel):
+    """A patient booked inside a doctor's time away, as the desk needs them to call or
+    message: ``phone`` only for staff who may read patients' details.
+    """
+
+    appointment_id: uuid.UUID
+    patient_id: uuid.UUID
+    patient_name: str
+    phone: str | None
+    start: datetime
+    end: datetime
+    status: AppointmentStatus
+    channel: Literal["whatsapp", "sms"] | None = Field(
+        description="the channel a message goes by; null when the patient allows none"
+    )
+    messaged: bool = Field(description="the rebooking message was already queued")
+    message_status: str | None
+    not_messaged: str | None = Field(
+        description="why no message goes to this patient, e.g. 'cannot be messaged — call'"
+    )
+
+
+class AwayAffectedOut(ApiModel):
+    exception: ExceptionOut
+    doctor_id: uuid.UUID
+    appointments: list[AwayAppointment]
+    next_free: list[SlotOut] = Field(description="the doctor's next bookable slots after it")
+
+
+class AwayMessagedOut(ApiModel):
+    queued: list[uuid.UUID] = Field(description="appointments whose patients were messaged now")
+    already_messaged: list[uuid.UUID]
+    to_call: list[uuid.UUID] = Field(description="appointments whose patients cannot be messaged")

@@ -4,6 +4,7 @@ walk-ins, and the doctor's own queue.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 import uuid
 from collections.abc import Callable
@@ -21,8 +22,10 @@ from opdesk.context import RequestContext
 from opdesk.errors import DomainError, InvalidInput, NotFound
 from opdesk.formatting import clock_time, day_name
 from opdesk.identity.sessions import Principal
+from opdesk.notifications import messages
 from opdesk.patients import queries as patient_queries
 from opdesk.patients.models import Patient
+from opdesk.scheduling import away as doctor_away
 from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     STATUS_LABELS,
@@ -40,7 +43,7 @@ from opdesk.scheduling.models import (
 )
 from opdesk.security.permissions import allowed
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Cipher, Ctx, DbSession, acting
+from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import attempt, flash, redirect
 from opdesk.web.templating import NavEntry
 
@@ -54,6 +57,8 @@ NAV = (
 Reader = Annotated[Principal, acting("appointments:read")]
 Writer = Annotated[Principal, acting("appointments:write")]
 Doctor = Annotated[Principal, acting("visits:read")]
+AwayReader = Annotated[Principal, acting("doctor-away:read")]
+AwayMessenger = Annotated[Principal, acting("doctor-away:message")]
 
 CHANNEL_LABELS = {"phone": "Phone", "walk-in": "At the desk", "whatsapp": "WhatsApp", "web": "Web"}
 # What the desk can do next with an appointment, as buttons.
@@ -100,6 +105,39 @@ class CalendarDay:
     rows: list[queries.SheetRow]
     booked: int = 0
     free: int = 0
+    # The doctor's time away on this day, each shown as a band where it begins among
+    # the rows: before the slot of ``before`` (a slot id), or after the last row.
+    away: tuple[doctor_away.AwayBand, ...] = ()
+    before: dict[uuid.UUID, list[doctor_away.AwayBand]] = dataclasses.field(default_factory=dict)
+    after: tuple[doctor_away.AwayBand, ...] = ()
+
+    def away_over(self, row: queries.SheetRow) -> doctor_away.AwayBand | None:
+        """The time away a booked slot lies in (its patient has to be told)."""
+        return _band_over(self.away, row)
+
+
+def _band_over(
+    bands: tuple[doctor_away.AwayBand, ...] | list[doctor_away.AwayBand], row: queries.SheetRow
+) -> doctor_away.AwayBand | None:
+    slot = row.slot
+    return next((b for b in bands if b.covers(slot.occupied_from, slot.occupied_until)), None)
+
+
+def _placed(
+    rows: list[queries.SheetRow], bands: list[doctor_away.AwayBand]
+) -> tuple[dict[uuid.UUID, list[doctor_away.AwayBand]], tuple[doctor_away.AwayBand, ...]]:
+    """Where each band goes among the day's rows: before the first slot that does not end
+    before the time away begins; after every row when there is none.
+    """
+    before: dict[uuid.UUID, list[doctor_away.AwayBand]] = {}
+    after = []
+    for band in bands:
+        first = next((r for r in rows if r.slot.occupied_until > band.away.starts_at), None)
+        if first is None:
+            after.append(band)
+        else:
+            before.setdefault(first.slot.id, []).append(band)
+    return before, tuple(after)
 
 
 @dataclass(frozen=True)
@@ -126,9 +164,23 @@ def _is_free(row: queries.SheetRow, now: datetime) -> bool:
     return row.appointment is None and (slot.status == "free" or lapsed) and slot.ends_at > now
 
 
-def _calendar_day(day: date, rows: list[queries.SheetRow], now: datetime) -> CalendarDay:
+def _calendar_day(
+    day: date,
+    rows: list[queries.SheetRow],
+    now: datetime,
+    away: list[doctor_away.AwayBand] | None = None,
+) -> CalendarDay:
     booked = sum(1 for r in rows if r.appointment is not None)
-    return CalendarDay(day, rows, booked, sum(1 for r in rows if _is_free(r, now)))
+    before, after = _placed(rows, away or [])
+    return CalendarDay(
+        day,
+        rows,
+        booked,
+        sum(1 for r in rows if _is_free(r, now)),
+        tuple(away or ()),
+        before,
+        after,
+    )
 
 
 def clinic_grid(
@@ -183,13 +235,18 @@ def calendar(
     now = ctx.now()
     days: list[CalendarDay] = []
     grid = None
+    zone = tenants.zone_of(session, ctx.tenant_id) if ctx.tenant_id else None
+    only = None if view == "all" or chosen is None else chosen.id
+    bands = doctor_away.bands(session, first, last, zone, only) if zone is not None else {}
     if view == "all":
         grid = clinic_grid(queries.clinic_day_sheet(session, day), chosen.id if chosen else None)
     elif chosen is not None:
         sheet = queries.day_sheet(session, chosen.id, first, last)
         for offset in range((last - first).days + 1):
             current = first + timedelta(days=offset)
-            days.append(_calendar_day(current, [r for r in sheet if r.slot.date == current], now))
+            today_rows = [r for r in sheet if r.slot.date == current]
+            days.append(_calendar_day(current, today_rows, now, bands.get(current)))
+    grid_bands = bands.get(day, []) if view == "all" else []
     step = timedelta(days=7 if view == "week" else 1)
     return page(
         request,
@@ -204,13 +261,33 @@ def calendar(
         previous=day - step,
         following=day + step,
         now=now,
-        zone=tenants.zone_of(session, ctx.tenant_id) if ctx.tenant_id else None,
+        zone=zone,
         may_write=allowed(who.role, "appointments:write"),
         actions=DESK_ACTIONS,
         calendar_url=calendar_url,
         day_list_url=day_list_url,
         back=ALL_DOCTORS if view == "all" else "calendar",
+        grid_bands=grid_bands,
+        away_at=lambda doctor_id, moment: next(
+            (b for b in grid_bands if b.doctor_id == doctor_id and b.at(moment)), None
+        ),
+        away_over=lambda doctor_id, row: _band_over(
+            [b for b in grid_bands if b.doctor_id == doctor_id], row
+        ),
+        away_url=away_url,
+        may_see_away=lambda doctor_id: _may_see_away(session, who, doctor_id),
     )
+
+
+def _may_see_away(session: Session, who: Principal, doctor_id: uuid.UUID) -> bool:
+    """Whether the calendar links a band to its list of patients to tell."""
+    if not allowed(who.role, "doctor-away:read"):
+        return False
+    try:
+        doctor_away.check_may_see(session, role=who.role, user_id=who.user_id, doctor_id=doctor_id)
+    except DomainError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -222,6 +299,7 @@ class DayListLine:
     visit_type: str
     status: str
     phone_last4: str | None
+    away: bool = False
 
 
 @router.get("/calendar/doctors/{doctor_id}/day-list")
@@ -240,7 +318,9 @@ def day_list(
     today = tenants.today_at_clinic(session, ctx)
     day = _parse_day(date, today)
     rows = queries.day_list(session, doctor.id, day)
-    zone = str(tenants.zone_of(session, doctor.tenant_id))
+    clinic_zone = tenants.zone_of(session, doctor.tenant_id)
+    zone = str(clinic_zone)
+    away = doctor_away.bands(session, day, day, clinic_zone, doctor.id).get(day, [])
     kinds = {v["code"]: v["label"] for v in doctor.visit_types}
     found = patient_queries.summaries(session, cipher, [r.patient for r in rows], today)
     lines = [
@@ -252,6 +332,8 @@ def day_list(
             visit_type=kinds.get(r.appointment.visit_type, r.appointment.visit_type),
             status=STATUS_LABELS.get(r.appointment.status, r.appointment.status),
             phone_last4=summary.phone_last4,
+            away=r.slot is not None
+            and any(b.covers(r.slot.occupied_from, r.slot.occupied_until) for b in away),
         )
         for r, summary in zip(rows, found, strict=True)
     ]
@@ -264,6 +346,7 @@ def day_list(
         clinic=tenants.get_tenant(session, doctor.tenant_id),
         printed=ctx.now(),
         back=calendar_url(doctor.id, day),
+        away=away,
     )
 
 
@@ -540,7 +623,7 @@ def freed_slot_fact(
         return None
     zone = str(tenants.zone_of(session, slot.tenant_id))
     at = clock_time(slot.starts_at, zone)
-    if not lifecycle.frees_slot(ctx, slot, to):
+    if not lifecycle.frees_slot(session, ctx, slot, to):
         if slot.starts_at <= ctx.now():
             return f"The {at} slot has already begun, so it is not offered to anyone else."
         return None
@@ -1234,4 +1317,124 @@ def decline_offer(
         lambda: waitlist.decline(session, ctx, offers, lock_id=offer_id),
         done="/waitlist",
         message="Declined; the slot goes to the next patient in line.",
+    )
+
+
+# ------------------------------------------------------------------ doctor away
+
+
+def away_url(doctor_id: uuid.UUID, away_id: uuid.UUID) -> str:
+    return f"/calendar/doctors/{doctor_id}/away/{away_id}"
+
+
+CHANNEL_NAMES = {"whatsapp": "WhatsApp", "sms": "SMS"}
+# Where a queued message is, as the desk reads it.
+SENT_WORDS = {
+    "pending": "waiting to go",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "failed": "failed: call",
+    "cancelled": "cancelled",
+}
+
+
+@router.get("/calendar/doctors/{doctor_id}/away/{exception_id}")
+def away_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    who: AwayReader,
+    cipher: Cipher,
+    settings: AppSettings,
+    doctor: DoctorInPath,
+    exception_id: uuid.UUID,
+) -> Response:
+    """The patients booked inside a doctor's time away: name, phone, time and status, who
+    was already messaged and who must be called; one button messages all the others with
+    a link to choose another time. Each row links to the desk's reschedule page.
+    """
+    doctor_away.away_of(session, doctor_id=doctor.id, away_id=exception_id)  # 404 first
+    doctor_away.check_may_see(session, role=who.role, user_id=who.user_id, doctor_id=doctor.id)
+    found = doctor_away.report(session, ctx, cipher, doctor_id=doctor.id, away_id=exception_id)
+    zone = found.zone
+    sample = found.to_message[0] if found.to_message else None
+    preview = None
+    if sample is not None:
+        assert ctx.tenant_id is not None
+        first_free = found.next_free[0] if found.next_free else None
+        preview = messages.render(
+            doctor_away.TEMPLATE,
+            sample.channel or "sms",
+            "en",
+            {
+                "patient": sample.patient.full_name,
+                "doctor": doctor.display_name,
+                "startsAt": doctor_away.when(sample.slot, zone),
+                "clinic": tenants.get_tenant(session, ctx.tenant_id).name,
+                "link": doctor_away.rebook_link(settings.base_url, sample.appointment, first_free),
+            },
+        ).text
+    starts = found.away.starts_at
+    return page(
+        request,
+        "scheduling/away.html",
+        r=found,
+        doctor=doctor,
+        span=doctor_away.span_of(found.away, zone),
+        when=lambda slot: doctor_away.when(slot, zone),
+        channels=CHANNEL_NAMES,
+        sent_words=SENT_WORDS,
+        show_phone=allowed(who.role, "patients:read"),
+        may_message=allowed(who.role, "doctor-away:message"),
+        may_write=allowed(who.role, "appointments:write"),
+        rescheduable=lifecycle.RESCHEDULABLE,
+        preview=preview,
+        calendar=calendar_url(doctor.id, starts.astimezone(zone).date()),
+    )
+
+
+def _messaged_note(done: doctor_away.Messaged) -> str:
+    def patients(n: int) -> str:
+        return f"{n} patient{'' if n == 1 else 's'}"
+
+    parts = []
+    if done.queued:
+        parts.append(f"Messaged {patients(len(done.queued))} with a link to choose another time.")
+    else:
+        parts.append("No new messages sent.")
+    if done.already:
+        parts.append(f"{patients(len(done.already))} had been messaged already (not sent again).")
+    if done.to_call:
+        parts.append(f"{patients(len(done.to_call))} cannot be messaged: please call them.")
+    return " ".join(parts)
+
+
+@router.post("/calendar/doctors/{doctor_id}/away/{exception_id}/message")
+def message_away_patients(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: AwayMessenger,
+    cipher: Cipher,
+    settings: AppSettings,
+    doctor: DoctorInPath,
+    exception_id: uuid.UUID,
+) -> Response:
+    """Message every patient of the list who can be and was not yet (once per away period)."""
+    doctor_away.away_of(session, doctor_id=doctor.id, away_id=exception_id)  # 404 first
+    url = away_url(doctor.id, exception_id)
+    return attempt(
+        request,
+        session,
+        lambda: doctor_away.message_all(
+            session,
+            ctx,
+            cipher,
+            doctor_id=doctor.id,
+            away_id=exception_id,
+            base_url=settings.base_url,
+        ),
+        done=lambda done: flash(request, url, _messaged_note(done)),
+        failed=url,
     )

@@ -49,6 +49,11 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "documents:read-invoices": frozenset({FRONTDESK, ACCOUNTS, ADMIN}),
     "appointments:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     "appointments:write": frozenset({FRONTDESK, DOCTOR, ADMIN}),
+    # doctor away: the patients booked inside a doctor's time away (with their phones),
+    # and one message to them all. The desk and admins run the phones; a doctor sees the
+    # list of their own time away only (checked by the route) and does not message.
+    "doctor-away:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
+    "doctor-away:message": frozenset({FRONTDESK, ADMIN}),
     "visits:read": frozenset({DOCTOR}),
     "visits:write": frozenset({DOCTOR}),
     "visits:sign": frozenset({DOCTOR}),
@@ -67,6 +72,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     # the clinic's scheduled work (reminders, no-shows, sweeps) and retrying what failed
     "automation:read": frozenset({ADMIN}),
     "automation:retry": frozenset({ADMIN}),
+    # the clinic's reminder, no-show grace and quiet-hour settings
+    "automation:configure": frozenset({ADMIN}),
     # a patient's own records through the portal
     "portal:self": frozenset({PATIENT}),
 }
