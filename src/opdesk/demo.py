@@ -325,10 +325,9 @@ def _register_demo(
 DEMO_TEMPLATES = (
     (
         "treatment",
-        "Consent for examination and treatment / जाँच और उपचार हेतु सहमति",
+        "Consent for examination and treatment",
         "I agree to be examined and treated by the doctors of this clinic. The doctor has "
-        "explained what will be done and I may ask questions at any time.\n\n"
-        "मैं इस क्लिनिक के डॉक्टरों द्वारा अपनी जाँच और उपचार के लिए सहमति देता/देती हूँ।",
+        "explained what will be done and I may ask questions at any time.",
     ),
     (
         "data-processing",
@@ -342,6 +341,33 @@ DEMO_TEMPLATES = (
         "Reminders on WhatsApp",
         "I agree that the clinic may send me appointment reminders, reports and bills on "
         "WhatsApp at my registered mobile number. I can stop this at any time.",
+    ),
+)
+# The same versions in Hindi (each consent's version 1, written in a second language).
+DEMO_TRANSLATIONS = (
+    (
+        "treatment",
+        "hi",
+        "जाँच और उपचार के लिए सहमति",
+        "मैं इस क्लिनिक के डॉक्टरों द्वारा अपनी जाँच और उपचार के लिए सहमति देता/देती हूँ। "
+        "डॉक्टर ने मुझे समझाया है कि क्या किया जाएगा, और मैं कभी भी प्रश्न पूछ सकता/सकती हूँ।",
+    ),
+    (
+        "data-processing",
+        "hi",
+        "मेरी स्वास्थ्य जानकारी का उपयोग (डिजिटल व्यक्तिगत डेटा संरक्षण अधिनियम, 2023)",
+        "क्लिनिक मेरा इलाज करने और अपने कानूनी दायित्व पूरे करने के लिए मेरे स्वास्थ्य "
+        "रिकॉर्ड रखता है। वह इन्हें केवल मेरा इलाज करने वालों के साथ, या जहाँ कानून ऐसा कहे, "
+        "साझा करता है। मैं इन्हें देखने, सुधारने या मिटाने के लिए कह सकता/सकती हूँ, और यह "
+        "सहमति कभी भी वापस ले सकता/सकती हूँ।",
+    ),
+    (
+        "whatsapp",
+        "hi",
+        "WhatsApp पर रिमाइंडर",
+        "मैं सहमति देता/देती हूँ कि क्लिनिक मेरे पंजीकृत मोबाइल नंबर पर WhatsApp के ज़रिए "
+        "मुझे अपॉइंटमेंट के रिमाइंडर, रिपोर्ट और बिल भेज सकता है। मैं इसे कभी भी बंद "
+        "करवा सकता/सकती हूँ।",
     ),
 )
 
@@ -362,6 +388,10 @@ def refresh_demo_paperwork(
         return 0
     for type_, title, body in DEMO_TEMPLATES:
         consents.add_template(session, ctx, type_=type_, title=title, body=body)
+    for type_, language, title, body in DEMO_TRANSLATIONS:
+        consents.add_translation(
+            session, ctx, type_=type_, version=1, language=language, title=title, body=body
+        )
     first = session.execute(select(Patient).order_by(Patient.number).limit(12)).scalars().all()
     signed = 0
     for patient in first:

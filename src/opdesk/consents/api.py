@@ -5,22 +5,25 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from opdesk.consents import service
 from opdesk.consents.deps import MyConsent, sign_here
 from opdesk.consents.schemas import (
     ConsentOut,
+    ConsentTextOut,
     PortalSignRequest,
     SignRequest,
     TemplateCreate,
     TemplateOut,
+    TranslationCreate,
 )
 from opdesk.context import RequestContext
 from opdesk.identity.sessions import Principal
-from opdesk.patients.deps import MyFamily, patient_in_path
+from opdesk.patients.deps import Family, MyFamily, patient_in_path
 from opdesk.patients.models import Patient
+from opdesk.patients.schemas import Language
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.web.deps import Ctx, DbSession, acting
 
@@ -34,8 +37,34 @@ def add_template(
     ctx: Ctx,
     _: Annotated[Principal, acting("clinic:manage")],
 ) -> TemplateOut:
-    """A new version of the clinic's text for one consent type."""
-    template = service.add_template(session, ctx, type_=body.type, title=body.title, body=body.body)
+    """A new version of the clinic's text for one consent type, in one language (English
+    unless given); the previous version, in every language, is no longer in force.
+    """
+    template = service.add_template(
+        session, ctx, type_=body.type, title=body.title, body=body.body, language=body.language
+    )
+    return TemplateOut.model_validate(template)
+
+
+@router.post("/consent-templates/translations", response_model=TemplateOut, status_code=201)
+def add_translation(
+    body: TranslationCreate,
+    session: DbSession,
+    ctx: Ctx,
+    _: Annotated[Principal, acting("clinic:manage")],
+) -> TemplateOut:
+    """The version in force in one more language, same version number (409 if ``version``
+    is no longer in force or already has that language).
+    """
+    template = service.add_translation(
+        session,
+        ctx,
+        type_=body.type,
+        version=body.version,
+        language=body.language,
+        title=body.title,
+        body=body.body,
+    )
     return TemplateOut.model_validate(template)
 
 
@@ -63,6 +92,7 @@ def _sign(
         method=method,
         version=body.version,
         text_hash=body.text_hash,
+        language=body.language,
     )
     return ConsentOut.model_validate(consent)
 
@@ -118,14 +148,41 @@ def sign_from_portal(
     return _sign(request, session, ctx, patient.id, body, "otp")
 
 
-@router.get("/me/consent-texts", response_model=list[TemplateOut])
+@router.get("/me/consent-texts", response_model=list[ConsentTextOut])
 def texts_for_patients(
-    session: DbSession, _: Annotated[Principal, acting("portal:self")]
-) -> list[TemplateOut]:
+    session: DbSession,
+    _: Annotated[Principal, acting("portal:self")],
+    family: MyFamily,
+    patient_id: Annotated[uuid.UUID | None, Query(alias="patientId")] = None,
+    language: Language | None = None,
+) -> list[ConsentTextOut]:
     """The clinic's texts in force, one per consent type: what a patient reads (and names
-    by version and hash) before agreeing.
+    by version, hash and language) before agreeing. Each is in the preferred language of
+    the patient (``patientId``, one of the family; else the account holder), else English
+    with a ``note``; ``language`` asks for another language where the text has it.
     """
-    return [TemplateOut.model_validate(t) for t in service.published(session).values()]
+    if patient_id is not None:
+        preferred = family.patient(session, patient_id).preferred_language
+    else:
+        preferred = _holder_language(session, family)
+    return [
+        ConsentTextOut.model_validate(
+            {
+                **TemplateOut.model_validate(r.text).model_dump(),
+                "languages": list(r.languages),
+                "preferred_language": r.preferred,
+                "note": r.note,
+            }
+        )
+        for r in service.readings(session, preferred=preferred, chosen=language)
+    ]
+
+
+def _holder_language(session: Session, family: Family) -> str:
+    """The preferred language of the family's account holder (not a dependent)."""
+    members = [family.patient(session, pid) for pid in family.ids]
+    holders = [p for p in members if p.guardian_id is None] or members
+    return holders[0].preferred_language if holders else service.ENGLISH
 
 
 @router.post("/me/consents/{consent_id}/revoke", response_model=ConsentOut)

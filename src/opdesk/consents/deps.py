@@ -27,9 +27,10 @@ def sign_here(
     method: str,
     version: int,
     text_hash: str | None = None,
+    language: str | None = None,
 ) -> Consent:
-    """Sign ``version`` of the text (it must be the one in force) with this app's cipher,
-    document storage and font cache (desk, portal, API).
+    """Sign ``version`` of the text (it must be the one in force), in ``language``, with
+    this app's cipher, document storage and font cache (desk, portal, API).
     """
     built = services(request)
     return service.sign(
@@ -43,6 +44,7 @@ def sign_here(
         fonts=built.settings.data_dir / "fonts",
         version=version,
         text_hash=text_hash,
+        language=language,
     )
 
 

@@ -21,7 +21,9 @@ from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
 from opdesk.patients import service as patients
 from opdesk.patients.deps import MyFamily
+from opdesk.patients.models import LANGUAGES
 from opdesk.patients.models import Patient as PatientRecord
+from opdesk.patients.schemas import LANGUAGE_NAMES
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import attempt, flash, render
@@ -42,19 +44,31 @@ def _consent_page(
     patient: PatientRecord,
     type_: str,
     *,
+    language: str = "",
     status: int = 200,
     problem: str | None = None,
 ) -> Response:
-    """The text of one consent, in force now, with the "I agree" form under it."""
-    text = consents.published(session).get(type_)
-    if text is None:
+    """The text of one consent, in force now, with the "I agree" form under it: in the
+    patient's preferred language when it is written in it (else English, with a note),
+    or in the language chosen with the switch.
+    """
+    reading = (
+        consents.reading(
+            session, type_, preferred=patient.preferred_language, chosen=language or None
+        )
+        if type_ in CONSENT_TYPES
+        else None
+    )
+    if reading is None:
         raise NotFound("the clinic has no consent text of this kind")
     return render(
         request,
         "portal/consent.html",
         status,
         patient=patient,
-        text=text,
+        reading=reading,
+        text=reading.text,
+        language_names=LANGUAGE_NAMES,
         problem=problem,
     )
 
@@ -67,10 +81,13 @@ def read_consent(
     family: MyFamily,
     patient_id: uuid.UUID,
     type: str = "",
+    language: str = "",
 ) -> Response:
-    """Read the clinic's text before agreeing (for yourself or a family member)."""
+    """Read the clinic's text before agreeing (for yourself or a family member), in your
+    language where the clinic wrote it in it; ``?language=`` switches.
+    """
     patient = family.patient(session, patient_id)
-    return _consent_page(request, session, patient, type)
+    return _consent_page(request, session, patient, type, language=language)
 
 
 @router.post("/me/patients/{patient_id}/consents/new")
@@ -84,21 +101,30 @@ def give_consent(
     type: Annotated[str, Form()] = "",
     version: Annotated[str, Form()] = "",
     text_hash: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "",
 ) -> Response:
-    """ "I agree" under the text: the version and text hash shown are what is recorded, and
-    only while that version is in force (the session itself was opened with a one-time
-    code to the phone). Without them, or after the clinic changed the text, the current
-    text is shown again to read.
+    """ "I agree" under the text: the version, language and text hash shown are what is
+    recorded, and only while that version is in force (the session itself was opened
+    with a one-time code to the phone). Without them, or after the clinic changed the
+    text, the current text is shown again to read.
     """
     patient = family.patient(session, patient_id)
     if type not in CONSENT_TYPES:
         raise NotFound("the clinic has no consent text of this kind")
-    if not version.isdigit() or not text_hash:
-        return _consent_page(request, session, patient, type, status=422, problem=NOT_READ)
+    if not version.isdigit() or not text_hash or (language and language not in LANGUAGES):
+        return _consent_page(
+            request, session, patient, type, language=language, status=422, problem=NOT_READ
+        )
 
     def refused(error: DomainError) -> Response:
         return _consent_page(
-            request, session, patient, type, status=error.status, problem=readable(error)
+            request,
+            session,
+            patient,
+            type,
+            language=language,
+            status=error.status,
+            problem=readable(error, {"language": "Language"}),
         )
 
     return attempt(
@@ -113,6 +139,7 @@ def give_consent(
             method="otp",
             version=int(version),
             text_hash=text_hash,
+            language=language or None,
         ),
         done=lambda consent: flash(
             request,
