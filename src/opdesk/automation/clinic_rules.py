@@ -1,5 +1,7 @@
 """The clinic's appointment rules: the booking confirmation, the reminders 24 h and 2 h
-before, and marking a patient who never came as a no-show.
+before, and marking a patient who never came as a no-show; and the slot rules: a waitlist
+offer that lapses passes the slot to the next patient in line, a hold that lapses lets the
+slot go.
 
 Scheduling lives in one place: :func:`on_booked` (called by ``scheduling.booking.book``,
 in the booking's transaction) schedules an appointment's events, and
@@ -11,6 +13,11 @@ Every event's ``dedupe_key`` is ``"<rule>:<appointment id>"``, so booking code t
 twice schedules each event once. A rule re-reads the appointment when it falls due and
 does nothing unless the appointment still stands: a reminder never goes out for a visit
 that was cancelled, even if a cancellation somehow missed the hook.
+
+A waitlist offer's expiry is scheduled when the offer is made (:func:`on_offered`, for its
+``expires_at``) and cancelled when the patient accepts or declines (:func:`on_offer_answered`);
+a hold's when the hold is taken (:func:`on_held`) and cancelled when the slot is booked.
+The sweeps (``jobs/sweeps.py``) do the same work for anything an event missed.
 
 Per-clinic settings are in ``tenants.automation_settings`` (defaults in :data:`DEFAULTS`)::
 
@@ -28,17 +35,28 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import records
+from opdesk.automation import (
+    later_rules,  # noqa: F401  (importing it registers its rules)
+    rules,
+)
 from opdesk.automation import service as automation
-from opdesk.automation.rules import Permanent, rule
+from opdesk.automation.rules import Busy, Permanent, rule
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound
-from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
+from opdesk.scheduling.models import (
+    Appointment,
+    AppointmentStatus,
+    DoctorProfile,
+    Slot,
+    WaitlistLock,
+)
 from opdesk.tenancy import service as tenants
 
 if TYPE_CHECKING:
@@ -46,11 +64,15 @@ if TYPE_CHECKING:
     from opdesk.security.crypto import FieldCipher
 
 ENTITY = "appointments"
+OFFER_ENTITY = "waitlist_locks"
+SLOT_ENTITY = "slots"
 
 CONFIRMATION = "booking-confirmation"
 REMINDER_24H = "reminder-24h"
 REMINDER_2H = "reminder-2h"
 NO_SHOW = "no-show"
+OFFER_EXPIRY = "waitlist-offer-expiry"
+HOLD_EXPIRY = "hold-expiry"
 
 # reminder rule -> its key in the settings
 REMINDERS = {REMINDER_24H: "24h", REMINDER_2H: "2h"}
@@ -69,13 +91,19 @@ LIVE = frozenset({AppointmentStatus.REQUESTED, AppointmentStatus.CONFIRMED})
 # Only a confirmed appointment can be marked no-show (the machine's rule).
 MISSABLE = frozenset({AppointmentStatus.CONFIRMED})
 
-# The worker puts its cipher here (``session.info``) before it runs a rule: the rules that
-# write messages need it to read the patient's phone and seal the recipient.
-CIPHER_INFO = "opdesk.cipher"
+# The worker puts its cipher here (``session.info``) before it runs a rule.
+CIPHER_INFO = rules.CIPHER_INFO
 
 
 def dedupe_key(rule_name: str, appointment_id: uuid.UUID) -> str:
     return f"{rule_name}:{appointment_id}"
+
+
+def hold_key(slot_id: uuid.UUID, expires_at: datetime) -> str:
+    """One hold of a slot: a slot is held again and again, but never twice until the
+    same moment (a new hold needs the old one lapsed).
+    """
+    return f"{HOLD_EXPIRY}:{slot_id}:{expires_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
 
 
 # --------------------------------------------------------------------------- settings
@@ -171,6 +199,9 @@ def on_booked(
         key_of=lambda rule_name: dedupe_key(rule_name, appointment.id),
         payload={"startsAt": starts_at.isoformat()},
     )
+    if appointment.slot_id is not None:
+        # The slot was taken, perhaps from a hold: that hold's expiry has nothing to do.
+        on_hold_released(session, ctx, appointment.slot_id)
 
 
 def on_status_changed(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
@@ -184,14 +215,61 @@ def on_status_changed(session: Session, ctx: RequestContext, appointment: Appoin
     automation.cancel_for(session, ctx, entity_type=ENTITY, entity_id=appointment.id, rules=rules)
 
 
+def on_offered(
+    session: Session, ctx: RequestContext, offer: WaitlistLock, *, keep_for: timedelta
+) -> None:
+    """A waitlist offer was made: it lapses at its ``expires_at`` (the slot then goes to
+    the next patient in line). ``keep_for`` is how long the next offer will be kept.
+    """
+    automation.schedule(
+        session,
+        ctx,
+        rule=OFFER_EXPIRY,
+        entity_type=OFFER_ENTITY,
+        entity_id=offer.id,
+        when=offer.expires_at,
+        dedupe_key=dedupe_key(OFFER_EXPIRY, offer.id),
+        payload={"slotId": str(offer.slot_id), "keepForSeconds": keep_for.total_seconds()},
+    )
+
+
+def on_offer_answered(session: Session, ctx: RequestContext, offer_id: uuid.UUID) -> None:
+    """The patient accepted or declined (or a sweep let the offer lapse): its expiry has
+    nothing left to do.
+    """
+    automation.cancel_for(
+        session, ctx, entity_type=OFFER_ENTITY, entity_id=offer_id, rules=(OFFER_EXPIRY,)
+    )
+
+
+def on_held(
+    session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, expires_at: datetime
+) -> None:
+    """A slot was held for someone booking it: at ``expires_at`` the hold lapses."""
+    automation.schedule(
+        session,
+        ctx,
+        rule=HOLD_EXPIRY,
+        entity_type=SLOT_ENTITY,
+        entity_id=slot_id,
+        when=expires_at,
+        dedupe_key=hold_key(slot_id, expires_at),
+        payload={"expiresAt": expires_at.isoformat()},
+    )
+
+
+def on_hold_released(session: Session, ctx: RequestContext, slot_id: uuid.UUID) -> None:
+    """The slot's hold ended (booked, or let go by a sweep): its expiry has nothing to do."""
+    automation.cancel_for(
+        session, ctx, entity_type=SLOT_ENTITY, entity_id=slot_id, rules=(HOLD_EXPIRY,)
+    )
+
+
 # --------------------------------------------------------------------------- the rules
 
 
 def _cipher(session: Session) -> FieldCipher:
-    found = session.info.get(CIPHER_INFO)
-    if found is None:
-        raise Permanent("this rule needs the worker's cipher (session.info) to send a message")
-    return found  # type: ignore[no-any-return]
+    return rules.cipher_of(session)
 
 
 def _standing(session: Session, event: AutomationEvent) -> tuple[Appointment, Slot] | None:
@@ -293,3 +371,71 @@ def mark_no_show(session: Session, ctx: RequestContext, event: AutomationEvent) 
         appointment_id=appointment.id,
         to=AppointmentStatus.NO_SHOW,
     )
+
+
+# --------------------------------------------------------------------------- slots
+
+_Row = TypeVar("_Row", Slot, WaitlistLock)
+
+
+def _lock_or_give_way(session: Session, model: type[_Row], row_id: uuid.UUID) -> _Row | None:
+    """The row, locked; None if it is gone. Raises :class:`Busy` when another transaction
+    holds it: the rule holds its event's lock, and a patient accepting the offer (or a
+    booking taking the slot) may be waiting for that event's lock to cancel it, so the
+    rule never waits here.
+    """
+    row = session.execute(
+        select(model)
+        .where(model.id == row_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if row is not None:
+        return row
+    if session.execute(select(model.id).where(model.id == row_id)).first() is not None:
+        raise Busy(f"the {model.__tablename__.removesuffix('s')} is being changed right now")
+    return None
+
+
+def _offers(session: Session, event: AutomationEvent) -> Any:
+    from opdesk.config import get_settings
+    from opdesk.scheduling import waitlist
+
+    seconds = event.payload.get("keepForSeconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+        keep_for = timedelta(seconds=seconds)
+    else:
+        keep_for = get_settings().offer_for
+    return waitlist.Offers(_cipher(session), keep_for)
+
+
+@rule(OFFER_EXPIRY)
+def expire_offer(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+    """The offer ran out unanswered: its patient goes back in line and the slot is offered
+    to the next one (as the sweep of lapsed offers does). Nothing to do for an offer that
+    was answered meanwhile.
+    """
+    from opdesk.scheduling import waitlist
+
+    offer = _lock_or_give_way(session, WaitlistLock, event.entity_ref_id)
+    if offer is None:
+        return
+    waitlist.expire_offer(session, ctx, _offers(session, event), offer)
+
+
+@rule(HOLD_EXPIRY)
+def release_hold(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+    """The hold ran out before a booking: the slot is offered to the next patient in line,
+    or goes back to everyone (as the sweep of lapsed holds does). Nothing to do once the
+    slot was booked or held anew.
+    """
+    from opdesk.scheduling import waitlist
+
+    slot = _lock_or_give_way(session, Slot, event.entity_ref_id)
+    if slot is None:
+        return
+    try:
+        expires_at = datetime.fromisoformat(str(event.payload["expiresAt"]))
+    except (KeyError, ValueError) as exc:
+        raise Permanent(f"the event does not say when the hold expires: {exc}") from exc
+    waitlist.release_hold(session, ctx, _offers(session, event), slot, expires_at=expires_at)

@@ -10,6 +10,11 @@ The worker calls it in a transaction of its own, scoped to the event's clinic, w
 event locked and still ``pending``; whatever the rule writes commits together with the
 event's move to ``success``. A rule that raises is retried with backoff (the transaction
 rolls back, the attempt is counted); one that raises :class:`Permanent` fails at once.
+
+The rules live in :mod:`.clinic_rules` (appointments, waitlist offers, holds) and
+:mod:`.later_rules` (records not built yet: follow-ups, refills, lab results, balances,
+diet plans, the daily report); importing :mod:`.clinic_rules`, as the worker does,
+registers both.
 """
 
 from __future__ import annotations
@@ -24,14 +29,27 @@ from opdesk.context import RequestContext
 
 if TYPE_CHECKING:
     from opdesk.automation.models import AutomationEvent
+    from opdesk.security.crypto import FieldCipher
 
 Handler = Callable[[Session, RequestContext, "AutomationEvent"], None]
 
 _RULES: dict[str, Handler] = {}
 
+# The worker puts its cipher here (``session.info``) before it runs a rule: the rules that
+# write messages need it to read the patient's phone and seal the recipient.
+CIPHER_INFO = "opdesk.cipher"
+
 
 class Permanent(Exception):
     """Trying again cannot help (the entity is gone, the payload is wrong): fail now."""
+
+
+class Busy(Exception):
+    """The rule's row is being changed by another transaction right now (a patient
+    answering an offer, a booking taking the slot): the rule gives way rather than wait
+    while it holds its event's lock, and the worker tries again after a backoff, when the
+    other change has settled (often leaving the rule nothing to do).
+    """
 
 
 class UnknownRule(Permanent):
@@ -49,6 +67,14 @@ def rule(name: str) -> Callable[[Handler], Handler]:
         return handler
 
     return register
+
+
+def cipher_of(session: Session) -> FieldCipher:
+    """The worker's cipher, for a rule that reads a phone number or writes a message."""
+    found = session.info.get(CIPHER_INFO)
+    if found is None:
+        raise Permanent("this rule needs the worker's cipher (session.info) to send a message")
+    return found  # type: ignore[no-any-return]
 
 
 def handler_for(name: str) -> Handler:

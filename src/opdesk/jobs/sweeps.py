@@ -1,4 +1,10 @@
-"""The sweepers (the seed's TTL indexes and lapsed holds and offers) as jobs."""
+"""The sweepers (the seed's TTL indexes and lapsed holds and offers) as jobs.
+
+Lapsed offers and holds each have an automation event at their expiry that does the work
+on time (``automation.clinic_rules``); these sweeps are the safety net for any event that
+was missed. The last job keeps every clinic's daily report scheduled for its next local
+midnight (a no-op once it is).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from opdesk import idempotency
+from opdesk.automation import later_rules
 from opdesk.context import RequestContext
 from opdesk.documents.service import sweep_share_links
 from opdesk.identity.service import sweep_otp_tokens
@@ -39,6 +46,7 @@ def sweep_jobs(offers: waitlist.Offers) -> list[Job]:
         Job("old sign-in counters", _old_counters, per_clinic=False),
         Job("expired share links", sweep_share_links),
         Job("lapsed waitlist offers", lambda s, c: waitlist.lapse_offers(s, c, offers)),
-        Job("lapsed holds", waitlist.release_lapsed_holds),
+        Job("lapsed holds", lambda s, c: waitlist.release_lapsed_holds(s, c, offers)),
         Job("old idempotency keys", _old_idempotency_keys),
+        Job("daily reports scheduled", later_rules.keep_daily_report_scheduled),
     ]

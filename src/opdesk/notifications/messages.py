@@ -134,6 +134,105 @@ TEMPLATES: dict[str, Template] = {
             ),
         },
     ),
+    # The rules of automation/later_rules.py (follow-ups, refills, lab results, balances,
+    # diet plans): sent by the clinic's clock, never in quiet hours.
+    "follow-up": Template(
+        params=("patient", "doctor", "dueOn", "clinic", "link"),
+        texts={
+            "en": (
+                "Your follow-up visit with {doctor} is due",
+                "{patient}, your follow-up visit with {doctor} at {clinic} is due on {dueOn}. "
+                "To book a time: {link}",
+            ),
+            "hi": (
+                "{doctor} के साथ आपकी फ़ॉलो-अप जाँच का समय",
+                "{patient}, {clinic} में {doctor} के साथ आपकी फ़ॉलो-अप जाँच {dueOn} को होनी है। "
+                "समय बुक करने के लिए: {link}",
+            ),
+            "ta": (
+                "{doctor} அவர்களுடன் உங்கள் மறுபரிசோதனை நேரம்",
+                "{patient}, {clinic} இல் {doctor} அவர்களுடன் உங்கள் மறுபரிசோதனை {dueOn} "
+                "அன்று. நேரம் பதிவு செய்ய: {link}",
+            ),
+        },
+    ),
+    "refill": Template(
+        params=("patient", "medicine", "dueOn", "clinic", "link"),
+        texts={
+            "en": (
+                "Time to refill {medicine}",
+                "{patient}, your {medicine} from {clinic} runs out around {dueOn}. Please "
+                "arrange a refill; for a new prescription: {link}",
+            ),
+            "hi": (
+                "{medicine} दोबारा लेने का समय",
+                "{patient}, {clinic} से मिली आपकी {medicine} लगभग {dueOn} तक ख़त्म हो जाएगी। "
+                "कृपया दवा फिर से लें; नए पर्चे के लिए: {link}",
+            ),
+            "ta": (
+                "{medicine} மீண்டும் வாங்க வேண்டிய நேரம்",
+                "{patient}, {clinic} வழங்கிய உங்கள் {medicine} சுமார் {dueOn} அன்று தீர்ந்துவிடும். "
+                "மீண்டும் வாங்கவும்; புதிய மருந்துச்சீட்டுக்கு: {link}",
+            ),
+        },
+    ),
+    "lab-result": Template(
+        params=("patient", "test", "clinic", "link"),
+        texts={
+            "en": (
+                "Your {test} result is ready",
+                "{patient}, your {test} result has been reviewed by your doctor at {clinic} "
+                "and is ready. To see it: {link}",
+            ),
+            "hi": (
+                "आपकी {test} रिपोर्ट तैयार है",
+                "{patient}, {clinic} में आपके डॉक्टर ने आपकी {test} रिपोर्ट देख ली है और वह "
+                "तैयार है। देखने के लिए: {link}",
+            ),
+            "ta": (
+                "உங்கள் {test} முடிவு தயார்",
+                "{patient}, உங்கள் {test} முடிவை {clinic} இல் உங்கள் மருத்துவர் பார்த்துவிட்டார்; "
+                "அது தயாராக உள்ளது. பார்க்க: {link}",
+            ),
+        },
+    ),
+    "balance-due": Template(
+        params=("patient", "amount", "dueOn", "clinic", "link"),
+        texts={
+            "en": (
+                "{amount} due to {clinic}",
+                "{patient}, {amount} is due to {clinic} by {dueOn}. To see the bill: {link}",
+            ),
+            "hi": (
+                "{clinic} को {amount} देय",
+                "{patient}, {clinic} को {dueOn} तक {amount} का भुगतान करना है। बिल देखने के लिए: {link}",
+            ),
+            "ta": (
+                "{clinic} க்கு {amount} செலுத்த வேண்டும்",
+                "{patient}, {clinic} க்கு {dueOn} க்குள் {amount} செலுத்த வேண்டும். ரசீதைப் பார்க்க: {link}",
+            ),
+        },
+    ),
+    "diet-nudge": Template(
+        params=("patient", "plan", "clinic", "link"),
+        texts={
+            "en": (
+                "Keeping to your diet plan",
+                "{patient}, a reminder from {clinic} to keep to your diet plan ({plan}). "
+                "To see it: {link}",
+            ),
+            "hi": (
+                "अपनी डाइट योजना पर बने रहें",
+                "{patient}, {clinic} की ओर से याद दिलाना: अपनी डाइट योजना ({plan}) का पालन "
+                "करते रहें। देखने के लिए: {link}",
+            ),
+            "ta": (
+                "உங்கள் உணவுத் திட்டத்தைப் பின்பற்றுங்கள்",
+                "{patient}, {clinic} நினைவூட்டுகிறது: உங்கள் உணவுத் திட்டத்தைப் ({plan}) "
+                "தொடர்ந்து பின்பற்றுங்கள். பார்க்க: {link}",
+            ),
+        },
+    ),
     "test-message": Template(
         params=("clinic",),
         urgent=True,

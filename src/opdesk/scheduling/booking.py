@@ -106,6 +106,7 @@ def hold(session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, hold_for:
         to_state=SlotStatus.HELD,
         diff=audit.diff_of({}, {"holdExpiresAt": expires}),
     )
+    clinic_rules.on_held(session, ctx, slot_id=slot_id, expires_at=expires)
     return Hold(slot_id, token, expires)
 
 

@@ -5,18 +5,24 @@ offer can book, both ending at ``expires_at``. Declining, or letting it lapse, o
 the slot to the next patient in line who has not had it yet. Offers and entries move
 along their machines (``WAITLIST_OFFER``, ``WAITLIST_ENTRY``) through
 :func:`opdesk.states.transition`.
+
+Each offer schedules its own expiry (the automation rule ``waitlist-offer-expiry``, due at
+``expires_at``), so the slot moves on when the offer lapses; a hold's expiry (rule
+``hold-expiry``) does the same for a slot held while booking. :func:`lapse_offers` and
+:func:`release_lapsed_holds`, run by the sweeps, catch whatever those events missed.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
+from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput
@@ -169,6 +175,7 @@ def offer_next(
         return None
     states.transition(session, ctx, entry, WaitlistStatus.OFFERED, WAITLIST_ENTRY)
     _send_offer(session, ctx, offers.cipher, lock, slot)
+    clinic_rules.on_offered(session, ctx, lock, keep_for=offers.keep_for)
     audit.record(
         ctx,
         entity="waitlist_locks",
@@ -249,6 +256,7 @@ def accept(
     )
     states.transition(session, ctx, lock, OfferStatus.ACCEPTED, WAITLIST_OFFER)
     states.transition(session, ctx, entry, WaitlistStatus.BOOKED, WAITLIST_ENTRY)
+    clinic_rules.on_offer_answered(session, ctx, lock.id)
     return appointment
 
 
@@ -258,6 +266,7 @@ def decline(
     """The patient does not want this slot: they stay in line, the slot goes to the next."""
     lock = _open_offer(session, ctx, lock_id, OfferStatus.DECLINED)
     _lapse(session, ctx, offers, lock, OfferStatus.DECLINED)
+    clinic_rules.on_offer_answered(session, ctx, lock.id)
     return lock
 
 
@@ -295,11 +304,98 @@ def lapse_offers(session: Session, ctx: RequestContext, offers: Offers) -> int:
     )
     for lock in lapsed:
         _lapse(session, ctx, offers, lock, OfferStatus.EXPIRED)
+        clinic_rules.on_offer_answered(session, ctx, lock.id)  # its event missed it
     return len(lapsed)
 
 
-def release_lapsed_holds(session: Session, ctx: RequestContext) -> int:
-    """Holds past their expiry go back to everyone (the seed's TTL index on holds)."""
+def expire_offer(session: Session, ctx: RequestContext, offers: Offers, lock: WaitlistLock) -> bool:
+    """One offer's expiry, at its time (the automation event of :func:`offer_next`): if it
+    is still open and has run out, it lapses as :func:`lapse_offers` would lapse it (its
+    patient back in line, the slot offered to the next one). ``lock`` is locked by the
+    caller. False when there was nothing to do (answered, or lapsed by a sweep).
+    """
+    if lock.status != OfferStatus.OFFERED or lock.expires_at > ctx.now():
+        return False
+    _lapse(session, ctx, offers, lock, OfferStatus.EXPIRED)
+    return True
+
+
+def _release(
+    session: Session,
+    ctx: RequestContext,
+    offers: Offers | None,
+    slots: list[Slot],
+    *,
+    entity_id: uuid.UUID | None = None,
+) -> None:
+    """Audit the holds let go (one event naming every slot) and offer each slot that has
+    not begun to the next patient in line, if one waits for it (someone may have joined
+    the line while the hold hid the slot); a slot nobody waits for is free for everyone.
+    """
+    if not slots:
+        return
+    # One event for a sweep of a clinic, naming every slot it let go.
+    audit.record(
+        ctx,
+        entity="slots",
+        entity_id=entity_id,
+        action="state-transition",
+        from_state=SlotStatus.HELD,
+        to_state=SlotStatus.FREE,
+        diff=audit.diff_of({}, {"lapsedHolds": sorted(str(s.id) for s in slots)}),
+    )
+    session.flush()
+    if offers is None:
+        return
+    for slot in slots:
+        if slot.starts_at > ctx.now():
+            offer_next(session, ctx, offers, slot)
+
+
+def release_hold(
+    session: Session,
+    ctx: RequestContext,
+    offers: Offers,
+    slot: Slot,
+    *,
+    expires_at: datetime,
+) -> bool:
+    """One hold's expiry, at its time (the automation event of ``booking.hold``): if the
+    slot is still held by that hold (held until ``expires_at``, by a requester's token, not
+    a waitlist offer) and the hold has run out, the slot is let go as
+    :func:`release_lapsed_holds` lets it go. ``slot`` is locked by the caller. False when
+    there was nothing to do (booked, held anew, or released by a sweep).
+    """
+    now = ctx.now()
+    if (
+        slot.status != SlotStatus.HELD
+        or "holdHash" not in slot.meta
+        or slot.hold_expires_at is None
+        or slot.hold_expires_at != expires_at
+        or slot.hold_expires_at > now
+    ):
+        return False
+    released = session.execute(
+        update(Slot)
+        .where(Slot.id == slot.id, Slot.status == SlotStatus.HELD)
+        .values(
+            status=SlotStatus.FREE,
+            hold_expires_at=None,
+            meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
+        )
+        .returning(Slot)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    _release(session, ctx, offers, [released], entity_id=released.id)
+    return True
+
+
+def release_lapsed_holds(
+    session: Session, ctx: RequestContext, offers: Offers | None = None
+) -> int:
+    """Holds past their expiry are let go (the seed's TTL index on holds); with ``offers``
+    each slot goes to the next patient in line first, as a hold's own expiry event does.
+    """
     released = list(
         session.execute(
             update(Slot)
@@ -309,19 +405,14 @@ def release_lapsed_holds(session: Session, ctx: RequestContext) -> int:
                 hold_expires_at=None,
                 meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
             )
-            .returning(Slot.id)
+            .returning(Slot)
+            .execution_options(populate_existing=True)
         ).scalars()
     )
-    if released:  # one event per sweep of a clinic, naming every slot it let go
-        audit.record(
-            ctx,
-            entity="slots",
-            entity_id=None,
-            action="state-transition",
-            from_state=SlotStatus.HELD,
-            to_state=SlotStatus.FREE,
-            diff=audit.diff_of({}, {"lapsedHolds": sorted(str(i) for i in released)}),
-        )
+    released.sort(key=lambda slot: (slot.starts_at, slot.id))
+    _release(session, ctx, offers, released)
+    for slot in released:  # their expiry events have nothing left to do
+        clinic_rules.on_hold_released(session, ctx, slot.id)
     return len(released)
 
 
