@@ -127,7 +127,8 @@ def prepare(target: Target) -> None:
         sys.exit(f"{target.source}: no such test file {', '.join(missing)}")
     run = target.run_dir
     run.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "tests"):
+    # docs/: tests check permissions.md against the code.
+    for name in ("src", "tests", "docs"):
         link = run / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name, target_is_directory=True)
@@ -140,7 +141,7 @@ def prepare(target: Target) -> None:
             'source_paths = ["src"]',
             f"only_mutate = {toml_list([target.pattern])}",
             f"pytest_add_cli_args_test_selection = {toml_list(target.tests)}",
-            'also_copy = ["conftest.py"]',
+            'also_copy = ["conftest.py", "docs"]',
             "use_git_change_detection = false",
             "",
         ]
