@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from opdesk import health
+from opdesk.automation import web as automation_web
 from opdesk.bootstrap import bootstrap
 from opdesk.config import Settings, get_settings
 from opdesk.consents import api as consents_api
@@ -86,6 +87,7 @@ PAGE_MODULES = page_modules(
     portal_web,
     identity_web,
     notifications_web,
+    automation_web,
     patients_web,
     consents_web,
     scheduling_web,
@@ -110,6 +112,7 @@ def api_router() -> APIRouter:
     router.include_router(consents_api.router)
     router.include_router(tenancy_api.router)
     router.include_router(notifications_api.router)
+    router.include_router(automation_web.api)
     return router
 
 

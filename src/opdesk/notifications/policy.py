@@ -3,9 +3,9 @@
 - Consent: WhatsApp and SMS go only to a patient whose newest consent of that channel
   stands (``consents.allows``); a sign-in code goes to whoever asked for it. Email has
   no consent type of its own: it goes to a patient who gave the clinic an address.
-- Quiet hours: no non-urgent message between 21:00 and 08:00 clinic time (the clinic
-  may set other hours in ``tenants.automation_settings.quietHours``); it is deferred to
-  the end of the quiet period, not dropped.
+- Quiet hours: no non-urgent message between 21:00 and 08:00 clinic time, or the hours
+  the clinic set (``automation.settings``, the "Reminders and messages" page); it is
+  deferred to the end of the quiet period, not dropped.
 - A sign-in code is redacted from the row once sent by a real provider.
 - A WhatsApp message that failed is sent again by SMS (``fallback_of``).
 """
@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import audit
+from opdesk.automation import settings as automation_settings
 from opdesk.consents import service as consents
 from opdesk.context import RequestContext
 from opdesk.notifications import messages
@@ -35,8 +36,6 @@ CONSENT_FREE = frozenset({"otp", "waitlist-offer"})
 # Templates whose payload holds a secret, redacted once the message is sent.
 SECRET_FIELDS = {"otp": ("code",)}
 REDACTED = "••••••"
-QUIET_START = time(21, 0)
-QUIET_END = time(8, 0)
 
 
 def _where(message: OutboxMessage, column: str) -> dict[str, Any]:
@@ -50,13 +49,7 @@ def _where(message: OutboxMessage, column: str) -> dict[str, Any]:
 
 def quiet_hours(tenant: Tenant) -> tuple[time, time]:
     """The clinic's quiet hours (start, end) in its own time; 21:00-08:00 unless set."""
-    given = (tenant.automation_settings or {}).get("quietHours") or {}
-    try:
-        start = time.fromisoformat(given.get("start", "")) if given.get("start") else QUIET_START
-        end = time.fromisoformat(given.get("end", "")) if given.get("end") else QUIET_END
-    except (TypeError, ValueError):
-        return QUIET_START, QUIET_END
-    return start, end
+    return automation_settings.of_tenant(tenant).quiet_hours.times
 
 
 def quiet_until(now: datetime, zone: ZoneInfo, start: time, end: time) -> datetime | None:
