@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 
 from opdesk import records
 from opdesk.automation import clinic_rules
+from opdesk.automation import settings as automation_settings
 from opdesk.automation.models import AutomationEvent, EventStatus
 from opdesk.db import Database
 from opdesk.notifications.models import OutboxMessage
@@ -405,7 +406,7 @@ def test_a_visit_types_setting_overrides_the_clinics_for_its_appointments() -> N
 
     def planned(visit_type: str) -> dict[str, datetime]:
         return clinic_rules.plan(
-            settings,
+            automation_settings.from_stored(settings),
             now=booked,
             visit_type=visit_type,
             starts_at=starts,
@@ -424,7 +425,7 @@ def test_nonsense_settings_fall_back_to_the_defaults() -> None:
     settings = {"reminders": {"24h": "yes", "2h": {"hours": -1}}, "noShowGraceMinutes": "soon"}
     starts = datetime(2031, 3, 10, 4, 0, tzinfo=UTC)
     assert clinic_rules.plan(
-        settings,
+        automation_settings.from_stored(settings),
         now=starts - timedelta(days=5),
         visit_type=None,
         starts_at=starts,

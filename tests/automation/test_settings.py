@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from opdesk.audit.models import AuditEvent
-from opdesk.automation import clinic_rules
 from opdesk.automation import settings as automation_settings
 from opdesk.automation.models import AutomationEvent
 from opdesk.db import Database
@@ -106,10 +105,9 @@ def test_a_new_clinic_reads_the_defaults_the_rules_always_used(
         read = automation_settings.read(session, ctx_for(tenant.id))
         row = session.get_one(Tenant, tenant.id)
         assert read.stored() == DEFAULTS
-        for key in ("24h", "2h"):
-            old = clinic_rules.reminder_setting({}, key, None)
-            assert (read.reminder(key).on, read.reminder(key).hours) == (old.on, old.hours)
-        assert read.grace == clinic_rules.grace({}) == timedelta(minutes=15)
+        assert (read.reminder("24h").on, read.reminder("24h").hours) == (True, 24)
+        assert (read.reminder("2h").on, read.reminder("2h").hours) == (True, 2)
+        assert read.grace == timedelta(minutes=15)
         assert policy.quiet_hours(row) == (time(21, 0), time(8, 0))
 
 
@@ -125,12 +123,18 @@ def test_what_is_stored_reads_as_the_rules_read_it_and_unusable_parts_as_default
     store_raw(db, tenant, raw)
     with clinic_session(db, tenant.id) as session:
         read = automation_settings.read(session, ctx_for(tenant.id))
-    for key in ("24h", "2h"):
-        for kind in (None, "procedure", "consultation"):
-            old = clinic_rules.reminder_setting(raw, key, kind)
-            new = read.reminder(key, kind)
-            assert (new.on, new.hours) == (old.on, old.hours), (key, kind)
-    assert read.grace == clinic_rules.grace(raw) == timedelta(minutes=15)
+    expected = {
+        ("24h", None): (False, 24),
+        ("24h", "procedure"): (False, 24),
+        ("24h", "consultation"): (False, 24),
+        ("2h", None): (True, 3),
+        ("2h", "procedure"): (False, 3),  # the visit type turns it off, hours kept
+        ("2h", "consultation"): (True, 3),  # no entry of its own: the clinic's
+    }
+    for (key, kind), (on, hours) in expected.items():
+        got = read.reminder(key, kind)
+        assert (got.on, got.hours) == (on, hours), (key, kind)
+    assert read.grace == timedelta(minutes=15)  # "soon" is not minutes: the default
     assert read.quiet_hours.times == (time(20, 0), time(8, 0))
 
 

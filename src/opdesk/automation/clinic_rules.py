@@ -19,22 +19,14 @@ A waitlist offer's expiry is scheduled when the offer is made (:func:`on_offered
 a hold's when the hold is taken (:func:`on_held`) and cancelled when the slot is booked.
 The sweeps (``jobs/sweeps.py``) do the same work for anything an event missed.
 
-Per-clinic settings are in ``tenants.automation_settings`` (defaults in :data:`DEFAULTS`)::
-
-    {
-      "reminders": {"24h": true, "2h": {"on": true, "hours": 3}},
-      "visitTypes": {"procedure": {"reminders": {"2h": false}}},
-      "noShowGraceMinutes": 15
-    }
-
-A reminder is either on/off (``true``/``false``) or ``{"on": …, "hours": …}`` (hours before
-the slot's start); a visit type's entry overrides the clinic's for appointments of that type.
+A clinic's settings (which reminders, how many hours before, per visit type; the no-show
+grace) are read through :mod:`opdesk.automation.settings`, which holds their shape and
+defaults.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,7 +39,9 @@ from opdesk.automation import (
     rules,
 )
 from opdesk.automation import service as automation
+from opdesk.automation import settings as clinic_settings
 from opdesk.automation.rules import Busy, Permanent, rule
+from opdesk.automation.settings import AutomationSettings
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound
 from opdesk.scheduling.models import (
@@ -79,12 +73,6 @@ REMINDERS = {REMINDER_24H: "24h", REMINDER_2H: "2h"}
 MESSAGE_RULES = (CONFIRMATION, REMINDER_24H, REMINDER_2H)
 ALL_RULES = (*MESSAGE_RULES, NO_SHOW)
 
-DEFAULT_HOURS = {"24h": 24.0, "2h": 2.0}
-DEFAULTS: dict[str, Any] = {
-    "reminders": {"24h": True, "2h": True},
-    "noShowGraceMinutes": 15,
-}
-
 # An appointment whose messages still make sense: it has not been cancelled, missed or
 # seen yet.
 LIVE = frozenset({AppointmentStatus.REQUESTED, AppointmentStatus.CONFIRMED})
@@ -106,53 +94,15 @@ def hold_key(slot_id: uuid.UUID, expires_at: datetime) -> str:
     return f"{HOLD_EXPIRY}:{slot_id}:{expires_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
 
 
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Reminder:
-    on: bool
-    hours: float
-
-
-def _reminder(given: Any, key: str, fallback: Reminder) -> Reminder:
-    if isinstance(given, bool):
-        return Reminder(given, fallback.hours)
-    if isinstance(given, dict):
-        hours = given.get("hours", fallback.hours)
-        return Reminder(
-            bool(given.get("on", fallback.on)),
-            float(hours) if isinstance(hours, int | float) and hours > 0 else fallback.hours,
-        )
-    return fallback
-
-
-def reminder_setting(settings: dict[str, Any], key: str, visit_type: str | None) -> Reminder:
-    """Whether the ``key`` ("24h", "2h") reminder is on, and how many hours before."""
-    value = Reminder(True, DEFAULT_HOURS[key])
-    value = _reminder((settings.get("reminders") or {}).get(key), key, value)
-    if visit_type is not None:
-        per_type = ((settings.get("visitTypes") or {}).get(visit_type) or {}).get("reminders")
-        value = _reminder((per_type or {}).get(key), key, value)
-    return value
-
-
-def grace(settings: dict[str, Any]) -> timedelta:
-    minutes = settings.get("noShowGraceMinutes", DEFAULTS["noShowGraceMinutes"])
-    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or minutes < 0:
-        minutes = DEFAULTS["noShowGraceMinutes"]
-    return timedelta(minutes=minutes)
-
-
-def settings_of(session: Session, tenant_id: uuid.UUID) -> dict[str, Any]:
-    return dict(tenants.get_tenant(session, tenant_id).automation_settings or {})
+def settings_of(session: Session, tenant_id: uuid.UUID) -> AutomationSettings:
+    return clinic_settings.of_tenant(tenants.get_tenant(session, tenant_id))
 
 
 # --------------------------------------------------------------------------- the hooks
 
 
 def plan(
-    settings: dict[str, Any],
+    settings: AutomationSettings,
     *,
     now: datetime,
     visit_type: str | None,
@@ -165,11 +115,11 @@ def plan(
     """
     events = {CONFIRMATION: now}
     for rule_name, key in REMINDERS.items():
-        reminder = reminder_setting(settings, key, visit_type)
+        reminder = settings.reminder(key, visit_type)
         when = starts_at - timedelta(hours=reminder.hours)
         if reminder.on and when > now:
             events[rule_name] = when
-    events[NO_SHOW] = ends_at + grace(settings)
+    events[NO_SHOW] = ends_at + settings.grace
     return events
 
 
@@ -337,7 +287,7 @@ def _remind(session: Session, ctx: RequestContext, event: AutomationEvent) -> No
         return  # too late to remind
     # The clinic may have turned this reminder off since the booking.
     settings = settings_of(session, appointment.tenant_id)
-    if not reminder_setting(settings, REMINDERS[event.rule], appointment.visit_type).on:
+    if not settings.reminder(REMINDERS[event.rule], appointment.visit_type).on:
         return
     _send(session, ctx, event, template="appointment-reminder", appointment=appointment, slot=slot)
 
