@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from psycopg import errors as pg
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from opdesk.audit.models import AuditEvent
@@ -87,6 +87,73 @@ class World:
     entry: uuid.UUID
     offer: uuid.UUID  # open
     automation_event: uuid.UUID  # pending, for the appointment
+    clinical: Clinical
+
+
+@dataclass(frozen=True)
+class Clinical:
+    """A row of each clinical table, for the appointment (drafts: nothing issued)."""
+
+    service: uuid.UUID
+    visit: uuid.UUID  # draft
+    diagnosis: uuid.UUID  # primary
+    vital: uuid.UUID
+    visit_service: uuid.UUID
+    drug: uuid.UUID
+    signing_key: uuid.UUID
+    prescription: uuid.UUID  # draft
+    rx_template: uuid.UUID
+    diet_template: uuid.UUID
+    diet_plan: uuid.UUID  # draft
+    order: uuid.UUID
+
+
+# Until the clinical services exist (the clinical issue), their rows are written here as
+# those services will write them, one INSERT per table.
+_CLINICAL_ROWS = [
+    "insert into clinic_services (tenant_id, id, code, name, price, tax_rate, created_at,"
+    " updated_at) values (:tenant, :service, 'CONSULT', 'Consultation', 500, 0, now(), now())",
+    "insert into visits (tenant_id, id, appointment_id, patient_id, doctor_id, status,"
+    " created_at, updated_at)"
+    " values (:tenant, :visit, :appointment, :patient, :doctor, 'draft', now(), now())",
+    "insert into visits_diagnoses (tenant_id, id, visit_id, patient_id, doctor_id, code,"
+    " is_primary, position, created_at)"
+    " values (:tenant, :diagnosis, :visit, :patient, :doctor, 'J45.9', true, 1, now())",
+    "insert into visits_vitals (tenant_id, id, visit_id, patient_id, type, value_encrypted,"
+    " unit, collected_at, recorded_by, created_at) values (:tenant, :vital, :visit, :patient,"
+    " 'pulse', '\\x00', '/min', now(), :user, now())",
+    "insert into visits_services (tenant_id, id, visit_id, service_id, code, description,"
+    " quantity, unit_price, created_at, created_by) values (:tenant, :visit_service, :visit,"
+    " :service, 'CONSULT', 'Consultation', 1, 500, now(), :user)",
+    "insert into formulary_drugs (tenant_id, id, generic_name, strength, form, drug_class,"
+    " source, created_at) values (:tenant, :drug, 'Amoxicillin', '500 mg', 'capsule',"
+    " 'penicillins', 'nlem-2022', now())",
+    "insert into signing_keys (tenant_id, id, public_key, private_key_encrypted, created_at)"
+    " values (:tenant, :signing_key, '\\x01', '\\x02', now())",
+    "insert into prescriptions (tenant_id, id, visit_id, patient_id, doctor_id, version,"
+    " created_at, updated_at)"
+    " values (:tenant, :prescription, :visit, :patient, :doctor, 1, now(), now())",
+    "insert into prescription_templates (tenant_id, id, doctor_id, name, items, created_at,"
+    " updated_at) values (:tenant, :rx_template, :doctor, 'Adult fever', '[]', now(), now())",
+    "insert into diet_plan_templates (tenant_id, id, name, schedule, created_at, updated_at)"
+    " values (:tenant, :diet_template, 'Diabetic 1800 kcal', '[]', now(), now())",
+    "insert into diet_plans (tenant_id, id, visit_id, patient_id, doctor_id, version,"
+    " schedule, created_at, updated_at)"
+    " values (:tenant, :diet_plan, :visit, :patient, :doctor, 1, '[]', now(), now())",
+    "insert into orders (tenant_id, id, visit_id, patient_id, doctor_id, type, items, status,"
+    " status_timeline_ordered_at, created_at, updated_at) values (:tenant, :order, :visit,"
+    " :patient, :doctor, 'lab', '[]', 'ordered', now(), now(), now())",
+]
+
+
+def _clinical(db: Database, tenant_id: uuid.UUID, **refs: uuid.UUID) -> Clinical:
+    """``refs``: the patient, doctor, appointment and (staff) user the rows belong to."""
+    ids = {name: new_id() for name in Clinical.__dataclass_fields__}
+    with transaction(db, ctx_for(tenant_id)) as session:
+        unaudited(session)
+        for statement in _CLINICAL_ROWS:
+            session.execute(text(statement), {**ids, **refs, "tenant": tenant_id})
+    return Clinical(**ids)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +218,14 @@ def world(db: Database, ident: Identity) -> World:
             entry=offer.entry_id,
             offer=offer.id,
             automation_event=event.id,
+            clinical=_clinical(
+                db,
+                tenant.id,
+                patient=patient.id,
+                doctor=doctor.id,
+                appointment=appointment.id,
+                user=doctor.user_id,
+            ),
         )
 
 
@@ -269,6 +344,192 @@ def check(constraint: str, rule: str, attempt: Write) -> Case:
 def _token(session: Session, w: World) -> None:
     """A token handed out on :data:`DAY` (no slot: only the token may clash)."""
     copy(session, "appointments", w.appointment, slot_id=None, token_number=7, queue_date=DAY)
+
+
+def _clinical_copy(table: str, row: str, **changes: object) -> Write:
+    def write(session: Session, w: World) -> None:
+        copy(session, table, getattr(w.clinical, row), **changes)
+
+    return write
+
+
+def _clinical_change(table: str, row: str, **changes: object) -> Write:
+    def write(session: Session, w: World) -> None:
+        change(session, table, getattr(w.clinical, row), **changes)
+
+    return write
+
+
+def _a_second_version(table: str, row: str) -> Write:
+    """A new version of the world's ``row``: it supersedes that one (accepted once)."""
+
+    def write(session: Session, w: World) -> None:
+        copy(session, table, getattr(w.clinical, row), supersedes=getattr(w.clinical, row))
+
+    return write
+
+
+def _soap_version(v: int) -> Write:
+    def write(session: Session, w: World) -> None:
+        session.execute(
+            text(
+                "insert into visits_soap_versions (tenant_id, visit_id, v, created_at, created_by)"
+                " values (:t, :visit, :v, now(), :user)"
+            ),
+            {"t": w.tenant_id, "visit": w.clinical.visit, "v": v, "user": w.staff_user},
+        )
+
+    return write
+
+
+def _prescription_item(**values: object) -> Write:
+    def write(session: Session, w: World) -> None:
+        session.execute(
+            text(
+                "insert into prescriptions_items (tenant_id, prescription_id, position,"
+                " name_encrypted, duration_days, refill_remaining)"
+                " values (:t, :rx, 1, '\\x00', :duration_days, :refill_remaining)"
+            ),
+            {"t": w.tenant_id, "rx": w.clinical.prescription, **values},
+        )
+
+    return write
+
+
+CLINICAL_CASES: list[Case] = [
+    unique(
+        "uq_visits_tenant_id_appointment_id",
+        "an appointment has one visit",
+        _clinical_copy("visits", "visit"),
+    ),
+    check(
+        "ck_visits_status_known",
+        "a visit is a draft or signed",
+        _clinical_change("visits", "visit", status="closed"),
+    ),
+    check(
+        "ck_visits_signed_has_version",
+        "a signed visit names its signed version and when it was locked",
+        _clinical_change("visits", "visit", status="signed"),
+    ),
+    check(
+        "ck_visits_follow_up_interval",
+        "a follow-up interval is 1 day to 2 years",
+        _clinical_change("visits", "visit", follow_up_interval_days=0),
+    ),
+    check(
+        "ck_visits_soap_versions_v_positive",
+        "SOAP versions count from 1",
+        _soap_version(0),
+    ),
+    unique(
+        "uq_visits_diagnoses_primary",
+        "a visit has one primary diagnosis",
+        _clinical_copy("visits_diagnoses", "diagnosis"),
+    ),
+    check(
+        "ck_visits_diagnoses_code_or_text",
+        "a diagnosis has an ICD-10 code or words",
+        _clinical_change("visits_diagnoses", "diagnosis", code=None, text_encrypted=None),
+    ),
+    check(
+        "ck_visits_vitals_type_known",
+        "a vital is one OPDesk knows the units and range of",
+        _clinical_copy("visits_vitals", "vital", type="mood"),
+    ),
+    unique(
+        "uq_clinic_services_tenant_id_code",
+        "a service code names one service of the clinic",
+        _clinical_copy("clinic_services", "service"),
+    ),
+    check(
+        "ck_clinic_services_price_not_negative",
+        "a service costs nothing or more",
+        _clinical_change("clinic_services", "service", price=-1),
+    ),
+    check(
+        "ck_clinic_services_tax_rate_range",
+        "GST is 0 to 28 %",
+        _clinical_change("clinic_services", "service", tax_rate=29),
+    ),
+    check(
+        "ck_visits_services_quantity_positive",
+        "a service is given at least once",
+        _clinical_change("visits_services", "visit_service", quantity=0),
+    ),
+    check(
+        "ck_visits_services_unit_price_not_negative",
+        "a service's price is not negative",
+        _clinical_change("visits_services", "visit_service", unit_price=-1),
+    ),
+    unique(
+        "uq_formulary_drugs_name_strength_form",
+        "a medicine is in the formulary once per strength, form and brand",
+        _clinical_copy("formulary_drugs", "drug"),
+    ),
+    unique(
+        "uq_signing_keys_current",
+        "a clinic signs with one key at a time",
+        _clinical_copy("signing_keys", "signing_key"),
+    ),
+    check(
+        "ck_prescriptions_version_positive",
+        "prescription versions count from 1",
+        _clinical_change("prescriptions", "prescription", version=0),
+    ),
+    check(
+        "ck_prescriptions_issued_is_signed",
+        "an issued prescription carries its hash, signature, key and QR",
+        _clinical_change("prescriptions", "prescription", issued_at=Sql("now()")),
+    ),
+    unique(
+        "uq_prescriptions_supersedes",
+        "a prescription is replaced at most once",
+        _a_second_version("prescriptions", "prescription"),
+        arrange=_a_second_version("prescriptions", "prescription"),
+    ),
+    check(
+        "ck_prescriptions_items_duration_range",
+        "a medicine is given for 1 day to a year",
+        _prescription_item(duration_days=0, refill_remaining=0),
+    ),
+    check(
+        "ck_prescriptions_items_refill_remaining_not_negative",
+        "refills left are not negative",
+        _prescription_item(duration_days=5, refill_remaining=-1),
+    ),
+    unique(
+        "uq_prescription_templates_doctor_name",
+        "a doctor's templates have different names",
+        _clinical_copy("prescription_templates", "rx_template", name="ADULT FEVER"),
+    ),
+    unique(
+        "uq_diet_plan_templates_name",
+        "the clinic's diet plan templates have different names",
+        _clinical_copy("diet_plan_templates", "diet_template"),
+    ),
+    check(
+        "ck_diet_plans_version_positive",
+        "diet plan versions count from 1",
+        _clinical_change("diet_plans", "diet_plan", version=0),
+    ),
+    unique(
+        "uq_diet_plans_supersedes",
+        "a diet plan is replaced at most once",
+        _a_second_version("diet_plans", "diet_plan"),
+        arrange=_a_second_version("diet_plans", "diet_plan"),
+    ),
+    check(
+        "ck_orders_type_known",
+        "an order is for a lab test, imaging or a procedure",
+        _clinical_change("orders", "order", type="massage"),
+    ),
+    check(
+        "ck_orders_status_known",
+        "an order's status is one of its timeline's",
+        _clinical_change("orders", "order", status="lost"),
+    ),
+]
 
 
 CASES: list[Case] = [
@@ -575,6 +836,7 @@ CASES: list[Case] = [
         "a waitlist entry's last day is not before its first",
         lambda s, w: change(s, "waitlist_entries", w.entry, until_date=Sql("from_date - 1")),
     ),
+    *CLINICAL_CASES,
 ]
 BY_NAME = {case.constraint: case for case in CASES}
 assert len(BY_NAME) == len(CASES), "two cases for one constraint"
@@ -680,6 +942,8 @@ STRUCTURAL = {
 }
 # Anything else left out, by name, and why.
 NOT_RULES = {
+    "ck_icd10_codes_kind_known": "ICD-10 reference data, loaded by the migration; the app "
+    "role may only read it, so no app write can break it",
     "audit_guard_check": "the audit guard's commit check (audit/guard.py), installed into "
     "test databases by tests/conftest.py, not part of the migrated schema",
 }
@@ -732,3 +996,100 @@ def test_every_constraint_has_a_bypass_test(db: Database) -> None:
         if name in BY_NAME and {ERRORS.get(kind) for kind in found} != {BY_NAME[name].error}
     }
     assert not wrong, f"cases expecting another error than their constraint's kind: {wrong}"
+
+
+# --------------------------------------------------------------------------- frozen records
+
+FROZEN = "OD001"  # migration 0015's SQLSTATE for a change to a signed or issued record
+
+
+def _sign_visit(session: Session, w: World) -> None:
+    change(
+        session,
+        "visits",
+        w.clinical.visit,
+        status="signed",
+        soap_signed_version=1,
+        soap_locked_at=Sql("now()"),
+    )
+
+
+def _issue_prescription(session: Session, w: World) -> None:
+    change(
+        session,
+        "prescriptions",
+        w.clinical.prescription,
+        issued_at=Sql("now()"),
+        signed_hash="h",
+        signature=b"s",
+        signing_key_id=w.clinical.signing_key,
+        qr_data="https://example.in/rx/1",
+    )
+
+
+def _issue_diet_plan(session: Session, w: World) -> None:
+    change(session, "diet_plans", w.clinical.diet_plan, issued_at=Sql("now()"))
+
+
+FROZEN_WRITES: dict[str, tuple[Write, Write]] = {
+    "a signed visit's note": (
+        _sign_visit,
+        _clinical_change("visits", "visit", soap_draft_encrypted=b"changed"),
+    ),
+    "a signed visit's status": (_sign_visit, _clinical_change("visits", "visit", status="draft")),
+    "a new SOAP version of a signed visit": (_sign_visit, _soap_version(2)),
+    "a diagnosis of a signed visit": (
+        _sign_visit,
+        _clinical_change("visits_diagnoses", "diagnosis", code="I10"),
+    ),
+    "a new vital on a signed visit": (_sign_visit, _clinical_copy("visits_vitals", "vital")),
+    "a service of a signed visit": (
+        _sign_visit,
+        _clinical_change("visits_services", "visit_service", quantity=2),
+    ),
+    "an issued prescription": (
+        _issue_prescription,
+        _clinical_change("prescriptions", "prescription", qr_data="https://evil.example/"),
+    ),
+    "a medicine added to an issued prescription": (
+        _issue_prescription,
+        _prescription_item(duration_days=5, refill_remaining=0),
+    ),
+    "an issued diet plan's meals": (
+        _issue_diet_plan,
+        _clinical_change("diet_plans", "diet_plan", schedule='[{"day": 1, "meals": []}]'),
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(FROZEN_WRITES))
+def test_the_database_refuses_to_change(db: Database, world: World, what: str) -> None:
+    freeze, attempt = FROZEN_WRITES[what]
+    with scratch(db, world) as session:
+        freeze(session, world)
+        with pytest.raises(DBAPIError) as refused:
+            attempt(session, world)
+    error = refused.value.orig
+    assert isinstance(error, pg.Error), error
+    assert error.sqlstate == FROZEN, error
+
+
+def test_an_issued_diet_plan_still_takes_the_patients_ticks(db: Database, world: World) -> None:
+    with scratch(db, world) as session:
+        _issue_diet_plan(session, world)
+        change(
+            session,
+            "diet_plans",
+            world.clinical.diet_plan,
+            adherence_summary_completed_days=3,
+            adherence_summary_last_updated=Sql("now()"),
+            updated_at=Sql("now()"),
+        )
+
+
+def test_saved_soap_versions_cannot_be_rewritten_by_the_app(db: Database, world: World) -> None:
+    with scratch(db, world) as session:
+        _soap_version(1)(session, world)
+        with pytest.raises(DBAPIError) as refused:
+            session.execute(text("update visits_soap_versions set created_by = null"))
+    assert isinstance(refused.value.orig, pg.InsufficientPrivilege)

@@ -1,0 +1,1 @@
+"""The consultation: visits, notes, diagnoses, vitals, prescriptions, diet plans, orders."""
