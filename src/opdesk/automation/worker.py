@@ -9,11 +9,13 @@ How a worker finds and takes work
   takes up to ``batch`` due rows with ``FOR UPDATE SKIP LOCKED`` and writes a lease
   (``claimed_until``, ``claimed_by``): another worker skips rows being claimed and rows
   leased. A worker that dies leaves its leases to lapse; the rows are then due again.
-* **One transaction per job.** Each event runs its rule, and each message is prepared and
-  then recorded, in transactions of its own and of its clinic, so one row's (or one
-  clinic's) failure rolls back only itself. A message's provider call happens with no
-  transaction open; a kill between the call and the record sends it again once the lease
-  lapses (the one allowed duplicate, carrying its dedupe key).
+* **One transaction per job.** Each event runs its rule in a transaction of its own and
+  of its clinic, so one row's (or one clinic's) failure rolls back only itself. A clinic's
+  claimed messages are prepared together in one transaction (a database error there sends
+  them one by one instead); each is then sent with no transaction open and recorded in a
+  transaction of its own before the next is sent, so a kill between a call and its record
+  sends that one message again once the lease lapses (the one allowed duplicate, carrying
+  its dedupe key). A batch's transactions share one connection.
 * **Retries.** A failed attempt is counted and the row is due again after a backoff with
   full jitter (:func:`backoff`); after the last attempt it is ``failed`` with
   ``last_error``, and an admin may retry it.
@@ -32,27 +34,29 @@ import contextlib
 import logging
 import os
 import random
-import select
+import select as io_select
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
+from opdesk.audit.service import CTX_KEY
 from opdesk.automation import clinic_rules, rules
 from opdesk.automation.models import EVENT, AutomationEvent, EventStatus
 from opdesk.automation.service import due_clinics
 from opdesk.config import Settings
 from opdesk.context import Clock, RequestContext, system_context, utc_now
-from opdesk.db import Database, libpq_url
+from opdesk.db import TENANT_KEY, Database, libpq_url
 from opdesk.errors import NotFound
 from opdesk.jobs.runner import Job, run_all
 from opdesk.jobs.sweeps import sweep_jobs
@@ -247,7 +251,7 @@ class Worker:
             watched.append(self._listener.fileno())
         self.idle.set()
         try:
-            readable, _, _ = select.select(watched, [], [], timeout)
+            readable, _, _ = io_select.select(watched, [], [], timeout)
         except InterruptedError:  # a signal: the loop looks at the stop flag
             return
         finally:
@@ -308,7 +312,7 @@ class Worker:
     def _serve_clinic(self, tenant_id: uuid.UUID) -> int:
         """A batch of each queue of one clinic. Whatever goes wrong stays in this clinic."""
         handled = 0
-        for table, work in ((EVENTS, self._run_event), (MESSAGES, self._send_message)):
+        for table in (EVENTS, MESSAGES):
             try:
                 claimed = self.claim(tenant_id, table)
             except Exception:
@@ -316,12 +320,15 @@ class Worker:
                     "worker %s: claiming %s of %s failed", self.name, table.name, tenant_id
                 )
                 continue
+            if table is MESSAGES:
+                handled += self._send_messages(tenant_id, claimed)
+                continue
             for index, row_id in enumerate(claimed):
                 if self.stopping:
                     self._release(tenant_id, table, claimed[index:])
                     break
                 try:
-                    work(tenant_id, row_id)
+                    self._run_event(tenant_id, row_id)
                 except Exception:
                     # Not even the failure could be recorded: the lease lapses, and the
                     # row is due again then.
@@ -338,13 +345,17 @@ class Worker:
         with transaction(self.db, ctx) as session:
             ids = list(
                 session.execute(
+                    # The rows are picked once, in a materialized CTE: as ``id in (select
+                    # … limit n for update skip locked)`` the planner may run the subquery
+                    # once per candidate row and lease far more than ``n``.
                     text(
-                        f"update {table.name} set claimed_until = :until, claimed_by = :me "  # noqa: S608
-                        f"where tenant_id = :t and id in (select id from {table.name} "
+                        f"with picked as materialized (select id from {table.name} "  # noqa: S608
                         f"where tenant_id = :t and status = 'pending' and {table.due} "
                         "and (claimed_until is null or claimed_until <= :now) "
                         f"order by {table.order} limit :n for update skip locked) "
-                        "returning id"
+                        f"update {table.name} as q set claimed_until = :until, claimed_by = :me "
+                        "from picked where q.tenant_id = :t and q.id = picked.id "
+                        "returning q.id"
                     ),
                     {
                         "until": until,
@@ -507,110 +518,294 @@ class Worker:
         return False
 
     # ------------------------------------------------------------------ messages
+    #
+    # A claimed batch of one clinic's messages goes in 2 + n transactions, all on one
+    # connection: the claim (one statement, one audit event), the preparation of the
+    # whole batch (one transaction: render, encrypt, the clinic's provider read once),
+    # then per message the provider call with no transaction open and its record (sent,
+    # or the attempt counted) in a transaction of its own, committed before the next
+    # message's call: a worker killed at any moment leaves at most the one message that
+    # was on its way unrecorded (sent again, with its dedupe key, once the lease lapses).
+
+    @contextlib.contextmanager
+    def _clinic_session(self, ctx: RequestContext) -> Iterator[Session]:
+        """One session on one connection for a batch's transactions (each begun with
+        ``session.begin()``): scoped and audited as :func:`opdesk.uow.transaction`'s,
+        without checking a connection out of the pool (and pinging it) for each.
+        """
+        with (
+            self.db.app_engine.connect() as connection,
+            self.db.sessions(bind=connection) as session,
+        ):
+            session.info[CTX_KEY] = ctx
+            session.info[TENANT_KEY] = ctx.tenant_id
+            yield session
+
+    def _send_messages(self, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> int:
+        """Send a claimed batch; returns how many rows were handled (not released)."""
+        if not ids:
+            return 0
+        ctx = self._ctx(tenant_id)
+        with self._clinic_session(ctx) as session:
+            try:
+                ready, outcomes = self._prepare_batch(session, ctx, ids)
+            except Exception:
+                # A database error in one row spoils the batch's transaction: the rows go
+                # one by one instead, each with its own preparation and failure.
+                log.exception("worker %s: preparing a batch failed; one by one", self.name)
+            else:
+                for outcome in outcomes:
+                    self._count(outcome)
+                return len(outcomes) + self._send_prepared(session, ctx, ready)
+        return self._send_one_by_one(tenant_id, ids)
+
+    def _send_prepared(
+        self, session: Session, ctx: RequestContext, ready: Sequence[delivery.Outgoing]
+    ) -> int:
+        """Each prepared message in turn: the provider call, then its record."""
+        assert ctx.tenant_id is not None
+        handled = 0
+        lease_until = ctx.now() + timedelta(seconds=self.tuning.lease)
+        margin = timedelta(seconds=2 * self.tuning.send_timeout)
+        for index, outgoing in enumerate(ready):
+            if self.stopping:
+                self._release(ctx.tenant_id, MESSAGES, [o.message_id for o in ready[index:]])
+                break
+            if self.clock() + margin >= lease_until:
+                # A slow batch: lease the rest anew before one of them could lapse to
+                # another worker while it is still to be sent here.
+                try:
+                    lease_until, kept = self._extend_leases(
+                        session, ctx, [o.message_id for o in ready[index:]]
+                    )
+                except Exception:
+                    log.exception("worker %s: extending leases failed (they lapse)", self.name)
+                    break
+                if outgoing.message_id not in kept:
+                    continue
+            result = self._transmit(outgoing)
+            counted: str | None
+            try:
+                with session.begin():
+                    counted = self._record(session, ctx, outgoing.message_id, result)
+            except Exception:
+                # Not even the result could be recorded: the lease lapses, and the
+                # message is due again then (sent again if it went out).
+                log.exception(
+                    "worker %s: recording message %s failed", self.name, outgoing.message_id
+                )
+                counted = "lost"
+            if counted is not None:
+                self._count(counted)
+            handled += 1
+        return handled
+
+    def _send_one_by_one(self, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> int:
+        handled = 0
+        for index, message_id in enumerate(ids):
+            if self.stopping:
+                self._release(tenant_id, MESSAGES, ids[index:])
+                break
+            try:
+                self._send_message(tenant_id, message_id)
+            except Exception:
+                log.exception("worker %s: message %s failed", self.name, message_id)
+                self._count("lost")
+            handled += 1
+        return handled
+
+    def _prepare_batch(
+        self, session: Session, ctx: RequestContext, ids: Sequence[uuid.UUID]
+    ) -> tuple[list[delivery.Outgoing], list[str]]:
+        """Prepare the batch's rows still pending and ours, in one transaction: the ones
+        to send, and the outcomes (deferred, failed, retry) of those that are not.
+        """
+        ready: list[delivery.Outgoing] = []
+        outcomes: list[str] = []
+        providers = delivery.Providers(self.cipher)
+        with session.begin():
+            rows = session.execute(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.id.in_(list(ids)),
+                    OutboxMessage.status == OutboxStatus.PENDING,
+                    OutboxMessage.claimed_by == self.name,
+                )
+                .order_by(
+                    func.coalesce(OutboxMessage.scheduled_for, OutboxMessage.created_at),
+                    OutboxMessage.id,
+                )
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalars()
+            for message in list(rows):
+                try:
+                    ready.append(
+                        delivery.prepare(session, ctx, self.cipher, message, providers=providers)
+                    )
+                except delivery.Deferred as deferred:
+                    outcomes.append(self._defer_row(session, ctx, message, deferred))
+                except delivery.Undeliverable as exc:
+                    outcomes.append(
+                        self._failed_row(session, ctx, message, _error(exc), permanent=True)
+                    )
+                except SQLAlchemyError:
+                    raise  # the transaction is spoilt: the batch goes one by one
+                except Exception as exc:  # a template that cannot render, say
+                    log.warning("preparing message %s failed: %s", message.id, _error(exc))
+                    outcomes.append(
+                        self._failed_row(session, ctx, message, _error(exc), permanent=False)
+                    )
+        return ready, outcomes
+
+    def _extend_leases(
+        self, session: Session, ctx: RequestContext, ids: Sequence[uuid.UUID]
+    ) -> tuple[datetime, set[uuid.UUID]]:
+        """Lease the rows still pending and ours for another ``lease`` seconds (audited);
+        returns the new end and the rows kept.
+        """
+        until = ctx.now() + timedelta(seconds=self.tuning.lease)
+        with session.begin():
+            kept = set(
+                session.execute(
+                    text(
+                        "update notifications_outbox set claimed_until = :until "
+                        "where tenant_id = :t and id = any(:ids) and claimed_by = :me "
+                        "and status = 'pending' returning id"
+                    ),
+                    {"until": until, "t": ctx.tenant_id, "ids": list(ids), "me": self.name},
+                ).scalars()
+            )
+            if kept:
+                audit.record(
+                    ctx,
+                    entity=MESSAGES.name,
+                    entity_id=None,
+                    action="update",
+                    diff={"leased": {"rows": sorted(kept), "worker": self.name, "until": until}},
+                )
+        return until, kept
+
+    def _transmit(self, outgoing: delivery.Outgoing) -> str | BaseException:
+        """The provider call, with no transaction open and no row locked: the provider's
+        message id, or the failure.
+        """
+        try:
+            return delivery.transmit(outgoing, timeout=self.tuning.send_timeout)
+        except Exception as exc:  # RetryLater, Undeliverable, an adapter's bug…
+            return exc
+
+    def _record(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        message_id: uuid.UUID,
+        outcome: str | BaseException,
+    ) -> str | None:
+        """Record one provider call's outcome (in the caller's transaction)."""
+        if isinstance(outcome, str):
+            return self._sent_row(session, ctx, message_id, outcome)
+        message = self._mine(session, OutboxMessage, message_id)
+        if message is None:
+            return None
+        if isinstance(outcome, delivery.Undeliverable):
+            return self._failed_row(session, ctx, message, _error(outcome), permanent=True)
+        retry_after = outcome.retry_after if isinstance(outcome, delivery.RetryLater) else None
+        return self._failed_row(
+            session, ctx, message, _error(outcome), permanent=False, retry_after=retry_after
+        )
 
     def _send_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> None:
+        """One message on its own: prepared, sent and recorded in transactions of its own
+        (a batch whose preparation failed goes this way).
+        """
         ctx = self._ctx(tenant_id)
-        try:
-            with transaction(self.db, ctx) as session:
-                message = self._mine(session, OutboxMessage, message_id)
-                if message is None:
-                    return
-                # The batch's lease was taken for the first row: this row's lease now
-                # runs from the start of its own sending, so a long batch never lets a
-                # row lapse to another worker while it is still to be sent here.
-                message.claimed_until = ctx.now() + timedelta(seconds=self.tuning.lease)
-                outgoing = delivery.prepare(session, ctx, self.cipher, message)
-        except delivery.Deferred as deferred:
-            self._defer(tenant_id, message_id, deferred)
-            return
-        except delivery.Undeliverable as exc:
-            self._message_failed(tenant_id, message_id, _error(exc), permanent=True)
-            return
-        except Exception as exc:
-            log.warning("preparing message %s failed: %s", message_id, _error(exc))
-            self._message_failed(tenant_id, message_id, _error(exc), permanent=False)
-            return
-        # The provider call: no transaction open, no row locked.
-        try:
-            provider_id = delivery.transmit(outgoing, timeout=self.tuning.send_timeout)
-        except delivery.Undeliverable as exc:
-            self._message_failed(tenant_id, message_id, _error(exc), permanent=True)
-            return
-        except delivery.RetryLater as exc:
-            self._message_failed(
-                tenant_id, message_id, _error(exc), permanent=False, retry_after=exc.retry_after
-            )
-            return
-        except Exception as exc:  # an adapter's bug or an unexpected network error
-            self._message_failed(tenant_id, message_id, _error(exc), permanent=False)
-            return
-        self._record_sent(tenant_id, message_id, provider_id)
-
-    def _record_sent(self, tenant_id: uuid.UUID, message_id: uuid.UUID, provider_id: str) -> None:
-        ctx = self._ctx(tenant_id)
-        with transaction(self.db, ctx) as session:
+        outcome: str | None = None
+        with self._clinic_session(ctx) as session:
             try:
-                message = records.by_id(session, OutboxMessage, message_id, lock=True)
-            except NotFound:
-                return
-            if message.status != OutboxStatus.PENDING:
-                # Cancelled while it was on its way, or sent by another worker after this
-                # one's lease lapsed: it went out all the same; the row keeps what it says.
-                log.warning(
-                    "message %s was %s when its sending was recorded", message_id, message.status
-                )
-                self._count("sent-late")
-                return
-            message.attempts += 1
-            message.provider_message_id = provider_id
-            message.last_error = None
-            message.claimed_until = None
-            message.claimed_by = None
-            states.transition(session, ctx, message, OutboxStatus.SENT, OUTBOX)
-            delivery.after_sent(session, ctx, self.cipher, message)
-        self._count("sent")
+                with session.begin():
+                    message = self._mine(session, OutboxMessage, message_id)
+                    if message is None:
+                        return
+                    message.claimed_until = ctx.now() + timedelta(seconds=self.tuning.lease)
+                    outgoing = delivery.prepare(session, ctx, self.cipher, message)
+            except Exception as exc:
+                if not isinstance(exc, (delivery.Deferred, delivery.Undeliverable)):
+                    log.warning("preparing message %s failed: %s", message_id, _error(exc))
+                with session.begin():
+                    message = self._mine(session, OutboxMessage, message_id)
+                    if message is None:
+                        return
+                    if isinstance(exc, delivery.Deferred):
+                        outcome = self._defer_row(session, ctx, message, exc)
+                    else:
+                        permanent = isinstance(exc, delivery.Undeliverable)
+                        outcome = self._failed_row(
+                            session, ctx, message, _error(exc), permanent=permanent
+                        )
+            else:
+                result = self._transmit(outgoing)
+                with session.begin():
+                    outcome = self._record(session, ctx, message_id, result)
+        if outcome is not None:
+            self._count(outcome)
 
-    def _defer(self, tenant_id: uuid.UUID, message_id: uuid.UUID, deferred: Any) -> None:
-        ctx = self._ctx(tenant_id)
-        with transaction(self.db, ctx) as session:
-            message = self._mine(session, OutboxMessage, message_id)
-            if message is None:
-                return
-            message.scheduled_for = deferred.until
-            message.claimed_until = None
-            message.claimed_by = None
-            session.flush()
-            audit.record(
-                ctx,
-                entity=MESSAGES.name,
-                entity_id=message.id,
-                action="update",
-                diff={"updated": {"scheduledFor": deferred.until, "reason": str(deferred)}},
+    def _sent_row(
+        self, session: Session, ctx: RequestContext, message_id: uuid.UUID, provider_id: str
+    ) -> str | None:
+        try:
+            message = records.by_id(session, OutboxMessage, message_id, lock=True)
+        except NotFound:
+            return None
+        if message.status != OutboxStatus.PENDING:
+            # Cancelled while it was on its way, or sent by another worker after this
+            # one's lease lapsed: it went out all the same; the row keeps what it says.
+            log.warning(
+                "message %s was %s when its sending was recorded", message_id, message.status
             )
-        self._count("deferred")
+            return "sent-late"
+        message.attempts += 1
+        message.provider_message_id = provider_id
+        message.last_error = None
+        message.claimed_until = None
+        message.claimed_by = None
+        delivery.after_sent(session, ctx, self.cipher, message)
+        states.transition(session, ctx, message, OutboxStatus.SENT, OUTBOX)
+        return "sent"
 
-    def _message_failed(
+    def _defer_row(
+        self, session: Session, ctx: RequestContext, message: OutboxMessage, deferred: Any
+    ) -> str:
+        message.scheduled_for = deferred.until
+        message.claimed_until = None
+        message.claimed_by = None
+        session.flush()
+        audit.record(
+            ctx,
+            entity=MESSAGES.name,
+            entity_id=message.id,
+            action="update",
+            diff={"updated": {"scheduledFor": deferred.until, "reason": str(deferred)}},
+        )
+        return "deferred"
+
+    def _failed_row(
         self,
-        tenant_id: uuid.UUID,
-        message_id: uuid.UUID,
+        session: Session,
+        ctx: RequestContext,
+        message: OutboxMessage,
         error: str,
         *,
         permanent: bool,
         retry_after: float | None = None,
-    ) -> None:
-        ctx = self._ctx(tenant_id)
-        with transaction(self.db, ctx) as session:
-            message = self._mine(session, OutboxMessage, message_id)
-            if message is None:
-                return
-            failed = self._count_attempt(
-                session, ctx, MESSAGES, message, error, permanent=permanent, retry_after=retry_after
-            )
-            if failed:
-                delivery.after_failed(session, ctx, self.cipher, message)
-                self._count("failed")
-                return
-        self._count("retry")
+    ) -> str:
+        failed = self._count_attempt(
+            session, ctx, MESSAGES, message, error, permanent=permanent, retry_after=retry_after
+        )
+        if failed:
+            delivery.after_failed(session, ctx, self.cipher, message)
+            return "failed"
+        return "retry"
 
 
 def for_settings(db: Database, settings: Settings, cipher: FieldCipher) -> Worker:

@@ -96,10 +96,41 @@ def body_of(cipher: FieldCipher, message: OutboxMessage) -> str | None:
     return cipher.decrypt_str(message.body, **_where(message, "body"))
 
 
+class Providers:
+    """A clinic's enabled provider per channel, read and decrypted once per batch (the
+    worker prepares a batch of one clinic's messages in one transaction).
+    """
+
+    def __init__(self, cipher: FieldCipher) -> None:
+        self.cipher = cipher
+        self._by_channel: dict[str, tuple[str, Mapping[str, Any]]] = {}
+
+    def of(self, session: Session, channel: str) -> tuple[str, Mapping[str, Any]]:
+        """(provider name, decrypted settings) for ``channel``: ``log`` if none is set."""
+        found = self._by_channel.get(channel)
+        if found is None:
+            row = provider_row(session, channel)
+            if row is None:
+                found = ("log", {})
+            else:
+                found = (row.provider, provider_settings(self.cipher, row))
+            self._by_channel[channel] = found
+        return found
+
+
 def prepare(
-    session: Session, ctx: RequestContext, cipher: FieldCipher, message: OutboxMessage
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    message: OutboxMessage,
+    *,
+    providers: Providers | None = None,
 ) -> Outgoing:
-    """Check consent and quiet hours, render the text, and say how to send it."""
+    """Check consent and quiet hours, render the text, and say how to send it.
+
+    The row's new values (text, language, provider) are written with the caller's next
+    flush or commit, so a batch of messages goes to the database together.
+    """
     assert ctx.tenant_id is not None
     policy.check_quiet_hours(session, ctx, message.template)
     policy.check_consent(session, message)
@@ -107,13 +138,10 @@ def prepare(
     payload.setdefault("link", portal_link())
     language = policy.language_for(session, message)
     rendered = messages.render(message.template, message.channel, language, payload)
+    name, settings = (providers or Providers(cipher)).of(session, message.channel)
     message.language = rendered.language
     message.body = cipher.encrypt(rendered.text, **_where(message, "body"))
-    row = provider_row(session, message.channel)
-    name = row.provider if row is not None else "log"
-    settings = provider_settings(cipher, row) if row is not None else {}
     message.provider = name
-    session.flush()
     return Outgoing(
         message_id=message.id,
         tenant_id=message.tenant_id,

@@ -1,13 +1,47 @@
-"""One JSON POST to a provider, with its failures sorted into retry-later and give-up."""
+"""One JSON POST to a provider, with its failures sorted into retry-later and give-up.
+
+Every call goes through one ``httpx.Client`` per process: its TLS context is built once
+(loading the CA bundle takes tens of milliseconds, more than a whole send) and its
+connections are kept alive between messages to the same provider.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import json
+import os
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+# Idle connections are closed before a provider's own idle timeout is likely to close them.
+KEEPALIVE_SECONDS = 5.0
+_clients: dict[int, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def client() -> httpx.Client:
+    """This process's client (thread-safe); a forked child makes its own, never sharing
+    its parent's sockets.
+    """
+    pid = os.getpid()
+    found = _clients.get(pid)
+    if found is not None:
+        return found
+    with _clients_lock:
+        found = _clients.get(pid)
+        if found is None:
+            _clients.clear()  # a parent's, inherited by fork: never used here
+            found = _clients[pid] = httpx.Client(
+                limits=httpx.Limits(
+                    max_connections=32,
+                    max_keepalive_connections=16,
+                    keepalive_expiry=KEEPALIVE_SECONDS,
+                )
+            )
+        return found
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -39,7 +73,7 @@ def post_json(
     from opdesk.notifications.delivery import RetryLater
 
     try:
-        response = httpx.post(
+        response = client().post(
             url,
             content=json.dumps(body, ensure_ascii=False).encode(),
             headers={
