@@ -14,6 +14,9 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from opdesk import health
 from opdesk.automation import web as automation_web
 from opdesk.bootstrap import bootstrap
+from opdesk.clinical.web import orders as orders_web
+from opdesk.clinical.web import rx as rx_web
+from opdesk.clinical.web import visits as visits_web
 from opdesk.config import Settings, get_settings
 from opdesk.consents import api as consents_api
 from opdesk.consents import web as consents_web
@@ -91,6 +94,9 @@ PAGE_MODULES = page_modules(
     patients_web,
     consents_web,
     scheduling_web,
+    visits_web,
+    rx_web,
+    orders_web,
     doctors_admin_web,
     portal_booking,
 )
@@ -113,6 +119,9 @@ def api_router() -> APIRouter:
     router.include_router(tenancy_api.router)
     router.include_router(notifications_api.router)
     router.include_router(automation_web.api)
+    router.include_router(visits_web.api)
+    router.include_router(rx_web.api)
+    router.include_router(orders_web.api)
     return router
 
 

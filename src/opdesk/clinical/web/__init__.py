@@ -1,0 +1,1 @@
+"""The clinical pages and API routers, one module per area."""
