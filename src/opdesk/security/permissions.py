@@ -54,11 +54,27 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     # list of their own time away only (checked by the route) and does not message.
     "doctor-away:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     "doctor-away:message": frozenset({FRONTDESK, ADMIN}),
+    # the consultation: notes, diagnoses, services, follow-up; only doctors write and sign
     "visits:read": frozenset({DOCTOR}),
     "visits:write": frozenset({DOCTOR}),
     "visits:sign": frozenset({DOCTOR}),
+    # vitals may be taken at the desk before the doctor sees the patient
+    "vitals:read": frozenset({FRONTDESK, DOCTOR}),
+    "vitals:write": frozenset({FRONTDESK, DOCTOR}),
+    # the clinic's catalogue of billable services and its formulary
+    "services:manage": frozenset({ADMIN}),
+    "formulary:manage": frozenset({DOCTOR, ADMIN}),
     "prescriptions:read": frozenset({DOCTOR, PHARMACY}),
     "prescriptions:write": frozenset({DOCTOR}),
+    # lab, imaging and procedure orders: the desk follows their status and records that a
+    # sample was collected or a report arrived, but reads no results; doctors review them
+    "orders:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
+    "orders:record": frozenset({FRONTDESK, DOCTOR}),
+    "orders:write": frozenset({DOCTOR}),
+    "orders:results": frozenset({DOCTOR}),
+    "diet-plans:read": frozenset({DOCTOR}),
+    "diet-plans:write": frozenset({DOCTOR}),
+    "diet-templates:manage": frozenset({DOCTOR, ADMIN}),
     "invoices:read": frozenset({FRONTDESK, ACCOUNTS, ADMIN}),
     "invoices:write": frozenset({FRONTDESK, ACCOUNTS}),
     "payments:collect": frozenset({FRONTDESK, ACCOUNTS}),
