@@ -5,6 +5,7 @@ settings (no secret shown back, a test message) and the automation list.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,12 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from opdesk.audit.models import AuditEvent
+from opdesk.automation import service as automation
 from opdesk.automation.models import AutomationEvent, EventStatus
 from opdesk.db import Database
 from opdesk.notifications.models import MessageProvider, OutboxMessage, OutboxStatus
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy.models import Tenant
-from tests.factories import csrf_of, make_patient, make_tenant, make_user, open_session
+from opdesk.uow import transaction
+from tests.factories import csrf_of, ctx_for, make_patient, make_tenant, make_user, open_session
 from tests.factories.clinics import clinic_session
 from tests.factories.messages import (
     fail,
@@ -303,3 +306,49 @@ def test_the_dev_inbox_shows_each_message_as_the_patient_reads_it(
     assert inbox.status_code == 200
     assert "Asha, " + tenant.name + " में Dr Rao के साथ आपका अपॉइंटमेंट" in inbox.text
     assert "/me" in inbox.text  # the link the patient follows
+
+
+def _scheduled(db: Database, tenant: Tenant, rule: str, when: datetime) -> None:
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        automation.schedule(
+            session,
+            ctx,
+            rule=rule,
+            entity_type="appointment",
+            entity_id=uuid.uuid4(),
+            when=when,
+            dedupe_key=f"{rule}:{uuid.uuid4()}",
+        )
+
+
+def test_the_automation_list_puts_failures_then_the_next_to_run_first(
+    admin: TestClient, db: Database, tenant: Tenant
+) -> None:
+    now = datetime.now(UTC)
+    _scheduled(db, tenant, "later-one", now + timedelta(days=3))
+    _scheduled(db, tenant, "next-one", now + timedelta(hours=1))
+    failed_event(db, tenant, "needs someone")
+    page = admin.get("/admin/automation").text
+    rows = page.split("<tbody>")[1]  # the filter's options name the rules too
+    assert rows.index("needs someone") < rows.index("next-one") < rows.index("later-one")
+    assert "Showing the first" not in page
+
+
+def test_the_automation_list_says_when_it_is_cut_short(
+    admin: TestClient, db: Database, tenant: Tenant
+) -> None:
+    ctx = ctx_for(tenant.id)
+    start = datetime.now(UTC) + timedelta(hours=1)
+    with transaction(db, ctx) as session:
+        automation.schedule_all(
+            session,
+            ctx,
+            entity_type="appointment",
+            entity_id=uuid.uuid4(),
+            when_by_rule={f"rule-{n:03}": start + timedelta(minutes=n) for n in range(101)},
+            key_of=lambda rule: f"{rule}:{uuid.uuid4()}",
+        )
+    page = admin.get("/admin/automation").text
+    assert "Showing the first 100" in page
+    assert "rule-099" in page and "rule-100" not in page.split("<tbody>")[1]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from opdesk.automation.models import AutomationEvent, EventStatus
@@ -163,13 +163,20 @@ class EventRow:
 def automation_events(
     session: Session, *, status: str = "", rule: str = "", now: datetime, limit: int = 100
 ) -> list[EventRow]:
-    """The clinic's automation events: failed first, then by next run."""
+    """The clinic's automation events, ``limit`` of them: failed first (they need someone),
+    then what is still to run, soonest first, then what has run, latest first.
+    """
     stmt = select(AutomationEvent)
     if status in set(EventStatus):
         stmt = stmt.where(AutomationEvent.status == status)
     if rule:
         stmt = stmt.where(AutomationEvent.rule == rule)
-    order = (AutomationEvent.status != EventStatus.FAILED, AutomationEvent.scheduled_for.desc())
+    pending = AutomationEvent.status == EventStatus.PENDING
+    order = (
+        case((AutomationEvent.status == EventStatus.FAILED, 0), (pending, 1), else_=2),
+        case((pending, AutomationEvent.scheduled_for)).asc(),
+        func.coalesce(AutomationEvent.executed_at, AutomationEvent.scheduled_for).desc(),
+    )
     found = session.execute(stmt.order_by(*order).limit(limit)).scalars()
     return [
         EventRow(
