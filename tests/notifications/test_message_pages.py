@@ -340,6 +340,7 @@ def test_the_automation_list_says_when_it_is_cut_short(
 ) -> None:
     ctx = ctx_for(tenant.id)
     start = datetime.now(UTC) + timedelta(hours=1)
+    batch = uuid.uuid4()
     with transaction(db, ctx) as session:
         automation.schedule_all(
             session,
@@ -347,7 +348,7 @@ def test_the_automation_list_says_when_it_is_cut_short(
             entity_type="appointment",
             entity_id=uuid.uuid4(),
             when_by_rule={f"rule-{n:03}": start + timedelta(minutes=n) for n in range(101)},
-            key_of=lambda rule: f"{rule}:{uuid.uuid4()}",
+            key_of=lambda rule: f"{rule}:{batch}",
         )
     page = admin.get("/admin/automation").text
     assert "Showing the first 100" in page

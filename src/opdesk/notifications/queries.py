@@ -16,9 +16,12 @@ from opdesk.notifications import messages
 from opdesk.notifications.delivery import payload_of, preview, recipient_of
 from opdesk.notifications.models import CHANNELS, OutboxMessage, OutboxStatus
 from opdesk.patients.models import Patient
+from opdesk.records import by_id
 from opdesk.security.crypto import FieldCipher
 
 PAGE_SIZE = 50
+# How many automation events a list shows (the page and the API cut it alike).
+EVENTS_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,13 @@ def outbox(session: Session, cipher: FieldCipher, wanted: OutboxFilter) -> Outbo
     return OutboxPage(rows, total, page, pages)
 
 
+def outbox_message(session: Session, cipher: FieldCipher, message_id: uuid.UUID) -> OutboxRow:
+    """One message as the outbox shows it (404 for an unknown id or another clinic's)."""
+    message = by_id(session, OutboxMessage, message_id)
+    names = _patient_names(session, {message.patient_id} if message.patient_id else set())
+    return _row(cipher, message, names)
+
+
 def _patient_names(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     if not ids:
         return {}
@@ -147,7 +157,9 @@ def templates_used(session: Session) -> list[str]:
 class EventRow:
     id: uuid.UUID
     rule: str
-    entity: str
+    entity: str  # "appointment 1a2b3c4d", as the page shows it
+    entity_type: str
+    entity_id: uuid.UUID
     status: EventStatus
     scheduled_for: datetime
     executed_at: datetime | None
@@ -178,20 +190,28 @@ def automation_events(
         func.coalesce(AutomationEvent.executed_at, AutomationEvent.scheduled_for).desc(),
     )
     found = session.execute(stmt.order_by(*order).limit(limit)).scalars()
-    return [
-        EventRow(
-            id=e.id,
-            rule=e.rule,
-            entity=f"{e.entity_ref_type} {str(e.entity_ref_id)[:8]}",
-            status=e.status,
-            scheduled_for=e.scheduled_for,
-            executed_at=e.executed_at,
-            attempts=e.attempts,
-            last_error=e.last_error,
-            leased=e.claimed_until is not None and e.claimed_until > now,
-        )
-        for e in found
-    ]
+    return [_event_row(e, now) for e in found]
+
+
+def automation_event(session: Session, event_id: uuid.UUID, *, now: datetime) -> EventRow:
+    """One event as the automation list shows it (404 for an unknown or another clinic's)."""
+    return _event_row(by_id(session, AutomationEvent, event_id), now)
+
+
+def _event_row(e: AutomationEvent, now: datetime) -> EventRow:
+    return EventRow(
+        id=e.id,
+        rule=e.rule,
+        entity=f"{e.entity_ref_type} {str(e.entity_ref_id)[:8]}",
+        entity_type=e.entity_ref_type,
+        entity_id=e.entity_ref_id,
+        status=e.status,
+        scheduled_for=e.scheduled_for,
+        executed_at=e.executed_at,
+        attempts=e.attempts,
+        last_error=e.last_error,
+        leased=e.claimed_until is not None and e.claimed_until > now,
+    )
 
 
 def rules_used(session: Session) -> list[str]:

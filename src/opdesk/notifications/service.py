@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from opdesk import audit, records, states
 from opdesk.context import RequestContext
 from opdesk.db import bind_tenant, new_id
-from opdesk.errors import FieldError, InvalidInput
+from opdesk.errors import FieldError, InvalidInput, NotFound
 from opdesk.notifications.models import (
     CHANNELS,
     OUTBOX,
@@ -228,6 +229,10 @@ class ShownSetting:
     secret: bool
     # For a secret, never the value: "set · ends 1234" or "not set".
     shown: str
+    # The same, apart: whether a value is stored, and (a secret) the last 4 characters
+    # that ``shown`` names, if any.
+    is_set: bool = False
+    last_four: str | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,44 @@ def mask(value: str) -> str:
     return f"set · ends {value[-4:]}"
 
 
+def _shown(f: ProviderField, value: str) -> ShownSetting:
+    if not f.secret:
+        return ShownSetting(f.label, f.name, False, value, is_set=bool(value))
+    shown = mask(value)
+    return ShownSetting(
+        f.label,
+        f.name,
+        True,
+        shown,
+        is_set=bool(value),
+        last_four=value[-4:] if shown.startswith("set · ends") else None,
+    )
+
+
+def provider_choice(channel: str) -> ProviderChoice:
+    """The provider a channel takes; 404 for a channel OPDesk does not send on."""
+    choice = provider_choices().get(channel)
+    if choice is None:
+        raise NotFound(f"no message channel {channel!r}; the channels are {', '.join(CHANNELS)}")
+    return choice
+
+
+def refuse_unknown_settings(channel: str, names: Iterable[str]) -> None:
+    """422 naming each setting the channel's provider does not take (the API's check; a
+    page's form carries only the provider's own fields).
+    """
+    known = {f.name for f in provider_choice(channel).fields}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        choices = ", ".join(sorted(known))
+        raise InvalidInput(
+            [
+                FieldError(f"settings.{n}", f"is not a setting of {channel}; use {choices}")
+                for n in unknown
+            ]
+        )
+
+
 def providers(session: Session, cipher: FieldCipher) -> list[ProviderView]:
     """Each channel's provider as the clinic set it (or the dev inbox), secrets masked."""
     rows = {r.channel: r for r in session.execute(select(MessageProvider)).scalars()}
@@ -259,15 +302,7 @@ def providers(session: Session, cipher: FieldCipher) -> list[ProviderView]:
         choice = provider_choices()[channel]
         row = rows.get(channel)
         stored = provider_settings(cipher, row) if row is not None else {}
-        shown = tuple(
-            ShownSetting(
-                f.label,
-                f.name,
-                f.secret,
-                mask(str(stored.get(f.name) or "")) if f.secret else str(stored.get(f.name) or ""),
-            )
-            for f in choice.fields
-        )
+        shown = tuple(_shown(f, str(stored.get(f.name) or "")) for f in choice.fields)
         views.append(
             ProviderView(
                 channel=channel,

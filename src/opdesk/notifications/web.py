@@ -64,9 +64,6 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return None
 
 
-EVENTS_SHOWN = 100
-
-
 @router.get("/admin/outbox")
 def outbox_page(
     request: Request,
@@ -263,13 +260,13 @@ def automation_page(
     """The clinic's scheduled work: what runs next, what failed and why."""
     # One more than shown, to say when the list is cut short.
     events = queries.automation_events(
-        session, status=status, rule=rule, now=ctx.now(), limit=EVENTS_SHOWN + 1
+        session, status=status, rule=rule, now=ctx.now(), limit=queries.EVENTS_SHOWN + 1
     )
     return render(
         request,
         "notifications/automation.html",
-        events=events[:EVENTS_SHOWN],
-        more=len(events) > EVENTS_SHOWN,
+        events=events[: queries.EVENTS_SHOWN],
+        more=len(events) > queries.EVENTS_SHOWN,
         rules=queries.rules_used(session),
         statuses=[(s.value, EVENT_LABELS[s]) for s in EventStatus],
         status_labels=EVENT_LABELS,
