@@ -24,6 +24,7 @@ from opdesk.identity.models import User
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from opdesk.web.deps import SESSION_COOKIE, Allow
+from tests.factories.clinical_visits import VISIT_IDS, visit_maker
 from tests.factories.clinics import clinic_session, ctx_for
 from tests.factories.messages import failed_event, failed_message
 from tests.factories.people import (
@@ -256,6 +257,12 @@ def _offer(db: Database, ident: Any, tenant: Tenant) -> Records:
     return Records({**ids, "slot_id": offer.slot_id}, offer.patient_id)
 
 
+def _records_of(
+    make: Callable[[Database, Any, Tenant], dict[str, uuid.UUID]],
+) -> Callable[[Database, Any, Tenant], Records]:
+    return lambda db, ident, tenant: Records(make(db, ident, tenant))
+
+
 # One maker per kind of id a route takes; each also names the ids its record implies
 # (a document's patient, an exception's doctor), so a nested path names one family of rows.
 RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
@@ -275,7 +282,40 @@ RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
         {"message_id": failed_message(db, ident.cipher, tenant)}
     ),
     "event_id": lambda db, ident, tenant: Records({"event_id": failed_event(db, tenant)}),
+    **{name: _records_of(visit_maker(name)) for name in VISIT_IDS},
+    "prescription_id": lambda db, ident, tenant: _prescription(db, ident, tenant),
+    "order_id": lambda db, ident, tenant: _order(db, ident, tenant),
+    "diet_plan_id": lambda db, ident, tenant: _diet_plan(db, ident, tenant),
+    "diet_template_id": lambda db, ident, tenant: _diet_template(db, ident, tenant),
 }
+
+
+def _order(db: Database, ident: Any, tenant: Tenant) -> Records:
+    from tests.factories.clinical_orders import make_order
+
+    row = make_order(db, ident, tenant)
+    return Records({"order_id": row.id, "visit_id": row.visit_id}, row.patient_id)
+
+
+def _diet_plan(db: Database, ident: Any, tenant: Tenant) -> Records:
+    from tests.factories.clinical_orders import make_diet_plan
+
+    row = make_diet_plan(db, ident, tenant)
+    return Records({"diet_plan_id": row.id, "visit_id": row.visit_id}, row.patient_id)
+
+
+def _diet_template(db: Database, ident: Any, tenant: Tenant) -> Records:
+    from tests.factories.clinical_orders import make_diet_template
+
+    return Records({"diet_template_id": make_diet_template(db, tenant).id})
+
+
+def _prescription(db: Database, ident: Any, tenant: Tenant) -> Records:
+    from tests.factories.clinical_rx import make_prescription
+
+    setting, made = make_prescription(db, ident, tenant)
+    ids = {"prescription_id": made.id, "patient_id": setting.patient.id}
+    return Records(ids, setting.patient.id)
 
 
 def path_to_records(
@@ -283,12 +323,12 @@ def path_to_records(
 ) -> tuple[str, Records]:
     """``path`` with every id replaced by a real record of ``tenant`` (the innermost id
     first, so ``/patients/{patient_id}/documents/{document_id}`` names the document's
-    own patient) and ``{slug}`` by the clinic's code. Documents are stored in ``files``
-    when given (the app's ``data_dir / "files"``).
+    own patient), ``{slug}`` by the clinic's code and ``{channel}`` by "sms". Documents
+    are stored in ``files`` when given (the app's ``data_dir / "files"``).
     """
     made = Records()
     for name in reversed(re.findall(r"\{([a-z_]+)\}", path)):
-        if name == "slug" or name in made.ids:
+        if name in ("slug", "channel") or name in made.ids:
             continue
         assert name in RECORD_MAKERS, f"add a maker for {{{name}}} to RECORD_MAKERS"
         if name == "document_id":
@@ -297,7 +337,7 @@ def path_to_records(
             found = RECORD_MAKERS[name](db, ident, tenant)
         made.ids = {**found.ids, **made.ids}
         made.owner = made.owner or found.owner
-    filled = path.replace("{slug}", tenant.slug)
+    filled = path.replace("{slug}", tenant.slug).replace("{channel}", "sms")
     for name, value in made.ids.items():
         filled = filled.replace("{" + name + "}", str(value))
     return filled, made
@@ -321,7 +361,7 @@ class SharedRecords:
                 1
             ]
         records = self.made[shape]
-        filled = path.replace("{slug}", self.tenant.slug)
+        filled = path.replace("{slug}", self.tenant.slug).replace("{channel}", "sms")
         for name, value in records.ids.items():
             filled = filled.replace("{" + name + "}", str(value))
         return filled, records

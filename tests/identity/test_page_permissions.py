@@ -93,6 +93,13 @@ AREAS: dict[str, frozenset[str]] = {
     "me": frozenset({"patient"}),
     "c": frozenset({"patient"}),  # a clinic's public pages; confirming a booking
     "my-queue": frozenset({"doctor"}),
+    # the consultation; the desk may record vitals on it before the doctor
+    "consult": frozenset({"frontdesk", "doctor"}),
+    # lab and imaging orders: the desk follows them; results and diet plans are doctors'
+    "orders": frozenset({"frontdesk", "doctor", "admin"}),
+    "visits": frozenset({"doctor"}),
+    "diet-plans": frozenset({"doctor"}),
+    "diet-templates": frozenset({"doctor", "admin"}),
     "patients": DESK,
     "calendar": DESK,
     "queue": DESK,

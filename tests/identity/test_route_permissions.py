@@ -38,6 +38,8 @@ from tests.factories import (
     book,
     clinic_session,
     clinic_with_slots,
+    clinical_orders,
+    clinical_rx,
     make_consent,
     make_device,
     make_doctor,
@@ -52,6 +54,7 @@ from tests.factories import (
     patients,
     waiting,
 )
+from tests.factories.clinical_visits import VISIT_IDS, visit_maker
 from tests.factories.messages import failed_event, failed_message
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -226,14 +229,19 @@ def test_a_half_signed_in_session_reaches_only_the_sign_in_steps(
 # --------------------------------------------------------------------------- other tenants
 
 
-# Path parameters that are not record ids: public codes and secret tokens.
-NOT_IDS = {"slug", "token"}
+# Path parameters that are not record ids: public codes, secret tokens, message channels.
+NOT_IDS = {"slug", "token", "channel"}
 
 
 def _make_appointment(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
     _tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
     (patient,) = patients(db, ident, tenant, 1)
     return book(db, tenant, slots[0], patient).id
+
+
+def _id_of(name: str) -> Callable[[Database, Any, Tenant], uuid.UUID]:
+    make = visit_maker(name)
+    return lambda db, ident, tenant: make(db, ident, tenant)[name]
 
 
 # One way to make a record of tenant A for each kind of id a route takes (the makers
@@ -253,6 +261,11 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "offer_id": lambda db, ident, tenant: offered(db, ident, tenant).id,
     "message_id": lambda db, ident, tenant: failed_message(db, ident.cipher, tenant),
     "event_id": lambda db, ident, tenant: failed_event(db, tenant),
+    **{name: _id_of(name) for name in VISIT_IDS},
+    "prescription_id": clinical_rx.prescription_id,
+    "order_id": clinical_orders.order_id_of,
+    "diet_plan_id": clinical_orders.diet_plan_id_of,
+    "diet_template_id": clinical_orders.diet_template_id_of,
 }
 
 
@@ -275,6 +288,7 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
     tenant_a, tenant_b = make_tenant(db, "Clinic A"), make_tenant(db, "Clinic B")
     admin_b = make_user(db, ident, tenant_b, "admin")
     patient_b = make_user(db, ident, tenant_b, "patient")
+    holders: dict[str, Any] = {}
     problems = []
     with TestClient(app) as client:
         for endpoint, params in id_routes(app):
@@ -284,9 +298,14 @@ def test_tenant_b_cannot_reach_tenant_a_records_by_id(
                     "{" + param + "}", str(ID_FACTORIES[param](db, ident, tenant_a))
                 )
             path = path.replace("{slug}", tenant_a.slug)
-            before = database_state(db, tenant_a.id)
             # Tenant B's most powerful identity that may call the route at all.
             actor = patient_b if endpoint.action == "portal:self" else admin_b
+            if not allowed(actor.role, endpoint.action):  # e.g. notes: doctors only
+                holder = next(r for r in ROLES if allowed(r, endpoint.action))
+                if holder not in holders:
+                    holders[holder] = make_user(db, ident, tenant_b, holder)
+                actor = holders[holder]
+            before = database_state(db, tenant_a.id)
             response = call(client, endpoint, path, open_session(db, ident, actor))
             if response.status_code != 404:
                 problems.append(f"{endpoint}: {response.status_code}")

@@ -212,6 +212,40 @@ def _event(session: Session, w: World) -> AutomationEvent:
     )
 
 
+def _order(session: Session, w: World) -> Any:
+    """An order on a draft visit of a walk-in of its own."""
+    from opdesk.clinical.models import Order, Visit, VisitStatus
+
+    appointment = _appointment(session, w)
+    appointment.status = AppointmentStatus.IN_CONSULT
+    session.add(appointment)
+    session.flush()
+    visit = Visit(
+        tenant_id=w.tenant.id,
+        id=new_id(),
+        appointment_id=appointment.id,
+        patient_id=w.patient_id,
+        doctor_id=w.doctor_id,
+        status=VisitStatus.DRAFT,
+        created_at=EARLIER,
+        updated_at=EARLIER,
+    )
+    session.add(visit)
+    session.flush()
+    return Order(
+        tenant_id=w.tenant.id,
+        id=new_id(),
+        visit_id=visit.id,
+        patient_id=w.patient_id,
+        doctor_id=w.doctor_id,
+        type="lab",
+        items=[{"name": "CBC", "code": None, "panel": None}],
+        status_timeline_ordered_at=EARLIER,
+        created_at=EARLIER,
+        updated_at=EARLIER,
+    )
+
+
 # Table -> a new row of it, in no particular state yet.
 BLANKS: dict[str, Callable[[Session, World], Any]] = {
     "appointments": _appointment,
@@ -222,6 +256,7 @@ BLANKS: dict[str, Callable[[Session, World], Any]] = {
     "documents_share_links": _share_link,
     "notifications_outbox": _message,
     "automation_events": _event,
+    "orders": _order,
 }
 
 

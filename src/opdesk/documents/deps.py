@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from opdesk.documents import service
 from opdesk.documents.models import Document
 from opdesk.documents.storage import Storage
+from opdesk.errors import NotFound
 from opdesk.patients.deps import MyFamily
 from opdesk.web.deps import DbSession, services
 
@@ -20,6 +21,8 @@ def my_document(document_id: uuid.UUID, session: DbSession, family: MyFamily) ->
     """A document of the signed-in patient or their family, else 404."""
     doc = service.get(session, document_id)
     family.check(doc.owner_id)
+    if service.is_order_result(session, doc.id, unreviewed=True):  # not before review
+        raise NotFound(f"no document with id {document_id}")
     return doc
 
 

@@ -25,7 +25,7 @@ from opdesk.documents.storage import Storage
 from opdesk.errors import FieldError, InvalidInput, NotFound
 from opdesk.patients import service as patients
 from opdesk.security.crypto import FieldCipher
-from opdesk.security.permissions import may_read_document
+from opdesk.security.permissions import allowed, may_read_document
 from opdesk.security.tokens import session_token, tenant_of, token_hash
 from opdesk.uow import enter_tenant
 
@@ -165,11 +165,31 @@ def readable_categories(role: str | None) -> list[str]:
 
 
 def get_readable(session: Session, document_id: uuid.UUID, role: str | None) -> Document:
-    """The document, if ``role`` may read its category; else 404, as for an unknown id."""
+    """The document, if ``role`` may read its category; else 404, as for an unknown id.
+
+    A result file attached to a lab or imaging order is a result: only ``orders:results``
+    reads it (the desk, who attached it, does not).
+    """
     doc = get(session, document_id)
     if not may_read_document(role, doc.category):
         raise NotFound(f"no document with id {document_id}")
+    if not allowed(role, "orders:results") and is_order_result(session, doc.id):
+        raise NotFound(f"no document with id {document_id}")
     return doc
+
+
+def is_order_result(session: Session, document_id: uuid.UUID, *, unreviewed: bool = False) -> bool:
+    """Whether the document is a result file of an order (``unreviewed``: of an order no
+    doctor has reviewed yet, which its patient may not see).
+    """
+    from opdesk.clinical.models import Order, OrderAttachment
+
+    stmt = select(OrderAttachment.document_id).where(OrderAttachment.document_id == document_id)
+    if unreviewed:
+        stmt = stmt.join(Order, Order.id == OrderAttachment.order_id).where(
+            Order.status_timeline_reviewed_at.is_(None)
+        )
+    return session.execute(stmt.limit(1)).first() is not None
 
 
 def check_category(role: str | None, category: str) -> None:
@@ -192,6 +212,15 @@ def of_patient(
     stmt = select(Document).where(Document.owner_type == "patient", Document.owner_id == patient_id)
     if categories is not None:
         stmt = stmt.where(Document.category.in_(categories))
+    else:  # the patient: no result file before a doctor has reviewed it
+        from opdesk.clinical.models import Order, OrderAttachment
+
+        unreviewed = (
+            select(OrderAttachment.document_id)
+            .join(Order, Order.id == OrderAttachment.order_id)
+            .where(Order.status_timeline_reviewed_at.is_(None))
+        )
+        stmt = stmt.where(Document.id.not_in(unreviewed))
     return list(
         session.execute(
             stmt.order_by(Document.created_at.desc(), Document.version.desc())
