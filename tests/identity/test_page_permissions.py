@@ -83,6 +83,8 @@ OPEN_PAGES: dict[tuple[str, str], str] = {
     ("POST", "/account/mfa/start"): SIGNING_IN,
     ("POST", "/account/mfa/confirm"): SIGNING_IN,
     ("GET", "/dev/inbox"): DEV_ONLY,
+    # what a pharmacy sees on scanning a prescription's QR
+    ("GET", "/rx/verify/{token}"): PUBLIC,
 }
 
 # Who may ever reach the pages under each first path segment, written down apart from
@@ -100,6 +102,9 @@ AREAS: dict[str, frozenset[str]] = {
     "visits": frozenset({"doctor"}),
     "diet-plans": frozenset({"doctor"}),
     "diet-templates": frozenset({"doctor", "admin"}),
+    # prescriptions are written by doctors and read by the pharmacy
+    "prescriptions": frozenset({"doctor", "pharmacy"}),
+    "pharmacy": frozenset({"doctor", "pharmacy"}),
     "patients": DESK,
     "calendar": DESK,
     "queue": DESK,

@@ -216,10 +216,10 @@ def away_appointments(
 ) -> AwayAffectedOut:
     """The patients booked inside the time away (still booked: cancelled and moved ones
     leave the list), whether each was already messaged or cannot be (no channel they
-    agreed to: call them), and the doctor's next free slots. A doctor sees their own only.
+    agreed to: call them), and the doctor's next free slots. Doctors see any colleague's
+    list (they cover for each other).
     """
     doctor_away.away_of(session, doctor_id=doctor.id, away_id=exception_id)  # 404 first
-    doctor_away.check_may_see(session, role=who.role, user_id=who.user_id, doctor_id=doctor.id)
     found = doctor_away.report(session, ctx, cipher, doctor_id=doctor.id, away_id=exception_id)
     phones = allowed(who.role, "patients:read")
     now = ctx.now()

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from opdesk import audit, records
 from opdesk.context import RequestContext
-from opdesk.errors import Forbidden, NotFound
+from opdesk.errors import NotFound
 from opdesk.formatting import clock_time, day_name
 from opdesk.notifications import service as outbox
 from opdesk.notifications.models import OutboxMessage
@@ -35,7 +35,6 @@ from opdesk.scheduling.models import (
     Slot,
 )
 from opdesk.security.crypto import FieldCipher
-from opdesk.security.permissions import DOCTOR
 from opdesk.tenancy import service as tenants
 
 TEMPLATE = "doctor-away"
@@ -111,17 +110,6 @@ def away_of(
     if away.doctor_id != doctor_id:
         raise NotFound(f"no availability_exception with id {away_id}")
     return away
-
-
-def check_may_see(session: Session, *, role: str, user_id: uuid.UUID, doctor_id: uuid.UUID) -> None:
-    """A doctor sees the patients of their own time away only; the desk and admins any."""
-    if role != DOCTOR:
-        return
-    own = session.execute(
-        select(DoctorProfile.id).where(DoctorProfile.user_id == user_id)
-    ).scalar_one_or_none()
-    if own != doctor_id:
-        raise Forbidden("a doctor sees the patients of their own time away only")
 
 
 def _reason_not(

@@ -50,8 +50,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "appointments:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     "appointments:write": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     # doctor away: the patients booked inside a doctor's time away (with their phones),
-    # and one message to them all. The desk and admins run the phones; a doctor sees the
-    # list of their own time away only (checked by the route) and does not message.
+    # and one message to them all. The desk and admins run the phones; doctors see the
+    # lists (they cover for each other) and do not message.
     "doctor-away:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     "doctor-away:message": frozenset({FRONTDESK, ADMIN}),
     # the consultation: notes, diagnoses, services, follow-up; only doctors write and sign

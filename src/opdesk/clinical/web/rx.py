@@ -23,6 +23,7 @@ from opdesk.context import RequestContext
 from opdesk.errors import Conflict, DomainError, FieldError, InvalidInput, NotFound
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
+from opdesk.patients.deps import MyFamily
 from opdesk.patients.models import Patient
 from opdesk.patients.service import age_of
 from opdesk.scheduling.models import DoctorProfile
@@ -38,7 +39,6 @@ from opdesk.web.deps import (
     DbSession,
     acting,
     services,
-    signed_in,
 )
 from opdesk.web.pages import PostedForm, attempt, flash, render
 from opdesk.web.templating import NavEntry
@@ -63,22 +63,12 @@ def prescription_in_path(prescription_id: uuid.UUID, session: DbSession) -> Pres
 InPath = Annotated[Prescription, Depends(prescription_in_path)]
 
 
-def family_ids(request: Request, session: Session, ctx: RequestContext) -> list[uuid.UUID]:
-    """The records the signed-in patient may see: their own and their dependents' (the
-    portal's family scope, as patients.deps draws it; the route declares portal:self).
-    """
-    who = signed_in(request.state.principal)
-    if who.tenant_id != ctx.tenant_id:
-        raise NotFound("sign in to this clinic first")
-    return [p.id for p in patient_queries.of_portal_user(session, who.user_id)]
-
-
 def my_prescription(
-    request: Request, prescription_id: uuid.UUID, session: DbSession, ctx: Ctx
+    prescription_id: uuid.UUID, session: DbSession, family: MyFamily
 ) -> Prescription:
     """An issued prescription of the signed-in patient's family, else 404."""
     found = prescriptions.get(session, prescription_id)
-    if found.patient_id not in family_ids(request, session, ctx) or found.issued_at is None:
+    if found.patient_id not in family.patient_ids or found.issued_at is None:
         raise NotFound(f"no prescription with id {prescription_id}")
     return found
 
@@ -835,10 +825,10 @@ def _age(patient: Patient) -> int:
 
 @router.get("/me/prescriptions")
 def my_prescriptions_page(
-    request: Request, session: DbSession, ctx: Ctx, cipher: Cipher, _: Me
+    request: Request, session: DbSession, cipher: Cipher, _: Me, family: MyFamily
 ) -> Response:
     """The signed-in patient's (and their family's) issued prescriptions."""
-    issued = prescriptions.issued_for(session, family_ids(request, session, ctx))
+    issued = prescriptions.issued_for(session, family.ids)
     rows = [
         (
             p,
