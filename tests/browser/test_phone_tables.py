@@ -173,7 +173,9 @@ def test_the_staff_menu_is_one_line_at_1280(
     assert line["spread"] <= 2, f"the menu wraps: {line}"
     assert line["height"] < 1.5 * line["tallest"], f"the menu has more than one line: {line}"
     if role != "admin":
-        assert page.locator(".site-header details").count() == 0  # nothing folded away
+        # The desk's links all show; a doctor's clinical pages fold into one menu.
+        menus = page.locator(".site-header summary").all_inner_texts()
+        assert menus == ({"doctor": ["Clinical"]}.get(role, [])), menus
         assert problems == [], problems
         page.context.close()
         return

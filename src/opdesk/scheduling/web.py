@@ -52,7 +52,7 @@ NAV = (
     NavEntry("Calendar", "/calendar", "appointments:read", "desk"),
     NavEntry("Queue", "/queue", "appointments:read", "desk"),
     NavEntry("Waitlist", "/waitlist", "appointments:read", "desk"),
-    NavEntry("My queue", "/my-queue", "visits:read", "clinical"),
+    NavEntry("My queue", "/my-queue", "visits:read", "desk"),
 )
 Reader = Annotated[Principal, acting("appointments:read")]
 Writer = Annotated[Principal, acting("appointments:write")]

@@ -42,7 +42,7 @@ def template_dirs() -> list[str]:
 class NavItem:
     label: str
     href: str
-    section: str = ""  # base.html folds the "admin" entries into one menu
+    section: str = ""  # base.html folds the "clinical" and "admin" entries into menus
 
 
 # Where an entry sits in the bar; within a section, entries keep the order the app

@@ -39,7 +39,7 @@ from opdesk.web.templating import NavEntry
 router = APIRouter(include_in_schema=False)
 api = APIRouter(tags=["orders"], responses=PROBLEM_RESPONSES)
 NAV: tuple[NavEntry, ...] = (
-    NavEntry("Orders", "/orders", "orders:read", "desk"),
+    NavEntry("Orders", "/orders", "orders:read", "clinical"),
     NavEntry("Results to review", "/orders/review", "orders:results", "clinical"),
     NavEntry("Diet templates", "/diet-templates", "diet-templates:manage", "clinical"),
     NavEntry("My results", "/me/results", "portal:self", "patient"),
