@@ -21,7 +21,14 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from opdesk.clinical import diet, orders
-from opdesk.clinical.models import ORDER_TYPES, DietPlan, DietPlanTemplate, Order, Visit
+from opdesk.clinical.models import (
+    ORDER_TYPES,
+    DietPlan,
+    DietPlanTemplate,
+    Order,
+    OrderStatus,
+    Visit,
+)
 from opdesk.documents.deps import Store, file_response
 from opdesk.documents.models import Document
 from opdesk.documents.service import TooLarge
@@ -294,7 +301,8 @@ def place_order(
 def list_orders(
     _: Reader,
     session: DbSession,
-    status: Annotated[list[str] | None, Query()] = None,
+    # An unknown status is 422 naming it, as FastAPI checks the enum.
+    status: Annotated[list[OrderStatus] | None, Query()] = None,
     patient_id: Annotated[uuid.UUID | None, Query(alias="patientId")] = None,
     visit_id: Annotated[uuid.UUID | None, Query(alias="visitId")] = None,
 ) -> list[OrderOut]:
