@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -163,96 +163,53 @@ def schedule_message(
     )
 
 
-def schedule_follow_up(
-    session: Session,
-    ctx: RequestContext,
-    *,
-    entity_type: str,
-    entity_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    due: date | datetime,
-    values: Mapping[str, Any] | None = None,
-) -> AutomationEvent:
-    """A follow-up falls due (``values``: ``doctor``)."""
-    return schedule_message(
-        session,
-        ctx,
-        FOLLOW_UP,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        patient_id=patient_id,
-        due=due,
-        values=values,
-    )
+class Scheduler(Protocol):
+    """:func:`schedule_message` for one rule."""
+
+    def __call__(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        *,
+        entity_type: str,
+        entity_id: uuid.UUID,
+        patient_id: uuid.UUID,
+        due: date | datetime,
+        values: Mapping[str, Any] | None = None,
+    ) -> AutomationEvent: ...
 
 
-def schedule_refill(
-    session: Session,
-    ctx: RequestContext,
-    *,
-    entity_type: str,
-    entity_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    due: date | datetime,
-    values: Mapping[str, Any] | None = None,
-) -> AutomationEvent:
-    """A medicine runs out (``values``: ``medicine``)."""
-    return schedule_message(
-        session,
-        ctx,
-        REFILL,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        patient_id=patient_id,
-        due=due,
-        values=values,
-    )
+def _scheduler(rule_name: str) -> Scheduler:
+    def schedule(
+        session: Session,
+        ctx: RequestContext,
+        *,
+        entity_type: str,
+        entity_id: uuid.UUID,
+        patient_id: uuid.UUID,
+        due: date | datetime,
+        values: Mapping[str, Any] | None = None,
+    ) -> AutomationEvent:
+        return schedule_message(
+            session,
+            ctx,
+            rule_name,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            patient_id=patient_id,
+            due=due,
+            values=values,
+        )
+
+    return schedule
 
 
-def schedule_lab_result(
-    session: Session,
-    ctx: RequestContext,
-    *,
-    entity_type: str,
-    entity_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    due: date | datetime,
-    values: Mapping[str, Any] | None = None,
-) -> AutomationEvent:
-    """A result was reviewed and may be told (``due``: usually now; ``values``: ``test``)."""
-    return schedule_message(
-        session,
-        ctx,
-        LAB_RESULT,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        patient_id=patient_id,
-        due=due,
-        values=values,
-    )
-
-
-def schedule_balance_due(
-    session: Session,
-    ctx: RequestContext,
-    *,
-    entity_type: str,
-    entity_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    due: date | datetime,
-    values: Mapping[str, Any] | None = None,
-) -> AutomationEvent:
-    """A bill falls due (``values``: ``amount``, as it should read: "₹1,200")."""
-    return schedule_message(
-        session,
-        ctx,
-        BALANCE_DUE,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        patient_id=patient_id,
-        due=due,
-        values=values,
-    )
+# What each message's ``values`` name: follow-up ``doctor``; refill ``medicine``; lab result
+# ``test`` (due: usually now, once reviewed); balance due ``amount``, as it should read ("₹1,200").
+schedule_follow_up = _scheduler(FOLLOW_UP)
+schedule_refill = _scheduler(REFILL)
+schedule_lab_result = _scheduler(LAB_RESULT)
+schedule_balance_due = _scheduler(BALANCE_DUE)
 
 
 def schedule_diet_nudge(
