@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import records
-from opdesk.clinical import catalogue, icd, visits, vitals
-from opdesk.clinical.models import ClinicService, Icd10Code, Visit
+from opdesk.clinical import catalogue, icd, orders, prescriptions, visits, vitals
+from opdesk.clinical.models import ClinicService, Icd10Code, Prescription, Visit
 from opdesk.clinical.schemas import (
     AddendumIn,
     AddendumOut,
@@ -40,6 +40,7 @@ from opdesk.clinical.schemas import (
     VitalOut,
     VitalsIn,
 )
+from opdesk.clinical.web import consult_regions
 from opdesk.context import RequestContext
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound
 from opdesk.identity.sessions import Principal
@@ -66,6 +67,7 @@ Signer = Annotated[Principal, acting("visits:sign")]
 VitalsReader = Annotated[Principal, acting("vitals:read")]
 VitalsWriter = Annotated[Principal, acting("vitals:write")]
 Manager = Annotated[Principal, acting("services:manage")]
+Prescriber = Annotated[Principal, acting("prescriptions:write")]
 
 
 def visit_in_path(visit_id: uuid.UUID, session: DbSession) -> Visit:
@@ -396,7 +398,12 @@ def _next_patient(session: Session, ctx: RequestContext, visit: Visit) -> Appoin
 
 
 def _consult_page(
-    request: Request, session: Session, ctx: RequestContext, cipher: FieldCipher, visit: Visit
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    principal: Principal,
+    visit: Visit,
 ) -> Response:
     patient = records.by_id(session, Patient, visit.patient_id)
     today = tenants.today_at_clinic(session, ctx)
@@ -426,6 +433,9 @@ def _consult_page(
         catalogue=catalogue.catalogue(session, active_only=True),
         follow_up=follow_up_out(visit),
         next_patient=_next_patient(session, ctx, visit),
+        r=consult_regions.regions(session, cipher, principal.role, visit),
+        order_labels=orders.STATUS_LABELS,
+        order_types=orders.TYPE_LABELS,
         labels=visits.SOAP_LABELS,
         parts=visits.SOAP_PARTS,
     )
@@ -433,7 +443,7 @@ def _consult_page(
 
 @router.get("/consult/{appointment_id}")
 def consult(
-    _: Writer,
+    who: Writer,
     appointment_id: uuid.UUID,
     request: Request,
     session: DbSession,
@@ -442,7 +452,38 @@ def consult(
 ) -> Response:
     """The consultation screen; the visit is opened the first time it is shown."""
     visit = visits.open_visit(session, ctx, appointment_id=appointment_id)
-    return _consult_page(request, session, ctx, cipher, visit)
+    return _consult_page(request, session, ctx, cipher, who, visit)
+
+
+@router.post("/consult/{appointment_id}/prescription/repeat-last")
+def consult_repeat_prescription(
+    _: Prescriber,
+    appointment_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+) -> Response:
+    """One click from the consultation screen: a draft with the last prescription's
+    medicines, opened in the builder to adjust and issue.
+    """
+    visit = _visit_of(session, appointment_id)
+
+    def repeat() -> Prescription:
+        draft = prescriptions.start(session, ctx, visit_id=visit.id)
+        return prescriptions.repeat_last(session, ctx, cipher, prescription_id=draft.id)
+
+    return attempt(
+        request,
+        session,
+        repeat,
+        done=lambda draft: flash(
+            request,
+            f"/prescriptions/{draft.id}",
+            "The last prescription's medicines are in this draft: check them and issue.",
+        ),
+        failed=_here(appointment_id),
+    )
 
 
 @router.put("/consult/{appointment_id}/soap")
