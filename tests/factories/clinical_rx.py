@@ -1,5 +1,6 @@
 """Prescriptions test data: a draft visit for a booked appointment, prescriptions made
-through the service as the visit's doctor, and reading a PDF's text and QR squares.
+through the service as the visit's doctor, and reading a PDF's text and its QR code
+(the squares drawn, rendered to an image and decoded by a real QR reader).
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import zxingcpp
+from PIL import Image
+
 from opdesk import audit
 from opdesk.clinical import prescriptions
 from opdesk.clinical.models import Prescription, Visit, VisitStatus
 from opdesk.clinical.prescriptions import ItemIn
 from opdesk.db import Database, new_id
+from opdesk.identity.models import User
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.factories.clinics import ctx_for
-from tests.factories.people import make_patient
+from tests.factories.clinics import clinic_session, ctx_for
+from tests.factories.people import bearer, make_patient, open_session
 from tests.factories.scheduling import book, clinic_with_slots
 
 BASE_URL = "http://127.0.0.1:8000"
@@ -34,6 +39,14 @@ class Setting:
 
 def doctor_ctx(tenant: Tenant, doctor: Any) -> Any:
     return ctx_for(tenant.id, actor_id=doctor.user_id, role="doctor")
+
+
+def doctor_headers(db: Database, ident: Any, doctor: Any) -> dict[str, str]:
+    """Bearer headers of a signed-in session of the doctor's user."""
+    with clinic_session(db, doctor.tenant_id) as session:
+        user = session.get_one(User, (doctor.tenant_id, doctor.user_id))
+        session.expunge(user)
+    return bearer(open_session(db, ident, user))
 
 
 def make_visit(db: Database, ident: Any, tenant: Tenant, **patient: Any) -> Setting:
@@ -101,6 +114,18 @@ def make_prescription(
     return setting, made
 
 
+def open_draft(
+    db: Database, ident: Any, tenant: Tenant, **patient: Any
+) -> tuple[Setting, Prescription]:
+    """A visit's draft prescription without medicines, as "Write a prescription" opens it."""
+    setting = make_visit(db, ident, tenant, **patient)
+    ctx = doctor_ctx(tenant, setting.doctor)
+    with transaction(db, ctx) as session:
+        draft = prescriptions.start(session, ctx, visit_id=setting.visit_id)
+        session.expunge(draft)
+    return setting, draft
+
+
 def prescription_id(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
     """For the generated route tests: an issued prescription of a new patient."""
     return make_prescription(db, ident, tenant)[1].id
@@ -132,9 +157,10 @@ def page_contents(data: bytes) -> list[bytes]:
     return [s for s in streams if s and (b" Tj" in s or b" re" in s)]
 
 
-def pdf_text(data: bytes) -> str:
-    """A PDF's text as fpdf2 writes it (Type0 fonts, 2-byte glyph codes), mapped back to
-    Unicode through each font's ToUnicode CMap.
+def pdf_runs(data: bytes) -> list[tuple[float, float, str]]:
+    """The PDF's text runs as fpdf2 writes them (Type0 fonts, 2-byte glyph codes, one
+    ``BT x y Td ... ET`` block each), mapped back to Unicode through each font's ToUnicode
+    CMap: (x, y, text) with x and y in points from the page's bottom left.
     """
     objects = _objects(data)
     maps: dict[str, dict[int, str]] = {}
@@ -155,23 +181,35 @@ def pdf_text(data: bytes) -> str:
         code = m.group(1)
         return bytes([int(code, 8)]) if code[:1].isdigit() else simple.get(code, code)
 
-    out: list[str] = []
+    runs: list[tuple[float, float, str]] = []
+    pattern = rb"/(F\d+) [\d.]+ Tf|BT (-?[\d.]+) (-?[\d.]+) Td|\(((?:\\.|[^\\)])*)\) Tj|ET"
     for content in page_contents(data):
         glyphs: dict[int, str] = {}
-        for m in re.finditer(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) Tj|ET", content, re.S):
+        at = (0.0, 0.0)
+        text: list[str] = []
+        for m in re.finditer(pattern, content, re.S):
             if m.group(1):
                 glyphs = maps.get(m.group(1).decode(), {})
+            elif m.group(2):
+                at = (float(m.group(2)), float(m.group(3)))
             elif m.group(0) == b"ET":
-                out.append("\n")
+                if text:  # not a block that only switches the font
+                    runs.append((*at, "".join(text)))
+                text = []
             else:
-                raw = re.sub(rb"\\([0-7]{1,3}|.)", unescape, m.group(2), flags=re.S)
-                out.append(
+                raw = re.sub(rb"\\([0-7]{1,3}|.)", unescape, m.group(4), flags=re.S)
+                text.append(
                     "".join(
                         glyphs.get(int.from_bytes(raw[i : i + 2], "big"), "")
                         for i in range(0, len(raw), 2)
                     )
                 )
-    return "".join(out)
+    return runs
+
+
+def pdf_text(data: bytes) -> str:
+    """A PDF's text, run after run (each run ends with a new line)."""
+    return "".join(text + "\n" for _x, _y, text in pdf_runs(data))
 
 
 def qr_from_pdf(data: bytes) -> list[list[bool]]:
@@ -195,3 +233,23 @@ def qr_from_pdf(data: bytes) -> list[list[bool]]:
     for x, y in cells:
         matrix[round((top - y) / step)][round((x - left) / step)] = True
     return matrix
+
+
+def qr_image(matrix: list[list[bool]], *, scale: int = 8, quiet: int = 4) -> Image.Image:
+    """The modules as a black-on-white picture with a quiet zone, as a camera sees them."""
+    size = (len(matrix) + 2 * quiet) * scale
+    image = Image.new("L", (size, size), 255)
+    for r, row in enumerate(matrix):
+        for c, dark in enumerate(row):
+            if dark:
+                left, top = (c + quiet) * scale, (r + quiet) * scale
+                image.paste(0, (left, top, left + scale, top + scale))
+    return image
+
+
+def qr_text(data: bytes) -> str:
+    """The text of the PDF's QR code, decoded by zxing-cpp (exactly one code expected)."""
+    qr = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(qr_image(qr_from_pdf(data)), formats=qr)
+    assert len(found) == 1, f"expected one QR code in the PDF, decoded {len(found)}"
+    return found[0].text

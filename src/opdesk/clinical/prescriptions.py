@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import json
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -106,7 +109,7 @@ class ItemIn(ApiModel):
 
 _PART = r"(\d+(?:\.\d+)?|½|1½)"
 NOTATION = re.compile(rf"^{_PART}-{_PART}-{_PART}(?:-{_PART})?$")
-TIMES_OF_DAY = ("in the morning", "in the afternoon", "at night", "at bedtime")
+TIMES_OF_DAY = ("dose.morning", "dose.afternoon", "dose.night", "dose.bedtime")
 WORDS = {
     "od": "once a day",
     "once daily": "once a day",
@@ -133,13 +136,43 @@ WORDS = {
 }
 EVERY = re.compile(r"^(?:every|once every) (\d{1,3}) (hour|hours|day|days|week|weeks)$")
 
+# The patient's language: how to take a medicine (frequency, timing, route, days) in the
+# words of data/rx_phrases.csv. English is always there (the pharmacist's line).
+PHRASES_FILE = Path(__file__).resolve().parent / "data" / "rx_phrases.csv"
+PATIENT_LANGUAGES = ("hi", "mr", "ta")
+
+Said = list[tuple[str, str]]  # (phrase key, the number it carries or "")
+
+
+@cache
+def phrases() -> dict[str, dict[str, str]]:
+    """Phrase key -> {language: words} (blank cells left out)."""
+    with PHRASES_FILE.open(encoding="utf-8") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return {
+        row["key"]: {lang: text for lang, text in row.items() if lang != "key" and text}
+        for row in csv.DictReader(lines)
+    }
+
+
+def _say(said: Said, language: str) -> str | None:
+    """The phrases in one language, or None if one of them has no translation."""
+    table = phrases()
+    out: list[str] = []
+    for key, number in said:
+        words = table.get(key, {}).get(language)
+        if words is None:
+            return None
+        out.append(words.replace("{n}", number))
+    return ", ".join(out) or None
+
 
 def _amount(part: str) -> str:
     return {"0.5": "½", "1.5": "1½"}.get(part, part)
 
 
-def frequency_words(text: str | None) -> str | None:
-    """ "1-0-1" -> "1 in the morning, 1 at night"; "bd" -> "twice a day"; None if unknown."""
+def _frequency(text: str | None) -> Said | None:
+    """A frequency as phrases: "1-0-1" -> morning 1, night 1; None if unknown."""
     if text is None:
         return None
     compact = re.sub(r"\s*-\s*", "-", text.strip().lower())
@@ -148,25 +181,67 @@ def frequency_words(text: str | None) -> str | None:
     if found:
         parts = [p for p in found.groups() if p is not None]
         said = [
-            f"{_amount(part)} {when}"
+            (when, _amount(part))
             for part, when in zip(parts, TIMES_OF_DAY, strict=False)
             if part not in ("0", "0.0")
         ]
-        return ", ".join(said) or None
+        return said or None
     if compact in WORDS:
-        return WORDS[compact]
+        return [("freq." + WORDS[compact], "")]
     every = EVERY.match(compact)
     if every and int(every.group(1)) > 0:
         number, unit = every.groups()
         unit = unit.rstrip("s") + ("s" if number != "1" else "")
-        return f"every {number} {unit}"
+        return [(f"every.{unit}", number)]
     return None
 
 
-def timing_words(timing: str | None) -> str | None:
+def frequency_words(text: str | None, language: str = "en") -> str | None:
+    """ "1-0-1" -> "1 in the morning, 1 at night"; "bd" -> "twice a day"; None if unknown
+    (or, in another language, if it has no translation).
+    """
+    said = _frequency(text)
+    return _say(said, language) if said else None
+
+
+def timing_words(timing: str | None, language: str = "en") -> str | None:
     if timing is None:
         return None
-    return TIMINGS.get(timing, timing)
+    if language == "en":
+        return TIMINGS.get(timing, timing)
+    return _say([("timing." + timing, "")], language)
+
+
+def duration_words(days: int | None, language: str = "en") -> str | None:
+    """ "for 5 days" (and "5 दिन तक")."""
+    if not days:
+        return None
+    return _say([("days.one" if days == 1 else "days.many", str(days))], language)
+
+
+def patient_line(
+    language: str | None,
+    *,
+    frequency: str | None,
+    timing: str | None,
+    route: str | None,
+    duration_days: int | None,
+) -> str | None:
+    """How to take a medicine in the patient's language (frequency, timing, route, days),
+    or None for English or a language without translations. A part without a translation
+    (a timing typed as free text) is left to the English line.
+    """
+    if language not in PATIENT_LANGUAGES:
+        return None
+    said = _frequency(frequency)
+    parts = [
+        _say(said, language) if said else None,
+        timing_words(timing, language) if timing else None,
+        _say([("route." + route, "")], language) if route else None,
+        duration_words(duration_days, language),
+    ]
+    found = [p for p in parts if p]
+    return " · ".join(found) or None
 
 
 # --------------------------------------------------------------------------- reading
@@ -191,6 +266,16 @@ class ItemView:
     refill_allowed: bool
     refill_remaining: int
     refill_interval_days: int | None
+
+    def said_in(self, language: str | None) -> str | None:
+        """How to take it in the patient's language (None for English or no translation)."""
+        return patient_line(
+            language,
+            frequency=self.frequency,
+            timing=self.timing,
+            route=self.route,
+            duration_days=self.duration_days,
+        )
 
     def signed(self) -> dict[str, Any]:
         """The item as signed (and as the API shows it)."""

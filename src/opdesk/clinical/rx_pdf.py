@@ -1,5 +1,7 @@
 """An issued prescription as an A4 PDF: letterhead, doctor with registration number,
-patient, medicines, the verification QR code and the signature line.
+patient, medicines, the verification QR code and the signature line. How to take each
+medicine is written in English (for the pharmacist) and below it in the patient's language
+when it has a translation (Hindi, Marathi, Tamil: prescriptions.patient_line).
 
 Fonts are the Noto faces the consent PDFs use (documents.pdf), one weight only: with a
 bold face, fpdf2 2.8 draws the first Devanagari run of a page as boxes. The QR code is
@@ -10,14 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import segno
 from fpdf import FPDF
 
-from opdesk.clinical.prescriptions import ItemView
+from opdesk.clinical.prescriptions import ItemView, duration_words
 from opdesk.documents.pdf import FACES, _truetype
 
 QR_SIZE_MM = 32.0
+# Each block starts on a new line at the left margin (fpdf2 otherwise leaves the cursor
+# at the right edge of the last cell, and the next line starts there).
+NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class RxDocument:
     verify_url: str
     signed_hash: str
     fee_line: str = ""
+    language: str = "en"  # the patient's: how to take each medicine is said in it too
 
 
 def _font(pdf: FPDF, size: float) -> None:
@@ -80,8 +87,9 @@ def _line(item: ItemView) -> tuple[str, str]:
         how.append(item.timing_words)
     if item.route:
         how.append(item.route)
-    if item.duration_days:
-        how.append(f"for {item.duration_days} day{'s' if item.duration_days != 1 else ''}")
+    days = duration_words(item.duration_days)
+    if days:
+        how.append(days)
     extra = []
     if item.instructions:
         extra.append(item.instructions)
@@ -105,11 +113,11 @@ def render(cache: Path, doc: RxDocument) -> bytes:
 
     # Letterhead
     _font(pdf, 16)
-    pdf.multi_cell(width - QR_SIZE_MM - 4, 8, doc.clinic_name)
+    pdf.multi_cell(width - QR_SIZE_MM - 4, 8, doc.clinic_name, **NEXT_LINE)
     _font(pdf, 9)
     for line in (doc.clinic_address, doc.clinic_phone):
         if line:
-            pdf.multi_cell(width - QR_SIZE_MM - 4, 4.5, line)
+            pdf.multi_cell(width - QR_SIZE_MM - 4, 4.5, line, **NEXT_LINE)
     _qr(pdf, doc.verify_url, pdf.w - pdf.r_margin - QR_SIZE_MM, 14, QR_SIZE_MM)
     pdf.set_y(max(pdf.get_y(), 14 + QR_SIZE_MM) + 2)
     pdf.set_draw_color(60, 60, 60)
@@ -118,14 +126,14 @@ def render(cache: Path, doc: RxDocument) -> bytes:
 
     # Doctor and patient
     _font(pdf, 11)
-    pdf.multi_cell(width, 5.5, f"{doc.doctor_name} · {doc.doctor_specialty}")
+    pdf.multi_cell(width, 5.5, f"{doc.doctor_name} · {doc.doctor_specialty}", **NEXT_LINE)
     _font(pdf, 9)
-    pdf.multi_cell(width, 4.5, f"Registration number: {doc.registration_number}")
+    pdf.multi_cell(width, 4.5, f"Registration number: {doc.registration_number}", **NEXT_LINE)
     pdf.ln(2)
     _font(pdf, 11)
-    pdf.multi_cell(width, 5.5, f"Patient: {doc.patient_name} ({doc.patient_number})")
+    pdf.multi_cell(width, 5.5, f"Patient: {doc.patient_name} ({doc.patient_number})", **NEXT_LINE)
     _font(pdf, 9)
-    pdf.multi_cell(width, 4.5, f"{doc.patient_age_sex} · Date: {doc.issued_on}")
+    pdf.multi_cell(width, 4.5, f"{doc.patient_age_sex} · Date: {doc.issued_on}", **NEXT_LINE)
     pdf.ln(3)
 
     # Medicines
@@ -134,15 +142,20 @@ def render(cache: Path, doc: RxDocument) -> bytes:
     for n, item in enumerate(doc.items, start=1):
         what, how = _line(item)
         _font(pdf, 11)
-        pdf.multi_cell(width, 5.5, f"{n}. {what}")
+        pdf.multi_cell(width, 5.5, f"{n}. {what}", **NEXT_LINE)
         _font(pdf, 9)
         pdf.set_x(pdf.l_margin + 5)
-        pdf.multi_cell(width - 5, 4.5, how)
+        pdf.multi_cell(width - 5, 4.5, how, **NEXT_LINE)
+        said = item.said_in(doc.language)
+        if said:  # the patient's language, below the pharmacist's English
+            _font(pdf, 10)
+            pdf.set_x(pdf.l_margin + 5)
+            pdf.multi_cell(width - 5, 5.5, said, **NEXT_LINE)
         pdf.ln(1.5)
     if doc.fee_line:
         pdf.ln(2)
         _font(pdf, 9)
-        pdf.multi_cell(width, 4.5, doc.fee_line)
+        pdf.multi_cell(width, 4.5, doc.fee_line, **NEXT_LINE)
 
     # Signature
     pdf.ln(12)
@@ -150,7 +163,7 @@ def render(cache: Path, doc: RxDocument) -> bytes:
     x = pdf.w - pdf.r_margin - 70
     pdf.line(x, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
     pdf.set_x(x)
-    pdf.multi_cell(70, 5, f"{doc.doctor_name}\nDigitally signed (Ed25519)", align="C")
+    pdf.multi_cell(70, 5, f"{doc.doctor_name}\nDigitally signed (Ed25519)", align="C", **NEXT_LINE)
     pdf.ln(6)
     _font(pdf, 7.5)
     pdf.multi_cell(

@@ -398,6 +398,7 @@ def document_of(
         verify_url=prescription.qr_data,
         signed_hash=prescription.signed_hash or "",
         fee_line=f"Consultation fee: ₹{doctor.consultation_fee:,.2f}",
+        language=patient.preferred_language,
     )
 
 
@@ -494,6 +495,9 @@ def _builder(
     patient = records.by_id(session, Patient, prescription.patient_id)
     doctor = records.by_id(session, DoctorProfile, prescription.doctor_id)
     editing = draft and can_write
+    # A formulary medicine is shown by its label (name, strength, form), so saving the
+    # form again keeps it the formulary's drug instead of free text of its name only.
+    labels = _drug_labels(session, ctx) if editing else {}
     return render(
         request,
         "clinical/rx_builder.html",
@@ -506,7 +510,8 @@ def _builder(
         doctor=doctor,
         editing=editing,
         can_write=can_write,
-        labels=sorted(_drug_labels(session, ctx)) if editing else [],
+        labels=sorted(labels),
+        drug_labels={drug_id: label for label, drug_id in labels.items()},
         templates=prescriptions.templates(session, ctx) if editing else [],
         timings=prescriptions.TIMINGS,
         routes=prescriptions.ROUTES,
