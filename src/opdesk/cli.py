@@ -169,6 +169,7 @@ def migrate() -> None:
 @main.command()
 def demo() -> None:
     """Create the demo clinic with its staff and patients, or refresh it."""
+    from opdesk.clinical.demo import refresh_demo_clinical
     from opdesk.demo import (
         DEMO_PATIENTS,
         demo_passwords,
@@ -196,6 +197,13 @@ def demo() -> None:
                 rt.settings.data_dir / "fonts",
             )
             slots = refresh_demo_schedule(session, ctx, ident)
+            consultations = refresh_demo_clinical(
+                session,
+                ctx,
+                ident,
+                LocalStorage(rt.settings.data_dir / "files"),
+                rt.settings.base_url,
+            )
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
         if patients:
@@ -204,6 +212,10 @@ def demo() -> None:
             click.echo(f"recorded {paperwork} signed consents with their PDF copies")
         if slots:
             click.echo(f"made {slots} slots for the next 60 days; today's calendar is busy")
+        if consultations:
+            click.echo(
+                f"signed {consultations} consultations: prescriptions, diet plans, lab orders"
+            )
         click.echo(f"self-booking page: {base}/c/{tenant.slug}/book")
         click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")
         for login in logins:

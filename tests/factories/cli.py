@@ -28,5 +28,7 @@ def opdesk(
         text=True,
         env=environ,
         check=False,
-        timeout=120,
+        # A guard against a hang, not a speed limit: `opdesk demo` builds two years of a
+        # patient's visits and takes several times longer on a loaded machine.
+        timeout=300,
     )
