@@ -11,7 +11,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import audit_append, booking, crypto, patient_search, search_http, worker
+from bench import audit_append, booking, clinical, crypto, patient_search, search_http, worker
 from opdesk.db import (
     APP_ROLE,
     Database,
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per audit scenario")
     parser.add_argument(
         "--only",
-        choices=["crypto", "audit", "patients", "booking", "search", "worker"],
+        choices=["crypto", "audit", "patients", "booking", "search", "worker", "clinical"],
         default=None,
     )
     parser.add_argument(
@@ -40,7 +40,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
     if args.only in (None, "crypto"):
         crypto.run()
-    if args.only in (None, "audit", "patients", "booking", "search", "worker"):
+    if args.only in (None, "audit", "patients", "booking", "search", "worker", "clinical"):
         with database() as db:
             if args.only in (None, "audit"):
                 audit_append.run(db, seconds=args.seconds)
@@ -54,6 +54,9 @@ def main() -> None:
                         )
             if args.only in (None, "worker"):
                 worker.run(db)
+            if args.only in (None, "clinical"):
+                with tempfile.TemporaryDirectory(prefix="opdesk-bench-data-") as data_dir:
+                    clinical.run(db, Path(data_dir))
 
 
 class database:  # noqa: N801 - used as a context manager, reads like a function

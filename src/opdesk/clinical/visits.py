@@ -25,7 +25,15 @@ from sqlalchemy.orm import Session
 from opdesk import audit, records
 from opdesk.automation import later_rules
 from opdesk.clinical import icd
-from opdesk.clinical.models import Addendum, Diagnosis, SoapVersion, Visit, VisitStatus
+from opdesk.clinical.models import (
+    Addendum,
+    Diagnosis,
+    Icd10Code,
+    SoapVersion,
+    Visit,
+    VisitStatus,
+)
+from opdesk.clinical.schemas import DiagnosisOut
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -126,10 +134,13 @@ def open_visit(session: Session, ctx: RequestContext, *, appointment_id: uuid.UU
     at once make one visit). 404 for an unknown or foreign appointment; 409 for one that
     was cancelled or missed.
     """
-    appointment = records.by_id(session, Appointment, appointment_id)
+    # The visit first: the consultation screen asks for it on every load, and a visit is
+    # only ever seen for an appointment of this clinic (row-level security), so the
+    # appointment is needed only to open one (and to answer 404 when there is none).
     found = visit_of_appointment(session, appointment_id)
     if found is not None:
         return found
+    appointment = records.by_id(session, Appointment, appointment_id)
     if appointment.status in CLOSED:
         raise Conflict(f"this appointment is {appointment.status.value}; no visit can be opened")
     now = ctx.now()
@@ -533,8 +544,6 @@ def recent_diagnoses(
         .group_by(Diagnosis.code)
         .subquery()
     )
-    from opdesk.clinical.models import Icd10Code
-
     rows = session.execute(
         select(Icd10Code.code, Icd10Code.description)
         .join(last_used, last_used.c.code == Icd10Code.code)
@@ -645,15 +654,55 @@ def book_follow_up(session: Session, ctx: RequestContext, *, visit_id: uuid.UUID
     )
 
 
-def past_visits(
-    session: Session, patient_id: uuid.UUID, *, before: Visit | None, limit: int = 10
-) -> list[Visit]:
+@dataclass(frozen=True)
+class PastVisits:
+    """The patient's newest signed visits with their diagnoses, and how many are older."""
+
+    visits: list[Visit]
+    diagnoses: dict[uuid.UUID, list[DiagnosisOut]]  # by visit id, in position order
+    more: int  # signed visits older than those listed
+
+
+def past_visits_summary(
+    session: Session,
+    cipher: FieldCipher,
+    patient_id: uuid.UUID,
+    *,
+    before: Visit | None,
+    limit: int = 20,
+) -> PastVisits:
+    """The patient's newest signed visits (not ``before``) and each one's diagnoses (with
+    the ICD-10 description) in two queries, whatever the number of visits, plus the count
+    of the signed visits not listed.
+    """
     stmt = (
-        select(Visit)
+        select(Visit, func.count().over().label("total"))
         .where(Visit.patient_id == patient_id, Visit.status == VisitStatus.SIGNED)
         .order_by(Visit.created_at.desc())
         .limit(limit)
     )
     if before is not None:
         stmt = stmt.where(Visit.id != before.id)
-    return list(session.execute(stmt).scalars())
+    rows = session.execute(stmt).all()
+    listed = [row.Visit for row in rows]
+    total = rows[0].total if rows else 0
+    found: dict[uuid.UUID, list[DiagnosisOut]] = {v.id: [] for v in listed}
+    if listed:
+        lines = session.execute(
+            select(Diagnosis, Icd10Code.description)
+            .outerjoin(Icd10Code, Icd10Code.code == Diagnosis.code)
+            .where(Diagnosis.visit_id.in_(list(found)))
+            .order_by(Diagnosis.visit_id, Diagnosis.position)
+        ).all()
+        for row, description in lines:
+            found[row.visit_id].append(
+                DiagnosisOut(
+                    id=row.id,
+                    code=row.code,
+                    description=description if row.code else None,
+                    text=diagnosis_text(cipher, row),
+                    primary=row.is_primary,
+                    position=row.position,
+                )
+            )
+    return PastVisits(listed, found, total - len(listed))

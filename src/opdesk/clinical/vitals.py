@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
@@ -173,20 +173,32 @@ def of_visit(session: Session, cipher: FieldCipher, visit: Visit) -> list[Readin
 def trend(
     session: Session, cipher: FieldCipher, patient_id: uuid.UUID, *, per_type: int = 5
 ) -> dict[str, list[Reading]]:
-    """The patient's last ``per_type`` readings of each kind, oldest first."""
-    found: dict[str, list[Reading]] = {}
-    for kind in VITAL_TYPES:
-        rows = list(
-            session.execute(
-                select(Vital)
-                .where(Vital.patient_id == patient_id, Vital.type == kind)
-                .order_by(Vital.collected_at.desc())
-                .limit(per_type)
-            ).scalars()
-        )
-        if rows:
-            found[kind] = list(reversed(_read(cipher, rows)))
-    return found
+    """The patient's last ``per_type`` readings of each kind, oldest first.
+
+    One query for every kind: a branch per kind, each walking the (patient, type,
+    collected_at) index backwards for its few rows, however long the history.
+    """
+    newest = [
+        select(Vital.tenant_id, Vital.id)
+        .where(Vital.patient_id == patient_id, Vital.type == kind)
+        .order_by(Vital.collected_at.desc())
+        .limit(per_type)
+        for kind in VITAL_TYPES
+    ]
+    wanted = union_all(*newest).subquery()
+    rows = session.execute(
+        select(Vital)
+        .join(wanted, (wanted.c.tenant_id == Vital.tenant_id) & (wanted.c.id == Vital.id))
+        .order_by(Vital.type, Vital.collected_at.desc())
+    ).scalars()
+    by_kind: dict[str, list[Vital]] = {}
+    for row in rows:
+        by_kind.setdefault(row.type, []).append(row)
+    return {
+        kind: list(reversed(_read(cipher, by_kind[kind])))
+        for kind in VITAL_TYPES
+        if kind in by_kind
+    }
 
 
 def bmi(latest: dict[str, list[Reading]]) -> Decimal | None:
