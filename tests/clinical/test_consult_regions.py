@@ -6,20 +6,24 @@ buttons that start each, and "Repeat last prescription" in one click.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from opdesk.clinical import diet, orders, prescriptions
+from opdesk.clinical import diet, orders, prescriptions, visits, vitals
 from opdesk.clinical.models import Prescription
 from opdesk.clinical.prescriptions import ItemIn
 from opdesk.db import Database
 from opdesk.documents.storage import LocalStorage
+from opdesk.formatting import day_name
+from opdesk.scheduling import booking
 from opdesk.uow import transaction
-from tests.factories import book, clinic_session, csrf_of, make_user, open_session
+from tests.factories import book, clinic_session, csrf_of, ctx_for, make_user, open_session
 from tests.factories.clinical_orders import DAL_ROTI, PDF
 from tests.factories.clinical_visits import Consultation, consultation, open_visit
 from tests.factories.web import cookie_browser
@@ -211,3 +215,41 @@ def test_the_desk_may_not_repeat_a_prescription(app: FastAPI, db: Database, iden
             data={"csrf_token": csrf_of(home.text)},
         )
     assert answer.status_code == 403
+
+
+def test_vitals_not_taken_today_carry_their_date_and_the_reason_for_the_visit_shows(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    c = consultation(db, ident, slots=2)
+    earlier = open_visit(db, c)
+    months_ago = datetime.now(UTC) - timedelta(days=120)
+    ctx = c.ctx()
+    ctx.clock = lambda: months_ago
+    with transaction(db, ctx) as session:
+        vitals.record(
+            session, ctx, ident.cipher, visit_id=earlier.id, readings={"temperature": 101.6}
+        )
+    desk = ctx_for(c.tenant.id)
+    with transaction(db, desk) as session:
+        today = booking.book(
+            session,
+            desk,
+            booking.BookingRequest(
+                slot_id=c.slots[1].id,
+                patient_id=c.patient.id,
+                visit_type="consultation",
+                channel="phone",
+                reason="BP review " + SCRIPT,
+            ),
+        )
+    page = _page(app, db, ident, c, today)
+    taken = months_ago.astimezone(ZoneInfo("Asia/Kolkata")).date()
+    assert f'101.6 °F</strong> <small class="muted">on {day_name(taken)} {taken.year}' in page.text
+    assert "Reason for visit:</strong> BP review &lt;script&gt;" in page.text
+
+    ctx = c.ctx()
+    with transaction(db, ctx) as session:
+        visit = visits.open_visit(session, ctx, appointment_id=today.id)
+        vitals.record(session, ctx, ident.cipher, visit_id=visit.id, readings={"temperature": 98.4})
+    page = _page(app, db, ident, c, today)
+    assert '98.4 °F</strong> <small class="muted">· earlier 101.6' in page.text

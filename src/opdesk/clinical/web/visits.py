@@ -11,6 +11,7 @@ import uuid
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -409,9 +410,14 @@ def _consult_page(
     today = tenants.today_at_clinic(session, ctx)
     person = patients.read(cipher, patient, today)
     doctor = records.by_id(session, DoctorProfile, visit.doctor_id)
-    past = visits.past_visits(session, visit.patient_id, before=visit)
-    past_diagnoses = {v.id: diagnoses_out(session, cipher, v) for v in past}
+    past = visits.past_visits_summary(session, cipher, visit.patient_id, before=visit, limit=20)
     trend = vitals.trend(session, cipher, visit.patient_id)
+    appointment_reason = records.by_id(session, Appointment, visit.appointment_id).reason
+    zone = ZoneInfo(principal.timezone)
+    # The latest reading may be months old: the page dates any not taken today.
+    reading_days = {
+        r.id: r.collected_at.astimezone(zone).date() for rs in trend.values() for r in rs
+    }
     return render(
         request,
         "clinical/consult.html",
@@ -424,9 +430,13 @@ def _consult_page(
         addenda=visits.addenda(session, cipher, visit),
         diagnoses=diagnoses_out(session, cipher, visit),
         recent=visits.recent_diagnoses(session, cipher, visit.doctor_id),
-        past=past,
-        past_diagnoses=past_diagnoses,
+        past=past.visits,
+        past_diagnoses=past.diagnoses,
+        past_more=past.more,
         trend=trend,
+        reading_days=reading_days,
+        today=today,
+        reason=appointment_reason,
         kinds=vitals.KINDS,
         bmi=vitals.bmi(trend),
         services=catalogue.services_of(session, visit.id),
