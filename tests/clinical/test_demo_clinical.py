@@ -330,8 +330,11 @@ def test_the_patient_sees_the_demo_prescriptions_diet_and_results_in_the_portal(
         plan = browser.get("/me/diet")
         results = browser.get("/me/results")
     assert rx.status_code == 200, rx.text[-2000:]
-    assert rx.text.count("Download PDF") >= 12
-    assert "Metformin" in rx.text and "replaced by a newer prescription" in rx.text
+    # the newest three in full, the others folded into a list with their PDFs
+    assert rx.text.count("Download PDF") == 3
+    folded = rx.text.split("Older prescriptions (", 1)[1]
+    assert int(folded.split(")", 1)[0]) >= 12 and folded.count('/pdf">PDF</a>') >= 12
+    assert "Metformin" in rx.text and "(replaced)" in folded
     assert plan.status_code == 200, plan.text[-2000:]
     assert "Idli" in plan.text and "✓ Done" in plan.text
     assert "2 of 3 days fully followed" in plan.text

@@ -828,23 +828,26 @@ def _age(patient: Patient) -> int:
     return age_of(patient, date.today())[0]
 
 
+MINE_IN_FULL = 3
+
+
 @router.get("/me/prescriptions")
 def my_prescriptions_page(
     request: Request, session: DbSession, cipher: Cipher, _: Me, family: MyFamily
 ) -> Response:
     """The signed-in patient's (and their family's) issued prescriptions."""
     issued = prescriptions.issued_for(session, family.ids)
-    rows = [
-        (
-            p,
-            records.by_id(session, Patient, p.patient_id),
-            records.by_id(session, DoctorProfile, p.doctor_id),
-            prescriptions.items_of(session, cipher, p),
-        )
-        for p in issued
-    ]
     replaced = {p.supersedes for p in issued if p.supersedes}
-    return render(request, "clinical/rx_mine.html", rows=rows, replaced=replaced)
+    people = {i: records.by_id(session, Patient, i) for i in {p.patient_id for p in issued}}
+    doctors = {i: records.by_id(session, DoctorProfile, i) for i in {p.doctor_id for p in issued}}
+    # The newest few in full; a patient of years has dozens, and the rest fold away.
+    shown = [p for p in issued if p.id not in replaced][:MINE_IN_FULL]
+    rows = [
+        (p, people[p.patient_id], doctors[p.doctor_id], prescriptions.items_of(session, cipher, p))
+        for p in shown
+    ]
+    older = [(p, people[p.patient_id], doctors[p.doctor_id]) for p in issued if p not in shown]
+    return render(request, "clinical/rx_mine.html", rows=rows, older=older, replaced=replaced)
 
 
 @router.get("/me/prescriptions/{prescription_id}/pdf")
