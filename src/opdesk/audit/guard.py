@@ -28,6 +28,11 @@ def _names(collection: str, field: str = "id") -> str:
     return f"(e.collection = '{collection}' and e.entity_id = (r.row ->> '{field}')::uuid)"
 
 
+def _collection(collection: str) -> str:
+    """Any event about ``collection`` in the transaction (a row with no id of its own)."""
+    return f"(e.collection = '{collection}')"
+
+
 def _sweep_of(collection: str) -> str:
     """A sweeper's event for the whole clinic (it lists the rows in its diff)."""
     return f"(e.collection = '{collection}' and e.entity_id is null)"
@@ -84,6 +89,31 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     # (claimed_until/claimed_by) is written for a batch at once: one event for the clinic
     # lists the rows leased (or released) and the worker.
     "automation_events": (_names("automation_events"), _sweep_of("automation_events")),
+    # notifications_outbox is not guarded: a worker renders, leases and defers messages
+    # as bookkeeping of its own; what a person does to a message (retry) and each send or
+    # failure are audited by name.
+    # Keyed by clinic and channel, with no id of its own: any provider event covers it.
+    "message_providers": (_collection("message_providers"),),
+    # Clinical records: a visit's note versions, diagnoses, vitals and services belong to
+    # the visit; a prescription's items to the prescription; an order's report files and
+    # a diet plan's ticks to their order and plan.
+    "visits": (_names("visits"),),
+    "visits_soap_versions": (_names("visits", "visit_id"),),
+    "visits_addenda": (_names("visits_addenda"), _names("visits", "visit_id")),
+    "visits_diagnoses": (_names("visits", "visit_id"),),
+    "visits_vitals": (_names("visits", "visit_id"),),
+    "visits_services": (_names("visits", "visit_id"),),
+    "clinic_services": (_names("clinic_services"),),
+    "formulary_drugs": (_names("formulary_drugs"), _sweep_of("formulary_drugs")),
+    "signing_keys": (_names("signing_keys"),),
+    "prescriptions": (_names("prescriptions"),),
+    "prescriptions_items": (_names("prescriptions", "prescription_id"),),
+    "prescription_templates": (_names("prescription_templates"),),
+    "orders": (_names("orders"),),
+    "orders_attachments": (_names("orders", "order_id"),),
+    "diet_plan_templates": (_names("diet_plan_templates"), _sweep_of("diet_plan_templates")),
+    "diet_plans": (_names("diet_plans"),),
+    "diet_plans_adherence": (_names("diet_plans", "diet_plan_id"),),
 }
 
 

@@ -30,7 +30,7 @@ class ChainReport:
         if self.ok:
             return f"tenant {self.tenant_id}: ok, {self.checked} events"
         event = f" (event {self.bad_event_id})" if self.bad_event_id else ""
-        where = f" at seq {self.bad_seq}{event}" if self.bad_seq else ""
+        where = f" at seq {self.bad_seq}{event}" if self.bad_seq is not None else ""
         return f"tenant {self.tenant_id}: BROKEN{where}: {self.problem}"
 
 
