@@ -48,10 +48,9 @@ from opdesk.identity.sessions import Principal
 from opdesk.patients import service as patients
 from opdesk.patients.models import Patient
 from opdesk.scheduling import queries as scheduling_queries
-from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile
+from opdesk.scheduling.models import Appointment, AppointmentStatus
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.crypto import FieldCipher
-from opdesk.tenancy import service as tenants
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, render
 from opdesk.web.templating import NavEntry
@@ -388,14 +387,20 @@ def _soap_of(form: dict[str, str]) -> visits.Soap:
     return visits.Soap(**{part: form.get(f"soap.{part}", "") for part in visits.SOAP_PARTS})
 
 
-def _next_patient(session: Session, ctx: RequestContext, visit: Visit) -> Appointment | None:
+def _next_patient(session: Session, visit: Visit, today: date) -> Appointment | None:
     """The doctor's next checked-in patient today (token order), not this one."""
-    today = tenants.today_at_clinic(session, ctx)
-    for row in scheduling_queries.queue_board(session, today, visit.doctor_id):
-        a = row.appointment
-        if a.id != visit.appointment_id and a.status == AppointmentStatus.CHECKED_IN:
-            return a
-    return None
+    return session.execute(
+        select(Appointment)
+        .where(
+            Appointment.doctor_id == visit.doctor_id,
+            Appointment.queue_date == today,
+            Appointment.status == AppointmentStatus.CHECKED_IN,
+            Appointment.token_number.is_not(None),
+            Appointment.id != visit.appointment_id,
+        )
+        .order_by(Appointment.token_number)
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def _consult_page(
@@ -407,13 +412,12 @@ def _consult_page(
     visit: Visit,
 ) -> Response:
     patient = records.by_id(session, Patient, visit.patient_id)
-    today = tenants.today_at_clinic(session, ctx)
+    zone = ZoneInfo(principal.timezone)  # the clinic's: no lookup of the clinic needed
+    today = ctx.now().astimezone(zone).date()
     person = patients.read(cipher, patient, today)
-    doctor = records.by_id(session, DoctorProfile, visit.doctor_id)
     past = visits.past_visits_summary(session, cipher, visit.patient_id, before=visit, limit=20)
     trend = vitals.trend(session, cipher, visit.patient_id)
     appointment_reason = records.by_id(session, Appointment, visit.appointment_id).reason
-    zone = ZoneInfo(principal.timezone)
     # The latest reading may be months old: the page dates any not taken today.
     reading_days = {
         r.id: r.collected_at.astimezone(zone).date() for rs in trend.values() for r in rs
@@ -423,7 +427,6 @@ def _consult_page(
         "clinical/consult.html",
         visit=visit,
         patient=person,
-        doctor=doctor,
         note=visits.current_note(session, cipher, visit),
         signed=visit.status == "signed",
         versions=visits.versions(session, cipher, visit),
@@ -442,7 +445,7 @@ def _consult_page(
         services=catalogue.services_of(session, visit.id),
         catalogue=catalogue.catalogue(session, active_only=True),
         follow_up=follow_up_out(visit),
-        next_patient=_next_patient(session, ctx, visit),
+        next_patient=_next_patient(session, visit, today),
         r=consult_regions.regions(session, cipher, principal.role, visit),
         order_labels=orders.STATUS_LABELS,
         order_types=orders.TYPE_LABELS,
