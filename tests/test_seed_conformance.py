@@ -29,6 +29,10 @@ BUILT = [
     "slots",
     "appointments",
     "waitlist_locks",
+    "visits",
+    "prescriptions",
+    "diet_plans",
+    "orders",
 ]
 
 
