@@ -24,13 +24,16 @@ from opdesk.scheduling.models import Slot
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.factories import (
+    bearer,
     book,
     cancel,
     clinic_with_slots,
     ctx_for,
     events_of,
     hold,
+    make_user,
     offers,
+    open_session,
     patients,
     waiting,
 )
@@ -248,3 +251,62 @@ def test_a_hold_taken_after_an_offer_lapsed_outlives_the_offer_sweeper(
         assert status == "held"
         appointment = book(db, line.tenant, line.slot, line.people[0], hold_token=held.token)
     assert appointment.slot_id == line.slot.id
+
+
+# --------------------------------------------------------------------------- near duplicates
+
+
+def _desk_api(db: Database, ident: Any, tenant: Tenant) -> dict[str, str]:
+    return bearer(open_session(db, ident, make_user(db, ident, tenant, "frontdesk")))
+
+
+def test_moving_an_appointment_a_slot_later_is_not_refused_as_a_near_duplicate(
+    client: Any, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 2)
+    (patient,) = patients(db, ident, tenant, 1)
+    first = book(db, tenant, slots[0], patient)  # 9:00
+    moved = client.post(
+        f"/api/v1/appointments/{first.id}/reschedule",
+        json={"slotId": str(slots[1].id)},  # 9:15, same doctor
+        headers=_desk_api(db, ident, tenant),
+    )
+    assert moved.status_code == 201, moved.text
+
+
+def test_a_near_duplicate_names_every_nearby_time_earliest_first(
+    client: Any, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 3)
+    (patient,) = patients(db, ident, tenant, 1)
+    book(db, tenant, slots[2], patient)  # 9:30, made first
+    book(db, tenant, slots[0], patient)  # 9:00 (the factory books without the check)
+    refused = client.post(
+        "/api/v1/appointments",
+        json={
+            "slotId": str(slots[1].id),
+            "patientId": str(patient.id),
+            "visitType": "consultation",
+        },
+        headers=_desk_api(db, ident, tenant),
+    )
+    assert refused.status_code == 409
+    assert "with this doctor at 9:00 am, 9:30 am on " in refused.json()["detail"]
+
+
+def test_an_appointment_starting_30_minutes_after_the_new_one_ends_is_not_near(
+    client: Any, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 4)
+    (patient,) = patients(db, ident, tenant, 1)
+    book(db, tenant, slots[3], patient)  # 9:45; the new one ends at 9:15
+    booked = client.post(
+        "/api/v1/appointments",
+        json={
+            "slotId": str(slots[0].id),
+            "patientId": str(patient.id),
+            "visitType": "consultation",
+        },
+        headers=_desk_api(db, ident, tenant),
+    )
+    assert booked.status_code == 201, booked.text

@@ -219,7 +219,6 @@ def near_duplicates(
     day: date,
     starts_at: datetime,
     ends_at: datetime,
-    ignore: uuid.UUID | None = None,
 ) -> list[tuple[Appointment, Slot]]:
     """The patient's standing appointments with the doctor on ``day`` that overlap the
     time or lie within :data:`NEAR` of it, earliest first.
@@ -237,8 +236,6 @@ def near_duplicates(
         )
         .order_by(Slot.starts_at)
     )
-    if ignore is not None:
-        stmt = stmt.where(Appointment.id != ignore)
     return [(a, s) for a, s in session.execute(stmt).all()]
 
 
@@ -250,7 +247,6 @@ def _refuse_near(session: Session, request: BookingRequest, slot: Taken) -> None
         day=slot.day,
         starts_at=slot.starts_at,
         ends_at=slot.ends_at,
-        ignore=request.origin.reschedule_of,
     )
     if not found:
         return
