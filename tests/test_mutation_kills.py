@@ -21,7 +21,9 @@ from opdesk.db import Database
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
 from opdesk.scheduling import booking, service, waitlist
 from opdesk.scheduling.models import Slot
+from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
+from opdesk.tenancy.schemas import TenantUpdate
 from opdesk.uow import transaction
 from tests.factories import (
     bearer,
@@ -310,3 +312,28 @@ def test_an_appointment_starting_30_minutes_after_the_new_one_ends_is_not_near(
         headers=_desk_api(db, ident, tenant),
     )
     assert booked.status_code == 201, booked.text
+
+
+def test_a_near_duplicate_gives_the_times_on_the_clinics_clock(
+    client: Any, db: Database, ident: Any
+) -> None:
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 2)
+    (patient,) = patients(db, ident, tenant, 1)
+    book(db, tenant, slots[0], patient)  # 9:00 in India
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        tenants.update_tenant(
+            session, ctx, tenant_id=tenant.id, changes=TenantUpdate(timezone="Asia/Dubai")
+        )
+    refused = client.post(
+        "/api/v1/appointments",
+        json={
+            "slotId": str(slots[1].id),
+            "patientId": str(patient.id),
+            "visitType": "consultation",
+        },
+        headers=_desk_api(db, ident, tenant),
+    )
+    assert refused.status_code == 409
+    # 9:00 am in India is 7:30 am in Dubai, where the clinic now says it is
+    assert "with this doctor at 7:30 am on " in refused.json()["detail"]
