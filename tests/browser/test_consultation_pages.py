@@ -90,4 +90,8 @@ def test_the_consultation_screen(
     page.get_by_role("button", name="Sign the note").click()
     page.wait_for_selector("text=Visit signed")
     shot(page, f"consult-signed-{width}")
+    # the patient's profile leads back to each consultation
+    page.goto(f"{live_server}/patients/{c.patient.id}")
+    page.locator(f'a[href="/consult/{today.id}"]').first.wait_for()
+    shot(page, f"consult-profile-{width}")
     assert problems == []

@@ -253,3 +253,21 @@ def test_vitals_not_taken_today_carry_their_date_and_the_reason_for_the_visit_sh
         vitals.record(session, ctx, ident.cipher, visit_id=visit.id, readings={"temperature": 98.4})
     page = _page(app, db, ident, c, today)
     assert '98.4 °F</strong> <small class="muted">· earlier 101.6' in page.text
+
+
+def test_the_doctor_reaches_a_past_consultation_from_the_patients_profile_and_the_desk_not(
+    app: FastAPI, db: Database, ident: Any
+) -> None:
+    c = consultation(db, ident, slots=2)
+    open_visit(db, c)  # the first appointment's consultation
+    later = book(db, c.tenant, c.slots[1], c.patient)  # none yet
+    with cookie_browser(app, open_session(db, ident, c.doctor_user)) as browser:
+        profile = browser.get(f"/patients/{c.patient.id}")
+    assert profile.status_code == 200, profile.text
+    assert f'href="/consult/{c.appointment.id}"' in profile.text
+    assert f'href="/consult/{later.id}"' not in profile.text
+    desk = make_user(db, ident, c.tenant, "frontdesk")
+    with cookie_browser(app, open_session(db, ident, desk)) as browser:
+        seen_by_desk = browser.get(f"/patients/{c.patient.id}")
+    assert seen_by_desk.status_code == 200
+    assert "/consult/" not in seen_by_desk.text

@@ -11,9 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import records
+from opdesk.clinical.models import Visit as Consultation
 from opdesk.consents import service as consents
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
@@ -452,6 +454,18 @@ def _visits(session: Session, patient_id: uuid.UUID, today: date) -> dict[str, l
     }
 
 
+def _consulted(session: Session, visits: dict[str, list[Visit]] | None) -> set[uuid.UUID]:
+    """Which of the listed appointments have a consultation (a clinical visit) to open."""
+    ids = [v.appointment.id for rows in (visits or {}).values() for v in rows]
+    if not ids:
+        return set()
+    return set(
+        session.execute(
+            select(Consultation.appointment_id).where(Consultation.appointment_id.in_(ids))
+        ).scalars()
+    )
+
+
 def due_today(
     session: Session, patient_ids: list[uuid.UUID], today: date
 ) -> dict[uuid.UUID, list[Visit]]:
@@ -490,6 +504,7 @@ def _profile(
         session, patient.id, categories=documents.readable_categories(who.role)
     )
     sees_appointments = allowed(who.role, "appointments:read")
+    visits = _visits(session, patient.id, today) if sees_appointments else None
     return _page(
         request,
         "patients/profile.html",
@@ -498,7 +513,8 @@ def _profile(
         record=patient,
         family=family,
         guardian=queries.guardian_of(session, patient),
-        visits=_visits(session, patient.id, today) if sees_appointments else None,
+        visits=visits,
+        consulted=_consulted(session, visits) if allowed(who.role, "visits:read") else set(),
         today=today,
         labels=STATUS_LABELS,
         documents=docs,
