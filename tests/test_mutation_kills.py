@@ -337,3 +337,14 @@ def test_a_near_duplicate_gives_the_times_on_the_clinics_clock(
     assert refused.status_code == 409
     # 9:00 am in India is 7:30 am in Dubai, where the clinic now says it is
     assert "with this doctor at 7:30 am on " in refused.json()["detail"]
+
+
+def test_a_hold_token_that_is_no_longer_the_slots_still_books_it_when_it_is_free(
+    db: Database, ident: Any
+) -> None:
+    # x_take_slot__mutmut_12/_14: with a token, only the token's hold counted, so a patient
+    # whose hold was swept (or who sent a stale token) was refused a slot anyone may book.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    booked = book(db, tenant, slots[0], patient, hold_token="a-token-of-no-hold")
+    assert booked.slot_id == slots[0].id
