@@ -262,6 +262,17 @@ def _desk_api(db: Database, ident: Any, tenant: Tenant) -> dict[str, str]:
     return bearer(open_session(db, ident, make_user(db, ident, tenant, "frontdesk")))
 
 
+def _desk_books(
+    client: Any, db: Database, ident: Any, tenant: Tenant, slot: Slot, patient: Any
+) -> Any:
+    """The desk's booking over the API, which warns of a near duplicate (409)."""
+    return client.post(
+        "/api/v1/appointments",
+        json={"slotId": str(slot.id), "patientId": str(patient.id), "visitType": "consultation"},
+        headers=_desk_api(db, ident, tenant),
+    )
+
+
 def test_moving_an_appointment_a_slot_later_is_not_refused_as_a_near_duplicate(
     client: Any, db: Database, ident: Any
 ) -> None:
@@ -283,15 +294,7 @@ def test_a_near_duplicate_names_every_nearby_time_earliest_first(
     (patient,) = patients(db, ident, tenant, 1)
     book(db, tenant, slots[2], patient)  # 9:30, made first
     book(db, tenant, slots[0], patient)  # 9:00 (the factory books without the check)
-    refused = client.post(
-        "/api/v1/appointments",
-        json={
-            "slotId": str(slots[1].id),
-            "patientId": str(patient.id),
-            "visitType": "consultation",
-        },
-        headers=_desk_api(db, ident, tenant),
-    )
+    refused = _desk_books(client, db, ident, tenant, slots[1], patient)
     assert refused.status_code == 409
     assert "with this doctor at 9:00 am, 9:30 am on " in refused.json()["detail"]
 
@@ -302,15 +305,7 @@ def test_an_appointment_starting_30_minutes_after_the_new_one_ends_is_not_near(
     tenant, _doctor, slots = clinic_with_slots(db, ident, 4)
     (patient,) = patients(db, ident, tenant, 1)
     book(db, tenant, slots[3], patient)  # 9:45; the new one ends at 9:15
-    booked = client.post(
-        "/api/v1/appointments",
-        json={
-            "slotId": str(slots[0].id),
-            "patientId": str(patient.id),
-            "visitType": "consultation",
-        },
-        headers=_desk_api(db, ident, tenant),
-    )
+    booked = _desk_books(client, db, ident, tenant, slots[0], patient)
     assert booked.status_code == 201, booked.text
 
 
@@ -325,15 +320,7 @@ def test_a_near_duplicate_gives_the_times_on_the_clinics_clock(
         tenants.update_tenant(
             session, ctx, tenant_id=tenant.id, changes=TenantUpdate(timezone="Asia/Dubai")
         )
-    refused = client.post(
-        "/api/v1/appointments",
-        json={
-            "slotId": str(slots[1].id),
-            "patientId": str(patient.id),
-            "visitType": "consultation",
-        },
-        headers=_desk_api(db, ident, tenant),
-    )
+    refused = _desk_books(client, db, ident, tenant, slots[1], patient)
     assert refused.status_code == 409
     # 9:00 am in India is 7:30 am in Dubai, where the clinic now says it is
     assert "with this doctor at 7:30 am on " in refused.json()["detail"]
