@@ -12,6 +12,7 @@ from tempfile import mkdtemp
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import time_machine
 from fastapi import FastAPI
 from sqlalchemy import select
 
@@ -247,11 +248,15 @@ def test_vitals_not_taken_today_carry_their_date_and_the_reason_for_the_visit_sh
     assert f'101.6 °F</strong> <small class="muted">on {day_name(taken)} {taken.year}' in page.text
     assert "Reason for visit:</strong> BP review &lt;script&gt;" in page.text
 
-    ctx = c.ctx()
-    with transaction(db, ctx) as session:
-        visit = visits.open_visit(session, ctx, appointment_id=today.id)
-        vitals.record(session, ctx, ident.cipher, visit_id=visit.id, readings={"temperature": 98.4})
-    page = _page(app, db, ident, c, today)
+    # taken and shown on one frozen instant: never split by the clinic's midnight
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        ctx = c.ctx()
+        with transaction(db, ctx) as session:
+            visit = visits.open_visit(session, ctx, appointment_id=today.id)
+            vitals.record(
+                session, ctx, ident.cipher, visit_id=visit.id, readings={"temperature": 98.4}
+            )
+        page = _page(app, db, ident, c, today)
     assert '98.4 °F</strong> <small class="muted">· earlier 101.6' in page.text
 
 
