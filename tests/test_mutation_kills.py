@@ -14,11 +14,11 @@ import pytest
 import time_machine
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from opdesk import idempotency
 from opdesk.db import Database
-from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from opdesk.scheduling import booking, service, waitlist
 from opdesk.scheduling.models import Slot
 from opdesk.tenancy import service as tenants
@@ -29,14 +29,17 @@ from tests.factories import (
     bearer,
     book,
     cancel,
+    clinic_session,
     clinic_with_slots,
     ctx_for,
     events_of,
     hold,
+    make_patient,
     make_user,
     offers,
     open_session,
     patients,
+    unaudited,
     waiting,
 )
 from tests.factories.scheduling import OFFER_FOR
@@ -253,6 +256,95 @@ def test_a_hold_taken_after_an_offer_lapsed_outlives_the_offer_sweeper(
         assert status == "held"
         appointment = book(db, line.tenant, line.slot, line.people[0], hold_token=held.token)
     assert appointment.slot_id == line.slot.id
+
+
+def _slot(db: Database, tenant: Tenant, slot_id: uuid.UUID) -> Slot:
+    with clinic_session(db, tenant.id) as session:
+        return session.execute(select(Slot).where(Slot.id == slot_id)).scalar_one()
+
+
+def test_a_booking_is_audited_with_its_slot_patient_and_channel(db: Database, ident: Any) -> None:
+    # x_book__mutmut_94, _100, _106, _109 to _116: the create event's diff was never read.
+    # (_105, diff_of(None, ...), is equivalent: a missing "before" is taken as empty.)
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    booked = book(db, tenant, slots[0], patient, channel="phone")
+    (event,) = [e for e in events_of(db, tenant.id) if e.entity_collection == "appointments"]
+    assert (event.action, event.entity_id, event.to_state) == ("create", booked.id, "confirmed")
+    assert event.diff == {
+        "added": {"slotId": str(slots[0].id), "patientId": str(patient.id), "channel": "phone"},
+        "updated": {},
+        "removed": {},
+    }
+
+
+def test_a_follow_up_of_another_patients_visit_is_refused_by_field_and_reason(
+    db: Database, ident: Any
+) -> None:
+    # x_book__mutmut_22, _25, _28, _29: only the field's name was matched, anywhere in the text.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 2)
+    patient, stranger = patients(db, ident, tenant, 2)
+    first = book(db, tenant, slots[0], patient)
+    with pytest.raises(InvalidInput) as refused:
+        book(db, tenant, slots[1], stranger, follow_up_for=first.id)
+    assert refused.value.errors == [FieldError("followUpFor", "is another patient's appointment")]
+    assert _slot(db, tenant, slots[1].id).status == "free"
+
+
+def test_a_patient_barred_online_is_told_to_call_the_clinic(db: Database, ident: Any) -> None:
+    # x_book__mutmut_9, _10: the words of the refusal were read only on the reschedule path.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    barred = make_patient(db, ident, tenant, flags={"blocked": True})
+    with pytest.raises(Forbidden) as refused:
+        book(db, tenant, slots[0], barred, online=True)
+    assert refused.value.detail == "this patient cannot book online; please call the clinic"
+    assert _slot(db, tenant, slots[0].id).status == "free"
+
+
+def test_booking_a_held_slot_leaves_no_trace_of_the_hold(db: Database, ident: Any) -> None:
+    # x_take_slot__mutmut_36, _37, _49 to _51: the booked slot kept its hold's expiry and
+    # token hash, so the hold outlived the booking.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    held = hold(db, tenant, slots[0])
+    assert "holdHash" in _slot(db, tenant, slots[0].id).meta
+    book(db, tenant, slots[0], patient, hold_token=held.token)
+    taken = _slot(db, tenant, slots[0].id)
+    assert (taken.status, taken.hold_expires_at) == ("booked", None)
+    assert not {"holdHash", "waitlistLock"} & taken.meta.keys()
+
+
+def test_accepting_an_offer_clears_the_offers_mark_from_the_slot(db: Database, ident: Any) -> None:
+    # x_take_slot__mutmut_37, _53 to _55: the booked slot kept the offer's lock id.
+    line = waiting(db, ident)
+    cancel(db, ident, line.tenant, line.booked.id)
+    (offer,) = offers(db, line.tenant)
+    assert _slot(db, line.tenant, line.slot.id).meta["waitlistLock"] == str(offer.id)
+    book(db, line.tenant, line.slot, line.people[1], waitlist_lock_id=offer.id)
+    taken = _slot(db, line.tenant, line.slot.id)
+    assert (taken.status, taken.hold_expires_at) == ("booked", None)
+    assert "waitlistLock" not in taken.meta
+
+
+def test_a_booked_slot_is_not_claimable_even_with_a_stale_hold_expiry(
+    db: Database, ident: Any
+) -> None:
+    # x_claimable__mutmut_14: only a *held* slot past its expiry may be taken. Every write
+    # clears the expiry when a slot leaves "held", so this writes the state a slip there
+    # would leave, to show the status check is the guard that stops a second booking.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    patient, other = patients(db, ident, tenant, 2)
+    book(db, tenant, slots[0], patient)
+    with clinic_session(db, tenant.id) as session:
+        unaudited(session)
+        session.execute(
+            update(Slot)
+            .where(Slot.id == slots[0].id)
+            .values(hold_expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    with pytest.raises(Conflict) as refused:
+        book(db, tenant, slots[0], other)
+    assert refused.value.detail == "this slot is already booked; please choose another"
 
 
 # --------------------------------------------------------------------------- near duplicates
