@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from opdesk import health
 from opdesk.automation import web as automation_web
+from opdesk.billing import api as billing_api
 from opdesk.bootstrap import bootstrap
 from opdesk.clinical.web import orders as orders_web
 from opdesk.clinical.web import rx as rx_web
@@ -122,6 +123,7 @@ def api_router() -> APIRouter:
     router.include_router(visits_web.api)
     router.include_router(rx_web.api)
     router.include_router(orders_web.api)
+    router.include_router(billing_api.router)
     return router
 
 

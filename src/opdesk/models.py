@@ -7,6 +7,7 @@ def load_all_models() -> None:
     from opdesk import idempotency as _idempotency  # noqa: F401
     from opdesk.audit import models as _audit  # noqa: F401
     from opdesk.automation import models as _automation  # noqa: F401
+    from opdesk.billing import models as _billing  # noqa: F401
     from opdesk.clinical import models as _clinical  # noqa: F401
     from opdesk.consents import models as _consents  # noqa: F401
     from opdesk.documents import models as _documents  # noqa: F401

@@ -114,6 +114,20 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "diet_plan_templates": (_names("diet_plan_templates"), _sweep_of("diet_plan_templates")),
     "diet_plans": (_names("diet_plans"),),
     "diet_plans_adherence": (_names("diet_plans", "diet_plan_id"),),
+    # Billing: a number counter moves with the invoice it numbers; a ledger row is named
+    # by the event of the invoice, payment or refund that wrote it.
+    "invoices": (_names("invoices"),),
+    "invoice_counters": (_collection("invoices"),),
+    "payments": (_names("payments"),),
+    "payments_refunds": (_names("payments_refunds"),),
+    "ledger_entries": (
+        _names("invoices", "invoice_id"),
+        _names("payments", "payment_id"),
+        _names("payments_refunds", "refund_id"),
+    ),
+    "gateway_events": (_names("gateway_events"),),
+    "billing_settings": (_collection("billing_settings"),),
+    "consultation_fees": (_names("doctor_profiles", "doctor_id"), _collection("consultation_fees")),
 }
 
 

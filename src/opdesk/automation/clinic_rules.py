@@ -42,9 +42,11 @@ from opdesk.automation import service as automation
 from opdesk.automation import settings as clinic_settings
 from opdesk.automation.rules import Busy, Permanent, rule
 from opdesk.automation.settings import AutomationSettings
+from opdesk.billing import invoices
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound
 from opdesk.scheduling.models import (
+    SLOT_GIVEN_UP,
     Appointment,
     AppointmentStatus,
     DoctorProfile,
@@ -152,6 +154,8 @@ def on_booked(
     if appointment.slot_id is not None:
         # The slot was taken, perhaps from a hold: that hold's expiry has nothing to do.
         on_hold_released(session, ctx, appointment.slot_id)
+    # The consultation fee waits as a draft invoice, so checkout cannot forget it.
+    invoices.charge_booking(session, ctx, appointment)
 
 
 def on_status_changed(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
@@ -161,6 +165,8 @@ def on_status_changed(session: Session, ctx: RequestContext, appointment: Appoin
     """
     if appointment.status in LIVE:
         return
+    if appointment.status in SLOT_GIVEN_UP:
+        invoices.drop_booking_charge(session, ctx, appointment.id)
     rules = MESSAGE_RULES if appointment.status == AppointmentStatus.NO_SHOW else ALL_RULES
     automation.cancel_for(session, ctx, entity_type=ENTITY, entity_id=appointment.id, rules=rules)
 

@@ -1,0 +1,219 @@
+"""Billing's REST API: invoices (drafts, checkout from a visit, issue), payments taken at
+the desk, refunds, and a patient's ledger.
+
+Taking a payment and refunding accept an ``Idempotency-Key``: a retry with the same key
+gets the first answer and moves no money twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from opdesk import idempotency, records
+from opdesk.billing import invoices, ledger, payments, queries
+from opdesk.billing.deps import InvoiceInPath, PaymentInPath
+from opdesk.billing.models import InvoiceStatus
+from opdesk.billing.schemas import (
+    DraftFields,
+    InvoiceIn,
+    InvoiceOut,
+    LedgerEntryOut,
+    LedgerOut,
+    PaymentIn,
+    PaymentOut,
+    RefundIn,
+    RefundOut,
+)
+from opdesk.errors import FieldError, InvalidInput
+from opdesk.identity.sessions import Principal
+from opdesk.patients.models import Patient
+from opdesk.scheduling.deps import IdempotencyKey
+from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.web.deps import Ctx, DbSession, acting, answer
+
+router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
+
+Reader = Annotated[Principal, acting("invoices:read")]
+Writer = Annotated[Principal, acting("invoices:write")]
+Collector = Annotated[Principal, acting("payments:collect")]
+Refunder = Annotated[Principal, acting("payments:refund")]
+
+
+@router.post("/invoices", response_model=InvoiceOut, status_code=201)
+def create_invoice(body: InvoiceIn, session: DbSession, ctx: Ctx, _: Writer) -> Any:
+    """A draft invoice made by hand; it takes a number when issued."""
+    return InvoiceOut.of(
+        invoices.create_draft(
+            session,
+            ctx,
+            patient_id=body.patient_id,
+            lines=body.specs(),
+            discount_reason=body.discount_reason,
+            place_of_supply=body.place_of_supply,
+        )
+    )
+
+
+@router.post("/visits/{visit_id}/invoice", response_model=InvoiceOut, status_code=201)
+def checkout_visit(visit_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer) -> Any:
+    """The visit's checkout draft: the booking's charge brought up to date with the
+    services and priced tests of the visit (lines added by hand are kept).
+    """
+    return InvoiceOut.of(invoices.draft_from_visit(session, ctx, visit_id=visit_id))
+
+
+@router.get("/invoices", response_model=list[InvoiceOut])
+def list_invoices(
+    session: DbSession,
+    _: Reader,
+    patient_id: Annotated[uuid.UUID | None, Query(alias="patientId")] = None,
+    status: InvoiceStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    if patient_id is not None:
+        records.by_id(session, Patient, patient_id)
+    found = queries.invoices(session, patient_id=patient_id, status=status, limit=limit)
+    return [InvoiceOut.of(i) for i in found]
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+def get_invoice(invoice: InvoiceInPath, _: Reader) -> Any:
+    return InvoiceOut.of(invoice)
+
+
+@router.put("/invoices/{invoice_id}", response_model=InvoiceOut)
+def revise_invoice(
+    invoice: InvoiceInPath, body: DraftFields, session: DbSession, ctx: Ctx, _: Writer
+) -> Any:
+    """Replace a draft's lines (409 once it is issued: refund it or make a new one)."""
+    return InvoiceOut.of(
+        invoices.revise_draft(
+            session,
+            ctx,
+            invoice,
+            lines=body.specs(),
+            discount_reason=body.discount_reason,
+            place_of_supply=body.place_of_supply,
+        )
+    )
+
+
+@router.delete("/invoices/{invoice_id}", status_code=204)
+def discard_invoice(invoice: InvoiceInPath, session: DbSession, ctx: Ctx, _: Writer) -> Response:
+    """Throw a draft away (409 once it is issued)."""
+    invoices.discard(session, ctx, invoice)
+    return Response(status_code=204)
+
+
+@router.post("/invoices/{invoice_id}/issue", response_model=InvoiceOut)
+def issue_invoice(invoice: InvoiceInPath, session: DbSession, ctx: Ctx, _: Writer) -> Any:
+    """Give the draft the next number of the financial year and charge the patient."""
+    return InvoiceOut.of(invoices.issue(session, ctx, invoice))
+
+
+def _parts(body: PaymentIn) -> list[payments.Part]:
+    if body.split is not None:
+        if body.method is not None or body.amount is not None:
+            raise InvalidInput([FieldError("split", "give either split or method and amount")])
+        return [payments.Part(p.method, p.amount, p.reference) for p in body.split]
+    if body.method is None or body.amount is None:
+        raise InvalidInput(
+            [
+                FieldError(name, "is required (or give split)")
+                for name, value in (("method", body.method), ("amount", body.amount))
+                if value is None
+            ]
+        )
+    return [payments.Part(body.method, body.amount, body.reference)]
+
+
+@router.post("/invoices/{invoice_id}/payments", response_model=PaymentOut, status_code=201)
+def collect_payment(
+    invoice: InvoiceInPath,
+    body: PaymentIn,
+    session: DbSession,
+    ctx: Ctx,
+    who: Collector,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Record money taken at the desk: cash, card (the terminal's approval code) or UPI
+    (the transfer's 12-digit UTR), or a split across them. Never more than the balance
+    due (422); a paid invoice answers 409.
+    """
+    return answer(
+        idempotency.run_once(
+            session,
+            ctx,
+            actor_key=str(who.user_id),
+            key=key,
+            operation=f"collect:{invoice.id}",
+            body=body.model_dump(mode="json"),
+            act=lambda: PaymentOut.of(payments.collect(session, ctx, invoice, parts=_parts(body))),
+            status_code=201,
+        )
+    )
+
+
+@router.get("/invoices/{invoice_id}/payments", response_model=list[PaymentOut])
+def list_payments(invoice: InvoiceInPath, session: DbSession, _: Reader) -> Any:
+    return [PaymentOut.of(p) for p in queries.payments_of(session, invoice.id)]
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut)
+def get_payment(payment: PaymentInPath, _: Reader) -> Any:
+    return PaymentOut.of(payment)
+
+
+@router.post("/payments/{payment_id}/refunds", response_model=RefundOut, status_code=201)
+def refund_payment(
+    payment: PaymentInPath,
+    body: RefundIn,
+    session: DbSession,
+    ctx: Ctx,
+    who: Refunder,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Give back (part of) a payment; more than is left of it is 409."""
+    return answer(
+        idempotency.run_once(
+            session,
+            ctx,
+            actor_key=str(who.user_id),
+            key=key,
+            operation=f"refund:{payment.id}",
+            body=body.model_dump(mode="json"),
+            act=lambda: RefundOut.of(
+                payments.refund(
+                    session,
+                    ctx,
+                    payment,
+                    amount=body.amount,
+                    reason=body.reason,
+                    method=body.method,
+                )
+            ),
+            status_code=201,
+        )
+    )
+
+
+@router.get("/payments/{payment_id}/refunds", response_model=list[RefundOut])
+def list_refunds(payment: PaymentInPath, session: DbSession, _: Reader) -> Any:
+    return [RefundOut.of(r) for r in payments.refunds_of(session, payment.id)]
+
+
+@router.get("/patients/{patient_id}/ledger", response_model=LedgerOut)
+def patient_ledger(patient_id: uuid.UUID, session: DbSession, _: Reader) -> Any:
+    """Every charge, payment, refund and credit note of the patient, and the balance
+    (what they owe; negative: what the clinic owes them).
+    """
+    records.by_id(session, Patient, patient_id)
+    rows = ledger.entries(session, patient_id)
+    return LedgerOut(
+        patient_id=patient_id,
+        balance=ledger.balance(session, patient_id),
+        entries=[LedgerEntryOut.of(r) for r in rows],
+    )
