@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from opdesk import health
 from opdesk.automation import web as automation_web
 from opdesk.billing import api as billing_api
+from opdesk.billing import web as billing_web
 from opdesk.bootstrap import bootstrap
 from opdesk.clinical.web import orders as orders_web
 from opdesk.clinical.web import rx as rx_web
@@ -98,6 +99,7 @@ PAGE_MODULES = page_modules(
     visits_web,
     rx_web,
     orders_web,
+    billing_web,
     doctors_admin_web,
     portal_booking,
 )
