@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 
@@ -37,3 +38,30 @@ def abha_number(digits: str | None) -> str:
     if not digits:
         return ""
     return f"{digits[:2]}-{digits[2:6]}-{digits[6:10]}-{digits[10:]}"
+
+
+def _indian_grouping(digits: str) -> str:
+    """``12345678`` → ``1,23,45,678``: the last three digits, then pairs (lakh, crore)."""
+    if len(digits) <= 3:
+        return digits
+    head, tail = digits[:-3], digits[-3:]
+    pairs: list[str] = []
+    while len(head) > 2:
+        pairs.insert(0, head[-2:])
+        head = head[:-2]
+    return ",".join([head, *pairs, tail])
+
+
+def rupees(amount: Decimal | None) -> str:
+    """Money as clinics in India print it: ``₹1,23,456.50`` (lakh and crore grouping,
+    always two decimals, rounded half-up to the paisa); a negative amount with a minus
+    sign (U+2212), ``\N{MINUS SIGN}₹500.00``; nothing for None.
+    """
+    if amount is None:
+        return ""
+    if not amount.is_finite():
+        raise ValueError(f"not an amount of money: {amount}")
+    paise = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    whole, _, fraction = f"{abs(paise):f}".partition(".")
+    sign = "\N{MINUS SIGN}" if paise < 0 else ""
+    return f"{sign}\N{INDIAN RUPEE SIGN}{_indian_grouping(whole)}.{fraction}"

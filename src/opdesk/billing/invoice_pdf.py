@@ -1,0 +1,492 @@
+"""Invoice and receipt PDFs (A4 invoice, A5 receipt), from plain data the billing
+services fill in; this module reads no database.
+
+What the invoice shows follows Rule 46 of the CGST Rules, 2017 (the particulars of a tax
+invoice) as far as it applies to a clinic billing patients, who are unregistered
+recipients:
+
+- (a) the clinic's name, address and GSTIN, with its state and the state code (the
+  first two digits of the GSTIN);
+- (b) the invoice number (the services give a consecutive series per financial year) and
+  (c) the date of issue;
+- (d) to (f) the patient's name (and number and phone): a patient has no GSTIN;
+- (g) to (k) per line the SAC (services) or HSN (goods) code, the description, the quantity,
+  the rate, the discount and the taxable value after it, and the line's total;
+- (l) and (m) the rate and amount of tax, as CGST + SGST for a supply within the clinic's
+  state or IGST for a supply to another state (only the columns that apply are drawn);
+- (n) the place of supply with the state's name;
+- (p) whether tax is payable on reverse charge (never, for a clinic's own supplies);
+- (q) no signature: the fifth proviso to Rule 46 (Notification 74/2018-Central Tax) lets
+  an electronically issued invoice go without one, and the footer says so.
+
+When no line carries tax (tax total zero: consultations and other healthcare services
+are exempt) the document is a "Bill of Supply" (Rule 49: a registered person supplying
+exempt goods or services issues a bill of supply instead of a tax invoice), drawn
+without the tax columns. A clinic without a GSTIN gets a plain "Invoice". A mix of exempt
+and taxed lines stays a "Tax Invoice" (Rule 46A allows one invoice-cum-bill of supply
+to an unregistered recipient).
+
+Fonts are the Noto faces the prescription and consent PDFs use (documents.pdf), one
+weight only (see clinical/rx_pdf.py): Latin, with ₹ from the Latin-extended face and
+Devanagari and Tamil names by fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+
+from opdesk.billing.words import rupees_in_words
+from opdesk.documents.pdf import FACES, _truetype
+from opdesk.formatting import rupees
+
+NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
+GREY = (90, 90, 90)
+BLACK = (0, 0, 0)
+HEADING_FILL = (232, 232, 232)
+ZERO = Decimal(0)
+STATUS_WORDS = {
+    "issued": "Unpaid",
+    "partial": "Partly paid",
+    "paid": "Paid",
+    "refunded": "Refunded",
+}
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    address_lines: list[str]
+    gstin: str | None
+    state: str | None
+    phone: str | None
+
+
+@dataclass(frozen=True)
+class DocLine:
+    description: str
+    sac_hsn: str | None
+    quantity: Decimal
+    unit_price: Decimal
+    discount: Decimal
+    taxable: Decimal
+    tax_rate: Decimal  # percent, the whole GST rate (CGST and SGST are half each)
+    cgst: Decimal
+    sgst: Decimal
+    igst: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class DocPayment:
+    paid_on: str
+    method: str
+    reference: str | None
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class InvoiceDocument:
+    clinic: Party
+    patient_name: str
+    patient_number: str | None
+    patient_phone: str | None
+    number: str
+    issued_on: str
+    place_of_supply: str | None
+    inter_state: bool
+    lines: list[DocLine]
+    subtotal: Decimal
+    discount_total: Decimal
+    tax_total: Decimal
+    cgst_total: Decimal
+    sgst_total: Decimal
+    igst_total: Decimal
+    grand_total: Decimal
+    payments: list[DocPayment]
+    amount_paid: Decimal
+    balance_due: Decimal
+    status: str  # issued / partial / paid / refunded
+
+
+@dataclass(frozen=True)
+class ReceiptDocument:
+    clinic: Party
+    patient_name: str
+    receipt_number: str
+    invoice_number: str
+    paid_on: str
+    method: str
+    reference: str | None
+    amount: Decimal
+    balance_after: Decimal
+    kind: str  # "payment" or "refund"
+
+
+def document_title(doc: InvoiceDocument) -> str:
+    """Tax Invoice, Bill of Supply (nothing taxed), or Invoice (clinic not registered)."""
+    if not doc.clinic.gstin:
+        return "Invoice"
+    if doc.tax_total == 0:
+        return "Bill of Supply"
+    return "Tax Invoice"
+
+
+class _Pdf(FPDF):
+    """A page footer on every page: the no-signature note and "Page n of N"."""
+
+    note = ""
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        _font(self, 7)
+        self.set_text_color(*GREY)
+        width = self.w - self.l_margin - self.r_margin
+        self.cell(width - 25, 4, self.note)
+        self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.set_text_color(*BLACK)
+
+
+def _font(pdf: FPDF, size: float) -> None:
+    # Switch away and back (see documents.pdf): keeps the size of Latin runs after a run
+    # in a fallback face (₹, Devanagari).
+    pdf.set_font("noto-tamil", "", size + 1)
+    pdf.set_font("noto-latin", "", size)
+
+
+def _new_pdf(cache: Path, page_format: str | tuple[float, float], margin: float, note: str) -> _Pdf:
+    pdf = _Pdf(format=page_format)
+    pdf.note = note
+    pdf.set_margins(margin, margin, margin)
+    pdf.set_auto_page_break(True, margin=18)
+    for name, script, stem in FACES:
+        pdf.add_font(name, "", str(_truetype(cache, script, stem, 400)))
+    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
+    pdf.set_text_shaping(True)
+    pdf.alias_nb_pages()
+    pdf.add_page()
+    return pdf
+
+
+def _needs_shaping(texts: list[str]) -> bool:
+    """Whether any text is in an Indic script (Devanagari to Malayalam), whose letters
+    HarfBuzz must shape. Shaping every cell of a long table costs seconds, and Latin,
+    digits and ₹ draw the same without it.
+    """
+    return any("\u0900" <= ch <= "\u0dff" for text in texts for ch in text)
+
+
+def _figure(amount: Decimal) -> str:
+    """An amount in a column headed (₹): ``1,23,456.50`` without the sign."""
+    return rupees(amount).replace("\N{INDIAN RUPEE SIGN}", "")
+
+
+def _quantity(value: Decimal) -> str:
+    text = f"{value.normalize():f}"
+    return text
+
+
+def _percent(value: Decimal) -> str:
+    return f"{value.normalize():f}%"
+
+
+def _state_line(party: Party) -> str:
+    parts = []
+    if party.state:
+        parts.append(f"State: {party.state}")
+    if party.gstin and party.gstin[:2].isdigit():
+        parts.append(f"State code: {party.gstin[:2]}")
+    return " · ".join(parts)
+
+
+def _letterhead(pdf: FPDF, clinic: Party, width: float) -> None:
+    _font(pdf, 15)
+    pdf.multi_cell(width, 7, clinic.name, **NEXT_LINE)
+    _font(pdf, 8.5)
+    for line in clinic.address_lines:
+        if line:
+            pdf.multi_cell(width, 4.2, line, **NEXT_LINE)
+    if clinic.phone:
+        pdf.multi_cell(width, 4.2, f"Phone: {clinic.phone}", **NEXT_LINE)
+    if clinic.gstin:
+        pdf.multi_cell(width, 4.2, f"GSTIN: {clinic.gstin}", **NEXT_LINE)
+    state = _state_line(clinic)
+    if state:
+        pdf.multi_cell(width, 4.2, state, **NEXT_LINE)
+
+
+def _label_values(
+    pdf: FPDF, x: float, rows: list[tuple[str, str]], label_w: float, value_w: float
+) -> None:
+    for label, value in rows:
+        pdf.set_x(x)
+        _font(pdf, 8.5)
+        pdf.set_text_color(*GREY)
+        pdf.cell(label_w, 4.6, label)
+        pdf.set_text_color(*BLACK)
+        _font(pdf, 8.5)
+        pdf.multi_cell(value_w, 4.6, value, **NEXT_LINE)
+
+
+def _rule(pdf: FPDF, gap: float = 2.5) -> None:
+    pdf.ln(gap)
+    pdf.set_draw_color(150, 150, 150)
+    pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
+    pdf.ln(gap)
+
+
+def _columns(doc: InvoiceDocument, title: str) -> tuple[list[str], list[float], list[str]]:
+    """Headings, widths (mm) and alignment of the line table: the tax columns that apply."""
+    head = ["#", "Description", "SAC/HSN", "Qty", "Rate (₹)", "Discount (₹)"]
+    widths = [6.0, 0.0, 15.0, 9.0, 16.0, 15.0]
+    if title == "Bill of Supply" or (title == "Invoice" and doc.tax_total == 0):
+        head += ["Amount (₹)"]
+        widths += [20.0]
+    elif doc.inter_state:
+        head += ["Taxable value (₹)", "IGST rate", "IGST (₹)", "Total (₹)"]
+        widths += [18.0, 12.0, 16.0, 19.0]
+    else:
+        head += ["Taxable value (₹)", "GST rate", "CGST (₹)", "SGST (₹)", "Total (₹)"]
+        widths += [18.0, 15.0, 15.0, 15.0, 19.0]
+    align = ["RIGHT", "LEFT", "LEFT"] + ["RIGHT"] * (len(head) - 3)
+    return head, widths, align
+
+
+def _line_cells(doc: InvoiceDocument, n: int, line: DocLine, count: int) -> list[str]:
+    cells = [
+        str(n),
+        line.description,
+        line.sac_hsn or "",
+        _quantity(line.quantity),
+        _figure(line.unit_price),
+        _figure(line.discount),
+    ]
+    if count == 7:  # no tax columns
+        return [*cells, _figure(line.total)]
+    cells.append(_figure(line.taxable))
+    if doc.inter_state:
+        return [*cells, _percent(line.tax_rate), _figure(line.igst), _figure(line.total)]
+    half = _percent(line.tax_rate / 2)
+    rate = f"{half} + {half}" if line.tax_rate else "0%"
+    return [*cells, rate, _figure(line.cgst), _figure(line.sgst), _figure(line.total)]
+
+
+def _totals(pdf: FPDF, rows: list[tuple[str, str]], *, strong_last: bool = True) -> None:
+    """Label and amount pairs in a block at the right edge."""
+    label_w, value_w = 52.0, 32.0
+    x = pdf.w - pdf.r_margin - label_w - value_w
+    for i, (label, value) in enumerate(rows):
+        last = strong_last and i == len(rows) - 1
+        size = 10.5 if last else 8.5
+        if last:
+            pdf.set_draw_color(150, 150, 150)
+            pdf.line(x, pdf.get_y() + 0.5, pdf.w - pdf.r_margin, pdf.get_y() + 0.5)
+            pdf.ln(1)
+        pdf.set_x(x)
+        _font(pdf, size)
+        pdf.cell(label_w, 5.5 if last else 4.6, label)
+        _font(pdf, size)
+        pdf.cell(value_w, 5.5 if last else 4.6, value, align="R", **NEXT_LINE)
+
+
+def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
+    """The invoice as an A4 PDF (see the module's docstring for what it shows)."""
+    title = document_title(doc)
+    pdf = _new_pdf(
+        cache,
+        "A4",
+        12,
+        f"{title} {doc.number} · Issued electronically by the clinic's computer system; "
+        "valid without a signature.",
+    )
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    right_w = 68.0
+    left_w = width - right_w - 6
+
+    # Clinic (left) and the document's title, number and date (right)
+    top = pdf.get_y()
+    _letterhead(pdf, doc.clinic, left_w)
+    below_left = pdf.get_y()
+    x = pdf.w - pdf.r_margin - right_w
+    pdf.set_xy(x, top)
+    _font(pdf, 15)
+    pdf.cell(right_w, 7, title, align="R", **NEXT_LINE)
+    rows = [
+        ("Bill no." if title == "Bill of Supply" else "Invoice no.", doc.number),
+        ("Date", doc.issued_on),
+        ("Status", STATUS_WORDS.get(doc.status, doc.status.capitalize())),
+    ]
+    _label_values(pdf, x, rows, 22, right_w - 22)
+    pdf.set_y(max(below_left, pdf.get_y()))
+    _rule(pdf)
+
+    # Patient (left) and place of supply (right)
+    top = pdf.get_y()
+    _font(pdf, 8.5)
+    pdf.set_text_color(*GREY)
+    pdf.cell(left_w, 4.6, "Billed to", **NEXT_LINE)
+    pdf.set_text_color(*BLACK)
+    _font(pdf, 11)
+    pdf.multi_cell(left_w, 5.5, doc.patient_name, **NEXT_LINE)
+    _font(pdf, 8.5)
+    details = []
+    if doc.patient_number:
+        details.append(f"Patient no. {doc.patient_number}")
+    if doc.patient_phone:
+        details.append(f"Phone {doc.patient_phone}")
+    if details:
+        pdf.multi_cell(left_w, 4.6, " · ".join(details), **NEXT_LINE)
+    below_left = pdf.get_y()
+    pdf.set_xy(x, top)
+    supply = [("Place of supply", doc.place_of_supply or doc.clinic.state or "—")]
+    if title == "Tax Invoice":
+        supply.append(("Supply", "Inter-state (IGST)" if doc.inter_state else "Intra-state"))
+        supply.append(("Reverse charge", "No"))
+    _label_values(pdf, x, supply, 26, right_w - 26)
+    pdf.set_y(max(below_left, pdf.get_y()))
+    pdf.ln(4)
+
+    # Lines
+    head, widths, align = _columns(doc, title)
+    widths[1] = width - sum(widths)
+    cells = [_line_cells(doc, n, line, len(head)) for n, line in enumerate(doc.lines, start=1)]
+    pdf.set_text_shaping(_needs_shaping([line.description for line in doc.lines]))
+    _font(pdf, 7.5)
+    pdf.set_draw_color(170, 170, 170)
+    with pdf.table(
+        col_widths=widths,
+        width=width,
+        text_align=align,
+        line_height=3.8,
+        padding=(1.2, 1.2),
+        headings_style=FontFace(emphasis="", fill_color=HEADING_FILL),
+        repeat_headings=1,
+    ) as table:
+        heading = table.row()
+        for text in head:
+            heading.cell(text)
+        for texts in cells:
+            row = table.row()
+            for text in texts:
+                row.cell(text)
+    pdf.set_text_shaping(True)
+    pdf.ln(3)
+
+    # Totals
+    totals = [("Subtotal", rupees(doc.subtotal))]
+    if doc.discount_total:
+        totals.append(("Discount", rupees(-doc.discount_total)))
+    if title not in ("Bill of Supply", "Invoice") or doc.tax_total:
+        if doc.inter_state:
+            totals.append(("IGST", rupees(doc.igst_total)))
+        else:
+            totals.append(("CGST", rupees(doc.cgst_total)))
+            totals.append(("SGST", rupees(doc.sgst_total)))
+        totals.append(("Total tax", rupees(doc.tax_total)))
+    totals.append(("Grand total", rupees(doc.grand_total)))
+    _totals(pdf, totals)
+    pdf.ln(2)
+    _font(pdf, 8.5)
+    pdf.set_text_color(*GREY)
+    pdf.cell(width, 4.6, "Amount in words", **NEXT_LINE)
+    pdf.set_text_color(*BLACK)
+    _font(pdf, 9.5)
+    pdf.multi_cell(width, 5, rupees_in_words(doc.grand_total), **NEXT_LINE)
+    if title == "Bill of Supply":
+        _font(pdf, 8)
+        pdf.set_text_color(*GREY)
+        pdf.multi_cell(
+            width,
+            4.2,
+            "The services and goods on this bill are exempt from GST; no tax is charged.",
+            **NEXT_LINE,
+        )
+        pdf.set_text_color(*BLACK)
+    _rule(pdf, 3)
+
+    # Payments and what is still owed
+    _font(pdf, 10)
+    pdf.cell(width, 5.5, "Payments received", **NEXT_LINE)
+    pdf.ln(1)
+    if doc.payments:
+        _font(pdf, 8)
+        with pdf.table(
+            col_widths=(30, 30, width - 30 - 30 - 32, 32),
+            width=width,
+            text_align=("LEFT", "LEFT", "LEFT", "RIGHT"),
+            line_height=4,
+            padding=(1.2, 1.2),
+            headings_style=FontFace(emphasis="", fill_color=HEADING_FILL),
+        ) as table:
+            heading = table.row()
+            for text in ("Date", "Method", "Reference", "Amount"):
+                heading.cell(text)
+            for payment in doc.payments:
+                row = table.row()
+                row.cell(payment.paid_on)
+                row.cell(payment.method)
+                row.cell(payment.reference or "")
+                row.cell(rupees(payment.amount))
+        pdf.ln(2)
+    else:
+        _font(pdf, 8.5)
+        pdf.cell(width, 4.6, "None yet.", **NEXT_LINE)
+        pdf.ln(1)
+    _totals(
+        pdf, [("Amount paid", rupees(doc.amount_paid)), ("Balance due", rupees(doc.balance_due))]
+    )
+    return bytes(pdf.output())
+
+
+def receipt_pdf(cache: Path, doc: ReceiptDocument) -> bytes:
+    """A payment or refund receipt on one A5 page."""
+    if doc.kind not in ("payment", "refund"):
+        raise ValueError(f"kind: must be payment or refund, got {doc.kind!r}")
+    refund = doc.kind == "refund"
+    title = "Refund Receipt" if refund else "Payment Receipt"
+    pdf = _new_pdf(
+        cache,
+        (148, 210),  # A5, given in mm (fpdf2 warns about the named format)
+        11,
+        f"{title} {doc.receipt_number} · Issued electronically; valid without a signature.",
+    )
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    _letterhead(pdf, doc.clinic, width)
+    _rule(pdf, 3)
+    _font(pdf, 14)
+    pdf.cell(width, 7, title, **NEXT_LINE)
+    pdf.ln(1)
+    rows = [
+        ("Receipt no.", doc.receipt_number),
+        ("Date", doc.paid_on),
+        ("Invoice no.", doc.invoice_number),
+        ("Refunded to" if refund else "Received from", doc.patient_name),
+        ("Method", doc.method),
+    ]
+    if doc.reference:
+        rows.append(("Reference", doc.reference))
+    _label_values(pdf, pdf.l_margin, rows, 32, width - 32)
+    pdf.ln(4)
+    _font(pdf, 8.5)
+    pdf.set_text_color(*GREY)
+    pdf.cell(width, 4.6, "Amount refunded" if refund else "Amount received", **NEXT_LINE)
+    pdf.set_text_color(*BLACK)
+    _font(pdf, 18)
+    pdf.cell(width, 9, rupees(doc.amount), **NEXT_LINE)
+    _font(pdf, 9.5)
+    pdf.multi_cell(width, 5, rupees_in_words(doc.amount), **NEXT_LINE)
+    pdf.ln(3)
+    _font(pdf, 9)
+    pdf.multi_cell(
+        width,
+        5,
+        f"Balance due on invoice {doc.invoice_number} after this "
+        f"{'refund' if refund else 'payment'}: {rupees(doc.balance_after)}",
+        **NEXT_LINE,
+    )
+    return bytes(pdf.output())
