@@ -49,6 +49,11 @@ class Settings(BaseSettings):
 
     max_upload_mb: int = 20
 
+    # Billing: where Razorpay's API answers (tests point it at a local test server), and
+    # how long one call to it may take before the desk is told to try again.
+    razorpay_base_url: str = "https://api.razorpay.com"
+    razorpay_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
     # Scheduling
     hold_minutes: int = 5
     waitlist_offer_minutes: int = 15

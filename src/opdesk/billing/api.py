@@ -10,29 +10,38 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Response
 
 from opdesk import idempotency, records
-from opdesk.billing import invoices, ledger, payments, queries
-from opdesk.billing.deps import InvoiceInPath, PaymentInPath
-from opdesk.billing.models import InvoiceStatus
+from opdesk.billing import gateway, invoices, ledger, payments, queries
+from opdesk.billing.deps import DatabaseDep, GatewaysDep, InvoiceInPath, PaymentInPath, RawBody
+from opdesk.billing.models import InvoiceStatus, Payment, PaymentRefund
+from opdesk.billing.razorpay_client import GatewayError
 from opdesk.billing.schemas import (
     DraftFields,
     InvoiceIn,
     InvoiceOut,
     LedgerEntryOut,
     LedgerOut,
+    LinkIn,
     PaymentIn,
     PaymentOut,
     RefundIn,
     RefundOut,
+    WebhookOut,
 )
+from opdesk.context import RequestContext
+from opdesk.db import Database
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity.sessions import Principal
 from opdesk.patients.models import Patient
-from opdesk.scheduling.deps import IdempotencyKey
+from opdesk.scheduling.deps import IdempotencyKey, clinic_in_path
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.web.deps import Ctx, DbSession, acting, answer
+from opdesk.security.crypto import FieldCipher
+from opdesk.security.permissions import PUBLIC
+from opdesk.tenancy.models import Tenant
+from opdesk.uow import transaction
+from opdesk.web.deps import Cipher, Ctx, DbSession, acting, answer
 
 router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
 
@@ -40,6 +49,7 @@ Reader = Annotated[Principal, acting("invoices:read")]
 Writer = Annotated[Principal, acting("invoices:write")]
 Collector = Annotated[Principal, acting("payments:collect")]
 Refunder = Annotated[Principal, acting("payments:refund")]
+Anyone = Annotated[Principal | None, acting(PUBLIC)]
 
 
 @router.post("/invoices", response_model=InvoiceOut, status_code=201)
@@ -217,3 +227,139 @@ def patient_ledger(patient_id: uuid.UUID, session: DbSession, _: Reader) -> Any:
         balance=ledger.balance(session, patient_id),
         entries=[LedgerEntryOut.of(r) for r in rows],
     )
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+def _after_commit(ctx: RequestContext) -> RequestContext:
+    """The request's context for work done after its transaction (same actor and clinic)."""
+    return RequestContext(
+        tenant_id=ctx.tenant_id,
+        actor_id=ctx.actor_id,
+        role=ctx.role,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        clock=ctx.clock,
+    )
+
+
+def make_link(
+    db: Database,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    gateways: gateway.Gateways,
+    request: gateway.LinkRequest,
+) -> None:
+    """After the commit: ask Razorpay for the link, then record its address or the failure."""
+    with transaction(db, ctx) as session:
+        client = gateways.client(gateway.account_of(session, cipher, request.tenant_id))
+    try:
+        link = gateway.ask_for_link(client, request)
+    except GatewayError as error:
+        with transaction(db, ctx) as session:
+            gateway.link_failed(session, ctx, request.payment_id, gateway.unavailable(error).detail)
+        return
+    with transaction(db, ctx) as session:
+        gateway.record_link(session, ctx, request.payment_id, link)
+
+
+@router.post("/invoices/{invoice_id}/payment-link", response_model=PaymentOut, status_code=202)
+def send_payment_link(
+    invoice: InvoiceInPath,
+    body: LinkIn,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    gateways: GatewaysDep,
+    db: DatabaseDep,
+    tasks: BackgroundTasks,
+    _: Collector,
+) -> Any:
+    """A Razorpay payment link for the balance due (or ``amount``). The answer is the
+    pending payment at once (202); the link's address (``linkUrl``) is on the payment a
+    moment later, or the payment is ``failed`` with the reason if Razorpay refused. The
+    webhook captures it when the patient pays.
+    """
+    request = gateway.open_link(session, ctx, cipher, invoice, amount=body.amount)
+    tasks.add_task(make_link, db, _after_commit(ctx), cipher, gateways, request)
+    return PaymentOut.of(records.by_id(session, Payment, request.payment_id))
+
+
+def make_refund(
+    db: Database,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    gateways: gateway.Gateways,
+    request: gateway.RefundRequest,
+) -> None:
+    with transaction(db, ctx) as session:
+        client = gateways.client(gateway.account_of(session, cipher, ctx.tenant_id))  # type: ignore[arg-type]
+    try:
+        made = gateway.ask_for_refund(client, request)
+    except GatewayError as error:
+        with transaction(db, ctx) as session:
+            gateway.refund_failed(
+                session, ctx, request.refund_id, gateway.unavailable(error).detail
+            )
+        return
+    with transaction(db, ctx) as session:
+        gateway.record_refund(session, ctx, request.refund_id, made.id, made.status == "processed")
+
+
+@router.post("/payments/{payment_id}/gateway-refunds", response_model=RefundOut, status_code=202)
+def refund_through_gateway(
+    payment: PaymentInPath,
+    body: RefundIn,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    gateways: GatewaysDep,
+    db: DatabaseDep,
+    tasks: BackgroundTasks,
+    who: Refunder,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Refund (part of) a payment-link payment through Razorpay. The refund is ``pending``
+    at once (202) and counted against what is left of the payment; it is ``processed``
+    when Razorpay says so (its answer or its webhook), or ``failed`` with the reason.
+    """
+
+    def act() -> RefundOut:
+        request = gateway.open_refund(session, ctx, payment, amount=body.amount, reason=body.reason)
+        tasks.add_task(make_refund, db, _after_commit(ctx), cipher, gateways, request)
+        return RefundOut.of(records.by_id(session, PaymentRefund, request.refund_id))
+
+    return answer(
+        idempotency.run_once(
+            session,
+            ctx,
+            actor_key=str(who.user_id),
+            key=key,
+            operation=f"gateway-refund:{payment.id}",
+            body=body.model_dump(mode="json"),
+            act=act,
+            status_code=202,
+        )
+    )
+
+
+@router.post("/billing/webhooks/razorpay/{slug}", response_model=WebhookOut)
+def razorpay_webhook(
+    raw: RawBody,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    _: Anyone,
+    tenant: Annotated[Tenant, Depends(clinic_in_path)],
+    signature: Annotated[str | None, Header(alias="X-Razorpay-Signature")] = None,
+    event_id: Annotated[str | None, Header(alias="X-Razorpay-Event-Id")] = None,
+) -> Any:
+    """Razorpay's webhook for one clinic. The signature is checked over the raw body (400,
+    nothing kept, when it does not match); each event id is applied once, however often
+    and in whatever order it arrives; an event about an unknown payment is kept for review.
+    """
+    event = gateway.verified_event(session, cipher, tenant.id, raw, signature, event_id)
+    outcome = gateway.receive(session, ctx, event)
+    return WebhookOut(outcome=outcome.outcome)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from opdesk import records
+from opdesk.billing.gateway import Gateways
 from opdesk.billing.models import Invoice, Payment
-from opdesk.web.deps import DbSession
+from opdesk.db import Database
+from opdesk.web.deps import AppSettings, DbSession
 
 
 def invoice_in_path(invoice_id: uuid.UUID, session: DbSession) -> Invoice:
@@ -22,3 +24,23 @@ def payment_in_path(payment_id: uuid.UUID, session: DbSession) -> Payment:
 
 InvoiceInPath = Annotated[Invoice, Depends(invoice_in_path)]
 PaymentInPath = Annotated[Payment, Depends(payment_in_path)]
+
+
+async def _gateways(settings: AppSettings) -> Gateways:
+    return Gateways(settings.razorpay_base_url, settings.razorpay_timeout_seconds)
+
+
+async def _database(request: Request) -> Database:
+    """For the work after a request's commit (a gateway call, then its answer recorded)."""
+    db: Database = request.app.state.db
+    return db
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body exactly as sent: a webhook's signature covers these bytes."""
+    return await request.body()
+
+
+GatewaysDep = Annotated[Gateways, Depends(_gateways)]
+DatabaseDep = Annotated[Database, Depends(_database)]
+RawBody = Annotated[bytes, Depends(raw_body)]

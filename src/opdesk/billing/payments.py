@@ -147,7 +147,7 @@ def collect(
     )
     session.add(payment)
     session.flush()
-    _apply(session, ctx, invoice, payment)
+    apply_captured(session, ctx, invoice, payment)
     return payment
 
 
@@ -155,7 +155,9 @@ def _part_json(part: Part) -> dict[str, Any]:
     return {"method": part.method, "amount": str(part.amount), "reference": part.reference}
 
 
-def _apply(session: Session, ctx: RequestContext, invoice: Invoice, payment: Payment) -> None:
+def apply_captured(
+    session: Session, ctx: RequestContext, invoice: Invoice, payment: Payment
+) -> None:
     """A captured payment settles (part of) its invoice and credits the ledger."""
     entry = ledger.append(
         session,

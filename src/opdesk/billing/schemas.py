@@ -164,6 +164,16 @@ class PaymentOut(ApiModel):
         return cls.model_validate({**data, "gateway": gateway})
 
 
+class LinkIn(ApiModel):
+    """A payment link for the balance due, or for ``amount`` of it."""
+
+    amount: Amount | None = None
+
+
+class WebhookOut(ApiModel):
+    outcome: str
+
+
 class RefundIn(ApiModel):
     amount: Amount
     reason: Annotated[str, Field(min_length=1, max_length=300)]
