@@ -26,6 +26,7 @@ from tests.factories.cli import opdesk
         ["demo"],
         ["sweep"],
         ["audit", "verify"],
+        ["ledger", "check"],
         ["keys", "rotate"],
         ["keys", "generate"],
         ["tenant", "create"],

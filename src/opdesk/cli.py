@@ -293,6 +293,47 @@ def _resolve_tenant(conn: object, value: str) -> uuid.UUID:
 
 
 @main.group()
+def ledger() -> None:
+    """The patients' ledger."""
+
+
+@ledger.command("check")
+@click.option("--tenant", "tenant", default=None, help="Clinic code (slug) or id; default all.")
+def ledger_check(tenant: str | None) -> None:
+    """Reconcile each clinic's invoices, payments, refunds and ledger; print every
+    difference (exit 1 if there is any).
+    """
+    from opdesk.billing.ledger import check
+
+    with runtime() as rt:
+        with rt.db.owner_engine.connect() as conn:
+            if tenant:
+                ids = [_resolve_tenant(conn, tenant)]
+            else:
+                ids = [
+                    uuid.UUID(str(i))
+                    for i in conn.execute(text("select id from tenants order by slug")).scalars()
+                ]
+            slugs: dict[uuid.UUID, str] = {
+                uuid.UUID(str(i)): s for i, s in conn.execute(text("select id, slug from tenants"))
+            }
+        clean = True
+        for tenant_id in ids:
+            with transaction(rt.db, system_context(tenant_id)) as session:
+                problems = check(session)
+            name = slugs.get(tenant_id, str(tenant_id))
+            if problems:
+                clean = False
+                click.secho(f"{name}: {len(problems)} difference(s)", fg="red")
+                for problem in problems:
+                    click.echo(f"  {problem}")
+            else:
+                click.secho(f"{name}: invoices, payments, refunds and ledger agree", fg="green")
+    if not clean:
+        sys.exit(1)
+
+
+@main.group()
 def keys() -> None:
     """Encryption keys."""
 
