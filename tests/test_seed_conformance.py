@@ -33,6 +33,9 @@ BUILT = [
     "prescriptions",
     "diet_plans",
     "orders",
+    "invoices",
+    "payments",
+    "ledger_entries",
 ]
 
 
