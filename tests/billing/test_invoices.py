@@ -386,3 +386,24 @@ def test_an_issued_invoice_answers_409_through_the_service(
         row = session.get(Invoice, (tenant.id, kept.id))
         assert row is not None
         invoices.discard(session, ctx, row)
+
+
+def test_an_issued_invoice_and_its_receipt_print_as_pdfs(
+    client: Any, db: Database, ident: Any, tenant: Tenant
+) -> None:
+    from tests.factories.clinical_rx import pdf_text
+
+    headers = _api(db, ident, tenant, "accounts")
+    draft = bill.draft(db, ident, tenant, bill.line("1180.00", description="Nebuliser"))
+    assert client.get(f"/api/v1/invoices/{draft.id}/pdf", headers=headers).status_code == 409
+    invoice = bill.issue(db, tenant, draft.id)
+    payment = bill.pay(db, tenant, invoice.id, "1180.00", "card", "APPR9876")
+    printed = client.get(f"/api/v1/invoices/{invoice.id}/pdf", headers=headers)
+    assert printed.status_code == 200
+    assert printed.headers["content-type"] == "application/pdf"
+    words = pdf_text(printed.content)
+    assert invoice.number in words
+    assert "One Thousand One Hundred Eighty" in words
+    receipt = client.get(f"/api/v1/payments/{payment.id}/receipt", headers=headers)
+    assert receipt.status_code == 200
+    assert "APPR9876" in pdf_text(receipt.content)

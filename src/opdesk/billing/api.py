@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Response
 
 from opdesk import idempotency, records
-from opdesk.billing import gateway, invoices, ledger, payments, queries
+from opdesk.billing import documents, gateway, invoices, ledger, payments, queries
 from opdesk.billing.deps import DatabaseDep, GatewaysDep, InvoiceInPath, PaymentInPath, RawBody
 from opdesk.billing.models import InvoiceStatus, Payment, PaymentRefund
 from opdesk.billing.razorpay_client import GatewayError
@@ -41,7 +41,7 @@ from opdesk.security.crypto import FieldCipher
 from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from opdesk.web.deps import Cipher, Ctx, DbSession, acting, answer
+from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, answer
 
 router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
 
@@ -363,3 +363,32 @@ def razorpay_webhook(
     event = gateway.verified_event(session, cipher, tenant.id, raw, signature, event_id)
     outcome = gateway.receive(session, ctx, event)
     return WebhookOut(outcome=outcome.outcome)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _pdf(data: bytes, name: str) -> Response:
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+    )
+
+
+@router.get("/invoices/{invoice_id}/pdf", response_class=Response)
+def invoice_pdf(
+    invoice: InvoiceInPath, session: DbSession, settings: AppSettings, _: Reader
+) -> Response:
+    """The issued invoice as a GST tax invoice (or bill of supply) PDF; a draft is 409."""
+    data = documents.invoice_file(session, settings.data_dir / "fonts", invoice)
+    return _pdf(data, (invoice.number or "invoice").replace("/", "-"))
+
+
+@router.get("/payments/{payment_id}/receipt", response_class=Response)
+def receipt_pdf(
+    payment: PaymentInPath, session: DbSession, settings: AppSettings, _: Reader
+) -> Response:
+    """The receipt of a payment received (409 for one pending or failed)."""
+    data = documents.receipt_file(session, settings.data_dir / "fonts", payment)
+    return _pdf(data, f"receipt-{payment.id.hex[:12]}")
