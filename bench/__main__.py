@@ -11,7 +11,16 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import audit_append, booking, clinical, crypto, patient_search, search_http, worker
+from bench import (
+    audit_append,
+    billing,
+    booking,
+    clinical,
+    crypto,
+    patient_search,
+    search_http,
+    worker,
+)
 from opdesk.db import (
     APP_ROLE,
     Database,
@@ -27,7 +36,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per audit scenario")
     parser.add_argument(
         "--only",
-        choices=["crypto", "audit", "patients", "booking", "search", "worker", "clinical"],
+        choices=[
+            "crypto",
+            "audit",
+            "patients",
+            "booking",
+            "search",
+            "worker",
+            "clinical",
+            "billing",
+        ],
         default=None,
     )
     parser.add_argument(
@@ -40,13 +58,26 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
     if args.only in (None, "crypto"):
         crypto.run()
-    if args.only in (None, "audit", "patients", "booking", "search", "worker", "clinical"):
+    if args.only in (
+        None,
+        "audit",
+        "patients",
+        "booking",
+        "search",
+        "worker",
+        "clinical",
+        "billing",
+    ):
         with database() as db:
             if args.only in (None, "audit"):
                 audit_append.run(db, seconds=args.seconds)
             if args.only in (None, "patients"):
                 patient_search.run(db, sizes=tuple(args.patients))
-            for name, bench in (("booking", booking), ("search", search_http)):
+            for name, bench in (
+                ("booking", booking),
+                ("search", search_http),
+                ("billing", billing),
+            ):
                 if args.only in (None, name):
                     with tempfile.TemporaryDirectory(prefix="opdesk-bench-data-") as data_dir:
                         bench.run(

@@ -39,3 +39,14 @@ def test_demo_prints_a_short_summary_with_the_logins_and_genders_match_names(
         or (relation in RELATION_GENDERS and RELATION_GENDERS[relation] != gender)
     ]
     assert wrong == []
+
+    # Bills in every state, paid in every way, and books that agree.
+    with fresh_database.owner_engine.connect() as conn:
+        statuses = set(conn.execute(text("select status from invoices")).scalars())
+        methods = set(conn.execute(text("select method from payments")).scalars())
+        splits = conn.execute(text("select count(*) from payments where split is not null"))
+    assert statuses == {"draft", "issued", "partial", "paid", "refunded"}
+    assert methods == {"cash", "card", "upi", "link"}
+    assert splits.scalar() == 1
+    checked = opdesk("ledger", "check", database=fresh_database, data_dir=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -169,6 +169,7 @@ def migrate() -> None:
 @main.command()
 def demo() -> None:
     """Create the demo clinic with its staff and patients, or refresh it."""
+    from opdesk.billing.demo import refresh_demo_billing
     from opdesk.clinical.demo import refresh_demo_clinical
     from opdesk.demo import (
         DEMO_PATIENTS,
@@ -204,6 +205,7 @@ def demo() -> None:
                 LocalStorage(rt.settings.data_dir / "files"),
                 rt.settings.base_url,
             )
+            bills = refresh_demo_billing(session, ctx, ident.cipher, tenant)
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
         if patients:
@@ -216,6 +218,8 @@ def demo() -> None:
             click.echo(
                 f"signed {consultations} consultations: prescriptions, diet plans, lab orders"
             )
+        if bills:
+            click.echo(f"issued {bills} invoices: paid by cash, card, UPI, split and link")
         click.echo(f"self-booking page: {base}/c/{tenant.slug}/book")
         click.echo(f"staff sign-in at {base}/sign-in with clinic code {tenant.slug}:")
         for login in logins:

@@ -209,7 +209,7 @@ class Payment(TenantScoped, Base):
     # The card terminal's reference, or the UPI transfer's UTR (12 digits).
     reference: Mapped[str | None] = mapped_column(Text)
     # [{method, amount}] when one payment was made in parts (cash and UPI)
-    split: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    split: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB(none_as_null=True))
     ledger_impact: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(Uuid(as_uuid=True)), server_default=text("'{}'::uuid[]")
     )
