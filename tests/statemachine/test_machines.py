@@ -246,6 +246,67 @@ def _order(session: Session, w: World) -> Any:
     )
 
 
+def _invoice(session: Session, w: World) -> Any:
+    from opdesk.billing.models import Invoice
+
+    return Invoice(
+        tenant_id=w.tenant.id,
+        id=new_id(),
+        patient_id=w.patient_id,
+        line_items=[],
+        subtotal=0,
+        tax_total=0,
+        discount_total=0,
+        grand_total=0,
+        balance_due=0,
+        cgst_total=0,
+        sgst_total=0,
+        igst_total=0,
+        amount_paid=0,
+        amount_refunded=0,
+        amount_credited=0,
+        inter_state=False,
+        payments_applied=[],
+        created_at=EARLIER,
+        updated_at=EARLIER,
+    )
+
+
+def _payment(session: Session, w: World) -> Any:
+    from opdesk.billing.models import Payment
+
+    invoice = _invoice(session, w)
+    invoice.status = "issued"
+    invoice.number = f"M/{invoice.id.hex[:12]}"
+    invoice.issued_at = EARLIER
+    session.add(invoice)
+    session.flush()
+    return Payment(
+        tenant_id=w.tenant.id,
+        id=new_id(),
+        invoice_id=invoice.id,
+        patient_id=w.patient_id,
+        method="link",
+        amount=100,
+        amount_refunded=0,
+        ledger_impact=[],
+        created_at=EARLIER,
+        updated_at=EARLIER,
+    )
+
+
+def _settled_invoice(row: Any, state: str) -> dict[str, Any]:
+    """An invoice out of draft has a number and an issue date (CHECK constraints)."""
+    if state == "draft":
+        return {}
+    return {"number": f"M/{row.id.hex[:12]}", "issued_at": EARLIER}
+
+
+def _captured_payment(row: Any, state: str) -> dict[str, Any]:
+    """A payment holding money has a capture time (a CHECK constraint)."""
+    return {"captured_at": EARLIER} if state in ("captured", "partial", "refunded") else {}
+
+
 # Table -> a new row of it, in no particular state yet.
 BLANKS: dict[str, Callable[[Session, World], Any]] = {
     "appointments": _appointment,
@@ -257,7 +318,20 @@ BLANKS: dict[str, Callable[[Session, World], Any]] = {
     "notifications_outbox": _message,
     "automation_events": _event,
     "orders": _order,
+    "invoices": _invoice,
+    "payments": _payment,
 }
+
+# Table -> what a row in a state holds besides its status and timeline (the schema asks for
+# it): the columns put_in sets for the row's state, and a move sets for the state it enters.
+IN_STATE: dict[str, Callable[[Any, str], dict[str, Any]]] = {
+    "invoices": _settled_invoice,
+    "payments": _captured_payment,
+}
+
+
+def _nothing(row: Any, state: str) -> dict[str, Any]:
+    return {}
 
 
 def put_in(db: Database, w: World, machine: Machine[Any], state: str) -> uuid.UUID:
@@ -267,6 +341,8 @@ def put_in(db: Database, w: World, machine: Machine[Any], state: str) -> uuid.UU
         row = BLANKS[machine.entity](session, w)
         if machine.stored:
             row.status = state
+            for column, value in IN_STATE.get(machine.entity, _nothing)(row, state).items():
+                setattr(row, column, value)
         else:  # the state is the timeline: stamp the column of ``state`` only
             for column in machine.timeline.values():
                 setattr(row, column, None)
@@ -337,6 +413,15 @@ def test_every_move_is_checked_against_its_table(
                 assert to in refused.value.detail
             assert not session.dirty and not ctx.pending_audit
         else:
+            needed = {
+                column: value
+                for column, value in IN_STATE.get(machine.entity, _nothing)(row, to).items()
+                if getattr(row, column) is None
+            }
+            if needed:  # locked first: the lock reads the row afresh (and would flush these)
+                records.lock(session, row)
+                for column, value in needed.items():
+                    setattr(row, column, value)
             left = states.transition(session, ctx, row, to, machine)
             assert left == from_
     after = snapshot(db, world, machine.model, row_id)
@@ -345,6 +430,7 @@ def test_every_move_is_checked_against_its_table(
         assert trail(db, world, row_id) == []
         return
     stamped = {
+        **needed,
         **({"status": to} if machine.stored else {}),
         **({machine.timeline[machine.states(to)]: NOW} if to in machine.timeline else {}),
         **({machine.touch: NOW} if machine.touch else {}),
