@@ -378,7 +378,14 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
 
 
 def charge_booking(session: Session, ctx: RequestContext, appointment: Appointment) -> Invoice:
-    """The draft a booking leaves for checkout: the consultation fee, so it is not forgotten."""
+    """The draft a booking leaves for checkout: the consultation fee, so it is not forgotten.
+    Safe to run twice: an appointment already charged keeps its invoice.
+    """
+    charged = session.scalar(
+        select(Invoice).where(Invoice.appointment_id == appointment.id).limit(1)
+    )
+    if charged is not None:
+        return charged
     return create_draft(
         session,
         ctx,
