@@ -279,3 +279,27 @@ def test_a_link_for_a_bad_amount_is_refused(
     )
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["field"] == "amount"
+
+
+def test_the_patient_is_messaged_the_link_when_it_is_made(
+    gateway_client: TestClient, db: Database, ident: Any
+) -> None:
+    from opdesk.notifications.delivery import payload_of
+    from opdesk.notifications.models import OutboxMessage
+    from tests.factories import make_patient
+    from tests.factories.messages import consent_to
+
+    tenant = _clinic(db, ident)
+    patient = make_patient(db, ident, tenant)
+    consent_to(db, ident.cipher, tenant, patient.id, "sms")
+    invoice = bill.issued(db, ident, tenant, bill.line("480.00"), patient_id=patient.id)
+    sent = gateway_client.post(
+        f"/api/v1/invoices/{invoice.id}/payment-link", json={}, headers=_api(db, ident, tenant)
+    )
+    link = bill.stored(db, tenant, Payment, sent.json()["id"]).link_url
+    with clinic_session(db, tenant.id) as session:
+        (message,) = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.template == "payment-link")
+        )
+    assert payload_of(ident.cipher, message)["link"] == link
+    assert payload_of(ident.cipher, message)["amount"] == "₹480.00"

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Response
 
 from opdesk import idempotency, records
-from opdesk.billing import documents, gateway, invoices, ledger, payments, queries
+from opdesk.billing import documents, gateway, invoices, ledger, payments, queries, reminders
 from opdesk.billing.deps import DatabaseDep, GatewaysDep, InvoiceInPath, PaymentInPath, RawBody
 from opdesk.billing.models import InvoiceStatus, Payment, PaymentRefund
 from opdesk.billing.razorpay_client import GatewayError
@@ -28,6 +28,7 @@ from opdesk.billing.schemas import (
     PaymentOut,
     RefundIn,
     RefundOut,
+    SentOut,
     WebhookOut,
 )
 from opdesk.context import RequestContext
@@ -122,6 +123,16 @@ def discard_invoice(invoice: InvoiceInPath, session: DbSession, ctx: Ctx, _: Wri
 def issue_invoice(invoice: InvoiceInPath, session: DbSession, ctx: Ctx, _: Writer) -> Any:
     """Give the draft the next number of the financial year and charge the patient."""
     return InvoiceOut.of(invoices.issue(session, ctx, invoice))
+
+
+@router.post("/invoices/{invoice_id}/send", response_model=SentOut, status_code=202)
+def send_invoice(
+    invoice: InvoiceInPath, session: DbSession, ctx: Ctx, cipher: Cipher, _: Writer
+) -> Any:
+    """Message the patient their bill with a link to it (WhatsApp or SMS, as they prefer;
+    once per invoice). 409 for a draft, or a patient who cannot be messaged.
+    """
+    return SentOut(channel=reminders.send_invoice(session, ctx, cipher, invoice))
 
 
 def _parts(body: PaymentIn) -> list[payments.Part]:
@@ -262,7 +273,8 @@ def make_link(
             gateway.link_failed(session, ctx, request.payment_id, gateway.unavailable(error).detail)
         return
     with transaction(db, ctx) as session:
-        gateway.record_link(session, ctx, request.payment_id, link)
+        payment = gateway.record_link(session, ctx, request.payment_id, link)
+        reminders.send_link(session, ctx, cipher, payment)
 
 
 @router.post("/invoices/{invoice_id}/payment-link", response_model=PaymentOut, status_code=202)

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
-from opdesk.billing import ledger, money
+from opdesk.billing import ledger, money, reminders
 from opdesk.billing.models import (
     INVOICE,
     LINE_TYPES,
@@ -234,6 +234,7 @@ def issue(session: Session, ctx: RequestContext, invoice: Invoice) -> Invoice:
             action="update",
             diff=audit.diff_of({}, {"number": invoice.number, "ledgerEntryId": entry}),
         )
+        reminders.remind_later(session, ctx, invoice)
     else:
         states.transition(session, ctx, invoice, InvoiceStatus.PAID, INVOICE)
     return invoice

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
-from opdesk.billing import ledger, money
+from opdesk.billing import ledger, money, reminders
 from opdesk.billing.models import (
     CURRENCY,
     INVOICE,
@@ -194,6 +194,8 @@ def apply_captured(
     invoice.payments_applied = [*invoice.payments_applied, payment.id]
     after = {"amountPaid": invoice.amount_paid, "balanceDue": invoice.balance_due}
     target = InvoiceStatus.PAID if invoice.balance_due == 0 else InvoiceStatus.PARTIAL
+    if target == InvoiceStatus.PAID:
+        reminders.settled(session, ctx, invoice)
     if target != invoice.status:
         states.transition(session, ctx, invoice, target, INVOICE, diff=audit.diff_of(before, after))
     else:

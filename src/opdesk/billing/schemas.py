@@ -170,6 +170,12 @@ class LinkIn(ApiModel):
     amount: Amount | None = None
 
 
+class SentOut(ApiModel):
+    """How the message went out (``whatsapp``, ``sms``, ``email``)."""
+
+    channel: str
+
+
 class WebhookOut(ApiModel):
     outcome: str
 

@@ -213,6 +213,45 @@ TEMPLATES: dict[str, Template] = {
             ),
         },
     ),
+    # Billing: an issued invoice, and a payment link to pay it online.
+    "invoice": Template(
+        params=("patient", "number", "amount", "clinic", "link"),
+        texts={
+            "en": (
+                "Your bill {number} from {clinic}",
+                "{patient}, your bill {number} from {clinic} is {amount}. To see or "
+                "download it: {link}",
+            ),
+            "hi": (
+                "{clinic} से आपका बिल {number}",
+                "{patient}, {clinic} से आपका बिल {number} {amount} का है। देखने या डाउनलोड "
+                "करने के लिए: {link}",
+            ),
+            "ta": (
+                "{clinic} இலிருந்து உங்கள் ரசீது {number}",
+                "{patient}, {clinic} இலிருந்து உங்கள் ரசீது {number}: {amount}. பார்க்க அல்லது "
+                "பதிவிறக்க: {link}",
+            ),
+        },
+    ),
+    "payment-link": Template(
+        params=("patient", "amount", "clinic", "link"),
+        urgent=True,
+        texts={
+            "en": (
+                "Pay {amount} to {clinic}",
+                "{patient}, to pay {amount} to {clinic} by UPI or card, open: {link}",
+            ),
+            "hi": (
+                "{clinic} को {amount} का भुगतान",
+                "{patient}, {clinic} को UPI या कार्ड से {amount} का भुगतान करने के लिए खोलें: {link}",
+            ),
+            "ta": (
+                "{clinic} க்கு {amount} செலுத்துங்கள்",
+                "{patient}, {clinic} க்கு UPI அல்லது கார்டு மூலம் {amount} செலுத்த திறக்கவும்: {link}",
+            ),
+        },
+    ),
     "diet-nudge": Template(
         params=("patient", "plan", "clinic", "link"),
         texts={
