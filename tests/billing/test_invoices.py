@@ -407,3 +407,26 @@ def test_an_issued_invoice_and_its_receipt_print_as_pdfs(
     receipt = client.get(f"/api/v1/payments/{payment.id}/receipt", headers=headers)
     assert receipt.status_code == 200
     assert "APPR9876" in pdf_text(receipt.content)
+
+
+def test_checking_out_again_keeps_the_discount_the_desk_gave_a_visit_line(
+    client: Any, db: Database, ident: Any
+) -> None:
+    made = clinical_orders.make_visit(db, ident, make_tenant(db))
+    headers = _api(db, ident, made.tenant)
+    first = client.post(f"/api/v1/visits/{made.visit_id}/invoice", headers=headers).json()
+    lines = first["lineItems"]
+    consult = {k: lines[0][k] for k in ("type", "refId", "description", "quantity", "unitPrice")}
+    changed = client.put(
+        f"/api/v1/invoices/{first['id']}",
+        json={
+            "lineItems": [{**consult, "discountAmount": "100.00"}],
+            "discountReason": "staff family",
+        },
+        headers=headers,
+    )
+    assert changed.status_code == 200, changed.text
+    again = client.post(f"/api/v1/visits/{made.visit_id}/invoice", headers=headers).json()
+    assert again["lineItems"][0]["discountAmount"] == "100.00"
+    assert again["discountReason"] == "staff family"
+    assert again["lineItems"][0]["description"] == f"Consultation with {made.doctor.display_name}"

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from opdesk.billing import invoices, money, payments
-from opdesk.billing.models import Invoice, Payment
+from opdesk.billing.models import Invoice, Payment, PaymentRefund
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
@@ -100,3 +100,70 @@ def payment_id_of(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
 def stored(db: Database, tenant: Tenant, model: type[Any], row_id: uuid.UUID) -> Any:
     with transaction(db, ctx_for(tenant.id)) as session:
         return session.get(model, (tenant.id, row_id))
+
+
+def issued_id_of(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    """An issued invoice (what a patient's portal shows) of a new patient."""
+    return issued(db, ident, tenant).id
+
+
+def issued_ids(db: Database, ident: Any, tenant: Tenant) -> dict[str, uuid.UUID]:
+    """An issued invoice with its patient, for paths naming both."""
+    invoice = issued(db, ident, tenant)
+    return {"invoice_id": invoice.id, "patient_id": invoice.patient_id}
+
+
+def paid_ids(db: Database, ident: Any, tenant: Tenant) -> dict[str, uuid.UUID]:
+    """A cash payment with its invoice and patient."""
+    payment = paid(db, ident, tenant)
+    return {
+        "payment_id": payment.id,
+        "invoice_id": payment.invoice_id,
+        "patient_id": payment.patient_id,
+    }
+
+
+def walk_in_today(
+    db: Database, ident: Any, tenant: Tenant, doctor_id: uuid.UUID, patient_id: uuid.UUID
+) -> uuid.UUID:
+    """``patient`` walks in for the doctor today and is checked in with a token (the
+    queue's row that the desk checks out).
+    """
+    from opdesk.scheduling import lifecycle
+
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        made = lifecycle.walk_in(
+            session, ctx, patient_id=patient_id, doctor_id=doctor_id, visit_type="consultation"
+        )
+        return made.id
+
+
+def pay_split(
+    db: Database, tenant: Tenant, invoice_id: uuid.UUID, *parts: tuple[str, str, str | None]
+) -> Payment:
+    """One payment in parts: ``("cash", "100.00", None), ("upi", "200.00", utr)``."""
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        found = session.get(Invoice, (tenant.id, invoice_id))
+        assert found is not None
+        split = [payments.Part(m, Decimal(a), r) for m, a, r in parts]
+        return payments.collect(session, ctx, found, parts=split)
+
+
+def refund(
+    db: Database,
+    tenant: Tenant,
+    payment_id: uuid.UUID,
+    amount: str,
+    reason: str = "Charged twice",
+    method: str | None = None,
+) -> PaymentRefund:
+    """Give back ``amount`` of a payment, as the accounts desk does."""
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        found = session.get(Payment, (tenant.id, payment_id))
+        assert found is not None
+        return payments.refund(
+            session, ctx, found, amount=Decimal(amount), reason=reason, method=method
+        )

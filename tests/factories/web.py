@@ -287,7 +287,16 @@ RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
     "order_id": lambda db, ident, tenant: _order(db, ident, tenant),
     "diet_plan_id": lambda db, ident, tenant: _diet_plan(db, ident, tenant),
     "diet_template_id": lambda db, ident, tenant: _diet_template(db, ident, tenant),
+    "invoice_id": lambda db, ident, tenant: _billing("invoice", db, ident, tenant),
+    "payment_id": lambda db, ident, tenant: _billing("payment", db, ident, tenant),
 }
+
+
+def _billing(kind: str, db: Database, ident: Any, tenant: Tenant) -> Records:
+    from tests.factories import billing
+
+    ids = (billing.issued_ids if kind == "invoice" else billing.paid_ids)(db, ident, tenant)
+    return Records(ids, ids["patient_id"])
 
 
 def _order(db: Database, ident: Any, tenant: Tenant) -> Records:

@@ -110,6 +110,8 @@ AREAS: dict[str, frozenset[str]] = {
     "queue": DESK,
     "waitlist": DESK,
     "appointments": DESK,
+    # invoices, payments and accounts: the desk and the accounts staff; admins read them
+    "billing": frozenset({"frontdesk", "accounts", "admin"}),
     "app": frozenset(ROLES),
     "account": frozenset(ROLES),
 }

@@ -35,6 +35,7 @@ from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import Allow
 from tests.factories import (
     bearer,
+    billing,
     book,
     clinic_session,
     clinic_with_slots,
@@ -266,6 +267,8 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "order_id": clinical_orders.order_id_of,
     "diet_plan_id": clinical_orders.diet_plan_id_of,
     "diet_template_id": clinical_orders.diet_template_id_of,
+    "invoice_id": billing.issued_id_of,
+    "payment_id": billing.payment_id_of,
 }
 
 

@@ -54,7 +54,12 @@ Anyone = Annotated[Principal | None, acting(PUBLIC)]
 
 
 @router.post("/invoices", response_model=InvoiceOut, status_code=201)
-def create_invoice(body: InvoiceIn, session: DbSession, ctx: Ctx, _: Writer) -> Any:
+def create_invoice(
+    _: Writer,
+    body: InvoiceIn,
+    session: DbSession,
+    ctx: Ctx,
+) -> Any:
     """A draft invoice made by hand; it takes a number when issued."""
     return InvoiceOut.of(
         invoices.create_draft(
@@ -69,7 +74,12 @@ def create_invoice(body: InvoiceIn, session: DbSession, ctx: Ctx, _: Writer) -> 
 
 
 @router.post("/visits/{visit_id}/invoice", response_model=InvoiceOut, status_code=201)
-def checkout_visit(visit_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer) -> Any:
+def checkout_visit(
+    _: Writer,
+    visit_id: uuid.UUID,
+    session: DbSession,
+    ctx: Ctx,
+) -> Any:
     """The visit's checkout draft: the booking's charge brought up to date with the
     services and priced tests of the visit (lines added by hand are kept).
     """
@@ -78,8 +88,8 @@ def checkout_visit(visit_id: uuid.UUID, session: DbSession, ctx: Ctx, _: Writer)
 
 @router.get("/invoices", response_model=list[InvoiceOut])
 def list_invoices(
-    session: DbSession,
     _: Reader,
+    session: DbSession,
     patient_id: Annotated[uuid.UUID | None, Query(alias="patientId")] = None,
     status: InvoiceStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -91,13 +101,20 @@ def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
-def get_invoice(invoice: InvoiceInPath, _: Reader) -> Any:
+def get_invoice(
+    _: Reader,
+    invoice: InvoiceInPath,
+) -> Any:
     return InvoiceOut.of(invoice)
 
 
 @router.put("/invoices/{invoice_id}", response_model=InvoiceOut)
 def revise_invoice(
-    invoice: InvoiceInPath, body: DraftFields, session: DbSession, ctx: Ctx, _: Writer
+    _: Writer,
+    invoice: InvoiceInPath,
+    body: DraftFields,
+    session: DbSession,
+    ctx: Ctx,
 ) -> Any:
     """Replace a draft's lines (409 once it is issued: refund it or make a new one)."""
     return InvoiceOut.of(
@@ -113,21 +130,35 @@ def revise_invoice(
 
 
 @router.delete("/invoices/{invoice_id}", status_code=204)
-def discard_invoice(invoice: InvoiceInPath, session: DbSession, ctx: Ctx, _: Writer) -> Response:
+def discard_invoice(
+    _: Writer,
+    invoice: InvoiceInPath,
+    session: DbSession,
+    ctx: Ctx,
+) -> Response:
     """Throw a draft away (409 once it is issued)."""
     invoices.discard(session, ctx, invoice)
     return Response(status_code=204)
 
 
 @router.post("/invoices/{invoice_id}/issue", response_model=InvoiceOut)
-def issue_invoice(invoice: InvoiceInPath, session: DbSession, ctx: Ctx, _: Writer) -> Any:
+def issue_invoice(
+    _: Writer,
+    invoice: InvoiceInPath,
+    session: DbSession,
+    ctx: Ctx,
+) -> Any:
     """Give the draft the next number of the financial year and charge the patient."""
     return InvoiceOut.of(invoices.issue(session, ctx, invoice))
 
 
 @router.post("/invoices/{invoice_id}/send", response_model=SentOut, status_code=202)
 def send_invoice(
-    invoice: InvoiceInPath, session: DbSession, ctx: Ctx, cipher: Cipher, _: Writer
+    _: Writer,
+    invoice: InvoiceInPath,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
 ) -> Any:
     """Message the patient their bill with a link to it (WhatsApp or SMS, as they prefer;
     once per invoice). 409 for a draft, or a patient who cannot be messaged.
@@ -153,11 +184,11 @@ def _parts(body: PaymentIn) -> list[payments.Part]:
 
 @router.post("/invoices/{invoice_id}/payments", response_model=PaymentOut, status_code=201)
 def collect_payment(
+    who: Collector,
     invoice: InvoiceInPath,
     body: PaymentIn,
     session: DbSession,
     ctx: Ctx,
-    who: Collector,
     key: IdempotencyKey = None,
 ) -> Any:
     """Record money taken at the desk: cash, card (the terminal's approval code) or UPI
@@ -179,22 +210,29 @@ def collect_payment(
 
 
 @router.get("/invoices/{invoice_id}/payments", response_model=list[PaymentOut])
-def list_payments(invoice: InvoiceInPath, session: DbSession, _: Reader) -> Any:
+def list_payments(
+    _: Reader,
+    invoice: InvoiceInPath,
+    session: DbSession,
+) -> Any:
     return [PaymentOut.of(p) for p in queries.payments_of(session, invoice.id)]
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
-def get_payment(payment: PaymentInPath, _: Reader) -> Any:
+def get_payment(
+    _: Reader,
+    payment: PaymentInPath,
+) -> Any:
     return PaymentOut.of(payment)
 
 
 @router.post("/payments/{payment_id}/refunds", response_model=RefundOut, status_code=201)
 def refund_payment(
+    who: Refunder,
     payment: PaymentInPath,
     body: RefundIn,
     session: DbSession,
     ctx: Ctx,
-    who: Refunder,
     key: IdempotencyKey = None,
 ) -> Any:
     """Give back (part of) a payment; more than is left of it is 409."""
@@ -222,12 +260,20 @@ def refund_payment(
 
 
 @router.get("/payments/{payment_id}/refunds", response_model=list[RefundOut])
-def list_refunds(payment: PaymentInPath, session: DbSession, _: Reader) -> Any:
+def list_refunds(
+    _: Reader,
+    payment: PaymentInPath,
+    session: DbSession,
+) -> Any:
     return [RefundOut.of(r) for r in payments.refunds_of(session, payment.id)]
 
 
 @router.get("/patients/{patient_id}/ledger", response_model=LedgerOut)
-def patient_ledger(patient_id: uuid.UUID, session: DbSession, _: Reader) -> Any:
+def patient_ledger(
+    _: Reader,
+    patient_id: uuid.UUID,
+    session: DbSession,
+) -> Any:
     """Every charge, payment, refund and credit note of the patient, and the balance
     (what they owe; negative: what the clinic owes them).
     """
@@ -279,6 +325,7 @@ def make_link(
 
 @router.post("/invoices/{invoice_id}/payment-link", response_model=PaymentOut, status_code=202)
 def send_payment_link(
+    _: Collector,
     invoice: InvoiceInPath,
     body: LinkIn,
     session: DbSession,
@@ -287,7 +334,6 @@ def send_payment_link(
     gateways: GatewaysDep,
     db: DatabaseDep,
     tasks: BackgroundTasks,
-    _: Collector,
 ) -> Any:
     """A Razorpay payment link for the balance due (or ``amount``). The answer is the
     pending payment at once (202); the link's address (``linkUrl``) is on the payment a
@@ -322,6 +368,7 @@ def make_refund(
 
 @router.post("/payments/{payment_id}/gateway-refunds", response_model=RefundOut, status_code=202)
 def refund_through_gateway(
+    who: Refunder,
     payment: PaymentInPath,
     body: RefundIn,
     session: DbSession,
@@ -330,7 +377,6 @@ def refund_through_gateway(
     gateways: GatewaysDep,
     db: DatabaseDep,
     tasks: BackgroundTasks,
-    who: Refunder,
     key: IdempotencyKey = None,
 ) -> Any:
     """Refund (part of) a payment-link payment through Razorpay. The refund is ``pending``
@@ -359,11 +405,11 @@ def refund_through_gateway(
 
 @router.post("/billing/webhooks/razorpay/{slug}", response_model=WebhookOut)
 def razorpay_webhook(
+    _: Anyone,
     raw: RawBody,
     session: DbSession,
     ctx: Ctx,
     cipher: Cipher,
-    _: Anyone,
     tenant: Annotated[Tenant, Depends(clinic_in_path)],
     signature: Annotated[str | None, Header(alias="X-Razorpay-Signature")] = None,
     event_id: Annotated[str | None, Header(alias="X-Razorpay-Event-Id")] = None,
@@ -390,7 +436,10 @@ def _pdf(data: bytes, name: str) -> Response:
 
 @router.get("/invoices/{invoice_id}/pdf", response_class=Response)
 def invoice_pdf(
-    invoice: InvoiceInPath, session: DbSession, settings: AppSettings, _: Reader
+    _: Reader,
+    invoice: InvoiceInPath,
+    session: DbSession,
+    settings: AppSettings,
 ) -> Response:
     """The issued invoice as a GST tax invoice (or bill of supply) PDF; a draft is 409."""
     data = documents.invoice_file(session, settings.data_dir / "fonts", invoice)
@@ -399,7 +448,10 @@ def invoice_pdf(
 
 @router.get("/payments/{payment_id}/receipt", response_class=Response)
 def receipt_pdf(
-    payment: PaymentInPath, session: DbSession, settings: AppSettings, _: Reader
+    _: Reader,
+    payment: PaymentInPath,
+    session: DbSession,
+    settings: AppSettings,
 ) -> Response:
     """The receipt of a payment received (409 for one pending or failed)."""
     data = documents.receipt_file(session, settings.data_dir / "fonts", payment)

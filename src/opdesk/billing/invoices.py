@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -262,9 +263,18 @@ def _consult_sac(session: Session, tenant_id: uuid.UUID) -> str:
 
 def consult_line(session: Session, appointment: Appointment) -> money.LineIn:
     doctor = records.by_id(session, DoctorProfile, appointment.doctor_id)
+    label = next(
+        (
+            str(v.get("label"))
+            for v in doctor.visit_types
+            if v.get("code") == appointment.visit_type
+        ),
+        appointment.visit_type.replace("-", " ").capitalize(),
+    )
+    kind = "" if label.casefold() == "consultation" else f" ({label})"
     return money.LineIn(
         type="consult",
-        description=f"Consultation ({appointment.visit_type}) with {doctor.display_name}",
+        description=f"Consultation{kind} with {doctor.display_name}",
         quantity=Decimal(1),
         unit_price=consultation_fee(session, doctor, appointment.visit_type),
         sac_hsn=_consult_sac(session, appointment.tenant_id),
@@ -362,11 +372,9 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
             appointment_id=visit.appointment_id,
         )
     from_visit = {line.ref_id for line in built}
-    by_hand = [
-        money.line_from_json(item)
-        for item in draft.line_items
-        if item.get("refId") not in from_visit and item["type"] != "consult"
-    ]
+    earlier = [money.line_from_json(item) for item in draft.line_items]
+    by_hand = [x for x in earlier if x.ref_id not in from_visit and x.type != "consult"]
+    built = _keep_discounts(built, earlier)
     draft.visit_id = visit.id
     return revise_draft(
         session,
@@ -376,6 +384,19 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
         discount_reason=draft.discount_reason,
         place_of_supply=draft.place_of_supply,
     )
+
+
+def _keep_discounts(built: list[money.LineIn], earlier: list[money.LineIn]) -> list[money.LineIn]:
+    """A visit line brought up to date keeps the discount the desk gave it (by its
+    reference), as far as its new amount allows.
+    """
+    given = {(x.type, x.ref_id): x.discount_amount for x in earlier if x.discount_amount > 0}
+    kept = []
+    for line in built:
+        discount = given.get((line.type, line.ref_id), ZERO)
+        gross = money.paise(line.quantity * line.unit_price)
+        kept.append(replace(line, discount_amount=min(discount, gross)) if discount else line)
+    return kept
 
 
 def charge_booking(session: Session, ctx: RequestContext, appointment: Appointment) -> Invoice:

@@ -527,6 +527,7 @@ def _profile(
         may_edit=allowed(who.role, "patients:write"),
         may_delete=allowed(who.role, "patients:delete"),
         may_book=allowed(who.role, "appointments:write"),
+        may_see_account=allowed(who.role, "invoices:read"),
         gender_labels=GENDER_LABELS,
         language_names=LANGUAGE_NAMES,
         born=short_date(view.dob),

@@ -942,6 +942,7 @@ def queue_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> R
         board_url="/queue/board",
         doctors=service.doctors(session),
         may_write=allowed(who.role, "appointments:write"),
+        may_bill=allowed(who.role, "invoices:write"),
         back="queue",
     )
 
@@ -958,6 +959,7 @@ def queue_board(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> 
         "scheduling/_queue_board.html",
         board_url="/queue/board",
         may_write=allowed(who.role, "appointments:write"),
+        may_bill=allowed(who.role, "invoices:write"),
         back="queue",
     )
 
