@@ -68,7 +68,8 @@ def _linked(
         f"/api/v1/payments/{sent.json()['id']}", headers=_api(db, ident, tenant)
     ).json()
     assert payment["linkUrl"], payment
-    return payment
+    linked: dict[str, Any] = payment
+    return linked
 
 
 def test_a_link_is_made_through_razorpay_and_its_webhook_settles_the_invoice(

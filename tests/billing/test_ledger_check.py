@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from opdesk.billing import ledger
+from opdesk.billing.models import LedgerKind
 from opdesk.db import Database
 from tests.factories import billing as bill
 from tests.factories import clinic_session, ctx_for, make_tenant, unaudited
@@ -27,7 +28,7 @@ def test_ledger_check_passes_on_agreeing_books_and_fails_naming_a_difference(
             session,
             ctx_for(tenant.id),
             patient_id=payment.patient_id,
-            kind=ledger.LedgerKind.INVOICE,
+            kind=LedgerKind.INVOICE,
             amount=Decimal("5.00"),
             description="stray charge",
             invoice_id=payment.invoice_id,

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from opdesk.billing import ledger, payments
-from opdesk.billing.models import Invoice, LedgerEntry, Payment
+from opdesk.billing.models import Invoice, LedgerEntry, LedgerKind, Payment
 from opdesk.db import Database
 from opdesk.errors import Conflict, InvalidInput
 from opdesk.tenancy.models import Tenant
@@ -369,7 +369,7 @@ def test_ledger_check_reports_a_payment_the_ledger_does_not_know(
             session,
             ctx_for(tenant.id),
             patient_id=payment.patient_id,
-            kind=ledger.LedgerKind.PAYMENT,
+            kind=LedgerKind.PAYMENT,
             amount=Decimal("10.00"),
             description="stray",
             invoice_id=payment.invoice_id,
