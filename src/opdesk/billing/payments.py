@@ -196,18 +196,26 @@ def apply_captured(
     target = InvoiceStatus.PAID if invoice.balance_due == 0 else InvoiceStatus.PARTIAL
     if target == InvoiceStatus.PAID:
         reminders.settled(session, ctx, invoice)
-    if target != invoice.status:
-        states.transition(session, ctx, invoice, target, INVOICE, diff=audit.diff_of(before, after))
-    else:
-        invoice.updated_at = ctx.now()
-        session.flush()
-        audit.record(
-            ctx,
-            entity="invoices",
-            entity_id=invoice.id,
-            action="update",
-            diff=audit.diff_of(before, after),
-        )
+    move_or_update(session, ctx, invoice, target, INVOICE, audit.diff_of(before, after))
+
+
+def move_or_update(
+    session: Session,
+    ctx: RequestContext,
+    row: Invoice | Payment,
+    target: Any,
+    machine: Any,
+    diff: dict[str, Any],
+) -> None:
+    """Money moved on the row: a move along its machine when its status changes with it,
+    else an update; either way one audit event carries ``diff``.
+    """
+    if target != row.status:
+        states.transition(session, ctx, row, target, machine, diff=diff)
+        return
+    row.updated_at = ctx.now()
+    session.flush()
+    audit.record(ctx, entity=machine.entity, entity_id=row.id, action="update", diff=diff)
 
 
 # --------------------------------------------------------------------------- refunds
@@ -317,41 +325,17 @@ def settle_refund(
     payment.ledger_impact = [*payment.ledger_impact, given_back]
     if row.gateway_refund_id:
         payment.gateway_refund_id = row.gateway_refund_id
-    target = (
-        PaymentStatus.REFUNDED
-        if payment.amount_refunded == payment.amount
-        else PaymentStatus.PARTIAL
-    )
+    all_back = payment.amount_refunded == payment.amount
+    moved_to = PaymentStatus.REFUNDED if all_back else PaymentStatus.PARTIAL
     diff = audit.diff_of(payment_before, {"amountRefunded": payment.amount_refunded})
-    if target != payment.status:
-        states.transition(session, ctx, payment, target, PAYMENT, diff=diff)
-    else:
-        payment.updated_at = ctx.now()
-        session.flush()
-        audit.record(ctx, entity="payments", entity_id=payment.id, action="update", diff=diff)
+    move_or_update(session, ctx, payment, moved_to, PAYMENT, diff)
     before = {"amountRefunded": invoice.amount_refunded, "amountCredited": invoice.amount_credited}
     invoice.amount_refunded += row.amount
     invoice.amount_credited += row.amount
     after = {"amountRefunded": invoice.amount_refunded, "amountCredited": invoice.amount_credited}
-    if invoice.amount_credited == invoice.grand_total:
-        states.transition(
-            session,
-            ctx,
-            invoice,
-            InvoiceStatus.REFUNDED,
-            INVOICE,
-            diff=audit.diff_of(before, after),
-        )
-    else:
-        invoice.updated_at = ctx.now()
-        session.flush()
-        audit.record(
-            ctx,
-            entity="invoices",
-            entity_id=invoice.id,
-            action="update",
-            diff=audit.diff_of(before, after),
-        )
+    fully = invoice.amount_credited == invoice.grand_total
+    target = InvoiceStatus.REFUNDED if fully else invoice.status
+    move_or_update(session, ctx, invoice, target, INVOICE, audit.diff_of(before, after))
 
 
 def refunds_of(session: Session, payment_id: uuid.UUID) -> list[PaymentRefund]:
