@@ -353,7 +353,7 @@ def make_refund(
     request: gateway.RefundRequest,
 ) -> None:
     with transaction(db, ctx) as session:
-        client = gateways.client(gateway.account_of(session, cipher, ctx.tenant_id))  # type: ignore[arg-type]
+        client = gateways.client(gateway.account_of(session, cipher, request.tenant_id))
     try:
         made = gateway.ask_for_refund(client, request)
     except GatewayError as error:

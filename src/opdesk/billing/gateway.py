@@ -455,6 +455,7 @@ def _refund_moved(session: Session, ctx: RequestContext, event: Event) -> Outcom
 @dataclass(frozen=True)
 class RefundRequest:
     refund_id: uuid.UUID
+    tenant_id: uuid.UUID
     gateway_payment_id: str
     amount: Decimal
 
@@ -511,7 +512,7 @@ def open_refund(
         to_state=RefundStatus.PENDING,
         diff=audit.diff_of({}, {"paymentId": payment.id, "amount": value, "reason": row.reason}),
     )
-    return RefundRequest(row.id, payment.gateway_payment_id, value)
+    return RefundRequest(row.id, payment.tenant_id, payment.gateway_payment_id, value)
 
 
 def ask_for_refund(client: Razorpay, request: RefundRequest) -> Any:

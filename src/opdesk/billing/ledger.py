@@ -17,7 +17,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, case, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from opdesk.billing.models import (
     CURRENCY,
@@ -99,13 +99,15 @@ def entries(session: Session, patient_id: uuid.UUID) -> list[LedgerEntry]:
 # --------------------------------------------------------------------------- reconciling
 
 
-def _sums_by(session: Session, column: object, kind: LedgerKind) -> dict[uuid.UUID, Decimal]:
+def _sums_by(
+    session: Session, column: InstrumentedAttribute[uuid.UUID | None], kind: LedgerKind
+) -> dict[uuid.UUID, Decimal]:
     rows = session.execute(
-        select(column, func.sum(LedgerEntry.amount))  # type: ignore[call-overload]
-        .where(LedgerEntry.kind == kind, column.isnot(None))  # type: ignore[attr-defined]
+        select(column, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.kind == kind, column.isnot(None))
         .group_by(column)
     )
-    return {key: Decimal(total) for key, total in rows}
+    return {key: Decimal(total) for key, total in rows if key is not None}
 
 
 def check(session: Session) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -21,7 +21,7 @@ Amount = Annotated[Decimal, Field(max_digits=12, decimal_places=2)]
 Quantity = Annotated[Decimal, Field(max_digits=7, decimal_places=2)]
 Rate = Annotated[Decimal, Field(max_digits=5, decimal_places=2)]
 LineType = Literal["consult", "service", "lab", "med", "package"]
-assert set(LineType.__args__) == set(LINE_TYPES)  # type: ignore[attr-defined]
+assert set(get_args(LineType)) == set(LINE_TYPES)
 
 
 class LineIn(ApiModel):
