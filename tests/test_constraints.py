@@ -88,6 +88,7 @@ class World:
     offer: uuid.UUID  # open
     automation_event: uuid.UUID  # pending, for the appointment
     clinical: Clinical
+    billing: Billing
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,61 @@ class Clinical:
     diet_template: uuid.UUID
     diet_plan: uuid.UUID  # draft
     order: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Billing:
+    """A row of each billing table: the booking's draft charge, an issued invoice, a
+    pending payment on it (UPI, through a link), a refund, a ledger row, a webhook event.
+    """
+
+    draft: uuid.UUID  # the appointment's charge, made by booking
+    invoice: uuid.UUID  # issued
+    payment: uuid.UUID
+    refund: uuid.UUID
+    ledger_entry: uuid.UUID
+    gateway_event: uuid.UUID
+
+
+_BILLING_ROWS = [
+    "insert into invoices (tenant_id, id, patient_id, number, status, line_items, subtotal,"
+    " tax_total, discount_total, grand_total, balance_due, cgst_total, sgst_total, igst_total,"
+    " amount_paid, amount_refunded, amount_credited, issued_at, created_at, updated_at)"
+    " values (:tenant, :invoice, :patient, 'T/2026-27/000001', 'issued', '[]', 100, 0, 0,"
+    " 100, 100, 0, 0, 0, 0, 0, 0, now(), now(), now())",
+    "insert into payments (tenant_id, id, invoice_id, patient_id, method, amount, status,"
+    " gateway_provider, gateway_payment_id, gateway_link_id, reference, created_at,"
+    " updated_at) values (:tenant, :payment, :invoice, :patient, 'upi', 100, 'pending',"
+    " 'razorpay', 'pay_T1', 'plink_T1', '123456789012', now(), now())",
+    "insert into payments_refunds (tenant_id, id, payment_id, invoice_id, amount, status,"
+    " method, reason, gateway_refund_id, created_at) values (:tenant, :refund, :payment,"
+    " :invoice, 10, 'pending', 'gateway', 'test', 'rfnd_T1', now())",
+    "insert into ledger_entries (tenant_id, id, patient_id, invoice_id, type, kind, amount,"
+    " description, created_at) values (:tenant, :ledger_entry, :patient, :invoice, 'debit',"
+    " 'invoice', 100, 'Invoice T/2026-27/000001', now())",
+    "insert into gateway_events (tenant_id, id, provider, event_id, kind, payload, outcome,"
+    " received_at) values (:tenant, :gateway_event, 'razorpay', 'evt_T1', 'payment.captured',"
+    " '{}', 'review', now())",
+    "insert into billing_settings (tenant_id, updated_at) values (:tenant, now())",
+    "insert into consultation_fees (tenant_id, doctor_id, visit_type, amount, updated_at)"
+    " values (:tenant, :doctor, 'follow-up', 300, now())",
+    "insert into invoice_counters (tenant_id, financial_year, last_number)"
+    " values (:tenant, '2026-27', 1)",
+]
+
+
+def _billing(db: Database, tenant_id: uuid.UUID, **refs: uuid.UUID) -> Billing:
+    """``refs``: the patient, doctor and appointment the rows belong to."""
+    ids = {name: new_id() for name in Billing.__dataclass_fields__ if name != "draft"}
+    with transaction(db, ctx_for(tenant_id)) as session:
+        unaudited(session)
+        for statement in _BILLING_ROWS:
+            session.execute(text(statement), {**ids, **refs, "tenant": tenant_id})
+        draft = session.execute(
+            text("select id from invoices where appointment_id = :a and status = 'draft'"),
+            {"a": refs["appointment"]},
+        ).scalar_one()
+    return Billing(draft=draft, **ids)
 
 
 # Until the clinical services exist (the clinical issue), their rows are written here as
@@ -225,6 +281,9 @@ def world(db: Database, ident: Identity) -> World:
                 doctor=doctor.id,
                 appointment=appointment.id,
                 user=doctor.user_id,
+            ),
+            billing=_billing(
+                db, tenant.id, patient=patient.id, doctor=doctor.id, appointment=appointment.id
             ),
         )
 
@@ -356,6 +415,29 @@ def _clinical_copy(table: str, row: str, **changes: object) -> Write:
 def _clinical_change(table: str, row: str, **changes: object) -> Write:
     def write(session: Session, w: World) -> None:
         change(session, table, getattr(w.clinical, row), **changes)
+
+    return write
+
+
+def _billing_change(table: str, row: str, **changes: object) -> Write:
+    def write(session: Session, w: World) -> None:
+        change(session, table, getattr(w.billing, row), **changes)
+
+    return write
+
+
+def _billing_copy(table: str, row: str, **changes: object) -> Write:
+    def write(session: Session, w: World) -> None:
+        copy(session, table, getattr(w.billing, row), **changes)
+
+    return write
+
+
+def _clinic_row(statement: str) -> Write:
+    """A write to a table keyed by the clinic (no id of its own)."""
+
+    def write(session: Session, w: World) -> None:
+        session.execute(text(statement), {"tenant": w.tenant_id})
 
     return write
 
@@ -528,6 +610,245 @@ CLINICAL_CASES: list[Case] = [
         "ck_orders_status_known",
         "an order's status is one of its timeline's",
         _clinical_change("orders", "order", status="lost"),
+    ),
+]
+
+BILLING_CASES = [
+    # ---- an invoice's totals (on the draft: an issued one is frozen before any check)
+    check(
+        "ck_invoices_amounts_not_negative",
+        "no amount of an invoice is negative",
+        _billing_change("invoices", "draft", cgst_total=-1, sgst_total=1),
+    ),
+    check(
+        "ck_invoices_balance_adds_up",
+        "the balance is the total less credits and payments, plus refunds",
+        _billing_change("invoices", "draft", balance_due=Sql("balance_due - 1")),
+    ),
+    check(
+        "ck_invoices_cgst_sgst_or_igst",
+        "tax inside the state is CGST+SGST, to another state IGST, never both",
+        _billing_change(
+            "invoices",
+            "draft",
+            igst_total=1,
+            tax_total=Sql("tax_total + 1"),
+            grand_total=Sql("grand_total + 1"),
+            balance_due=Sql("balance_due + 1"),
+        ),
+    ),
+    check(
+        "ck_invoices_credits_within_total",
+        "credit notes never cancel more than the invoice's total",
+        _billing_change(
+            "invoices", "draft", amount_credited=Sql("grand_total + 1"), balance_due=-1
+        ),
+    ),
+    check(
+        "ck_invoices_discount_within_subtotal",
+        "a discount is never more than what it discounts",
+        _billing_change(
+            "invoices",
+            "draft",
+            discount_total=Sql("subtotal + 1"),
+            cgst_total=1,
+            sgst_total=1,
+            tax_total=2,
+            grand_total=1,
+            balance_due=1,
+        ),
+    ),
+    check(
+        "ck_invoices_grand_total_adds_up",
+        "the grand total is the subtotal less discounts plus tax",
+        _billing_change(
+            "invoices",
+            "draft",
+            grand_total=Sql("grand_total + 1"),
+            balance_due=Sql("balance_due + 1"),
+        ),
+    ),
+    check(
+        "ck_invoices_issued_at_when_issued",
+        "a draft has no issue date",
+        _billing_change("invoices", "draft", issued_at=Sql("now()")),
+    ),
+    check(
+        "ck_invoices_line_items_array",
+        "an invoice's lines are a list",
+        _billing_change("invoices", "draft", line_items=Sql("'{}'::jsonb")),
+    ),
+    check(
+        "ck_invoices_never_overpaid",
+        "an invoice never takes more than it asks",
+        _billing_change("invoices", "draft", amount_paid=Sql("grand_total + 1"), balance_due=-1),
+    ),
+    check(
+        "ck_invoices_numbered_when_issued",
+        "a draft takes no number",
+        _billing_change("invoices", "draft", number="T/2026-27/999999"),
+    ),
+    check(
+        "ck_invoices_refunds_within_paid",
+        "an invoice never gives back more than it was paid",
+        _billing_change("invoices", "draft", amount_refunded=1, balance_due=Sql("balance_due + 1")),
+    ),
+    check(
+        "ck_invoices_status_known",
+        "an invoice's status is one of its machine's",
+        _billing_change(
+            "invoices", "draft", status="void", number="T/void/1", issued_at=Sql("now()")
+        ),
+    ),
+    check(
+        "ck_invoices_tax_total_adds_up",
+        "the tax total is CGST + SGST + IGST",
+        _billing_change(
+            "invoices",
+            "draft",
+            tax_total=Sql("tax_total + 1"),
+            grand_total=Sql("grand_total + 1"),
+            balance_due=Sql("balance_due + 1"),
+        ),
+    ),
+    unique(
+        "uq_invoices_tenant_id_number",
+        "an invoice number is the clinic's once",
+        _billing_copy("invoices", "invoice"),
+    ),
+    unique(
+        "uq_invoices_draft_per_appointment",
+        "an appointment has one open charge",
+        _billing_copy("invoices", "draft"),
+    ),
+    check(
+        "ck_invoice_counters_financial_year_form",
+        "a counter counts one financial year, written 2026-27",
+        _clinic_row(
+            "insert into invoice_counters (tenant_id, financial_year, last_number)"
+            " values (:tenant, '2026', 1)"
+        ),
+    ),
+    check(
+        "ck_invoice_counters_last_number_positive",
+        "numbers count from 1",
+        _clinic_row(
+            "insert into invoice_counters (tenant_id, financial_year, last_number)"
+            " values (:tenant, '2030-31', 0)"
+        ),
+    ),
+    # ---- payments and refunds (on the pending payment: a captured one is frozen)
+    check(
+        "ck_payments_amount_positive",
+        "a payment is of more than nothing",
+        _billing_change("payments", "payment", amount=0),
+    ),
+    check(
+        "ck_payments_captured_at_when_captured",
+        "only money received has a capture time",
+        _billing_change("payments", "payment", captured_at=Sql("now()")),
+    ),
+    check(
+        "ck_payments_currency_inr",
+        "payments are in rupees",
+        _billing_change("payments", "payment", currency="USD"),
+    ),
+    check(
+        "ck_payments_method_known",
+        "a payment is cash, card, UPI or a link",
+        _billing_change("payments", "payment", method="cheque"),
+    ),
+    check(
+        "ck_payments_refunds_within_amount",
+        "a payment never gives back more than it brought",
+        _billing_change("payments", "payment", amount_refunded=Sql("amount + 1")),
+    ),
+    check(
+        "ck_payments_status_known",
+        "a payment's status is one of its machine's",
+        _billing_change("payments", "payment", status="lost"),
+    ),
+    unique(
+        "uq_payments_gateway_link",
+        "a payment link settles one payment",
+        _billing_copy("payments", "payment", gateway_payment_id=None, reference=None),
+    ),
+    unique(
+        "uq_payments_gateway_payment",
+        "a gateway's payment is recorded once",
+        _billing_copy("payments", "payment", gateway_link_id=None, reference=None),
+    ),
+    unique(
+        "uq_payments_upi_reference",
+        "a UPI transfer (its UTR) pays once",
+        _billing_copy("payments", "payment", gateway_link_id=None, gateway_payment_id=None),
+    ),
+    check(
+        "ck_payments_refunds_amount_positive",
+        "a refund is of more than nothing",
+        _billing_change("payments_refunds", "refund", amount=0),
+    ),
+    check(
+        "ck_payments_refunds_method_known",
+        "money goes back through the gateway, or in cash, UPI or card",
+        _billing_change("payments_refunds", "refund", method="bank"),
+    ),
+    check(
+        "ck_payments_refunds_status_known",
+        "a refund is pending, processed or failed",
+        _billing_change("payments_refunds", "refund", status="lost"),
+    ),
+    unique(
+        "uq_payments_refunds_gateway_refund",
+        "a gateway's refund is recorded once",
+        _billing_copy("payments_refunds", "refund"),
+    ),
+    # ---- the ledger (inserts: its rows are never updated)
+    check(
+        "ck_ledger_entries_amount_positive",
+        "a ledger row moves more than nothing",
+        _billing_copy("ledger_entries", "ledger_entry", amount=0),
+    ),
+    check(
+        "ck_ledger_entries_currency_inr",
+        "the ledger is in rupees",
+        _billing_copy("ledger_entries", "ledger_entry", currency="USD"),
+    ),
+    check(
+        "ck_ledger_entries_kind_known",
+        "a ledger row is an invoice, payment, refund or credit note",
+        _billing_copy("ledger_entries", "ledger_entry", kind="gift"),
+    ),
+    check(
+        "ck_ledger_entries_kind_matches_type",
+        "invoices and refunds are debits, payments and credit notes credits",
+        _billing_copy("ledger_entries", "ledger_entry", kind="payment"),
+    ),
+    check(
+        "ck_ledger_entries_type_known",
+        "a ledger row is a debit or a credit",
+        _billing_copy("ledger_entries", "ledger_entry", kind="payment", type="both"),
+    ),
+    # ---- webhooks and settings
+    check(
+        "ck_gateway_events_outcome_known",
+        "a webhook was applied, changed nothing, is for review, or was ignored",
+        _billing_change("gateway_events", "gateway_event", outcome="lost"),
+    ),
+    unique(
+        "uq_gateway_events_event",
+        "a gateway's event is applied once",
+        _billing_copy("gateway_events", "gateway_event"),
+    ),
+    check(
+        "ck_billing_settings_prepay_minutes_range",
+        "a prepayment link lasts 5 minutes to a day",
+        _clinic_row("update billing_settings set prepay_minutes = 1 where tenant_id = :tenant"),
+    ),
+    check(
+        "ck_consultation_fees_amount_not_negative",
+        "a fee is not negative",
+        _clinic_row("update consultation_fees set amount = -1 where tenant_id = :tenant"),
     ),
 ]
 
@@ -837,6 +1158,7 @@ CASES: list[Case] = [
         lambda s, w: change(s, "waitlist_entries", w.entry, until_date=Sql("from_date - 1")),
     ),
     *CLINICAL_CASES,
+    *BILLING_CASES,
 ]
 BY_NAME = {case.constraint: case for case in CASES}
 assert len(BY_NAME) == len(CASES), "two cases for one constraint"
