@@ -43,8 +43,8 @@ from opdesk.web.templating import NavEntry
 
 router = APIRouter(include_in_schema=False)
 NAV: tuple[NavEntry, ...] = (
-    NavEntry("Invoices", "/billing/invoices", "invoices:read", "desk"),
-    NavEntry("Accounts day", "/billing/day", "reports:read", "desk"),
+    NavEntry("Invoices", "/billing/invoices", "invoices:read", "billing"),
+    NavEntry("Accounts day", "/billing/day", "reports:read", "billing"),
     NavEntry("Billing and payments", "/admin/billing", "clinic:manage", "admin"),
     NavEntry("My bills", "/me/invoices", "portal:self", "patient"),
 )

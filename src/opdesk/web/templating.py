@@ -47,7 +47,7 @@ class NavItem:
 
 # Where an entry sits in the bar; within a section, entries keep the order the app
 # collects them in (see ``PAGE_MODULES`` in app.py).
-SECTIONS = ("patient", "desk", "clinical", "admin", "account", "dev")
+SECTIONS = ("patient", "desk", "billing", "clinical", "admin", "account", "dev")
 
 
 @dataclass(frozen=True)
