@@ -1,0 +1,96 @@
+"""Gaps that mutation testing (``make mutate``, entry ``security``) found in the key tests:
+each test kills mutants that survived them. Mutant ids are mutmut's.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opdesk.config import Settings
+from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
+
+
+def _settings(tmp_path: Path, **values: Any) -> Settings:
+    return Settings(data_dir=tmp_path, _env_file=None, **values)
+
+
+def test_each_purpose_derives_its_own_32_byte_key() -> None:
+    # crypto.xǁKeyringǁderived_key__mutmut_4, _8 (no `info`: every purpose got one key),
+    # _9 (33 bytes). (_7 drops `salt=None`, HKDF's default: equivalent.)
+    ring = new_keyring()
+    cookies, csrf = ring.derived_key("opdesk flash cookie v1"), ring.derived_key("opdesk csrf v1")
+    assert len(cookies) == len(csrf) == 32
+    assert cookies != csrf
+    assert ring.derived_key("opdesk csrf v1") == csrf
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [("OPDESK_BLIND_INDEX_KEY", "blind_index_key"), ("OPDESK_SIGNING_KEY", "signing_key")],
+)
+def test_a_key_that_is_not_base64_is_named_by_its_variable(
+    tmp_path: Path, variable: str, field: str
+) -> None:
+    # keys.x_load_keyring__mutmut_14, _18, _19, _21, _25, _26: the message's name was unread.
+    env = keyring_env(new_keyring())
+    values = {
+        "master_keys": env["OPDESK_MASTER_KEYS"],
+        "blind_index_key": env["OPDESK_BLIND_INDEX_KEY"],
+        "signing_key": env["OPDESK_SIGNING_KEY"],
+        field: "***",
+    }
+    with pytest.raises(KeyConfigError) as refused:
+        load_keyring(_settings(tmp_path, env="prod", **values))
+    assert str(refused.value) == f"{variable} is not valid base64"
+
+
+def test_a_data_key_that_is_not_base64_is_named_by_its_number(tmp_path: Path) -> None:
+    # keys.x_keyring_from_json__mutmut_3; and x_load_keyring__mutmut_10 (the JSON message)
+    env = keyring_env(new_keyring())
+    for master, message in (
+        ('{"active": 1, "keys": {"7": "***"}}', "data key 7 is not valid base64"),
+        ("not json", "OPDESK_MASTER_KEYS is not valid JSON"),
+    ):
+        with pytest.raises(KeyConfigError) as refused:
+            load_keyring(
+                _settings(
+                    tmp_path,
+                    env="prod",
+                    master_keys=master,
+                    blind_index_key=env["OPDESK_BLIND_INDEX_KEY"],
+                    signing_key=env["OPDESK_SIGNING_KEY"],
+                )
+            )
+        assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("given", ["signing_key", "blind_index_key", "master_keys"])
+def test_a_developer_with_one_key_set_still_gets_the_dev_key_file(
+    tmp_path: Path, given: str
+) -> None:
+    # keys.x_load_keyring__mutmut_2, _3: one variable set counted as all three.
+    env = keyring_env(new_keyring())
+    names = {
+        "master_keys": "OPDESK_MASTER_KEYS",
+        "blind_index_key": "OPDESK_BLIND_INDEX_KEY",
+        "signing_key": "OPDESK_SIGNING_KEY",
+    }
+    source = load_keyring(_settings(tmp_path, env="dev", **{given: env[names[given]]}))
+    assert isinstance(source, FileKeyring)
+
+
+def test_the_dev_key_warning_says_where_the_keys_are(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # keys.x_dev_keyring__mutmut_6, _8, _9: the warning's path and words were unread.
+    with caplog.at_level(logging.WARNING):
+        load_keyring(_settings(tmp_path, env="dev"))
+    path = tmp_path / "keys" / "keyring.json"
+    assert (
+        f"generated DEVELOPMENT keys in {path}; never use them for real patient data"
+        in caplog.messages
+    )
