@@ -4,13 +4,16 @@ each test kills mutants that survived them. Mutant ids are mutmut's.
 
 from __future__ import annotations
 
+import json
 import logging
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from opdesk.config import Settings
+from opdesk.security import permissions
 from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
 
 
@@ -94,3 +97,65 @@ def test_the_dev_key_warning_says_where_the_keys_are(
         f"generated DEVELOPMENT keys in {path}; never use them for real patient data"
         in caplog.messages
     )
+
+
+def test_production_names_every_missing_key_and_what_to_run(tmp_path: Path) -> None:
+    # keys.x_load_keyring__mutmut_35, _37 to _39, _46, _49, _50: only "not set" was matched.
+    with pytest.raises(KeyConfigError) as refused:
+        load_keyring(_settings(tmp_path, env="prod"))
+    assert str(refused.value) == (
+        "production start refused: OPDESK_MASTER_KEYS, OPDESK_BLIND_INDEX_KEY, "
+        "OPDESK_SIGNING_KEY not set. Generate keys with `opdesk keys generate` and "
+        "provide them through the environment."
+    )
+
+
+@pytest.mark.parametrize("entry", ["blind_index_key", "signing_key"])
+def test_a_key_file_with_a_damaged_key_names_the_entry(tmp_path: Path, entry: str) -> None:
+    # keys.xǁFileKeyringǁreload__mutmut_4, _8, _9, _13, _17, _18
+    path = tmp_path / "keys" / "keyring.json"
+    FileKeyring(path).save(new_keyring())
+    doc = json.loads(path.read_text())
+    doc[entry] = "***"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KeyConfigError) as refused:
+        FileKeyring(path).reload()
+    assert str(refused.value) == f"{entry} is not valid base64"
+
+
+def test_the_key_file_is_made_with_its_folders_closed_to_others(tmp_path: Path) -> None:
+    # keys.xǁFileKeyringǁsave__mutmut_1, _4, _7 (no parents), _6, _9 (the folder's mode).
+    # (_13, the temporary file's suffix, and _32/_35/_37, the JSON indent, change nothing
+    # a reader sees: equivalent.)
+    path = tmp_path / "deep" / "keys" / "keyring.json"
+    FileKeyring(path).save(new_keyring())
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert FileKeyring(path).reload() == FileKeyring(path).current()
+
+
+@pytest.mark.parametrize(
+    ("role", "category", "may"),
+    [
+        ("pharmacy", "prescription", True),
+        ("pharmacy", "lab-report", False),
+        ("pharmacy", "invoice", False),
+        ("accounts", "invoice", True),
+        ("accounts", "prescription", False),
+        ("accounts", "referral", False),
+        ("doctor", "lab-report", True),
+        ("doctor", "invoice", False),
+        ("frontdesk", "invoice", True),
+        (None, "prescription", False),
+    ],
+)
+def test_who_reads_a_document_depends_on_its_category(
+    role: str | None, category: str, may: bool
+) -> None:
+    # permissions.x_document_action__mutmut_1 to _4 (every category read as clinical),
+    # x_may_read_document__mutmut_1, _2, _5: pharmacy's and accounts' documents untested.
+    assert permissions.may_read_document(role, category) is may
+    expected = {
+        "prescription": "documents:read-prescriptions",
+        "invoice": "documents:read-invoices",
+    }.get(category, "documents:read-clinical")
+    assert permissions.document_action(category) == expected
