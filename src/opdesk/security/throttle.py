@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Identity, Index, LargeBinary, Text, delete, func, select, text
+from sqlalchemy import BigInteger, Identity, Index, LargeBinary, Text, delete, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opdesk.db import Base
@@ -85,13 +85,3 @@ def forget(session: Session, limit: Limit, key: bytes) -> None:
 def sweep(session: Session, older_than: datetime) -> int:
     result = session.execute(delete(AuthThrottle).where(AuthThrottle.at < older_than))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def total(session: Session, limit: Limit, key: bytes) -> int:
-    return int(
-        session.execute(
-            select(func.count())
-            .select_from(AuthThrottle)
-            .where(AuthThrottle.kind == limit.kind, AuthThrottle.key_hash == key)
-        ).scalar_one()
-    )
