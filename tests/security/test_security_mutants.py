@@ -183,3 +183,26 @@ def test_the_sweeper_forgets_counted_events_older_than_it_keeps(db: Database) ->
         a_day = throttle.Limit("test-sweep", 3, timedelta(days=1))
         kept = throttle.recent(session, a_day, key, now)
     assert sorted(kept) == [now - timedelta(minutes=60), now]
+
+
+def test_an_account_with_no_password_never_signs_in() -> None:
+    # passwords.x_verify_password__mutmut_9: an account with no password (a patient, a
+    # new user before their link) answered True for any password. The others are
+    # equivalent: verifying reads the stored hash's own parameters whatever hasher reads
+    # it (_1, _7, _14), and _8 changes only how long the dummy check takes.
+    from opdesk.security.passwords import hash_password, verify_password
+
+    assert verify_password("anything at all", None, fast=True) is False
+    assert verify_password("anything at all", None) is False
+    stored = hash_password("correct horse battery", fast=True)
+    assert verify_password("correct horse battery", stored, fast=True) is True
+    assert verify_password("wrong horse battery", stored, fast=True) is False
+
+
+@pytest.mark.parametrize("action", sorted(permissions.PSEUDO_ACTIONS))
+def test_a_route_that_needs_no_permission_is_open_to_anyone(action: str) -> None:
+    # permissions.x_allowed__mutmut_2: the pseudo-actions were refused to everyone.
+    for role in (None, *permissions.ROLES):
+        assert permissions.allowed(role, action) is True
+    assert permissions.allowed(None, "patients:read") is False
+    assert permissions.allowed("admin", "no-such:action") is False
