@@ -8,9 +8,12 @@ gets the first answer and moves no money twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Response
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from opdesk import idempotency, records
 from opdesk.billing import documents, gateway, invoices, ledger, payments, queries, reminders
@@ -166,6 +169,31 @@ def send_invoice(
     return SentOut(channel=reminders.send_invoice(session, ctx, cipher, invoice))
 
 
+def _once(
+    session: Session,
+    ctx: RequestContext,
+    who: Principal,
+    key: str | None,
+    operation: str,
+    body: BaseModel,
+    act: Callable[[], BaseModel],
+    status_code: int,
+) -> Any:
+    """Run a money-moving ``act`` once per Idempotency-Key of this caller."""
+    return answer(
+        idempotency.run_once(
+            session,
+            ctx,
+            actor_key=str(who.user_id),
+            key=key,
+            operation=operation,
+            body=body.model_dump(mode="json"),
+            act=act,
+            status_code=status_code,
+        )
+    )
+
+
 def _parts(body: PaymentIn) -> list[payments.Part]:
     if body.split is not None:
         if body.method is not None or body.amount is not None:
@@ -195,17 +223,15 @@ def collect_payment(
     (the transfer's 12-digit UTR), or a split across them. Never more than the balance
     due (422); a paid invoice answers 409.
     """
-    return answer(
-        idempotency.run_once(
-            session,
-            ctx,
-            actor_key=str(who.user_id),
-            key=key,
-            operation=f"collect:{invoice.id}",
-            body=body.model_dump(mode="json"),
-            act=lambda: PaymentOut.of(payments.collect(session, ctx, invoice, parts=_parts(body))),
-            status_code=201,
-        )
+    return _once(
+        session,
+        ctx,
+        who,
+        key,
+        f"collect:{invoice.id}",
+        body,
+        lambda: PaymentOut.of(payments.collect(session, ctx, invoice, parts=_parts(body))),
+        201,
     )
 
 
@@ -236,26 +262,24 @@ def refund_payment(
     key: IdempotencyKey = None,
 ) -> Any:
     """Give back (part of) a payment; more than is left of it is 409."""
-    return answer(
-        idempotency.run_once(
-            session,
-            ctx,
-            actor_key=str(who.user_id),
-            key=key,
-            operation=f"refund:{payment.id}",
-            body=body.model_dump(mode="json"),
-            act=lambda: RefundOut.of(
-                payments.refund(
-                    session,
-                    ctx,
-                    payment,
-                    amount=body.amount,
-                    reason=body.reason,
-                    method=body.method,
-                )
-            ),
-            status_code=201,
-        )
+    return _once(
+        session,
+        ctx,
+        who,
+        key,
+        f"refund:{payment.id}",
+        body,
+        lambda: RefundOut.of(
+            payments.refund(
+                session,
+                ctx,
+                payment,
+                amount=body.amount,
+                reason=body.reason,
+                method=body.method,
+            )
+        ),
+        201,
     )
 
 
@@ -389,17 +413,15 @@ def refund_through_gateway(
         tasks.add_task(make_refund, db, _after_commit(ctx), cipher, gateways, request)
         return RefundOut.of(records.by_id(session, PaymentRefund, request.refund_id))
 
-    return answer(
-        idempotency.run_once(
-            session,
-            ctx,
-            actor_key=str(who.user_id),
-            key=key,
-            operation=f"gateway-refund:{payment.id}",
-            body=body.model_dump(mode="json"),
-            act=act,
-            status_code=202,
-        )
+    return _once(
+        session,
+        ctx,
+        who,
+        key,
+        f"gateway-refund:{payment.id}",
+        body,
+        act,
+        202,
     )
 
 

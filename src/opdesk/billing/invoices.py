@@ -350,7 +350,8 @@ def draft_for_appointment(session: Session, appointment_id: uuid.UUID) -> Invoic
 
 def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UUID) -> Invoice:
     """The visit's checkout draft: the booking's charge brought up to date with what the
-    visit added (services, priced tests), or a new draft when there is none.
+    visit added (services, priced tests), or a new draft when there is none. A draft
+    already in step is returned as it is (opening checkout again writes nothing).
 
     Lines added by hand to the draft are kept; lines from the visit are rebuilt.
     """
@@ -375,12 +376,15 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
     earlier = [money.line_from_json(item) for item in draft.line_items]
     by_hand = [x for x in earlier if x.ref_id not in from_visit and x.type != "consult"]
     built = _keep_discounts(built, earlier)
+    lines = [*built, *by_hand]
+    if draft.visit_id == visit.id and earlier == lines:
+        return draft  # already in step with the visit: nothing to write
     draft.visit_id = visit.id
     return revise_draft(
         session,
         ctx,
         draft,
-        lines=[*built, *by_hand],
+        lines=lines,
         discount_reason=draft.discount_reason,
         place_of_supply=draft.place_of_supply,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -249,33 +250,9 @@ def new_invoice(
 # --------------------------------------------------------------------------- checkout
 
 
-def _signature(spec: money.LineIn) -> tuple[str, ...]:
-    """What a visit decides of a line (not its discount, which the desk gives)."""
-    return (
-        spec.type,
-        spec.ref_id or "",
-        spec.description,
-        f"{spec.quantity.normalize():f}",
-        f"{spec.unit_price.normalize():f}",
-        f"{spec.tax_rate.normalize():f}",
-        spec.sac_hsn or "",
-    )
-
-
 def _from_visit(built: Sequence[money.LineIn], item: dict[str, Any]) -> bool:
     refs = {line.ref_id for line in built}
     return item.get("refId") in refs or item["type"] == "consult"
-
-
-def _in_step(session: Session, visit: Visit, draft: Invoice | None) -> bool:
-    """Whether the checkout draft already holds what the visit charges."""
-    if draft is None or draft.visit_id != visit.id:
-        return False
-    built = invoices.visit_lines(session, visit)
-    have = sorted(
-        _signature(money.line_from_json(i)) for i in draft.line_items if _from_visit(built, i)
-    )
-    return have == sorted(_signature(b) for b in built)
 
 
 def _billed(
@@ -309,10 +286,7 @@ def checkout_page(
             f"This visit is billed on invoice {billed.number}.",
             "info",
         )
-    draft = invoices.draft_for_appointment(session, visit.appointment_id)
-    if not _in_step(session, visit, draft):
-        draft = invoices.draft_from_visit(session, ctx, visit_id=visit.id)
-    assert draft is not None
+    draft = invoices.draft_from_visit(session, ctx, visit_id=visit.id)
     return _editor(request, session, draft, visit=visit)
 
 
@@ -531,18 +505,7 @@ def save_discounts(
         lines = []
         for i, spec in enumerate(_lines_of(invoice)):
             off = parse_amount(form.get(f"discount.{i}", ""), f"discount.{i}", blank=money.ZERO)
-            lines.append(
-                money.LineIn(
-                    type=spec.type,
-                    description=spec.description,
-                    quantity=spec.quantity,
-                    unit_price=spec.unit_price,
-                    tax_rate=spec.tax_rate,
-                    discount_amount=off,
-                    sac_hsn=spec.sac_hsn,
-                    ref_id=spec.ref_id,
-                )
-            )
+            lines.append(replace(spec, discount_amount=off))
         reason = form.get("discountReason", "").strip()
         return _revise(session, ctx, invoice, lines, discount_reason=reason)
 
