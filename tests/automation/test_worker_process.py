@@ -169,9 +169,13 @@ def test_two_workers_and_twenty_kills_deliver_every_message_and_only_in_flight_o
     assert len(kills) >= kills_wanted
     assert set(arrivals) == {f"crash:{i}" for i in range(total)}  # none lost
     twice = {key: times for key, times in arrivals.items() if len(times) > 1}
+    # A request written just before its worker's kill can still be read by the busy fake
+    # after the kill was noted, so the first arrival may trail the kill by up to the
+    # send timeout (the longest a killed worker's request could have been on its way).
+    slack = tuning.send_timeout
     for key, times in twice.items():
         # Sent, then its worker was killed before recording it, then sent again by another.
-        assert any(min(times) <= kill <= max(times) for kill in kills), key
+        assert any(min(times) - slack <= kill <= max(times) for kill in kills), key
     assert len(twice) <= len(kills)  # one message in flight per killed worker at most
     assert overlaps == []  # never two senders of one message at the same moment
 

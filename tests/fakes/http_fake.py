@@ -27,7 +27,7 @@ class Received:
     raw: bytes
     body: Any
     reference: str | None
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass
@@ -153,6 +153,7 @@ class FakeProvider:
         if refused is not None:
             return refused
         reference = self.reference_of(path, headers, body)
+        arrived = time.monotonic()  # before the delay: a slow answer is still an arrival
         with self.lock:
             scripted = self._script.pop(0) if self._script else None
             if reference is not None:
@@ -164,7 +165,9 @@ class FakeProvider:
                 time.sleep(self.delay)
             with self.lock:
                 if scripted is None:
-                    self.received.append(Received("POST", path, headers, raw, body, reference))
+                    self.received.append(
+                        Received("POST", path, headers, raw, body, reference, arrived)
+                    )
             if scripted is not None:
                 return scripted.status, scripted.body, scripted.headers
             return 200, self.accept(path, headers, body), {}
