@@ -57,6 +57,8 @@ from opdesk.tenancy import service as tenants
 
 if TYPE_CHECKING:
     from opdesk.automation.models import AutomationEvent
+    from opdesk.config import Settings
+    from opdesk.db import Database
     from opdesk.security.crypto import FieldCipher
 
 ENTITY = "appointments"
@@ -69,10 +71,14 @@ REMINDER_2H = "reminder-2h"
 NO_SHOW = "no-show"
 OFFER_EXPIRY = "waitlist-offer-expiry"
 HOLD_EXPIRY = "hold-expiry"
+PREPAY_LAPSE = "prepay-lapse"
+PREPAID_CANCELLED = "prepaid-cancelled"
 
 # reminder rule -> its key in the settings
 REMINDERS = {REMINDER_24H: "24h", REMINDER_2H: "2h"}
 MESSAGE_RULES = (CONFIRMATION, REMINDER_24H, REMINDER_2H)
+# (The prepayment's lapse is left to run when its booking is cancelled: it may be the
+# event cancelling it, and it finds nothing to do otherwise.)
 ALL_RULES = (*MESSAGE_RULES, NO_SHOW)
 
 # An appointment whose messages still make sense: it has not been cancelled, missed or
@@ -125,6 +131,27 @@ def plan(
     return events
 
 
+def awaits_payment(
+    session: Session, tenant_id: uuid.UUID, doctor_id: uuid.UUID, visit_type: str
+) -> bool:
+    """Whether a booking made on the clinic's page waits for its online payment."""
+    from opdesk.billing import prepay
+
+    return prepay.window(session, tenant_id, doctor_id, visit_type) is not None
+
+
+def payment_due_by(session: Session, appointment_id: uuid.UUID) -> datetime | None:
+    """When a booking waiting for its payment lapses (None once it no longer waits)."""
+    from opdesk.automation.models import AutomationEvent, EventStatus
+
+    return session.scalar(
+        select(AutomationEvent.scheduled_for).where(
+            AutomationEvent.dedupe_key == dedupe_key(PREPAY_LAPSE, appointment_id),
+            AutomationEvent.status == EventStatus.PENDING,
+        )
+    )
+
+
 def on_booked(
     session: Session,
     ctx: RequestContext,
@@ -133,7 +160,29 @@ def on_booked(
     starts_at: datetime,
     ends_at: datetime,
 ) -> None:
-    """Schedule a new appointment's events, in the booking's transaction."""
+    """Schedule a new appointment's events, in the booking's transaction. One that waits
+    for its online payment (``requested``) gets only the lapse of that wait: its messages
+    and its no-show check are scheduled when it is confirmed.
+    """
+    if appointment.slot_id is not None:
+        # The slot was taken, perhaps from a hold: that hold's expiry has nothing to do.
+        on_hold_released(session, ctx, appointment.slot_id)
+    # The consultation fee waits as a draft invoice, so checkout cannot forget it.
+    invoices.charge_booking(session, ctx, appointment)
+    if appointment.status == AppointmentStatus.REQUESTED:
+        _schedule_lapse(session, ctx, appointment)
+        return
+    _schedule_plan(session, ctx, appointment, starts_at=starts_at, ends_at=ends_at)
+
+
+def _schedule_plan(
+    session: Session,
+    ctx: RequestContext,
+    appointment: Appointment,
+    *,
+    starts_at: datetime,
+    ends_at: datetime,
+) -> None:
     settings = settings_of(session, appointment.tenant_id)
     events = plan(
         settings,
@@ -151,11 +200,24 @@ def on_booked(
         key_of=lambda rule_name: dedupe_key(rule_name, appointment.id),
         payload={"startsAt": starts_at.isoformat()},
     )
-    if appointment.slot_id is not None:
-        # The slot was taken, perhaps from a hold: that hold's expiry has nothing to do.
-        on_hold_released(session, ctx, appointment.slot_id)
-    # The consultation fee waits as a draft invoice, so checkout cannot forget it.
-    invoices.charge_booking(session, ctx, appointment)
+
+
+def _schedule_lapse(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
+    from opdesk.billing import settings as billing_settings
+
+    waits = billing_settings.prepay_window(session, appointment.tenant_id)
+    if waits is None:  # the clinic stopped taking prepayment a moment ago: its usual wait
+        waits = timedelta(minutes=billing_settings.Billing.prepay_minutes)
+    automation.schedule(
+        session,
+        ctx,
+        rule=PREPAY_LAPSE,
+        entity_type=ENTITY,
+        entity_id=appointment.id,
+        when=ctx.now() + waits,
+        dedupe_key=dedupe_key(PREPAY_LAPSE, appointment.id),
+        payload={},
+    )
 
 
 def on_status_changed(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
@@ -163,12 +225,54 @@ def on_status_changed(session: Session, ctx: RequestContext, appointment: Appoin
     missed…), its pending events are cancelled. A no-show keeps its own no-show event (it
     may be the one running now; it finds nothing to do).
     """
+    if appointment.status == AppointmentStatus.CONFIRMED:
+        _confirmed(session, ctx, appointment)
+        return
     if appointment.status in LIVE:
         return
     if appointment.status in SLOT_GIVEN_UP:
         invoices.drop_booking_charge(session, ctx, appointment.id)
+    if appointment.status == AppointmentStatus.CANCELLED:
+        _settle_cancelled(session, ctx, appointment)
     rules = MESSAGE_RULES if appointment.status == AppointmentStatus.NO_SHOW else ALL_RULES
     automation.cancel_for(session, ctx, entity_type=ENTITY, entity_id=appointment.id, rules=rules)
+
+
+def _confirmed(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
+    """A requested appointment was confirmed (paid): the wait is over, and the events a
+    confirmed booking has are scheduled now (each once: the keys are the booking's).
+    """
+    automation.cancel_for(
+        session, ctx, entity_type=ENTITY, entity_id=appointment.id, rules=(PREPAY_LAPSE,)
+    )
+    if appointment.slot_id is None:
+        return
+    slot = records.by_id(session, Slot, appointment.slot_id)
+    _schedule_plan(session, ctx, appointment, starts_at=slot.starts_at, ends_at=slot.ends_at)
+
+
+def _settle_cancelled(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
+    """A cancelled booking's money: an issued charge nobody paid is cancelled by a credit
+    note (its links failed) at once; links to cancel at Razorpay and link payments to
+    refund are left to the worker (:func:`settle_prepaid`), which calls out after commit.
+    """
+    from opdesk.billing import prepay
+
+    charge = prepay.charge_of(session, appointment.id)
+    if charge is None:
+        return
+    prepay.give_up(session, ctx, appointment.id)
+    if prepay.links_given_up(session, appointment.id) or prepay.paid_by_link(session, charge):
+        automation.schedule(
+            session,
+            ctx,
+            rule=PREPAID_CANCELLED,
+            entity_type=ENTITY,
+            entity_id=appointment.id,
+            when=ctx.now(),
+            dedupe_key=dedupe_key(PREPAID_CANCELLED, appointment.id),
+            payload={},
+        )
 
 
 def on_offered(
@@ -395,3 +499,64 @@ def release_hold(session: Session, ctx: RequestContext, event: AutomationEvent) 
     except (KeyError, ValueError) as exc:
         raise Permanent(f"the event does not say when the hold expires: {exc}") from exc
     waitlist.release_hold(session, ctx, _offers(session, event), slot, expires_at=expires_at)
+
+
+# --------------------------------------------------------------------------- prepayment
+
+
+@rule(PREPAY_LAPSE)
+def lapse_prepayment(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+    """The booking's payment did not arrive in the clinic's minutes: the appointment is
+    cancelled (its slot offered on, its charge cancelled, its link cancelled at Razorpay
+    by :func:`settle_prepaid`). Nothing to do once it was paid or cancelled.
+    """
+    from opdesk.billing import prepay
+    from opdesk.scheduling import lifecycle
+
+    # Locked in the order a capture takes them (payment, invoice, appointment), so a
+    # payment arriving at this very moment waits for the lapse or wins before it.
+    charge = prepay.charge_of(session, event.entity_ref_id)
+    if charge is not None:
+        for payment in prepay.link_payments(session, charge.id):
+            records.lock(session, payment)
+        records.lock(session, charge)
+    try:
+        appointment = records.by_id(session, Appointment, event.entity_ref_id, lock=True)
+    except NotFound:
+        return
+    if appointment.status != AppointmentStatus.REQUESTED:
+        return
+    lifecycle.transition(
+        session,
+        ctx,
+        _offers(session, event),
+        appointment_id=appointment.id,
+        to=AppointmentStatus.CANCELLED,
+    )
+
+
+@rule(PREPAID_CANCELLED)
+def settle_prepaid(
+    session: Session, ctx: RequestContext, event: AutomationEvent
+) -> rules.AfterCommit | None:
+    """A booking with online money on it was cancelled: its given-up links are cancelled
+    at Razorpay and what its links brought in is refunded through Razorpay (the refund
+    rows are written now; Razorpay is asked after the commit, with the refund's own id
+    as the idempotency key, so a retry never refunds twice).
+    """
+    from opdesk.billing import prepay
+
+    links = prepay.links_given_up(session, event.entity_ref_id)
+    refunds = prepay.refunds_due(session, ctx, event.entity_ref_id)
+    if not links and not refunds:
+        return None
+
+    def call_razorpay(db: Database, cipher: FieldCipher, settings: Settings) -> None:
+        from opdesk.billing import gateway, outside
+
+        gateways = gateway.Gateways(settings.razorpay_base_url, settings.razorpay_timeout_seconds)
+        outside.cancel_links(db, ctx, cipher, gateways, links)
+        for request in refunds:
+            outside.make_refund(db, ctx, cipher, gateways, request, retry=True)
+
+    return call_razorpay

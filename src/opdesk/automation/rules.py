@@ -8,8 +8,11 @@ A rule is a function ``(session, ctx, event) -> None`` registered under its name
 
 The worker calls it in a transaction of its own, scoped to the event's clinic, with the
 event locked and still ``pending``; whatever the rule writes commits together with the
-event's move to ``success``. A rule that raises is retried with backoff (the transaction
-rolls back, the attempt is counted); one that raises :class:`Permanent` fails at once.
+event's move to ``success``. A rule that must call an outside provider returns that call
+(an :data:`AfterCommit`) instead: the worker commits the rule's writes, makes the call
+with no transaction open, and only then moves the event to ``success``. A rule that
+raises is retried with backoff (the transaction rolls back, the attempt is counted); one
+that raises :class:`Permanent` fails at once.
 
 The rules live in :mod:`.clinic_rules` (appointments, waitlist offers, holds) and
 :mod:`.later_rules` (records not built yet: follow-ups, refills, lab results, balances,
@@ -29,9 +32,15 @@ from opdesk.context import RequestContext
 
 if TYPE_CHECKING:
     from opdesk.automation.models import AutomationEvent
+    from opdesk.config import Settings
+    from opdesk.db import Database
     from opdesk.security.crypto import FieldCipher
 
-Handler = Callable[[Session, RequestContext, "AutomationEvent"], None]
+# Work a rule leaves for after its transaction commits (a call to an outside provider,
+# which must not hold a transaction open): given the worker's database, cipher and
+# settings. It must be safe to repeat: if it fails, or the worker dies, the rule runs again.
+AfterCommit = Callable[["Database", "FieldCipher", "Settings"], None]
+Handler = Callable[[Session, RequestContext, "AutomationEvent"], AfterCommit | None]
 
 _RULES: dict[str, Handler] = {}
 

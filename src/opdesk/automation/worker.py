@@ -54,7 +54,7 @@ from opdesk.audit.service import CTX_KEY
 from opdesk.automation import clinic_rules, rules
 from opdesk.automation.models import EVENT, AutomationEvent, EventStatus
 from opdesk.automation.service import due_clinics
-from opdesk.config import Settings
+from opdesk.config import Settings, get_settings
 from opdesk.context import Clock, RequestContext, system_context, utc_now
 from opdesk.db import TENANT_KEY, Database, libpq_url
 from opdesk.errors import NotFound
@@ -158,9 +158,12 @@ class Worker:
         clock: Clock = utc_now,
         name: str | None = None,
         rng: random.Random | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.db = db
         self.cipher = cipher
+        # What a rule's outside call needs (the gateway's address and timeout).
+        self.settings = settings or get_settings()
         self.tuning = tuning or Tuning()
         self.jobs = tuple(jobs)
         self.clock = clock
@@ -444,18 +447,31 @@ class Worker:
                     )
                     return
                 session.info[clinic_rules.CIPHER_INFO] = self.cipher
-                rules.handler_for(event.rule)(session, ctx, event)
-                event.attempts += 1
-                event.last_error = None
-                event.claimed_until = None
-                event.claimed_by = None
-                states.transition(session, ctx, event, EventStatus.SUCCESS, EVENT)
+                after = rules.handler_for(event.rule)(session, ctx, event)
+                if after is None:
+                    self._succeeded(session, ctx, event)
+            if after is not None:
+                # The rule's writes are committed and the event is still ours (leased):
+                # now its outside call, with no transaction open, then the event is done.
+                # A crash in between leaves the event to run again when its lease lapses.
+                after(self.db, self.cipher, self.settings)
+                with transaction(self.db, ctx) as session:
+                    event = self._mine(session, AutomationEvent, event_id)
+                    if event is not None:
+                        self._succeeded(session, ctx, event)
             self._count("event-success")
         except rules.Permanent as exc:
             self._event_failed(tenant_id, event_id, _error(exc), permanent=True)
         except Exception as exc:
             log.warning("rule of event %s failed: %s", event_id, _error(exc))
             self._event_failed(tenant_id, event_id, _error(exc), permanent=False)
+
+    def _succeeded(self, session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+        event.attempts += 1
+        event.last_error = None
+        event.claimed_until = None
+        event.claimed_by = None
+        states.transition(session, ctx, event, EventStatus.SUCCESS, EVENT)
 
     def _event_failed(
         self, tenant_id: uuid.UUID, event_id: uuid.UUID, error: str, *, permanent: bool
@@ -813,4 +829,6 @@ def for_settings(db: Database, settings: Settings, cipher: FieldCipher) -> Worke
     the sweeps of ``opdesk sweep`` as its periodic jobs.
     """
     offers = waitlist.Offers(cipher, settings.offer_for)
-    return Worker(db, cipher, tuning=Tuning.of(settings), jobs=sweep_jobs(offers))
+    return Worker(
+        db, cipher, tuning=Tuning.of(settings), jobs=sweep_jobs(offers), settings=settings
+    )

@@ -16,10 +16,18 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from opdesk import idempotency, records
-from opdesk.billing import documents, gateway, invoices, ledger, payments, queries, reminders
+from opdesk.billing import (
+    documents,
+    gateway,
+    invoices,
+    ledger,
+    outside,
+    payments,
+    queries,
+    reminders,
+)
 from opdesk.billing.deps import DatabaseDep, GatewaysDep, InvoiceInPath, PaymentInPath, RawBody
 from opdesk.billing.models import InvoiceStatus, Payment, PaymentRefund
-from opdesk.billing.razorpay_client import GatewayError
 from opdesk.billing.schemas import (
     DraftFields,
     InvoiceIn,
@@ -35,16 +43,13 @@ from opdesk.billing.schemas import (
     WebhookOut,
 )
 from opdesk.context import RequestContext
-from opdesk.db import Database
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity.sessions import Principal
 from opdesk.patients.models import Patient
 from opdesk.scheduling.deps import IdempotencyKey, clinic_in_path
 from opdesk.schemas import PROBLEM_RESPONSES
-from opdesk.security.crypto import FieldCipher
 from opdesk.security.permissions import PUBLIC
 from opdesk.tenancy.models import Tenant
-from opdesk.uow import transaction
 from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, answer
 
 router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
@@ -313,40 +318,6 @@ def patient_ledger(
 # --------------------------------------------------------------------------- the gateway
 
 
-def _after_commit(ctx: RequestContext) -> RequestContext:
-    """The request's context for work done after its transaction (same actor and clinic)."""
-    return RequestContext(
-        tenant_id=ctx.tenant_id,
-        actor_id=ctx.actor_id,
-        role=ctx.role,
-        request_id=ctx.request_id,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        clock=ctx.clock,
-    )
-
-
-def make_link(
-    db: Database,
-    ctx: RequestContext,
-    cipher: FieldCipher,
-    gateways: gateway.Gateways,
-    request: gateway.LinkRequest,
-) -> None:
-    """After the commit: ask Razorpay for the link, then record its address or the failure."""
-    with transaction(db, ctx) as session:
-        client = gateways.client(gateway.account_of(session, cipher, request.tenant_id))
-    try:
-        link = gateway.ask_for_link(client, request)
-    except GatewayError as error:
-        with transaction(db, ctx) as session:
-            gateway.link_failed(session, ctx, request.payment_id, gateway.unavailable(error).detail)
-        return
-    with transaction(db, ctx) as session:
-        payment = gateway.record_link(session, ctx, request.payment_id, link)
-        reminders.send_link(session, ctx, cipher, payment)
-
-
 @router.post("/invoices/{invoice_id}/payment-link", response_model=PaymentOut, status_code=202)
 def send_payment_link(
     _: Collector,
@@ -365,29 +336,8 @@ def send_payment_link(
     webhook captures it when the patient pays.
     """
     request = gateway.open_link(session, ctx, cipher, invoice, amount=body.amount)
-    tasks.add_task(make_link, db, _after_commit(ctx), cipher, gateways, request)
+    tasks.add_task(outside.make_link, db, outside.detached(ctx), cipher, gateways, request)
     return PaymentOut.of(records.by_id(session, Payment, request.payment_id))
-
-
-def make_refund(
-    db: Database,
-    ctx: RequestContext,
-    cipher: FieldCipher,
-    gateways: gateway.Gateways,
-    request: gateway.RefundRequest,
-) -> None:
-    with transaction(db, ctx) as session:
-        client = gateways.client(gateway.account_of(session, cipher, request.tenant_id))
-    try:
-        made = gateway.ask_for_refund(client, request)
-    except GatewayError as error:
-        with transaction(db, ctx) as session:
-            gateway.refund_failed(
-                session, ctx, request.refund_id, gateway.unavailable(error).detail
-            )
-        return
-    with transaction(db, ctx) as session:
-        gateway.record_refund(session, ctx, request.refund_id, made.id, made.status == "processed")
 
 
 @router.post("/payments/{payment_id}/gateway-refunds", response_model=RefundOut, status_code=202)
@@ -410,7 +360,7 @@ def refund_through_gateway(
 
     def act() -> RefundOut:
         request = gateway.open_refund(session, ctx, payment, amount=body.amount, reason=body.reason)
-        tasks.add_task(make_refund, db, _after_commit(ctx), cipher, gateways, request)
+        tasks.add_task(outside.make_refund, db, outside.detached(ctx), cipher, gateways, request)
         return RefundOut.of(records.by_id(session, PaymentRefund, request.refund_id))
 
     return _once(

@@ -350,6 +350,10 @@ def _captured(session: Session, ctx: RequestContext, event: Event) -> Outcome:
     payment = _payment_of(session, event)
     if payment is None:
         return Outcome("review")
+    if payment.status == PaymentStatus.FAILED:
+        # Money arrived on a link we had given up (it lapsed, its booking was cancelled):
+        # the event is kept for a person to refund; the failed payment stays as it was.
+        return Outcome("review", payment.id)
     if payment.status != PaymentStatus.PENDING:
         return Outcome("no-change", payment.id)
     invoice = records.by_id(session, Invoice, payment.invoice_id, lock=True)

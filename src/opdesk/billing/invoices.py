@@ -241,6 +241,37 @@ def issue(session: Session, ctx: RequestContext, invoice: Invoice) -> Invoice:
     return invoice
 
 
+def cancel_unpaid(session: Session, ctx: RequestContext, invoice: Invoice, reason: str) -> Invoice:
+    """Cancel an issued invoice nothing was paid on with a credit note for its whole total
+    (the ledger gets the credit; the invoice keeps its number and becomes ``refunded``:
+    nothing is owed either way). 409 once anything was paid: refund that instead.
+    """
+    records.lock(session, invoice)
+    if invoice.status != InvoiceStatus.ISSUED or invoice.amount_paid > 0:
+        raise Conflict(
+            f"invoice {invoice.number} is {invoice.status} with ₹{invoice.amount_paid} paid; "
+            "refund the payment instead"
+        )
+    owed = invoice.grand_total - invoice.amount_credited
+    entry = ledger.append(
+        session,
+        ctx,
+        patient_id=invoice.patient_id,
+        kind=LedgerKind.CREDIT_NOTE,
+        amount=owed,
+        description=f"Credit note on {invoice.number}: {reason}",
+        invoice_id=invoice.id,
+    )
+    before = {"amountCredited": invoice.amount_credited, "balanceDue": invoice.balance_due}
+    invoice.amount_credited = invoice.grand_total
+    invoice.balance_due = ZERO
+    after = {"amountCredited": invoice.amount_credited, "balanceDue": invoice.balance_due}
+    diff = audit.diff_of(before, {**after, "reason": reason, "ledgerEntryId": entry})
+    states.transition(session, ctx, invoice, InvoiceStatus.REFUNDED, INVOICE, diff=diff)
+    reminders.settled(session, ctx, invoice)
+    return invoice
+
+
 # --------------------------------------------------------------------------- from a visit
 
 

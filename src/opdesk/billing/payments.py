@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
-from opdesk.billing import ledger, money, reminders
+from opdesk.billing import booked, ledger, money, reminders
 from opdesk.billing.models import (
     CURRENCY,
     INVOICE,
@@ -197,6 +197,7 @@ def apply_captured(
     if target == InvoiceStatus.PAID:
         reminders.settled(session, ctx, invoice)
     move_or_update(session, ctx, invoice, target, INVOICE, audit.diff_of(before, after))
+    booked.paid(session, ctx, invoice)
 
 
 def move_or_update(
@@ -336,6 +337,7 @@ def settle_refund(
     fully = invoice.amount_credited == invoice.grand_total
     target = InvoiceStatus.REFUNDED if fully else invoice.status
     move_or_update(session, ctx, invoice, target, INVOICE, audit.diff_of(before, after))
+    booked.refunded(session, ctx, invoice)
 
 
 def refunds_of(session: Session, payment_id: uuid.UUID) -> list[PaymentRefund]:

@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -78,6 +79,16 @@ def of(session: Session, cipher: FieldCipher, tenant_id: uuid.UUID) -> Billing:
         prepay_minutes=row.prepay_minutes,
         consult_sac=row.consult_sac,
     )
+
+
+def prepay_window(session: Session, tenant_id: uuid.UUID) -> timedelta | None:
+    """How long an online booking waits for its payment; None when the clinic takes no
+    prepayment (switched off, or no Razorpay account to take it with).
+    """
+    row = _row(session, tenant_id)
+    if row is None or not row.prepay_online or not row.razorpay_key_id:
+        return None
+    return timedelta(minutes=row.prepay_minutes)
 
 
 def _check(changes: Billing) -> None:

@@ -8,16 +8,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opdesk import records
+from opdesk.automation import clinic_rules
+from opdesk.billing import outside, prepay
+from opdesk.billing import settings as billing_settings
+from opdesk.billing.deps import DatabaseDep, GatewaysDep
 from opdesk.context import RequestContext
-from opdesk.errors import NotFound, TooManyRequests
-from opdesk.formatting import clock_time, day_name
+from opdesk.errors import Conflict, NotFound, TooManyRequests
+from opdesk.formatting import clock_time, day_name, rupees
 from opdesk.identity.deps import NEXT_COOKIE
 from opdesk.identity.sessions import Principal
 from opdesk.patients import queries as patient_queries
@@ -38,9 +42,10 @@ from opdesk.scheduling.deps import (
 )
 from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
 from opdesk.security import throttle
+from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
-from opdesk.web.deps import Anyone, Ctx, DbSession, services
+from opdesk.web.deps import Anyone, Cipher, Ctx, DbSession, services
 from opdesk.web.pages import attempt, delete_cookie, flash, redirect, set_cookie
 from opdesk.web.templating import NavEntry
 
@@ -220,8 +225,29 @@ def confirm_page(
         visit_types=[
             v for v in held.doctor.visit_types if v["code"] in held.slot.meta["visitType"]
         ],
+        pay_within=billing_settings.prepay_window(session, clinic.id),
         tz=clinic.timezone,
     )
+
+
+class PayAhead:
+    """Opens a booking's payment link: the pending payment in the request's transaction,
+    Razorpay asked once it has committed (a background task of the response).
+    """
+
+    def __init__(self, db: DatabaseDep, gateways: GatewaysDep, tasks: BackgroundTasks) -> None:
+        self.db, self.gateways, self.tasks = db, gateways, tasks
+
+    def link(
+        self, session: Session, ctx: RequestContext, cipher: FieldCipher, appointment_id: uuid.UUID
+    ) -> None:
+        opened = prepay.open_payment(session, ctx, cipher, appointment_id)
+        self.tasks.add_task(
+            outside.make_link, self.db, outside.detached(ctx), cipher, self.gateways, opened
+        )
+
+
+PayAheadDep = Annotated[PayAhead, Depends()]
 
 
 @router.post("/c/{slug}/book/confirm")
@@ -233,6 +259,8 @@ def confirm_booking(
     who: Me,
     patient_id: Annotated[uuid.UUID, Form()],
     visit_type: Annotated[str, Form()],
+    cipher: Cipher,
+    pay: PayAheadDep,
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     if who.tenant_id != clinic.id:
@@ -249,19 +277,83 @@ def confirm_booking(
         reason=reason.strip() or None,
         origin=booking.Origin(hold_token=held.token, online=True),
     )
+
+    def book() -> Appointment:
+        made = booking.book(session, ctx, wanted)
+        if made.status == AppointmentStatus.REQUESTED:  # the clinic wants it paid first
+            pay.link(session, ctx, cipher, made.id)
+        return made
+
     return attempt(
         request,
         session,
-        lambda: booking.book(session, ctx, wanted),
-        done=lambda _: _booked(request),
+        book,
+        done=lambda made: _booked(request, made),
         failed=f"/c/{clinic.slug}/book/confirm",
     )
 
 
-def _booked(request: Request) -> Response:
-    response = flash(request, "/me/appointments", "Your appointment is booked. See you then!")
+def _booked(request: Request, appointment: Appointment) -> Response:
+    if appointment.status == AppointmentStatus.REQUESTED:
+        response = redirect(request, f"/me/appointments/{appointment.id}/pay")
+    else:
+        response = flash(request, "/me/appointments", "Your appointment is booked. See you then!")
     delete_cookie(request, response, HOLD_COOKIE)
     return response
+
+
+# ------------------------------------------------------------------ paying ahead
+
+
+def _pay_context(session: Session, appointment: Appointment) -> dict[str, Any]:
+    paying = prepay.of_appointment(session, appointment.id)
+    if paying is None:
+        raise NotFound("this appointment has nothing to pay online")
+    return {
+        "appointment": appointment,
+        "paying": paying,
+        "slot": queries.slot_of(session, appointment),
+        "doctor": records.by_id(session, DoctorProfile, appointment.doctor_id),
+        "patient": records.by_id(session, Patient, appointment.patient_id),
+        "due_by": clinic_rules.payment_due_by(session, appointment.id),
+        "rupees": rupees,
+    }
+
+
+@router.get("/me/appointments/{appointment_id}/pay")
+def pay_page(request: Request, session: DbSession, who: Me, appointment: Mine) -> Response:
+    """Pay for a booking that waits for its payment; the state refreshes itself (htmx)
+    until the payment arrives, the link fails, or the time runs out.
+    """
+    context = _pay_context(session, appointment)
+    fragment = request.headers.get("HX-Request") == "true"
+    template = "portal/_pay_state.html" if fragment else "portal/pay.html"
+    return page(request, template, tz=who.timezone, **context)
+
+
+@router.post("/me/appointments/{appointment_id}/pay")
+def pay_again(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    _: Me,
+    appointment: Mine,
+    cipher: Cipher,
+    pay: PayAheadDep,
+) -> Response:
+    """A new link when the last one could not be made (Razorpay refused or was down)."""
+    back = f"/me/appointments/{appointment.id}/pay"
+
+    def again() -> None:
+        paying = prepay.of_appointment(session, appointment.id)
+        waiting = appointment.status == AppointmentStatus.REQUESTED
+        if paying is None or not waiting or paying.state != "failed":
+            raise Conflict("this appointment is not waiting for a new payment link")
+        pay.link(session, ctx, cipher, appointment.id)
+
+    return attempt(
+        request, session, again, done=back, message="Making a new payment link…", failed=back
+    )
 
 
 # ------------------------------------------------------------------ my appointments
@@ -276,6 +368,7 @@ class MyVisit:
     doctor: DoctorProfile
     patient: Patient
     changeable: bool
+    awaits_payment: bool = False
     moved_to: Slot | None = None
     moved_from: Slot | None = None
 
@@ -321,6 +414,7 @@ def my_visits(
             changeable=(
                 a.status in lifecycle.RESCHEDULABLE and slot is not None and slot.starts_at > now
             ),
+            awaits_payment=a.status == AppointmentStatus.REQUESTED,
             moved_to=successor.get(a.id),
             moved_from=slots.get(a.reschedule_of) if a.reschedule_of else None,
         )
@@ -371,6 +465,15 @@ def _confirm(request: Request, **c: object) -> Response:
     return page(request, "scheduling/confirm.html", c={"danger": True, "fields": {}, **c})
 
 
+def _money_back(session: Session, appointment: Appointment) -> list[str]:
+    """What cancelling does to money paid online for the appointment."""
+    charge = prepay.charge_of(session, appointment.id)
+    if charge is None or not prepay.paid_by_link(session, charge):
+        return []
+    paid = rupees(charge.amount_paid - charge.amount_refunded)
+    return [f"The {paid} you paid online is refunded to you (banks take 5 to 7 working days)."]
+
+
 @router.get("/me/appointments/{appointment_id}/cancel")
 def confirm_cancel(
     request: Request, session: DbSession, ctx: Ctx, who: Me, appointment: Mine
@@ -385,6 +488,7 @@ def confirm_cancel(
         about=f"{patient.full_name} · {doctor.display_name} · {_when(slot, who.timezone)}",
         facts=[
             "The time will be given to another patient; it cannot be taken back.",
+            *_money_back(session, appointment),
             "To come another day instead, choose Change time.",
         ],
         action=f"/me/appointments/{appointment.id}/cancel",
@@ -471,6 +575,8 @@ def reschedule_mine(
 
     def move() -> Appointment:
         check_changeable(ctx, session, appointment)
+        if appointment.status == AppointmentStatus.REQUESTED:
+            raise Conflict("pay for this appointment first, or cancel it and book another time")
         return lifecycle.reschedule(
             session,
             ctx,

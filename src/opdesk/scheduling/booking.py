@@ -277,6 +277,12 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
     check_visit_type(slot.meta, request.visit_type)
     if request.check_near:
         _refuse_near(session, request, slot)
+    # Booked on the clinic's page: the clinic may want it paid for before it stands.
+    on_page = origin.online and origin.hold_token is not None
+    waits = on_page and clinic_rules.awaits_payment(
+        session, slot.tenant_id, slot.doctor_id, request.visit_type
+    )
+    status = AppointmentStatus.REQUESTED if waits else AppointmentStatus.CONFIRMED
     now = ctx.now()
     fields = {
         "tenant_id": slot.tenant_id,
@@ -288,9 +294,9 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
         "reason": request.reason,
         "notes": request.notes,
         "channel": request.channel,
-        "status": AppointmentStatus.CONFIRMED,
+        "status": status,
         "timeline_requested_at": now,
-        "timeline_confirmed_at": now,
+        "timeline_confirmed_at": now if status == AppointmentStatus.CONFIRMED else None,
         "waitlist_origin": origin.waitlist_entry_id,
         "reschedule_of": origin.reschedule_of,
         "follow_up_for": origin.follow_up_for,
@@ -306,7 +312,7 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
         entity="appointments",
         entity_id=appointment.id,
         action="create",
-        to_state=AppointmentStatus.CONFIRMED,
+        to_state=status,
         diff=audit.diff_of(
             {},
             {"slotId": slot.id, "patientId": patient.id, "channel": request.channel},

@@ -77,6 +77,16 @@ def transition(
     return _move(session, ctx, offers, appointment, to)
 
 
+def confirm(session: Session, ctx: RequestContext, appointment_id: uuid.UUID) -> Appointment:
+    """A requested appointment is confirmed (its online payment arrived). Its slot is
+    already booked for it, so nothing moves on the slot and nobody is offered anything.
+    """
+    appointment = records.by_id(session, Appointment, appointment_id, lock=True)
+    states.transition(session, ctx, appointment, AppointmentStatus.CONFIRMED, APPOINTMENT)
+    clinic_rules.on_status_changed(session, ctx, appointment)
+    return appointment
+
+
 def _move(
     session: Session,
     ctx: RequestContext,

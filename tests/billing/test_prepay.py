@@ -1,0 +1,409 @@
+"""Paying ahead for an online booking (issue 13, item 3 and 6): the booking waits as
+``requested`` with its slot kept and a payment link made; paid, it is confirmed and only
+then gets its messages; unpaid in the clinic's minutes, it is cancelled, its slot freed,
+its bill cancelled by a credit note and its link cancelled at Razorpay; a prepaid booking
+cancelled later is refunded through Razorpay and becomes ``refunded``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from opdesk.automation import clinic_rules
+from opdesk.automation.models import AutomationEvent
+from opdesk.automation.worker import Worker
+from opdesk.billing import ledger
+from opdesk.billing import settings as billing_settings
+from opdesk.billing.models import Invoice, Payment, PaymentRefund
+from opdesk.config import Settings
+from opdesk.context import utc_now
+from opdesk.db import Database
+from opdesk.scheduling.models import Appointment, Slot
+from opdesk.tenancy.models import Tenant
+from opdesk.uow import transaction
+from tests.factories import (
+    DAY,
+    browser_for,
+    clinic_session,
+    clinic_with_slots,
+    csrf_of,
+    ctx_for,
+    patients,
+    portal_login,
+)
+from tests.factories.automation import FAST
+from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayServer
+
+MINUTES = 20
+
+
+@pytest.fixture
+def pointed(settings: Settings, rzp: RazorpayServer) -> Settings:
+    return settings.model_copy(update={"razorpay_base_url": rzp.url, "razorpay_timeout_seconds": 3})
+
+
+def _prepaying_clinic(db: Database, ident: Any, *, slots: int = 2) -> tuple[Tenant, list[Slot]]:
+    tenant, _doctor, made = clinic_with_slots(db, ident, slots)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        billing_settings.save(
+            session,
+            ctx,
+            ident.cipher,
+            billing_settings.Billing(
+                razorpay=billing_settings.Razorpay(KEY_ID, KEY_SECRET, WEBHOOK_SECRET),
+                prepay_online=True,
+                prepay_minutes=MINUTES,
+            ),
+        )
+    return tenant, made
+
+
+class Patient:
+    """A signed-in patient's browser on the clinic's booking pages."""
+
+    def __init__(self, app: FastAPI, db: Database, ident: Any, tenant: Tenant) -> None:
+        (self.record,) = patients(db, ident, tenant, 1)
+        token = portal_login(db, ident, tenant, self.record)["Authorization"]
+        self.browser = browser_for(app, token.removeprefix("Bearer "))
+        self.tenant = tenant
+
+    def book(self, slot: Slot) -> Any:
+        slug = self.tenant.slug
+        picking = self.browser.get(f"/c/{slug}/book?doctor={slot.doctor_id}&date={DAY}")
+        held = self.browser.post(
+            f"/c/{slug}/book/hold",
+            data={"slot_id": str(slot.id), "csrf_token": csrf_of(picking.text)},
+        )
+        assert held.url.path == f"/c/{slug}/book/confirm", held.text
+        return self.browser.post(
+            f"/c/{slug}/book/confirm",
+            data={
+                "patient_id": str(self.record.id),
+                "visit_type": "consultation",
+                "csrf_token": csrf_of(held.text),
+            },
+        )
+
+
+@pytest.fixture
+def patient_of(gateway_app: FastAPI, db: Database, ident: Any) -> Iterator[Any]:
+    made: list[Patient] = []
+
+    def make(tenant: Tenant) -> Patient:
+        made.append(Patient(gateway_app, db, ident, tenant))
+        return made[-1]
+
+    yield make
+    for patient in made:
+        patient.browser.close()
+
+
+def _appointment_on(db: Database, tenant: Tenant, slot: Slot) -> Appointment:
+    with clinic_session(db, tenant.id) as session:
+        return session.execute(
+            select(Appointment).where(Appointment.slot_id == slot.id)
+        ).scalar_one()
+
+
+def _money(db: Database, tenant: Tenant, appointment_id: uuid.UUID) -> tuple[Invoice, Payment]:
+    with clinic_session(db, tenant.id) as session:
+        invoice = session.execute(
+            select(Invoice).where(Invoice.appointment_id == appointment_id)
+        ).scalar_one()
+        payment = session.execute(
+            select(Payment).where(Payment.invoice_id == invoice.id)
+        ).scalar_one()
+        return invoice, payment
+
+
+def _link_id(payment: Payment) -> str:
+    assert payment.gateway_link_id is not None, "the link was never made"
+    return payment.gateway_link_id
+
+
+def _rules(db: Database, tenant: Tenant, appointment_id: uuid.UUID) -> dict[str, str]:
+    with clinic_session(db, tenant.id) as session:
+        rows = session.execute(
+            select(AutomationEvent.rule, AutomationEvent.status).where(
+                AutomationEvent.entity_ref_id == appointment_id
+            )
+        ).all()
+    return {rule: str(status) for rule, status in rows}
+
+
+def _webhook(client: TestClient, tenant: Tenant, hook: Any) -> str:
+    answer = client.post(
+        f"/api/v1/billing/webhooks/razorpay/{tenant.slug}", content=hook.body, headers=hook.headers
+    )
+    assert answer.status_code == 200, answer.text
+    outcome: str = answer.json()["outcome"]
+    return outcome
+
+
+def _worker(db: Database, ident: Any, pointed: Settings, *, later: timedelta) -> Worker:
+    return Worker(db, ident.cipher, tuning=FAST, clock=lambda: utc_now() + later, settings=pointed)
+
+
+def _clean_ledger(db: Database, tenant: Tenant) -> None:
+    with clinic_session(db, tenant.id) as session:
+        assert ledger.check(session) == []
+
+
+def test_an_online_booking_waits_for_its_payment_and_paying_confirms_it(
+    gateway_client: TestClient, db: Database, ident: Any, rzp: RazorpayServer, patient_of: Any
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    booked = patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    assert booked.url.path == f"/me/appointments/{appointment.id}/pay"
+    assert appointment.status == "requested"
+    assert appointment.timeline_confirmed_at is None
+    invoice, payment = _money(db, tenant, appointment.id)
+    assert (invoice.status, invoice.grand_total) == ("issued", Decimal("500.00"))
+    assert (payment.method, payment.status, payment.amount) == (
+        "link",
+        "pending",
+        Decimal("500.00"),
+    )
+    assert payment.link_url is not None  # made by the response's background task
+    # Only the lapse of the wait is scheduled: no confirmation or reminders yet.
+    assert _rules(db, tenant, appointment.id) == {clinic_rules.PREPAY_LAPSE: "pending"}
+    page = patient.browser.get(f"/me/appointments/{appointment.id}/pay").text
+    assert "Pay ₹500.00 now" in page and payment.link_url in page
+    assert 'hx-trigger="every 3s"' in page  # it refreshes itself until the payment arrives
+    listed = patient.browser.get("/me/appointments").text
+    assert "Waiting for payment" in listed and f"/me/appointments/{appointment.id}/pay" in listed
+    assert f"/me/appointments/{appointment.id}/reschedule" not in listed
+
+    outcomes = [_webhook(gateway_client, tenant, h) for h in rzp.pay_link(_link_id(payment))]
+    assert outcomes == ["applied", "no-change"]
+    confirmed = _appointment_on(db, tenant, slot)
+    assert confirmed.status == "confirmed" and confirmed.timeline_confirmed_at is not None
+    events = _rules(db, tenant, appointment.id)
+    assert events[clinic_rules.PREPAY_LAPSE] == "cancelled"
+    assert events[clinic_rules.CONFIRMATION] == "pending"
+    assert events[clinic_rules.NO_SHOW] == "pending"
+    done = patient.browser.get(
+        f"/me/appointments/{appointment.id}/pay", headers={"HX-Request": "true"}
+    ).text
+    assert "Your appointment is confirmed" in done and "every 3s" not in done
+    _clean_ledger(db, tenant)
+
+
+def test_an_unpaid_booking_lapses_its_slot_is_freed_and_its_bill_and_link_are_cancelled(
+    gateway_client: TestClient,
+    db: Database,
+    ident: Any,
+    rzp: RazorpayServer,
+    patient_of: Any,
+    pointed: Settings,
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    _invoice, payment = _money(db, tenant, appointment.id)
+
+    early = _worker(db, ident, pointed, later=timedelta(minutes=MINUTES - 1))
+    early.run_once()
+    assert _appointment_on(db, tenant, slot).status == "requested"  # still within the wait
+
+    late = _worker(db, ident, pointed, later=timedelta(minutes=MINUTES + 1))
+    late.run_once()
+    late.run_once()  # the cancellation's own event: the link cancelled at Razorpay
+    gone = _appointment_on(db, tenant, slot)
+    assert gone.status == "cancelled"
+    with clinic_session(db, tenant.id) as session:
+        freed = session.get(Slot, (tenant.id, slot.id))
+        assert freed is not None and freed.status == "free"
+    invoice, payment = _money(db, tenant, appointment.id)
+    assert (invoice.status, invoice.balance_due, invoice.amount_credited) == (
+        "refunded",
+        Decimal("0.00"),
+        Decimal("500.00"),
+    )
+    assert (payment.status, payment.failure_reason) == (
+        "failed",
+        "the appointment was cancelled before it was paid",
+    )
+    assert rzp.store.links[_link_id(payment)]["status"] == "cancelled"
+    assert _rules(db, tenant, appointment.id)[clinic_rules.PREPAID_CANCELLED] == "success"
+    _clean_ledger(db, tenant)
+    page = patient.browser.get(f"/me/appointments/{appointment.id}/pay").text
+    assert "no longer waiting for payment" in page
+
+
+def test_a_payment_arriving_after_the_lapse_is_kept_for_review_not_applied(
+    gateway_client: TestClient,
+    db: Database,
+    ident: Any,
+    rzp: RazorpayServer,
+    patient_of: Any,
+    pointed: Settings,
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient_of(tenant).book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    _invoice, payment = _money(db, tenant, appointment.id)
+    hooks = rzp.pay_link(_link_id(payment))  # paid at Razorpay, the webhook is late
+    lapse = _worker(db, ident, pointed, later=timedelta(minutes=MINUTES + 1))
+    lapse.run_once()
+    assert [_webhook(gateway_client, tenant, h) for h in hooks] == ["review", "review"]
+    invoice, payment = _money(db, tenant, appointment.id)
+    assert (invoice.status, invoice.amount_paid, payment.status) == (
+        "refunded",
+        Decimal("0.00"),
+        "failed",
+    )
+    assert _appointment_on(db, tenant, slot).status == "cancelled"
+    _clean_ledger(db, tenant)
+
+
+def test_a_prepaid_booking_cancelled_by_the_patient_is_refunded_through_razorpay(
+    gateway_client: TestClient,
+    db: Database,
+    ident: Any,
+    rzp: RazorpayServer,
+    patient_of: Any,
+    pointed: Settings,
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    _invoice, payment = _money(db, tenant, appointment.id)
+    for hook in rzp.pay_link(_link_id(payment)):
+        _webhook(gateway_client, tenant, hook)
+    url = f"/me/appointments/{appointment.id}/cancel"
+    asking = patient.browser.get(url)
+    assert "The ₹500.00 you paid online is refunded to you" in asking.text
+    patient.browser.post(url, data={"confirmed": "yes", "csrf_token": csrf_of(asking.text)})
+    assert _appointment_on(db, tenant, slot).status == "cancelled"
+
+    worker = _worker(db, ident, pointed, later=timedelta(seconds=1))
+    worker.run_once()
+    assert _appointment_on(db, tenant, slot).status == "refunded"
+    invoice, payment = _money(db, tenant, appointment.id)
+    assert (invoice.status, invoice.amount_refunded) == ("refunded", Decimal("500.00"))
+    assert (payment.status, payment.amount_refunded) == ("refunded", Decimal("500.00"))
+    asked = rzp.requests("POST", f"/v1/payments/{payment.gateway_payment_id}/refund")
+    assert len(asked) == 1 and asked[0].body["amount"] == 50000
+    # Run again (a worker that died before recording success): nothing is refunded twice.
+    worker.run_once()
+    with clinic_session(db, tenant.id) as session:
+        refunds = (
+            session.execute(select(PaymentRefund).where(PaymentRefund.payment_id == payment.id))
+            .scalars()
+            .all()
+        )
+    assert [(r.status, r.amount) for r in refunds] == [("processed", Decimal("500.00"))]
+    _clean_ledger(db, tenant)
+
+
+def test_a_refund_razorpay_cannot_take_now_is_asked_again_with_the_same_key(
+    gateway_client: TestClient,
+    db: Database,
+    ident: Any,
+    rzp: RazorpayServer,
+    patient_of: Any,
+    pointed: Settings,
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    _invoice, payment = _money(db, tenant, appointment.id)
+    for hook in rzp.pay_link(_link_id(payment)):
+        _webhook(gateway_client, tenant, hook)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        from opdesk.scheduling import lifecycle, waitlist
+
+        lifecycle.transition(
+            session,
+            ctx,
+            waitlist.Offers(ident.cipher, timedelta(minutes=30)),
+            appointment_id=appointment.id,
+            to="cancelled",
+        )
+    rzp.answer_next(503, {"error": {"code": "SERVER_ERROR", "description": "try later"}})
+    worker = _worker(db, ident, pointed, later=timedelta(seconds=1))
+    worker.run_once()
+    assert _appointment_on(db, tenant, slot).status == "cancelled"  # not yet refunded
+    retried = _worker(db, ident, pointed, later=timedelta(minutes=5))
+    retried.run_once()
+    assert _appointment_on(db, tenant, slot).status == "refunded"
+    with clinic_session(db, tenant.id) as session:
+        refunds = (
+            session.execute(select(PaymentRefund).where(PaymentRefund.payment_id == payment.id))
+            .scalars()
+            .all()
+        )
+    assert [(r.status, r.amount) for r in refunds] == [("processed", Decimal("500.00"))]
+    _invoice, payment = _money(db, tenant, appointment.id)
+    keys = {
+        r.headers.get("x-refund-idempotency")
+        for r in rzp.requests("POST", f"/v1/payments/{payment.gateway_payment_id}/refund")
+    }
+    assert keys == {refunds[0].id.hex}
+    _clean_ledger(db, tenant)
+
+
+def test_a_booking_waiting_for_payment_cannot_be_moved_to_dodge_it(
+    gateway_client: TestClient, db: Database, ident: Any, patient_of: Any
+) -> None:
+    tenant, (slot, other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    url = f"/me/appointments/{appointment.id}/reschedule"
+    asking = patient.browser.get(f"{url}?slot_id={other.id}")
+    refused = patient.browser.post(
+        url,
+        data={"slot_id": str(other.id), "confirmed": "yes", "csrf_token": csrf_of(asking.text)},
+    )
+    assert "pay for this appointment first" in refused.text
+    assert _appointment_on(db, tenant, slot).status == "requested"
+    with clinic_session(db, tenant.id) as session:
+        assert session.get(Slot, (tenant.id, other.id)).status == "free"  # type: ignore[union-attr]
+
+
+def test_without_prepayment_an_online_booking_is_confirmed_at_once(
+    gateway_client: TestClient, db: Database, ident: Any, patient_of: Any
+) -> None:
+    tenant, _doctor, (slot,) = clinic_with_slots(db, ident, 1)
+    booked = patient_of(tenant).book(slot)
+    assert booked.url.path == "/me/appointments"
+    appointment = _appointment_on(db, tenant, slot)
+    assert appointment.status == "confirmed"
+    with clinic_session(db, tenant.id) as session:
+        invoice = session.execute(
+            select(Invoice).where(Invoice.appointment_id == appointment.id)
+        ).scalar_one()
+        assert invoice.status == "draft"  # the charge waits for checkout, as before
+
+
+def test_another_patients_pay_page_is_not_found(
+    gateway_client: TestClient, db: Database, ident: Any, patient_of: Any
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient_of(tenant).book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    stranger = patient_of(tenant)
+    assert stranger.browser.get(f"/me/appointments/{appointment.id}/pay").status_code == 404
+    page = stranger.browser.get("/me/appointments")
+    tried = stranger.browser.post(
+        f"/me/appointments/{appointment.id}/pay", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert tried.status_code == 404
