@@ -1,5 +1,7 @@
 """Invoice and receipt PDFs (issue 13, item 8): what a GST tax invoice shows (Rule 46 of
-the CGST Rules), the tax columns that apply, ₹ and Devanagari drawn with real glyphs,
+the CGST Rules), which document it is (tax invoice, bill of supply under Rule 49, one
+invoice-cum-bill of supply under Rule 46A), its copy marked for the recipient (Rule 48),
+the signature line, the tax columns that apply, ₹ and Devanagari drawn with real glyphs,
 long tables over several pages with the heading row repeated, and the receipts.
 
 The text is read back from the PDF through each font's ToUnicode map
@@ -91,7 +93,7 @@ def make_invoice(
         patient_phone="+91 98220 12345",
         number="OPD/2026-27/000123",
         issued_on="25/11/2026",
-        place_of_supply="Karnataka (29)" if inter else "Maharashtra (27)",
+        place_of_supply="Karnataka" if inter else "Maharashtra",  # as invoices store it
         inter_state=inter,
         lines=lines,
         subtotal=subtotal,
@@ -139,13 +141,13 @@ def flat(data: bytes) -> str:
     return " ".join(pdf_text(data).split())
 
 
-def test_an_intra_state_tax_invoice_shows_what_rule_46_asks_for(cache: Path) -> None:
-    data = invoice_pdf(cache, make_invoice())
+def test_an_intra_state_invoice_shows_what_rule_46_asks_for(cache: Path) -> None:
+    data = invoice_pdf(cache, make_invoice())  # an exempt consultation and taxed goods
     assert data.startswith(b"%PDF-")
     assert len(pages(data)) == 1
     text = flat(data)
     for expected in (
-        "Tax Invoice",
+        "Invoice-cum-Bill of Supply",
         "Sharma Family Clinic",
         "12, MG Road, Kothrud",
         "GSTIN: 27AAPFS1234K1Z5",
@@ -179,7 +181,9 @@ def test_an_intra_state_tax_invoice_shows_what_rule_46_asks_for(cache: Path) -> 
         "₹500.00",
         "Balance due",
         "₹644.80",
-        "valid without a signature",
+        "Original for Recipient",
+        "For Sharma Family Clinic",
+        "Authorised signatory",
         "Page 1 of 1",
     ):
         assert expected in text, expected
@@ -187,8 +191,16 @@ def test_an_intra_state_tax_invoice_shows_what_rule_46_asks_for(cache: Path) -> 
 
 
 def test_an_inter_state_invoice_has_igst_columns_and_no_cgst_or_sgst(cache: Path) -> None:
-    text = flat(invoice_pdf(cache, make_invoice(inter=True)))
-    for expected in ("Tax Invoice", "IGST (₹)", "IGST rate", "18%", "72.00", "₹79.80", "Karnataka"):
+    text = flat(invoice_pdf(cache, make_invoice(inter=True, items=ITEMS[1:])))  # all taxed
+    for expected in (
+        "Tax Invoice",
+        "IGST (₹)",
+        "IGST rate",
+        "18%",
+        "72.00",
+        "₹79.80",
+        "Karnataka (29)",
+    ):
         assert expected in text, expected
     assert "Inter-state" in text
     assert "CGST" not in text and "SGST" not in text
@@ -300,3 +312,117 @@ def test_a_refund_receipt_says_refund(cache: Path) -> None:
 def test_a_receipt_of_an_unknown_kind_is_refused(cache: Path) -> None:
     with pytest.raises(ValueError, match=r"^kind:"):
         receipt_pdf(cache, replace(RECEIPT, kind="credit"))
+
+
+EXEMPT = ITEMS[0]  # a consultation: healthcare services are exempt
+TAXED = ITEMS[1]  # medicines: taxed at 12%
+
+
+@pytest.mark.parametrize(
+    ("gstin", "items", "title"),
+    [
+        ("27AAPFS1234K1Z5", [TAXED, ITEMS[2]], "Tax Invoice"),  # Rule 46
+        ("27AAPFS1234K1Z5", [EXEMPT, (*TAXED[:5], D(0))], "Bill of Supply"),  # Rule 49
+        ("27AAPFS1234K1Z5", [EXEMPT, TAXED], "Invoice-cum-Bill of Supply"),  # Rule 46A
+        (None, [EXEMPT], "Invoice"),  # not registered: no GST document at all
+    ],
+    ids=["all-taxed", "all-exempt", "mixed", "no-gstin"],
+)
+def test_the_document_is_named_by_the_rule_its_lines_fall_under(
+    gstin: str | None, items: list[tuple[str, str, D, D, D, D]], title: str
+) -> None:
+    doc = make_invoice(clinic=replace(CLINIC, gstin=gstin), items=items)
+    assert document_title(doc) == title
+
+
+def test_a_taxed_line_whose_tax_rounds_to_nothing_still_makes_a_tax_invoice() -> None:
+    # 5% of 5 paise is a quarter paisa: the tax total is zero, but the supply is taxable.
+    doc = make_invoice(items=[("Cotton swab", "30059090", D(1), D("0.05"), D(0), D(5))])
+    assert doc.tax_total == 0
+    assert document_title(doc) == "Tax Invoice"
+
+
+def test_a_mix_of_exempt_and_taxed_lines_is_one_invoice_cum_bill_of_supply(cache: Path) -> None:
+    """Rule 46A: a registered clinic supplying exempt and taxed items to a patient (an
+    unregistered person) may issue one invoice-cum-bill of supply carrying the particulars
+    of both Rule 46 and Rule 49."""
+    text = flat(invoice_pdf(cache, make_invoice()))  # consultation exempt, medicines taxed
+    assert "Invoice-cum-Bill of Supply" in text
+    assert "Tax Invoice" not in text
+    for expected in (
+        "Invoice no.",
+        "Taxable value (₹)",
+        "Exempt",  # the consultation's rate
+        "6% + 6%",
+        "Reverse charge",
+        "Original for Recipient",
+        "exempt from GST",
+    ):
+        assert expected in text, expected
+
+
+def test_every_gst_document_is_the_original_for_the_recipient(cache: Path) -> None:
+    """Rule 48(2): an invoice for services is made in duplicate, the original marked
+    "Original for Recipient"; the copy a patient is given or sent is that original."""
+    exempt = [(*item[:5], D(0)) for item in ITEMS]
+    taxed = [item for item in ITEMS if item[5]]
+    for items in (ITEMS, exempt, taxed):
+        assert "Original for Recipient" in flat(invoice_pdf(cache, make_invoice(items=items)))
+    unregistered = make_invoice(clinic=replace(CLINIC, gstin=None), items=exempt)
+    assert "Original for Recipient" not in flat(invoice_pdf(cache, unregistered))
+
+
+def test_an_invoice_has_a_signature_line_and_claims_no_exemption_from_it(cache: Path) -> None:
+    """Rule 46(q) and Rule 49(h): the supplier's or its authorised representative's
+    signature. The proviso that waives it covers only an invoice issued electronically
+    under the Information Technology Act, which a PDF printed at the desk is not."""
+    exempt = [(*item[:5], D(0)) for item in ITEMS]
+    for doc in (make_invoice(), make_invoice(items=exempt)):
+        text = flat(invoice_pdf(cache, doc))
+        assert "For Sharma Family Clinic" in text and "Authorised signatory" in text
+        assert "without a signature" not in text
+        assert text.index("Authorised signatory") > text.index("Balance due")
+
+
+def test_the_signature_line_moves_to_a_new_page_rather_than_split(cache: Path) -> None:
+    moved = 0
+    for count in range(8, 22):  # the end of the invoice walks down page one and over
+        items = [(f"Item {n:02d}", *ITEMS[n % 3][1:]) for n in range(count)]
+        runs = pdf_runs(invoice_pdf(cache, make_invoice(items=items)))
+        ys = {
+            text: [y for _x, y, run in runs if run == text]
+            for text in ("Balance due", "For Sharma Family Clinic", "Authorised signatory")
+        }
+        assert all(len(found) == 1 for found in ys.values()), (count, ys)
+        (due,), (clinic,), (signatory,) = ys.values()
+        assert 0 < clinic - signatory < 60, (count, ys)  # together, on one page
+        moved += clinic > due  # higher up than the balance: on the next page
+    assert moved  # some of these lengths did need the new page
+
+
+def test_the_place_of_supply_gives_the_state_and_its_code(cache: Path) -> None:
+    """Rule 46(n): the place of supply with the name of the State (and, for an unregistered
+    recipient, Rule 46(e)/(f), the State's code)."""
+    doc = replace(make_invoice(inter=True), place_of_supply="Karnataka")
+    text = flat(invoice_pdf(cache, doc))
+    assert "Karnataka (29)" in text and "Inter-state (IGST)" in text
+    home = replace(make_invoice(), place_of_supply="Maharashtra")
+    assert "Maharashtra (27)" in flat(invoice_pdf(cache, home))
+    unknown = replace(make_invoice(), place_of_supply="Atlantis")
+    assert "Atlantis" in flat(invoice_pdf(cache, unknown))
+
+
+def test_the_patients_address_is_printed_below_the_name(cache: Path) -> None:
+    """Rule 46(e)/(f): the unregistered recipient's name and address."""
+    doc = replace(make_invoice(), patient_address_lines=("Aundh", "Pune 411007"))
+    text = flat(invoice_pdf(cache, doc))
+    assert text.index("सुनीता शर्मा") < text.index("Aundh") < text.index("Pune 411007")
+
+
+def test_a_receipt_is_a_payment_receipt_with_a_signature_line(cache: Path) -> None:
+    """A payment is only taken against an issued invoice, so its receipt is not the
+    receipt voucher Rule 50 asks for on an advance: no GST title, but signed."""
+    text = flat(receipt_pdf(cache, RECEIPT))
+    assert "Payment Receipt" in text and "Voucher" not in text
+    assert "For Sharma Family Clinic" in text and "Authorised signatory" in text
+    assert "without a signature" not in text

@@ -58,6 +58,11 @@ def _line(item: dict[str, str]) -> invoice_pdf.DocLine:
     )
 
 
+def _address(patient: Patient) -> tuple[str, ...]:
+    place = " ".join(p for p in (patient.city, patient.pin_code) if p)
+    return (place,) if place else ()
+
+
 MONEY_IN = (PaymentStatus.CAPTURED, PaymentStatus.PARTIAL, PaymentStatus.REFUNDED)
 
 
@@ -72,6 +77,9 @@ def invoice_document(session: Session, invoice: Invoice) -> invoice_pdf.InvoiceD
         patient_name=patient.full_name,
         patient_number=patient.display_number,
         patient_phone=None,  # the phone is encrypted and a printed bill does not need it
+        # Rule 46(e)/(f): the recipient's address, as far as it is kept in the clear (the
+        # street address is encrypted and would need the cipher here).
+        patient_address_lines=_address(patient),
         number=invoice.number,
         issued_on=_day(tenant, invoice.issued_at),
         place_of_supply=invoice.place_of_supply,

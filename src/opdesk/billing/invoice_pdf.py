@@ -1,30 +1,42 @@
 """Invoice and receipt PDFs (A4 invoice, A5 receipt), from plain data the billing
 services fill in; this module reads no database.
 
-What the invoice shows follows Rule 46 of the CGST Rules, 2017 (the particulars of a tax
-invoice) as far as it applies to a clinic billing patients, who are unregistered
-recipients:
+Which document an issued invoice is (CGST Rules, 2017; the patient is an unregistered
+recipient):
+
+- every line taxed: a "Tax Invoice" (Rule 46);
+- every line exempt (tax rate zero: consultations and other healthcare services, and
+  nil-rated goods, which section 2(47) of the CGST Act counts as exempt): a "Bill of
+  Supply" (Rule 49), drawn without the tax columns;
+- some of each: one "Invoice-cum-Bill of Supply" (Rule 46A, which allows a single
+  document for taxable and exempt supplies to an unregistered person and asks for the
+  particulars of both rules), its exempt lines marked "Exempt";
+- a clinic without a GSTIN is not registered and issues none of these: a plain "Invoice".
+
+The kind follows the lines' rates, not the tax total: a taxed line whose tax rounds to
+nothing is still a taxable supply.
+
+What a GST document shows (Rule 46; Rule 49 asks for a subset):
 
 - (a) the clinic's name, address and GSTIN, with its state and the state code (the
   first two digits of the GSTIN);
-- (b) the invoice number (the services give a consecutive series per financial year) and
-  (c) the date of issue;
-- (d) to (f) the patient's name (and number and phone): a patient has no GSTIN;
+- (b) the number (consecutive per financial year; made in ``invoices``) and (c) the date;
+- (d) to (f) the patient's name and, where known, address (a patient has no GSTIN);
 - (g) to (k) per line the SAC (services) or HSN (goods) code, the description, the quantity,
   the rate, the discount and the taxable value after it, and the line's total;
 - (l) and (m) the rate and amount of tax, as CGST + SGST for a supply within the clinic's
   state or IGST for a supply to another state (only the columns that apply are drawn);
-- (n) the place of supply with the state's name;
+- (n) the place of supply with the state's name and code;
 - (p) whether tax is payable on reverse charge (never, for a clinic's own supplies);
-- (q) no signature: the fifth proviso to Rule 46 (Notification 74/2018-Central Tax) lets
-  an electronically issued invoice go without one, and the footer says so.
+- (q) a signature line for the clinic's authorised signatory. The proviso that waives the
+  signature covers an invoice issued electronically under the Information Technology
+  Act, 2000, which a PDF printed at the desk is not, so the document does not claim it.
 
-When no line carries tax (tax total zero: consultations and other healthcare services
-are exempt) the document is a "Bill of Supply" (Rule 49: a registered person supplying
-exempt goods or services issues a bill of supply instead of a tax invoice), drawn
-without the tax columns. A clinic without a GSTIN gets a plain "Invoice". A mix of exempt
-and taxed lines stays a "Tax Invoice" (Rule 46A allows one invoice-cum-bill of supply
-to an unregistered recipient).
+Rule 48(2) makes an invoice for services in duplicate, the original marked "Original for
+Recipient": the PDF is the patient's copy and says so (the clinic keeps the record).
+
+A receipt acknowledges a payment against an issued invoice (payments refuse a draft), so
+it is not the receipt voucher Rule 50 asks for on an advance: a plain, signed receipt.
 
 Fonts are the Noto faces the prescription and consent PDFs use (documents.pdf), one
 weight only (see clinical/rx_pdf.py): Latin, with ₹ from the Latin-extended face and
@@ -50,6 +62,55 @@ GREY = (90, 90, 90)
 BLACK = (0, 0, 0)
 HEADING_FILL = (232, 232, 232)
 ZERO = Decimal(0)
+TAX_INVOICE = "Tax Invoice"
+BILL_OF_SUPPLY = "Bill of Supply"
+INVOICE_CUM_BILL = "Invoice-cum-Bill of Supply"
+PLAIN_INVOICE = "Invoice"
+GST_TITLES = (TAX_INVOICE, BILL_OF_SUPPLY, INVOICE_CUM_BILL)
+TAXED_TITLES = (TAX_INVOICE, INVOICE_CUM_BILL)
+COPY_MARK = "Original for Recipient"
+# The GST state codes (the first two digits of a GSTIN), by the state's name as a clinic
+# writes it; a few names have a second spelling in use.
+STATE_CODES = {
+    "jammu and kashmir": "01",
+    "himachal pradesh": "02",
+    "punjab": "03",
+    "chandigarh": "04",
+    "uttarakhand": "05",
+    "haryana": "06",
+    "delhi": "07",
+    "rajasthan": "08",
+    "uttar pradesh": "09",
+    "bihar": "10",
+    "sikkim": "11",
+    "arunachal pradesh": "12",
+    "nagaland": "13",
+    "manipur": "14",
+    "mizoram": "15",
+    "tripura": "16",
+    "meghalaya": "17",
+    "assam": "18",
+    "west bengal": "19",
+    "jharkhand": "20",
+    "odisha": "21",
+    "orissa": "21",
+    "chhattisgarh": "22",
+    "madhya pradesh": "23",
+    "gujarat": "24",
+    "dadra and nagar haveli and daman and diu": "26",
+    "maharashtra": "27",
+    "karnataka": "29",
+    "goa": "30",
+    "lakshadweep": "31",
+    "kerala": "32",
+    "tamil nadu": "33",
+    "puducherry": "34",
+    "pondicherry": "34",
+    "andaman and nicobar islands": "35",
+    "telangana": "36",
+    "andhra pradesh": "37",
+    "ladakh": "38",
+}
 STATUS_WORDS = {
     "issued": "Unpaid",
     "partial": "Partly paid",
@@ -112,6 +173,7 @@ class InvoiceDocument:
     amount_paid: Decimal
     balance_due: Decimal
     status: str  # issued / partial / paid / refunded
+    patient_address_lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,16 +191,26 @@ class ReceiptDocument:
 
 
 def document_title(doc: InvoiceDocument) -> str:
-    """Tax Invoice, Bill of Supply (nothing taxed), or Invoice (clinic not registered)."""
+    """Which document the invoice is, by its lines' rates (see the module's docstring)."""
     if not doc.clinic.gstin:
-        return "Invoice"
-    if doc.tax_total == 0:
-        return "Bill of Supply"
-    return "Tax Invoice"
+        return PLAIN_INVOICE
+    taxed = [line.tax_rate > 0 for line in doc.lines]
+    if not any(taxed):
+        return BILL_OF_SUPPLY
+    if all(taxed):
+        return TAX_INVOICE
+    return INVOICE_CUM_BILL
+
+
+def state_with_code(state: str) -> str:
+    """``Karnataka (29)``: a state's name with its GST state code, when it is known."""
+    name = " ".join(state.replace("&", " and ").split()).casefold()
+    code = STATE_CODES.get(name)
+    return f"{state} ({code})" if code else state
 
 
 class _Pdf(FPDF):
-    """A page footer on every page: the no-signature note and "Page n of N"."""
+    """A page footer on every page: the document's title and number, and "Page n of N"."""
 
     note = ""
 
@@ -244,7 +316,7 @@ def _columns(doc: InvoiceDocument, title: str) -> tuple[list[str], list[float], 
     """Headings, widths (mm) and alignment of the line table: the tax columns that apply."""
     head = ["#", "Description", "SAC/HSN", "Qty", "Rate (₹)", "Discount (₹)"]
     widths = [6.0, 0.0, 15.0, 9.0, 16.0, 15.0]
-    if title == "Bill of Supply" or (title == "Invoice" and doc.tax_total == 0):
+    if title == BILL_OF_SUPPLY or (title == PLAIN_INVOICE and doc.tax_total == 0):
         head += ["Amount (₹)"]
         widths += [20.0]
     elif doc.inter_state:
@@ -257,7 +329,7 @@ def _columns(doc: InvoiceDocument, title: str) -> tuple[list[str], list[float], 
     return head, widths, align
 
 
-def _line_cells(doc: InvoiceDocument, n: int, line: DocLine, count: int) -> list[str]:
+def _line_cells(doc: InvoiceDocument, title: str, n: int, line: DocLine, count: int) -> list[str]:
     cells = [
         str(n),
         line.description,
@@ -269,6 +341,10 @@ def _line_cells(doc: InvoiceDocument, n: int, line: DocLine, count: int) -> list
     if count == 7:  # no tax columns
         return [*cells, _figure(line.total)]
     cells.append(_figure(line.taxable))
+    if title in GST_TITLES and not line.tax_rate:
+        # An exempt line of an invoice-cum-bill of supply: no tax, and said so.
+        zero = [_figure(ZERO)] * (1 if doc.inter_state else 2)
+        return [*cells, "Exempt", *zero, _figure(line.total)]
     if doc.inter_state:
         return [*cells, _percent(line.tax_rate), _figure(line.igst), _figure(line.total)]
     half = _percent(line.tax_rate / 2)
@@ -294,16 +370,32 @@ def _totals(pdf: FPDF, rows: list[tuple[str, str]], *, strong_last: bool = True)
         pdf.cell(value_w, 5.5 if last else 4.6, value, align="R", **NEXT_LINE)
 
 
+def _signature(pdf: FPDF, clinic: str, block_w: float) -> None:
+    """ "For <clinic>", room to sign, a line and "Authorised signatory" at the right edge,
+    kept together: on a new page when the rest of this one is too short.
+    """
+    height = 26.0
+    if pdf.get_y() + 6 + height > pdf.page_break_trigger:
+        pdf.add_page()
+    pdf.ln(6)
+    x = pdf.w - pdf.r_margin - block_w
+    pdf.set_x(x)
+    _font(pdf, 8.5)
+    pdf.multi_cell(block_w, 4.6, f"For {clinic}", align="C", **NEXT_LINE)
+    pdf.ln(12)
+    pdf.set_draw_color(150, 150, 150)
+    pdf.line(x, pdf.get_y(), x + block_w, pdf.get_y())
+    pdf.ln(1)
+    pdf.set_x(x)
+    pdf.set_text_color(*GREY)
+    pdf.cell(block_w, 4.6, "Authorised signatory", align="C", **NEXT_LINE)
+    pdf.set_text_color(*BLACK)
+
+
 def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     """The invoice as an A4 PDF (see the module's docstring for what it shows)."""
     title = document_title(doc)
-    pdf = _new_pdf(
-        cache,
-        "A4",
-        12,
-        f"{title} {doc.number} · Issued electronically by the clinic's computer system; "
-        "valid without a signature.",
-    )
+    pdf = _new_pdf(cache, "A4", 12, f"{title} {doc.number}")
     width = pdf.w - pdf.l_margin - pdf.r_margin
     right_w = 68.0
     left_w = width - right_w - 6
@@ -315,9 +407,17 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     x = pdf.w - pdf.r_margin - right_w
     pdf.set_xy(x, top)
     _font(pdf, 15)
+    if pdf.get_string_width(title) > right_w:
+        _font(pdf, 12)  # "Invoice-cum-Bill of Supply"
     pdf.cell(right_w, 7, title, align="R", **NEXT_LINE)
+    if title in GST_TITLES:
+        pdf.set_x(x)
+        _font(pdf, 8)
+        pdf.set_text_color(*GREY)
+        pdf.cell(right_w, 4.2, COPY_MARK, align="R", **NEXT_LINE)
+        pdf.set_text_color(*BLACK)
     rows = [
-        ("Bill no." if title == "Bill of Supply" else "Invoice no.", doc.number),
+        ("Bill no." if title == BILL_OF_SUPPLY else "Invoice no.", doc.number),
         ("Date", doc.issued_on),
         ("Status", STATUS_WORDS.get(doc.status, doc.status.capitalize())),
     ]
@@ -339,12 +439,16 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
         details.append(f"Patient no. {doc.patient_number}")
     if doc.patient_phone:
         details.append(f"Phone {doc.patient_phone}")
+    for line in doc.patient_address_lines:
+        if line:
+            pdf.multi_cell(left_w, 4.6, line, **NEXT_LINE)
     if details:
         pdf.multi_cell(left_w, 4.6, " · ".join(details), **NEXT_LINE)
     below_left = pdf.get_y()
     pdf.set_xy(x, top)
-    supply = [("Place of supply", doc.place_of_supply or doc.clinic.state or "—")]
-    if title == "Tax Invoice":
+    place = doc.place_of_supply or doc.clinic.state
+    supply = [("Place of supply", state_with_code(place) if place else "—")]
+    if title in TAXED_TITLES:
         supply.append(("Supply", "Inter-state (IGST)" if doc.inter_state else "Intra-state"))
         supply.append(("Reverse charge", "No"))
     _label_values(pdf, x, supply, 26, right_w - 26)
@@ -354,7 +458,9 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     # Lines
     head, widths, align = _columns(doc, title)
     widths[1] = width - sum(widths)
-    cells = [_line_cells(doc, n, line, len(head)) for n, line in enumerate(doc.lines, start=1)]
+    cells = [
+        _line_cells(doc, title, n, line, len(head)) for n, line in enumerate(doc.lines, start=1)
+    ]
     pdf.set_text_shaping(_needs_shaping([line.description for line in doc.lines]))
     _font(pdf, 7.5)
     pdf.set_draw_color(170, 170, 170)
@@ -381,7 +487,7 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     totals = [("Subtotal", rupees(doc.subtotal))]
     if doc.discount_total:
         totals.append(("Discount", rupees(-doc.discount_total)))
-    if title not in ("Bill of Supply", "Invoice") or doc.tax_total:
+    if title in TAXED_TITLES or doc.tax_total:
         if doc.inter_state:
             totals.append(("IGST", rupees(doc.igst_total)))
         else:
@@ -397,15 +503,16 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     pdf.set_text_color(*BLACK)
     _font(pdf, 9.5)
     pdf.multi_cell(width, 5, rupees_in_words(doc.grand_total), **NEXT_LINE)
-    if title == "Bill of Supply":
+    exempt_note = {
+        BILL_OF_SUPPLY: "The services and goods on this bill are exempt from GST; "
+        "no tax is charged.",
+        INVOICE_CUM_BILL: "The lines marked Exempt are exempt from GST and carry no tax; "
+        "GST is charged on the other lines.",
+    }.get(title)
+    if exempt_note:
         _font(pdf, 8)
         pdf.set_text_color(*GREY)
-        pdf.multi_cell(
-            width,
-            4.2,
-            "The services and goods on this bill are exempt from GST; no tax is charged.",
-            **NEXT_LINE,
-        )
+        pdf.multi_cell(width, 4.2, exempt_note, **NEXT_LINE)
         pdf.set_text_color(*BLACK)
     _rule(pdf, 3)
 
@@ -440,6 +547,7 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     _totals(
         pdf, [("Amount paid", rupees(doc.amount_paid)), ("Balance due", rupees(doc.balance_due))]
     )
+    _signature(pdf, doc.clinic.name, 62.0)
     return bytes(pdf.output())
 
 
@@ -453,7 +561,7 @@ def receipt_pdf(cache: Path, doc: ReceiptDocument) -> bytes:
         cache,
         (148, 210),  # A5, given in mm (fpdf2 warns about the named format)
         11,
-        f"{title} {doc.receipt_number} · Issued electronically; valid without a signature.",
+        f"{title} {doc.receipt_number}",
     )
     width = pdf.w - pdf.l_margin - pdf.r_margin
     _letterhead(pdf, doc.clinic, width)
@@ -489,4 +597,5 @@ def receipt_pdf(cache: Path, doc: ReceiptDocument) -> bytes:
         f"{'refund' if refund else 'payment'}: {rupees(doc.balance_after)}",
         **NEXT_LINE,
     )
+    _signature(pdf, doc.clinic.name, 56.0)
     return bytes(pdf.output())

@@ -11,8 +11,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,16 @@ class NavItem:
     label: str
     href: str
     section: str = ""  # base.html folds the "clinical" and "admin" entries into menus
+    current: bool = False  # the open page's entry (aria-current): see ``current_href``
+
+
+def current_href(path: str, hrefs: Iterable[str]) -> str | None:
+    """The entry the open page belongs to: the longest href that is the path or one of
+    its parent folders (``/me/appointments/x`` is under ``/me/appointments``, and so not
+    under ``/me`` as well). ``/`` is current only on the home page itself.
+    """
+    matches = [h for h in hrefs if path == h or (h != "/" and path.startswith(h.rstrip("/") + "/"))]
+    return max(matches, key=len, default=None)
 
 
 # Where an entry sits in the bar; within a section, entries keep the order the app
@@ -66,6 +76,17 @@ class NavEntry:
     def __post_init__(self) -> None:
         if self.section not in SECTIONS:
             raise ValueError(f"unknown navigation section {self.section!r}")
+
+
+def bar_label(entry: NavEntry, section_hrefs: Iterable[str]) -> str:
+    """The label a patient's entry shows in the bar: a page inside another of the
+    patient's entries (``/me/bills`` inside ``/me``, "My clinic") drops its "My ", which
+    that entry already says; the bar then fits one line at 1280 px.
+    """
+    if entry.section != "patient" or not entry.label.startswith("My "):
+        return entry.label
+    inside = any(h != entry.href and current_href(entry.href, [h]) for h in section_hrefs)
+    return first_upper(entry.label[3:]) if inside else entry.label
 
 
 SIGNED_OUT_NAV = (
@@ -321,14 +342,19 @@ class Pages:
         principal = getattr(request.state, "principal", None)
         role = principal.role if principal is not None and principal.active else None
         items = [] if role else list(SIGNED_OUT_NAV)
-        for entry in self.navigation:
-            if entry.action == DEV_ONLY:
-                shown = self.dev
-            else:
-                shown = role is not None and allowed(role, entry.action)
-            if shown:
-                items.append(NavItem(entry.label, entry.href, entry.section))
-        return items
+        shown = [
+            entry
+            for entry in self.navigation
+            if (
+                self.dev
+                if entry.action == DEV_ONLY
+                else role is not None and allowed(role, entry.action)
+            )
+        ]
+        patient = [entry.href for entry in shown if entry.section == "patient"]
+        items += [NavItem(bar_label(e, patient), e.href, e.section) for e in shown]
+        current = current_href(request.url.path, [item.href for item in items])
+        return [replace(item, current=item.href == current) for item in items]
 
     def render(
         self,
