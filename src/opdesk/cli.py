@@ -399,7 +399,12 @@ def tenant() -> None:
 @click.option("--phone", default=None, help="Reception phone number.")
 @click.option("--city", default=None)
 @click.option("--state", default=None)
-@click.option("--invoice-prefix", default="INV", show_default=True)
+@click.option(
+    "--invoice-prefix",
+    default="INV",
+    show_default=True,
+    help="Up to three capital letters or digits, e.g. OPD (GST numbers are at most 16 characters)",
+)
 def tenant_create(
     name: str,
     slug: str,

@@ -72,5 +72,6 @@ MobileE164 = Annotated[str, AfterValidator(validation.mobile_e164)]
 Email = Annotated[str, AfterValidator(validation.email)]
 Slug = Annotated[str, Field(min_length=3, max_length=40, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
 Pincode = Annotated[str, Field(pattern=r"^[1-9][0-9]{5}$")]
-InvoicePrefix = Annotated[str, Field(min_length=1, max_length=12, pattern=r"^[A-Z0-9][A-Z0-9-]*$")]
+# Up to three characters, so an invoice number stays within GST's sixteen (money.invoice_number).
+InvoicePrefix = Annotated[str, Field(min_length=1, max_length=3, pattern=r"^[A-Z0-9][A-Z0-9-]*$")]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]

@@ -197,5 +197,8 @@ def financial_year(day: date) -> str:
 
 
 def invoice_number(prefix: str, year: str, seq: int) -> str:
-    """``OPD/2026-27/000123``: the clinic's prefix, the financial year, six digits."""
-    return f"{prefix}/{year}/{seq:06d}"
+    """``OPD/26-27/000123``: the clinic's prefix (up to three characters), the financial
+    year ``2026-27`` written short, six digits. GST's Rule 46(b) allows sixteen
+    characters at most: three, a slash, five, a slash and six make exactly that.
+    """
+    return f"{prefix}/{year[2:]}/{seq:06d}"
