@@ -18,7 +18,7 @@ import pytest
 from opdesk.config import Settings
 from opdesk.context import system_context
 from opdesk.db import Database
-from opdesk.security import permissions, throttle, tokens
+from opdesk.security import passwords, permissions, throttle, tokens
 from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
 from opdesk.uow import transaction
 
@@ -245,3 +245,35 @@ CLINIC = uuid.UUID("0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
 def test_a_session_token_names_its_clinic_only_in_its_exact_shape(token: str, named: bool) -> None:
     # tokens.x_tenant_of__mutmut_3, 5, 6, 8 to 11: the bounds of the shape were untested.
     assert tokens.tenant_of(token) == (CLINIC if named else None)
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [
+        ("p" * (passwords.MIN_LENGTH - 1), f"must be at least {passwords.MIN_LENGTH} characters"),
+        ("p" * passwords.MIN_LENGTH, None),
+        ("p" * 256, None),
+        ("p" * 257, "must be at most 256 characters"),
+        (" " + "p" * 20, "must not start or end with spaces"),
+    ],
+)
+def test_a_new_password_is_refused_just_outside_its_bounds(password: str, problem: str) -> None:
+    # passwords.x_password_problem__mutmut_1 to _4: the bounds and the long message.
+    assert passwords.password_problem(password) == problem
+
+
+def test_a_stored_password_uses_the_full_strength_parameters_unless_told_otherwise() -> None:
+    # passwords.x_hash_password__mutmut_1: the default was never checked, so a default
+    # of fast=True (1 MiB, one pass: test-only parameters) would have stored weak hashes.
+    stored = passwords.hash_password("a long enough password")
+    assert stored.startswith("$argon2id$")
+    assert "m=1024,t=1,p=1" not in stored
+    quick = passwords.hash_password("a long enough password", fast=True)
+    assert "m=1024,t=1,p=1" in quick
+
+
+def test_an_unknown_action_is_refused_for_every_role() -> None:
+    # permissions.x_allowed__mutmut_7 and _9: without the empty default an unknown action
+    # raised instead of answering no.
+    for role in (*permissions.ROLES, None):
+        assert permissions.allowed(role, "no-such:action") is False
