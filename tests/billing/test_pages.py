@@ -81,13 +81,15 @@ def test_checkout_from_the_queue_adds_a_line_a_discount_with_reason_then_issues(
     with transaction(db, ctx) as session:
         catalogue.add_to_visit(session, ctx, visit_id=opened.id, service_id=service.id)
 
-    # The queue's Checkout leads to the visit's checkout: the booking's fee and the ECG.
-    sent = desk.get(
-        f"/billing/appointments/{visit.appointment.id}/checkout", follow_redirects=False
-    )
+    # The queue's Checkout (a POST) prepares the visit's draft and opens the visit's
+    # checkout: the booking's fee and the ECG.
+    queue = f"/billing/appointments/{visit.appointment.id}/checkout"
+    sent = post(desk, "/queue", queue)
     assert sent.status_code == 303
     page = f"/billing/visits/{opened.id}/checkout"
     assert sent.headers["location"] == page
+    # A link to the queue's address (a GET) leads to the same page, writing nothing.
+    assert desk.get(queue, follow_redirects=False).headers["location"] == page
     shown = desk.get(page)
     assert shown.status_code == 200, shown.text
     words = text_of(shown.text)
@@ -150,6 +152,7 @@ def test_a_visit_line_cannot_be_removed_but_a_line_by_hand_can(
     visit = consultation(db, ident, tenant)
     opened = open_visit(db, visit)
     page = f"/billing/visits/{opened.id}/checkout"
+    assert post(desk, page, page).status_code == 303  # "Prepare the bill"
     shown = desk.get(page).text
     (draft_id,) = re.findall(r'action="/billing/invoices/([0-9a-f-]{36})/lines"', shown)
     post(desk, page, f"/billing/invoices/{draft_id}/lines", description="Dressing", unitPrice="80")
@@ -555,6 +558,6 @@ def test_the_queue_offers_checkout_for_a_checked_in_patient(
     board = desk.get("/queue").text
     assert f"/billing/appointments/{walked}/checkout" in board
     # No visit yet: the booking's charge (made now if there is none) opens for checkout.
-    sent = desk.get(f"/billing/appointments/{walked}/checkout", follow_redirects=False)
+    sent = post(desk, "/queue", f"/billing/appointments/{walked}/checkout")
     assert sent.status_code == 303 and sent.headers["location"].endswith("/edit")
     assert "Consultation" in desk.get(sent.headers["location"]).text

@@ -10,8 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from opdesk.billing import settings as billing_settings
+from opdesk.billing.models import Invoice
 from opdesk.clinical import catalogue, visits
 from opdesk.db import Database
 from opdesk.uow import transaction
@@ -58,8 +60,10 @@ def test_from_the_queue_to_a_paid_invoice_by_upi(
     page, problems = open_page(browser, width)
     as_user(page, live_server, open_session(db, ident, desk))
     page.goto(f"{live_server}/queue")
+    shot(page, f"billing-queue-checkout-{width}")
     clicks = 0
 
+    # The queue's Checkout is a one-click form button (a POST: it prepares the draft).
     page.get_by_role("button", name="Checkout").first.click()
     clicks += 1
     page.wait_for_url("**/checkout")
@@ -190,3 +194,47 @@ def test_an_invoice_part_paid_with_a_refund_and_the_settings_page(
     shot(settings_page, f"billing-settings-{width}")
     assert problems == [], problems
     settings_page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_a_link_to_checkout_shows_the_prepare_button_and_writes_nothing_itself(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    """A checkout address opened by a link (or prefetched, or the back button) before the
+    bill is prepared shows one button and makes no invoice; the button makes the draft
+    with the visit's ECG.
+    """
+    clinic = make_tenant(db, "Neem Tree Clinic")
+    seen = consultation(db, ident, clinic, name={"first": "राजेश", "last": "वर्मा"})
+    walked = walk_in_today(db, ident, clinic, seen.doctor.id, seen.patient.id)
+    ecg = make_service(db, clinic, code="ECG", name="ECG (12 lead)", price="350")
+    ctx = seen.ctx()
+    with transaction(db, ctx) as session:
+        visit = visits.open_visit(session, ctx, appointment_id=walked)
+        catalogue.add_to_visit(session, ctx, visit_id=visit.id, service_id=ecg.id)
+    desk = make_user(db, ident, clinic, "frontdesk", name="Kavita Rao")
+
+    def bills() -> list[Invoice]:
+        with transaction(db, ctx) as session:
+            return list(session.scalars(select(Invoice).where(Invoice.appointment_id == walked)))
+
+    page, problems = open_page(browser, width)
+    as_user(page, live_server, open_session(db, ident, desk))
+    # The queue's address opened as a link leads to the visit's checkout, which only shows.
+    page.goto(f"{live_server}/billing/appointments/{walked}/checkout")
+    page.wait_for_url(f"**/billing/visits/{visit.id}/checkout")
+    main = page.locator("main").inner_text()
+    assert "राजेश वर्मा" in main and "There is no draft bill for this visit yet" in main
+    assert "ECG (12 lead)" in main and "₹350.00" in main
+    shot(page, f"billing-checkout-prepare-{width}")
+    page.reload()
+    assert bills() == []
+
+    page.get_by_role("button", name="Prepare the bill").click()
+    page.wait_for_url(f"**/billing/visits/{visit.id}/checkout")
+    assert page.get_by_role("button", name="Add line").is_visible()
+    assert "ECG (12 lead)" in page.locator(".invoice-lines").inner_text()
+    (draft,) = bills()
+    assert draft.visit_id == visit.id and draft.status == "draft"
+    assert problems == [], problems
+    page.context.close()

@@ -403,11 +403,7 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
             visit_id=visit.id,
             appointment_id=visit.appointment_id,
         )
-    from_visit = {line.ref_id for line in built}
-    earlier = [money.line_from_json(item) for item in draft.line_items]
-    by_hand = [x for x in earlier if x.ref_id not in from_visit and x.type != "consult"]
-    built = _keep_discounts(built, earlier)
-    lines = [*built, *by_hand]
+    earlier, lines = _rebuilt(draft, built)
     if draft.visit_id == visit.id and earlier == lines:
         return draft  # already in step with the visit: nothing to write
     draft.visit_id = visit.id
@@ -419,6 +415,29 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
         discount_reason=draft.discount_reason,
         place_of_supply=draft.place_of_supply,
     )
+
+
+def draft_in_step(session: Session, visit: Visit) -> Invoice | None:
+    """The visit's draft if :func:`draft_from_visit` would find nothing to change; None
+    when there is none yet or the visit changed since. Reads only.
+    """
+    draft = draft_for_appointment(session, visit.appointment_id)
+    if draft is None or draft.visit_id != visit.id:
+        return None
+    earlier, lines = _rebuilt(draft, visit_lines(session, visit))
+    return draft if earlier == lines else None
+
+
+def _rebuilt(
+    draft: Invoice, built: list[money.LineIn]
+) -> tuple[list[money.LineIn], list[money.LineIn]]:
+    """The draft's lines as they are, and as the visit makes them now: the visit's lines
+    (keeping the discounts the desk gave them), then the lines added by hand.
+    """
+    from_visit = {line.ref_id for line in built}
+    earlier = [money.line_from_json(item) for item in draft.line_items]
+    by_hand = [x for x in earlier if x.ref_id not in from_visit and x.type != "consult"]
+    return earlier, [*_keep_discounts(built, earlier), *by_hand]
 
 
 def _keep_discounts(built: list[money.LineIn], earlier: list[money.LineIn]) -> list[money.LineIn]:

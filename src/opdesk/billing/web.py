@@ -159,7 +159,7 @@ def _invoice_url(invoice: Invoice) -> str:
 def _editor_url(invoice: Invoice) -> str:
     """Where a draft is changed: its visit's checkout, else the editor by hand."""
     if invoice.visit_id is not None:
-        return f"/billing/visits/{invoice.visit_id}/checkout"
+        return _visit_checkout_url(invoice.visit_id)
     return f"/billing/invoices/{invoice.id}/edit"
 
 
@@ -272,42 +272,155 @@ def _billed(
 
 @router.get("/billing/visits/{visit_id}/checkout")
 def checkout_page(
-    request: Request, who: Writer, visit_id: uuid.UUID, session: DbSession, ctx: Ctx
+    request: Request, who: Writer, visit_id: uuid.UUID, session: DbSession
 ) -> Response:
-    """The visit's checkout draft: the booking's charge with the visit's services and
-    priced tests brought onto it (once, when the visit changed), and what the desk added.
+    """The visit's checkout draft, when it is in step with the visit. Reads only: when
+    the draft is not built yet, or the visit changed since (a service or a test added),
+    a page with one button that prepares it (a POST to this address).
     """
     visit = records.by_id(session, Visit, visit_id)
     billed = _billed(session, visit_id=visit.id, appointment_id=visit.appointment_id)
     if billed is not None:
-        return flash(
-            request,
-            _invoice_url(billed),
-            f"This visit is billed on invoice {billed.number}.",
-            "info",
-        )
-    draft = invoices.draft_from_visit(session, ctx, visit_id=visit.id)
+        return _billed_on(request, billed)
+    draft = invoices.draft_in_step(session, visit)
+    if draft is None:
+        appointment = records.by_id(session, Appointment, visit.appointment_id)
+        return _prepare_page(request, session, who, appointment, visit=visit)
     return _editor(request, session, draft, visit=visit)
+
+
+@router.post("/billing/visits/{visit_id}/checkout")
+def prepare_visit_checkout(
+    request: Request, _: Writer, visit_id: uuid.UUID, session: DbSession, ctx: Ctx
+) -> Response:
+    """Prepare the visit's checkout draft: the booking's charge with the visit's services
+    and priced tests brought onto it (or a new draft), then the draft's page.
+    """
+    visit = records.by_id(session, Visit, visit_id)
+    appointment = records.by_id(session, Appointment, visit.appointment_id, lock=True)
+    return _prepare_visit(request, session, ctx, appointment, visit)
 
 
 @router.get("/billing/appointments/{appointment_id}/checkout")
 def checkout_from_queue(
-    request: Request, _: Writer, appointment_id: uuid.UUID, session: DbSession, ctx: Ctx
+    request: Request, who: Writer, appointment_id: uuid.UUID, session: DbSession
 ) -> Response:
-    """The queue's "Checkout": the visit's checkout, or the booking's charge when the
-    doctor has not opened a visit (the consultation alone).
+    """Where the queue's "Checkout" leads, read only: the visit's checkout, the booking's
+    invoice or its draft; with no draft at all, a page that prepares it.
     """
     appointment = records.by_id(session, Appointment, appointment_id)
-    visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment.id))
+    visit = _visit_of(session, appointment)
     if visit is not None:
-        return redirect(request, f"/billing/visits/{visit.id}/checkout")
+        return redirect(request, _visit_checkout_url(visit.id))
     billed = _billed(session, visit_id=None, appointment_id=appointment.id)
     if billed is not None:
         return redirect(request, _invoice_url(billed))
     draft = invoices.draft_for_appointment(session, appointment.id)
-    if draft is None:
-        draft = invoices.charge_booking(session, ctx, appointment)
-    return redirect(request, _editor_url(draft))
+    if draft is not None:
+        return redirect(request, _editor_url(draft))
+    return _prepare_page(request, session, who, appointment)
+
+
+@router.post("/billing/appointments/{appointment_id}/checkout")
+def prepare_queue_checkout(
+    request: Request, _: Writer, appointment_id: uuid.UUID, session: DbSession, ctx: Ctx
+) -> Response:
+    """The queue's "Checkout" button: the visit's draft brought up to date, or the
+    booking's charge (the consultation alone) when the doctor has not opened a visit; made
+    once however often it is pressed. Then the draft's page (or the issued invoice).
+    """
+    # Locked so that two presses at once make one draft, not a second that fails.
+    appointment = records.by_id(session, Appointment, appointment_id, lock=True)
+    visit = _visit_of(session, appointment)
+    if visit is not None:
+        return _prepare_visit(request, session, ctx, appointment, visit)
+    billed = _billed(session, visit_id=None, appointment_id=appointment.id)
+    if billed is not None:
+        return redirect(request, _invoice_url(billed))
+    draft = invoices.draft_for_appointment(session, appointment.id)
+    if draft is not None:
+        return redirect(request, _editor_url(draft))
+    return attempt(
+        request,
+        session,
+        lambda: invoices.charge_booking(session, ctx, appointment),
+        done=lambda made: redirect(request, _editor_url(made)),
+        failed=f"/billing/appointments/{appointment.id}/checkout",
+    )
+
+
+def _visit_checkout_url(visit_id: uuid.UUID) -> str:
+    return f"/billing/visits/{visit_id}/checkout"
+
+
+def _visit_of(session: Session, appointment: Appointment) -> Visit | None:
+    return session.scalar(select(Visit).where(Visit.appointment_id == appointment.id))
+
+
+def _billed_on(request: Request, billed: Invoice) -> Response:
+    return flash(
+        request,
+        _invoice_url(billed),
+        f"This visit is billed on invoice {billed.number}.",
+        "info",
+    )
+
+
+def _prepare_visit(
+    request: Request,
+    session: Session,
+    ctx: RequestContext,
+    appointment: Appointment,
+    visit: Visit,
+) -> Response:
+    """The visit's draft made or brought up to date (the caller holds the appointment's
+    lock, so two at once make one draft), then its checkout page.
+    """
+    billed = _billed(session, visit_id=visit.id, appointment_id=appointment.id)
+    if billed is not None:
+        return _billed_on(request, billed)
+    page = _visit_checkout_url(visit.id)
+    return attempt(
+        request,
+        session,
+        lambda: invoices.draft_from_visit(session, ctx, visit_id=visit.id),
+        done=lambda _draft: redirect(request, page),
+        failed=page,
+    )
+
+
+def _prepare_page(
+    request: Request,
+    session: Session,
+    who: Principal,
+    appointment: Appointment,
+    *,
+    visit: Visit | None = None,
+) -> Response:
+    """The one button that prepares the bill, with what it will put on it. Writes nothing."""
+    built = (
+        invoices.visit_lines(session, visit)
+        if visit is not None
+        else [invoices.consult_line(session, appointment)]
+    )
+    draft = invoices.draft_for_appointment(session, appointment.id)
+    action = (
+        _visit_checkout_url(visit.id)
+        if visit is not None
+        else f"/billing/appointments/{appointment.id}/checkout"
+    )
+    return page(
+        request,
+        "billing/prepare.html",
+        patient=_patient(session, appointment.patient_id),
+        visit=visit,
+        draft=draft,
+        action=action,
+        back=("/queue", "Back to the queue")
+        if allowed(who.role, "appointments:read")
+        else ("/billing/invoices", "Back to the invoices"),
+        preview=[(line, money.paise(line.quantity * line.unit_price)) for line in built],
+    )
 
 
 @router.get("/billing/invoices/{invoice_id}/edit")
