@@ -241,7 +241,7 @@ def test_an_unpaid_booking_lapses_its_slot_is_freed_and_its_bill_and_link_are_ca
     assert _rules(db, tenant, appointment.id)[clinic_rules.PREPAID_CANCELLED] == "success"
     _clean_ledger(db, tenant)
     page = patient.browser.get(f"/me/appointments/{appointment.id}/pay").text
-    assert "no longer waiting for payment" in page
+    assert "No longer waiting for payment" in page
 
 
 def test_a_payment_arriving_after_the_lapse_is_kept_for_review_not_applied(
@@ -407,3 +407,46 @@ def test_another_patients_pay_page_is_not_found(
         f"/me/appointments/{appointment.id}/pay", data={"csrf_token": csrf_of(page.text)}
     )
     assert tried.status_code == 404
+
+
+def test_a_link_razorpay_would_not_make_can_be_asked_for_again(
+    gateway_client: TestClient, db: Database, ident: Any, rzp: RazorpayServer, patient_of: Any
+) -> None:
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    rzp.answer_next(503, {"error": {"code": "SERVER_ERROR", "description": "busy"}})
+    patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    _invoice, failed = _money_links(db, tenant, appointment.id)[0]
+    assert failed.status == "failed"
+    url = f"/me/appointments/{appointment.id}/pay"
+    page = patient.browser.get(url)
+    assert "We could not start the payment" in page.text and "Try again" in page.text
+    assert 'hx-trigger="every 3s"' not in page.text  # nothing to wait for
+    again = patient.browser.post(url, data={"csrf_token": csrf_of(page.text)})
+    assert "Pay ₹500.00 now" in again.text
+    links = _money_links(db, tenant, appointment.id)
+    assert [p.status for _i, p in links] == ["pending", "failed"]  # newest first, both kept
+    # A second press once a link is on its way is refused and makes no third payment.
+    refused = patient.browser.post(url, data={"csrf_token": csrf_of(again.text)})
+    assert "not waiting for a new payment link" in refused.text
+    assert len(_money_links(db, tenant, appointment.id)) == 2
+
+
+def _money_links(
+    db: Database, tenant: Tenant, appointment_id: uuid.UUID
+) -> list[tuple[Invoice, Payment]]:
+    with clinic_session(db, tenant.id) as session:
+        invoice = session.execute(
+            select(Invoice).where(Invoice.appointment_id == appointment_id)
+        ).scalar_one()
+        found = (
+            session.execute(
+                select(Payment)
+                .where(Payment.invoice_id == invoice.id)
+                .order_by(Payment.created_at.desc())
+            )
+            .scalars()
+            .all()
+        )
+        return [(invoice, p) for p in found]
