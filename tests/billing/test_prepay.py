@@ -450,3 +450,48 @@ def _money_links(
             .all()
         )
         return [(invoice, p) for p in found]
+
+
+def test_the_patients_api_books_waiting_for_payment_and_says_where_to_pay(
+    gateway_client: TestClient, db: Database, ident: Any, rzp: RazorpayServer
+) -> None:
+    tenant, (slot, other) = _prepaying_clinic(db, ident)
+    (me,) = patients(db, ident, tenant, 1)
+    mine = portal_login(db, ident, tenant, me)
+    base = f"/api/v1/public/clinics/{tenant.slug}"
+    token = gateway_client.post(f"{base}/holds", json={"slotId": str(slot.id)}).json()["holdToken"]
+    body = {
+        "slotId": str(slot.id),
+        "patientId": str(me.id),
+        "visitType": "consultation",
+        "holdToken": token,
+    }
+    key = {**mine, "Idempotency-Key": f"book-{uuid.uuid4()}"}
+    booked = gateway_client.post("/api/v1/me/appointments", json=body, headers=key)
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["status"] == "requested"
+    again = gateway_client.post("/api/v1/me/appointments", json=body, headers=key)
+    assert again.json() == booked.json()  # the same answer, and no second link
+    appointment_id = booked.json()["id"]
+    url = f"/api/v1/me/appointments/{appointment_id}/payment"
+    paying = gateway_client.get(url, headers=mine).json()
+    assert (paying["state"], paying["amount"]) == ("ready", "500.00")
+    assert paying["linkUrl"] and paying["payBy"] and paying["invoiceNumber"]
+    assert len(_money_links(db, tenant, uuid.UUID(appointment_id))) == 1
+    moved = gateway_client.post(
+        f"/api/v1/me/appointments/{appointment_id}/reschedule",
+        json={"slotId": str(other.id), "holdToken": "whatever"},
+        headers=mine,
+    )
+    assert moved.status_code == 409 and "pay for this appointment first" in moved.text
+    _invoice, payment = _money_links(db, tenant, uuid.UUID(appointment_id))[0]
+    for hook in rzp.pay_link(_link_id(payment)):
+        _webhook(gateway_client, tenant, hook)
+    assert gateway_client.get(url, headers=mine).json()["state"] == "paid"
+    (listed,) = gateway_client.get("/api/v1/me/appointments", headers=mine).json()
+    assert listed["status"] == "confirmed"
+    (stranger,) = patients(db, ident, tenant, 1)
+    assert (
+        gateway_client.get(url, headers=portal_login(db, ident, tenant, stranger)).status_code
+        == 404
+    )

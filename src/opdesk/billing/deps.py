@@ -1,16 +1,22 @@
-"""Path loaders for billing's routes: another clinic's id, or an unknown one, is 404."""
+"""Path loaders for billing's routes (another clinic's id, or an unknown one, is 404), and
+what a route needs to call the gateway after its commit.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
+from sqlalchemy.orm import Session
 
 from opdesk import records
+from opdesk.billing import outside, prepay
 from opdesk.billing.gateway import Gateways
 from opdesk.billing.models import Invoice, Payment
+from opdesk.context import RequestContext
 from opdesk.db import Database
+from opdesk.security.crypto import FieldCipher
 from opdesk.web.deps import AppSettings, DbSession
 
 
@@ -44,3 +50,23 @@ async def raw_body(request: Request) -> bytes:
 GatewaysDep = Annotated[Gateways, Depends(_gateways)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+class PayAhead:
+    """Opens a booking's payment link: the pending payment in the request's transaction,
+    Razorpay asked once it has committed (a background task of the response).
+    """
+
+    def __init__(self, db: DatabaseDep, gateways: GatewaysDep, tasks: BackgroundTasks) -> None:
+        self.db, self.gateways, self.tasks = db, gateways, tasks
+
+    def link(
+        self, session: Session, ctx: RequestContext, cipher: FieldCipher, appointment_id: uuid.UUID
+    ) -> None:
+        opened = prepay.open_payment(session, ctx, cipher, appointment_id)
+        self.tasks.add_task(
+            outside.make_link, self.db, outside.detached(ctx), cipher, self.gateways, opened
+        )
+
+
+PayAheadDep = Annotated[PayAhead, Depends()]

@@ -224,3 +224,18 @@ class LedgerOut(ApiModel):
     patient_id: uuid.UUID
     balance: Decimal
     entries: list[LedgerEntryOut]
+
+
+class PrepaymentOut(ApiModel):
+    """Where an online booking's payment stands: ``ready`` (open ``linkUrl`` to pay by
+    ``payBy``), ``making`` (ask again in a few seconds), ``failed`` (ask for a new link),
+    ``paid`` (the appointment is confirmed) or ``closed`` (cancelled, nothing owed).
+    """
+
+    appointment_id: uuid.UUID
+    state: Literal["ready", "making", "failed", "paid", "closed"]
+    amount: Decimal
+    invoice_number: str | None
+    link_url: str | None
+    pay_by: datetime | None
+    failure_reason: str | None

@@ -15,7 +15,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from opdesk import idempotency
-from opdesk.errors import TooManyRequests
+from opdesk.automation import clinic_rules
+from opdesk.billing import prepay
+from opdesk.billing.deps import PayAheadDep
+from opdesk.billing.schemas import PrepaymentOut
+from opdesk.errors import NotFound, TooManyRequests
 from opdesk.identity.deps import Ident
 from opdesk.patients import service as patients
 from opdesk.patients.deps import MyFamily
@@ -31,9 +35,11 @@ from opdesk.scheduling.deps import (
     MyOffer,
     Offers,
     check_changeable,
+    check_movable,
     doctor_in_path,
     hold_key,
 )
+from opdesk.scheduling.models import Appointment, AppointmentStatus
 from opdesk.scheduling.schemas import (
     AppointmentOut,
     HoldOut,
@@ -46,7 +52,7 @@ from opdesk.scheduling.schemas import (
 from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
 from opdesk.security import throttle
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import Anyone, Ctx, DbSession, answer
+from opdesk.web.deps import Anyone, Cipher, Ctx, DbSession, answer
 
 router = APIRouter(tags=["self-booking"], responses=PROBLEM_RESPONSES)
 
@@ -150,9 +156,16 @@ def book_online(
     ctx: Ctx,
     who: Me,
     family: MyFamily,
+    cipher: Cipher,
+    pay: PayAheadDep,
     key: IdempotencyKey = None,
 ) -> Any:
-    """Confirm a held slot for yourself or a family member."""
+    """Confirm a held slot for yourself or a family member.
+
+    A clinic that asks for payment ahead answers with the appointment ``requested``: its
+    payment link follows at ``GET /me/appointments/{id}/payment``; paid, the appointment is
+    ``confirmed``; unpaid by ``payBy`` it is cancelled and the time goes to others.
+    """
     patient = family.patient(session, body.patient_id)
     request = booking.BookingRequest(
         slot_id=body.slot_id,
@@ -162,6 +175,13 @@ def book_online(
         reason=body.reason,
         origin=booking.Origin(hold_token=body.hold_token, online=True),
     )
+
+    def book() -> Appointment:
+        made = booking.book(session, ctx, request)
+        if made.status == AppointmentStatus.REQUESTED:  # the clinic wants it paid first
+            pay.link(session, ctx, cipher, made.id)
+        return made
+
     return answer(
         idempotency.run_once(
             session,
@@ -170,9 +190,27 @@ def book_online(
             key=key,
             operation="book-online",
             body=body.model_dump(mode="json"),
-            act=lambda: AppointmentOut.of(booking.book(session, ctx, request)),
+            act=lambda: AppointmentOut.of(book()),
             status_code=201,
         )
+    )
+
+
+@router.get("/me/appointments/{appointment_id}/payment", response_model=PrepaymentOut)
+def my_payment(_: Me, appointment: Mine, session: DbSession) -> PrepaymentOut:
+    """The payment an online booking waits for (404 when it waits for none)."""
+    paying = prepay.of_appointment(session, appointment.id)
+    if paying is None:
+        raise NotFound("this appointment has nothing to pay online")
+    payment = paying.payment
+    return PrepaymentOut(
+        appointment_id=appointment.id,
+        state=paying.state,
+        amount=payment.amount if payment is not None else paying.invoice.balance_due,
+        invoice_number=paying.invoice.number,
+        link_url=payment.link_url if payment is not None else None,
+        pay_by=clinic_rules.payment_due_by(session, appointment.id),
+        failure_reason=payment.failure_reason if payment is not None else None,
     )
 
 
@@ -205,6 +243,7 @@ def reschedule_mine(
 ) -> AppointmentOut:
     """Move to a slot you hold; the old slot is freed for others."""
     check_changeable(ctx, session, appointment)
+    check_movable(appointment)
     moved = lifecycle.reschedule(
         session,
         ctx,

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.automation import clinic_rules
-from opdesk.billing import outside, prepay
+from opdesk.billing import prepay
 from opdesk.billing import settings as billing_settings
-from opdesk.billing.deps import DatabaseDep, GatewaysDep
+from opdesk.billing.deps import PayAheadDep
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict, NotFound, TooManyRequests
 from opdesk.formatting import clock_time, day_name, rupees
@@ -37,12 +37,12 @@ from opdesk.scheduling.deps import (
     MyOffer,
     Offers,
     check_changeable,
+    check_movable,
     hold_key,
     page,
 )
 from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
 from opdesk.security import throttle
-from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import Anyone, Cipher, Ctx, DbSession, services
@@ -228,26 +228,6 @@ def confirm_page(
         pay_within=billing_settings.prepay_window(session, clinic.id),
         tz=clinic.timezone,
     )
-
-
-class PayAhead:
-    """Opens a booking's payment link: the pending payment in the request's transaction,
-    Razorpay asked once it has committed (a background task of the response).
-    """
-
-    def __init__(self, db: DatabaseDep, gateways: GatewaysDep, tasks: BackgroundTasks) -> None:
-        self.db, self.gateways, self.tasks = db, gateways, tasks
-
-    def link(
-        self, session: Session, ctx: RequestContext, cipher: FieldCipher, appointment_id: uuid.UUID
-    ) -> None:
-        opened = prepay.open_payment(session, ctx, cipher, appointment_id)
-        self.tasks.add_task(
-            outside.make_link, self.db, outside.detached(ctx), cipher, self.gateways, opened
-        )
-
-
-PayAheadDep = Annotated[PayAhead, Depends()]
 
 
 @router.post("/c/{slug}/book/confirm")
@@ -575,8 +555,7 @@ def reschedule_mine(
 
     def move() -> Appointment:
         check_changeable(ctx, session, appointment)
-        if appointment.status == AppointmentStatus.REQUESTED:
-            raise Conflict("pay for this appointment first, or cancel it and book another time")
+        check_movable(appointment)
         return lifecycle.reschedule(
             session,
             ctx,

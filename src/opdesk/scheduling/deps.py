@@ -21,7 +21,7 @@ from opdesk.errors import Conflict
 from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import MyFamily
 from opdesk.scheduling import lifecycle, queries, waitlist
-from opdesk.scheduling.models import Appointment, DoctorProfile, WaitlistLock
+from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, WaitlistLock
 from opdesk.security import throttle
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.deps import SlugPath
@@ -134,6 +134,14 @@ def check_changeable(ctx: RequestContext, session: Session, appointment: Appoint
     slot = queries.slot_of(session, appointment)
     if slot is not None and slot.starts_at <= ctx.now():
         raise Conflict("this appointment has already started; please call the clinic")
+
+
+def check_movable(appointment: Appointment) -> None:
+    """A booking waiting for its online payment is paid for or cancelled, not moved: a
+    move books the new time as a new appointment, which would skip the payment.
+    """
+    if appointment.status == AppointmentStatus.REQUESTED:
+        raise Conflict("pay for this appointment first, or cancel it and book another time")
 
 
 def my_offer(offer_id: uuid.UUID, session: DbSession, family: MyFamily) -> WaitlistLock:
