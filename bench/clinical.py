@@ -38,7 +38,7 @@ from sqlalchemy import select
 from opdesk.app import create_app
 from opdesk.bootstrap import Services
 from opdesk.clinical import icd, prescriptions, rx_pdf, signing, visits
-from opdesk.clinical.models import Prescription
+from opdesk.clinical.models import Prescription, version_row_id
 from opdesk.clinical.web.rx import document_of
 from opdesk.config import Settings
 from opdesk.context import RequestContext, system_context
@@ -280,7 +280,7 @@ def load_history(db: Database, cipher: FieldCipher, c: Clinic, rng: random.Rando
             "a_encrypted, p_encrypted, created_at, created_by) FROM STDIN"
         ) as copy:
             for n, (visit_id, at) in enumerate(zip(visit_ids, when, strict=True)):
-                row_id = visits.version_row_id(visit_id, 1)
+                row_id = version_row_id(visit_id, 1)
                 note = {
                     "s": f"Fever and body ache for {n % 5 + 1} days; no cough.",
                     "o": "Alert, afebrile now. Chest clear. BP as charted.",

@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -146,12 +146,24 @@ def _hide_soft_deleted(state: ORMExecuteState) -> None:
         )
 
 
-def encrypted_column(**kwargs: Any) -> Any:
+# How a ciphertext is bound to its row (the cipher's associated data, with the clinic and
+# the table): the column's label and the row's id, from the row's values.
+Binding = Callable[[str, Mapping[str, Any]], tuple[str, uuid.UUID]]
+
+
+def bound_to_id(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+    """Most rows: the column's own name and the row's ``id``."""
+    return column, row["id"]
+
+
+def encrypted_column(*, bound_to: Binding = bound_to_id, **kwargs: Any) -> Any:
     """A ``bytea`` column holding field-level ciphertext (see security/crypto.py).
 
-    The ``encrypted`` marker lets ``opdesk keys rotate`` find every such column.
+    The ``encrypted`` marker lets ``opdesk keys rotate`` find every such column, and
+    ``bound_to`` tells it how the code that wrote the value bound it to its row (a table
+    without an ``id``, a column sealed once per position, must say).
     """
-    return mapped_column(LargeBinary, info={"encrypted": True}, **kwargs)
+    return mapped_column(LargeBinary, info={"encrypted": True, "bound_to": bound_to}, **kwargs)
 
 
 E = TypeVar("E", bound=StrEnum)

@@ -20,6 +20,7 @@ Where this departs from the seed it is written in docs/seed-deviations.toml.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -369,6 +370,15 @@ class GatewayEvent(TenantScoped, Base):
     )
 
 
+def settings_row_id(tenant_id: uuid.UUID) -> uuid.UUID:
+    """A stable id binding the clinic's billing secrets' ciphertext to its one row."""
+    return uuid.uuid5(tenant_id, "billing_settings")
+
+
+def _bound_to_clinic(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+    return column, settings_row_id(row["tenant_id"])
+
+
 class BillingSettings(Base):
     """One clinic's billing settings: its UPI id for QR payments, its Razorpay account
     (secrets encrypted), and whether online bookings must be paid for ahead.
@@ -381,7 +391,7 @@ class BillingSettings(Base):
     upi_payee_name: Mapped[str | None] = mapped_column(Text)
     razorpay_key_id: Mapped[str | None] = mapped_column(Text)
     # {"keySecret": ..., "webhookSecret": ...}
-    razorpay_secrets: Mapped[bytes | None] = encrypted_column()
+    razorpay_secrets: Mapped[bytes | None] = encrypted_column(bound_to=_bound_to_clinic)
     prepay_online: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # How long a prepayment link (and the slot held for it) lasts.
     prepay_minutes: Mapped[int] = mapped_column(Integer, server_default=text("15"))

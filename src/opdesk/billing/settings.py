@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import audit
-from opdesk.billing.models import BillingSettings
+from opdesk.billing.models import BillingSettings, settings_row_id
 from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.security.crypto import FieldCipher
@@ -46,11 +46,6 @@ class Billing:
     consult_sac: str = "999312"
 
 
-def _row_id(tenant_id: uuid.UUID) -> uuid.UUID:
-    """A stable id binding the secrets' ciphertext to this clinic's row."""
-    return uuid.uuid5(tenant_id, "billing_settings")
-
-
 def _row(session: Session, tenant_id: uuid.UUID) -> BillingSettings | None:
     return session.scalar(select(BillingSettings).where(BillingSettings.tenant_id == tenant_id))
 
@@ -67,7 +62,7 @@ def of(session: Session, cipher: FieldCipher, tenant_id: uuid.UUID) -> Billing:
                 tenant_id=tenant_id,
                 table="billing_settings",
                 column="razorpay_secrets",
-                row_id=_row_id(tenant_id),
+                row_id=settings_row_id(tenant_id),
             )
         )
         razorpay = Razorpay(row.razorpay_key_id, secrets["keySecret"], secrets["webhookSecret"])
@@ -142,7 +137,7 @@ def save(session: Session, ctx: RequestContext, cipher: FieldCipher, changes: Bi
             tenant_id=tenant_id,
             table="billing_settings",
             column="razorpay_secrets",
-            row_id=_row_id(tenant_id),
+            row_id=settings_row_id(tenant_id),
         )
         if changes.razorpay
         else None

@@ -13,6 +13,7 @@ docs/seed-deviations.toml. Signed and issued records are frozen by PostgreSQL it
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -130,6 +131,22 @@ class Visit(TenantScoped, Base):
     )
 
 
+def version_row_id(visit_id: uuid.UUID, v: int) -> uuid.UUID:
+    """The id that binds a SOAP version's ciphertext to its row (the table's key is
+    visit + number, not an id of its own).
+    """
+    return uuid.uuid5(visit_id, f"soap-v{v}")
+
+
+def _bound_to_version(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+    return column, version_row_id(row["visit_id"], row["v"])
+
+
+def _bound_to_item(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+    # A composite key: the row is the prescription, the position names the column's place.
+    return f"{column}#{row['position']}", row["prescription_id"]
+
+
 class SoapVersion(Base):
     """A saved version of a visit's SOAP note (seed ``soap.versions``): insert-only."""
 
@@ -138,10 +155,10 @@ class SoapVersion(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     visit_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     v: Mapped[int] = mapped_column(Integer, primary_key=True)
-    s_encrypted: Mapped[bytes | None] = encrypted_column()
-    o_encrypted: Mapped[bytes | None] = encrypted_column()
-    a_encrypted: Mapped[bytes | None] = encrypted_column()
-    p_encrypted: Mapped[bytes | None] = encrypted_column()
+    s_encrypted: Mapped[bytes | None] = encrypted_column(bound_to=_bound_to_version)
+    o_encrypted: Mapped[bytes | None] = encrypted_column(bound_to=_bound_to_version)
+    a_encrypted: Mapped[bytes | None] = encrypted_column(bound_to=_bound_to_version)
+    p_encrypted: Mapped[bytes | None] = encrypted_column(bound_to=_bound_to_version)
     created_at: Mapped[datetime]
     created_by: Mapped[uuid.UUID]
 
@@ -368,7 +385,7 @@ class PrescriptionItem(Base):
     prescription_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     drug_id: Mapped[uuid.UUID | None]
-    name_encrypted: Mapped[bytes] = encrypted_column()
+    name_encrypted: Mapped[bytes] = encrypted_column(bound_to=_bound_to_item)
     strength: Mapped[str | None] = mapped_column(Text)
     form: Mapped[str | None] = mapped_column(Text)
     route: Mapped[str | None] = mapped_column(Text)

@@ -32,6 +32,7 @@ from opdesk.clinical.models import (
     SoapVersion,
     Visit,
     VisitStatus,
+    version_row_id,
 )
 from opdesk.clinical.schemas import DiagnosisOut
 from opdesk.context import RequestContext
@@ -93,13 +94,6 @@ def frozen_as_conflict() -> Iterator[None]:
 def where(visit_or_id: Any, tenant_id: uuid.UUID, table: str, column: str) -> dict[str, Any]:
     row_id = visit_or_id if isinstance(visit_or_id, uuid.UUID) else visit_or_id.id
     return {"tenant_id": tenant_id, "table": table, "column": column, "row_id": row_id}
-
-
-def version_row_id(visit_id: uuid.UUID, v: int) -> uuid.UUID:
-    """The id that binds a SOAP version's ciphertext to its row (the table's key is
-    visit + number, not an id of its own).
-    """
-    return uuid.uuid5(visit_id, f"soap-v{v}")
 
 
 def _check_soap(soap: Soap) -> None:

@@ -5,8 +5,10 @@ the message's machine (pending -> sent or failed).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,6 +75,15 @@ class OutboxMessage(TenantScoped, Base):
     )
 
 
+def settings_row_id(tenant_id: uuid.UUID, channel: str) -> uuid.UUID:
+    """A stable id for the (clinic, channel) row, binding its ciphertext to that row."""
+    return uuid.uuid5(tenant_id, f"message_providers:{channel}")
+
+
+def _bound_to_channel(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+    return column, settings_row_id(row["tenant_id"], row["channel"])
+
+
 class MessageProvider(Base):
     """How one clinic sends on one channel: the provider and its settings.
 
@@ -85,7 +96,7 @@ class MessageProvider(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     channel: Mapped[str] = mapped_column(Text, primary_key=True)
     provider: Mapped[str] = mapped_column(Text)
-    settings: Mapped[bytes] = encrypted_column()
+    settings: Mapped[bytes] = encrypted_column(bound_to=_bound_to_channel)
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     updated_at: Mapped[datetime]
 

@@ -8,13 +8,12 @@ identity — and identity's sign-in codes import the notifications service.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from opdesk.notifications.models import MessageProvider
+from opdesk.notifications.models import MessageProvider, settings_row_id
 from opdesk.security.crypto import FieldCipher
 
 
@@ -37,8 +36,3 @@ def provider_settings(cipher: FieldCipher, row: MessageProvider) -> dict[str, An
     )
     settings: dict[str, Any] = json.loads(plain)
     return settings
-
-
-def settings_row_id(tenant_id: uuid.UUID, channel: str) -> uuid.UUID:
-    """A stable id for the (clinic, channel) row, binding its ciphertext to that row."""
-    return uuid.uuid5(tenant_id, f"message_providers:{channel}")

@@ -23,8 +23,9 @@ from opdesk.notifications.models import (
     MessageProvider,
     OutboxMessage,
     OutboxStatus,
+    settings_row_id,
 )
-from opdesk.notifications.provider_rows import provider_settings, settings_row_id
+from opdesk.notifications.provider_rows import provider_settings
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy.models import Tenant
 from opdesk.validation import mobile_e164

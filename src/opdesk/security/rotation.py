@@ -4,20 +4,30 @@ Each batch is its own transaction. A row is picked only while its ciphertext sti
 names an older key, so the query itself is the checkpoint: after a crash, running the
 command again continues where it stopped, and rows already done are never touched twice.
 Old keys stay in the keyring, so every row stays readable throughout.
+
+Rotation runs as the database owner, scoped to one clinic at a time, in transactions that
+say they are re-keying (``opdesk.rekey``): the freeze of a signed visit or an issued
+prescription lets exactly such an UPDATE through (migration 0017), and the app role can
+never claim it. Each value is bound to its row as the code that wrote it bound it (the
+column's ``bound_to``), and rows are addressed by their primary key, whatever it is.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select, text
+from sqlalchemy.orm import Session
 
-from opdesk.context import system_context
-from opdesk.db import Base, Database
+from opdesk import audit
+from opdesk.audit.service import CTX_KEY
+from opdesk.context import RequestContext, system_context
+from opdesk.db import TENANT_KEY, Base, Binding, Database, bound_to_id, set_tenant_setting
 from opdesk.security.crypto import FieldCipher, key_id_prefix
-from opdesk.uow import transaction
 
 ENCRYPTED_INFO_KEY = "encrypted"
 
@@ -30,6 +40,11 @@ class EncryptedColumn:
     @property
     def label(self) -> str:
         return f"{self.table.name}.{self.column}"
+
+    def bound(self, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+        """The column label and row id this row's value was sealed with."""
+        binding: Binding = self.table.c[self.column].info.get("bound_to", bound_to_id)
+        return binding(self.column, row)
 
 
 def registered_columns(tables: Iterable[Table] | None = None) -> list[EncryptedColumn]:
@@ -68,8 +83,30 @@ def reencrypt(
 
 
 def _tenant_ids(db: Database) -> list[uuid.UUID]:
-    with transaction(db, system_context(None)) as session:
-        return list(session.execute(text("select id from tenants order by id")).scalars())
+    with db.owner_engine.connect() as conn:
+        return list(conn.execute(text("select id from tenants order by id")).scalars())
+
+
+@contextmanager
+def _rekeying(db: Database, ctx: RequestContext) -> Iterator[Session]:
+    """An owner's transaction scoped to one clinic that says it is re-keying (its audit
+    events are written with its commit, as every transaction's are).
+    """
+    with Session(db.owner_engine) as session:
+        session.info[CTX_KEY] = ctx
+        session.info[TENANT_KEY] = ctx.tenant_id
+        with session.begin():
+            session.execute(text("select set_config('opdesk.rekey', 'on', true)"))
+            yield session
+
+
+def _stale(target: EncryptedColumn, tenant_id: uuid.UUID, prefix: bytes) -> ColumnElement[bool]:
+    col = target.table.c[target.column]
+    return and_(
+        target.table.c.tenant_id == tenant_id,
+        col.is_not(None),
+        func.substring(col, 1, len(prefix)) != prefix,
+    )
 
 
 def _reencrypt_batch(
@@ -80,38 +117,57 @@ def _reencrypt_batch(
     batch_size: int,
     progress: RotationProgress,
 ) -> int:
-    active = cipher.keyring.active_key_id
-    prefix = key_id_prefix(active)
-    table, col = target.table, target.table.c[target.column]
-    with transaction(db, system_context(tenant_id)) as session:
-        rows = session.execute(
-            select(table.c.id, col)
-            .where(
-                table.c.tenant_id == tenant_id,
-                col.is_not(None),
-                func.substring(col, 1, len(prefix)) != prefix,
+    prefix = key_id_prefix(cipher.keyring.active_key_id)
+    table = target.table
+    keys = list(table.primary_key.columns)
+    ctx = system_context(tenant_id)
+    with _rekeying(db, ctx) as session:
+        rows = (
+            session.execute(
+                select(table)
+                .where(_stale(target, tenant_id, prefix))
+                .order_by(*keys)
+                .limit(batch_size)
+                .with_for_update()
             )
-            .order_by(table.c.id)
-            .limit(batch_size)
-            .with_for_update()
-        ).all()
+            .mappings()
+            .all()
+        )
         if not rows:
             return 0
         updates = []
-        for row_id, old in rows:
-            where = {
-                "tenant_id": tenant_id,
-                "table": table.name,
-                "column": target.column,
-                "row_id": row_id,
-            }
-            plain = cipher.decrypt(old, **where)
-            updates.append({"b_id": row_id, "b_value": cipher.encrypt(plain, **where)})
+        for row in rows:
+            column, row_id = target.bound(dict(row))
+            plain = cipher.decrypt(
+                row[target.column],
+                tenant_id=tenant_id,
+                table=table.name,
+                column=column,
+                row_id=row_id,
+            )
+            sealed = cipher.encrypt(
+                plain, tenant_id=tenant_id, table=table.name, column=column, row_id=row_id
+            )
+            updates.append({**{f"k_{key.name}": row[key.name] for key in keys}, "b_value": sealed})
         session.execute(
             table.update()
-            .where(table.c.tenant_id == tenant_id, table.c.id == bindparam("b_id"))
+            .where(*[key == bindparam(f"k_{key.name}") for key in keys])
             .values({target.column: bindparam("b_value")}),
             updates,
+        )
+        # One event for the batch: which rows of the clinic were sealed anew, under what key.
+        audit.record(
+            ctx,
+            entity=table.name,
+            entity_id=None,
+            action="update",
+            diff={
+                "rekeyed": {
+                    "column": target.column,
+                    "keyId": cipher.keyring.active_key_id,
+                    "rows": [[str(row[key.name]) for key in keys] for row in rows],
+                }
+            },
         )
     progress.rows += len(rows)
     progress.batches += 1
@@ -123,12 +179,12 @@ def count_stale(db: Database, cipher: FieldCipher, columns: Sequence[EncryptedCo
     prefix = key_id_prefix(cipher.keyring.active_key_id)
     total = 0
     for tenant_id in _tenant_ids(db):
-        with transaction(db, system_context(tenant_id)) as session:
+        with db.owner_engine.begin() as conn:
+            set_tenant_setting(conn, tenant_id)
             for target in columns:
-                col = target.table.c[target.column]
-                total += session.execute(
+                total += conn.execute(
                     select(func.count())
                     .select_from(target.table)
-                    .where(col.is_not(None), func.substring(col, 1, len(prefix)) != prefix)
+                    .where(_stale(target, tenant_id, prefix))
                 ).scalar_one()
     return total
