@@ -4,6 +4,8 @@ each test kills mutants that survived them. Mutant ids are mutmut's.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -19,8 +21,10 @@ from opdesk.config import Settings
 from opdesk.context import system_context
 from opdesk.db import Database
 from opdesk.security import passwords, permissions, throttle, tokens
+from opdesk.security.crypto import DecryptionError, FieldCipher, Keyring, StaticKeyring
 from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
 from opdesk.uow import transaction
+from tests.factories.crypto import Where
 
 
 def _settings(tmp_path: Path, **values: Any) -> Settings:
@@ -277,3 +281,59 @@ def test_an_unknown_action_is_refused_for_every_role() -> None:
     # raised instead of answering no.
     for role in (*permissions.ROLES, None):
         assert permissions.allowed(role, "no-such:action") is False
+
+
+class _CountingSource(StaticKeyring):
+    """A key source that counts how often it is asked to read its keys again."""
+
+    reloads = 0
+
+    def reload(self) -> Keyring:
+        self.reloads += 1
+        return self.keyring
+
+
+def test_a_known_key_decrypts_without_reading_the_keys_again() -> None:
+    # crypto._key__mutmut_1 and _2: looking the key up wrongly still worked, through a
+    # reload of the key file on every decryption (a disk read per field read).
+    source = _CountingSource(new_keyring())
+    cipher = FieldCipher(source)
+    where = Where(tenant_id=CLINIC, table="t", column="c", row_id=CLINIC)
+    sealed = cipher.encrypt("मधुमेह", **where)
+    assert cipher.decrypt_str(sealed, **where) == "मधुमेह"
+    assert source.reloads == 0
+    with pytest.raises(DecryptionError, match="ciphertext is too short"):
+        cipher.decrypt(sealed[:10], **where)  # crypto.key_id_of__mutmut_6: the message
+
+
+def test_counted_events_are_per_kind_and_leave_the_window_strictly_after_it(
+    db: Database,
+) -> None:
+    # throttle.recent__mutmut_3, _7 and _13: the order, the kind and the window's edge.
+    codes = throttle.Limit("test-recent-codes", 2, timedelta(minutes=10))
+    sends = throttle.Limit("test-recent-sends", 2, timedelta(minutes=10))
+    key = secrets.token_bytes(16)
+    now = datetime.now(UTC)
+    with transaction(db, system_context(None)) as session:
+        # Counted out of order: the newer first.
+        for at in (now - timedelta(minutes=1), now - timedelta(minutes=9)):
+            throttle.count(session, codes, key, at)
+        throttle.count(session, codes, key, now - timedelta(minutes=10))  # on the edge: out
+        throttle.count(session, sends, key, now)
+    with transaction(db, system_context(None)) as session:
+        assert throttle.recent(session, codes, key, now) == [
+            now - timedelta(minutes=9),
+            now - timedelta(minutes=1),
+        ]
+        # Free again when the older of the two leaves the window: in one minute.
+        assert throttle.retry_after(session, codes, key, now) == timedelta(minutes=1)
+        assert throttle.recent(session, sends, key, now) == [now]
+
+
+def test_the_keyed_hash_is_hmac_sha256_over_length_prefixed_parts() -> None:
+    # tokens.keyed_hash__mutmut_15: every stored phone and email index is this hash; a
+    # change to its framing would orphan them all, so its bytes are pinned here.
+    key = bytes(range(32))
+    framed = b"\x00\x00\x00\x02ab" + b"\x00\x00\x00\x01c"
+    assert tokens.keyed_hash(key, "ab", b"c") == hmac.new(key, framed, hashlib.sha256).digest()
+    assert tokens.keyed_hash(key, "ab", "c") != tokens.keyed_hash(key, "a", "bc")
