@@ -495,3 +495,34 @@ def test_the_patients_api_books_waiting_for_payment_and_says_where_to_pay(
         gateway_client.get(url, headers=portal_login(db, ident, tenant, stranger)).status_code
         == 404
     )
+
+
+def test_a_booking_never_asked_to_pay_ahead_has_no_pay_page(
+    gateway_client: TestClient, db: Database, ident: Any, patient_of: Any
+) -> None:
+    # Booked at the desk and its charge issued there: nothing to pay online, nothing paid.
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        from opdesk.billing import invoices
+        from opdesk.scheduling import booking
+
+        made = booking.book(
+            session,
+            ctx,
+            booking.BookingRequest(
+                slot_id=slot.id,
+                patient_id=patient.record.id,
+                visit_type="consultation",
+                channel="phone",
+            ),
+        )
+        draft = invoices.draft_for_appointment(session, made.id)
+        assert draft is not None
+        invoices.issue(session, ctx, draft)
+    assert made.status == "confirmed"
+    assert patient.browser.get(f"/me/appointments/{made.id}/pay").status_code == 404
+    mine = portal_login(db, ident, tenant, patient.record)
+    api = gateway_client.get(f"/api/v1/me/appointments/{made.id}/payment", headers=mine)
+    assert api.status_code == 404

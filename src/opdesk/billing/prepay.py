@@ -41,7 +41,7 @@ from opdesk.billing.models import (
     RefundStatus,
 )
 from opdesk.context import RequestContext
-from opdesk.scheduling.models import DoctorProfile
+from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile
 from opdesk.security.crypto import FieldCipher
 
 NOT_PAID = "the appointment was cancelled before it was paid"
@@ -120,11 +120,16 @@ class Prepayment:
         return "ready" if self.payment.link_url else "making"
 
 
-def of_appointment(session: Session, appointment_id: uuid.UUID) -> Prepayment | None:
-    invoice = charge_of(session, appointment_id)
+def of_appointment(session: Session, appointment: Appointment) -> Prepayment | None:
+    """The booking's prepayment; None when it was never asked to pay ahead (no link was
+    opened for its charge and it does not wait for one).
+    """
+    invoice = charge_of(session, appointment.id)
     if invoice is None:
         return None
     found = link_payments(session, invoice.id)
+    if not found and appointment.status != AppointmentStatus.REQUESTED:
+        return None
     return Prepayment(invoice, found[0] if found else None)
 
 

@@ -199,7 +199,7 @@ def book_online(
 @router.get("/me/appointments/{appointment_id}/payment", response_model=PrepaymentOut)
 def my_payment(_: Me, appointment: Mine, session: DbSession) -> PrepaymentOut:
     """The payment an online booking waits for (404 when it waits for none)."""
-    paying = prepay.of_appointment(session, appointment.id)
+    paying = prepay.of_appointment(session, appointment)
     if paying is None:
         raise NotFound("this appointment has nothing to pay online")
     payment = paying.payment

@@ -286,7 +286,7 @@ def _booked(request: Request, appointment: Appointment) -> Response:
 
 
 def _pay_context(session: Session, appointment: Appointment) -> dict[str, Any]:
-    paying = prepay.of_appointment(session, appointment.id)
+    paying = prepay.of_appointment(session, appointment)
     if paying is None:
         raise NotFound("this appointment has nothing to pay online")
     return {
@@ -325,7 +325,7 @@ def pay_again(
     back = f"/me/appointments/{appointment.id}/pay"
 
     def again() -> None:
-        paying = prepay.of_appointment(session, appointment.id)
+        paying = prepay.of_appointment(session, appointment)
         waiting = appointment.status == AppointmentStatus.REQUESTED
         if paying is None or not waiting or paying.state != "failed":
             raise Conflict("this appointment is not waiting for a new payment link")
