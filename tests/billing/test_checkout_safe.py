@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from opdesk.audit.models import AuditEvent
-from opdesk.billing import invoices
+from opdesk.billing import invoices, ledger, payments
 from opdesk.billing.models import Invoice, InvoiceStatus
 from opdesk.clinical import catalogue
 from opdesk.db import Database
@@ -297,3 +297,44 @@ def test_another_clinics_visit_or_appointment_is_not_found_and_unchanged(
         assert desk.get(url, follow_redirects=False).status_code == 404
         assert press(desk, url, token).status_code == 404
     assert footprint(db, elsewhere) == before
+
+
+# --------------------------------------------------------------------------- paid ahead
+
+
+def test_a_visit_paid_for_ahead_bills_only_what_the_visit_added(
+    db: Database, ident: Any, tenant: Tenant, desk: TestClient
+) -> None:
+    c = consultation(db, ident, tenant)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:  # the booking's charge, paid before the visit
+        charge = invoices.draft_for_appointment(session, c.appointment.id)
+        assert charge is not None
+        invoices.issue(session, ctx, charge)
+        payments.collect(session, ctx, charge, parts=[payments.Part("cash", charge.grand_total)])
+    visit = open_visit(db, c)
+    url = f"/billing/visits/{visit.id}/checkout"
+    # Nothing beyond the consultation: the visit is billed on the charge already.
+    nothing_more = desk.get(url)
+    assert nothing_more.url.path == f"/billing/invoices/{charge.id}"
+    assert f"This visit is billed on invoice {charge.number}" in words(nothing_more.text)
+
+    add_ecg(db, c, visit.id)
+    asking = desk.get(url)
+    assert "ECG" in words(asking.text)
+    made = desk.post(url, data={"csrf_token": csrf_of(asking.text)})
+    assert made.status_code == 200, made.text
+    with clinic_session(db, tenant.id) as session:
+        second = session.scalars(
+            select(Invoice).where(Invoice.visit_id == visit.id, Invoice.status == "draft")
+        ).one()
+        assert [i["type"] for i in second.line_items] == ["service"]  # no second consult
+        assert second.appointment_id is None
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        draft = session.get(Invoice, (tenant.id, second.id))
+        assert draft is not None
+        invoices.issue(session, ctx, draft)
+    assert desk.get(url).url.path == f"/billing/invoices/{second.id}"  # now billed there
+    with clinic_session(db, tenant.id) as session:
+        assert ledger.check(session) == []

@@ -362,13 +362,54 @@ def _order_lines(session: Session, visit: Visit) -> list[money.LineIn]:
     return lines
 
 
+def booking_charge_issued(session: Session, appointment_id: uuid.UUID) -> Invoice | None:
+    """The booking's charge once issued before any visit was billed on it (paid ahead
+    online, or issued from the queue before the doctor opened a visit): the consultation
+    is billed there, and the visit's checkout bills only what the visit added.
+    """
+    return session.scalar(
+        select(Invoice)
+        .where(
+            Invoice.appointment_id == appointment_id,
+            Invoice.status != InvoiceStatus.DRAFT,
+            Invoice.visit_id.is_(None),
+        )
+        .order_by(Invoice.created_at)
+        .limit(1)
+    )
+
+
 def visit_lines(session: Session, visit: Visit) -> list[money.LineIn]:
-    appointment = records.by_id(session, Appointment, visit.appointment_id)
-    return [
-        consult_line(session, appointment),
-        *_service_lines(session, visit),
-        *_order_lines(session, visit),
-    ]
+    """What the visit bills: the consultation (unless the booking's charge already did),
+    its services and its priced tests.
+    """
+    lines = [*_service_lines(session, visit), *_order_lines(session, visit)]
+    if booking_charge_issued(session, visit.appointment_id) is None:
+        appointment = records.by_id(session, Appointment, visit.appointment_id)
+        lines.insert(0, consult_line(session, appointment))
+    return lines
+
+
+def _visit_draft(session: Session, visit: Visit) -> Invoice | None:
+    """The draft the visit's checkout works on: the booking's, or the visit's own."""
+    return draft_for_appointment(session, visit.appointment_id) or session.scalar(
+        select(Invoice).where(Invoice.visit_id == visit.id, Invoice.status == InvoiceStatus.DRAFT)
+    )
+
+
+def billed_on(session: Session, visit: Visit) -> Invoice | None:
+    """The issued invoice that leaves nothing of the visit to bill: one made for it, or
+    the booking's charge when the visit added nothing to the consultation.
+    """
+    made = session.scalar(
+        select(Invoice).where(Invoice.visit_id == visit.id, Invoice.status != InvoiceStatus.DRAFT)
+    )
+    if made is not None:
+        return made
+    charge = booking_charge_issued(session, visit.appointment_id)
+    if charge is not None and not visit_lines(session, visit):
+        return charge
+    return None
 
 
 def draft_for_appointment(session: Session, appointment_id: uuid.UUID) -> Invoice | None:
@@ -387,21 +428,21 @@ def draft_from_visit(session: Session, ctx: RequestContext, *, visit_id: uuid.UU
     Lines added by hand to the draft are kept; lines from the visit are rebuilt.
     """
     visit = records.by_id(session, Visit, visit_id)
-    built = visit_lines(session, visit)
-    existing = session.scalar(
-        select(Invoice).where(Invoice.visit_id == visit.id, Invoice.status != InvoiceStatus.DRAFT)
-    )
+    existing = billed_on(session, visit)
     if existing is not None:
         raise Conflict(f"this visit is already billed on invoice {existing.number}")
-    draft = draft_for_appointment(session, visit.appointment_id)
+    built = visit_lines(session, visit)
+    draft = _visit_draft(session, visit)
     if draft is None:
+        charged = booking_charge_issued(session, visit.appointment_id)
         return create_draft(
             session,
             ctx,
             patient_id=visit.patient_id,
             lines=built,
             visit_id=visit.id,
-            appointment_id=visit.appointment_id,
+            # The booking's own charge is issued: this second bill is the visit's alone.
+            appointment_id=visit.appointment_id if charged is None else None,
         )
     earlier, lines = _rebuilt(draft, built)
     if draft.visit_id == visit.id and earlier == lines:
@@ -421,7 +462,7 @@ def draft_in_step(session: Session, visit: Visit) -> Invoice | None:
     """The visit's draft if :func:`draft_from_visit` would find nothing to change; None
     when there is none yet or the visit changed since. Reads only.
     """
-    draft = draft_for_appointment(session, visit.appointment_id)
+    draft = _visit_draft(session, visit)
     if draft is None or draft.visit_id != visit.id:
         return None
     earlier, lines = _rebuilt(draft, visit_lines(session, visit))

@@ -255,16 +255,11 @@ def _from_visit(built: Sequence[money.LineIn], item: dict[str, Any]) -> bool:
     return item.get("refId") in refs or item["type"] == "consult"
 
 
-def _billed(
-    session: Session, *, visit_id: uuid.UUID | None, appointment_id: uuid.UUID
-) -> Invoice | None:
-    """The visit's (or booking's) invoice once issued."""
-    where = Invoice.appointment_id == appointment_id
-    if visit_id is not None:
-        where = where | (Invoice.visit_id == visit_id)
+def _billed(session: Session, appointment_id: uuid.UUID) -> Invoice | None:
+    """The booking's invoice once issued (the queue's checkout with no visit opened)."""
     return session.scalar(
         select(Invoice)
-        .where(where, Invoice.status != InvoiceStatus.DRAFT)
+        .where(Invoice.appointment_id == appointment_id, Invoice.status != InvoiceStatus.DRAFT)
         .order_by(Invoice.created_at.desc())
         .limit(1)
     )
@@ -279,7 +274,7 @@ def checkout_page(
     a page with one button that prepares it (a POST to this address).
     """
     visit = records.by_id(session, Visit, visit_id)
-    billed = _billed(session, visit_id=visit.id, appointment_id=visit.appointment_id)
+    billed = invoices.billed_on(session, visit)
     if billed is not None:
         return _billed_on(request, billed)
     draft = invoices.draft_in_step(session, visit)
@@ -312,7 +307,7 @@ def checkout_from_queue(
     visit = _visit_of(session, appointment)
     if visit is not None:
         return redirect(request, _visit_checkout_url(visit.id))
-    billed = _billed(session, visit_id=None, appointment_id=appointment.id)
+    billed = _billed(session, appointment.id)
     if billed is not None:
         return redirect(request, _invoice_url(billed))
     draft = invoices.draft_for_appointment(session, appointment.id)
@@ -334,7 +329,7 @@ def prepare_queue_checkout(
     visit = _visit_of(session, appointment)
     if visit is not None:
         return _prepare_visit(request, session, ctx, appointment, visit)
-    billed = _billed(session, visit_id=None, appointment_id=appointment.id)
+    billed = _billed(session, appointment.id)
     if billed is not None:
         return redirect(request, _invoice_url(billed))
     draft = invoices.draft_for_appointment(session, appointment.id)
@@ -376,7 +371,7 @@ def _prepare_visit(
     """The visit's draft made or brought up to date (the caller holds the appointment's
     lock, so two at once make one draft), then its checkout page.
     """
-    billed = _billed(session, visit_id=visit.id, appointment_id=appointment.id)
+    billed = invoices.billed_on(session, visit)
     if billed is not None:
         return _billed_on(request, billed)
     page = _visit_checkout_url(visit.id)
