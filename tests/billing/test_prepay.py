@@ -116,14 +116,9 @@ def _appointment_on(db: Database, tenant: Tenant, slot: Slot) -> Appointment:
 
 
 def _money(db: Database, tenant: Tenant, appointment_id: uuid.UUID) -> tuple[Invoice, Payment]:
-    with clinic_session(db, tenant.id) as session:
-        invoice = session.execute(
-            select(Invoice).where(Invoice.appointment_id == appointment_id)
-        ).scalar_one()
-        payment = session.execute(
-            select(Payment).where(Payment.invoice_id == invoice.id)
-        ).scalar_one()
-        return invoice, payment
+    """The booking's invoice and its one payment."""
+    (only,) = _money_links(db, tenant, appointment_id)
+    return only
 
 
 def _link_id(payment: Payment) -> str:
@@ -139,6 +134,27 @@ def _rules(db: Database, tenant: Tenant, appointment_id: uuid.UUID) -> dict[str,
             )
         ).all()
     return {rule: str(status) for rule, status in rows}
+
+
+def _paid_booking(
+    client: TestClient, db: Database, ident: Any, rzp: RazorpayServer, patient_of: Any
+) -> tuple[Tenant, Slot, Patient, Appointment]:
+    """A booking on the clinic's page, its link paid at Razorpay and the webhooks in."""
+    tenant, (slot, _other) = _prepaying_clinic(db, ident)
+    patient = patient_of(tenant)
+    patient.book(slot)
+    appointment = _appointment_on(db, tenant, slot)
+    _invoice, payment = _money(db, tenant, appointment.id)
+    for hook in rzp.pay_link(_link_id(payment)):
+        _webhook(client, tenant, hook)
+    return tenant, slot, patient, appointment
+
+
+def _refunds(db: Database, tenant: Tenant, payment_id: uuid.UUID) -> list[PaymentRefund]:
+    with clinic_session(db, tenant.id) as session:
+        return list(
+            session.scalars(select(PaymentRefund).where(PaymentRefund.payment_id == payment_id))
+        )
 
 
 def _webhook(client: TestClient, tenant: Tenant, hook: Any) -> str:
@@ -278,13 +294,7 @@ def test_a_prepaid_booking_cancelled_by_the_patient_is_refunded_through_razorpay
     patient_of: Any,
     pointed: Settings,
 ) -> None:
-    tenant, (slot, _other) = _prepaying_clinic(db, ident)
-    patient = patient_of(tenant)
-    patient.book(slot)
-    appointment = _appointment_on(db, tenant, slot)
-    _invoice, payment = _money(db, tenant, appointment.id)
-    for hook in rzp.pay_link(_link_id(payment)):
-        _webhook(gateway_client, tenant, hook)
+    tenant, slot, patient, appointment = _paid_booking(gateway_client, db, ident, rzp, patient_of)
     url = f"/me/appointments/{appointment.id}/cancel"
     asking = patient.browser.get(url)
     assert "The ₹500.00 you paid online is refunded to you" in asking.text
@@ -301,12 +311,7 @@ def test_a_prepaid_booking_cancelled_by_the_patient_is_refunded_through_razorpay
     assert len(asked) == 1 and asked[0].body["amount"] == 50000
     # Run again (a worker that died before recording success): nothing is refunded twice.
     worker.run_once()
-    with clinic_session(db, tenant.id) as session:
-        refunds = (
-            session.execute(select(PaymentRefund).where(PaymentRefund.payment_id == payment.id))
-            .scalars()
-            .all()
-        )
+    refunds = _refunds(db, tenant, payment.id)
     assert [(r.status, r.amount) for r in refunds] == [("processed", Decimal("500.00"))]
     _clean_ledger(db, tenant)
 
@@ -319,13 +324,7 @@ def test_a_refund_razorpay_cannot_take_now_is_asked_again_with_the_same_key(
     patient_of: Any,
     pointed: Settings,
 ) -> None:
-    tenant, (slot, _other) = _prepaying_clinic(db, ident)
-    patient = patient_of(tenant)
-    patient.book(slot)
-    appointment = _appointment_on(db, tenant, slot)
-    _invoice, payment = _money(db, tenant, appointment.id)
-    for hook in rzp.pay_link(_link_id(payment)):
-        _webhook(gateway_client, tenant, hook)
+    tenant, slot, _patient, appointment = _paid_booking(gateway_client, db, ident, rzp, patient_of)
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
         from opdesk.scheduling import lifecycle, waitlist
@@ -344,14 +343,9 @@ def test_a_refund_razorpay_cannot_take_now_is_asked_again_with_the_same_key(
     retried = _worker(db, ident, pointed, later=timedelta(minutes=5))
     retried.run_once()
     assert _appointment_on(db, tenant, slot).status == "refunded"
-    with clinic_session(db, tenant.id) as session:
-        refunds = (
-            session.execute(select(PaymentRefund).where(PaymentRefund.payment_id == payment.id))
-            .scalars()
-            .all()
-        )
-    assert [(r.status, r.amount) for r in refunds] == [("processed", Decimal("500.00"))]
     _invoice, payment = _money(db, tenant, appointment.id)
+    refunds = _refunds(db, tenant, payment.id)
+    assert [(r.status, r.amount) for r in refunds] == [("processed", Decimal("500.00"))]
     keys = {
         r.headers.get("x-refund-idempotency")
         for r in rzp.requests("POST", f"/v1/payments/{payment.gateway_payment_id}/refund")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.factories import STAFF_PASSWORD
+from tests.factories import STAFF_PASSWORD, latest_code
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
@@ -63,3 +63,14 @@ def staff_sign_in(page: Any, base: str, clinic: str, email: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(STAFF_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+
+
+def patient_sign_in(page: Any, base: str, db: Any, cipher: Any, clinic: Any, phone: str) -> None:
+    """Sign a patient in on the clinic's sign-in page with the code the SMS carried."""
+    page.goto(f"{base}/patient/sign-in?clinic={clinic.slug}")
+    page.get_by_label("Mobile number").fill(phone[3:])
+    page.get_by_role("button", name="Send code").click()
+    page.wait_for_url("**/patient/sign-in/code")
+    page.get_by_label("6-digit code").fill(latest_code(db, cipher, clinic, phone))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/me")

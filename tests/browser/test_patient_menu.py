@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from opdesk.db import Database
-from tests.browser.helpers import WIDTHS, open_page, shot
-from tests.factories import latest_code, make_patient, make_tenant, unique_mobile
+from tests.browser.helpers import WIDTHS, open_page, patient_sign_in, shot
+from tests.factories import make_patient, make_tenant, unique_mobile
 
 # The middle of each item of the bar, and the bar's height against its tallest item.
 BAR = """() => {
@@ -25,16 +25,6 @@ BAR = """() => {
 }"""
 
 
-def _sign_in(page: Any, base: str, db: Database, cipher: Any, clinic: Any, phone: str) -> None:
-    page.goto(f"{base}/patient/sign-in?clinic={clinic.slug}")
-    page.get_by_label("Mobile number").fill(phone[3:])
-    page.get_by_role("button", name="Send code").click()
-    page.wait_for_url("**/patient/sign-in/code")
-    page.get_by_label("6-digit code").fill(latest_code(db, cipher, clinic, phone))
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/me")
-
-
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_the_patients_menu_marks_only_the_open_page_and_fits(
     browser: Any, live_server: str, db: Database, ident: Any, cipher: Any, width: str
@@ -43,7 +33,7 @@ def test_the_patients_menu_marks_only_the_open_page_and_fits(
     phone = unique_mobile()
     make_patient(db, ident, clinic, name={"first": "सुनीता", "last": "देशपांडे"}, phone=phone)
     page, problems = open_page(browser, width)
-    _sign_in(page, live_server, db, cipher, clinic, phone)
+    patient_sign_in(page, live_server, db, cipher, clinic, phone)
     header = page.locator(".site-header")
     assert header.get_by_role("link", name="Dev inbox").count() == 1  # a developer's bar
 

@@ -16,13 +16,12 @@ from opdesk.billing.models import Invoice
 from opdesk.billing.razorpay_client import PaymentLink
 from opdesk.db import Database
 from opdesk.uow import transaction
-from tests.browser.helpers import WIDTHS, open_page, shot
+from tests.browser.helpers import WIDTHS, open_page, patient_sign_in, shot
 from tests.factories import (
     book,
     clinic_with_slots,
     ctx_for,
     hold,
-    latest_code,
     make_patient,
     unique_mobile,
 )
@@ -59,16 +58,6 @@ def _waiting_booking(db: Database, ident: Any, cipher: Any, phone: str) -> tuple
     return tenant, appointment
 
 
-def _sign_in(page: Any, base: str, db: Database, cipher: Any, clinic: Any, phone: str) -> None:
-    page.goto(f"{base}/patient/sign-in?clinic={clinic.slug}")
-    page.get_by_label("Mobile number").fill(phone[3:])
-    page.get_by_role("button", name="Send code").click()
-    page.wait_for_url("**/patient/sign-in/code")
-    page.get_by_label("6-digit code").fill(latest_code(db, cipher, clinic, phone))
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/me")
-
-
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_the_pay_page_asks_once_and_confirms_by_itself_when_paid(
     browser: Any, live_server: str, db: Database, ident: Any, cipher: Any, width: str
@@ -76,7 +65,7 @@ def test_the_pay_page_asks_once_and_confirms_by_itself_when_paid(
     phone = unique_mobile()
     tenant, appointment = _waiting_booking(db, ident, cipher, phone)
     page, problems = open_page(browser, width)
-    _sign_in(page, live_server, db, cipher, tenant, phone)
+    patient_sign_in(page, live_server, db, cipher, tenant, phone)
 
     page.goto(f"{live_server}/me/appointments")
     card = page.locator("article.appointment-card")
