@@ -87,3 +87,21 @@ def test_the_pay_page_asks_once_and_confirms_by_itself_when_paid(
     page.get_by_text("Your appointment is confirmed").wait_for(timeout=10_000)
     shot(page, f"prepay-paid-{width}")
     assert problems == []
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_a_bill_shows_its_online_payment_button(
+    browser: Any, live_server: str, db: Database, ident: Any, cipher: Any, width: str
+) -> None:
+    phone = unique_mobile()
+    tenant, appointment = _waiting_booking(db, ident, cipher, phone)
+    page, problems = open_page(browser, width)
+    patient_sign_in(page, live_server, db, cipher, tenant, phone)
+    with transaction(db, ctx_for(tenant.id)) as session:
+        invoice = prepay.charge_of(session, appointment.id)
+        assert invoice is not None
+    page.goto(f"{live_server}/me/invoices/{invoice.id}")
+    pay = page.get_by_role("button", name="Pay ₹500.00 online")
+    assert pay.get_attribute("href") == LINK
+    shot(page, f"portal-bill-pay-{width}")
+    assert problems == []

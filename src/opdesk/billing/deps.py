@@ -11,7 +11,7 @@ from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from opdesk import records
-from opdesk.billing import outside, prepay
+from opdesk.billing import gateway, outside, prepay
 from opdesk.billing.gateway import Gateways
 from opdesk.billing.models import Invoice, Payment
 from opdesk.context import RequestContext
@@ -53,8 +53,8 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 class PayAhead:
-    """Opens a booking's payment link: the pending payment in the request's transaction,
-    Razorpay asked once it has committed (a background task of the response).
+    """Opens a payment link for a patient: the pending payment in the request's
+    transaction, Razorpay asked once it has committed (a background task of the response).
     """
 
     def __init__(self, db: DatabaseDep, gateways: GatewaysDep, tasks: BackgroundTasks) -> None:
@@ -63,7 +63,16 @@ class PayAhead:
     def link(
         self, session: Session, ctx: RequestContext, cipher: FieldCipher, appointment_id: uuid.UUID
     ) -> None:
-        opened = prepay.open_payment(session, ctx, cipher, appointment_id)
+        """For a booking that waits for its payment (its charge issued here once)."""
+        self._ask(ctx, cipher, prepay.open_payment(session, ctx, cipher, appointment_id))
+
+    def balance(
+        self, session: Session, ctx: RequestContext, cipher: FieldCipher, invoice: Invoice
+    ) -> None:
+        """For what is still due on an issued invoice."""
+        self._ask(ctx, cipher, gateway.open_link(session, ctx, cipher, invoice))
+
+    def _ask(self, ctx: RequestContext, cipher: FieldCipher, opened: gateway.LinkRequest) -> None:
         self.tasks.add_task(
             outside.make_link, self.db, outside.detached(ctx), cipher, self.gateways, opened
         )

@@ -182,6 +182,21 @@ def open_link(
     )
 
 
+def live_link(session: Session, ctx: RequestContext, invoice: Invoice) -> Payment | None:
+    """The invoice's newest payment link still open (pending and not past its expiry)."""
+    return session.scalar(
+        select(Payment)
+        .where(
+            Payment.invoice_id == invoice.id,
+            Payment.method == "link",
+            Payment.status == PaymentStatus.PENDING,
+            Payment.link_expires_at > ctx.now(),
+        )
+        .order_by(Payment.created_at.desc())
+        .limit(1)
+    )
+
+
 def ask_for_link(client: Razorpay, request: LinkRequest) -> PaymentLink:
     """Phase two, with no transaction open: the gateway makes the link."""
     return client.create_payment_link(

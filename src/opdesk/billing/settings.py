@@ -76,6 +76,12 @@ def of(session: Session, cipher: FieldCipher, tenant_id: uuid.UUID) -> Billing:
     )
 
 
+def takes_links(session: Session, tenant_id: uuid.UUID) -> bool:
+    """Whether the clinic has a Razorpay account to send payment links from."""
+    row = _row(session, tenant_id)
+    return row is not None and bool(row.razorpay_key_id)
+
+
 def prepay_window(session: Session, tenant_id: uuid.UUID) -> timedelta | None:
     """How long an online booking waits for its payment; None when the clinic takes no
     prepayment (switched off, or no Razorpay account to take it with).

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.billing import day as days
-from opdesk.billing import invoices, ledger, money, payments, queries, upi
+from opdesk.billing import gateway, invoices, ledger, money, payments, queries, upi
 from opdesk.billing import settings as billing_settings
-from opdesk.billing.deps import InvoiceInPath, PaymentInPath
+from opdesk.billing.deps import InvoiceInPath, PayAheadDep, PaymentInPath
 from opdesk.billing.models import Invoice, InvoiceStatus, LedgerKind, Payment
 from opdesk.clinical.models import Visit
 from opdesk.context import RequestContext
@@ -1132,8 +1132,19 @@ def my_invoices_page(request: Request, _: Me, session: DbSession, family: MyFami
 
 
 @router.get("/me/invoices/{invoice_id}")
-def my_invoice_page(request: Request, who: Me, invoice: Mine, session: DbSession) -> Response:
-    """One of the family's invoices with its lines and payments."""
+def my_invoice_page(
+    request: Request, who: Me, invoice: Mine, session: DbSession, ctx: Ctx
+) -> Response:
+    """One of the family's invoices with its lines and payments, and a way to pay what is
+    due online when the clinic takes payment links. While a link is being made, the pay
+    box asks for itself again (htmx) until the link is there.
+    """
+    pay_box: dict[str, Any] = {
+        "online": billing_settings.takes_links(session, invoice.tenant_id),
+        "link": gateway.live_link(session, ctx, invoice),
+    }
+    if request.headers.get("HX-Request") == "true":
+        return page(request, "billing/_my_pay_box.html", invoice=invoice, **pay_box)
     return page(
         request,
         "billing/my_invoice.html",
@@ -1141,4 +1152,32 @@ def my_invoice_page(request: Request, who: Me, invoice: Mine, session: DbSession
         patient=_patient(session, invoice.patient_id),
         taken=_payments(session, invoice),
         zone=who.timezone,
+        **pay_box,
+    )
+
+
+@router.post("/me/invoices/{invoice_id}/pay")
+def pay_my_invoice(
+    request: Request,
+    _: Me,
+    invoice: Mine,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    pay: PayAheadDep,
+) -> Response:
+    """A payment link for what is due (the one already open, if there is one)."""
+    back = f"/me/invoices/{invoice.id}"
+
+    def open_one() -> None:
+        if gateway.live_link(session, ctx, invoice) is None:
+            pay.balance(session, ctx, cipher, invoice)
+
+    return attempt(
+        request,
+        session,
+        open_one,
+        done=back,
+        message="Getting your payment link ready…",
+        failed=back,
     )
