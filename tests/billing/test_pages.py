@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from opdesk.billing import settings as billing_settings
-from opdesk.billing.models import Invoice, Payment, PaymentRefund
+from opdesk.billing.models import GatewayEvent, Invoice, Payment, PaymentRefund
 from opdesk.clinical import catalogue
 from opdesk.db import Database
 from opdesk.security.permissions import ROLES, allowed
@@ -26,6 +26,7 @@ from opdesk.uow import transaction
 from tests.factories import csrf_of, make_tenant, make_user, open_session
 from tests.factories.billing import (
     issued,
+    kept_delivery_id,
     line,
     pay,
     pay_split,
@@ -561,3 +562,28 @@ def test_the_queue_offers_checkout_for_a_checked_in_patient(
     sent = post(desk, "/queue", f"/billing/appointments/{walked}/checkout")
     assert sent.status_code == 303 and sent.headers["location"].endswith("/edit")
     assert "Consultation" in desk.get(sent.headers["location"]).text
+
+
+def test_money_razorpay_could_not_apply_is_listed_until_someone_says_what_they_did(
+    app: FastAPI, db: Database, ident: Any, tenant: Tenant, desk: TestClient
+) -> None:
+    kept = kept_delivery_id(db, ident, tenant)
+    accounts = signed_in(app, db, ident, tenant, "accounts")
+    listed = accounts.get("/billing/gateway-events")
+    assert listed.status_code == 200
+    assert f"/billing/gateway-events/{kept}/reviewed" in listed.text
+    assert "₹100.00" in listed.text and "Payment received" in listed.text
+    assert "none found" in listed.text
+    assert desk.get("/billing/gateway-events").status_code == 403  # the desk refunds nothing
+    url = f"/billing/gateway-events/{kept}/reviewed"
+    blank = accounts.post(url, data={"note": "  ", "csrf_token": csrf_of(listed.text)})
+    assert "say what was done about it" in blank.text
+    done = accounts.post(
+        url, data={"note": "refunded in Razorpay", "csrf_token": csrf_of(listed.text)}
+    )
+    assert "Marked as dealt with." in done.text and url not in done.text
+    again = accounts.post(url, data={"note": "again", "csrf_token": csrf_of(done.text)})
+    assert "not waiting for review" in again.text
+    with clinic_session(db, tenant.id) as session:
+        row = session.get(GatewayEvent, (tenant.id, kept))
+        assert row is not None and row.reviewed_at is not None and row.reviewed_by is not None

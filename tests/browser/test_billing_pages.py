@@ -238,3 +238,24 @@ def test_a_link_to_checkout_shows_the_prepare_button_and_writes_nothing_itself(
     assert draft.visit_id == visit.id and draft.status == "draft"
     assert problems == [], problems
     page.context.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_payments_to_check_are_listed_and_marked_dealt_with(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    from tests.factories.billing import kept_delivery_id
+
+    clinic = make_tenant(db, "Lotus Clinic")
+    kept = kept_delivery_id(db, ident, clinic)
+    accounts = make_user(db, ident, clinic, "accounts")
+    page, problems = open_page(browser, width)
+    as_user(page, live_server, open_session(db, ident, accounts))
+    page.goto(f"{live_server}/billing/gateway-events")
+    shot(page, f"billing-payments-to-check-{width}")
+    page.get_by_label("What was done").fill("Refunded in Razorpay; patient told by phone")
+    page.get_by_role("button", name="Mark as dealt with").click()
+    page.get_by_text("Marked as dealt with.").wait_for()
+    assert page.get_by_text("Nothing to check.").is_visible()
+    assert f"/billing/gateway-events/{kept}/reviewed" not in page.content()
+    assert problems == []

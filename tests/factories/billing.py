@@ -6,8 +6,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from opdesk.billing import invoices, money, payments
+from sqlalchemy import select
+
+from opdesk.billing import gateway, invoices, money, payments
+from opdesk.billing.models import GatewayEvent as GatewayEventRow
 from opdesk.billing.models import Invoice, Payment, PaymentRefund
+from opdesk.billing.razorpay_client import GatewayEvent
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
@@ -167,3 +171,43 @@ def refund(
         return payments.refund(
             session, ctx, found, amount=Decimal(amount), reason=reason, method=method
         )
+
+
+def kept_delivery_id(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    """A Razorpay delivery about a payment the clinic does not know, kept for review."""
+    ctx = ctx_for(tenant.id)
+    paid = f"pay_{uuid.uuid4().hex[:14]}"
+    event = GatewayEvent(
+        event_id=f"evt_{uuid.uuid4().hex[:14]}",
+        kind="payment.captured",
+        payment_id=paid,
+        order_id=None,
+        link_id=None,
+        refund_id=None,
+        reference_id=None,
+        amount=Decimal("100.00"),
+        method="upi",
+        error=None,
+        raw={
+            "entity": "event",
+            "event": "payment.captured",
+            "payload": {
+                "payment": {
+                    "entity": {
+                        "id": paid,
+                        "amount": 10000,
+                        "currency": "INR",
+                        "status": "captured",
+                        "method": "upi",
+                    }
+                }
+            },
+        },
+    )
+    with transaction(db, ctx) as session:
+        assert gateway.receive(session, ctx, event).outcome == "review"
+        kept = session.scalar(
+            select(GatewayEventRow.id).where(GatewayEventRow.event_id == event.event_id)
+        )
+    assert kept is not None
+    return kept

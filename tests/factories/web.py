@@ -289,7 +289,16 @@ RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
     "diet_template_id": lambda db, ident, tenant: _diet_template(db, ident, tenant),
     "invoice_id": lambda db, ident, tenant: _billing("invoice", db, ident, tenant),
     "payment_id": lambda db, ident, tenant: _billing("payment", db, ident, tenant),
+    "gateway_event_id": lambda db, ident, tenant: Records(
+        {"gateway_event_id": _kept_delivery(db, ident, tenant)}
+    ),
 }
+
+
+def _kept_delivery(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
+    from tests.factories import billing
+
+    return billing.kept_delivery_id(db, ident, tenant)
 
 
 def _billing(kind: str, db: Database, ident: Any, tenant: Tenant) -> Records:

@@ -269,6 +269,7 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "diet_template_id": clinical_orders.diet_template_id_of,
     "invoice_id": billing.issued_id_of,
     "payment_id": billing.payment_id_of,
+    "gateway_event_id": billing.kept_delivery_id,
 }
 
 

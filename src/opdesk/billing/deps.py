@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from opdesk import records
 from opdesk.billing import gateway, outside, prepay
 from opdesk.billing.gateway import Gateways
-from opdesk.billing.models import Invoice, Payment
+from opdesk.billing.models import GatewayEvent, Invoice, Payment
 from opdesk.context import RequestContext
 from opdesk.db import Database
 from opdesk.security.crypto import FieldCipher
@@ -28,7 +28,12 @@ def payment_in_path(payment_id: uuid.UUID, session: DbSession) -> Payment:
     return records.by_id(session, Payment, payment_id)
 
 
+def gateway_event_in_path(gateway_event_id: uuid.UUID, session: DbSession) -> GatewayEvent:
+    return records.by_id(session, GatewayEvent, gateway_event_id)
+
+
 InvoiceInPath = Annotated[Invoice, Depends(invoice_in_path)]
+GatewayEventInPath = Annotated[GatewayEvent, Depends(gateway_event_in_path)]
 PaymentInPath = Annotated[Payment, Depends(payment_in_path)]
 
 

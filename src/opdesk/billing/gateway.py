@@ -326,6 +326,42 @@ def receive(session: Session, ctx: RequestContext, event: Event) -> Outcome:
     return result
 
 
+def for_review(session: Session) -> list[GatewayEvent]:
+    """Deliveries kept for a person, not yet reviewed, oldest first."""
+    return list(
+        session.scalars(
+            select(GatewayEvent)
+            .where(GatewayEvent.outcome == "review", GatewayEvent.reviewed_at.is_(None))
+            .order_by(GatewayEvent.received_at, GatewayEvent.id)
+            .limit(200)
+        )
+    )
+
+
+def mark_reviewed(
+    session: Session, ctx: RequestContext, event_id: uuid.UUID, note: str
+) -> GatewayEvent:
+    """A person dealt with a kept delivery (refunded the money, matched it by hand): it
+    leaves the list, with who and when, and what they said they did.
+    """
+    row = records.by_id(session, GatewayEvent, event_id, lock=True)
+    if row.outcome != "review" or row.reviewed_at is not None:
+        raise Conflict("this delivery is not waiting for review")
+    if not note.strip():
+        raise InvalidInput([FieldError("note", "say what was done about it")])
+    row.reviewed_at = ctx.now()
+    row.reviewed_by = ctx.actor_id
+    session.flush()
+    audit.record(
+        ctx,
+        entity="gateway_events",
+        entity_id=row.id,
+        action="update",
+        diff=audit.diff_of({}, {"reviewed": note.strip()[:500]}),
+    )
+    return row
+
+
 def _payment_of(session: Session, event: Event) -> Payment | None:
     """Our payment the event is about: by the link's reference (our id), the link, or the
     gateway's payment id, locked.

@@ -10,14 +10,15 @@ or with the reason it cannot be done (409).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,8 +27,9 @@ from opdesk import records
 from opdesk.billing import day as days
 from opdesk.billing import gateway, invoices, ledger, money, payments, queries, upi
 from opdesk.billing import settings as billing_settings
-from opdesk.billing.deps import InvoiceInPath, PayAheadDep, PaymentInPath
-from opdesk.billing.models import Invoice, InvoiceStatus, LedgerKind, Payment
+from opdesk.billing.deps import GatewayEventInPath, InvoiceInPath, PayAheadDep, PaymentInPath
+from opdesk.billing.models import GatewayEvent, Invoice, InvoiceStatus, LedgerKind, Payment
+from opdesk.billing.razorpay_client import parse_event
 from opdesk.clinical.models import Visit
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict, DomainError, FieldError, InvalidInput, NotFound
@@ -46,6 +48,7 @@ router = APIRouter(include_in_schema=False)
 NAV: tuple[NavEntry, ...] = (
     NavEntry("Invoices", "/billing/invoices", "invoices:read", "billing"),
     NavEntry("Accounts day", "/billing/day", "reports:read", "billing"),
+    NavEntry("Payments to check", "/billing/gateway-events", "payments:refund", "billing"),
     NavEntry("Billing and payments", "/admin/billing", "clinic:manage", "admin"),
     NavEntry("My bills", "/me/invoices", "portal:self", "patient"),
 )
@@ -1095,6 +1098,77 @@ def save_settings(
         ),
         done=lambda _saved: flash(request, SETTINGS_PAGE, "Billing settings saved."),
         failed=refused,
+    )
+
+
+# --------------------------------------------------------------------------- to check
+
+
+@dataclass(frozen=True)
+class KeptDelivery:
+    """A Razorpay delivery kept for a person, as the list shows it."""
+
+    row: GatewayEvent
+    gateway_payment: str | None
+    amount: Decimal | None
+    invoice: Invoice | None
+
+
+def _kept(session: Session, row: GatewayEvent) -> KeptDelivery:
+    try:
+        told = parse_event(json.dumps(row.payload).encode(), row.event_id)
+        paid_id, amount = told.payment_id, told.amount
+    except ValueError:
+        paid_id, amount = None, None
+    invoice = None
+    if row.payment_id is not None:
+        ours = session.get(Payment, (row.tenant_id, row.payment_id))
+        invoice = session.get(Invoice, (row.tenant_id, ours.invoice_id)) if ours else None
+    return KeptDelivery(row, paid_id, amount, invoice)
+
+
+# Razorpay's event names in the words of the page.
+EVENT_WORDS = {
+    "payment.captured": "Payment received",
+    "payment_link.paid": "Payment link paid",
+    "payment.failed": "Payment failed",
+    "payment_link.expired": "Payment link expired",
+    "payment_link.cancelled": "Payment link cancelled",
+    "refund.processed": "Refund made",
+    "refund.failed": "Refund failed",
+}
+
+
+@router.get("/billing/gateway-events")
+def kept_deliveries_page(request: Request, _: Refunder, session: DbSession) -> Response:
+    """Money Razorpay reported that OPDesk could not apply on its own: a payment it does
+    not know, or one that arrived on a link already given up (to be refunded by hand).
+    """
+    return page(
+        request,
+        "billing/gateway_events.html",
+        kept=[_kept(session, row) for row in gateway.for_review(session)],
+        event_words=EVENT_WORDS,
+    )
+
+
+@router.post("/billing/gateway-events/{gateway_event_id}/reviewed")
+def mark_delivery_reviewed(
+    request: Request,
+    _: Refunder,
+    delivery: GatewayEventInPath,
+    session: DbSession,
+    ctx: Ctx,
+    note: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    back = "/billing/gateway-events"
+    return attempt(
+        request,
+        session,
+        lambda: gateway.mark_reviewed(session, ctx, delivery.id, note),
+        done=back,
+        message="Marked as dealt with.",
+        failed=back,
     )
 
 
