@@ -33,7 +33,8 @@ def audit_trail(db: Database, tenant: Tenant) -> list[AuditEvent]:
         ("phone", "call me", "not a phone number"),
         ("timezone", "Asia/Bombay-ish", "not a known IANA time zone"),
         ("slug", "Has Spaces", "should match pattern"),
-        ("invoicePrefix", "inv/2026", "should match pattern"),
+        ("invoicePrefix", "i/", "should match pattern"),
+        ("invoicePrefix", "OPDX", "at most 3 characters"),
         ("name", "", "at least 1 character"),
     ],
 )
