@@ -98,6 +98,16 @@ def test_rotation_moves_every_encrypted_value_of_the_demo_to_the_new_key(
     cipher = FieldCipher(store)
     done = reencrypt(fresh_database, cipher, batch_size=50)
     assert done.rows == sum(len(v) for v in _values(fresh_database).values())
+    # Each batch left one audit event naming the rows it sealed anew, under which key.
+    with fresh_database.owner_engine.connect() as conn:
+        events = conn.execute(
+            text("select entity_collection, diff from audit_events where diff ? 'rekeyed'")
+        ).all()
+    assert len(events) == done.batches
+    assert {d["rekeyed"]["keyId"] for _c, d in events} == {2}
+    assert sum(len(d["rekeyed"]["rows"]) for _c, d in events) == done.rows
+    soap = [d["rekeyed"] for c, d in events if c == "visits_soap_versions"]
+    assert soap and all(len(row) == 3 and "None" not in row for s in soap for row in s["rows"])
     after = _keys_in_use(fresh_database)
     assert {label: kids for label, kids in after.items() if kids - {2}} == {}
     assert {label for label, kids in after.items() if kids} == {
