@@ -108,6 +108,7 @@ def test_rotation_moves_every_encrypted_value_of_the_demo_to_the_new_key(
     assert sum(len(d["rekeyed"]["rows"]) for _c, d in events) == done.rows
     soap = [d["rekeyed"] for c, d in events if c == "visits_soap_versions"]
     assert soap and all(len(row) == 3 and "None" not in row for s in soap for row in s["rows"])
+    assert {s["column"] for s in soap} <= {f"{part}_encrypted" for part in "soap"}
     after = _keys_in_use(fresh_database)
     assert {label: kids for label, kids in after.items() if kids - {2}} == {}
     assert {label for label, kids in after.items() if kids} == {
