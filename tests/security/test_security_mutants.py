@@ -302,7 +302,7 @@ def test_a_known_key_decrypts_without_reading_the_keys_again() -> None:
     sealed = cipher.encrypt("मधुमेह", **where)
     assert cipher.decrypt_str(sealed, **where) == "मधुमेह"
     assert source.reloads == 0
-    with pytest.raises(DecryptionError, match="^ciphertext is too short$"):
+    with pytest.raises(DecryptionError, match=r"^ciphertext is too short$"):
         cipher.decrypt(sealed[:10], **where)  # crypto.key_id_of__mutmut_6: the message
 
 
