@@ -41,13 +41,13 @@ def test_reminders_and_messages_page(
     page.get_by_label("No-show grace period (minutes)").fill("500")
     page.get_by_label("टीकाकरण: 2 h reminder", exact=True).select_option("off")
     page.get_by_role("button", name="Save settings").click()
-    assert page.get_by_text("Please correct 1 field").is_visible()
+    page.get_by_text("Please correct 1 field").wait_for()
     assert page.get_by_label("टीकाकरण: 2 h reminder", exact=True).input_value() == "off"
     shot(page, f"admin-reminders-error-{width}")
 
     page.get_by_label("No-show grace period (minutes)").fill("20")
     page.get_by_role("button", name="Save settings").click()
-    assert page.get_by_text("Reminder and message settings saved.").is_visible()
+    page.get_by_text("Reminder and message settings saved.").wait_for()
     assert page.get_by_text("Patients who have not checked in 20 minutes").is_visible()
     shot(page, f"admin-reminders-saved-{width}")
     assert problems == []

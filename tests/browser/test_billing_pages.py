@@ -74,7 +74,7 @@ def test_from_the_queue_to_a_paid_invoice_by_upi(
     page.get_by_label("Price for one (₹)").fill("85")
     page.get_by_label("GST rate").select_option("12")
     page.get_by_role("button", name="Add line").click()  # optional: not counted
-    assert page.get_by_text("Line added.").is_visible()
+    page.get_by_text("Line added.").wait_for()
     shot(page, f"billing-checkout-{width}")
 
     page.locator("summary", has_text="Issue invoice").click()
@@ -98,7 +98,7 @@ def test_from_the_queue_to_a_paid_invoice_by_upi(
 
     page.get_by_label("UTR (12 digits)").fill(UTR[:-1])
     page.get_by_role("button", name="Confirm UPI payment").click()
-    assert page.get_by_text("UTR (12 digits): enter the UPI transfer's UTR").first.is_visible()
+    page.get_by_text("UTR (12 digits): enter the UPI transfer's UTR").first.wait_for()
     shot(page, f"billing-invoice-utr-error-{width}")
     page.get_by_label("UTR (12 digits)").fill(UTR)
     page.get_by_role("button", name="Confirm UPI payment").click()
@@ -185,12 +185,11 @@ def test_an_invoice_part_paid_with_a_refund_and_the_settings_page(
     settings_page.goto(f"{live_server}/admin/billing")
     settings_page.get_by_label("Clinic's UPI id").fill("lotus@oksbi")
     settings_page.get_by_role("button", name="Save settings").click()
-    assert settings_page.get_by_text(
-        "Name payers see: is required with a UPI id"
-    ).first.is_visible()
+    settings_page.get_by_text("Name payers see: is required with a UPI id").first.wait_for()
     settings_page.get_by_label("Name payers see").fill("Lotus Clinic")
     settings_page.get_by_role("button", name="Save settings").click()
-    assert settings_page.get_by_text("Billing settings saved.").is_visible()
+    # The click submits the form; wait for the answer before looking (not the old page).
+    settings_page.get_by_text("Billing settings saved.").wait_for()
     shot(settings_page, f"billing-settings-{width}")
     assert problems == [], problems
     settings_page.context.close()

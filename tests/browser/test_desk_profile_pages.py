@@ -102,7 +102,7 @@ def test_share_link_consent_revoke_and_registration_errors(
     shot(page, f"desk-share-link-{width}")
 
     page.get_by_text("Revoke Treatment consent…").click()
-    assert page.get_by_text("they must sign again").is_visible()
+    page.get_by_text("they must sign again").wait_for()
     shot(page, f"desk-consent-revoke-confirm-{width}")
     page.get_by_role("button", name="Revoke Treatment consent").click()
     assert "Consent revoked." in page.get_by_role("status").inner_text()

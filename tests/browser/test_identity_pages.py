@@ -75,7 +75,7 @@ def test_device_approval_in_two_browsers(
     desk.goto(f"{live_server}/admin/devices?status=pending")
     shot(desk, "admin-devices-desktop")
     desk.get_by_role("button", name="Approve").click()
-    assert desk.get_by_text("Device approved.").is_visible()
+    desk.get_by_text("Device approved.").wait_for()
 
     # The waiting page polls with htmx and moves on by itself.
     waiting.wait_for_url("**/app", timeout=15000)

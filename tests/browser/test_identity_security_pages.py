@@ -112,7 +112,7 @@ def test_first_admin_sets_a_password_with_the_link(
     page.get_by_label("New password").fill("monsoon over the ghats")
     page.get_by_label("Type it again").fill("monsoon over the ghat")
     page.get_by_role("button", name="Set password").click()
-    assert page.get_by_text("Type the same password twice").first.is_visible()
+    page.get_by_text("Type the same password twice").first.wait_for()
     shot(page, f"set-password-error-{width}")
     page.get_by_label("New password").fill("monsoon over the ghats")
     page.get_by_label("Type it again").fill("monsoon over the ghats")

@@ -68,7 +68,7 @@ def test_outbox_providers_and_automation_pages(
     assert page.get_by_role("heading", name="Send this message again?").is_visible()
     shot(page, f"admin-outbox-retry-{width}")
     page.get_by_role("button", name="Send again").click()
-    assert page.get_by_text("The message is back in the queue.").is_visible()
+    page.get_by_text("The message is back in the queue.").wait_for()
 
     page.goto(f"{live_server}/admin/messaging")
     assert page.get_by_text("Set · ends 9c21").is_visible()
