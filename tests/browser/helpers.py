@@ -52,6 +52,8 @@ def assert_fits(page: Any) -> None:
 
 
 def shot(page: Any, name: str) -> None:
+    # A click that submits a form may have just started the next page: let it load first.
+    page.wait_for_load_state("load")
     assert_fits(page)
     settle(page)
     SCREENSHOTS.mkdir(exist_ok=True)

@@ -177,6 +177,7 @@ def test_cancel_asks_in_a_dialog_and_the_desk_moves_an_appointment(
     page.wait_for_url("**/reschedule")
     page.get_by_label("Doctor").select_option(label="Dr. Farhan Shaikh · General medicine")
     page.get_by_role("button", name="Show free times").click()
+    page.locator(".slot-buttons button").first.wait_for()
     shot(page, f"desk-move-pick-{width}")
     page.locator(".slot-buttons button").nth(1).click()
     assert "Move लक्ष्मी अय्यर to" in page.get_by_role("heading", level=2).inner_text()
