@@ -13,17 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from opdesk.billing import ledger
-from opdesk.billing import settings as billing_settings
 from opdesk.billing.models import GatewayEvent, Invoice, LedgerEntry, Payment
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
-from opdesk.uow import transaction
-from tests.factories import bearer, clinic_session, ctx_for, make_tenant, make_user, open_session
+from tests.factories import bearer, clinic_session, make_tenant, make_user, open_session
 from tests.factories import billing as bill
 from tests.fakes.razorpay_server import (
-    KEY_ID,
-    KEY_SECRET,
-    WEBHOOK_SECRET,
     RazorpayServer,
     SignedWebhook,
 )
@@ -31,19 +26,9 @@ from tests.fakes.razorpay_server import (
 
 def _clinic(db: Database, ident: Any) -> Tenant:
     tenant = make_tenant(db, "Link Clinic")
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        billing_settings.save(
-            session,
-            ctx,
-            ident.cipher,
-            billing_settings.Billing(
-                upi_vpa="linkclinic@okaxis",
-                upi_payee_name="Link Clinic",
-                razorpay=billing_settings.Razorpay(KEY_ID, KEY_SECRET, WEBHOOK_SECRET),
-            ),
-        )
-    return tenant
+    return bill.with_razorpay(
+        db, ident.cipher, tenant, upi_vpa="linkclinic@okaxis", upi_payee_name="Link Clinic"
+    )
 
 
 def _api(db: Database, ident: Any, tenant: Tenant, role: str = "frontdesk") -> dict[str, str]:

@@ -15,38 +15,24 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from opdesk.billing import settings as billing_settings
 from opdesk.billing.models import Invoice, Payment
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
-from opdesk.uow import transaction
 from tests.factories import billing as bill
 from tests.factories import (
     browser_for,
     clinic_session,
     csrf_of,
-    ctx_for,
     make_tenant,
     patients,
     portal_login,
 )
-from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayServer
+from tests.fakes.razorpay_server import RazorpayServer
 
 
 def _clinic(db: Database, ident: Any, *, razorpay: bool) -> Tenant:
     tenant = make_tenant(db, "Portal Pay Clinic")
-    if razorpay:
-        ctx = ctx_for(tenant.id)
-        with transaction(db, ctx) as session:
-            billing_settings.save(
-                session,
-                ctx,
-                ident.cipher,
-                billing_settings.Billing(
-                    razorpay=billing_settings.Razorpay(KEY_ID, KEY_SECRET, WEBHOOK_SECRET)
-                ),
-            )
-    return tenant
+    return bill.with_razorpay(db, ident.cipher, tenant) if razorpay else tenant
 
 
 @pytest.fixture

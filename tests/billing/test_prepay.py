@@ -22,7 +22,6 @@ from opdesk.automation import clinic_rules
 from opdesk.automation.models import AutomationEvent
 from opdesk.automation.worker import Worker
 from opdesk.billing import ledger
-from opdesk.billing import settings as billing_settings
 from opdesk.billing.models import Invoice, Payment, PaymentRefund
 from opdesk.config import Settings
 from opdesk.context import utc_now
@@ -41,7 +40,8 @@ from tests.factories import (
     portal_login,
 )
 from tests.factories.automation import FAST
-from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayServer
+from tests.factories.billing import with_razorpay
+from tests.fakes.razorpay_server import RazorpayServer
 
 MINUTES = 20
 
@@ -53,18 +53,7 @@ def pointed(settings: Settings, rzp: RazorpayServer) -> Settings:
 
 def _prepaying_clinic(db: Database, ident: Any, *, slots: int = 2) -> tuple[Tenant, list[Slot]]:
     tenant, _doctor, made = clinic_with_slots(db, ident, slots)
-    ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        billing_settings.save(
-            session,
-            ctx,
-            ident.cipher,
-            billing_settings.Billing(
-                razorpay=billing_settings.Razorpay(KEY_ID, KEY_SECRET, WEBHOOK_SECRET),
-                prepay_online=True,
-                prepay_minutes=MINUTES,
-            ),
-        )
+    with_razorpay(db, ident.cipher, tenant, prepay_online=True, prepay_minutes=MINUTES)
     return tenant, made
 
 

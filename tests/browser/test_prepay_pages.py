@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from opdesk.billing import gateway, payments, prepay
-from opdesk.billing import settings as billing_settings
 from opdesk.billing.models import Invoice
 from opdesk.billing.razorpay_client import PaymentLink
 from opdesk.db import Database
@@ -25,7 +24,7 @@ from tests.factories import (
     make_patient,
     unique_mobile,
 )
-from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET
+from tests.factories.billing import with_razorpay
 
 LINK = "https://rzp.io/rzp/opdesk-test-link"
 
@@ -35,18 +34,8 @@ def _waiting_booking(db: Database, ident: Any, cipher: Any, phone: str) -> tuple
     payment (the link recorded as Razorpay would answer it).
     """
     tenant, _doctor, (slot,) = clinic_with_slots(db, ident, 1)
+    with_razorpay(db, cipher, tenant, prepay_online=True, prepay_minutes=20)
     ctx = ctx_for(tenant.id)
-    with transaction(db, ctx) as session:
-        billing_settings.save(
-            session,
-            ctx,
-            cipher,
-            billing_settings.Billing(
-                razorpay=billing_settings.Razorpay(KEY_ID, KEY_SECRET, WEBHOOK_SECRET),
-                prepay_online=True,
-                prepay_minutes=20,
-            ),
-        )
     patient = make_patient(db, ident, tenant, name={"first": "सुनीता", "last": "देशपांडे"}, phone=phone)
     held = hold(db, tenant, slot)
     appointment = book(db, tenant, slot, patient, hold_token=held.token, online=True)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from opdesk.billing import gateway, invoices, money, payments
+from opdesk.billing import settings as billing_settings
 from opdesk.billing.models import GatewayEvent as GatewayEventRow
 from opdesk.billing.models import Invoice, Payment, PaymentRefund
 from opdesk.billing.razorpay_client import GatewayEvent
@@ -17,6 +18,7 @@ from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.factories.clinics import ctx_for
 from tests.factories.people import make_patient
+from tests.fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET
 
 
 def line(
@@ -211,3 +213,19 @@ def kept_delivery_id(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
         )
     assert kept is not None
     return kept
+
+
+def with_razorpay(db: Database, cipher: Any, tenant: Tenant, **fields: Any) -> Tenant:
+    """The clinic's billing settings with the local Razorpay server's account (plus
+    ``fields`` of :class:`billing_settings.Billing`)."""
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        billing_settings.save(
+            session,
+            ctx,
+            cipher,
+            billing_settings.Billing(
+                razorpay=billing_settings.Razorpay(KEY_ID, KEY_SECRET, WEBHOOK_SECRET), **fields
+            ),
+        )
+    return tenant

@@ -261,7 +261,7 @@ def _settle_cancelled(session: Session, ctx: RequestContext, appointment: Appoin
     charge = prepay.charge_of(session, appointment.id)
     if charge is None:
         return
-    prepay.give_up(session, ctx, appointment.id)
+    prepay.give_up(session, ctx, charge)
     if prepay.links_given_up(session, appointment.id) or prepay.paid_by_link(session, charge):
         automation.schedule(
             session,

@@ -133,24 +133,19 @@ def of_appointment(session: Session, appointment: Appointment) -> Prepayment | N
     return Prepayment(invoice, found[0] if found else None)
 
 
-def give_up(session: Session, ctx: RequestContext, appointment_id: uuid.UUID) -> bool:
+def give_up(session: Session, ctx: RequestContext, charge: Invoice) -> None:
     """The booking was cancelled before it was paid: its pending link payments fail and
-    its unpaid charge is cancelled by a credit note. True when a link may need cancelling
-    at Razorpay.
+    its unpaid charge is cancelled by a credit note (nothing to do once anything was paid).
     """
-    invoice = charge_of(session, appointment_id)
-    if invoice is None or invoice.status != InvoiceStatus.ISSUED or invoice.amount_paid > 0:
-        return False
-    records.lock(session, invoice)
-    links = False
-    for payment in link_payments(session, invoice.id):
+    if charge.status != InvoiceStatus.ISSUED or charge.amount_paid > 0:
+        return
+    records.lock(session, charge)
+    for payment in link_payments(session, charge.id):
         if payment.status == PaymentStatus.PENDING:
             records.lock(session, payment)
             payment.failure_reason = NOT_PAID
             states.transition(session, ctx, payment, PaymentStatus.FAILED, PAYMENT)
-            links = links or payment.gateway_link_id is not None
-    invoices.cancel_unpaid(session, ctx, invoice, NOT_PAID)
-    return True
+    invoices.cancel_unpaid(session, ctx, charge, NOT_PAID)
 
 
 def links_given_up(session: Session, appointment_id: uuid.UUID) -> list[str]:
