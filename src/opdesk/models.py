@@ -14,6 +14,7 @@ def load_all_models() -> None:
     from opdesk.identity import models as _identity  # noqa: F401
     from opdesk.notifications import models as _notifications  # noqa: F401
     from opdesk.patients import models as _patients  # noqa: F401
+    from opdesk.reports import models as _reports  # noqa: F401
     from opdesk.scheduling import models as _scheduling  # noqa: F401
     from opdesk.security import throttle as _throttle  # noqa: F401
     from opdesk.tenancy import models as _tenancy  # noqa: F401

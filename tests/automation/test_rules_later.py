@@ -386,9 +386,9 @@ def test_a_clinic_in_dubai_gets_its_reminders_at_ten_its_own_time(
 
 def reports_built(db: Database, tenant: Tenant) -> list[str]:
     return [
-        e.diff["added"]["dailyReport"]
+        e.diff["updated"]["reportDaily"]["to"]
         for e in events_of(db, tenant.id)
-        if e.entity_collection == "reports"
+        if e.entity_collection == "report_daily"
     ]
 
 

@@ -128,6 +128,10 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "gateway_events": (_names("gateway_events"),),
     "billing_settings": (_collection("billing_settings"),),
     "consultation_fees": (_names("doctor_profiles", "doctor_id"), _collection("consultation_fees")),
+    # Derived figures: a build's one event (the days it wrote) covers every row it wrote.
+    "report_daily": (_collection("report_daily"),),
+    "report_daily_doctors": (_collection("report_daily"),),
+    "report_daily_no_shows": (_collection("report_daily"),),
 }
 
 

@@ -29,10 +29,10 @@ When the event falls due the rule asks the finder, and sends the message to the 
 of record with no finder fails with a message saying so, rather than vanish silently.
 
 The sixth rule, ``daily-report``, runs at each clinic's local midnight and builds the
-report of the day that ended (:func:`build_daily_report`; the reports issue fills in its
-body); each run schedules the next midnight's, and a sweep
+report of the day that ended (:func:`build_daily_report`, with the week before it built
+again); each run schedules the next midnight's, and a sweep
 (:func:`keep_daily_report_scheduled`) starts the chain for a new clinic and restarts a
-broken one. Its dedupe key carries the date, so a day's report is built once.
+broken one. Its dedupe key carries the date, so a day's rule runs once.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import records
 from opdesk.automation import service as automation
 from opdesk.automation.models import AutomationEvent
 from opdesk.automation.rules import Permanent, cipher_of, rule
 from opdesk.context import RequestContext
 from opdesk.errors import NotFound
+from opdesk.reports import build as reports
 from opdesk.tenancy import service as tenants
 
 if TYPE_CHECKING:
@@ -350,18 +351,12 @@ def keep_daily_report_scheduled(session: Session, ctx: RequestContext) -> int:
 
 
 def build_daily_report(session: Session, ctx: RequestContext, *, day: date) -> None:
-    """Build the clinic's report of ``day`` (clinic-local).
-
-    The hook the reports issue fills in. Until then it records that the build ran (an
-    audit event of ``reports``), which the tests and the audit trail can see.
+    """Build the clinic's report of ``day`` (clinic-local), and the week before it again so
+    what changed since (a note signed the next morning, a no-show marked late) lands.
     """
-    audit.record(
-        ctx,
-        entity="reports",
-        entity_id=None,
-        action="create",
-        diff={"added": {"dailyReport": day.isoformat(), "built": "stand-in"}},
-    )
+    assert ctx.tenant_id is not None, "a daily report belongs to a clinic"
+    zone = tenants.zone_of(session, ctx.tenant_id)
+    reports.build(session, ctx, zone, day - timedelta(days=reports.TRAILING_DAYS - 1), day)
 
 
 @rule(DAILY_REPORT)

@@ -1,0 +1,1 @@
+"""Reports: the dashboard's figures, its charts and the monthly summary PDF."""
