@@ -27,6 +27,7 @@ from tests.factories.cli import opdesk
         ["sweep"],
         ["audit", "verify"],
         ["ledger", "check"],
+        ["report", "build"],
         ["keys", "rotate"],
         ["keys", "generate"],
         ["tenant", "create"],

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -206,6 +207,7 @@ def demo() -> None:
                 rt.settings.base_url,
             )
             bills = refresh_demo_billing(session, ctx, ident.cipher, tenant)
+        _build_demo_reports(rt, tenant.id, tenant.timezone)
         base = rt.settings.base_url
         click.echo(f"demo clinic: {tenant.name} -> {base}/c/{tenant.slug}")
         if patients:
@@ -227,6 +229,18 @@ def demo() -> None:
         phones = ", ".join(phone for phone, _ in DEMO_PATIENTS)
         click.echo(f"patients sign in at {base}/patient/sign-in with {phones};")
         click.echo(f"  their codes appear in the dev inbox: {base}/dev/inbox")
+
+
+def _build_demo_reports(rt: Runtime, tenant_id: uuid.UUID, zone: str) -> None:
+    """The demo's last 90 days on the reports dashboard (today's figures are live)."""
+    from zoneinfo import ZoneInfo
+
+    from opdesk.reports.build import build
+
+    ctx = system_context(tenant_id)
+    yesterday = ctx.now().astimezone(ZoneInfo(zone)).date() - timedelta(days=1)
+    with transaction(rt.db, ctx) as session:
+        build(session, ctx, ZoneInfo(zone), yesterday - timedelta(days=89), yesterday)
 
 
 def _keyring_or_fail(settings: Settings) -> KeyringSource:
@@ -296,6 +310,18 @@ def _resolve_tenant(conn: object, value: str) -> uuid.UUID:
         return uuid.UUID(str(found))
 
 
+def _clinics(rt: Runtime, tenant: str | None) -> list[tuple[uuid.UUID, str, str]]:
+    """``(id, code, time zone)`` of the clinic ``--tenant`` names, or of every clinic."""
+    with rt.db.owner_engine.connect() as conn:
+        wanted = _resolve_tenant(conn, tenant) if tenant else None
+        rows = conn.execute(text("select id, slug, timezone from tenants order by slug")).all()
+    return [
+        (uuid.UUID(str(i)), slug, zone)
+        for i, slug, zone in rows
+        if wanted in (None, uuid.UUID(str(i)))
+    ]
+
+
 @main.group()
 def ledger() -> None:
     """The patients' ledger."""
@@ -310,22 +336,11 @@ def ledger_check(tenant: str | None) -> None:
     from opdesk.billing.ledger import check
 
     with runtime() as rt:
-        with rt.db.owner_engine.connect() as conn:
-            if tenant:
-                ids = [_resolve_tenant(conn, tenant)]
-            else:
-                ids = [
-                    uuid.UUID(str(i))
-                    for i in conn.execute(text("select id from tenants order by slug")).scalars()
-                ]
-            slugs: dict[uuid.UUID, str] = {
-                uuid.UUID(str(i)): s for i, s in conn.execute(text("select id, slug from tenants"))
-            }
+        clinics = _clinics(rt, tenant)
         clean = True
-        for tenant_id in ids:
+        for tenant_id, name, _zone in clinics:
             with transaction(rt.db, system_context(tenant_id)) as session:
                 problems = check(session)
-            name = slugs.get(tenant_id, str(tenant_id))
             if problems:
                 clean = False
                 click.secho(f"{name}: {len(problems)} difference(s)", fg="red")
@@ -335,6 +350,39 @@ def ledger_check(tenant: str | None) -> None:
                 click.secho(f"{name}: invoices, payments, refunds and ledger agree", fg="green")
     if not clean:
         sys.exit(1)
+
+
+@main.group()
+def report() -> None:
+    """The daily figures behind the reports dashboard."""
+
+
+@report.command("build")
+@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "last", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--tenant", "tenant", default=None, help="Clinic code (slug) or id; default all.")
+def report_build(first: datetime, last: datetime, tenant: str | None) -> None:
+    """Build (or build again) each clinic's daily report for the days FROM..TO, both
+    included, in the clinic's own time zone. Safe to repeat: a day keeps one row.
+    """
+    from zoneinfo import ZoneInfo
+
+    from opdesk.reports.build import MAX_DAYS, build
+
+    start, end = first.date(), last.date()
+    if end < start:
+        fail("--to comes before --from")
+    with runtime() as rt:
+        for tenant_id, name, zone in _clinics(rt, tenant):
+            chunk, days, changed = start, 0, 0
+            while chunk <= end:
+                upto = min(end, chunk + timedelta(days=MAX_DAYS - 1))
+                ctx = system_context(tenant_id)
+                with transaction(rt.db, ctx) as session:
+                    built = build(session, ctx, ZoneInfo(zone), chunk, upto)
+                days, changed = days + built.days, changed + built.changed
+                chunk = upto + timedelta(days=1)
+            click.echo(f"{name}: {days} day(s) built, {changed} changed")
 
 
 @main.group()

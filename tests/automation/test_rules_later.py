@@ -29,6 +29,7 @@ from opdesk.uow import transaction
 from tests.factories import CLINIC_ZONE, coming, ctx_for, events_of, make_patient, make_tenant
 from tests.factories.automation import make_worker
 from tests.factories.messages import consent_to
+from tests.factories.reports import clinic_days
 from tests.factories.scheduling import OFFER_FOR
 
 STAND_IN = "stand-ins"
@@ -428,6 +429,10 @@ def test_the_daily_report_is_built_at_a_dubai_clinics_own_midnight(
     clock.now = midnight
     worker.run_once()
     assert reports_built(db, tenant) == ["2031-03-10"]
+    # The day, and the week before it again (late changes land), each with a row.
+    days = clinic_days(db, tenant)
+    assert sorted(days) == [day - timedelta(days=n) for n in range(6, -1, -1)]
+    assert {d.time_zone for d in days.values()} == {DUBAI.key}
     planned = report_events(db, tenant)
     assert planned["daily-report:2031-03-10"].status == EventStatus.SUCCESS
     following = planned["daily-report:2031-03-11"]
