@@ -44,9 +44,11 @@ from opdesk.db import Database
 from opdesk.reports import build as reports
 from opdesk.reports.models import ReportDaily, ReportDailyDoctor, ReportNoShow
 from opdesk.scheduling.models import Appointment, AppointmentStatus, DoctorProfile, Slot
+from opdesk.scheduling.models import AppointmentStatus as S
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
-from tests.factories.clinics import ctx_for, unaudited
+from tests.factories.clinics import ctx_for, make_tenant, unaudited
+from tests.factories.people import make_doctor, patients
 
 ZERO = Decimal("0.00")
 Row = TypeVar("Row")
@@ -320,6 +322,89 @@ class History:
                         created_at=at,
                     )
                 )
+
+
+# --------------------------------------------------------------------------- a known clinic
+
+D = date(2026, 11, 10)  # a Tuesday
+D1, D2 = D + timedelta(days=1), D + timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class KnownClinic:
+    tenant: Tenant
+    a: uuid.UUID  # Dr A's profile
+    b: uuid.UUID  # Dr B's profile
+    patients: list[Any]
+
+
+def known_clinic(db: Database, ident: Any) -> KnownClinic:
+    """A clinic in India (UTC+5:30) with two doctors and these records, clinic-local:
+
+    Day D (Tuesday 10 November 2026)
+      a1  Dr A, phone    slot 10:00  requested and confirmed D-1 12:00, completed 10:20
+          visit opened 10:05, signed with one diagnosis; prescription 10:15, corrected 10:18;
+          diet plan 10:16; invoice 10:25: 500.00 less 50.00 discount; paid 450.00 cash 10:26
+      a2  Dr A, web      slot 11:00  requested 09:00, confirmed 09:10 (600 s), no-show 11:30
+      a3  Dr B, walk-in  slot 12:00  requested and confirmed 11:55 (0 s), completed 12:15
+          visit opened 12:01, note not signed; a card payment failed 12:19;
+          invoice 12:20: 1,000.00 + 180.00 GST; paid 1,180.00 UPI 12:21
+      a4  Dr B, web      slot D+1 10:00  requested 23:50, confirmed D+1 00:20 (1,800 s) — across
+          midnight: both moments are on D by the UTC date
+      a counter sale (no doctor): invoice 13:00, 200.00 + 10.00 GST, paid 210.00 cash
+
+    Day D+1
+      a4  completed 10:20; visit opened 10:02, signed with two diagnoses; prescription 10:10
+      a5  Dr A, phone    slot 16:00  requested 09:00, cancelled 09:30
+      200.00 of a1's payment refunded in cash at 15:00 (with its credit note)
+
+    Day D+2: nothing.
+    """
+    tenant = make_tenant(db, "Report Clinic")
+    dr_a = make_doctor(db, ident, tenant, name="Dr. Asha Rao")
+    dr_b = make_doctor(db, ident, tenant, name="Dr. Bala Iyer")
+    p = patients(db, ident, tenant, 5)
+    h = History(db, tenant, ZoneInfo("Asia/Kolkata"))
+    at = h.at
+    a1 = h.appointment(
+        dr_a, p[0], channel="phone", slot_at=at(D, 10), status=S.COMPLETED,
+        requested=at(D - timedelta(days=1), 12), confirmed=at(D - timedelta(days=1), 12),
+        completed=at(D, 10, 20),
+    )  # fmt: skip
+    v1 = h.visit(a1, opened=at(D, 10, 5), signed=True, diagnoses=1)
+    rx1 = h.prescription(v1, issued=at(D, 10, 15))
+    h.prescription(v1, issued=at(D, 10, 18), supersedes=rx1)
+    h.diet_plan(v1, issued=at(D, 10, 16))
+    i1 = h.invoice(p[0], appointment=a1, issued=at(D, 10, 25), subtotal="500.00", discount="50.00")
+    pay1 = h.payment(i1, amount="450.00", method="cash", at=at(D, 10, 26))
+
+    h.appointment(
+        dr_a, p[1], channel="web", slot_at=at(D, 11), status=S.NO_SHOW,
+        requested=at(D, 9), confirmed=at(D, 9, 10), no_show=at(D, 11, 30),
+    )  # fmt: skip
+    a3 = h.appointment(
+        dr_b, p[2], channel="walk-in", slot_at=at(D, 12), status=S.COMPLETED,
+        requested=at(D, 11, 55), confirmed=at(D, 11, 55), completed=at(D, 12, 15),
+    )  # fmt: skip
+    h.visit(a3, opened=at(D, 12, 1), signed=False, diagnoses=1)
+    i3 = h.invoice(p[2], appointment=a3, issued=at(D, 12, 20), subtotal="1000.00", tax="180.00")
+    h.payment(i3, amount="1180.00", method="card", at=at(D, 12, 19), failed=True)
+    h.payment(i3, amount="1180.00", method="upi", at=at(D, 12, 21))
+    a4 = h.appointment(
+        dr_b, p[3], channel="web", slot_at=at(D1, 10), status=S.COMPLETED,
+        requested=at(D, 23, 50), confirmed=at(D1, 0, 20), completed=at(D1, 10, 20),
+    )  # fmt: skip
+    sale = h.invoice(p[4], issued=at(D, 13), subtotal="200.00", tax="10.00")
+    h.payment(sale, amount="210.00", method="cash", at=at(D, 13, 1))
+
+    v4 = h.visit(a4, opened=at(D1, 10, 2), signed=True, diagnoses=2)
+    h.prescription(v4, issued=at(D1, 10, 10))
+    h.appointment(
+        dr_a, p[4], channel="phone", slot_at=at(D1, 16), status=S.CANCELLED,
+        requested=at(D1, 9), cancelled=at(D1, 9, 30),
+    )  # fmt: skip
+    h.refund(pay1, amount="200.00", method="cash", at=at(D1, 15))
+    return KnownClinic(tenant, dr_a.id, dr_b.id, p)
 
 
 # --------------------------------------------------------------------------- reading

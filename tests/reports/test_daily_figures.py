@@ -1,54 +1,33 @@
-"""``report_daily``: every figure equals the one worked out by hand from a known clinic day.
-
-The clinic (India, UTC+5:30) has two doctors. Its records, by clinic-local time:
-
-Day D (Tuesday 10 November 2026)
-  a1  Dr A, phone    slot 10:00  requested and confirmed D-1 12:00, completed 10:20
-      visit opened 10:05, signed with one diagnosis; prescription 10:15, corrected 10:18;
-      diet plan 10:16; invoice 10:25: 500.00 less 50.00 discount; paid 450.00 cash 10:26
-  a2  Dr A, web      slot 11:00  requested 09:00, confirmed 09:10 (600 s), no-show 11:30
-  a3  Dr B, walk-in  slot 12:00  requested and confirmed 11:55 (0 s), completed 12:15
-      visit opened 12:01, note not signed; a card payment failed 12:19;
-      invoice 12:20: 1,000.00 + 180.00 GST; paid 1,180.00 UPI 12:21
-  a4  Dr B, web      slot D+1 10:00  requested 23:50, confirmed D+1 00:20 (1,800 s) — across
-      midnight: both moments are on D by the UTC date
-  a counter sale (no doctor): invoice 13:00, 200.00 + 10.00 GST, paid 210.00 cash
-
-Day D+1
-  a4  completed 10:20; visit opened 10:02, signed with two diagnoses; prescription 10:10
-  a5  Dr A, phone    slot 16:00  requested 09:00, cancelled 09:30
-  200.00 of a1's payment refunded in cash at 15:00 (with its credit note)
-
-Day D+2: nothing.
+"""``report_daily``: every figure equals the one worked out by hand from a known clinic
+day (its records are listed in :func:`tests.factories.reports.known_clinic`).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
 
 from opdesk.db import Database
 from opdesk.identity.service import Identity
-from opdesk.patients.models import Patient
 from opdesk.scheduling.models import AppointmentStatus as S
-from opdesk.tenancy.models import Tenant
-from opdesk.uow import transaction
-from tests.factories.clinics import ctx_for, make_tenant
+from tests.factories.clinics import make_tenant
 from tests.factories.people import make_doctor, patients
 from tests.factories.reports import (
+    D1,
+    D2,
+    D,
     History,
+    KnownClinic,
     build_days,
     clinic_days,
     doctor_days,
+    known_clinic,
     no_show_rows,
 )
 
-D = date(2026, 11, 10)
-D1, D2 = D + timedelta(days=1), D + timedelta(days=2)
 INDIA = ZoneInfo("Asia/Kolkata")
 DUBAI = ZoneInfo("Asia/Dubai")
 
@@ -58,52 +37,8 @@ def money(value: str) -> Decimal:
 
 
 @pytest.fixture
-def clinic(db: Database, ident: Identity) -> dict[str, object]:
-    tenant = make_tenant(db, "Report Clinic")
-    dr_a = make_doctor(db, ident, tenant, name="Dr. Asha Rao")
-    dr_b = make_doctor(db, ident, tenant, name="Dr. Bala Iyer")
-    p = patients(db, ident, tenant, 5)
-    h = History(db, tenant, INDIA)
-    at = h.at
-    a1 = h.appointment(
-        dr_a, p[0], channel="phone", slot_at=at(D, 10), status=S.COMPLETED,
-        requested=at(D - timedelta(days=1), 12), confirmed=at(D - timedelta(days=1), 12),
-        completed=at(D, 10, 20),
-    )  # fmt: skip
-    v1 = h.visit(a1, opened=at(D, 10, 5), signed=True, diagnoses=1)
-    rx1 = h.prescription(v1, issued=at(D, 10, 15))
-    h.prescription(v1, issued=at(D, 10, 18), supersedes=rx1)
-    h.diet_plan(v1, issued=at(D, 10, 16))
-    i1 = h.invoice(p[0], appointment=a1, issued=at(D, 10, 25), subtotal="500.00", discount="50.00")
-    pay1 = h.payment(i1, amount="450.00", method="cash", at=at(D, 10, 26))
-
-    h.appointment(
-        dr_a, p[1], channel="web", slot_at=at(D, 11), status=S.NO_SHOW,
-        requested=at(D, 9), confirmed=at(D, 9, 10), no_show=at(D, 11, 30),
-    )  # fmt: skip
-    a3 = h.appointment(
-        dr_b, p[2], channel="walk-in", slot_at=at(D, 12), status=S.COMPLETED,
-        requested=at(D, 11, 55), confirmed=at(D, 11, 55), completed=at(D, 12, 15),
-    )  # fmt: skip
-    h.visit(a3, opened=at(D, 12, 1), signed=False, diagnoses=1)
-    i3 = h.invoice(p[2], appointment=a3, issued=at(D, 12, 20), subtotal="1000.00", tax="180.00")
-    h.payment(i3, amount="1180.00", method="card", at=at(D, 12, 19), failed=True)
-    h.payment(i3, amount="1180.00", method="upi", at=at(D, 12, 21))
-    a4 = h.appointment(
-        dr_b, p[3], channel="web", slot_at=at(D1, 10), status=S.COMPLETED,
-        requested=at(D, 23, 50), confirmed=at(D1, 0, 20), completed=at(D1, 10, 20),
-    )  # fmt: skip
-    sale = h.invoice(p[4], issued=at(D, 13), subtotal="200.00", tax="10.00")
-    h.payment(sale, amount="210.00", method="cash", at=at(D, 13, 1))
-
-    v4 = h.visit(a4, opened=at(D1, 10, 2), signed=True, diagnoses=2)
-    h.prescription(v4, issued=at(D1, 10, 10))
-    h.appointment(
-        dr_a, p[4], channel="phone", slot_at=at(D1, 16), status=S.CANCELLED,
-        requested=at(D1, 9), cancelled=at(D1, 9, 30),
-    )  # fmt: skip
-    h.refund(pay1, amount="200.00", method="cash", at=at(D1, 15))
-    return {"tenant": tenant, "a": dr_a.id, "b": dr_b.id}
+def clinic(db: Database, ident: Identity) -> KnownClinic:
+    return known_clinic(db, ident)
 
 
 def figures(row: object) -> dict[str, object]:
@@ -146,10 +81,9 @@ def expect(**given: object) -> dict[str, object]:
 
 
 def test_the_clinics_days_are_the_sums_worked_out_by_hand(
-    db: Database, clinic: dict[str, object]
+    db: Database, clinic: KnownClinic
 ) -> None:
-    tenant = clinic["tenant"]
-    assert isinstance(tenant, Tenant)
+    tenant = clinic.tenant
     built = build_days(db, tenant, D, D2)
     assert (built.days, built.changed) == (3, 3)
     days = clinic_days(db, tenant)
@@ -190,9 +124,8 @@ def test_the_clinics_days_are_the_sums_worked_out_by_hand(
     assert {d.time_zone for d in days.values()} == {"Asia/Kolkata"}
 
 
-def test_each_doctors_days_count_only_their_own(db: Database, clinic: dict[str, object]) -> None:
-    tenant, a, b = clinic["tenant"], clinic["a"], clinic["b"]
-    assert isinstance(tenant, Tenant)
+def test_each_doctors_days_count_only_their_own(db: Database, clinic: KnownClinic) -> None:
+    tenant, a, b = clinic.tenant, clinic.a, clinic.b
     build_days(db, tenant, D, D2)
     rows = {key: figures(row) for key, row in doctor_days(db, tenant).items()}
     assert rows == {
@@ -232,10 +165,9 @@ def test_each_doctors_days_count_only_their_own(db: Database, clinic: dict[str, 
 
 
 def test_no_shows_are_counted_by_the_slots_hour_doctor_and_channel(
-    db: Database, clinic: dict[str, object]
+    db: Database, clinic: KnownClinic
 ) -> None:
-    tenant, a, b = clinic["tenant"], clinic["a"], clinic["b"]
-    assert isinstance(tenant, Tenant)
+    tenant, a, b = clinic.tenant, clinic.a, clinic.b
     build_days(db, tenant, D, D2)
     assert no_show_rows(db, tenant) == {
         (D, a, 10, "phone", 1, 0),
@@ -245,9 +177,8 @@ def test_no_shows_are_counted_by_the_slots_hour_doctor_and_channel(
     }
 
 
-def test_building_a_day_again_leaves_the_same_rows(db: Database, clinic: dict[str, object]) -> None:
-    tenant = clinic["tenant"]
-    assert isinstance(tenant, Tenant)
+def test_building_a_day_again_leaves_the_same_rows(db: Database, clinic: KnownClinic) -> None:
+    tenant = clinic.tenant
     build_days(db, tenant, D, D2)
     before = clinic_days(db, tenant)
     doctors_before = {k: figures(v) for k, v in doctor_days(db, tenant).items()}
@@ -270,15 +201,14 @@ def columns(row: object) -> list[str]:
 
 
 def test_a_later_change_reaches_the_day_when_it_is_built_again(
-    db: Database, clinic: dict[str, object]
+    db: Database, clinic: KnownClinic
 ) -> None:
-    tenant = clinic["tenant"]
-    assert isinstance(tenant, Tenant)
+    tenant = clinic.tenant
     build_days(db, tenant, D, D)
     first = clinic_days(db, tenant)[D]
     h = History(db, tenant, INDIA)
     # A payment on D that arrives in the records late (a gateway's webhook, say).
-    late = h.invoice(patients_of(db, tenant)[0], issued=h.at(D, 18), subtotal="300.00")
+    late = h.invoice(clinic.patients[0], issued=h.at(D, 18), subtotal="300.00")
     h.payment(late, amount="300.00", method="card", at=h.at(D, 18, 5))
     again = build_days(db, tenant, D, D)
     assert again.changed == 1
@@ -288,15 +218,8 @@ def test_a_later_change_reaches_the_day_when_it_is_built_again(
     assert row.money_in["card"] == {"amount": "300.00", "count": 1}
 
 
-def patients_of(db: Database, tenant: Tenant) -> list[Patient]:
-    with transaction(db, ctx_for(tenant.id)) as session:
-        found = list(session.scalars(select(Patient).order_by(Patient.number)))
-        session.expunge_all()
-        return found
-
-
 def test_a_clinic_in_dubai_cuts_its_days_at_its_own_midnight(
-    db: Database, ident: Identity, clinic: dict[str, object]
+    db: Database, ident: Identity, clinic: KnownClinic
 ) -> None:
     tenant = make_tenant(db, "Gulf Clinic", timezone=DUBAI.key)
     doctor = make_doctor(db, ident, tenant, name="Dr. Omar Haddad")
@@ -317,16 +240,11 @@ def test_a_clinic_in_dubai_cuts_its_days_at_its_own_midnight(
     assert [days[D].appointments_requested, days[D1].appointments_requested] == [1, 1]
     assert {d.time_zone for d in days.values()} == {"Asia/Dubai"}
     # The other clinic's report is untouched and its records never counted here.
-    india = clinic["tenant"]
-    assert isinstance(india, Tenant)
-    assert clinic_days(db, india) == {}
+    assert clinic_days(db, clinic.tenant) == {}
 
 
-def test_a_build_refuses_a_backwards_or_overlong_range(
-    db: Database, clinic: dict[str, object]
-) -> None:
-    tenant = clinic["tenant"]
-    assert isinstance(tenant, Tenant)
+def test_a_build_refuses_a_backwards_or_overlong_range(db: Database, clinic: KnownClinic) -> None:
+    tenant = clinic.tenant
     with pytest.raises(ValueError, match="before the first"):
         build_days(db, tenant, D1, D)
     with pytest.raises(ValueError, match="at most 400 days"):

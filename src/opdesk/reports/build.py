@@ -275,6 +275,32 @@ def days_between(first: date, last: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class Figured:
+    """A range's figures as read from the records, before anything is written."""
+
+    clinic: dict[date, DayFigures]
+    doctors: dict[tuple[date, uuid.UUID], DayFigures]
+    # {("in" | "out", day): {method: {"amount": "1500.00", "count": 3}}}
+    money: dict[tuple[str, date], dict[str, dict[str, Any]]]
+
+
+def bounds_of(tenant: uuid.UUID, zone: ZoneInfo, first: date, last: date) -> dict[str, Any]:
+    """The statements' parameters: the clinic, its zone, and the range's first and
+    after-last instants.
+    """
+    lo = datetime.combine(first, datetime.min.time(), zone)
+    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
+    return {"tenant": tenant, "zone": zone.key, "lo": lo, "hi": hi}
+
+
+def figure(session: Session, tenant: uuid.UUID, zone: ZoneInfo, first: date, last: date) -> Figured:
+    """Read the figures of ``first``..``last`` (today's, live, for the dashboard)."""
+    bounds = bounds_of(tenant, zone, first, last)
+    clinic, doctors = _figures(session, bounds)
+    return Figured(clinic, doctors, _money(session, bounds))
+
+
 def build(session: Session, ctx: RequestContext, zone: ZoneInfo, first: date, last: date) -> Built:
     """Build the clinic's days ``first``..``last`` (clinic-local, both included)."""
     if last < first:
@@ -283,15 +309,14 @@ def build(session: Session, ctx: RequestContext, zone: ZoneInfo, first: date, la
         raise ValueError(f"build at most {MAX_DAYS} days at a time")
     tenant = ctx.tenant_id
     assert tenant is not None, "a report belongs to a clinic"
-    lo = datetime.combine(first, datetime.min.time(), zone)
-    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
-    bounds = {"tenant": tenant, "zone": zone.key, "lo": lo, "hi": hi}
-    clinic, doctors = _figures(session, bounds)
-    money = _money(session, bounds)
-    changed = _write_clinic_days(session, ctx, zone, first, last, clinic, money)
-    _replace(session, tenant, first, last, doctors)
-    session.execute(NO_SHOWS_SQL, {**bounds, "expected": list(EXPECTED_STATUSES)})
-    built = Built(first, last, (last - first).days + 1, len(doctors), changed)
+    found = figure(session, tenant, zone, first, last)
+    changed = _write_clinic_days(session, ctx, zone, first, last, found.clinic, found.money)
+    _replace(session, tenant, first, last, found.doctors)
+    session.execute(
+        NO_SHOWS_SQL,
+        {**bounds_of(tenant, zone, first, last), "expected": list(EXPECTED_STATUSES)},
+    )
+    built = Built(first, last, (last - first).days + 1, len(found.doctors), changed)
     audit.record(
         ctx,
         entity="report_daily",
