@@ -53,8 +53,9 @@ def test_a_period_adds_its_days_and_takes_the_median_of_their_medians(
 def test_a_doctors_trend_is_their_own_rows_only(db: Database, clinic: KnownClinic) -> None:
     with transaction(db, ctx_for(clinic.tenant.id)) as session:
         a_days = dict(queries.trend(session, PERIOD, doctor_id=clinic.a))
-    assert a_days[D] is not None and a_days[D].requested == 1
-    assert a_days[D1] is not None and a_days[D1].net == Decimal("-200.00")
+    on_d, on_d1 = a_days[D], a_days[D1]
+    assert on_d is not None and on_d.requested == 1
+    assert on_d1 is not None and on_d1.net == Decimal("-200.00")
     assert a_days[D2] == Figures()  # built, nothing of theirs
 
 
