@@ -39,6 +39,7 @@ from opdesk.portal import api as portal_api
 from opdesk.portal import booking as portal_booking
 from opdesk.portal import sign_in as portal_sign_in
 from opdesk.portal import web as portal_web
+from opdesk.reports import web as reports_web
 from opdesk.scheduling import admin_web as doctors_admin_web
 from opdesk.scheduling import api as scheduling_api
 from opdesk.scheduling import web as scheduling_web
@@ -100,6 +101,7 @@ PAGE_MODULES = page_modules(
     rx_web,
     orders_web,
     billing_web,
+    reports_web,
     doctors_admin_web,
     portal_booking,
 )

@@ -338,7 +338,7 @@ class KnownClinic:
     patients: list[Any]
 
 
-def known_clinic(db: Database, ident: Any) -> KnownClinic:
+def known_clinic(db: Database, ident: Any, day: date = D) -> KnownClinic:
     """A clinic in India (UTC+5:30) with two doctors and these records, clinic-local:
 
     Day D (Tuesday 10 November 2026)
@@ -359,6 +359,9 @@ def known_clinic(db: Database, ident: Any) -> KnownClinic:
       200.00 of a1's payment refunded in cash at 15:00 (with its credit note)
 
     Day D+2: nothing.
+
+    ``day`` moves D (the tests of the pages, which run at today's date, put it in the
+    past week).
     """
     tenant = make_tenant(db, "Report Clinic")
     dr_a = make_doctor(db, ident, tenant, name="Dr. Asha Rao")
@@ -366,44 +369,45 @@ def known_clinic(db: Database, ident: Any) -> KnownClinic:
     p = patients(db, ident, tenant, 5)
     h = History(db, tenant, ZoneInfo("Asia/Kolkata"))
     at = h.at
+    d, d1 = day, day + timedelta(days=1)
     a1 = h.appointment(
-        dr_a, p[0], channel="phone", slot_at=at(D, 10), status=S.COMPLETED,
-        requested=at(D - timedelta(days=1), 12), confirmed=at(D - timedelta(days=1), 12),
-        completed=at(D, 10, 20),
+        dr_a, p[0], channel="phone", slot_at=at(d, 10), status=S.COMPLETED,
+        requested=at(d - timedelta(days=1), 12), confirmed=at(d - timedelta(days=1), 12),
+        completed=at(d, 10, 20),
     )  # fmt: skip
-    v1 = h.visit(a1, opened=at(D, 10, 5), signed=True, diagnoses=1)
-    rx1 = h.prescription(v1, issued=at(D, 10, 15))
-    h.prescription(v1, issued=at(D, 10, 18), supersedes=rx1)
-    h.diet_plan(v1, issued=at(D, 10, 16))
-    i1 = h.invoice(p[0], appointment=a1, issued=at(D, 10, 25), subtotal="500.00", discount="50.00")
-    pay1 = h.payment(i1, amount="450.00", method="cash", at=at(D, 10, 26))
+    v1 = h.visit(a1, opened=at(d, 10, 5), signed=True, diagnoses=1)
+    rx1 = h.prescription(v1, issued=at(d, 10, 15))
+    h.prescription(v1, issued=at(d, 10, 18), supersedes=rx1)
+    h.diet_plan(v1, issued=at(d, 10, 16))
+    i1 = h.invoice(p[0], appointment=a1, issued=at(d, 10, 25), subtotal="500.00", discount="50.00")
+    pay1 = h.payment(i1, amount="450.00", method="cash", at=at(d, 10, 26))
 
     h.appointment(
-        dr_a, p[1], channel="web", slot_at=at(D, 11), status=S.NO_SHOW,
-        requested=at(D, 9), confirmed=at(D, 9, 10), no_show=at(D, 11, 30),
+        dr_a, p[1], channel="web", slot_at=at(d, 11), status=S.NO_SHOW,
+        requested=at(d, 9), confirmed=at(d, 9, 10), no_show=at(d, 11, 30),
     )  # fmt: skip
     a3 = h.appointment(
-        dr_b, p[2], channel="walk-in", slot_at=at(D, 12), status=S.COMPLETED,
-        requested=at(D, 11, 55), confirmed=at(D, 11, 55), completed=at(D, 12, 15),
+        dr_b, p[2], channel="walk-in", slot_at=at(d, 12), status=S.COMPLETED,
+        requested=at(d, 11, 55), confirmed=at(d, 11, 55), completed=at(d, 12, 15),
     )  # fmt: skip
-    h.visit(a3, opened=at(D, 12, 1), signed=False, diagnoses=1)
-    i3 = h.invoice(p[2], appointment=a3, issued=at(D, 12, 20), subtotal="1000.00", tax="180.00")
-    h.payment(i3, amount="1180.00", method="card", at=at(D, 12, 19), failed=True)
-    h.payment(i3, amount="1180.00", method="upi", at=at(D, 12, 21))
+    h.visit(a3, opened=at(d, 12, 1), signed=False, diagnoses=1)
+    i3 = h.invoice(p[2], appointment=a3, issued=at(d, 12, 20), subtotal="1000.00", tax="180.00")
+    h.payment(i3, amount="1180.00", method="card", at=at(d, 12, 19), failed=True)
+    h.payment(i3, amount="1180.00", method="upi", at=at(d, 12, 21))
     a4 = h.appointment(
-        dr_b, p[3], channel="web", slot_at=at(D1, 10), status=S.COMPLETED,
-        requested=at(D, 23, 50), confirmed=at(D1, 0, 20), completed=at(D1, 10, 20),
+        dr_b, p[3], channel="web", slot_at=at(d1, 10), status=S.COMPLETED,
+        requested=at(d, 23, 50), confirmed=at(d1, 0, 20), completed=at(d1, 10, 20),
     )  # fmt: skip
-    sale = h.invoice(p[4], issued=at(D, 13), subtotal="200.00", tax="10.00")
-    h.payment(sale, amount="210.00", method="cash", at=at(D, 13, 1))
+    sale = h.invoice(p[4], issued=at(d, 13), subtotal="200.00", tax="10.00")
+    h.payment(sale, amount="210.00", method="cash", at=at(d, 13, 1))
 
-    v4 = h.visit(a4, opened=at(D1, 10, 2), signed=True, diagnoses=2)
-    h.prescription(v4, issued=at(D1, 10, 10))
+    v4 = h.visit(a4, opened=at(d1, 10, 2), signed=True, diagnoses=2)
+    h.prescription(v4, issued=at(d1, 10, 10))
     h.appointment(
-        dr_a, p[4], channel="phone", slot_at=at(D1, 16), status=S.CANCELLED,
-        requested=at(D1, 9), cancelled=at(D1, 9, 30),
+        dr_a, p[4], channel="phone", slot_at=at(d1, 16), status=S.CANCELLED,
+        requested=at(d1, 9), cancelled=at(d1, 9, 30),
     )  # fmt: skip
-    h.refund(pay1, amount="200.00", method="cash", at=at(D1, 15))
+    h.refund(pay1, amount="200.00", method="cash", at=at(d1, 15))
     return KnownClinic(tenant, dr_a.id, dr_b.id, p)
 
 

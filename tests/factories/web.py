@@ -336,17 +336,30 @@ def _prescription(db: Database, ident: Any, tenant: Tenant) -> Records:
     return Records(ids, setting.patient.id)
 
 
+# Path parameters that name a thing rather than a record: a message channel, a report table.
+NAMED = {"channel": "sms", "table": "days"}
+
+
+def named(path: str, tenant: Tenant) -> str:
+    """``path`` with ``{slug}`` and the :data:`NAMED` parameters filled in."""
+    path = path.replace("{slug}", tenant.slug)
+    for name, value in NAMED.items():
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
 def path_to_records(
     db: Database, ident: Any, tenant: Tenant, path: str, files: Path | None = None
 ) -> tuple[str, Records]:
     """``path`` with every id replaced by a real record of ``tenant`` (the innermost id
     first, so ``/patients/{patient_id}/documents/{document_id}`` names the document's
-    own patient), ``{slug}`` by the clinic's code and ``{channel}`` by "sms". Documents
+    own patient), ``{slug}`` by the clinic's code and the names of :data:`NAMED` by their
+    value. Documents
     are stored in ``files`` when given (the app's ``data_dir / "files"``).
     """
     made = Records()
     for name in reversed(re.findall(r"\{([a-z_]+)\}", path)):
-        if name in ("slug", "channel") or name in made.ids:
+        if name == "slug" or name in NAMED or name in made.ids:
             continue
         assert name in RECORD_MAKERS, f"add a maker for {{{name}}} to RECORD_MAKERS"
         if name == "document_id":
@@ -355,7 +368,7 @@ def path_to_records(
             found = RECORD_MAKERS[name](db, ident, tenant)
         made.ids = {**found.ids, **made.ids}
         made.owner = made.owner or found.owner
-    filled = path.replace("{slug}", tenant.slug).replace("{channel}", "sms")
+    filled = named(path, tenant)
     for name, value in made.ids.items():
         filled = filled.replace("{" + name + "}", str(value))
     return filled, made
@@ -379,7 +392,7 @@ class SharedRecords:
                 1
             ]
         records = self.made[shape]
-        filled = path.replace("{slug}", self.tenant.slug).replace("{channel}", "sms")
+        filled = named(path, self.tenant)
         for name, value in records.ids.items():
             filled = filled.replace("{" + name + "}", str(value))
         return filled, records

@@ -97,7 +97,21 @@ PORTAL = Never(
     roles=STAFF,
     resources=frozenset({"portal"}),
 )
-RULES = (CLINICAL_NOTES, DELETING_PATIENTS, AUDIT_AND_SIGN_IN_LOGS, ADMINISTRATION, PORTAL)
+# The clinic's takings and every doctor's figures side by side: the accounts office and
+# admins. A doctor reads their own figures (``reports:own``), which carry no money.
+CLINIC_FIGURES = Never(
+    guards="the clinic's money and every doctor's figures",
+    roles=frozenset({"doctor", "frontdesk", "pharmacy", PATIENT}),
+    actions=frozenset({"reports:read"}),
+)
+RULES = (
+    CLINICAL_NOTES,
+    DELETING_PATIENTS,
+    AUDIT_AND_SIGN_IN_LOGS,
+    ADMINISTRATION,
+    PORTAL,
+    CLINIC_FIGURES,
+)
 
 # Everything a patient may do: their own account, and their own records in the portal.
 PATIENT_ACTIONS = frozenset({"account:self", "portal:self"})
@@ -125,6 +139,10 @@ def test_only_admin_manages_users_devices_keys_and_clinic_settings() -> None:
 
 def test_no_staff_role_holds_a_portal_action() -> None:
     assert PORTAL.breaches() == []
+
+
+def test_only_accounts_and_admin_read_the_clinics_figures() -> None:
+    assert CLINIC_FIGURES.breaches() == []
 
 
 def test_the_patient_role_holds_exactly_its_own_account_and_the_portal() -> None:

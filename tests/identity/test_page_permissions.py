@@ -112,6 +112,8 @@ AREAS: dict[str, frozenset[str]] = {
     "appointments": DESK,
     # invoices, payments and accounts: the desk and the accounts staff; admins read them
     "billing": frozenset({"frontdesk", "accounts", "admin"}),
+    # the clinic's figures: accounts and admins; a doctor their own (never the desk)
+    "reports": frozenset({"doctor", "accounts", "admin"}),
     "app": frozenset(ROLES),
     "account": frozenset(ROLES),
 }

@@ -231,7 +231,7 @@ def test_a_half_signed_in_session_reaches_only_the_sign_in_steps(
 
 
 # Path parameters that are not record ids: public codes, secret tokens, message channels.
-NOT_IDS = {"slug", "token", "channel"}
+NOT_IDS = {"slug", "token", "channel", "table"}  # table: a report table's name, not a record
 
 
 def _make_appointment(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:

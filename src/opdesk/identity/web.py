@@ -19,7 +19,8 @@ from opdesk.identity.models import STAFF_ROLES
 from opdesk.identity.schemas import StaffSignIn, UserCreate
 from opdesk.identity.service import Refusal
 from opdesk.identity.sessions import Principal
-from opdesk.security.permissions import SIGNING_IN
+from opdesk.scheduling import desk_home
+from opdesk.security.permissions import SIGNING_IN, allowed
 from opdesk.tenancy import service as tenants
 from opdesk.web.deps import (
     DEVICE_COOKIE,
@@ -216,12 +217,19 @@ def staff_home(
     if who.role == "patient":
         return RedirectResponse("/me", 303)
     tenant = tenants.get_tenant(session, who.tenant_id)
+    # Staff who follow appointments see how today is going; the others their links.
+    desk = allowed(who.role, "appointments:read")
     return render(
         request,
         "identity/app_home.html",
         clinic=tenant,
         role_label=ROLE_LABELS[who.role],
         sms_budget=_sms_budget(session, ctx, ident, who),
+        desk=desk,
+        today=desk_home.desk_today(session, ctx, role=who.role, user_id=who.user_id)
+        if desk
+        else None,
+        may_write=allowed(who.role, "appointments:write"),
     )
 
 

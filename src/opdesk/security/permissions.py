@@ -79,7 +79,10 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "invoices:write": frozenset({FRONTDESK, ACCOUNTS}),
     "payments:collect": frozenset({FRONTDESK, ACCOUNTS}),
     "payments:refund": frozenset({ACCOUNTS, ADMIN}),
+    # the reports dashboard: the clinic's figures and its money; a doctor reads their own
+    # figures (appointments, no-shows, notes completed), never money or another doctor's
     "reports:read": frozenset({ACCOUNTS, ADMIN}),
+    "reports:own": frozenset({DOCTOR}),
     # messages to patients: the outbox shows phone numbers and what was said, and a retry
     # sends again; provider settings hold API keys. Admin only.
     "messages:read": frozenset({ADMIN}),
