@@ -127,6 +127,11 @@ def share(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 1)
 
 
+# Narrower than the charts' default, so their text stays readable when a phone scales
+# them down to its width.
+CHART_WIDTH = 480
+
+
 def dashboard_charts(d: Dashboard) -> dict[str, Markup]:
     """The charts of one view, rendered on the server as SVG."""
     shown = {
@@ -134,14 +139,19 @@ def dashboard_charts(d: Dashboard) -> dict[str, Markup]:
             queries.points(d.days, "completed"),
             title="Appointments completed",
             y_label="appointments",
+            width=CHART_WIDTH,
         ),
         "no_shows": charts.line_chart(
-            queries.points(d.days, "no_show"), title="No-shows", y_label="no-shows"
+            queries.points(d.days, "no_show"),
+            title="No-shows",
+            y_label="no-shows",
+            width=CHART_WIDTH,
         ),
         "documented": charts.line_chart(
             [(day, share(f.documented_share) if f else None) for day, f in d.days],
             title="Notes complete (% of visits)",
             y_label="%",
+            width=CHART_WIDTH,
         ),
         "weekday": _rates_chart(d.no_shows.by_weekday, "No-show rate by weekday"),
         "hour": _rates_chart(d.no_shows.by_hour, "No-show rate by hour of the slot"),
@@ -149,12 +159,17 @@ def dashboard_charts(d: Dashboard) -> dict[str, Markup]:
     }
     if d.show_money:
         shown["net"] = charts.line_chart(
-            queries.points(d.days, "net"), title="Net revenue", y_label="₹", money=True
+            queries.points(d.days, "net"),
+            title="Net revenue",
+            y_label="₹",
+            money=True,
+            width=CHART_WIDTH,
         )
         shown["methods"] = charts.bar_chart(
             [(m.label, m.received) for m in d.methods],
             title="Money received by method",
             money=True,
+            width=CHART_WIDTH,
         )
     return shown
 
@@ -165,6 +180,7 @@ def _rates_chart(rates: list[Rate], title: str) -> Markup:
         [(r.label, share(r.share) or 0) for r in rates],
         title=title,
         percent=True,
+        width=CHART_WIDTH,
         highlight={r.label for r in rates if worst and r.share == worst},
     )
 
