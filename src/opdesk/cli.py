@@ -232,15 +232,21 @@ def demo() -> None:
 
 
 def _build_demo_reports(rt: Runtime, tenant_id: uuid.UUID, zone: str) -> None:
-    """The demo's last 90 days on the reports dashboard (today's figures are live)."""
+    """The demo's last 90 days on the reports dashboard (today's figures are live); once:
+    a refreshed demo keeps what the nightly rule has built since.
+    """
     from zoneinfo import ZoneInfo
 
+    from sqlalchemy import exists, select
+
     from opdesk.reports.build import build
+    from opdesk.reports.models import ReportDaily
 
     ctx = system_context(tenant_id)
     yesterday = ctx.now().astimezone(ZoneInfo(zone)).date() - timedelta(days=1)
     with transaction(rt.db, ctx) as session:
-        build(session, ctx, ZoneInfo(zone), yesterday - timedelta(days=89), yesterday)
+        if not session.scalar(select(exists().where(ReportDaily.date == yesterday))):
+            build(session, ctx, ZoneInfo(zone), yesterday - timedelta(days=89), yesterday)
 
 
 def _keyring_or_fail(settings: Settings) -> KeyringSource:
