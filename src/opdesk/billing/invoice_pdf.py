@@ -54,7 +54,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from opdesk.billing.words import rupees_in_words
-from opdesk.documents.pdf import FACES, _truetype
+from opdesk.documents.pdf import add_faces
 from opdesk.formatting import rupees
 
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
@@ -236,10 +236,7 @@ def _new_pdf(cache: Path, page_format: str | tuple[float, float], margin: float,
     pdf.note = note
     pdf.set_margins(margin, margin, margin)
     pdf.set_auto_page_break(True, margin=18)
-    for name, script, stem in FACES:
-        pdf.add_font(name, "", str(_truetype(cache, script, stem, 400)))
-    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
-    pdf.set_text_shaping(True)
+    add_faces(pdf, cache)
     pdf.alias_nb_pages()
     pdf.add_page()
     return pdf

@@ -18,7 +18,7 @@ import segno
 from fpdf import FPDF
 
 from opdesk.clinical.prescriptions import ItemView, duration_words
-from opdesk.documents.pdf import FACES, _truetype
+from opdesk.documents.pdf import add_faces
 
 QR_SIZE_MM = 32.0
 # Each block starts on a new line at the left margin (fpdf2 otherwise leaves the cursor
@@ -105,10 +105,7 @@ def render(cache: Path, doc: RxDocument) -> bytes:
     pdf.set_margins(18, 16, 18)
     pdf.set_auto_page_break(True, margin=20)
     pdf.add_page()
-    for name, script, stem in FACES:
-        pdf.add_font(name, "", str(_truetype(cache, script, stem, 400)))
-    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
-    pdf.set_text_shaping(True)
+    add_faces(pdf, cache)
     width = pdf.w - pdf.l_margin - pdf.r_margin
 
     # Letterhead

@@ -33,6 +33,19 @@ def _truetype(cache: Path, script: str, stem: str, weight: int) -> Path:
     return target
 
 
+def add_faces(pdf: FPDF, cache: Path) -> None:
+    """Give ``pdf`` the Noto faces: Latin first, the Indian scripts as fallbacks, with
+    text shaping so conjuncts and vowel signs join.
+
+    One weight only: fpdf2 2.8 mixes up glyphs between the bold and regular faces of a
+    fallback font when text shaping is on (seen as garbled Latin after a bold title).
+    """
+    for name, script, stem in FACES:
+        pdf.add_font(name, "", str(_truetype(cache, script, stem, 400)))
+    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
+    pdf.set_text_shaping(True)
+
+
 def _body_font(pdf: FPDF, size: int) -> None:
     """Switch away and back: after a run in a fallback face, fpdf2 2.8 otherwise keeps
     drawing the next Latin run with the size of the last explicit font change.
@@ -46,12 +59,7 @@ def document(cache: Path, title: str, paragraphs: list[str], footer: str) -> byt
     pdf = FPDF(format="A4")
     pdf.set_margins(20, 20, 20)
     pdf.add_page()
-    # One weight only: fpdf2 2.8 mixes up glyphs between the bold and regular faces of a
-    # fallback font when text shaping is on (seen as garbled Latin after a bold title).
-    for name, script, stem in FACES:
-        pdf.add_font(name, "", str(_truetype(cache, script, stem, 400)))
-    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
-    pdf.set_text_shaping(True)
+    add_faces(pdf, cache)
     pdf.set_font("noto-latin", "", 17)
     pdf.multi_cell(0, 9, title)
     pdf.ln(4)

@@ -33,7 +33,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from opdesk.documents.pdf import FACES, _truetype
+from opdesk.documents.pdf import add_faces
 from opdesk.formatting import day_name, local_time, rupees
 
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
@@ -150,10 +150,7 @@ def _new_pdf(fonts: Path, note: str) -> _Pdf:
     pdf.note = note
     pdf.set_margins(MARGIN, MARGIN, MARGIN)
     pdf.set_auto_page_break(True, margin=18)
-    for name, script, stem in FACES:
-        pdf.add_font(name, "", str(_truetype(fonts, script, stem, 400)))
-    pdf.set_fallback_fonts([name for name, _, _ in FACES[1:]])
-    pdf.set_text_shaping(True)
+    add_faces(pdf, fonts)
     pdf.alias_nb_pages()
     pdf.add_page()
     return pdf
