@@ -54,7 +54,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from opdesk.billing.words import rupees_in_words
-from opdesk.documents.pdf import add_faces
+from opdesk.documents.pdf import add_faces, body_font, needs_shaping
 from opdesk.formatting import rupees
 
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
@@ -216,19 +216,12 @@ class _Pdf(FPDF):
 
     def footer(self) -> None:
         self.set_y(-12)
-        _font(self, 7)
+        body_font(self, 7)
         self.set_text_color(*GREY)
         width = self.w - self.l_margin - self.r_margin
         self.cell(width - 25, 4, self.note)
         self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
         self.set_text_color(*BLACK)
-
-
-def _font(pdf: FPDF, size: float) -> None:
-    # Switch away and back (see documents.pdf): keeps the size of Latin runs after a run
-    # in a fallback face (₹, Devanagari).
-    pdf.set_font("noto-tamil", "", size + 1)
-    pdf.set_font("noto-latin", "", size)
 
 
 def _new_pdf(cache: Path, page_format: str | tuple[float, float], margin: float, note: str) -> _Pdf:
@@ -240,14 +233,6 @@ def _new_pdf(cache: Path, page_format: str | tuple[float, float], margin: float,
     pdf.alias_nb_pages()
     pdf.add_page()
     return pdf
-
-
-def _needs_shaping(texts: list[str]) -> bool:
-    """Whether any text is in an Indic script (Devanagari to Malayalam), whose letters
-    HarfBuzz must shape. Shaping every cell of a long table costs seconds, and Latin,
-    digits and ₹ draw the same without it.
-    """
-    return any("\u0900" <= ch <= "\u0dff" for text in texts for ch in text)
 
 
 def _figure(amount: Decimal) -> str:
@@ -274,9 +259,9 @@ def _state_line(party: Party) -> str:
 
 
 def _letterhead(pdf: FPDF, clinic: Party, width: float) -> None:
-    _font(pdf, 15)
+    body_font(pdf, 15)
     pdf.multi_cell(width, 7, clinic.name, **NEXT_LINE)
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     for line in clinic.address_lines:
         if line:
             pdf.multi_cell(width, 4.2, line, **NEXT_LINE)
@@ -294,11 +279,11 @@ def _label_values(
 ) -> None:
     for label, value in rows:
         pdf.set_x(x)
-        _font(pdf, 8.5)
+        body_font(pdf, 8.5)
         pdf.set_text_color(*GREY)
         pdf.cell(label_w, 4.6, label)
         pdf.set_text_color(*BLACK)
-        _font(pdf, 8.5)
+        body_font(pdf, 8.5)
         pdf.multi_cell(value_w, 4.6, value, **NEXT_LINE)
 
 
@@ -361,9 +346,9 @@ def _totals(pdf: FPDF, rows: list[tuple[str, str]], *, strong_last: bool = True)
             pdf.line(x, pdf.get_y() + 0.5, pdf.w - pdf.r_margin, pdf.get_y() + 0.5)
             pdf.ln(1)
         pdf.set_x(x)
-        _font(pdf, size)
+        body_font(pdf, size)
         pdf.cell(label_w, 5.5 if last else 4.6, label)
-        _font(pdf, size)
+        body_font(pdf, size)
         pdf.cell(value_w, 5.5 if last else 4.6, value, align="R", **NEXT_LINE)
 
 
@@ -377,7 +362,7 @@ def _signature(pdf: FPDF, clinic: str, block_w: float) -> None:
     pdf.ln(6)
     x = pdf.w - pdf.r_margin - block_w
     pdf.set_x(x)
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     pdf.multi_cell(block_w, 4.6, f"For {clinic}", align="C", **NEXT_LINE)
     pdf.ln(12)
     pdf.set_draw_color(150, 150, 150)
@@ -403,13 +388,13 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     below_left = pdf.get_y()
     x = pdf.w - pdf.r_margin - right_w
     pdf.set_xy(x, top)
-    _font(pdf, 15)
+    body_font(pdf, 15)
     if pdf.get_string_width(title) > right_w:
-        _font(pdf, 12)  # "Invoice-cum-Bill of Supply"
+        body_font(pdf, 12)  # "Invoice-cum-Bill of Supply"
     pdf.cell(right_w, 7, title, align="R", **NEXT_LINE)
     if title in GST_TITLES:
         pdf.set_x(x)
-        _font(pdf, 8)
+        body_font(pdf, 8)
         pdf.set_text_color(*GREY)
         pdf.cell(right_w, 4.2, COPY_MARK, align="R", **NEXT_LINE)
         pdf.set_text_color(*BLACK)
@@ -424,13 +409,13 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
 
     # Patient (left) and place of supply (right)
     top = pdf.get_y()
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     pdf.set_text_color(*GREY)
     pdf.cell(left_w, 4.6, "Billed to", **NEXT_LINE)
     pdf.set_text_color(*BLACK)
-    _font(pdf, 11)
+    body_font(pdf, 11)
     pdf.multi_cell(left_w, 5.5, doc.patient_name, **NEXT_LINE)
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     details = []
     if doc.patient_number:
         details.append(f"Patient no. {doc.patient_number}")
@@ -458,8 +443,8 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     cells = [
         _line_cells(doc, title, n, line, len(head)) for n, line in enumerate(doc.lines, start=1)
     ]
-    pdf.set_text_shaping(_needs_shaping([line.description for line in doc.lines]))
-    _font(pdf, 7.5)
+    pdf.set_text_shaping(needs_shaping([line.description for line in doc.lines]))
+    body_font(pdf, 7.5)
     pdf.set_draw_color(170, 170, 170)
     with pdf.table(
         col_widths=widths,
@@ -494,11 +479,11 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
     totals.append(("Grand total", rupees(doc.grand_total)))
     _totals(pdf, totals)
     pdf.ln(2)
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     pdf.set_text_color(*GREY)
     pdf.cell(width, 4.6, "Amount in words", **NEXT_LINE)
     pdf.set_text_color(*BLACK)
-    _font(pdf, 9.5)
+    body_font(pdf, 9.5)
     pdf.multi_cell(width, 5, rupees_in_words(doc.grand_total), **NEXT_LINE)
     exempt_note = {
         BILL_OF_SUPPLY: "The services and goods on this bill are exempt from GST; "
@@ -507,18 +492,18 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
         "GST is charged on the other lines.",
     }.get(title)
     if exempt_note:
-        _font(pdf, 8)
+        body_font(pdf, 8)
         pdf.set_text_color(*GREY)
         pdf.multi_cell(width, 4.2, exempt_note, **NEXT_LINE)
         pdf.set_text_color(*BLACK)
     _rule(pdf, 3)
 
     # Payments and what is still owed
-    _font(pdf, 10)
+    body_font(pdf, 10)
     pdf.cell(width, 5.5, "Payments received", **NEXT_LINE)
     pdf.ln(1)
     if doc.payments:
-        _font(pdf, 8)
+        body_font(pdf, 8)
         with pdf.table(
             col_widths=(30, 30, width - 30 - 30 - 32, 32),
             width=width,
@@ -538,7 +523,7 @@ def invoice_pdf(cache: Path, doc: InvoiceDocument) -> bytes:
                 row.cell(rupees(payment.amount))
         pdf.ln(2)
     else:
-        _font(pdf, 8.5)
+        body_font(pdf, 8.5)
         pdf.cell(width, 4.6, "None yet.", **NEXT_LINE)
         pdf.ln(1)
     _totals(
@@ -563,7 +548,7 @@ def receipt_pdf(cache: Path, doc: ReceiptDocument) -> bytes:
     width = pdf.w - pdf.l_margin - pdf.r_margin
     _letterhead(pdf, doc.clinic, width)
     _rule(pdf, 3)
-    _font(pdf, 14)
+    body_font(pdf, 14)
     pdf.cell(width, 7, title, **NEXT_LINE)
     pdf.ln(1)
     rows = [
@@ -577,16 +562,16 @@ def receipt_pdf(cache: Path, doc: ReceiptDocument) -> bytes:
         rows.append(("Reference", doc.reference))
     _label_values(pdf, pdf.l_margin, rows, 32, width - 32)
     pdf.ln(4)
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     pdf.set_text_color(*GREY)
     pdf.cell(width, 4.6, "Amount refunded" if refund else "Amount received", **NEXT_LINE)
     pdf.set_text_color(*BLACK)
-    _font(pdf, 18)
+    body_font(pdf, 18)
     pdf.cell(width, 9, rupees(doc.amount), **NEXT_LINE)
-    _font(pdf, 9.5)
+    body_font(pdf, 9.5)
     pdf.multi_cell(width, 5, rupees_in_words(doc.amount), **NEXT_LINE)
     pdf.ln(3)
-    _font(pdf, 9)
+    body_font(pdf, 9)
     pdf.multi_cell(
         width,
         5,

@@ -18,7 +18,7 @@ import segno
 from fpdf import FPDF
 
 from opdesk.clinical.prescriptions import ItemView, duration_words
-from opdesk.documents.pdf import add_faces
+from opdesk.documents.pdf import add_faces, body_font
 
 QR_SIZE_MM = 32.0
 # Each block starts on a new line at the left margin (fpdf2 otherwise leaves the cursor
@@ -45,13 +45,6 @@ class RxDocument:
     signed_hash: str
     fee_line: str = ""
     language: str = "en"  # the patient's: how to take each medicine is said in it too
-
-
-def _font(pdf: FPDF, size: float) -> None:
-    # Switch away and back (see documents.pdf): keeps the size of Latin runs after a
-    # run in a fallback face.
-    pdf.set_font("noto-tamil", "", size + 1)
-    pdf.set_font("noto-latin", "", size)
 
 
 def qr_modules(url: str) -> list[list[bool]]:
@@ -109,9 +102,9 @@ def render(cache: Path, doc: RxDocument) -> bytes:
     width = pdf.w - pdf.l_margin - pdf.r_margin
 
     # Letterhead
-    _font(pdf, 16)
+    body_font(pdf, 16)
     pdf.multi_cell(width - QR_SIZE_MM - 4, 8, doc.clinic_name, **NEXT_LINE)
-    _font(pdf, 9)
+    body_font(pdf, 9)
     for line in (doc.clinic_address, doc.clinic_phone):
         if line:
             pdf.multi_cell(width - QR_SIZE_MM - 4, 4.5, line, **NEXT_LINE)
@@ -122,47 +115,47 @@ def render(cache: Path, doc: RxDocument) -> bytes:
     pdf.ln(3)
 
     # Doctor and patient
-    _font(pdf, 11)
+    body_font(pdf, 11)
     pdf.multi_cell(width, 5.5, f"{doc.doctor_name} · {doc.doctor_specialty}", **NEXT_LINE)
-    _font(pdf, 9)
+    body_font(pdf, 9)
     pdf.multi_cell(width, 4.5, f"Registration number: {doc.registration_number}", **NEXT_LINE)
     pdf.ln(2)
-    _font(pdf, 11)
+    body_font(pdf, 11)
     pdf.multi_cell(width, 5.5, f"Patient: {doc.patient_name} ({doc.patient_number})", **NEXT_LINE)
-    _font(pdf, 9)
+    body_font(pdf, 9)
     pdf.multi_cell(width, 4.5, f"{doc.patient_age_sex} · Date: {doc.issued_on}", **NEXT_LINE)
     pdf.ln(3)
 
     # Medicines
-    _font(pdf, 18)
+    body_font(pdf, 18)
     pdf.cell(0, 9, "Rx", new_x="LMARGIN", new_y="NEXT")
     for n, item in enumerate(doc.items, start=1):
         what, how = _line(item)
-        _font(pdf, 11)
+        body_font(pdf, 11)
         pdf.multi_cell(width, 5.5, f"{n}. {what}", **NEXT_LINE)
-        _font(pdf, 9)
+        body_font(pdf, 9)
         pdf.set_x(pdf.l_margin + 5)
         pdf.multi_cell(width - 5, 4.5, how, **NEXT_LINE)
         said = item.said_in(doc.language)
         if said:  # the patient's language, below the pharmacist's English
-            _font(pdf, 10)
+            body_font(pdf, 10)
             pdf.set_x(pdf.l_margin + 5)
             pdf.multi_cell(width - 5, 5.5, said, **NEXT_LINE)
         pdf.ln(1.5)
     if doc.fee_line:
         pdf.ln(2)
-        _font(pdf, 9)
+        body_font(pdf, 9)
         pdf.multi_cell(width, 4.5, doc.fee_line, **NEXT_LINE)
 
     # Signature
     pdf.ln(12)
-    _font(pdf, 10)
+    body_font(pdf, 10)
     x = pdf.w - pdf.r_margin - 70
     pdf.line(x, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
     pdf.set_x(x)
     pdf.multi_cell(70, 5, f"{doc.doctor_name}\nDigitally signed (Ed25519)", align="C", **NEXT_LINE)
     pdf.ln(6)
-    _font(pdf, 7.5)
+    body_font(pdf, 7.5)
     pdf.multi_cell(
         width,
         3.8,

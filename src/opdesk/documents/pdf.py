@@ -46,12 +46,20 @@ def add_faces(pdf: FPDF, cache: Path) -> None:
     pdf.set_text_shaping(True)
 
 
-def _body_font(pdf: FPDF, size: int) -> None:
+def body_font(pdf: FPDF, size: float) -> None:
     """Switch away and back: after a run in a fallback face, fpdf2 2.8 otherwise keeps
     drawing the next Latin run with the size of the last explicit font change.
     """
     pdf.set_font("noto-tamil", "", size + 1)
     pdf.set_font("noto-latin", "", size)
+
+
+def needs_shaping(texts: list[str]) -> bool:
+    """Whether any text is in an Indic script (Devanagari to Malayalam), whose letters
+    HarfBuzz must shape. Shaping every cell of a long table costs seconds, and Latin,
+    digits and ₹ draw the same without it.
+    """
+    return any("\u0900" <= ch <= "\u0dff" for text in texts for ch in text)
 
 
 def document(cache: Path, title: str, paragraphs: list[str], footer: str) -> bytes:
@@ -64,10 +72,10 @@ def document(cache: Path, title: str, paragraphs: list[str], footer: str) -> byt
     pdf.multi_cell(0, 9, title)
     pdf.ln(4)
     for paragraph in paragraphs:
-        _body_font(pdf, 11)
+        body_font(pdf, 11)
         pdf.multi_cell(0, 6, paragraph)
         pdf.ln(3)
     pdf.ln(6)
-    _body_font(pdf, 9)
+    body_font(pdf, 9)
     pdf.multi_cell(0, 5, footer)
     return bytes(pdf.output())

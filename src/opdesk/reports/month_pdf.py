@@ -33,7 +33,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from opdesk.documents.pdf import add_faces
+from opdesk.documents.pdf import add_faces, body_font, needs_shaping
 from opdesk.formatting import day_name, local_time, rupees
 
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
@@ -110,20 +110,6 @@ def _count(value: int) -> str:
     return rupees(Decimal(value)).replace(RUPEE, "").removesuffix(".00")
 
 
-def _needs_shaping(texts: list[str]) -> bool:
-    """Whether any text is in an Indic script, whose letters HarfBuzz must shape (shaping
-    every cell of a long table is slow, and Latin and digits draw the same without it).
-    """
-    return any("\u0900" <= ch <= "\u0dff" for text in texts for ch in text)
-
-
-def _font(pdf: FPDF, size: float) -> None:
-    # Switch away and back (see documents.pdf): keeps the size of Latin runs after a run
-    # drawn in a fallback face (₹, Devanagari).
-    pdf.set_font("noto-tamil", "", size + 1)
-    pdf.set_font("noto-latin", "", size)
-
-
 class _Pdf(FPDF):
     """The footer on every page: what the document is, when it was made, and the page."""
 
@@ -135,11 +121,11 @@ class _Pdf(FPDF):
         shaping = self.text_shaping
         self.set_text_shaping(True)
         self.set_y(-12)
-        _font(self, 7)
+        body_font(self, 7)
         self.set_text_color(*GREY)
         width = self.w - self.l_margin - self.r_margin
         self.cell(width - 25, 4, self.note)
-        _font(self, 7)  # again: the note may have ended in a fallback face
+        body_font(self, 7)  # again: the note may have ended in a fallback face
         self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
         self.set_text_color(*BLACK)
         self.text_shaping = shaping
@@ -170,7 +156,7 @@ def _section(pdf: FPDF, title: str, width: float, *, keep: float = 30.0) -> None
     if pdf.get_y() + 8 + keep > pdf.page_break_trigger:
         pdf.add_page()
     pdf.ln(4)
-    _font(pdf, 11)
+    body_font(pdf, 11)
     pdf.cell(width, 6, title, **NEXT_LINE)
     pdf.ln(1)
 
@@ -187,8 +173,8 @@ def _table(
     """A table with its heading row repeated on every page it runs onto; the first column
     left-aligned, the figures right-aligned; ``fills`` shades chosen rows.
     """
-    pdf.set_text_shaping(_needs_shaping([text for row in rows for text in row]))
-    _font(pdf, 8)
+    pdf.set_text_shaping(needs_shaping([text for row in rows for text in row]))
+    body_font(pdf, 8)
     pdf.set_draw_color(*BORDER)
     align = ["LEFT"] + ["RIGHT"] * (len(head) - 1)
     with pdf.table(
@@ -213,17 +199,17 @@ def _table(
 
 
 def _header(pdf: FPDF, summary: MonthSummary, width: float) -> None:
-    _font(pdf, 15)
+    body_font(pdf, 15)
     pdf.multi_cell(width, 7, summary.clinic_name, **NEXT_LINE)
     if summary.clinic_address:
-        _font(pdf, 8.5)
+        body_font(pdf, 8.5)
         for line in summary.clinic_address.splitlines():
             if line.strip():
                 pdf.multi_cell(width, 4.2, line.strip(), **NEXT_LINE)
     pdf.ln(3)
-    _font(pdf, 13)
+    body_font(pdf, 13)
     pdf.cell(width, 7, month_title(summary.month), **NEXT_LINE)
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     pdf.set_text_color(*GREY)
     pdf.multi_cell(
         width,
@@ -248,12 +234,12 @@ def _totals(pdf: FPDF, totals: list[tuple[str, str]], width: float) -> None:
         for k, (label, value) in enumerate(row):
             x = pdf.l_margin + k * tile_w
             pdf.set_xy(x, top)
-            _font(pdf, 7.5)
+            body_font(pdf, 7.5)
             pdf.set_text_color(*GREY)
             pdf.cell(tile_w - 3, 4, label, **NEXT_LINE)
             pdf.set_text_color(*BLACK)
             pdf.set_x(x)
-            _font(pdf, 12)
+            body_font(pdf, 12)
             pdf.cell(tile_w - 3, 6.5, value)
         pdf.set_xy(pdf.l_margin, top + 12.5)
 
@@ -297,7 +283,7 @@ def _day_table(pdf: FPDF, summary: MonthSummary, width: float) -> None:
     widths[1:] = [rest] * (len(head) - 1)
     _section(pdf, "Day by day", width)
     _table(pdf, width, head, widths, rows, fills=fills)
-    _font(pdf, 7.5)
+    body_font(pdf, 7.5)
     pdf.set_text_color(*GREY)
     pdf.ln(1)
     pdf.multi_cell(
@@ -348,7 +334,7 @@ def _weekday_table(pdf: FPDF, summary: MonthSummary, width: float) -> None:
     _section(pdf, "No-shows by weekday", width)
     if rows:
         _table(pdf, table_w, head, widths, rows)
-        _font(pdf, 7.5)
+        body_font(pdf, 7.5)
         pdf.set_text_color(*GREY)
         pdf.ln(1)
         pdf.multi_cell(
@@ -392,7 +378,7 @@ def _share(amount: Decimal, total: Decimal) -> str:
 
 
 def _none(pdf: FPDF, width: float, text: str) -> None:
-    _font(pdf, 8.5)
+    body_font(pdf, 8.5)
     pdf.set_text_color(*GREY)
     pdf.cell(width, 5, text, **NEXT_LINE)
     pdf.set_text_color(*BLACK)
