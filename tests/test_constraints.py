@@ -853,6 +853,86 @@ BILLING_CASES = [
 ]
 
 
+_FIGURES = (
+    "appointments_requested, appointments_confirmed, appointments_completed,"
+    " appointments_no_show, revenue_gross, revenue_discounts, revenue_net, visits_total,"
+    " visits_documented_complete, prescriptions_total, diet_plans_total, payments_failures"
+)
+
+
+def _day_row(day: str = "2026-11-10", *, completed: int = 1, documented: int = 1) -> Write:
+    """A clinic's built day (report_daily), with the figures given and the rest zero."""
+    return _clinic_row(
+        f"insert into report_daily (tenant_id, id, date, time_zone, {_FIGURES}, money_in,"
+        f" money_out, built_at) values (:tenant, gen_random_uuid(), '{day}', 'Asia/Kolkata',"
+        f" 2, 2, {completed}, 0, 0, 0, 0, 2, {documented}, 0, 0, 0, '{{}}', '{{}}', now())"
+    )
+
+
+def _doctor_day_row(documented: int) -> Write:
+    def write(session: Session, w: World) -> None:
+        session.execute(
+            text(
+                f"insert into report_daily_doctors (tenant_id, date, doctor_id, {_FIGURES})"
+                " values (:tenant, '2026-11-10', :doctor, 2, 2, 1, 0, 0, 0, 0, 2, :documented,"
+                " 0, 0, 0)"
+            ),
+            {"tenant": w.tenant_id, "doctor": w.doctor, "documented": documented},
+        )
+
+    return write
+
+
+def _no_show_row(hour: int, expected: int, no_show: int) -> Write:
+    def write(session: Session, w: World) -> None:
+        session.execute(
+            text(
+                "insert into report_daily_no_shows (tenant_id, date, doctor_id, hour, channel,"
+                " expected, no_show) values (:tenant, '2026-11-10', :doctor, :hour, 'web',"
+                " :expected, :no_show)"
+            ),
+            {
+                "tenant": w.tenant_id,
+                "doctor": w.doctor,
+                "hour": hour,
+                "expected": expected,
+                "no_show": no_show,
+            },
+        )
+
+    return write
+
+
+REPORT_CASES = [
+    unique(
+        "uq_report_daily_tenant_id_date",
+        "a clinic has one built row per date",
+        _day_row(),
+        arrange=_day_row(),
+    ),
+    check(
+        "ck_report_daily_counts_not_negative",
+        "no count is negative, and documented visits are among the visits",
+        _day_row(documented=3),
+    ),
+    check(
+        "ck_report_daily_doctors_counts_not_negative",
+        "a doctor's documented visits are among their visits",
+        _doctor_day_row(documented=-1),
+    ),
+    check(
+        "ck_report_daily_no_shows_hour_of_day",
+        "a no-show cell is an hour of the day",
+        _no_show_row(hour=24, expected=1, no_show=0),
+    ),
+    check(
+        "ck_report_daily_no_shows_no_show_within_expected",
+        "no more no-shows than appointments expected",
+        _no_show_row(hour=9, expected=1, no_show=2),
+    ),
+]
+
+
 CASES: list[Case] = [
     # ---- uniqueness
     unique(
@@ -1159,6 +1239,7 @@ CASES: list[Case] = [
     ),
     *CLINICAL_CASES,
     *BILLING_CASES,
+    *REPORT_CASES,
 ]
 BY_NAME = {case.constraint: case for case in CASES}
 assert len(BY_NAME) == len(CASES), "two cases for one constraint"

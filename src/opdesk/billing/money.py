@@ -23,6 +23,8 @@ ZERO = Decimal("0.00")
 # The most one line may charge per unit, and the most units: anything larger is a typo.
 MAX_UNIT_PRICE = Decimal("1000000.00")
 MAX_QUANTITY = Decimal("10000")
+# The most one invoice (or one amount typed into it) can come to.
+MAX_INVOICE_AMOUNT = MAX_UNIT_PRICE * MAX_QUANTITY
 # GST rates in force (the 2025 slabs 5/18/40 and the earlier 12/28, and the special rates).
 GST_RATES = frozenset(
     Decimal(r) for r in ("0", "0.1", "0.25", "1", "1.5", "3", "5", "6", "12", "18", "28", "40")
@@ -46,14 +48,16 @@ def amount_of(value: Any, field: str, *, positive: bool = False) -> Decimal:
         ) from None
     if not amount.is_finite():
         raise InvalidInput([FieldError(field, "must be an amount in rupees, such as 500.00")])
-    if amount != amount.quantize(PAISA, rounding=ROUND_HALF_UP):
-        raise InvalidInput([FieldError(field, "has more than two decimal places (paise)")])
     if amount < 0 or (positive and amount == 0):
         raise InvalidInput(
             [FieldError(field, "must be more than zero" if positive else "cannot be negative")]
         )
-    if amount > MAX_UNIT_PRICE * MAX_QUANTITY:
+    # The size is checked before rounding: quantizing 1e30 to the paisa overflows
+    # Decimal's 28 digits and would raise instead of refusing.
+    if amount > MAX_INVOICE_AMOUNT:
         raise InvalidInput([FieldError(field, "is too large for one invoice")])
+    if amount != amount.quantize(PAISA, rounding=ROUND_HALF_UP):
+        raise InvalidInput([FieldError(field, "has more than two decimal places (paise)")])
     return paise(amount)
 
 
@@ -131,6 +135,8 @@ def check_line(spec: LineIn, at: str) -> None:
         errors.append(FieldError(f"{at}.taxRate", f"must be a GST rate: {rates}"))
     if not spec.discount_amount.is_finite() or spec.discount_amount < 0:
         errors.append(FieldError(f"{at}.discountAmount", "cannot be negative"))
+    elif spec.discount_amount > MAX_INVOICE_AMOUNT:
+        errors.append(FieldError(f"{at}.discountAmount", "is too large for one invoice"))
     elif spec.discount_amount != paise(spec.discount_amount):
         errors.append(FieldError(f"{at}.discountAmount", "has more than two decimal places"))
     if not spec.description.strip():

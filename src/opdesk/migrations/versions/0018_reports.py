@@ -64,7 +64,6 @@ def _tables() -> None:
         ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_report_daily")),
     )
-    op.create_index(op.f("ix_report_daily_date"), "report_daily", ["date"], unique=False)
     op.create_index(
         "uq_report_daily_tenant_id_date", "report_daily", ["tenant_id", "date"], unique=True
     )
@@ -150,5 +149,4 @@ def downgrade() -> None:
     )
     op.drop_table("report_daily_doctors")
     op.drop_index("uq_report_daily_tenant_id_date", table_name="report_daily")
-    op.drop_index(op.f("ix_report_daily_date"), table_name="report_daily")
     op.drop_table("report_daily")
