@@ -18,6 +18,7 @@ from bench import (
     clinical,
     crypto,
     patient_search,
+    reports,
     search_http,
     worker,
 )
@@ -45,6 +46,7 @@ def main() -> None:
             "worker",
             "clinical",
             "billing",
+            "reports",
         ],
         default=None,
     )
@@ -67,6 +69,7 @@ def main() -> None:
         "worker",
         "clinical",
         "billing",
+        "reports",
     ):
         with database() as db:
             if args.only in (None, "audit"):
@@ -77,6 +80,7 @@ def main() -> None:
                 ("booking", booking),
                 ("search", search_http),
                 ("billing", billing),
+                ("reports", reports),
             ):
                 if args.only in (None, name):
                     with tempfile.TemporaryDirectory(prefix="opdesk-bench-data-") as data_dir:
