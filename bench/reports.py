@@ -167,6 +167,7 @@ UPDATE plan SET requested = CASE WHEN channel = 'walk-in'
 UPDATE plan SET confirmed = requested + CASE WHEN channel IN ('web', 'whatsapp')
                                              THEN r4 * interval '30 minutes'
                                              ELSE interval '0' END;
+ANALYZE plan;
 """
 
 WRITES = [
@@ -198,6 +199,7 @@ WRITES = [
        SELECT %(t)s, gen_random_uuid(), visit_id, patient_id, doctor_id, 'J06.9', true, 0,
               starts_at + interval '8m'
        FROM plan WHERE status = 'completed' AND r4 < 0.85""",
+    # (plan is analyzed above: unanalyzed, it is joined by nested loop, for hours.)
     """UPDATE visits v SET status = 'signed', soap_signed_version = 1,
            soap_locked_at = p.starts_at + interval '12m', updated_at = p.starts_at + interval '12m'
        FROM plan p

@@ -157,6 +157,10 @@ class Invoice(TenantScoped, Base):
         Index(None, "tenant_id", "patient_id", "status"),
         Index("uq_invoices_tenant_id_number", "tenant_id", "number", unique=True),
         Index(None, "tenant_id", "issued_at"),
+        # What patients still owe (the reports' outstanding balances).
+        Index(
+            "ix_invoices_owed", "tenant_id", "issued_at", postgresql_where=text("balance_due > 0")
+        ),
         # One open charge per appointment: the draft made at booking, found at checkout.
         Index(
             "uq_invoices_draft_per_appointment",
@@ -239,6 +243,13 @@ class Payment(TenantScoped, Base):
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         Index(None, "tenant_id", "invoice_id"),
         Index(None, "tenant_id", "status", "created_at"),
+        # Money received on a day, by method (the reports).
+        Index(
+            "ix_payments_report_captured",
+            "tenant_id",
+            "captured_at",
+            postgresql_where=text("captured_at IS NOT NULL"),
+        ),
         Index(
             "uq_payments_gateway_payment",
             "tenant_id",
@@ -292,6 +303,13 @@ class PaymentRefund(TenantScoped, Base):
         ForeignKeyConstraint(["tenant_id", "payment_id"], ["payments.tenant_id", "payments.id"]),
         ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.id"]),
         Index(None, "tenant_id", "payment_id"),
+        # Money given back on a day (the reports).
+        Index(
+            "ix_payments_refunds_report_processed",
+            "tenant_id",
+            "processed_at",
+            postgresql_where=text("status = 'processed'"),
+        ),
         Index(
             "uq_payments_refunds_gateway_refund",
             "tenant_id",
@@ -334,6 +352,13 @@ class LedgerEntry(TenantScoped, Base):
         ),
         Index(None, "tenant_id", "patient_id", "created_at"),
         Index(None, "tenant_id", "invoice_id"),
+        # A day's credit notes lower its net revenue (the reports).
+        Index(
+            "ix_ledger_entries_report_credit_notes",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("kind = 'credit-note'"),
+        ),
     )
 
 

@@ -364,6 +364,13 @@ class Prescription(TenantScoped, Base):
             ["tenant_id", "signing_key_id"], ["signing_keys.tenant_id", "signing_keys.id"]
         ),
         Index(None, "tenant_id", "patient_id", "issued_at"),
+        # A day's issued prescriptions, first versions only (the reports).
+        Index(
+            "ix_prescriptions_report_issued",
+            "tenant_id",
+            "issued_at",
+            postgresql_where=text("supersedes IS NULL AND issued_at IS NOT NULL"),
+        ),
         Index(None, "tenant_id", "visit_id"),
         # A prescription is replaced at most once: two changes at once cannot both win.
         Index(
@@ -516,6 +523,13 @@ class DietPlan(TenantScoped, Base):
             ["diet_plan_templates.tenant_id", "diet_plan_templates.id"],
         ),
         Index(None, "tenant_id", "patient_id", "issued_at"),
+        # A day's issued diet plans, first versions only (the reports).
+        Index(
+            "ix_diet_plans_report_issued",
+            "tenant_id",
+            "issued_at",
+            postgresql_where=text("supersedes IS NULL AND issued_at IS NOT NULL"),
+        ),
         Index(
             "uq_diet_plans_supersedes",
             "tenant_id",

@@ -215,6 +215,20 @@ class Appointment(TenantScoped, Base):
         Index(None, "tenant_id", "patient_id", "status"),
         Index(None, "tenant_id", "doctor_id", "status", "timeline_requested_at"),
         Index(None, "tenant_id", "status", "timeline_no_show_at"),
+        # The reports read a day's confirmations and visits seen by time (the requested
+        # time is served by the doctor-and-status index above, skipping through it).
+        Index(
+            "ix_appointments_report_confirmed",
+            "tenant_id",
+            "timeline_confirmed_at",
+            postgresql_where=text("timeline_confirmed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_appointments_report_completed",
+            "tenant_id",
+            "timeline_completed_at",
+            postgresql_where=text("timeline_completed_at IS NOT NULL"),
+        ),
         # A slot carries at most one live appointment, whatever the application does.
         Index(
             "uq_appointments_tenant_id_slot_id_live",
