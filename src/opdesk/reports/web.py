@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -55,19 +58,48 @@ PERIOD_CHOICES = "choose 7, 30 or 90 days"
 
 @dataclass(frozen=True)
 class Dashboard:
-    """What one view of the dashboard shows; ``doctor`` set for a doctor's own view."""
+    """What one view of the dashboard shows; ``doctor`` set for a doctor's own view.
 
+    Each part is read when first used, in the request's session: an export of one table
+    reads only what that table needs.
+    """
+
+    session: Session
     clinic: Tenant
     doctor: DoctorProfile | None
     today: date
     period: Period
-    now: Figures
     days: list[tuple[date, Figures | None]]
-    total: Figures
-    no_shows: NoShows
-    doctors: list[DoctorLine]
-    methods: list[MethodLine]
-    owed: list[AgeLine]
+
+    @property
+    def mine(self) -> uuid.UUID | None:
+        return self.doctor.id if self.doctor else None
+
+    @cached_property
+    def total(self) -> Figures:
+        return Figures.added(f for _, f in self.days if f is not None)
+
+    @cached_property
+    def now(self) -> Figures:
+        zone = ZoneInfo(self.clinic.timezone)
+        return queries.today_figures(self.session, self.clinic.id, zone, self.today, self.mine)
+
+    @cached_property
+    def no_shows(self) -> NoShows:
+        return queries.no_shows(self.session, self.period, self.mine)
+
+    @cached_property
+    def doctors(self) -> list[DoctorLine]:
+        return [] if self.doctor else queries.doctors(self.session, self.period)
+
+    @cached_property
+    def methods(self) -> list[MethodLine]:
+        return [] if self.doctor else queries.by_method(self.session, self.period)
+
+    @cached_property
+    def owed(self) -> list[AgeLine]:
+        zone = ZoneInfo(self.clinic.timezone)
+        return [] if self.doctor else queries.owed_by_age(self.session, self.today, zone)
 
     @property
     def show_money(self) -> bool:
@@ -86,21 +118,8 @@ def read_dashboard(
     zone = ZoneInfo(clinic.timezone)
     today = ctx.now().astimezone(zone).date()
     period = Period.ending_before(today, days)
-    mine = doctor.id if doctor else None
-    trend = queries.trend(session, period, mine)
-    return Dashboard(
-        clinic=clinic,
-        doctor=doctor,
-        today=today,
-        period=period,
-        now=queries.today_figures(session, clinic.id, zone, today, mine),
-        days=trend,
-        total=Figures.added(f for _, f in trend if f is not None),
-        no_shows=queries.no_shows(session, period, mine),
-        doctors=[] if doctor else queries.doctors(session, period),
-        methods=[] if doctor else queries.by_method(session, period),
-        owed=[] if doctor else queries.owed_by_age(session, today, zone),
-    )
+    trend = queries.trend(session, period, doctor.id if doctor else None)
+    return Dashboard(session, clinic, doctor, today, period, trend)
 
 
 def period_days(days: str) -> int:
@@ -220,8 +239,13 @@ def _day_row(day: date, f: Figures | None, money: bool) -> list[str]:
     return [*row, amount(f.gross - f.discounts), amount(f.net)] if money else row
 
 
-def tables(d: Dashboard) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Every table of the view, as CSV headers and rows (plain numbers, ISO dates)."""
+Table = tuple[list[str], list[list[str]]]
+
+
+def tables(d: Dashboard) -> dict[str, Callable[[], Table]]:
+    """Every table of the view, by name, each read when asked for: CSV headers and rows
+    (plain numbers, ISO dates).
+    """
     day_head = [
         "date",
         "requested",
@@ -236,19 +260,20 @@ def tables(d: Dashboard) -> dict[str, tuple[list[str], list[list[str]]]]:
         day_head += ["billed_after_discounts", "net_revenue"]
     rate_head = ["expected", "no_shows", "no_show_rate_percent"]
 
-    def rates(label: str, rows: list[Rate]) -> tuple[list[str], list[list[str]]]:
-        return [label, *rate_head], [
-            [r.label, count(r.expected), count(r.missed), percent(r.share)] for r in rows
-        ]
+    def rates(label: str, rows: Callable[[], list[Rate]]) -> Callable[[], Table]:
+        return lambda: (
+            [label, *rate_head],
+            [[r.label, count(r.expected), count(r.missed), percent(r.share)] for r in rows()],
+        )
 
-    found = {
-        "days": (day_head, [_day_row(day, f, d.show_money) for day, f in d.days]),
-        "no-shows-by-weekday": rates("weekday", d.no_shows.by_weekday),
-        "no-shows-by-hour": rates("hour", d.no_shows.by_hour),
-        "no-shows-by-channel": rates("channel", d.no_shows.by_channel),
+    found: dict[str, Callable[[], Table]] = {
+        "days": lambda: (day_head, [_day_row(day, f, d.show_money) for day, f in d.days]),
+        "no-shows-by-weekday": rates("weekday", lambda: d.no_shows.by_weekday),
+        "no-shows-by-hour": rates("hour", lambda: d.no_shows.by_hour),
+        "no-shows-by-channel": rates("channel", lambda: d.no_shows.by_channel),
     }
     if d.show_money:
-        found["doctors"] = (
+        found["doctors"] = lambda: (
             ["doctor", "completed", "no_shows", "visits", "visits_documented", "net_revenue"],
             [
                 [
@@ -262,14 +287,14 @@ def tables(d: Dashboard) -> dict[str, tuple[list[str], list[list[str]]]]:
                 for line in d.doctors
             ],
         )
-        found["methods"] = (
+        found["methods"] = lambda: (
             ["method", "received", "payments", "refunded"],
             [
                 [m.label, amount(m.received), count(m.payments), amount(m.refunded)]
                 for m in d.methods
             ],
         )
-        found["owed"] = (
+        found["owed"] = lambda: (
             ["age", "bills", "owed"],
             [[a.label, count(a.bills), amount(a.owed)] for a in d.owed],
         )
@@ -316,7 +341,6 @@ def _page(request: Request, d: Dashboard) -> Response:
         charts=dashboard_charts(d),
         periods=queries.PERIODS,
         inr=rupees,
-        tables=tables(d),
     )
 
 
@@ -339,7 +363,7 @@ def _export(d: Dashboard, table: str) -> Response:
     found = tables(d).get(table)
     if found is None:
         raise NotFound("report table")
-    head, rows = found
+    head, rows = found()
     return csv_response(f"{table}-{d.period.first}-to-{d.period.last}", head, rows)
 
 
