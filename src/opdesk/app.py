@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from opdesk import health
 from opdesk.automation import web as automation_web
@@ -187,6 +188,10 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(CompressMiddleware)
     app.add_middleware(RequestMiddleware, hsts=settings.is_https)
+    if settings.proxy_networks:
+        # Outermost, so the request id, the audit and every per-address limit see the
+        # client the trusted proxy names; anyone else's X-Forwarded-For is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxy_networks)
     app.mount("/static", ASSETS, name="static")
     app.include_router(health.router)
     app.include_router(api_router())

@@ -60,7 +60,7 @@ def bootstrap(
             cipher.keyring.derived_key("opdesk flash cookie v1"),
             navigation=navigation,
             filters=filters,
-            dev=settings.env == "dev",
+            dev=settings.dev_inbox_on,
         ),
         csrf_key=cipher.keyring.derived_key("opdesk csrf v1"),
         offers=Offers(cipher, settings.offer_for),

@@ -3,6 +3,7 @@ tenant create and admin-link."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -23,9 +25,16 @@ from opdesk.context import system_context
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.errors import DomainError
 from opdesk.logsetup import configure_logging
-from opdesk.migrate import upgrade
+from opdesk.migrate import schema_problem, upgrade
 from opdesk.security.crypto import FieldCipher, KeyringSource
-from opdesk.security.keys import FileKeyring, KeyConfigError, keyring_env, load_keyring, new_keyring
+from opdesk.security.keys import (
+    KEYRING_FILE,
+    FileKeyring,
+    KeyConfigError,
+    keyring_env,
+    load_keyring,
+    new_keyring,
+)
 from opdesk.uow import transaction
 
 if TYPE_CHECKING:
@@ -41,14 +50,27 @@ class Runtime:
 
 
 @contextmanager
-def runtime(migrate: bool = True) -> Iterator[Runtime]:
-    """Settings, database (embedded when no URL is set), migrated unless told otherwise."""
+def runtime(migrate: bool | None = None, *, any_schema: bool = False) -> Iterator[Runtime]:
+    """Settings and the database (embedded when no URL is set), its schema current.
+
+    ``migrate=None``: a dev install migrates itself, so a fresh clone just runs; production
+    refuses to run on a schema other than this release's, because migrating is a step an
+    operator takes on purpose, after a backup (``opdesk migrate``). ``any_schema``: leave
+    the schema alone, whatever it is (restore brings its own).
+    """
     settings = get_settings()
     configure_logging(settings.log_level)
     db, server = open_database(settings.database_url, settings.app_database_url, settings.data_dir)
     try:
-        if migrate:
+        if any_schema:
+            pass
+        elif migrate or (migrate is None and settings.env == "dev"):
             upgrade(db.owner_engine)
+        else:
+            with db.owner_engine.connect() as conn:
+                problem = schema_problem(conn)
+            if problem:
+                fail(problem)
         yield Runtime(settings, db, server)
     finally:
         db.dispose()
@@ -83,10 +105,7 @@ def serve(host: str | None, port: int | None, workers: int, no_worker: bool) -> 
     import uvicorn
 
     with runtime() as rt:
-        try:
-            load_keyring(rt.settings)
-        except KeyConfigError as exc:
-            fail(str(exc))
+        _keys_for_start(rt.settings)
         if rt.settings.env == "dev":
             _ensure_demo(rt)
         # Workers read the database from the environment, so they share this server.
@@ -107,7 +126,8 @@ def serve(host: str | None, port: int | None, workers: int, no_worker: bool) -> 
                 workers=workers,
                 access_log=False,
                 log_config=None,
-                proxy_headers=True,
+                # The app believes forwarded headers from OPDESK_TRUSTED_PROXIES only.
+                proxy_headers=False,
             )
         finally:
             if background is not None:
@@ -137,7 +157,7 @@ def worker(once: bool) -> None:
     from opdesk.automation.worker import for_settings
 
     with runtime() as rt:
-        worker_ = for_settings(rt.db, rt.settings, FieldCipher(_keyring_or_fail(rt.settings)))
+        worker_ = for_settings(rt.db, rt.settings, FieldCipher(_keys_for_start(rt.settings)))
         if once:
             click.echo(f"handled {worker_.run_once()} due rows")
             return
@@ -161,7 +181,7 @@ def _ensure_demo(rt: Runtime) -> None:
 @main.command()
 def migrate() -> None:
     """Bring the database schema to the latest migration."""
-    with runtime() as rt:
+    with runtime(migrate=True) as rt:
         from opdesk.migrate import head_revision
 
         click.echo(f"database at migration {head_revision()} ({rt.db.owner_url.database})")
@@ -255,6 +275,17 @@ def _keyring_or_fail(settings: Settings) -> KeyringSource:
     except KeyConfigError as exc:
         fail(str(exc))
         raise
+
+
+def _keys_for_start(settings: Settings) -> KeyringSource:
+    """The keys a server or worker runs with, after production's refusals (all of them)."""
+    from opdesk.ops.startup import production_refusals
+
+    source = _keyring_or_fail(settings)
+    refusals = production_refusals(settings, source.current())
+    if refusals:
+        fail("Production start refused:\n" + "\n".join(f"  - {r}" for r in refusals))
+    return source
 
 
 @main.command()
@@ -401,6 +432,163 @@ def keys_generate() -> None:
     """Print a fresh set of production keys as environment variables."""
     for name, value in keyring_env(new_keyring()).items():
         click.echo(f"{name}='{value}'")
+
+
+@keys.command("export")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The sealed keys file to write; its printable sheet goes beside it as .pdf.",
+)
+def keys_export(to: Path) -> None:
+    """Write the keys sealed with a passphrase, and a recovery sheet to print.
+
+    The passphrase is asked for twice (or read from OPDESK_KEYS_PASSPHRASE). Keep the file
+    or the printed sheet apart from the backups: a backup cannot be read without them.
+    """
+    from opdesk.ops.keysheet import SealedKeysError, recovery_sheet, seal_keys
+
+    settings = get_settings()
+    ring = _keyring_or_fail(settings).current()
+    passphrase = _passphrase(confirm=True)
+    try:
+        doc = seal_keys(ring, passphrase)
+    except SealedKeysError as exc:
+        fail(str(exc))
+    _write_private(to, json.dumps(doc, indent=1).encode())
+    sheet = to.with_suffix(".pdf")
+    _write_private(sheet, recovery_sheet(doc, installation=settings.base_url))
+    click.echo(f"keys {doc['fingerprint']} sealed into {to}; print {sheet} and keep it safe")
+
+
+@keys.command("import")
+@click.argument("sealed", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def keys_import(sealed: Path) -> None:
+    """Open a sealed keys file (from `opdesk keys export`) for this installation.
+
+    Development: writes the data folder's key file (refused if a different one is there).
+    Production: prints the environment variables to set.
+    """
+    from opdesk.ops.keysheet import SealedKeysError, fingerprint, open_keys
+
+    settings = get_settings()
+    try:
+        ring = open_keys(json.loads(sealed.read_bytes()), _passphrase(confirm=False))
+    except (SealedKeysError, KeyConfigError, ValueError) as exc:
+        fail(str(exc))
+    if settings.env == "prod":
+        for name, value in keyring_env(ring).items():
+            click.echo(f"{name}='{value}'")
+        return
+    path = settings.keys_dir / KEYRING_FILE
+    if path.exists() and FileKeyring(path).reload() != ring:
+        fail(f"{path} holds other keys; move it away first if these are to replace them")
+    FileKeyring(path).save(ring)
+    click.echo(f"keys {fingerprint(ring)} written to {path}")
+
+
+def _passphrase(*, confirm: bool) -> str:
+    given = os.environ.get("OPDESK_KEYS_PASSPHRASE")
+    if given:
+        return given
+    answer: str = click.prompt(
+        "Passphrase for the keys", hide_input=True, confirmation_prompt=confirm
+    )
+    return answer
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+@main.command()
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write it into (default OPDESK_BACKUP_DIR, or <data dir>/backups).",
+)
+def backup(to: Path | None) -> None:
+    """Write one sealed archive of the database, the documents and a manifest.
+
+    It is sealed with this installation's keys and does not contain them: without the keys
+    (`opdesk keys export`) the backup cannot be read.
+    """
+    from opdesk.ops.backup import BackupError, make_backup
+
+    with runtime(any_schema=True) as rt:
+        ring = _keyring_or_fail(rt.settings).current()
+        try:
+            made = make_backup(
+                rt.db,
+                ring,
+                data_dir=rt.settings.data_dir,
+                to_dir=to or rt.settings.backups,
+                bin_dir=rt.settings.pg_bin_dir,
+            )
+        except BackupError as exc:
+            fail(str(exc))
+        click.echo(
+            f"{made.path}: {made.bytes / 1e6:.1f} MB in {made.seconds:.1f} s "
+            f"({made.tables} tables, {made.rows} rows, {made.files} documents)"
+        )
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a database that holds data (its schema is dropped) and set the documents "
+    "folder aside.",
+)
+def restore(archive: Path, force: bool) -> None:
+    """Restore a backup into an empty database and data folder, then check it.
+
+    The keys it was sealed with must be in place first (`opdesk keys import`, or the
+    environment in production).
+    """
+    from opdesk.ops.restore import RestoreError
+    from opdesk.ops.restore import restore as restore_archive
+    from opdesk.ops.sealed import SealError
+
+    with runtime(any_schema=True) as rt:
+        cipher = FieldCipher(_existing_keys(rt.settings))
+        try:
+            report = restore_archive(
+                archive,
+                rt.db,
+                cipher,
+                data_dir=rt.settings.data_dir,
+                force=force,
+                bin_dir=rt.settings.pg_bin_dir,
+            )
+        except (RestoreError, SealError) as exc:
+            fail(f"restore refused: {exc}")
+        click.echo(
+            f"restored {report.tables} tables ({report.rows} rows) and {report.files} "
+            f"documents in {report.seconds:.1f} s; {report.clinics_verified} audit chains "
+            f"verified, {report.decrypted} encrypted values decrypted"
+        )
+        if report.problems:
+            fail("the restored data does not match the backup:\n" + "\n".join(report.problems))
+
+
+def _existing_keys(settings: Settings) -> KeyringSource:
+    """The keys in place; never new ones (new keys could not read what is restored)."""
+    path = settings.keys_dir / KEYRING_FILE
+    if settings.master_keys is None and not path.exists():
+        fail(
+            f"no keys: put the keys this backup was made with in place first "
+            f"(`opdesk keys import KEYS_FILE`, which writes {path})"
+        )
+    return _keyring_or_fail(settings)
 
 
 @keys.command("rotate")

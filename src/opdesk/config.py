@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,14 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Addresses (or networks, comma-separated) of the reverse proxies in front of OPDesk.
+    # Only a request arriving from one of them has its X-Forwarded-For / -Proto believed;
+    # by default none is, and the client address is the socket's peer. Every per-address
+    # limit (sign-in, codes, public holds) counts that address.
+    trusted_proxies: str = ""
+    # The page that shows every message the `log` provider "sent" (/dev/inbox). On in dev
+    # unless set; production refuses to start with it on.
+    dev_inbox: bool | None = None
 
     # Keys. In dev, missing keys are generated once into ``<data_dir>/keys``.
     master_keys: SecretStr | None = Field(
@@ -48,6 +57,15 @@ class Settings(BaseSettings):
     password_link_hours: int = Field(default=72, ge=1, le=24 * 14)
 
     max_upload_mb: int = 20
+
+    # Backups (`opdesk backup`, and the worker's daily one): where they go, and PostgreSQL's
+    # bin folder for pg_dump / pg_restore (default: the embedded wheel's, the same release).
+    backup_dir: Path | None = None
+    pg_bin_dir: Path | None = None
+    # The worker's daily backup (kept 7 daily, 4 weekly, 12 monthly): on in production
+    # unless turned off, off in dev unless turned on; made after this hour, server time.
+    daily_backup: bool | None = None
+    daily_backup_hour: int = Field(default=2, ge=0, le=23)
 
     # Billing: where Razorpay's API answers (tests point it at a local test server), and
     # how long one call to it may take before the desk is told to try again.
@@ -99,13 +117,49 @@ class Settings(BaseSettings):
             raise ValueError("OPDESK_FAST_PASSWORD_HASHING is for tests only, never in prod")
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for entry in _entries(value):
+            if entry == "*":
+                raise ValueError(
+                    "'*' would believe a forwarded address from anyone; "
+                    "list the proxies' addresses or networks"
+                )
+            try:
+                ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or network") from exc
+        return value
+
+    @property
+    def proxy_networks(self) -> list[str]:
+        """The trusted proxies, one address or network per entry (empty: trust none)."""
+        return _entries(self.trusted_proxies)
+
+    @property
+    def dev_inbox_on(self) -> bool:
+        return self.env == "dev" if self.dev_inbox is None else self.dev_inbox
+
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
     @property
+    def backups(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
+
+    @property
+    def daily_backup_on(self) -> bool:
+        return self.env == "prod" if self.daily_backup is None else self.daily_backup
+
+    @property
     def is_https(self) -> bool:
         return self.base_url.startswith("https://")
+
+
+def _entries(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -45,3 +45,26 @@ def current_revision(conn: Connection) -> str | None:
 
 def is_current(conn: Connection) -> bool:
     return current_revision(conn) == head_revision()
+
+
+def schema_problem(conn: Connection) -> str | None:
+    """Why this release cannot run on the database's schema, said for an operator; or None."""
+    current, head = current_revision(conn), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return (
+            "The database has no OPDesk schema yet. Run `opdesk migrate` to create it, "
+            "then start again."
+        )
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current not in known:
+        return (
+            f"The database is at migration {current}, which this OPDesk release does not "
+            "know: it was upgraded by a newer release. Run that release, or restore a "
+            "backup taken before the upgrade."
+        )
+    return (
+        f"The database is at migration {current}; this release needs {head}. Take a backup "
+        "(`opdesk backup`), run `opdesk migrate`, then start again."
+    )

@@ -42,7 +42,17 @@ def keyring_from_json(doc: dict[str, Any], blind: bytes, seed: bytes) -> Keyring
         raise KeyConfigError(f"master keys are malformed: {exc}") from exc
 
 
-def _keyring_to_json(ring: Keyring) -> dict[str, Any]:
+def keyring_from_file_doc(doc: dict[str, Any]) -> Keyring:
+    """A keyring from the document ``keyring_to_json`` wrote (the key file's shape)."""
+    try:
+        blind = _unb64("blind_index_key", doc["blind_index_key"])
+        seed = _unb64("signing_key", doc["signing_key"])
+    except (KeyError, TypeError) as exc:
+        raise KeyConfigError(f"the keyring is malformed: {exc}") from exc
+    return keyring_from_json(doc, blind, seed)
+
+
+def keyring_to_json(ring: Keyring) -> dict[str, Any]:
     return {
         "active": ring.active_key_id,
         "keys": {str(k): _b64(v) for k, v in sorted(ring.data_keys.items())},
@@ -70,10 +80,7 @@ class FileKeyring:
 
     def reload(self) -> Keyring:
         with self._lock:
-            doc = json.loads(self.path.read_text())
-            blind = _unb64("blind_index_key", doc["blind_index_key"])
-            seed = _unb64("signing_key", doc["signing_key"])
-            self._ring = keyring_from_json(doc, blind, seed)
+            self._ring = keyring_from_file_doc(json.loads(self.path.read_text()))
             return self._ring
 
     def save(self, ring: Keyring) -> None:
@@ -82,7 +89,7 @@ class FileKeyring:
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(_keyring_to_json(ring), fh, indent=2)
+            json.dump(keyring_to_json(ring), fh, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
@@ -137,7 +144,7 @@ def dev_keyring(path: Path) -> FileKeyring:
 
 def keyring_env(ring: Keyring) -> dict[str, str]:
     """The environment variables that carry ``ring`` (for ``opdesk keys generate``)."""
-    doc = _keyring_to_json(ring)
+    doc = keyring_to_json(ring)
     return {
         "OPDESK_MASTER_KEYS": json.dumps({"active": doc["active"], "keys": doc["keys"]}),
         "OPDESK_BLIND_INDEX_KEY": doc["blind_index_key"],

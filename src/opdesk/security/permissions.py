@@ -25,7 +25,7 @@ EVERYONE: Final = frozenset(ROLES)
 # Pseudo-actions for routes that need no permission check.
 PUBLIC: Final = "public"  # anyone, signed in or not (sign-in forms, clinic pages)
 SIGNING_IN: Final = "signing-in"  # a session part-way through sign-in (MFA, device)
-DEV_ONLY: Final = "dev-only"  # exists only when OPDESK_ENV=dev (dev inbox)
+DEV_ONLY: Final = "dev-only"  # exists only while the dev inbox is on (OPDESK_DEV_INBOX)
 
 PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     # own account: profile, password, MFA, sign-out

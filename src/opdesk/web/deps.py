@@ -202,7 +202,7 @@ class Allow:
 
     async def __call__(self, request: Request, session: DbSession) -> Principal | None:
         principal: Principal | None = request.state.principal
-        if self.action == DEV_ONLY and services(request).settings.env != "dev":
+        if self.action == DEV_ONLY and not services(request).settings.dev_inbox_on:
             raise NotFound("not found")
         await _check_csrf(request, principal)
         if self.action in (PUBLIC, DEV_ONLY):

@@ -1,0 +1,1 @@
+"""Running OPDesk for years: production start checks, backup and restore, health."""
