@@ -8,9 +8,13 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from opdesk.automation.service import due_summary
+from opdesk.config import Settings
 from opdesk.context import utc_now
 from opdesk.migrate import current_revision, head_revision
+from opdesk.ops.backup import newest_age
 from opdesk.web.deps import AppSettings, Open
+
+BACKUP_LATE_SECONDS = 26 * 3600
 
 router = APIRouter(tags=["health"], dependencies=[Depends(Open())])
 
@@ -21,6 +25,8 @@ class Health(BaseModel):
     migrations: str | None = None
     # "ok", or how long the oldest due message or automation event has waited.
     worker: str | None = None
+    # With daily backups on: how long ago the newest was made, or that none was.
+    backup: str | None = None
 
 
 @router.get("/healthz", response_model=Health, response_model_exclude_none=True)
@@ -57,5 +63,24 @@ def readyz(request: Request, settings: AppSettings) -> JSONResponse:
         if waited > settings.worker_lag_warning_seconds:
             status = "degraded"
             worker = f"{due} due, the oldest waiting {int(waited)} s (is a worker running?)"
-    body = Health(status=status, database="ok", migrations=str(current), worker=worker)
-    return JSONResponse(body.model_dump())
+    backup, late = backup_line(settings)
+    body = Health(
+        status="degraded" if late else status,
+        database="ok",
+        migrations=str(current),
+        worker=worker,
+        backup=backup,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True))
+
+
+def backup_line(settings: Settings) -> tuple[str | None, bool]:
+    """What the health page says of the daily backup, and whether it is overdue (a day and
+    two hours: the backup's own hour, with room for a long one)."""
+    if not settings.daily_backup_on:
+        return None, False
+    age = newest_age(settings.backups, utc_now())
+    if age is None:
+        return "none made yet", True
+    late = age > BACKUP_LATE_SECONDS
+    return f"the newest is {age / 3600:.1f} h old" + (" (overdue)" if late else ""), late

@@ -62,6 +62,7 @@ from opdesk.jobs.runner import Job, run_all
 from opdesk.jobs.sweeps import sweep_jobs
 from opdesk.notifications import delivery
 from opdesk.notifications.models import OUTBOX, OutboxMessage, OutboxStatus
+from opdesk.ops.daily import DailyBackup
 from opdesk.scheduling import waitlist
 from opdesk.security.crypto import FieldCipher
 from opdesk.uow import transaction
@@ -174,6 +175,7 @@ class Worker:
         os.set_blocking(self._wake_w, False)
         self._listener: psycopg.Connection[Any] | None = None
         self._next_sweep = 0.0
+        self.backups = DailyBackup(db, self.settings, cipher)
         # Rows handled, by outcome (for tests, the benchmark and the log).
         self.counts: dict[str, int] = {}
         # Set while the worker sleeps with nothing to do (tests and the benchmark).
@@ -291,11 +293,13 @@ class Worker:
     # ------------------------------------------------------------------ sweeps
 
     def _maybe_sweep(self) -> None:
-        if not self.jobs or time.monotonic() < self._next_sweep:
+        if time.monotonic() < self._next_sweep:
             return
         self._next_sweep = time.monotonic() + self.tuning.sweep_every
+        if self.settings.daily_backup_on and self.backups.start_if_due(self.clock()):
+            log.info("worker %s: the daily backup is due; making it", self.name)
         listener = self._listener
-        if listener is None:
+        if not self.jobs or listener is None:
             return
         # One worker sweeps at a time; the lock dies with the session of a killed worker.
         if not listener.execute("select pg_try_advisory_lock(%s)", (SWEEP_LOCK,)).fetchone()[0]:  # type: ignore[index]

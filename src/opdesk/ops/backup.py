@@ -93,6 +93,7 @@ def make_backup(
     started = time.monotonic()
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     to_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _remove_leftovers(to_dir)
     final = to_dir / f"opdesk-{stamp}{SUFFIX}"
     partial = final.with_name(final.name + ".partial")
     dump = to_dir / f".{final.name}.dump"
@@ -128,6 +129,17 @@ def make_backup(
         sum(counts.values()),
         len(manifest["files"]),
     )
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """The pieces of a backup killed a day or more ago (never those of one running now)."""
+    cutoff = time.time() - 86400
+    for path in [
+        *folder.glob(f"opdesk-*{SUFFIX}.partial"),
+        *folder.glob(f".opdesk-*{SUFFIX}.dump"),
+    ]:
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
 
 
 def _dump_database(db: Database, dump: Path, bin_dir: Path | None) -> dict[str, Any]:
