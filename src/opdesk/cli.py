@@ -541,6 +541,21 @@ def backup(to: Path | None) -> None:
 
 
 @main.command()
+def check() -> None:
+    """Check keys, schema, table ownership and row-level security, the worker, the last
+    backup and free disk; exit 1 if anything is wrong."""
+    from opdesk.ops.checks import run_checks
+
+    with runtime(any_schema=True) as rt:
+        findings = run_checks(rt.db, rt.settings)
+    for finding in findings:
+        mark = click.style("ok", fg="green") if finding.ok else click.style("PROBLEM", fg="red")
+        click.echo(f"{mark:>7}  {finding.name}" + ("" if finding.ok else f": {finding.problem}"))
+    if not all(finding.ok for finding in findings):
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--force",

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # unless turned off, off in dev unless turned on; made after this hour, server time.
     daily_backup: bool | None = None
     daily_backup_hour: int = Field(default=2, ge=0, le=23)
+    # `opdesk check` warns below this much free space on the data folder's disk.
+    disk_min_free_gb: float = Field(default=2.0, ge=0)
 
     # Billing: where Razorpay's API answers (tests point it at a local test server), and
     # how long one call to it may take before the desk is told to try again.

@@ -70,6 +70,8 @@ from opdesk.uow import transaction
 log = logging.getLogger(__name__)
 
 WORK_CHANNEL = "opdesk_work"
+# The application_name of a worker's listening connection.
+WORKER_APPLICATION = "opdesk-worker"
 # pg_try_advisory_lock key: the worker running the sweeps.
 SWEEP_LOCK = 727_275
 # last_error is for people: long tracebacks are cut.
@@ -273,7 +275,12 @@ class Worker:
 
     def _connect_listener(self) -> None:
         try:
-            conn = psycopg.connect(libpq_url(self.db.app_url or self.db.owner_url), autocommit=True)
+            conn = psycopg.connect(
+                libpq_url(self.db.app_url or self.db.owner_url),
+                autocommit=True,
+                # How `opdesk check` sees a live worker (pg_stat_activity).
+                application_name=f"{WORKER_APPLICATION} {self.name}"[:63],
+            )
             conn.execute(f"LISTEN {WORK_CHANNEL}")
         except psycopg.Error:
             log.warning("worker %s: cannot LISTEN; polling only for now", self.name)
