@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from opdesk import health
+from opdesk import health, metrics
 from opdesk.automation import web as automation_web
 from opdesk.billing import api as billing_api
 from opdesk.billing import web as billing_web
@@ -31,7 +31,7 @@ from opdesk.documents import api as documents_api
 from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
 from opdesk.logsetup import configure_logging
-from opdesk.migrate import upgrade
+from opdesk.migrate import schema_problem, upgrade
 from opdesk.notifications import api as notifications_api
 from opdesk.notifications import web as notifications_web
 from opdesk.patients import api as patients_api
@@ -132,6 +132,17 @@ def api_router() -> APIRouter:
     return router
 
 
+def _schema_ready(db: Database, settings: Settings) -> None:
+    """Dev migrates itself; production only starts on this release's schema."""
+    if settings.env == "dev":
+        upgrade(db.owner_engine)
+        return
+    with db.owner_engine.connect() as conn:
+        problem = schema_problem(conn)
+    if problem:
+        raise RuntimeError(problem)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -165,9 +176,10 @@ def create_app(
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
             )
-            upgrade(db.owner_engine)
+            _schema_ready(db, settings)
             app.state.db = db
             server.extend([embedded] if embedded else [])
+        metrics.watch_pool(app.state.db.app_engine.pool)
         yield
         if database is None:
             app.state.db.dispose()

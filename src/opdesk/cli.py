@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -104,6 +105,13 @@ def serve(host: str | None, port: int | None, workers: int, no_worker: bool) -> 
     """
     import uvicorn
 
+    settings = get_settings()
+    # Before anything imports prometheus_client: each uvicorn worker counts into files here,
+    # and /metrics adds them up. Emptied at each start (counters restart, as a process's do).
+    metrics_dir = settings.data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     with runtime() as rt:
         _keys_for_start(rt.settings)
         if rt.settings.env == "dev":

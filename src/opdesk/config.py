@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # /readyz warns when the oldest due row has waited longer than this.
     worker_lag_warning_seconds: float = Field(default=300.0, gt=0)
 
+    # /metrics answers a scraper sending "Authorization: Bearer <this>"; unset: no /metrics.
+    metrics_token: SecretStr | None = None
+
     db_pool_size: int = 10
     db_max_overflow: int = 10
     log_level: str = "INFO"

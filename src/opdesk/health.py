@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import hmac
+import os
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from opdesk import metrics
 from opdesk.automation.service import due_summary
+from opdesk.automation.worker import WORKER_APPLICATION
 from opdesk.config import Settings
 from opdesk.context import utc_now
+from opdesk.db import Database
+from opdesk.errors import NotFound
 from opdesk.migrate import current_revision, head_revision
 from opdesk.ops.backup import newest_age
 from opdesk.web.deps import AppSettings, Open
@@ -84,3 +96,79 @@ def backup_line(settings: Settings) -> tuple[str | None, bool]:
         return "none made yet", True
     late = age > BACKUP_LATE_SECONDS
     return f"the newest is {age / 3600:.1f} h old" + (" (overdue)" if late else ""), late
+
+
+# --------------------------------------------------------------------------- /metrics
+
+# Each queue's due rows (pending, their time come, all clinics) and its oldest due time.
+_QUEUES = {
+    "outbox": (
+        "select count(*), min(coalesce(scheduled_for, created_at)) from notifications_outbox "
+        "where status = 'pending' and (scheduled_for is null or scheduled_for <= now())"
+    ),
+    "automation": (
+        "select count(*), min(scheduled_for) from automation_events "
+        "where status = 'pending' and scheduled_for <= now()"
+    ),
+}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics_page(request: Request, settings: AppSettings) -> Response:
+    """Prometheus' text format, for a scraper holding ``OPDESK_METRICS_TOKEN``; without
+    that setting the page does not exist (404)."""
+    token = settings.metrics_token
+    if token is None:
+        raise NotFound("not found")
+    given = request.headers.get("authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return Response("a bearer token is needed\n", status_code=401, media_type="text/plain")
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # all workers' counts
+    else:
+        for collector in (metrics.REQUEST_SECONDS, metrics.BOOKINGS, metrics.SIGN_INS):
+            registry.register(collector)
+        registry.register(metrics.POOL_IN_USE)
+        registry.register(metrics.POOL_WAITING)
+    registry.register(_StateCollector(request.app.state.db, settings))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _StateCollector(Collector):
+    """What the database and the backup folder say at the moment of the scrape."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db, self.settings = db, settings
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "opdesk_queue_due", "Rows due and not yet handled, by queue", labels=["queue"]
+        )
+        age = GaugeMetricFamily(
+            "opdesk_queue_oldest_due_seconds",
+            "How long the oldest due row of each queue has waited (0: none due)",
+            labels=["queue"],
+        )
+        now = utc_now()
+        with self.db.owner_engine.connect() as conn:
+            for queue, sql in _QUEUES.items():
+                count, oldest = conn.execute(text(sql)).one()
+                depth.add_metric([queue], count)
+                age.add_metric([queue], (now - oldest).total_seconds() if oldest else 0.0)
+            workers = conn.execute(
+                text("select count(*) from pg_stat_activity where application_name like :a"),
+                {"a": f"{WORKER_APPLICATION} %"},
+            ).scalar_one()
+        yield depth
+        yield age
+        yield GaugeMetricFamily(
+            "opdesk_workers_connected", "Workers holding their connection open now", workers
+        )
+        backup = newest_age(self.settings.backups, now)
+        yield GaugeMetricFamily(
+            "opdesk_backup_age_seconds",
+            "Age of the newest backup in the backup folder (-1: none)",
+            -1.0 if backup is None else backup,
+        )

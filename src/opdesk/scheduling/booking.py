@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import audit, metrics, records
 from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from opdesk.errors import Conflict, DomainError, FieldError, Forbidden, InvalidInput, NotFound
 from opdesk.formatting import clock_time, day_name
 from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment, AppointmentStatus, Slot, SlotStatus
@@ -264,6 +264,19 @@ def _refuse_near(session: Session, request: BookingRequest, slot: Taken) -> None
 
 def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appointment:
     """Book a slot, from the requester's hold or directly (front desk). Losers get 409."""
+    try:
+        appointment = _book(session, ctx, request)
+    except Conflict:
+        metrics.BOOKINGS.labels("conflict").inc()
+        raise
+    except DomainError:
+        metrics.BOOKINGS.labels("refused").inc()
+        raise
+    metrics.BOOKINGS.labels(str(appointment.status)).inc()
+    return appointment
+
+
+def _book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appointment:
     origin = request.origin
     patient = _patient(session, request.patient_id)
     if origin.online and patient.flags_blocked:

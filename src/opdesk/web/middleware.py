@@ -18,6 +18,7 @@ import brotli
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opdesk import metrics
 from opdesk.web.assets import accepted_encodings
 
 log = logging.getLogger("opdesk.access")
@@ -43,6 +44,27 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
             if _VALID_REQUEST_ID.match(candidate):
                 return candidate
     return uuid.uuid4().hex
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (/api/v1/patients/{patient_id}), never the path: one
+    metrics series per route, and no patient's id in them.
+
+    An included router's route knows only its own part (/patients/{patient_id}); the static
+    prefix in front of it (/api/v1) is what the path has before the part the route matched.
+    """
+    path: str = scope["path"]
+    route = scope.get("route")
+    relative: str | None = getattr(route, "path", None)
+    pattern: re.Pattern[str] | None = getattr(route, "path_regex", None)
+    if relative is None or pattern is None:
+        return "/static" if path.startswith("/static/") else "unmatched"
+    at = 0
+    while at != -1:
+        if pattern.match(path[at:]):
+            return path[:at] + relative
+        at = path.find("/", at + 1)
+    return relative
 
 
 class RequestMiddleware:
@@ -90,6 +112,7 @@ class RequestMiddleware:
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+        metrics.timed(scope["method"], route_template(scope), status, started)
         extra: MutableMapping[str, Any] = {
             "method": scope["method"],
             "path": scope["path"],

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
+from opdesk import metrics
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import NotFound
@@ -190,6 +191,7 @@ def verify_otp(
     ).scalar_one_or_none()
     refused = Refusal(401, "Code not accepted", GENERIC_OTP_FAILURE, field="code")
     if token is None or is_password_link(token):
+        metrics.count_sign_in("otp", refused.status)
         return refused
     enter_tenant(session, ctx, token.clinic_id)
     usable = token.consumed_at is None and now < token.expires_at and token.attempts < OTP_MAX_TRIES
@@ -205,6 +207,7 @@ def verify_otp(
             entity_id=token.id,
             attempts=token.attempts,
         )
+        metrics.count_sign_in("otp", refused.status)
         return refused
     token.consumed_at = now
     # The row now stands for the phone proof: kept as long as the proof lasts, deleted
@@ -213,6 +216,7 @@ def verify_otp(
     auth_event(
         ctx, "otp-verified", tenant_id=token.clinic_id, entity="otp_tokens", entity_id=token.id
     )
+    metrics.count_sign_in("otp", None)
     return PhoneProof(
         _sign_proof(ident, token.phone_hash, token.id, now),
         _clinics_for(session, token.phone_hash),
