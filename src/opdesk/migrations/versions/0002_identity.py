@@ -282,7 +282,12 @@ def _phone_lookup_function() -> None:
         $$
         """
     )
+    # A new owner needs CREATE on the schema at the moment of the change (PostgreSQL 15+
+    # no longer grants it to everyone): given for that statement only, so an owner login
+    # that is not a superuser can migrate a fresh database.
+    op.execute(f"GRANT CREATE ON SCHEMA public TO {LOOKUP_ROLE}")
     op.execute(f"ALTER FUNCTION opdesk_clinics_for_phone(bytea) OWNER TO {LOOKUP_ROLE}")
+    op.execute(f"REVOKE CREATE ON SCHEMA public FROM {LOOKUP_ROLE}")
     op.execute("REVOKE ALL ON FUNCTION opdesk_clinics_for_phone(bytea) FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION opdesk_clinics_for_phone(bytea) TO {APP_ROLE}")
 
