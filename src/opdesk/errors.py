@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 
@@ -52,6 +53,11 @@ class Forbidden(DomainError):
 class TooManyRequests(DomainError):
     status = 429
     title = "Too many attempts"
+
+    def __init__(self, detail: str, *, retry_after: timedelta | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        # Sent as the Retry-After header, so a client's own back-off can read it.
+        self.retry_after = retry_after
 
 
 class InvalidInput(DomainError):

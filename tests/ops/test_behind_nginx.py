@@ -291,7 +291,8 @@ def use_up_holds(
 
 
 def assert_refused(answer: httpx.Response) -> None:
-    """The public-hold limit's refusal: 429 with a problem saying when to try again."""
+    """The public-hold limit's refusal: 429 with a problem and Retry-After saying when to
+    try again."""
     assert answer.status_code == 429, answer.text
     problem = answer.json()
     assert problem["title"] == "Too many attempts"
@@ -299,6 +300,10 @@ def assert_refused(answer: httpx.Response) -> None:
     assert minutes, problem["detail"]
     window = int(PUBLIC_HOLDS.window.total_seconds() // 60)
     assert 1 <= int(minutes.group(1)) <= window + 1
+    # The same wait in seconds, for a client's own back-off.
+    seconds = int(answer.headers["retry-after"])
+    assert 1 <= seconds <= PUBLIC_HOLDS.window.total_seconds() + 1
+    assert (seconds - 1) // 60 + 1 == int(minutes.group(1))
 
 
 def strangers() -> Iterator[str]:

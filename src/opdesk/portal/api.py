@@ -102,7 +102,8 @@ def public_hold(
     wait = throttle.retry_after(session, PUBLIC_HOLDS, key, now)
     if wait is not None:
         raise TooManyRequests(
-            f"too many holds; try again in {int(wait.total_seconds() // 60) + 1} minutes"
+            f"too many holds; try again in {int(wait.total_seconds() // 60) + 1} minutes",
+            retry_after=wait,
         )
     held = booking.hold(session, ctx, slot_id=body.slot_id, hold_for=hold_for)
     throttle.count(session, PUBLIC_HOLDS, key, now)

@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from opdesk.errors import DomainError, FieldError, Forbidden, InvalidInput, NotFound
+from opdesk.errors import (
+    DomainError,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+)
 from opdesk.web.templating import clean_message, field_message, friendly_reason, render_error
 
 log = logging.getLogger(__name__)
@@ -147,7 +154,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     def _domain(request: Request, exc: DomainError) -> Response:
         errors = exc.errors if isinstance(exc, InvalidInput) else None
-        return problem(request, exc.status, exc.title, exc.detail, errors, exc.extra, page_for(exc))
+        answer = problem(
+            request, exc.status, exc.title, exc.detail, errors, exc.extra, page_for(exc)
+        )
+        if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+            answer.headers["Retry-After"] = str(int(exc.retry_after.total_seconds()) + 1)
+        return answer
 
     @app.exception_handler(RequestValidationError)
     def _validation(request: Request, exc: RequestValidationError) -> Response:
