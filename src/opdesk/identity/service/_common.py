@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records
+from opdesk import audit, metrics, records
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.identity.models import AuthSession, Device, User
@@ -18,6 +20,9 @@ from opdesk.identity.sessions import Principal
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.throttle import Limit
 from opdesk.security.tokens import keyed_hash
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 PASSWORD_FAILS_ACCOUNT = Limit("password-account", 5, timedelta(minutes=15))
 PASSWORD_FAILS_IP = Limit("password-ip", 30, timedelta(minutes=15))
@@ -82,6 +87,22 @@ class Refusal:
     detail: str
     retry_after: timedelta | None = None
     field: str | None = None
+
+
+def counted_sign_in(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Count a sign-in step's outcome for /metrics: a ``Refusal`` by its status, anything
+    else as done."""
+
+    def wrap(step: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(step)
+        def counted(*args: P.args, **kwargs: P.kwargs) -> R:
+            answer = step(*args, **kwargs)
+            metrics.count_sign_in(kind, answer.status if isinstance(answer, Refusal) else None)
+            return answer
+
+        return counted
+
+    return wrap
 
 
 @dataclass(frozen=True)

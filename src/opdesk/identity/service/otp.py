@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from opdesk import metrics
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import NotFound
@@ -36,6 +35,7 @@ from opdesk.identity.service._common import (
     Refusal,
     SignedIn,
     auth_event,
+    counted_sign_in,
     device_key,
     known_device,
     sms_budget_limit,
@@ -181,6 +181,7 @@ class PhoneProof:
     clinics: list[tuple[str, str]]  # (slug, name)
 
 
+@counted_sign_in("otp")
 def verify_otp(
     session: Session, ctx: RequestContext, ident: Identity, *, attempt: str, code: str
 ) -> PhoneProof | Refusal:
@@ -191,7 +192,6 @@ def verify_otp(
     ).scalar_one_or_none()
     refused = Refusal(401, "Code not accepted", GENERIC_OTP_FAILURE, field="code")
     if token is None or is_password_link(token):
-        metrics.count_sign_in("otp", refused.status)
         return refused
     enter_tenant(session, ctx, token.clinic_id)
     usable = token.consumed_at is None and now < token.expires_at and token.attempts < OTP_MAX_TRIES
@@ -207,7 +207,6 @@ def verify_otp(
             entity_id=token.id,
             attempts=token.attempts,
         )
-        metrics.count_sign_in("otp", refused.status)
         return refused
     token.consumed_at = now
     # The row now stands for the phone proof: kept as long as the proof lasts, deleted
@@ -216,7 +215,6 @@ def verify_otp(
     auth_event(
         ctx, "otp-verified", tenant_id=token.clinic_id, entity="otp_tokens", entity_id=token.id
     )
-    metrics.count_sign_in("otp", None)
     return PhoneProof(
         _sign_proof(ident, token.phone_hash, token.id, now),
         _clinics_for(session, token.phone_hash),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from opdesk import metrics
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.identity import sessions
@@ -19,6 +18,7 @@ from opdesk.identity.service._common import (
     Refusal,
     SignedIn,
     auth_event,
+    counted_sign_in,
     device_key,
     device_stage,
     known_device,
@@ -34,33 +34,8 @@ from opdesk.uow import enter_tenant
 # --------------------------------------------------------------------------- staff sign-in
 
 
+@counted_sign_in("password")
 def staff_sign_in(
-    session: Session,
-    ctx: RequestContext,
-    ident: Identity,
-    *,
-    clinic: str,
-    email: str,
-    password: str,
-    device_token: str | None,
-    device_label: str | None,
-) -> SignedIn | Refusal:
-    """Email + password at one clinic (``_staff_sign_in``), counted for /metrics."""
-    answer = _staff_sign_in(
-        session,
-        ctx,
-        ident,
-        clinic=clinic,
-        email=email,
-        password=password,
-        device_token=device_token,
-        device_label=device_label,
-    )
-    metrics.count_sign_in("password", answer.status if isinstance(answer, Refusal) else None)
-    return answer
-
-
-def _staff_sign_in(
     session: Session,
     ctx: RequestContext,
     ident: Identity,
