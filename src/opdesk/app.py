@@ -40,6 +40,8 @@ from opdesk.portal import api as portal_api
 from opdesk.portal import booking as portal_booking
 from opdesk.portal import sign_in as portal_sign_in
 from opdesk.portal import web as portal_web
+from opdesk.privacy import api as privacy_api
+from opdesk.privacy import web as privacy_web
 from opdesk.reports import web as reports_web
 from opdesk.scheduling import admin_web as doctors_admin_web
 from opdesk.scheduling import api as scheduling_api
@@ -105,6 +107,7 @@ PAGE_MODULES = page_modules(
     reports_web,
     doctors_admin_web,
     portal_booking,
+    privacy_web,
 )
 
 
@@ -129,6 +132,7 @@ def api_router() -> APIRouter:
     router.include_router(rx_web.api)
     router.include_router(orders_web.api)
     router.include_router(billing_api.router)
+    router.include_router(privacy_api.router)
     return router
 
 

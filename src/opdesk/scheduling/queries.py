@@ -97,9 +97,10 @@ def appointments(
     doctor_id: uuid.UUID | None = None,
     patient_id: uuid.UUID | None = None,
     patient_ids: list[uuid.UUID] | None = None,
+    limit: int | None = 500,
 ) -> list[tuple[Appointment, Slot | None]]:
     """Appointments with their slots: a clinic day (by slot date, or queue date for walk-ins)
-    or a patient's history.
+    or a patient's history; at most ``limit`` (a screen's worth; None: all of them).
     """
     stmt = select(Appointment, Slot).outerjoin(
         Slot, (Slot.tenant_id == Appointment.tenant_id) & (Slot.id == Appointment.slot_id)
@@ -119,7 +120,7 @@ def appointments(
         if day
         else (Appointment.timeline_requested_at.desc(),)
     )
-    return [(a, s) for a, s in session.execute(stmt.order_by(*order).limit(500)).all()]
+    return [(a, s) for a, s in session.execute(stmt.order_by(*order).limit(limit)).all()]
 
 
 def appointment(session: Session, appointment_id: uuid.UUID) -> Appointment:

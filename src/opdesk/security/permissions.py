@@ -42,6 +42,10 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "patients:read": frozenset({FRONTDESK, DOCTOR, PHARMACY, ACCOUNTS, ADMIN}),
     "patients:write": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     "patients:delete": frozenset({ADMIN}),
+    # a patient's whole record as one archive, for them (DPDP right to access): visit
+    # notes and bills together, so the one role accountable for the clinic's data; every
+    # export is audited
+    "patients:export": frozenset({ADMIN}),
     # a patient's documents: listing them, then reading each by its category (below)
     "documents:read": frozenset({FRONTDESK, DOCTOR, PHARMACY, ACCOUNTS, ADMIN}),
     "documents:read-clinical": frozenset({FRONTDESK, DOCTOR, ADMIN}),
