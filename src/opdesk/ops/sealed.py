@@ -142,6 +142,7 @@ class SealedReader:
         self._index = 0
         self._pending = self._next_sealed()
         self._plain = b""
+        self._at = 0  # how much of _plain has been read (never re-sliced: tar reads 10 KiB)
         self._done = False
 
     def _next_sealed(self) -> bytes | None:
@@ -168,6 +169,7 @@ class SealedReader:
             self._plain = self._aead.decrypt(
                 nonce, self._pending, _aad(self._hash, self._index, last)
             )
+            self._at = 0
         except InvalidTag as exc:
             if self._index == 0:
                 raise SealError(
@@ -185,13 +187,15 @@ class SealedReader:
         parts: list[bytes] = []
         wanted = size if size >= 0 else None
         while wanted is None or wanted > 0:
-            if not self._plain:
+            left = len(self._plain) - self._at
+            if not left:
                 if self._done:
                     break
                 self._open_next()
                 continue
-            take = self._plain if wanted is None else self._plain[:wanted]
-            self._plain = self._plain[len(take) :]
+            end = len(self._plain) if wanted is None else self._at + min(wanted, left)
+            take = self._plain[self._at : end]
+            self._at = end
             parts.append(take)
             if wanted is not None:
                 wanted -= len(take)
