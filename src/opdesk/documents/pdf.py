@@ -79,3 +79,25 @@ def document(cache: Path, title: str, paragraphs: list[str], footer: str) -> byt
     body_font(pdf, 9)
     pdf.multi_cell(0, 5, footer)
     return bytes(pdf.output())
+
+
+class NotedPdf(FPDF):
+    """A PDF whose every page ends with ``note`` (what the document is, when it was made) and
+    "Page n of N" (call ``alias_nb_pages``), in grey."""
+
+    note = ""
+
+    def footer(self) -> None:
+        # A page can end inside a table drawn without shaping; a clinic's name in
+        # Devanagari needs it here.
+        shaping = self.text_shaping
+        self.set_text_shaping(True)
+        self.set_y(-12)
+        body_font(self, 7)
+        self.set_text_color(90, 90, 90)
+        width = self.w - self.l_margin - self.r_margin
+        self.cell(width - 25, 4, self.note)
+        body_font(self, 7)  # again: the note may have ended in a fallback face
+        self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.set_text_color(0, 0, 0)
+        self.text_shaping = shaping

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from opdesk.documents.pdf import add_faces, body_font, needs_shaping
+from opdesk.documents.pdf import NotedPdf, add_faces, body_font, needs_shaping
 
 MARGIN = 14.0
 GREY = (90, 90, 90)
@@ -28,23 +28,6 @@ HEADING_FILL = (232, 232, 232)
 NO_VALUE = "—"
 RUPEE = "\N{INDIAN RUPEE SIGN}"
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
-
-
-class _Pdf(FPDF):
-    note = ""
-
-    def footer(self) -> None:
-        shaping = self.text_shaping
-        self.set_text_shaping(True)
-        self.set_y(-12)
-        body_font(self, 7)
-        self.set_text_color(*GREY)
-        width = self.w - self.l_margin - self.r_margin
-        self.cell(width - 25, 4, self.note)
-        body_font(self, 7)
-        self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
-        self.set_text_color(*BLACK)
-        self.text_shaping = shaping
 
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -315,7 +298,7 @@ def render(fonts: Path, data: dict[str, Any]) -> bytes:
     clinic, patient = data["clinic"], data["patient"]
     _zone.set(ZoneInfo(clinic["timeZone"]) if clinic.get("timeZone") else KOLKATA)
     name = " ".join(x for x in (patient["name"]["first"], patient["name"].get("last")) if x)
-    pdf = _Pdf(format="A4")
+    pdf = NotedPdf(format="A4")
     pdf.note = f"{clinic['name']} · {name} · made {_when(data['generatedAt'])}"
     pdf.set_margins(MARGIN, MARGIN, MARGIN)
     pdf.set_auto_page_break(True, margin=18)

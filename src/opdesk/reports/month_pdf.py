@@ -33,7 +33,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from opdesk.documents.pdf import add_faces, body_font, needs_shaping
+from opdesk.documents.pdf import NotedPdf, add_faces, body_font, needs_shaping
 from opdesk.formatting import day_name, local_time, rupees
 
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
@@ -110,29 +110,8 @@ def _count(value: int) -> str:
     return rupees(Decimal(value)).replace(RUPEE, "").removesuffix(".00")
 
 
-class _Pdf(FPDF):
-    """The footer on every page: what the document is, when it was made, and the page."""
-
-    note = ""
-
-    def footer(self) -> None:
-        # A page can end inside a table drawn without shaping; a clinic's name in
-        # Devanagari needs it here.
-        shaping = self.text_shaping
-        self.set_text_shaping(True)
-        self.set_y(-12)
-        body_font(self, 7)
-        self.set_text_color(*GREY)
-        width = self.w - self.l_margin - self.r_margin
-        self.cell(width - 25, 4, self.note)
-        body_font(self, 7)  # again: the note may have ended in a fallback face
-        self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
-        self.set_text_color(*BLACK)
-        self.text_shaping = shaping
-
-
-def _new_pdf(fonts: Path, note: str) -> _Pdf:
-    pdf = _Pdf(format="A4")
+def _new_pdf(fonts: Path, note: str) -> NotedPdf:
+    pdf = NotedPdf(format="A4")
     pdf.note = note
     pdf.set_margins(MARGIN, MARGIN, MARGIN)
     pdf.set_auto_page_break(True, margin=18)
