@@ -33,6 +33,7 @@ from opdesk.security.keys import (
     FileKeyring,
     KeyConfigError,
     keyring_env,
+    keys_in_place,
     load_keyring,
     new_keyring,
 )
@@ -605,11 +606,10 @@ def restore(archive: Path, force: bool) -> None:
 
 def _existing_keys(settings: Settings) -> KeyringSource:
     """The keys in place; never new ones (new keys could not read what is restored)."""
-    path = settings.keys_dir / KEYRING_FILE
-    if settings.master_keys is None and not path.exists():
+    if not keys_in_place(settings):
         fail(
             f"no keys: put the keys this backup was made with in place first "
-            f"(`opdesk keys import KEYS_FILE`, which writes {path})"
+            f"(`opdesk keys import KEYS_FILE`, which writes {settings.keys_dir / KEYRING_FILE})"
         )
     return _keyring_or_fail(settings)
 

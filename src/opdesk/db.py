@@ -59,6 +59,15 @@ from sqlalchemy.orm import sessionmaker as _sessionmaker
 log = logging.getLogger(__name__)
 
 APP_ROLE = "opdesk_app"
+# The role the application runs as: owns nothing, cannot bypass row-level security. Made by
+# the first migration, and by a restore (roles live in the server, not in a dump).
+CREATE_APP_ROLE = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+    CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+  END IF;
+END $$;
+"""
 EMBEDDED_DATABASE = "opdesk"
 
 NAMING_CONVENTION = {

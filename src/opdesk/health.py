@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from opdesk import metrics
 from opdesk.automation.service import due_summary
-from opdesk.automation.worker import WORKER_APPLICATION
+from opdesk.automation.worker import workers_connected
 from opdesk.config import Settings
 from opdesk.context import utc_now
 from opdesk.db import Database
@@ -157,10 +157,7 @@ class _StateCollector(Collector):
                 count, oldest = conn.execute(text(sql)).one()
                 depth.add_metric([queue], count)
                 age.add_metric([queue], (now - oldest).total_seconds() if oldest else 0.0)
-            workers = conn.execute(
-                text("select count(*) from pg_stat_activity where application_name like :a"),
-                {"a": f"{WORKER_APPLICATION} %"},
-            ).scalar_one()
+            workers = workers_connected(conn)
         yield depth
         yield age
         yield GaugeMetricFamily(

@@ -14,32 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert
 
 from opdesk.db import APP_ROLE, Database
-from opdesk.migrations.helpers import CURRENT_TENANT
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.keys import FileKeyring, new_keyring
 from opdesk.security.rotation import count_stale, reencrypt, registered_columns
 from tests.factories import clinic_session, make_tenant, unaudited
 from tests.security.test_rotation import PROBE, ROWS_PER_TENANT, seed_rows, where
-
-
-@pytest.fixture
-def probe_db(fresh_database: Database) -> Database:
-    """A fresh database with the rotation tests' tenant-scoped probe table (RLS forced)."""
-    with fresh_database.owner_engine.begin() as conn:
-        PROBE.create(conn)
-        conn.execute(text("ALTER TABLE rotation_probe ENABLE ROW LEVEL SECURITY"))
-        conn.execute(text("ALTER TABLE rotation_probe FORCE ROW LEVEL SECURITY"))
-        conn.execute(
-            text(
-                f"CREATE POLICY t ON rotation_probe USING (tenant_id = {CURRENT_TENANT}) "
-                f"WITH CHECK (tenant_id = {CURRENT_TENANT})"
-            )
-        )
-        conn.execute(text(f"GRANT SELECT, INSERT, UPDATE ON rotation_probe TO {APP_ROLE}"))
-    return fresh_database
+from tests.security.test_rotation import probe_db as probe_db  # a fixture: used by name
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,15 @@ WORKER_APPLICATION = "opdesk-worker"
 SWEEP_LOCK = 727_275
 # last_error is for people: long tracebacks are cut.
 ERROR_CHARS = 500
+
+
+def workers_connected(conn: Connection) -> int:
+    """Workers holding their listening connection open now (seen by its application_name)."""
+    found = conn.execute(
+        text("select count(*) from pg_stat_activity where application_name like :a"),
+        {"a": f"{WORKER_APPLICATION} %"},
+    ).scalar_one()
+    return int(found)
 
 
 def backoff(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from alembic import op
 
-from opdesk.db import APP_ROLE
+from opdesk.db import APP_ROLE, CREATE_APP_ROLE
 
 CURRENT_TENANT = "opdesk_current_tenant()"
 
 
 def create_app_role() -> None:
     """The role the application runs as: owns nothing, cannot bypass row-level security."""
-    op.execute(
-        f"""
-        DO $$ BEGIN
-          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-            CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-          END IF;
-        END $$;
-        """
-    )
+    op.execute(CREATE_APP_ROLE)
     op.execute(f"GRANT {APP_ROLE} TO current_user")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
     op.execute(

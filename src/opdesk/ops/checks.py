@@ -17,14 +17,14 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 
-from opdesk.automation.worker import WORKER_APPLICATION
+from opdesk.automation.worker import workers_connected
 from opdesk.config import Settings
 from opdesk.db import APP_ROLE, Database
 from opdesk.migrate import schema_problem
 from opdesk.ops.backup import newest_age
 from opdesk.ops.startup import production_refusals
 from opdesk.security.crypto import Keyring
-from opdesk.security.keys import KeyConfigError, load_keyring
+from opdesk.security.keys import KeyConfigError, keys_in_place, load_keyring
 
 BACKUP_MAX_AGE_SECONDS = 26 * 3600
 # Fewer distinct byte values than this in a 32-byte key means it was not drawn at random
@@ -53,7 +53,7 @@ def run_checks(db: Database, settings: Settings) -> list[Finding]:
 
 
 def _keys_problem(settings: Settings) -> str | None:
-    if settings.master_keys is None and not (settings.keys_dir / "keyring.json").exists():
+    if not keys_in_place(settings):
         return "no keys: set OPDESK_MASTER_KEYS and the others (`opdesk keys generate`)"
     try:
         ring = load_keyring(settings).current()
@@ -113,11 +113,7 @@ def _forced_rls(conn: Connection, _: Settings) -> str | None:
 
 
 def _worker_seen(conn: Connection, _: Settings) -> str | None:
-    seen = conn.execute(
-        text("select count(*) from pg_stat_activity where application_name like :a"),
-        {"a": f"{WORKER_APPLICATION} %"},
-    ).scalar_one()
-    if not seen:
+    if not workers_connected(conn):
         return (
             "no worker is connected: messages, reminders and the daily backup wait; start "
             "`opdesk worker` (or `opdesk serve` without --no-worker)"

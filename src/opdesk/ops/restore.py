@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from opdesk.audit.verify import verify_all
-from opdesk.db import APP_ROLE, Database, libpq_url
+from opdesk.db import CREATE_APP_ROLE, Database, libpq_url
 from opdesk.models import load_all_models
 from opdesk.ops.backup import (
     DUMP,
@@ -176,17 +176,7 @@ def _set_aside(files_dir: Path) -> None:
 def _restore_database(db: Database, dump: Path, bin_dir: Path | None) -> None:
     with db.owner_engine.begin() as conn:
         # Roles live in the server, not the database: the app role the dump grants to.
-        conn.execute(
-            text(
-                f"""
-                DO $$ BEGIN
-                  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-                    CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-                  END IF;
-                END $$;
-                """
-            )
-        )
+        conn.execute(text(CREATE_APP_ROLE))
     command = [
         str(pg_tool("pg_restore", bin_dir)),
         "--exit-on-error",

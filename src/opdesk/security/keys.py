@@ -134,6 +134,11 @@ def load_keyring(settings: Settings) -> KeyringSource:
     return dev_keyring(settings.keys_dir / KEYRING_FILE)
 
 
+def keys_in_place(settings: Settings) -> bool:
+    """Whether keys exist already (environment or key file), without making new ones."""
+    return settings.master_keys is not None or (settings.keys_dir / KEYRING_FILE).exists()
+
+
 def dev_keyring(path: Path) -> FileKeyring:
     store = FileKeyring(path)
     if not path.exists():
