@@ -146,6 +146,9 @@ def test_desk_books_from_the_calendar_and_checks_in(
         assert page.locator(f".slot.st-{state}").count() >= 1, state
     shot(page, f"calendar-day-{width}")
 
+    # htmx wires the dialog's search up when it settles; a long settle shows that the
+    # dialog is not offered for typing before then (typing into it would go unanswered).
+    page.evaluate("htmx.config.settleDelay = 600")
     page.locator(".slot.st-free").first.get_by_role("button", name="Book").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Patient").fill(clinic.people[6].name_first)

@@ -24,9 +24,12 @@
     if (target && target.id === "dialog" && event.detail.shouldSwap) target.replaceChildren();
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
-    const target = event.detail.target;
-    if (!target || target.id !== "dialog") return;
+  // Shown only once settled: htmx wires up the new content's own hx- attributes (the
+  // patient search) at settle time, so a dialog shown at swap time could take typing
+  // that nothing listens to yet.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    const target = event.target;
+    if (!(target instanceof Element) || target.id !== "dialog") return;
     const dialog = target.querySelector("dialog");
     if (!dialog) return;
     if (!dialog.open) dialog.showModal();
