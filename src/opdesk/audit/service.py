@@ -11,6 +11,7 @@ JCS(event))`` where JCS is the RFC 8785 canonical JSON of the event without its 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -19,10 +20,10 @@ from enum import Enum
 from typing import Any
 
 import rfc8785
-from sqlalchemy import Table, event, text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction
 
-from opdesk.audit.models import ACTIONS, GENESIS_HASH, AuditChainHead, AuditEvent
+from opdesk.audit.models import ACTIONS
 from opdesk.context import RequestContext
 from opdesk.db import TENANT_KEY, new_id, set_tenant_setting
 
@@ -161,43 +162,19 @@ def link_hash(prev_hash: str, row: dict[str, Any]) -> str:
 def append_chain(session: Session, events: list[PendingEvent]) -> None:
     """Chain and insert ``events`` (all of one tenant) under the tenant's head lock.
 
-    The first statement creates-or-locks the head row and reads it in one round trip.
+    One statement of fixed text (``audit_append``, migration 0019): it locks the head,
+    links and inserts each event with the SQL form of :func:`link_hash`, and moves the head.
     """
-    tenant_id = events[0].tenant_id
-    last_seq, last_hash = session.execute(
-        _LOCK_HEAD, {"t": tenant_id, "genesis": GENESIS_HASH}
-    ).one()
-    rows = []
-    for pending in events:
-        last_seq += 1
-        row = {**vars(pending), "seq": last_seq, "prev_hash": last_hash}
-        row["hash"] = last_hash = link_hash(last_hash, row)
-        rows.append(row)
-    move_head = (
-        HEADS.update()
-        .where(HEADS.c.tenant_id == tenant_id)
-        .values(last_seq=last_seq, last_hash=last_hash)
+    session.execute(
+        _APPEND, {"t": events[0].tenant_id, "events": json.dumps([_as_row(e) for e in events])}
     )
-    if len(rows) <= ONE_STATEMENT_ROWS:
-        # The insert as a data-modifying CTE of the head's update: one round trip less
-        # while the chain lock is held. (Bulk imports go row batch by row batch below.)
-        session.execute(move_head.add_cte(EVENTS.insert().values(rows).cte("appended")))
-        return
-    session.execute(EVENTS.insert(), rows)
-    session.execute(move_head)
 
 
-# A request writes a handful of events; PostgreSQL takes at most 65,535 parameters.
-ONE_STATEMENT_ROWS = 50
-EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
-HEADS: Table = AuditChainHead.__table__  # type: ignore[assignment]
+def _as_row(pending: PendingEvent) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in vars(pending).items()}
 
-# Upsert that always takes the row lock, so concurrent first writers of a tenant queue up.
-_LOCK_HEAD = text(
-    "insert into audit_chain_heads as h (tenant_id, last_seq, last_hash) "
-    "values (:t, 0, :genesis) on conflict (tenant_id) do update set last_seq = h.last_seq "
-    "returning h.last_seq, h.last_hash"
-)
+
+_APPEND = text("select audit_append(:t, cast(:events as jsonb))")
 
 
 def flush_pending(session: Session, ctx: RequestContext) -> None:
