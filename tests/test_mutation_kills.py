@@ -182,22 +182,19 @@ def test_each_refusal_says_why_the_slot_cannot_be_had(db: Database, ident: Any) 
         assert refused.value.detail == f"this slot {why}; please choose another"
     # Free again by the time the refusal reads it (taken and let go in between).
     assert slots[1].status == "free"
-    again = booking.refusal(ctx, slots[1]).detail
+    taken = {"refused": "slot-taken", "status": "free", "endsAt": slots[1].ends_at.isoformat()}
+    again = booking.slot_refusal(ctx, slots[1].id, taken).detail
     assert again == "this slot is no longer available; please choose another"
 
 
 def test_a_wrong_visit_type_is_refused_naming_what_the_slot_is_for() -> None:
-    # x_check_visit_type__mutmut_8 to _16: only the field's name was checked.
-    booking.check_visit_type({"visitType": ["consultation", "follow-up"]}, "follow-up")
-    for meta, choices in (
-        ({"visitType": ["consultation", "follow-up"]}, "consultation, follow-up"),
-        ({}, "none"),
+    # (was x_check_visit_type__mutmut_8 to _16): the words name what the slot is for.
+    for offered, choices in (
+        (["consultation", "follow-up"], "consultation, follow-up"),
+        ([], "none"),
     ):
-        with pytest.raises(InvalidInput) as refused:
-            booking.check_visit_type(meta, "new")
-        assert refused.value.errors == [
-            FieldError("visitType", f"this slot is for {choices}, not 'new'")
-        ]
+        refused = booking.visit_type_refusal(offered, "new")
+        assert refused.errors == [FieldError("visitType", f"this slot is for {choices}, not 'new'")]
 
 
 def test_a_hold_that_ran_out_cannot_book_a_slot_that_is_over(db: Database, ident: Any) -> None:

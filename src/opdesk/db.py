@@ -328,6 +328,14 @@ def bind_tenant(session: Session, tenant_id: uuid.UUID | None) -> None:
         session.info[SCOPED_KEY] = tenant_id
 
 
+def scoped_by_sql(session: Session, tenant_id: uuid.UUID | None) -> None:
+    """Note that a SQL function of this transaction (``opdesk_session``) has set the
+    tenant setting itself; the session and its later transactions keep that scope.
+    """
+    session.info[TENANT_KEY] = tenant_id
+    session.info[SCOPED_KEY] = tenant_id
+
+
 # --------------------------------------------------------------------------- embedded server
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Session
 
 from opdesk import audit
 from opdesk.context import RequestContext
-from opdesk.db import bind_tenant
-from opdesk.identity.models import AuthSession, Device, User
+from opdesk.db import bind_tenant, scoped_by_sql
+from opdesk.identity.models import AuthSession, User
 from opdesk.security.tokens import session_token, tenant_of, token_hash
-from opdesk.tenancy.models import Tenant
 
 # Writing last_seen on every request would make each read a write; a minute is enough
 # precision for a 30-minute idle timeout.
@@ -96,60 +94,32 @@ def resolve(
 ) -> Principal | Expired | None:
     """The live session for ``token``, scoping the transaction to its clinic.
 
-    A session past its limits comes back as :class:`Expired` so the caller can end it in
-    a transaction of its own (this request's will roll back when it answers 401).
+    One statement (``opdesk_session``, migration 0020) finds the session, checks its limits,
+    activates it once its device is approved and touches ``last_seen_at`` at most once per
+    :data:`TOUCH_EVERY`. A session past its limits comes back as :class:`Expired` so the
+    caller can end it in a transaction of its own (this request's will roll back when it
+    answers 401).
     """
     tenant_id = tenant_of(token)
     if tenant_id is None:
         return None
-    bind_tenant(session, tenant_id)
-    # Plain columns, not ORM objects: this runs on every request.
     row = session.execute(
-        select(
-            AuthSession.id,
-            AuthSession.tenant_id,
-            AuthSession.device_id,
-            AuthSession.stage,
-            AuthSession.last_seen_at,
-            AuthSession.idle_timeout_seconds,
-            AuthSession.expires_at,
-            User.id.label("user_id"),
-            User.active,
-            User.role,
-            User.name,
-            Tenant.timezone,
-        )
-        .join(User, (User.tenant_id == AuthSession.tenant_id) & (User.id == AuthSession.user_id))
-        .join(Tenant, Tenant.id == AuthSession.tenant_id)
-        .where(AuthSession.token_hash == token_hash(token), AuthSession.ended_at.is_(None))
+        _RESOLVE,
+        {"h": token_hash(token), "t": tenant_id, "at": ctx.now(), "every": TOUCH_EVERY},
     ).one_or_none()
     if row is None:
-        bind_tenant(session, None)
+        scoped_by_sql(session, None)
         return None
-    now = ctx.now()
-    reason = _why_over(row, now)
-    if reason is not None:
-        bind_tenant(session, None)
-        return Expired(row.tenant_id, row.id, reason)
-    changes: dict[str, object] = {}
-    stage = row.stage
-    if stage == "device" and _device_approved(session, row.tenant_id, row.device_id):
-        changes["stage"] = stage = "active"
-    if now - row.last_seen_at >= TOUCH_EVERY:
-        changes["last_seen_at"] = now
-    if changes:
-        session.execute(
-            update(AuthSession)
-            .where(AuthSession.tenant_id == row.tenant_id, AuthSession.id == row.id)
-            .values(**changes)
-            .execution_options(synchronize_session=False)
-        )
+    if row.over is not None:
+        scoped_by_sql(session, None)
+        return Expired(tenant_id, row.session_id, row.over)
+    scoped_by_sql(session, tenant_id)
     return Principal(
-        row.id,
-        row.tenant_id,
+        row.session_id,
+        tenant_id,
         row.user_id,
         row.role,
-        stage,
+        row.stage,
         row.name,
         token,
         via_cookie,
@@ -157,21 +127,7 @@ def resolve(
     )
 
 
-def _why_over(row: Any, now: datetime) -> str | None:
-    if not row.active:
-        return "user-deactivated"
-    if now >= row.expires_at:
-        return "expired"
-    if now - row.last_seen_at >= timedelta(seconds=row.idle_timeout_seconds):
-        return "idle"
-    return None
-
-
-def _device_approved(session: Session, tenant_id: uuid.UUID, device_id: uuid.UUID | None) -> bool:
-    if device_id is None:
-        return False
-    device = session.get(Device, (tenant_id, device_id))
-    return device is not None and device.approved and device.revoked_at is None
+_RESOLVE = text("select * from opdesk_session(:h, :t, :at, :every)")
 
 
 def end(session: Session, ctx: RequestContext, row: AuthSession, reason: str) -> None:

@@ -1,19 +1,21 @@
 """Holding and booking slots: exactly one appointment per slot, however many try at once.
 
-The winner is decided by one conditional UPDATE on the slot row: it succeeds only while
-the slot is free (or held by this requester, or held past its expiry). PostgreSQL's row
-lock makes every other attempt see the slot already taken; a partial unique index on
-appointments backs this up.
+The rules are SQL functions (migration 0020: ``opdesk_hold``, ``opdesk_book``,
+``slot_claimable``), one statement each: the winner is decided by one conditional UPDATE
+on the slot row, which succeeds only while the slot is free (or held by this requester,
+or held past its expiry). PostgreSQL's row lock makes every other attempt see the slot
+already taken; a partial unique index on appointments backs this up. This module turns
+their answers into appointments, audit events, follow-up work and refusals in words.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
+from sqlalchemy import Boolean, ColumnElement, Table, func, select, text
 from sqlalchemy.orm import Session
 
 from opdesk import audit, metrics, records
@@ -22,10 +24,8 @@ from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, DomainError, FieldError, Forbidden, InvalidInput, NotFound
 from opdesk.formatting import clock_time, day_name
-from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment, AppointmentStatus, Slot, SlotStatus
 from opdesk.security.tokens import random_token, token_hash
-from opdesk.tenancy import service as tenants
 
 APPOINTMENTS: Table = Appointment.__table__  # type: ignore[assignment]
 
@@ -68,15 +68,10 @@ class BookingRequest:
 
 def claimable(ctx: RequestContext) -> ColumnElement[bool]:
     """A slot anyone may take now: free, or held past its expiry (before any sweeper runs),
-    and not yet over.
+    and not yet over (``slot_claimable``; the planner inlines it into searches).
     """
-    now = ctx.now()
-    return and_(
-        Slot.ends_at > now,
-        or_(
-            Slot.status == SlotStatus.FREE,
-            and_(Slot.status == SlotStatus.HELD, Slot.hold_expires_at <= now),
-        ),
+    return func.slot_claimable(
+        Slot.status, Slot.hold_expires_at, Slot.ends_at, ctx.now(), type_=Boolean
     )
 
 
@@ -84,115 +79,56 @@ def hold(session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, hold_for:
     """Keep a slot for one requester for a few minutes; the token proves who holds it."""
     token = random_token()
     expires = ctx.now() + hold_for
-    taken = session.execute(
-        update(Slot)
-        .where(Slot.id == slot_id, claimable(ctx))
-        .values(
-            status=SlotStatus.HELD,
-            hold_expires_at=expires,
-            meta=Slot.meta.op("-")("waitlistLock").op("||")({"holdHash": token_hash(token).hex()}),
-        )
-        .returning(Slot.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if taken is None:
-        raise refusal(ctx, records.by_id(session, Slot, slot_id))  # 404 when unknown
-    audit.record(
-        ctx,
-        entity="slots",
-        entity_id=slot_id,
-        action="state-transition",
-        from_state=SlotStatus.FREE,
-        to_state=SlotStatus.HELD,
-        diff=audit.diff_of({}, {"holdExpiresAt": expires}),
-    )
+    outcome = session.execute(
+        _HOLD,
+        {"slot": slot_id, "hash": token_hash(token).hex(), "expires": expires, "at": ctx.now()},
+    ).scalar_one()
+    if "refused" in outcome:
+        raise slot_refusal(ctx, slot_id, outcome)
+    record_event(ctx, outcome["audit"])
     clinic_rules.on_held(session, ctx, slot_id=slot_id, expires_at=expires)
     return Hold(slot_id, token, expires)
 
 
-def refusal(ctx: RequestContext, slot: Slot) -> Conflict:
-    """Why a slot cannot be had, in words for the person who asked."""
-    if slot.ends_at <= ctx.now():
+_HOLD = text("select opdesk_hold(:slot, :hash, :expires, :at)")
+
+
+def record_event(ctx: RequestContext, event: dict[str, Any]) -> None:
+    """Queue the audit event a SQL function described (it is written at commit)."""
+    audit.record(
+        ctx,
+        entity=event["entity"],
+        entity_id=uuid.UUID(event["entityId"]),
+        action=event["action"],
+        from_state=event["from"],
+        to_state=event["to"],
+        diff=event["diff"],
+    )
+
+
+def _not_available(ctx: RequestContext, status: str, ends_at: datetime) -> Conflict:
+    if ends_at <= ctx.now():
         return Conflict("this slot is already over; please choose a later one")
     reason = {
         SlotStatus.BOOKED: "is already booked",
         SlotStatus.HELD: "is being booked by someone else right now",
         SlotStatus.BLOCKED: "is not open for booking",
-    }.get(slot.status, "is no longer available")
+    }.get(SlotStatus(status), "is no longer available")
     return Conflict(f"this slot {reason}; please choose another")
 
 
-def _held_for(ctx: RequestContext, origin: Origin) -> ColumnElement[bool] | None:
-    """The condition under which the slot is held for this requester, if they say it is."""
-    now = ctx.now()
-    # A hold taken near the end of a slot may outlast it; an ended slot is never booked.
-    live = and_(Slot.status == SlotStatus.HELD, Slot.hold_expires_at > now, Slot.ends_at > now)
-    if origin.hold_token is not None:
-        return and_(live, Slot.meta["holdHash"].astext == token_hash(origin.hold_token).hex())
-    if origin.waitlist_lock_id is not None:
-        return and_(live, Slot.meta["waitlistLock"].astext == str(origin.waitlist_lock_id))
-    return None
+def slot_refusal(ctx: RequestContext, slot_id: uuid.UUID, outcome: dict[str, Any]) -> DomainError:
+    """A slot refusal of ``opdesk_hold`` or ``opdesk_book``, in words: 404 or 409."""
+    if outcome["refused"] == "slot-unknown":
+        return NotFound(f"no slot with id {slot_id}")
+    return _not_available(ctx, outcome["status"], _instant(outcome["endsAt"]))
 
 
-def _patient(session: Session, patient_id: uuid.UUID) -> Any:
-    """Only what booking needs of the patient (not their encrypted record)."""
-    found = session.execute(
-        select(Patient.id, Patient.flags_blocked).where(Patient.id == patient_id)
-    ).first()
-    if found is None:
-        raise NotFound(f"no patient with id {patient_id}")
-    return found
-
-
-def check_visit_type(meta: dict[str, Any], visit_type: str) -> None:
-    offered = meta.get("visitType") or []
-    if visit_type not in offered:
-        choices = ", ".join(offered) or "none"
-        raise InvalidInput(
-            [FieldError("visitType", f"this slot is for {choices}, not {visit_type!r}")]
-        )
-
-
-@dataclass(frozen=True)
-class Taken:
-    tenant_id: uuid.UUID
-    id: uuid.UUID
-    doctor_id: uuid.UUID
-    meta: dict[str, Any]
-    day: date
-    starts_at: datetime
-    ends_at: datetime
-
-
-def take_slot(session: Session, ctx: RequestContext, slot_id: uuid.UUID, origin: Origin) -> Taken:
-    """Mark the slot booked if this requester may have it: 404 if unknown, 409 if taken.
-
-    The happy path is this one UPDATE; the slot is read only to explain a refusal.
-    """
-    mine = _held_for(ctx, origin)
-    condition = claimable(ctx) if mine is None else or_(mine, claimable(ctx))
-    won = session.execute(
-        update(Slot)
-        .where(Slot.id == slot_id, condition)
-        .values(
-            status=SlotStatus.BOOKED,
-            hold_expires_at=None,
-            meta=Slot.meta.op("-")("holdHash").op("-")("waitlistLock"),
-        )
-        .returning(
-            Slot.tenant_id,
-            Slot.id,
-            Slot.doctor_id,
-            Slot.meta,
-            Slot.date,
-            Slot.starts_at,
-            Slot.ends_at,
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
-    if won is None:
-        raise refusal(ctx, records.by_id(session, Slot, slot_id))  # 404 when unknown
-    return Taken(*won)
+def visit_type_refusal(offered: list[str], visit_type: str) -> InvalidInput:
+    choices = ", ".join(offered) or "none"
+    return InvalidInput(
+        [FieldError("visitType", f"this slot is for {choices}, not {visit_type!r}")]
+    )
 
 
 # Two appointments of one patient with one doctor this close on the same day are most
@@ -211,53 +147,21 @@ class NearDuplicate(Conflict):
     """The patient already has an appointment with this doctor close to this slot."""
 
 
-def near_duplicates(
-    session: Session,
-    *,
-    patient_id: uuid.UUID,
-    doctor_id: uuid.UUID,
-    day: date,
-    starts_at: datetime,
-    ends_at: datetime,
-) -> list[tuple[Appointment, Slot]]:
-    """The patient's standing appointments with the doctor on ``day`` that overlap the
-    time or lie within :data:`NEAR` of it, earliest first.
-    """
-    stmt = (
-        select(Appointment, Slot)
-        .join(Slot, (Slot.tenant_id == Appointment.tenant_id) & (Slot.id == Appointment.slot_id))
-        .where(
-            Appointment.patient_id == patient_id,
-            Appointment.doctor_id == doctor_id,
-            Appointment.status.in_(STANDING),
-            Slot.date == day,
-            Slot.starts_at < ends_at + NEAR,
-            Slot.ends_at > starts_at - NEAR,
-        )
-        .order_by(Slot.starts_at)
-    )
-    return [(a, s) for a, s in session.execute(stmt).all()]
-
-
-def _refuse_near(session: Session, request: BookingRequest, slot: Taken) -> None:
-    found = near_duplicates(
-        session,
-        patient_id=request.patient_id,
-        doctor_id=slot.doctor_id,
-        day=slot.day,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-    )
-    if not found:
-        return
-    zone = tenants.zone_of(session, slot.tenant_id)
-    times = ", ".join(clock_time(s.starts_at, str(zone)) for _a, s in found)
-    raise NearDuplicate(
+def _near_refusal(outcome: dict[str, Any]) -> NearDuplicate:
+    zone = outcome["timezone"]
+    nearby = outcome["nearby"]
+    times = ", ".join(clock_time(_instant(n["startsAt"]), zone) for n in nearby)
+    day = date.fromisoformat(outcome["day"])
+    return NearDuplicate(
         f"this patient already has an appointment with this doctor at {times} "
-        f"on {day_name(slot.day)}; book this one too only if both visits are meant",
+        f"on {day_name(day)}; book this one too only if both visits are meant",
         override="allowNearDuplicate",
         nearby=[
-            {"appointmentId": str(a.id), "startsAt": t.starts_at.isoformat()} for a, t in found
+            {
+                "appointmentId": n["appointmentId"],
+                "startsAt": _instant(n["startsAt"]).isoformat(),
+            }
+            for n in nearby
         ],
     )
 
@@ -278,60 +182,94 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
 
 def _book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appointment:
     origin = request.origin
-    patient = _patient(session, request.patient_id)
-    if origin.online and patient.flags_blocked:
-        raise Forbidden("this patient cannot book online; please call the clinic")
     if origin.follow_up_for is not None:
         earlier = records.by_id(session, Appointment, origin.follow_up_for)
-        if earlier.patient_id != patient.id:
+        if earlier.patient_id != request.patient_id:
             raise InvalidInput([FieldError("followUpFor", "is another patient's appointment")])
-    # Take the slot first; a refusal below rolls the whole request back with it.
-    slot = take_slot(session, ctx, request.slot_id, origin)
-    check_visit_type(slot.meta, request.visit_type)
-    if request.check_near:
-        _refuse_near(session, request, slot)
-    # Booked on the clinic's page: the clinic may want it paid for before it stands.
-    on_page = origin.online and origin.hold_token is not None
-    waits = on_page and clinic_rules.awaits_payment(
-        session, slot.tenant_id, slot.doctor_id, request.visit_type
-    )
-    status = AppointmentStatus.REQUESTED if waits else AppointmentStatus.CONFIRMED
-    now = ctx.now()
-    fields = {
-        "tenant_id": slot.tenant_id,
-        "id": new_id(),
-        "patient_id": patient.id,
-        "doctor_id": slot.doctor_id,
-        "slot_id": slot.id,
-        "visit_type": request.visit_type,
-        "reason": request.reason,
-        "notes": request.notes,
-        "channel": request.channel,
-        "status": status,
-        "timeline_requested_at": now,
-        "timeline_confirmed_at": now if status == AppointmentStatus.CONFIRMED else None,
-        "waitlist_origin": origin.waitlist_entry_id,
-        "reschedule_of": origin.reschedule_of,
-        "follow_up_for": origin.follow_up_for,
-        "created_by": ctx.actor_id,
-        "updated_at": now,
-    }
-    # A plain INSERT (the ORM's unit of work costs more than the SQL on this hot path);
-    # the live-per-slot unique index is the last line of defence (409).
-    session.execute(insert(APPOINTMENTS).values(fields))
-    appointment = Appointment(**fields)  # as written; load it from the session to change it
-    audit.record(
-        ctx,
-        entity="appointments",
-        entity_id=appointment.id,
-        action="create",
-        to_state=status,
-        diff=audit.diff_of(
-            {},
-            {"slotId": slot.id, "patientId": patient.id, "channel": request.channel},
-        ),
-    )
+    outcome = session.execute(
+        _BOOK,
+        {
+            "slot": request.slot_id,
+            "patient": request.patient_id,
+            "visit_type": request.visit_type,
+            "channel": request.channel,
+            "reason": request.reason,
+            "notes": request.notes,
+            "hold_hash": token_hash(origin.hold_token).hex() if origin.hold_token else None,
+            "lock": str(origin.waitlist_lock_id) if origin.waitlist_lock_id else None,
+            "online": origin.online,
+            "awaits_payment": _awaits_payment(session, request),
+            "waitlist_origin": origin.waitlist_entry_id,
+            "reschedule_of": origin.reschedule_of,
+            "follow_up_for": origin.follow_up_for,
+            "check_near": request.check_near,
+            "id": new_id(),
+            "actor": ctx.actor_id,
+            "at": ctx.now(),
+        },
+    ).scalar_one()
+    if "refused" in outcome:
+        raise _refused(ctx, request, outcome)
+    appointment = _appointment_of(outcome["appointment"])
+    record_event(ctx, outcome["audit"])
+    slot = outcome["slot"]
     clinic_rules.on_booked(
-        session, ctx, appointment, starts_at=slot.starts_at, ends_at=slot.ends_at
+        session,
+        ctx,
+        appointment,
+        starts_at=_instant(slot["startsAt"]),
+        ends_at=_instant(slot["endsAt"]),
     )
     return appointment
+
+
+_BOOK = text(
+    "select opdesk_book(:slot, :patient, :visit_type, :channel, :reason, :notes, :hold_hash, "
+    ":lock, :online, :awaits_payment, :waitlist_origin, :reschedule_of, :follow_up_for, "
+    ":check_near, :id, :actor, :at)"
+)
+
+
+def _awaits_payment(session: Session, request: BookingRequest) -> bool:
+    """Booked on the clinic's page: the clinic may want it paid for before it stands."""
+    if not (request.origin.online and request.origin.hold_token is not None):
+        return False
+    slot = session.execute(
+        select(Slot.tenant_id, Slot.doctor_id).where(Slot.id == request.slot_id)
+    ).first()
+    # An unknown slot is opdesk_book's to refuse, after the patient.
+    return slot is not None and clinic_rules.awaits_payment(
+        session, slot.tenant_id, slot.doctor_id, request.visit_type
+    )
+
+
+def _refused(ctx: RequestContext, request: BookingRequest, outcome: dict[str, Any]) -> DomainError:
+    """The refusal ``opdesk_book`` named, in words for the person who asked."""
+    why = outcome["refused"]
+    if why == "patient":
+        return NotFound(f"no patient with id {request.patient_id}")
+    if why == "blocked":
+        return Forbidden("this patient cannot book online; please call the clinic")
+    if why == "visit-type":
+        return visit_type_refusal(outcome["offered"], request.visit_type)
+    if why == "near":
+        return _near_refusal(outcome)
+    return slot_refusal(ctx, request.slot_id, outcome)
+
+
+def _appointment_of(row: dict[str, Any]) -> Appointment:
+    """The appointment as ``opdesk_book`` wrote it (JSON), as the model's Python values."""
+    values: dict[str, Any] = {}
+    for column in APPOINTMENTS.columns:
+        value = row[column.name]
+        parse = _PARSE.get(column.name) or _PARSE_TYPE.get(type(column.type).__name__)
+        values[column.key] = value if value is None or parse is None else parse(value)
+    return Appointment(**values)
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+_PARSE: dict[str, Any] = {"status": AppointmentStatus}
+_PARSE_TYPE: dict[str, Any] = {"Uuid": uuid.UUID, "DateTime": _instant, "Date": date.fromisoformat}

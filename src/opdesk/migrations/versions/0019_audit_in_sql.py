@@ -110,6 +110,14 @@ BEGIN
 END
 $$;
 
+-- An instant as the audit trail writes it (opdesk.audit.service.jsonable): UTC, to the
+-- microsecond, with an explicit +00:00.
+CREATE FUNCTION audit_instant(ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+$$;
+
 -- One link of a tenant's chain: SHA-256 of the previous hash's bytes and the event's
 -- canonical JSON without its own hash (the document opdesk.audit.service.canonical_event
 -- builds; the two are kept equal by a property test).
@@ -120,7 +128,7 @@ AS $$
         'tenantId', e.tenant_id,
         'id', e.id,
         'seq', e.seq,
-        'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+        'ts', audit_instant(e.ts),
         'actor', jsonb_build_object('id', e.actor_id, 'role', e.actor_role),
         'entity', jsonb_build_object('collection', e.entity_collection, 'id', e.entity_id),
         'action', e.action,
@@ -182,5 +190,5 @@ def downgrade() -> None:
     op.execute(
         "DROP FUNCTION audit_append(uuid, jsonb); DROP FUNCTION audit_link_hash(audit_events); "
         "DROP FUNCTION jcs(jsonb); DROP FUNCTION jcs_name_order(text); "
-        "DROP FUNCTION jcs_number(numeric);"
+        "DROP FUNCTION jcs_number(numeric); DROP FUNCTION audit_instant(timestamptz);"
     )
