@@ -28,6 +28,7 @@ from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_database
 from opdesk.demo import DEMO_SLUG
 from opdesk.documents import api as documents_api
+from opdesk.hotpool import HotPool
 from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
 from opdesk.logsetup import configure_logging
@@ -184,7 +185,15 @@ def create_app(
             app.state.db = db
             server.extend([embedded] if embedded else [])
         metrics.watch_pool(app.state.db.app_engine.pool)
+        if getattr(app.state, "hot", None) is None:
+            app.state.hot = HotPool(
+                app.state.db,
+                size=settings.db_pool_size,
+                wait_seconds=settings.db_pool_wait_seconds,
+            )
+        await app.state.hot.open()
         yield
+        await app.state.hot.close()
         if database is None:
             app.state.db.dispose()
 

@@ -102,8 +102,11 @@ class Settings(BaseSettings):
     # /metrics answers a scraper sending "Authorization: Bearer <this>"; unset: no /metrics.
     metrics_token: SecretStr | None = None
 
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # Connections per web worker process, for the services (SQLAlchemy) and again for the
+    # hot paths (psycopg); a request waits at most db_pool_wait_seconds for one.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_wait_seconds: float = Field(default=10.0, gt=0, le=300)
     log_level: str = "INFO"
 
     @property

@@ -71,6 +71,8 @@ REMINDER_2H = "reminder-2h"
 NO_SHOW = "no-show"
 OFFER_EXPIRY = "waitlist-offer-expiry"
 HOLD_EXPIRY = "hold-expiry"
+# The follow-up work of a booking made in one statement (migration 0020 names it too).
+BOOKED = "booked"
 PREPAY_LAPSE = "prepay-lapse"
 PREPAID_CANCELLED = "prepaid-cancelled"
 
@@ -499,6 +501,20 @@ def release_hold(session: Session, ctx: RequestContext, event: AutomationEvent) 
     except (KeyError, ValueError) as exc:
         raise Permanent(f"the event does not say when the hold expires: {exc}") from exc
     waitlist.release_hold(session, ctx, _offers(session, event), slot, expires_at=expires_at)
+
+
+@rule(BOOKED)
+def follow_up_booking(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+    """A booking made in one statement (``opdesk_api_book``) leaves the rest here: the
+    draft invoice, the reminders and no-show check, the end of the hold it used
+    (:func:`on_booked`, as a booking through the services does at once). Nothing to do
+    once the appointment no longer stands.
+    """
+    standing = _standing(session, event)
+    if standing is None:
+        return
+    appointment, slot = standing
+    on_booked(session, ctx, appointment, starts_at=slot.starts_at, ends_at=slot.ends_at)
 
 
 # --------------------------------------------------------------------------- prepayment

@@ -6,13 +6,12 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from opdesk import idempotency
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity.sessions import Principal
 from opdesk.scheduling import away as doctor_away
-from opdesk.scheduling import booking, lifecycle, queries, service, waitlist
+from opdesk.scheduling import booking, hot, lifecycle, queries, service, waitlist
 from opdesk.scheduling.deps import (
     AppointmentInPath as InPath,
 )
@@ -56,7 +55,7 @@ from opdesk.scheduling.schemas import (
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import allowed
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting, answer
+from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, HotPath, acting
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]
@@ -384,32 +383,20 @@ def _booking_request(body: BookingIn) -> booking.BookingRequest:
     )
 
 
-@router.post("/appointments", response_model=AppointmentOut, status_code=201)
-def book_appointment(
-    body: BookingIn,
-    session: DbSession,
-    ctx: Ctx,
-    who: Writer,
-    key: IdempotencyKey = None,
-) -> Any:
+@router.post(
+    "/appointments",
+    response_model=AppointmentOut,
+    status_code=201,
+    dependencies=[Depends(HotPath(hot.ACTION))],
+)
+async def book_appointment(body: BookingIn, request: Request, key: IdempotencyKey = None) -> Any:
     """Book a slot, from a hold (``holdToken``) or directly. Concurrent attempts on one
     slot make one appointment; the others get 409. With an ``Idempotency-Key`` a retry
     returns the first answer; the same key with another body is 409. When the patient
     already has an appointment with the doctor within 30 minutes on the same day, the
     answer is 409 naming it (``nearby``) unless ``allowNearDuplicate`` is true.
     """
-    return answer(
-        idempotency.run_once(
-            session,
-            ctx,
-            actor_key=str(who.user_id),
-            key=key,
-            operation="book",
-            body=body.model_dump(mode="json"),
-            act=lambda: AppointmentOut.of(booking.book(session, ctx, _booking_request(body))),
-            status_code=201,
-        )
-    )
+    return await hot.book(request, body, key)
 
 
 @router.get("/appointments", response_model=list[AppointmentOut])

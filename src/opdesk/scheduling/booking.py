@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Boolean, ColumnElement, Table, func, select, text
 from sqlalchemy.orm import Session
 
-from opdesk import audit, metrics, records
+from opdesk import audit, metrics
 from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
@@ -182,10 +182,6 @@ def book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appo
 
 def _book(session: Session, ctx: RequestContext, request: BookingRequest) -> Appointment:
     origin = request.origin
-    if origin.follow_up_for is not None:
-        earlier = records.by_id(session, Appointment, origin.follow_up_for)
-        if earlier.patient_id != request.patient_id:
-            raise InvalidInput([FieldError("followUpFor", "is another patient's appointment")])
     outcome = session.execute(
         _BOOK,
         {
@@ -209,8 +205,8 @@ def _book(session: Session, ctx: RequestContext, request: BookingRequest) -> App
         },
     ).scalar_one()
     if "refused" in outcome:
-        raise _refused(ctx, request, outcome)
-    appointment = _appointment_of(outcome["appointment"])
+        raise refused(ctx, request.slot_id, request.patient_id, request.visit_type, outcome)
+    appointment = appointment_of(outcome["appointment"])
     record_event(ctx, outcome["audit"])
     slot = outcome["slot"]
     clinic_rules.on_booked(
@@ -243,21 +239,31 @@ def _awaits_payment(session: Session, request: BookingRequest) -> bool:
     )
 
 
-def _refused(ctx: RequestContext, request: BookingRequest, outcome: dict[str, Any]) -> DomainError:
+def refused(
+    ctx: RequestContext,
+    slot_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    visit_type: str,
+    outcome: dict[str, Any],
+) -> DomainError:
     """The refusal ``opdesk_book`` named, in words for the person who asked."""
     why = outcome["refused"]
     if why == "patient":
-        return NotFound(f"no patient with id {request.patient_id}")
+        return NotFound(f"no patient with id {patient_id}")
     if why == "blocked":
         return Forbidden("this patient cannot book online; please call the clinic")
+    if why == "follow-up-unknown":
+        return NotFound(f"no appointment with id {outcome.get('followUpFor')}")
+    if why == "follow-up-other":
+        return InvalidInput([FieldError("followUpFor", "is another patient's appointment")])
     if why == "visit-type":
-        return visit_type_refusal(outcome["offered"], request.visit_type)
+        return visit_type_refusal(outcome["offered"], visit_type)
     if why == "near":
         return _near_refusal(outcome)
-    return slot_refusal(ctx, request.slot_id, outcome)
+    return slot_refusal(ctx, slot_id, outcome)
 
 
-def _appointment_of(row: dict[str, Any]) -> Appointment:
+def appointment_of(row: dict[str, Any]) -> Appointment:
     """The appointment as ``opdesk_book`` wrote it (JSON), as the model's Python values."""
     values: dict[str, Any] = {}
     for column in APPOINTMENTS.columns:

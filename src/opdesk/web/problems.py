@@ -21,6 +21,7 @@ from opdesk.errors import (
     NotFound,
     TooManyRequests,
 )
+from opdesk.web.deps import caller_refusal, hot_path_action
 from opdesk.web.templating import clean_message, field_message, friendly_reason, render_error
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         return answer
 
     @app.exception_handler(RequestValidationError)
-    def _validation(request: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        action = hot_path_action(request)
+        refusal = await caller_refusal(request, action) if action else None
+        if refusal is not None:
+            return _domain(request, refusal)
         errors = [
             FieldError(field_name(tuple(e["loc"])), clean_message(e["msg"])) for e in exc.errors()
         ]

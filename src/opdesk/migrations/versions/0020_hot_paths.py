@@ -168,7 +168,8 @@ $$;
 -- conditional UPDATE decides (its row lock makes every other attempt wait, then find the
 -- slot booked), and the live-per-slot unique index on appointments backs it up. Every
 -- refusal is decided before anything is written, so a refused booking writes nothing:
--- {"refused": "patient" | "blocked" | "slot-unknown" | "slot-taken"}, {"refused":
+-- {"refused": "patient" | "blocked" | "follow-up-unknown" | "follow-up-other" |
+-- "slot-unknown"}, {"refused": "slot-taken", "status", "endsAt"}, {"refused":
 -- "visit-type", "offered": [...]}, {"refused": "near", "nearby": [...]}. A booking
 -- returns {"appointment": the row, "slot": its times, "audit": the event to record}.
 CREATE FUNCTION opdesk_book(
@@ -181,6 +182,7 @@ LANGUAGE plpgsql SECURITY INVOKER
 AS $$
 DECLARE
     blocked boolean;
+    earlier_patient uuid;
     taken slots;
     made appointments;
 BEGIN
@@ -193,6 +195,16 @@ BEGIN
     -- A patient the clinic stopped from booking online still books through the desk.
     IF online AND blocked THEN
         RETURN jsonb_build_object('refused', 'blocked');
+    END IF;
+    -- A follow-up continues one of the same patient's appointments.
+    IF follow_up_for IS NOT NULL THEN
+        SELECT a.patient_id INTO earlier_patient FROM appointments a
+         WHERE a.id = opdesk_book.follow_up_for;
+        IF NOT FOUND THEN
+            RETURN jsonb_build_object('refused', 'follow-up-unknown', 'followUpFor', follow_up_for);
+        ELSIF earlier_patient <> patient THEN
+            RETURN jsonb_build_object('refused', 'follow-up-other');
+        END IF;
     END IF;
     -- The one write that decides: the slot, if this requester may take it, for a visit
     -- type it offers, and (when asked) not a second booking of one visit.
@@ -246,6 +258,117 @@ BEGIN
                 'updated', '{}'::jsonb, 'removed', '{}'::jsonb)));
 END
 $$;
+
+-- An audit event of a hot path, as audit_append takes it: what the operation describes
+-- (entity, action, states, diff) and who asked, from where.
+CREATE FUNCTION audit_event_of(
+    tenant uuid, id uuid, at timestamptz, actor uuid, actor_role text, event jsonb,
+    request_id text, ip text, user_agent text
+) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object(
+        'tenant_id', tenant, 'id', id, 'ts', at, 'actor_id', actor, 'actor_role', actor_role,
+        'entity_collection', event ->> 'entity', 'entity_id', event ->> 'entityId',
+        'action', event ->> 'action', 'from_state', event ->> 'from',
+        'to_state', event ->> 'to', 'diff', event -> 'diff', 'request_id', request_id,
+        'ip', ip, 'user_agent', user_agent)
+$$;
+
+-- POST /api/v1/appointments, whole, in one statement: the session, its clinic and its
+-- permission; the Idempotency-Key; the booking (opdesk_book); the audit events; and the
+-- booking's follow-up work (its draft invoice and reminders), left to the worker's
+-- 'booked' rule as an automation event that is due at once. Writes nothing but the
+-- session's touch unless it books. Answers, as {"answer": ...}:
+--   "booked" with "appointment" (the row);
+--   "signed-out"; "expired" with "sessionId" and "reason" (the caller ends it); "csrf";
+--   "stage" with "stage"; "forbidden" with "role";
+--   "replay" with "status" and "response" (the first answer to this key); "key-reused";
+--   "refused" with opdesk_book's refusal.
+CREATE FUNCTION opdesk_api_book(
+    token_hash bytea, tenant uuid, csrf_ok boolean, roles text[], touch_every interval,
+    idem_key text, request_hash bytea,
+    slot uuid, patient uuid, visit_type text, channel text, reason text, notes text,
+    hold_hash text, follow_up_for uuid, check_near boolean,
+    ids uuid[], request_id text, ip text, user_agent text, at timestamptz
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY INVOKER
+AS $$
+DECLARE
+    who record;
+    earlier idempotency_keys;
+    outcome jsonb;
+    made jsonb;
+    -- ids: the appointment, its follow-up event, and the two audit events.
+    appointment uuid := ids[1];
+    follow_up uuid := ids[2];
+BEGIN
+    -- Who asks: a live session scopes this statement to its clinic (opdesk_session).
+    SELECT * INTO who FROM opdesk_session(token_hash, tenant, at, touch_every);
+    IF NOT FOUND THEN
+        RETURN '{"answer": "signed-out"}';
+    ELSIF who.over IS NOT NULL THEN
+        RETURN jsonb_build_object(
+            'answer', 'expired', 'sessionId', who.session_id, 'reason', who.over);
+    END IF;
+    -- A browser's write carries its session's form token (the caller holds the key).
+    IF NOT csrf_ok THEN
+        RETURN '{"answer": "csrf"}';
+    ELSIF who.stage <> 'active' THEN
+        RETURN jsonb_build_object('answer', 'stage', 'stage', who.stage);
+    ELSIF NOT who.role = ANY (roles) THEN
+        RETURN jsonb_build_object('answer', 'forbidden', 'role', who.role);
+    END IF;
+    -- The key is claimed by inserting it; a concurrent retry waits here for the first to
+    -- finish, then reads its answer. Keys are the caller's own.
+    IF idem_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (tenant_id, actor_key, key, request_hash, created_at)
+        VALUES (tenant, who.user_id::text, idem_key, request_hash, at)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT * INTO earlier FROM idempotency_keys k
+             WHERE k.tenant_id = tenant AND k.actor_key = who.user_id::text
+               AND k.key = idem_key;
+            IF earlier.request_hash <> request_hash THEN
+                RETURN '{"answer": "key-reused"}';
+            END IF;
+            RETURN jsonb_build_object(
+                'answer', 'replay', 'status', earlier.status_code, 'response', earlier.response);
+        END IF;
+    END IF;
+    outcome := opdesk_book(
+        slot, patient, visit_type, channel, reason, notes, hold_hash, NULL, false, false,
+        NULL, NULL, follow_up_for, check_near, appointment, who.user_id, at);
+    IF outcome ? 'refused' THEN
+        -- Nothing was booked: the key goes back, so a retry runs afresh.
+        DELETE FROM idempotency_keys k
+         WHERE k.tenant_id = tenant AND k.actor_key = who.user_id::text AND k.key = idem_key;
+        RETURN outcome || '{"answer": "refused"}';
+    END IF;
+    made := outcome -> 'appointment';
+    INSERT INTO automation_events (
+        tenant_id, id, rule, entity_ref_type, entity_ref_id, scheduled_for, status,
+        attempts, dedupe_key, payload, created_at, updated_at)
+    VALUES (tenant, follow_up, 'booked', 'appointments', appointment, at, 'pending', 0,
+            'booked:' || appointment, '{}', at, at);
+    PERFORM audit_append(tenant, jsonb_build_array(
+        audit_event_of(tenant, ids[3], at, who.user_id, who.role, outcome -> 'audit',
+                       request_id, ip, user_agent),
+        audit_event_of(tenant, ids[4], at, who.user_id, who.role, jsonb_build_object(
+            'entity', 'automation_events', 'entityId', follow_up, 'action', 'create',
+            'diff', jsonb_build_object(
+                'added', jsonb_build_object(
+                    'rule', 'booked', 'entity', 'appointments/' || appointment,
+                    'scheduledFor', audit_instant(at), 'dedupeKey', 'booked:' || appointment),
+                'updated', '{}'::jsonb, 'removed', '{}'::jsonb)),
+                       request_id, ip, user_agent)));
+    IF idem_key IS NOT NULL THEN
+        UPDATE idempotency_keys k SET status_code = 201, response = jsonb_build_object('row', made)
+         WHERE k.tenant_id = tenant AND k.actor_key = who.user_id::text AND k.key = idem_key;
+    END IF;
+    RETURN jsonb_build_object('answer', 'booked', 'appointment', made);
+END
+$$;
 """
 
 
@@ -258,6 +381,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
+        "DROP FUNCTION opdesk_api_book(bytea, uuid, boolean, text[], interval, text, bytea, "
+        "uuid, uuid, text, text, text, text, text, uuid, boolean, uuid[], text, text, text, "
+        "timestamptz); "
+        "DROP FUNCTION audit_event_of(uuid, uuid, timestamptz, uuid, text, jsonb, text, text, "
+        "text); "
         "DROP FUNCTION opdesk_book(uuid, uuid, text, text, text, text, text, text, boolean, "
         "boolean, uuid, uuid, uuid, boolean, uuid, uuid, timestamptz); "
         "DROP FUNCTION appointments_near(slots, uuid); "

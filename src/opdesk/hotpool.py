@@ -1,0 +1,71 @@
+"""The connections of the hot paths: an async psycopg pool, one statement per request.
+
+A hot path (DESIGN, "Hot paths") is one SQL function that checks the session, sets the
+clinic, writes and audits. It runs as one autocommit statement, so its transaction is
+exactly that statement: nothing is held open across an ``await``, and a connection goes
+back to the pool the moment the answer arrives. Connections log in as the app role (or
+switch to it), so row-level security and grants apply as they do to the ORM's sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from opdesk.db import APP_ROLE, Database, libpq_url
+
+
+class HotPool:
+    """One pool per event loop: a server process has one loop; a test may run several
+    clients of one app, each with its loop, and a pool's connections belong to the loop
+    that opened them.
+    """
+
+    def __init__(self, db: Database, *, size: int, wait_seconds: float) -> None:
+        self._db = db
+        self._size = size
+        self._wait = wait_seconds
+        self._pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[Any]] = {}
+
+    async def open(self) -> None:
+        await self._pool()
+
+    async def close(self) -> None:
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+    async def one(self, statement: str, params: tuple[Any, ...]) -> Any:
+        """The single value ``statement`` returns, run as its own transaction."""
+        pool = await self._pool()
+        async with pool.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(statement, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        return row[0]
+
+    async def _pool(self) -> AsyncConnectionPool[Any]:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = AsyncConnectionPool(
+                libpq_url(self._db.app_url or self._db.owner_url),
+                min_size=1,
+                max_size=self._size,
+                timeout=self._wait,
+                open=False,
+                kwargs={"autocommit": True},
+                configure=self._configure,
+                name="opdesk-hot",
+            )
+            await pool.open()
+        return pool
+
+    async def _configure(self, conn: AsyncConnection[Any]) -> None:
+        if self._db.app_url is None:  # the owner's login: act as the app role
+            await conn.execute(f"SET ROLE {APP_ROLE}")
