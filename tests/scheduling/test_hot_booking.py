@@ -86,7 +86,13 @@ def test_200_concurrent_bookings_over_http_on_20_slots_make_exactly_20(
         outcomes: list[int] = []
         start = threading.Barrier(20)
 
-        def attempt(worker: int, slots: list[Any] = slots) -> None:
+        def attempt(
+            worker: int,
+            slots: list[Any] = slots,
+            headers: list[dict[str, str]] = headers,
+            outcomes: list[int] = outcomes,
+            start: threading.Barrier = start,
+        ) -> None:
             start.wait()
             for k in range(10):
                 answer = client.post(
@@ -122,18 +128,23 @@ def test_a_lapsing_hold_raced_by_its_holder_and_a_newcomer_books_once(
     with time_machine.travel(start, tick=False):
         desk = desk_headers(db, ident, tenant)
         other_desk = desk_headers(db, ident, tenant)
-        answers = [client.post(f"/api/v1/slots/{slot.id}/hold", headers=desk) for slot in slots]
-    assert [a.status_code for a in answers] == [201] * len(slots), answers[0].text
-    holds = [a.json() for a in answers]
+        held = [client.post(f"/api/v1/slots/{slot.id}/hold", headers=desk) for slot in slots]
+    assert [h.status_code for h in held] == [201] * len(slots), held[0].text
+    holds = [h.json() for h in held]
     # At the very instant each hold lapses, its holder and a newcomer book the slot at once.
     lapses = {datetime.fromisoformat(h["expiresAt"]) for h in holds}
     assert len(lapses) == 1
     with time_machine.travel(lapses.pop(), tick=False):
-        for slot, held in zip(slots, holds, strict=True):
+        for slot, hold in zip(slots, holds, strict=True):
             answers: list[int] = []
             go = threading.Barrier(2)
 
-            def send(body: dict[str, Any], headers: dict[str, str]) -> None:
+            def send(
+                body: dict[str, Any],
+                headers: dict[str, str],
+                go: threading.Barrier = go,
+                answers: list[int] = answers,
+            ) -> None:
                 go.wait()
                 answer = client.post("/api/v1/appointments", json=body, headers=headers)
                 answers.append(answer.status_code)
@@ -141,7 +152,7 @@ def test_a_lapsing_hold_raced_by_its_holder_and_a_newcomer_books_once(
             racers = [
                 threading.Thread(
                     target=send,
-                    args=(booking(slot, holder, holdToken=held["holdToken"], **ANOTHER), desk),
+                    args=(booking(slot, holder, holdToken=hold["holdToken"], **ANOTHER), desk),
                 ),
                 threading.Thread(
                     target=send, args=(booking(slot, newcomer, **ANOTHER), other_desk)
