@@ -26,7 +26,8 @@ from opdesk.db import Database
 
 # Two per core: requests spend part of their time waiting on PostgreSQL, and two
 # processes alone left the cores partly idle (measured 127/s with 3, 143/s with 4).
-WORKERS = 2 * (os.cpu_count() or 1)
+# As `opdesk serve` runs by default (bench/booking.py measured 2 against 4 on two cores).
+WORKERS = 2
 # Unmeasured load before a measured run: a worker's first requests import and build
 # what it uses lazily and open its database connections (about half a CPU second each).
 WARM_UP = 2.0

@@ -180,6 +180,7 @@ def create_app(
                 settings.data_dir,
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
+                pool_wait_seconds=settings.db_pool_wait_seconds,
             )
             _schema_ready(db, settings)
             app.state.db = db

@@ -62,7 +62,14 @@ def runtime(migrate: bool | None = None, *, any_schema: bool = False) -> Iterato
     """
     settings = get_settings()
     configure_logging(settings.log_level)
-    db, server = open_database(settings.database_url, settings.app_database_url, settings.data_dir)
+    db, server = open_database(
+        settings.database_url,
+        settings.app_database_url,
+        settings.data_dir,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_wait_seconds=settings.db_pool_wait_seconds,
+    )
     try:
         if any_schema:
             pass
@@ -91,7 +98,9 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on (default from settings).")
 @click.option("--port", default=None, type=int, help="Port (default from settings, 8000).")
-@click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
+@click.option(
+    "--workers", default=2, show_default=True, help="Uvicorn worker processes (2 measured best)."
+)
 @click.option(
     "--no-worker",
     is_flag=True,

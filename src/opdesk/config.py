@@ -103,9 +103,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
 
     # Connections per web worker process, for the services (SQLAlchemy) and again for the
-    # hot paths (psycopg); a request waits at most db_pool_wait_seconds for one.
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # hot paths (psycopg); a request waits at most db_pool_wait_seconds for one. Small and
+    # without overflow: more connections than cores only queue inside PostgreSQL.
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_pool_wait_seconds: float = Field(default=10.0, gt=0, le=300)
     log_level: str = "INFO"
 

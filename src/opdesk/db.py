@@ -230,8 +230,9 @@ class Database:
 
     owner_url: URL
     app_url: URL | None = None
-    pool_size: int = 10
-    max_overflow: int = 10
+    pool_size: int = 5
+    max_overflow: int = 0
+    pool_wait_seconds: float = 10.0
     _owner_engine: Engine | None = field(default=None, repr=False)
     _app_engine: Engine | None = field(default=None, repr=False)
     _sessions: _sessionmaker[Session] | None = field(default=None, repr=False)
@@ -254,9 +255,11 @@ class Database:
         url = self.app_url or self.owner_url
         engine = create_engine(
             url,
-            pool_pre_ping=True,
+            # No ping per checkout (a round trip on every request): a connection found dead
+            # fails its request, and SQLAlchemy then drops every connection of the pool.
             pool_size=self.pool_size,
             max_overflow=self.max_overflow,
+            pool_timeout=self.pool_wait_seconds,
             # Errors and logs must never carry row values (phone numbers, notes...).
             hide_parameters=True,
         )
@@ -523,8 +526,9 @@ def open_database(
     app_database_url: str | None,
     data_dir: Path,
     *,
-    pool_size: int = 10,
-    max_overflow: int = 10,
+    pool_size: int = 5,
+    max_overflow: int = 0,
+    pool_wait_seconds: float = 10.0,
 ) -> tuple[Database, EmbeddedServer | None]:
     """The configured database, starting the embedded server when no URL is given."""
     server: EmbeddedServer | None = None
@@ -536,4 +540,11 @@ def open_database(
         server.tune(embedded_settings())
         owner = server.database_url()
         app = app or server.app_url(owner)
-    return Database(owner, app, pool_size=pool_size, max_overflow=max_overflow), server
+    database = Database(
+        owner,
+        app,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_wait_seconds=pool_wait_seconds,
+    )
+    return database, server
