@@ -25,7 +25,7 @@ from opdesk.consents import api as consents_api
 from opdesk.consents import web as consents_web
 from opdesk.consents.models import consent_label
 from opdesk.context import Clock, utc_now
-from opdesk.db import Database, EmbeddedServer, open_database
+from opdesk.db import Database, EmbeddedServer, open_configured
 from opdesk.demo import DEMO_SLUG
 from opdesk.documents import api as documents_api
 from opdesk.hotpool import HotPool
@@ -174,14 +174,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if database is None:
-            db, embedded = open_database(
-                settings.database_url,
-                settings.app_database_url,
-                settings.data_dir,
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_max_overflow,
-                pool_wait_seconds=settings.db_pool_wait_seconds,
-            )
+            db, embedded = open_configured(settings)
             _schema_ready(db, settings)
             app.state.db = db
             server.extend([embedded] if embedded else [])

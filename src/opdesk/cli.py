@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from opdesk.config import Settings, get_settings
 from opdesk.context import system_context
-from opdesk.db import Database, EmbeddedServer, open_database
+from opdesk.db import Database, EmbeddedServer, open_configured
 from opdesk.errors import DomainError
 from opdesk.logsetup import configure_logging
 from opdesk.migrate import schema_problem, upgrade
@@ -62,14 +62,7 @@ def runtime(migrate: bool | None = None, *, any_schema: bool = False) -> Iterato
     """
     settings = get_settings()
     configure_logging(settings.log_level)
-    db, server = open_database(
-        settings.database_url,
-        settings.app_database_url,
-        settings.data_dir,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_wait_seconds=settings.db_pool_wait_seconds,
-    )
+    db, server = open_configured(settings)
     try:
         if any_schema:
             pass

@@ -26,7 +26,10 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+if TYPE_CHECKING:
+    from opdesk.config import Settings
 
 from sqlalchemy import (
     Connection,
@@ -519,6 +522,18 @@ def drop_database(server_url: URL, name: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
+
+
+def open_configured(settings: Settings) -> tuple[Database, EmbeddedServer | None]:
+    """The database the settings name, with their pool."""
+    return open_database(
+        settings.database_url,
+        settings.app_database_url,
+        settings.data_dir,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_wait_seconds=settings.db_pool_wait_seconds,
+    )
 
 
 def open_database(

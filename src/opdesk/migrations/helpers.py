@@ -1,4 +1,6 @@
-"""SQL that every migration creating a tenant-scoped table repeats."""
+"""SQL that every migration creating a tenant-scoped table repeats, and the way to run
+a script of SQL functions.
+"""
 
 from __future__ import annotations
 
@@ -35,3 +37,13 @@ def enable_tenant_rls(table: str, column: str = "tenant_id") -> None:
 
 def grant_app(table: str, privileges: str = "SELECT, INSERT, UPDATE, DELETE") -> None:
     op.execute(f"GRANT {privileges} ON {table} TO {APP_ROLE}")
+
+
+def run_script(sql: str) -> None:
+    """Run ``sql`` (function bodies and all) exactly as written: straight to psycopg without
+    parameters, since SQLAlchemy would read ``:MI`` in a format string as a parameter, and
+    a parameterised psycopg call ``%`` as a placeholder.
+    """
+    driver = op.get_bind().connection.driver_connection
+    assert driver is not None
+    driver.execute(sql)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from opdesk.migrations.helpers import run_script
+
 revision = "0019"
 down_revision = "0018"
 branch_labels = None
@@ -179,11 +181,7 @@ $$;
 
 
 def upgrade() -> None:
-    # Straight to psycopg without parameters: SQLAlchemy would read ':MI' in a format
-    # string as a parameter, and a parameterised psycopg call '%' as a placeholder.
-    driver = op.get_bind().connection.driver_connection
-    assert driver is not None
-    driver.execute(FUNCTIONS)
+    run_script(FUNCTIONS)
 
 
 def downgrade() -> None:

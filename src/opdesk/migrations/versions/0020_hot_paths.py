@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from opdesk.migrations.helpers import run_script
+
 revision = "0020"
 down_revision = "0019"
 branch_labels = None
@@ -373,10 +375,7 @@ $$;
 
 
 def upgrade() -> None:
-    # Straight to psycopg without parameters (see 0019): '?' and ':' are SQL here.
-    driver = op.get_bind().connection.driver_connection
-    assert driver is not None
-    driver.execute(FUNCTIONS)
+    run_script(FUNCTIONS)
 
 
 def downgrade() -> None:
