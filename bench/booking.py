@@ -259,6 +259,46 @@ def double_bookings(db: Database, tenant_id: uuid.UUID) -> int:
     return int(doubled) + int(orphaned)
 
 
+def follow_ups(db: Database, settings: Settings, tenant_id: uuid.UUID) -> None:
+    """The work each API booking leaves to the worker (its draft invoice and reminders,
+    rule ``booked``), done now by one worker in this process: the server above ran none,
+    so its CPU per booking leaves this out, and a clinic's sustained rate needs both.
+    """
+    from opdesk.automation.worker import for_settings
+
+    def pending() -> int:
+        with transaction(db, system_context(tenant_id)) as session:
+            return int(
+                session.execute(
+                    text(
+                        "select count(*) from automation_events "
+                        "where rule = 'booked' and status = 'pending'"
+                    )
+                ).scalar_one()
+            )
+
+    waiting = pending()
+    worker = for_settings(db, settings, FieldCipher(load_keyring(settings)))
+    started, cpu = time.perf_counter(), time.process_time()
+    while pending():
+        worker.run_once()
+    wall, used = time.perf_counter() - started, time.process_time() - cpu
+    print(
+        f"  follow-ups (rule 'booked'): {waiting} in {wall:.1f} s by one worker = "
+        f"{waiting / wall:.0f}/s, worker CPU {used / max(waiting, 1) * 1000:.1f} ms each"
+    )
+
+
+def chain_check(db: Database, tenant_id: uuid.UUID) -> None:
+    """``opdesk audit verify`` over the clinic's chain after all of it."""
+    from opdesk.audit.verify import verify_tenant
+
+    started = time.perf_counter()
+    with db.owner_engine.connect() as conn:
+        report = verify_tenant(conn, tenant_id)
+    print(f"  audit verify: {report.describe()} ({time.perf_counter() - started:.1f} s)")
+
+
 # ------------------------------------------------------------------ pgbench
 
 
@@ -367,5 +407,7 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
             )
             print(f"    {cpu.per(len(outcome.booked), 'booking')}")
         print(f"  double bookings: {double_bookings(db, calendar.tenant_id)}")
+        follow_ups(db, settings, calendar.tenant_id)
+        chain_check(db, calendar.tenant_id)
         print(f"  slot search with {total:,} slots in the table:")
         search_timings(base, db, calendar)
