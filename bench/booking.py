@@ -389,8 +389,8 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
             base, calendar, warm, patients, clients=clients, seconds=WARM_UP, hold_first=True
         )
         for hold_first, label, target in (
-            (True, "hold + book", 0.15),
-            (False, "direct book", 0.25),
+            (True, "hold + book", 0.20),  # issue 16's targets
+            (False, "direct book", 0.30),
         ):
             slots = _pool(db, calendar, rng)
             job = partial(
