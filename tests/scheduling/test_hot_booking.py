@@ -299,3 +299,30 @@ def test_the_booked_rule_leaves_the_draft_invoice_and_reminders_of_a_hot_booking
     assert rules and "booked" not in rules  # the reminders and the no-show check wait
     with db.owner_engine.connect() as conn:
         assert verify_tenant(conn, tenant.id).ok
+
+
+def test_a_hot_booking_checked_in_before_its_follow_up_runs_still_gets_its_draft(
+    client: TestClient, db: Database, ident: Any, cipher: FieldCipher
+) -> None:
+    """The worker was slow (or down): the patient arrived and was checked in first."""
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
+    (patient,) = patients(db, ident, tenant, 1)
+    desk = desk_headers(db, ident, tenant)
+    made = client.post("/api/v1/appointments", json=booking(slots[0], patient), headers=desk)
+    assert made.status_code == 201, made.text
+    moved = client.post(
+        f"/api/v1/appointments/{made.json()['id']}/status",
+        json={"status": "checked-in"},
+        headers=desk,
+    )
+    assert moved.status_code == 200, moved.text
+    make_worker(db, cipher).run_once()
+    with clinic_session(db, tenant.id) as session:
+        invoice = session.execute(select(Invoice)).scalar_one()
+        reminders = session.execute(
+            select(func.count())
+            .select_from(AutomationEvent)
+            .where(AutomationEvent.rule.like("reminder%"), AutomationEvent.status == "pending")
+        ).scalar_one()
+    assert str(invoice.appointment_id) == made.json()["id"]
+    assert reminders == 0

@@ -86,6 +86,9 @@ ALL_RULES = (*MESSAGE_RULES, NO_SHOW)
 # An appointment whose messages still make sense: it has not been cancelled, missed or
 # seen yet.
 LIVE = frozenset({AppointmentStatus.REQUESTED, AppointmentStatus.CONFIRMED})
+SEEN = frozenset(
+    {AppointmentStatus.CHECKED_IN, AppointmentStatus.IN_CONSULT, AppointmentStatus.COMPLETED}
+)
 # Only a confirmed appointment can be marked no-show (the machine's rule).
 MISSABLE = frozenset({AppointmentStatus.CONFIRMED})
 
@@ -511,10 +514,20 @@ def follow_up_booking(session: Session, ctx: RequestContext, event: AutomationEv
     once the appointment no longer stands.
     """
     standing = _standing(session, event)
-    if standing is None:
+    if standing is not None:
+        appointment, slot = standing
+        on_booked(session, ctx, appointment, starts_at=slot.starts_at, ends_at=slot.ends_at)
         return
-    appointment, slot = standing
-    on_booked(session, ctx, appointment, starts_at=slot.starts_at, ends_at=slot.ends_at)
+    # Already seen (checked in, or done) before this ran: its reminders have nothing to
+    # say, but the fee must still wait at checkout.
+    try:
+        appointment = records.by_id(session, Appointment, event.entity_ref_id)
+    except NotFound:
+        return
+    if appointment.status in SEEN:
+        invoices.charge_booking(session, ctx, appointment)
+        if appointment.slot_id is not None:
+            on_hold_released(session, ctx, appointment.slot_id)
 
 
 # --------------------------------------------------------------------------- prepayment
