@@ -270,6 +270,15 @@ def test_invalid_input_from_a_caller_who_may_not_book_is_refused_for_who_they_ar
     assert client.post("/api/v1/appointments", json={}).status_code == 401
     desk = desk_headers(db, ident, tenant)
     assert client.post("/api/v1/appointments", json={}, headers=desk).status_code == 422
+    # The same with a malformed Idempotency-Key and an otherwise good request.
+    tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
+    (patient,) = patients(db, ident, tenant, 1)
+    body, bad_key = booking(slots[0], patient), {"Idempotency-Key": "tab\there"}
+    refused = client.post("/api/v1/appointments", json=body, headers={**pharmacist, **bad_key})
+    assert refused.status_code == 403
+    refused = client.post("/api/v1/appointments", json=body, headers={**desk, **bad_key})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
 def test_the_booked_rule_leaves_the_draft_invoice_and_reminders_of_a_hot_booking(

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opdesk import idempotency, metrics
 from opdesk.db import new_id
-from opdesk.errors import Conflict, DomainError, Forbidden, Unauthorized
+from opdesk.errors import Conflict, DomainError, Forbidden, InvalidInput, Unauthorized
 from opdesk.idempotency import Replay
 from opdesk.identity import sessions
 from opdesk.scheduling import booking
@@ -32,6 +32,7 @@ from opdesk.web.deps import (
     CSRF_HEADER,
     answer,
     bearer_or_cookie,
+    caller_refusal,
     end_expired,
     form_token,
     request_context,
@@ -53,7 +54,7 @@ async def book(request: Request, body: BookingIn, key: str | None) -> JSONRespon
     if token is None or tenant is None:
         raise Unauthorized("sign in first")
     if key is not None:
-        idempotency.check_key(key)
+        await _check_key(request, key)
     ctx = await request_context(request)
     fields = body.model_dump(mode="json")
     try:
@@ -124,6 +125,17 @@ def _refusal(ctx: Any, body: BookingIn, outcome: dict[str, Any]) -> DomainError:
     kind = "conflict" if isinstance(refused, Conflict) else "refused"
     metrics.BOOKINGS.labels(kind).inc()
     return refused
+
+
+async def _check_key(request: Request, key: str) -> None:
+    """A malformed key is refused, but a caller who may not book is told that first."""
+    try:
+        idempotency.check_key(key)
+    except InvalidInput:
+        refusal = await caller_refusal(request, ACTION)
+        if refusal is not None:
+            raise refusal from None
+        raise
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
