@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from opdesk import idempotency, metrics
+from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, DomainError, Forbidden, InvalidInput, Unauthorized
 from opdesk.idempotency import Replay
@@ -92,7 +93,11 @@ async def book(request: Request, body: BookingIn, key: str | None) -> JSONRespon
 
 
 async def _answer(
-    request: Request, ctx: Any, tenant: uuid.UUID, body: BookingIn, outcome: dict[str, Any]
+    request: Request,
+    ctx: RequestContext,
+    tenant: uuid.UUID,
+    body: BookingIn,
+    outcome: dict[str, Any],
 ) -> JSONResponse:
     kind = outcome["answer"]
     if kind == "booked":
@@ -109,17 +114,17 @@ async def _answer(
     raise _refusal(ctx, body, outcome)
 
 
-def _refusal(ctx: Any, body: BookingIn, outcome: dict[str, Any]) -> DomainError:
-    answer = outcome["answer"]
-    if answer in ("signed-out", "expired"):
+def _refusal(ctx: RequestContext, body: BookingIn, outcome: dict[str, Any]) -> DomainError:
+    kind = outcome["answer"]
+    if kind in ("signed-out", "expired"):
         return Unauthorized("sign in first")
-    if answer == "csrf":
+    if kind == "csrf":
         return Forbidden("the form expired or came from elsewhere; reload the page and try again")
-    if answer == "stage":
+    if kind == "stage":
         return Unauthorized("finish signing in first", stage=outcome["stage"])
-    if answer == "forbidden":
+    if kind == "forbidden":
         return Forbidden(f"a {outcome['role']} may not do {ACTION}", action=ACTION)
-    if answer == "key-reused":
+    if kind == "key-reused":
         return Conflict("this Idempotency-Key was already used for a different request")
     refused = booking.refused(ctx, body.slot_id, body.patient_id, body.visit_type, outcome)
     kind = "conflict" if isinstance(refused, Conflict) else "refused"
