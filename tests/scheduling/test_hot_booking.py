@@ -281,15 +281,24 @@ def test_invalid_input_from_a_caller_who_may_not_book_is_refused_for_who_they_ar
     assert refused.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
-def test_the_booked_rule_leaves_the_draft_invoice_and_reminders_of_a_hot_booking(
-    client: TestClient, db: Database, ident: Any, cipher: FieldCipher
-) -> None:
+def booked_by_the_desk(
+    client: TestClient, db: Database, ident: Any
+) -> tuple[Tenant, str, dict[str, str]]:
+    """A new clinic's one slot booked through the hot route: the clinic, the appointment's
+    id and the desk's headers.
+    """
     tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
     (patient,) = patients(db, ident, tenant, 1)
     desk = desk_headers(db, ident, tenant)
     made = client.post("/api/v1/appointments", json=booking(slots[0], patient), headers=desk)
     assert made.status_code == 201, made.text
-    appointment_id = made.json()["id"]
+    return tenant, made.json()["id"], desk
+
+
+def test_the_booked_rule_leaves_the_draft_invoice_and_reminders_of_a_hot_booking(
+    client: TestClient, db: Database, ident: Any, cipher: FieldCipher
+) -> None:
+    tenant, appointment_id, _desk = booked_by_the_desk(client, db, ident)
     with clinic_session(db, tenant.id) as session:
         rules = set(session.execute(select(AutomationEvent.rule)).scalars())
         drafts = session.execute(select(func.count()).select_from(Invoice)).scalar_one()
@@ -314,13 +323,9 @@ def test_a_hot_booking_checked_in_before_its_follow_up_runs_still_gets_its_draft
     client: TestClient, db: Database, ident: Any, cipher: FieldCipher
 ) -> None:
     """The worker was slow (or down): the patient arrived and was checked in first."""
-    tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
-    (patient,) = patients(db, ident, tenant, 1)
-    desk = desk_headers(db, ident, tenant)
-    made = client.post("/api/v1/appointments", json=booking(slots[0], patient), headers=desk)
-    assert made.status_code == 201, made.text
+    tenant, appointment_id, desk = booked_by_the_desk(client, db, ident)
     moved = client.post(
-        f"/api/v1/appointments/{made.json()['id']}/status",
+        f"/api/v1/appointments/{appointment_id}/status",
         json={"status": "checked-in"},
         headers=desk,
     )
@@ -333,5 +338,5 @@ def test_a_hot_booking_checked_in_before_its_follow_up_runs_still_gets_its_draft
             .select_from(AutomationEvent)
             .where(AutomationEvent.rule.like("reminder%"), AutomationEvent.status == "pending")
         ).scalar_one()
-    assert str(invoice.appointment_id) == made.json()["id"]
+    assert str(invoice.appointment_id) == appointment_id
     assert reminders == 0
