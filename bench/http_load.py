@@ -68,6 +68,12 @@ class Server:
             # mid-run, dropping its connections and spending a start-up's CPU.
             "--timeout-worker-healthcheck", "120",
         ]  # fmt: skip
+        if os.environ.get("BENCH_SERVER") == "granian":  # to compare (pip install granian)
+            self.args = [
+                sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+                "opdesk.app:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(workers), "--no-ws", "--log-level", "warning",
+            ]  # fmt: skip
 
     def __enter__(self) -> str:
         self.process = subprocess.Popen(self.args, env=self.env)
