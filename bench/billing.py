@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from bench.booking import pgbench_tps
 from bench.clinic import bench_clinic
-from bench.http_load import WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
+from bench.http_load import SERVER, WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
 from bench.patient_search import load as load_patients
 from opdesk.billing import ledger
 from opdesk.config import Settings
@@ -129,7 +129,7 @@ def numbers_are_consecutive(db: Database, tenant_id: Any) -> tuple[int, bool]:
 
 def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.0) -> None:
     settings = Settings(_env_file=None, data_dir=data_dir, fast_password_hashing=True)
-    print(f"\nbilling ({clients} client processes, OPDesk on uvicorn with {WORKERS} workers)")
+    print(f"\nbilling ({clients} client processes, OPDesk on {SERVER} with {WORKERS} workers)")
     cipher = FieldCipher(load_keyring(settings))
     tenant_id, token = bench_clinic(db, Identity.create(settings, cipher))
     load_patients(db, cipher, tenant_id, 1, PATIENTS + 1)

@@ -35,7 +35,7 @@ import httpx
 from sqlalchemy import text
 
 from bench.clinic import bench_clinic
-from bench.http_load import WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
+from bench.http_load import SERVER, WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
 from opdesk.context import system_context
@@ -374,7 +374,7 @@ def search_timings(base: str, db: Database, calendar: Calendar) -> None:
 
 def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.0) -> None:
     settings = Settings(_env_file=None, data_dir=data_dir, fast_password_hashing=True)
-    print(f"\nbooking ({clients} client processes, OPDesk on uvicorn with {WORKERS} workers)")
+    print(f"\nbooking ({clients} client processes, OPDesk on {SERVER} with {WORKERS} workers)")
     calendar = prepare(db, settings)
     with db.owner_engine.connect() as conn:
         total = conn.execute(text("select count(*) from slots")).scalar_one()

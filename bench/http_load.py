@@ -28,6 +28,8 @@ from opdesk.db import Database
 # processes alone left the cores partly idle (measured 127/s with 3, 143/s with 4).
 # As `opdesk serve` runs by default (bench/booking.py measured 2 against 4 on two cores).
 WORKERS = 2
+# The server the benches run OPDesk on: uvicorn (as `opdesk serve`), or granian to compare.
+SERVER = os.environ.get("BENCH_SERVER", "uvicorn")
 # Unmeasured load before a measured run: a worker's first requests import and build
 # what it uses lazily and open its database connections (about half a CPU second each).
 WARM_UP = 2.0
@@ -68,7 +70,7 @@ class Server:
             # mid-run, dropping its connections and spending a start-up's CPU.
             "--timeout-worker-healthcheck", "120",
         ]  # fmt: skip
-        if os.environ.get("BENCH_SERVER") == "granian":  # to compare (pip install granian)
+        if SERVER == "granian":  # pip install granian
             self.args = [
                 sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
                 "opdesk.app:create_app", "--host", "127.0.0.1", "--port", str(self.port),

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench.clinic import bench_clinic
-from bench.http_load import WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
+from bench.http_load import SERVER, WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
 from bench.patient_search import _name_queries
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
@@ -79,7 +79,7 @@ def asks(rng: random.Random, phones: list[str]) -> list[tuple[str, str]]:
 def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.0) -> None:
     settings = Settings(_env_file=None, data_dir=data_dir, fast_password_hashing=True)
     print(
-        f"\npatient search over HTTP ({clients} client processes, OPDesk on uvicorn with "
+        f"\npatient search over HTTP ({clients} client processes, OPDesk on {SERVER} with "
         f"{WORKERS} workers)"
     )
     cipher = FieldCipher(load_keyring(settings))
