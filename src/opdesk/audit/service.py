@@ -171,7 +171,9 @@ def append_chain(session: Session, events: list[PendingEvent]) -> None:
 
 
 def _as_row(pending: PendingEvent) -> dict[str, Any]:
-    return {k: jsonable(v) for k, v in vars(pending).items()}
+    # The diff was made plain JSON when the event was recorded; the rest are ids and a time.
+    fields = vars(pending)
+    return {k: v if k == "diff" else jsonable(v) for k, v in fields.items()}
 
 
 _APPEND = text("select audit_append(:t, cast(:events as jsonb))")
