@@ -1,25 +1,28 @@
 """An appointment's life: moves along its machine, tokens at check-in, walk-ins, reschedules.
 
-Every change of status goes through :func:`opdesk.states.transition` with the table
-``APPOINTMENT`` (``scheduling/models.py``): the row is locked, the move checked, the
-matching ``timeline_*`` field stamped and an audit event with from/to written. A slot that
-frees up (cancellation, reschedule, a future no-show) goes to the first waiting patient.
+Every change of status is one statement, ``opdesk_move`` (migration 0022), given what the
+table ``APPOINTMENT`` (``scheduling/models.py``) says of the target: the row is locked,
+the move checked, the matching ``timeline_*`` field stamped, a token handed out at
+check-in and an audit event with from/to described. The API's desk moves call the same
+function through ``opdesk_api_move`` (``scheduling/hot.py``). A slot that frees up
+(cancellation, reschedule, a future no-show) goes to the first waiting patient.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, case, exists, select, text, update
 from sqlalchemy.orm import Session
 
-from opdesk import audit, records, states
+from opdesk import audit, records
 from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import Conflict
+from opdesk.errors import Conflict, DomainError, NotFound
 from opdesk.patients.models import Patient
 from opdesk.scheduling import booking, service, waitlist
 from opdesk.scheduling.models import (
@@ -28,7 +31,6 @@ from opdesk.scheduling.models import (
     AppointmentStatus,
     AvailabilityException,
     DoctorProfile,
-    QueueCounter,
     Slot,
     SlotStatus,
 )
@@ -40,26 +42,17 @@ RELEASING = frozenset({AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW})
 
 
 def next_token(session: Session, ctx: RequestContext, doctor_id: uuid.UUID, day: date) -> int:
-    """The next OPD token for one doctor on one day; concurrent check-ins never share one."""
+    """The next OPD token for one doctor on one day; concurrent check-ins never share one
+    (``opdesk_token``, migration 0022).
+    """
     assert ctx.tenant_id is not None
     bumped = session.execute(
-        insert(QueueCounter)
-        .values(tenant_id=ctx.tenant_id, doctor_id=doctor_id, day=day, last_token=1)
-        .on_conflict_do_update(
-            index_elements=["tenant_id", "doctor_id", "day"],
-            set_={"last_token": QueueCounter.last_token + 1},
-        )
-        .returning(QueueCounter.last_token)
+        _TOKEN, {"tenant": ctx.tenant_id, "doctor": doctor_id, "day": day}
     ).scalar_one()
     return int(bumped)
 
 
-def _give_token(session: Session, ctx: RequestContext, appointment: Appointment) -> None:
-    today = tenants.today_at_clinic(session, ctx)
-    if appointment.token_number is not None and appointment.queue_date == today:
-        return  # a late arrival checked in again keeps the token they had
-    appointment.queue_date = today
-    appointment.token_number = next_token(session, ctx, appointment.doctor_id, today)
+_TOKEN = text("select opdesk_token(:tenant, :doctor, :day)")
 
 
 def transition(
@@ -70,38 +63,82 @@ def transition(
     appointment_id: uuid.UUID,
     to: str,
 ) -> Appointment:
-    """Move an appointment to ``to`` if ``APPOINTMENT`` allows it; 409 naming both states
-    if not.
+    """Move an appointment to ``to`` if ``APPOINTMENT`` allows it (409 naming both states
+    if not), then do what follows the move.
     """
-    appointment = records.by_id(session, Appointment, appointment_id, lock=True)
-    return _move(session, ctx, offers, appointment, to)
+    appointment = move(session, ctx, appointment_id, to)
+    after_move(session, ctx, offers, appointment)
+    return appointment
 
 
 def confirm(session: Session, ctx: RequestContext, appointment_id: uuid.UUID) -> Appointment:
     """A requested appointment is confirmed (its online payment arrived). Its slot is
     already booked for it, so nothing moves on the slot and nobody is offered anything.
     """
-    appointment = records.by_id(session, Appointment, appointment_id, lock=True)
-    states.transition(session, ctx, appointment, AppointmentStatus.CONFIRMED, APPOINTMENT)
+    appointment = move(session, ctx, appointment_id, AppointmentStatus.CONFIRMED)
     clinic_rules.on_status_changed(session, ctx, appointment)
     return appointment
 
 
-def _move(
-    session: Session,
-    ctx: RequestContext,
-    offers: waitlist.Offers,
-    appointment: Appointment,
-    to: str,
-) -> Appointment:
-    states.transition(session, ctx, appointment, to, APPOINTMENT)
+@dataclass(frozen=True)
+class MoveRule:
+    """What ``opdesk_move`` needs to know of the lifecycle's table for one target: the
+    statuses it may be reached from and the timeline column it stamps.
+    """
+
+    target: str
+    allowed_from: list[str]
+    stamp: str
+
+
+def move_rule(to: str) -> MoveRule:
+    allowed_from = [s.value for s in AppointmentStatus if APPOINTMENT.allows(s, to)]
+    known = to in set(AppointmentStatus)
+    stamp = APPOINTMENT.timeline[AppointmentStatus(to)] if known else "updated_at"
+    return MoveRule(str(to), allowed_from, stamp)
+
+
+def move_refusal(appointment_id: uuid.UUID, to: str, outcome: dict[str, Any]) -> DomainError:
+    """The words for ``opdesk_move``'s refusal."""
+    if outcome["refused"] == "unknown":
+        return NotFound(f"no appointment with id {appointment_id}")
+    return APPOINTMENT.refuse(outcome["from"], to)
+
+
+def move(session: Session, ctx: RequestContext, appointment_id: uuid.UUID, to: str) -> Appointment:
+    """The move itself, in one statement (``opdesk_move``, migration 0022): the row locked
+    and checked, the status and timeline stamped, a token at check-in, the audit event.
+    """
+    rule = move_rule(to)
+    outcome = session.execute(
+        _MOVE,
+        {
+            "appointment": appointment_id,
+            "target": rule.target,
+            "allowed_from": rule.allowed_from,
+            "stamp": rule.stamp,
+            "at": ctx.now(),
+        },
+    ).scalar_one()
+    if "refused" in outcome:
+        raise move_refusal(appointment_id, to, outcome)
+    booking.record_event(ctx, outcome["audit"])
+    # The statement changed the row behind the ORM's back: read it afresh (still locked).
+    return records.by_id(session, Appointment, appointment_id, lock=True)
+
+
+_MOVE = text("select opdesk_move(:appointment, :target, :allowed_from, :stamp, :at)")
+
+
+def after_move(
+    session: Session, ctx: RequestContext, offers: waitlist.Offers, appointment: Appointment
+) -> None:
+    """What follows a move: the appointment's pending events and charge as its new status
+    wants them (``clinic_rules.on_status_changed``), and a slot given up offered on.
+    """
     clinic_rules.on_status_changed(session, ctx, appointment)
-    if appointment.status == AppointmentStatus.CHECKED_IN:
-        _give_token(session, ctx, appointment)
-        session.flush()
     if appointment.status in RELEASING and appointment.slot_id is not None:
         _release(session, ctx, offers, appointment.slot_id)
-    return appointment
 
 
 def _release(
@@ -188,7 +225,7 @@ def reschedule(
             ),
         ),
     )
-    _move(session, ctx, offers, old, AppointmentStatus.CANCELLED)
+    transition(session, ctx, offers, appointment_id=old.id, to=AppointmentStatus.CANCELLED)
     return new
 
 
@@ -221,7 +258,8 @@ def walk_in(
         created_by=ctx.actor_id,
         updated_at=now,
     )
-    _give_token(session, ctx, appointment)
+    appointment.queue_date = tenants.today_at_clinic(session, ctx)
+    appointment.token_number = next_token(session, ctx, doctor.id, appointment.queue_date)
     session.add(appointment)
     session.flush()
     audit.record(
