@@ -12,20 +12,15 @@ from typing import Any
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from opdesk.audit.models import AuditEvent
 from opdesk.audit.verify import verify_tenant
 from opdesk.automation.models import AutomationEvent
 from opdesk.billing.models import Invoice
-from opdesk.context import system_context
 from opdesk.db import Database
-from opdesk.idempotency import IdempotentRequest
-from opdesk.identity import sessions
-from opdesk.scheduling.models import Appointment, Slot
+from opdesk.scheduling.models import Appointment
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy.models import Tenant
-from opdesk.uow import transaction
 from tests.factories import (
     bearer,
     clinic_session,
@@ -34,45 +29,12 @@ from tests.factories import (
     make_user,
     open_session,
     patients,
-    unaudited,
 )
 from tests.factories.automation import make_worker
+from tests.factories.hot import REFUSED_SESSIONS, booking_body, desk_headers, written
 
 # Each patient races for every slot of the morning: each booking is meant.
 ANOTHER = {"allowNearDuplicate": True}
-
-
-def booking(slot: Any, patient: Any, **more: Any) -> dict[str, Any]:
-    return {
-        "slotId": str(slot.id),
-        "patientId": str(patient.id),
-        "visitType": "consultation",
-        **more,
-    }
-
-
-def desk_headers(db: Database, ident: Any, tenant: Tenant) -> dict[str, str]:
-    return bearer(open_session(db, ident, make_user(db, ident, tenant, "frontdesk")))
-
-
-def written(db: Database, tenant: Tenant) -> dict[str, int]:
-    """What a booking writes, counted: nothing of it may change when one is refused. (An
-    expired session is ended, and that is audited: the trail of sessions is not counted.)
-    """
-    with clinic_session(db, tenant.id) as session:
-
-        def count(model: Any, *where: Any) -> int:
-            return int(
-                session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
-            )
-
-        return {
-            "appointments": count(Appointment),
-            "audit events": count(AuditEvent, AuditEvent.entity_collection != "sessions"),
-            "automation events": count(AutomationEvent),
-            "idempotency keys": count(IdempotentRequest),
-            "booked slots": count(Slot, Slot.status == "booked"),
-        }
 
 
 def test_200_concurrent_bookings_over_http_on_20_slots_make_exactly_20(
@@ -97,7 +59,7 @@ def test_200_concurrent_bookings_over_http_on_20_slots_make_exactly_20(
             for k in range(10):
                 answer = client.post(
                     "/api/v1/appointments",
-                    json=booking(slots[(worker + k) % 20], people[worker * 10 + k]),
+                    json=booking_body(slots[(worker + k) % 20], people[worker * 10 + k]),
                     headers=headers[worker % 4],
                 )
                 outcomes.append(answer.status_code)
@@ -152,10 +114,10 @@ def test_a_lapsing_hold_raced_by_its_holder_and_a_newcomer_books_once(
             racers = [
                 threading.Thread(
                     target=send,
-                    args=(booking(slot, holder, holdToken=hold["holdToken"], **ANOTHER), desk),
+                    args=(booking_body(slot, holder, holdToken=hold["holdToken"], **ANOTHER), desk),
                 ),
                 threading.Thread(
-                    target=send, args=(booking(slot, newcomer, **ANOTHER), other_desk)
+                    target=send, args=(booking_body(slot, newcomer, **ANOTHER), other_desk)
                 ),
             ]
             for racer in racers:
@@ -170,60 +132,7 @@ def test_a_lapsing_hold_raced_by_its_holder_and_a_newcomer_books_once(
     assert sorted(n for _slot, n in per_slot) == [1] * len(slots)
 
 
-def _expired(db: Database, ident: Any, tenant: Tenant) -> str:
-    """A session left idle past its limit."""
-    user = make_user(db, ident, tenant, "frontdesk")
-    long_ago = system_context(tenant.id).now() - ident.idle("frontdesk") - timedelta(minutes=1)
-    return open_session(db, ident, user, clock=lambda: long_ago)
-
-
-def _revoked(db: Database, ident: Any, tenant: Tenant) -> str:
-    user = make_user(db, ident, tenant, "frontdesk")
-    token = open_session(db, ident, user)
-    ctx = system_context(tenant.id)
-    with transaction(db, ctx) as session:
-        sessions.end_all(session, ctx, user_id=user.id, reason="signed-out")
-    return token
-
-
-def _deactivated(db: Database, ident: Any, tenant: Tenant) -> str:
-    user = make_user(db, ident, tenant, "frontdesk")
-    token = open_session(db, ident, user)
-    # Straight in the table: deactivating through the service would end the session too,
-    # and this is the case of a session left behind by a user deactivated since.
-    with clinic_session(db, tenant.id) as session:
-        unaudited(session)
-        session.execute(text("update users set active = false where id = :u"), {"u": user.id})
-    return token
-
-
-def _other_clinics(db: Database, ident: Any, tenant: Tenant) -> str:
-    other = make_tenant(db, "Elsewhere Clinic")
-    return open_session(db, ident, make_user(db, ident, other, "admin"))
-
-
-def _patients(db: Database, ident: Any, tenant: Tenant) -> str:
-    (person,) = patients(db, ident, tenant, 1)
-    user = make_user(db, ident, tenant, "patient")
-    del person
-    return open_session(db, ident, user)
-
-
-def _mid_sign_in(db: Database, ident: Any, tenant: Tenant) -> str:
-    return open_session(db, ident, make_user(db, ident, tenant, "frontdesk"), stage="mfa")
-
-
-@pytest.mark.parametrize(
-    ("make_token", "status"),
-    [
-        (_expired, 401),
-        (_revoked, 401),
-        (_deactivated, 401),
-        (_mid_sign_in, 401),
-        (_other_clinics, 404),  # scoped to its own clinic, this clinic's slot is unknown
-        (_patients, 403),
-    ],
-)
+@pytest.mark.parametrize(("make_token", "status"), REFUSED_SESSIONS)
 def test_a_session_that_may_not_book_is_refused_with_nothing_written(
     client: TestClient, db: Database, ident: Any, make_token: Any, status: int
 ) -> None:
@@ -233,7 +142,7 @@ def test_a_session_that_may_not_book_is_refused_with_nothing_written(
     before = written(db, tenant)
     answer = client.post(
         "/api/v1/appointments",
-        json=booking(slots[0], patient),
+        json=booking_body(slots[0], patient),
         headers={**bearer(token), "Idempotency-Key": "try-1"},
     )
     assert answer.status_code == status, answer.text
@@ -249,7 +158,7 @@ def test_a_refused_booking_writes_nothing_and_frees_its_idempotency_key(
     desk = {**desk_headers(db, ident, tenant), "Idempotency-Key": "k-1"}
     before = written(db, tenant)
     wrong_type = client.post(
-        "/api/v1/appointments", json=booking(slots[0], patient, visitType="new"), headers=desk
+        "/api/v1/appointments", json=booking_body(slots[0], patient, visitType="new"), headers=desk
     )
     assert wrong_type.status_code == 422
     assert wrong_type.json()["errors"] == [
@@ -257,7 +166,7 @@ def test_a_refused_booking_writes_nothing_and_frees_its_idempotency_key(
     ]
     assert written(db, tenant) == before
     # The key was given back with the refusal: the corrected request books.
-    booked = client.post("/api/v1/appointments", json=booking(slots[0], patient), headers=desk)
+    booked = client.post("/api/v1/appointments", json=booking_body(slots[0], patient), headers=desk)
     assert booked.status_code == 201, booked.text
 
 
@@ -273,7 +182,7 @@ def test_invalid_input_from_a_caller_who_may_not_book_is_refused_for_who_they_ar
     # The same with a malformed Idempotency-Key and an otherwise good request.
     tenant, _doctor, slots = clinic_with_slots(db, ident, 1, tenant)
     (patient,) = patients(db, ident, tenant, 1)
-    body, bad_key = booking(slots[0], patient), {"Idempotency-Key": "tab\there"}
+    body, bad_key = booking_body(slots[0], patient), {"Idempotency-Key": "tab\there"}
     refused = client.post("/api/v1/appointments", json=body, headers={**pharmacist, **bad_key})
     assert refused.status_code == 403
     refused = client.post("/api/v1/appointments", json=body, headers={**desk, **bad_key})
@@ -290,12 +199,12 @@ def booked_by_the_desk(
     tenant, _doctor, slots = clinic_with_slots(db, ident, 1)
     (patient,) = patients(db, ident, tenant, 1)
     desk = desk_headers(db, ident, tenant)
-    made = client.post("/api/v1/appointments", json=booking(slots[0], patient), headers=desk)
+    made = client.post("/api/v1/appointments", json=booking_body(slots[0], patient), headers=desk)
     assert made.status_code == 201, made.text
     return tenant, made.json()["id"], desk
 
 
-def test_the_booked_rule_leaves_the_draft_invoice_and_reminders_of_a_hot_booking(
+def test_the_booked_rule_leaves_the_draft_invoice_and_reminders_of_a_hot_booking_body(
     client: TestClient, db: Database, ident: Any, cipher: FieldCipher
 ) -> None:
     tenant, appointment_id, _desk = booked_by_the_desk(client, db, ident)

@@ -71,8 +71,10 @@ REMINDER_2H = "reminder-2h"
 NO_SHOW = "no-show"
 OFFER_EXPIRY = "waitlist-offer-expiry"
 HOLD_EXPIRY = "hold-expiry"
-# The follow-up work of a booking made in one statement (migration 0020 names it too).
+# The follow-up work of a booking and of a desk move made in one statement (migrations
+# 0020 and 0022 name them too).
 BOOKED = "booked"
+MOVED = "moved"
 PREPAY_LAPSE = "prepay-lapse"
 PREPAID_CANCELLED = "prepaid-cancelled"
 
@@ -307,6 +309,10 @@ def on_offer_answered(session: Session, ctx: RequestContext, offer_id: uuid.UUID
     )
 
 
+def hold_payload(expires_at: datetime) -> dict[str, Any]:
+    return {"expiresAt": expires_at.isoformat()}
+
+
 def on_held(
     session: Session, ctx: RequestContext, *, slot_id: uuid.UUID, expires_at: datetime
 ) -> None:
@@ -319,7 +325,7 @@ def on_held(
         entity_id=slot_id,
         when=expires_at,
         dedupe_key=hold_key(slot_id, expires_at),
-        payload={"expiresAt": expires_at.isoformat()},
+        payload=hold_payload(expires_at),
     )
 
 
@@ -528,6 +534,24 @@ def follow_up_booking(session: Session, ctx: RequestContext, event: AutomationEv
         invoices.charge_booking(session, ctx, appointment)
         if appointment.slot_id is not None:
             on_hold_released(session, ctx, appointment.slot_id)
+
+
+@rule(MOVED)
+def follow_up_move(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
+    """A desk move made in one statement (``opdesk_api_move``) leaves what follows it here
+    (``lifecycle.after_move``, as a move through the services does at once): pending
+    reminders cancelled, a missed visit's charge dropped, a slot given up offered on.
+    Once the appointment has moved again, that later move's own follow-up decides.
+    """
+    from opdesk.scheduling import lifecycle
+
+    try:
+        appointment = records.by_id(session, Appointment, event.entity_ref_id, lock=True)
+    except NotFound:
+        return
+    if appointment.status != event.payload.get("to"):
+        return
+    lifecycle.after_move(session, ctx, _offers(session, event), appointment)
 
 
 # --------------------------------------------------------------------------- prepayment

@@ -7,7 +7,9 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
+from opdesk.context import RequestContext
 from opdesk.errors import FieldError, InvalidInput
 from opdesk.identity.sessions import Principal
 from opdesk.scheduling import away as doctor_away
@@ -55,7 +57,19 @@ from opdesk.scheduling.schemas import (
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.permissions import allowed
 from opdesk.tenancy import service as tenants
-from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, HotPath, acting
+from opdesk.uow import transaction
+from opdesk.web.deps import (
+    AppSettings,
+    Cipher,
+    Ctx,
+    DbSession,
+    HotPath,
+    act_as,
+    acting,
+    caller_refusal,
+    request_context,
+    signed_in,
+)
 
 router = APIRouter(tags=["scheduling"], responses=PROBLEM_RESPONSES)
 Reader = Annotated[Principal, acting("appointments:read")]
@@ -331,18 +345,15 @@ def next_available(
     ]
 
 
-@router.post("/slots/{slot_id}/hold", response_model=HoldOut, status_code=201)
-def hold_slot(
-    slot_id: uuid.UUID,
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    _: Writer,
-    hold_for: HoldFor,
-) -> HoldOut:
+@router.post(
+    "/slots/{slot_id}/hold",
+    response_model=HoldOut,
+    status_code=201,
+    dependencies=[Depends(HotPath(hot.ACTION))],
+)
+async def hold_slot(slot_id: uuid.UUID, request: Request, hold_for: HoldFor) -> Any:
     """Keep a slot for a few minutes; only the returned token can book it meanwhile."""
-    held = booking.hold(session, ctx, slot_id=slot_id, hold_for=hold_for)
-    return HoldOut(slot_id=held.slot_id, hold_token=held.token, expires_at=held.expires_at)
+    return await hot.hold(request, slot_id, hold_for)
 
 
 @router.post("/slots/{slot_id}/block", response_model=SlotOut)
@@ -426,23 +437,39 @@ def get_appointment(
     return AppointmentOut.of(appointment)
 
 
-@router.post("/appointments/{appointment_id}/status", response_model=AppointmentOut)
-def change_status(
-    body: TransitionIn,
-    request: Request,
-    session: DbSession,
-    ctx: Ctx,
-    _: Writer,
-    appointment: InPath,
-    offers: Offers,
-) -> AppointmentOut:
+@router.post(
+    "/appointments/{appointment_id}/status",
+    response_model=AppointmentOut,
+    dependencies=[Depends(HotPath(hot.ACTION))],
+)
+async def change_status(
+    appointment_id: uuid.UUID, body: TransitionIn, request: Request, offers: Offers
+) -> Any:
     """Move along the lifecycle; a move the table forbids is 409 naming both states.
     Check-in hands out the day's next token for the doctor.
     """
-    appointment = lifecycle.transition(
-        session, ctx, offers, appointment_id=appointment.id, to=body.status
-    )
-    return AppointmentOut.of(appointment)
+    if body.status in hot.DESK_MOVES:
+        return await hot.move(request, appointment_id, body.status)
+    refusal = await caller_refusal(request, hot.ACTION)
+    if refusal is not None:
+        raise refusal
+    ctx = act_as(await request_context(request), signed_in(request.state.principal))
+    return await run_in_threadpool(_move_by_service, request, ctx, offers, appointment_id, body)
+
+
+def _move_by_service(
+    request: Request,
+    ctx: RequestContext,
+    offers: Offers,
+    appointment_id: uuid.UUID,
+    body: TransitionIn,
+) -> AppointmentOut:
+    """Confirming and cancelling: the move and all that follows it, in one transaction."""
+    with transaction(request.app.state.db, ctx) as session:
+        moved = lifecycle.transition(
+            session, ctx, offers, appointment_id=appointment_id, to=body.status
+        )
+        return AppointmentOut.of(moved)
 
 
 @router.post(

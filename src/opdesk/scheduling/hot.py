@@ -1,34 +1,41 @@
-"""Booking through the API in one statement (``opdesk_api_book``, migration 0020).
+"""The desk's busiest API writes in one statement each (DESIGN, "Hot paths").
 
-The route does what needs the application's keys or its words: the same-origin and form
+``POST /api/v1/appointments`` (``opdesk_api_book``), ``POST /api/v1/slots/{id}/hold``
+(``opdesk_api_hold``) and the desk's moves through ``POST
+/api/v1/appointments/{id}/status`` (``opdesk_api_move``; migrations 0020 and 0022). The
+route does what needs the application's keys or its words: the same-origin and form
 token checks of a browser's write, the request's fingerprint for its Idempotency-Key,
 and the refusal in words. PostgreSQL does the rest in one round trip: the session, its
-clinic and permission, the key, the booking, the audit events, and the booking's
-follow-up work, which the worker's ``booked`` rule does moments later (the draft
-invoice, the reminders). Answers are the same as the service path's, body for body.
+clinic and permission, the write, the audit events, and the follow-up work the worker
+does moments later (a booking's draft invoice and reminders, a hold's expiry, what
+follows a move). Answers are the same as the service path's, body for body.
 """
 
 from __future__ import annotations
 
 import hmac
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
 from opdesk import idempotency, metrics
+from opdesk.automation import clinic_rules
 from opdesk.context import RequestContext
 from opdesk.db import new_id
-from opdesk.errors import Conflict, DomainError, Forbidden, InvalidInput, Unauthorized
+from opdesk.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from opdesk.idempotency import Replay
 from opdesk.identity import sessions
-from opdesk.scheduling import booking
-from opdesk.scheduling.schemas import AppointmentOut, BookingIn
+from opdesk.scheduling import booking, lifecycle
+from opdesk.scheduling.models import AppointmentStatus
+from opdesk.scheduling.schemas import AppointmentOut, BookingIn, HoldOut
 from opdesk.security.permissions import ROLES, allowed
-from opdesk.security.tokens import tenant_of, token_hash
+from opdesk.security.tokens import random_token, tenant_of, token_hash
 from opdesk.web.deps import (
     CSRF_HEADER,
     answer,
@@ -40,65 +47,91 @@ from opdesk.web.deps import (
 )
 
 ACTION = "appointments:write"
-ROLES_ALLOWED = [role for role in ROLES if allowed(role, ACTION)]
-
-_BOOK = (
-    "select opdesk_api_book(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s, %s, %s, %s, %s)"
+# The moves the desk makes all day. Confirming (a payment arrived) and cancelling (money
+# settled, the slot offered on at once) keep the services' path.
+DESK_MOVES = frozenset(
+    {
+        AppointmentStatus.CHECKED_IN,
+        AppointmentStatus.IN_CONSULT,
+        AppointmentStatus.COMPLETED,
+        AppointmentStatus.NO_SHOW,
+    }
 )
 
+_BOOK = "select opdesk_api_book(" + ", ".join(["%s"] * 21) + ")"
+_HOLD = "select opdesk_api_hold(" + ", ".join(["%s"] * 15) + ")"
+_MOVE = "select opdesk_api_move(" + ", ".join(["%s"] * 14) + ")"
 
-async def book(request: Request, body: BookingIn, key: str | None) -> JSONResponse:
-    """``POST /api/v1/appointments``: see ``scheduling.api.book_appointment``."""
+
+async def call(
+    request: Request, ctx: RequestContext, action: str, statement: str, arguments: tuple[Any, ...]
+) -> dict[str, Any]:
+    """Run ``statement`` for this request: its first five arguments say who asks (as
+    ``opdesk_caller`` takes them), the rest are ``arguments``. A caller it refuses is
+    answered here (401 or 403, an idle session ended), so what returns is the operation's
+    own answer.
+    """
     token, via_cookie = bearer_or_cookie(request)
     tenant = tenant_of(token) if token else None
     if token is None or tenant is None:
         raise Unauthorized("sign in first")
+    caller = (
+        token_hash(token),
+        tenant,
+        not via_cookie or _form_token_ok(request, token),
+        [role for role in ROLES if allowed(role, action)],
+        sessions.TOUCH_EVERY,
+    )
+    outcome: dict[str, Any] = await request.app.state.hot.one(statement, (*caller, *arguments))
+    kind = outcome.get("answer")
+    if kind == "expired":
+        expired = sessions.Expired(tenant, uuid.UUID(outcome["sessionId"]), outcome["reason"])
+        await run_in_threadpool(end_expired, request.app.state.db, ctx, expired)
+    if kind in ("signed-out", "expired"):
+        raise Unauthorized("sign in first")
+    if kind == "csrf":
+        raise Forbidden("the form expired or came from elsewhere; reload the page and try again")
+    if kind == "stage":
+        raise Unauthorized("finish signing in first", stage=outcome["stage"])
+    if kind == "forbidden":
+        raise Forbidden(f"a {outcome['role']} may not do {action}", action=action)
+    return outcome
+
+
+def asked(ctx: RequestContext, at: datetime) -> tuple[Any, ...]:
+    """The last arguments of every hot path: who asked from where, and when."""
+    return (ctx.request_id, ctx.ip, ctx.user_agent, at)
+
+
+# ------------------------------------------------------------------ book
+
+
+async def book(request: Request, body: BookingIn, key: str | None) -> JSONResponse:
+    """``POST /api/v1/appointments``: see ``scheduling.api.book_appointment``."""
     if key is not None:
         await _check_key(request, key)
     ctx = await request_context(request)
-    fields = body.model_dump(mode="json")
+    arguments = (
+        key,
+        idempotency.fingerprint("book", body.model_dump(mode="json")),
+        body.slot_id,
+        body.patient_id,
+        body.visit_type,
+        body.channel,
+        body.reason,
+        body.notes,
+        _hold_hash(body.hold_token),
+        body.follow_up_for,
+        not body.allow_near_duplicate,
+        [new_id() for _ in range(4)],
+        *asked(ctx, ctx.now()),
+    )
     try:
-        outcome = await request.app.state.hot.one(
-            _BOOK,
-            (
-                token_hash(token),
-                tenant,
-                not via_cookie or _form_token_ok(request, token),
-                ROLES_ALLOWED,
-                sessions.TOUCH_EVERY,
-                key,
-                idempotency.fingerprint("book", fields),
-                body.slot_id,
-                body.patient_id,
-                body.visit_type,
-                body.channel,
-                body.reason,
-                body.notes,
-                _hold_hash(body.hold_token),
-                body.follow_up_for,
-                not body.allow_near_duplicate,
-                [new_id() for _ in range(4)],
-                ctx.request_id,
-                ctx.ip,
-                ctx.user_agent,
-                ctx.now(),
-            ),
-        )
+        outcome = await call(request, ctx, ACTION, _BOOK, arguments)
     except psycopg.errors.IntegrityError as exc:
         # The live-per-slot index caught what the slot's UPDATE did not: a lost race.
         metrics.BOOKINGS.labels("conflict").inc()
         raise Conflict("this conflicts with a change made just now") from exc
-    return await _answer(request, ctx, tenant, body, outcome)
-
-
-async def _answer(
-    request: Request,
-    ctx: RequestContext,
-    tenant: uuid.UUID,
-    body: BookingIn,
-    outcome: dict[str, Any],
-) -> JSONResponse:
     kind = outcome["answer"]
     if kind == "booked":
         appointment = _out(outcome["appointment"])
@@ -108,28 +141,11 @@ async def _answer(
         replayed = answer(Replay(outcome["status"], _out(outcome["response"]["row"])))
         assert isinstance(replayed, JSONResponse)
         return replayed
-    if kind == "expired":
-        expired = sessions.Expired(tenant, uuid.UUID(outcome["sessionId"]), outcome["reason"])
-        await run_in_threadpool(end_expired, request.app.state.db, ctx, expired)
-    raise _refusal(ctx, body, outcome)
-
-
-def _refusal(ctx: RequestContext, body: BookingIn, outcome: dict[str, Any]) -> DomainError:
-    kind = outcome["answer"]
-    if kind in ("signed-out", "expired"):
-        return Unauthorized("sign in first")
-    if kind == "csrf":
-        return Forbidden("the form expired or came from elsewhere; reload the page and try again")
-    if kind == "stage":
-        return Unauthorized("finish signing in first", stage=outcome["stage"])
-    if kind == "forbidden":
-        return Forbidden(f"a {outcome['role']} may not do {ACTION}", action=ACTION)
     if kind == "key-reused":
-        return Conflict("this Idempotency-Key was already used for a different request")
+        raise Conflict("this Idempotency-Key was already used for a different request")
     refused = booking.refused(ctx, body.slot_id, body.patient_id, body.visit_type, outcome)
-    kind = "conflict" if isinstance(refused, Conflict) else "refused"
-    metrics.BOOKINGS.labels(kind).inc()
-    return refused
+    metrics.BOOKINGS.labels("conflict" if isinstance(refused, Conflict) else "refused").inc()
+    raise refused
 
 
 async def _check_key(request: Request, key: str) -> None:
@@ -141,6 +157,54 @@ async def _check_key(request: Request, key: str) -> None:
         if refusal is not None:
             raise refusal from None
         raise
+
+
+# ------------------------------------------------------------------ hold
+
+
+async def hold(request: Request, slot_id: uuid.UUID, hold_for: timedelta) -> JSONResponse:
+    """``POST /api/v1/slots/{id}/hold``: see ``scheduling.api.hold_slot``."""
+    ctx = await request_context(request)
+    at = ctx.now()
+    token, expires = random_token(), at + hold_for
+    arguments = (
+        slot_id,
+        token_hash(token).hex(),
+        expires,
+        clinic_rules.hold_key(slot_id, expires),
+        Jsonb(clinic_rules.hold_payload(expires)),
+        [new_id() for _ in range(3)],
+        *asked(ctx, at),
+    )
+    outcome = await call(request, ctx, ACTION, _HOLD, arguments)
+    if outcome["answer"] != "held":
+        raise booking.slot_refusal(ctx, slot_id, outcome)
+    held = HoldOut(slot_id=slot_id, hold_token=token, expires_at=expires)
+    return JSONResponse(held.model_dump(mode="json", by_alias=True), status_code=201)
+
+
+# ------------------------------------------------------------------ move
+
+
+async def move(request: Request, appointment_id: uuid.UUID, to: str) -> JSONResponse:
+    """A desk move through ``POST /api/v1/appointments/{id}/status``."""
+    ctx = await request_context(request)
+    rule = lifecycle.move_rule(to)
+    arguments = (
+        appointment_id,
+        rule.target,
+        rule.allowed_from,
+        rule.stamp,
+        [new_id() for _ in range(3)],
+        *asked(ctx, ctx.now()),
+    )
+    outcome = await call(request, ctx, ACTION, _MOVE, arguments)
+    if outcome["answer"] != "moved":
+        raise lifecycle.move_refusal(appointment_id, to, outcome)
+    return JSONResponse(_out(outcome["appointment"]))
+
+
+# ------------------------------------------------------------------ helpers
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:

@@ -153,7 +153,17 @@ def _release(
         .values(status=case((_inside_time_away(Slot), SlotStatus.BLOCKED), else_=SlotStatus.FREE))
         .returning(Slot)
     ).scalar_one_or_none()
-    if freed is not None and freed.status == SlotStatus.FREE:
+    if freed is None:
+        return
+    audit.record(
+        ctx,
+        entity="slots",
+        entity_id=freed.id,
+        action="state-transition",
+        from_state=SlotStatus.BOOKED,
+        to_state=freed.status,
+    )
+    if freed.status == SlotStatus.FREE:
         waitlist.offer_next(session, ctx, offers, freed)
 
 

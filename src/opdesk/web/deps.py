@@ -116,13 +116,15 @@ def db_session(request: Request, ctx: Ctx) -> Iterator[Session]:
             else:
                 principal = found
         if principal is not None:
-            ctx.tenant_id, ctx.actor_id, ctx.role = (
-                principal.tenant_id,
-                principal.user_id,
-                principal.role,
-            )
+            act_as(ctx, principal)
         request.state.principal = principal
         yield session
+
+
+def act_as(ctx: RequestContext, principal: Principal) -> RequestContext:
+    """``ctx`` scoped to the principal's clinic, naming them as the actor."""
+    ctx.tenant_id, ctx.actor_id, ctx.role = principal.tenant_id, principal.user_id, principal.role
+    return ctx
 
 
 def end_expired(db: Any, ctx: RequestContext, expired: sessions.Expired) -> None:
