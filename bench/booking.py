@@ -1,11 +1,15 @@
 """Booking throughput and slot search, next to PostgreSQL's own pgbench on the same server.
 
-OPDesk runs as a separate uvicorn process (two workers per core; bench/http_load.py),
+OPDesk runs as a separate server process (``WORKERS`` workers; bench/http_load.py),
 first warmed up by a short unmeasured run; N client processes book through the HTTP
 API over a calendar of many doctors:
 
 * hold + book: ``POST /slots/{id}/hold`` then ``POST /appointments`` with the token;
-* direct: one ``POST /appointments`` (the front desk booking a caller).
+* direct: one ``POST /appointments`` (the front desk booking a caller);
+* check in: every appointment booked above moved to checked-in
+  (``POST /appointments/{id}/status``), each client its own share;
+* calendar day page: ``GET /calendar?doctor=…&date=…&view=day`` for doctors' days of the
+  booked month, the HTML the desk looks at all day.
 
 Clients draw slots at random from one shared pool, so some attempts collide and get
 409; afterwards the database is checked for double bookings (there must be none).
@@ -260,22 +264,22 @@ def double_bookings(db: Database, tenant_id: uuid.UUID) -> int:
 
 
 def follow_ups(db: Database, settings: Settings, tenant_id: uuid.UUID) -> None:
-    """The work each API booking leaves to the worker (its draft invoice and reminders,
-    rule ``booked``), done now by one worker in this process: the server above ran none,
-    so its CPU per booking leaves this out, and a clinic's sustained rate needs both.
+    """The work the hot paths leave to the worker (a booking's draft invoice and
+    reminders, rule ``booked``; what follows a check-in, rule ``moved``), done now by one
+    worker in this process: the server above ran none, so its CPU per request leaves this
+    out, and a clinic's sustained rate needs both.
     """
     from opdesk.automation.worker import for_settings
 
-    def pending() -> int:
+    def pending() -> dict[str, int]:
         with transaction(db, system_context(tenant_id)) as session:
-            return int(
-                session.execute(
-                    text(
-                        "select count(*) from automation_events "
-                        "where rule = 'booked' and status = 'pending'"
-                    )
-                ).scalar_one()
-            )
+            rows = session.execute(
+                text(
+                    "select rule, count(*) from automation_events "
+                    "where rule in ('booked', 'moved') and status = 'pending' group by rule"
+                )
+            ).all()
+        return {rule: int(n) for rule, n in rows}
 
     waiting = pending()
     worker = for_settings(db, settings, FieldCipher(load_keyring(settings)))
@@ -283,9 +287,11 @@ def follow_ups(db: Database, settings: Settings, tenant_id: uuid.UUID) -> None:
     while pending():
         worker.run_once()
     wall, used = time.perf_counter() - started, time.process_time() - cpu
+    count = sum(waiting.values())
     print(
-        f"  follow-ups (rule 'booked'): {waiting} in {wall:.1f} s by one worker = "
-        f"{waiting / wall:.0f}/s, worker CPU {used / max(waiting, 1) * 1000:.1f} ms each"
+        f"  follow-ups ({', '.join(f'{n} {rule}' for rule, n in sorted(waiting.items()))}) "
+        f"in {wall:.1f} s by one worker = {count / wall:.0f}/s, "
+        f"worker CPU {used / max(count, 1) * 1000:.1f} ms each"
     )
 
 
@@ -297,6 +303,85 @@ def chain_check(db: Database, tenant_id: uuid.UUID) -> None:
     with db.owner_engine.connect() as conn:
         report = verify_tenant(conn, tenant_id)
     print(f"  audit verify: {report.describe()} ({time.perf_counter() - started:.1f} s)")
+
+
+# ------------------------------------------------------------------ the desk's day
+
+
+@dataclass(frozen=True)
+class DeskJob:
+    base: str
+    token: str
+    paths: list[str]  # one request each: a check-in, or a calendar page
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DeskOutcome:
+    answered: list[float]  # seconds per 200 answer
+    errors: list[str]
+
+
+def desk_client(job: DeskJob) -> DeskOutcome:
+    """Check patients in (POST) or read calendar pages (GET), each path once, until done
+    or time is up.
+    """
+    answered: list[float] = []
+    errors: list[str] = []
+    http = Http(job.base, job.token)
+    deadline = time.monotonic() + job.seconds
+    for path in job.paths:
+        if time.monotonic() >= deadline:
+            break
+        started = time.perf_counter()
+        if path.startswith("/api/"):
+            status, _ = http.post(path, {"status": "checked-in"})
+        else:
+            status, _size = http.page(path)
+        if status == 200:
+            answered.append(time.perf_counter() - started)
+        else:
+            errors.append(f"{path.split('?')[0]} {status}")
+    return DeskOutcome(answered, errors)
+
+
+def check_in_paths(db: Database, calendar: Calendar, clients: int) -> list[list[str]]:
+    """The confirmed appointments, dealt out to the clients: each checks in its own."""
+    with transaction(db, system_context(calendar.tenant_id)) as session:
+        ids = list(
+            session.execute(
+                text("select id::text from appointments where status = 'confirmed'")
+            ).scalars()
+        )
+    paths = [f"/api/v1/appointments/{i}/status" for i in ids]
+    return [paths[k::clients] for k in range(clients)]
+
+
+def calendar_paths(calendar: Calendar, clients: int) -> list[list[str]]:
+    """Doctors' days in the booked month, as the desk opens them on the calendar."""
+    rng = random.Random(17)
+    return [
+        [
+            f"/calendar?doctor={rng.choice(calendar.doctors)}"
+            f"&date={calendar.first_day + timedelta(days=rng.randrange(30))}&view=day"
+            for _ in range(20_000)
+        ]
+        for _ in range(clients)
+    ]
+
+
+def desk_load(server: Server, db: Database, label: str, jobs: list[DeskJob], what: str) -> None:
+    (outcomes, wall), cpu = measured(server.process.pid, db, lambda: fan_out(desk_client, jobs))
+    answered = [t for o in outcomes for t in o.answered]
+    errors = [e for o in outcomes for e in o.errors]
+    print(
+        f"  {label:<22} {len(answered) / wall:7.1f} {what}s/s   "
+        f"p50 {statistics.median(answered) * 1000:6.1f} ms   "
+        f"p99 {percentile(answered, 0.99):6.1f} ms   errors {len(errors)}"
+    )
+    if errors:
+        print(f"    first errors: {errors[:5]}")
+    print(f"    {cpu.per(len(answered), what)}")
 
 
 # ------------------------------------------------------------------ pgbench
@@ -407,6 +492,16 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
             )
             print(f"    {cpu.per(len(outcome.booked), 'booking')}")
         print(f"  double bookings: {double_bookings(db, calendar.tenant_id)}")
+        deals = check_in_paths(db, calendar, clients)
+        desk_load(
+            server, db, "check in (status move)",
+            [DeskJob(base, calendar.token, paths, seconds) for paths in deals], "move",
+        )  # fmt: skip
+        pages = calendar_paths(calendar, clients)
+        desk_load(
+            server, db, "calendar day page",
+            [DeskJob(base, calendar.token, paths, seconds) for paths in pages], "page",
+        )  # fmt: skip
         follow_ups(db, settings, calendar.tenant_id)
         chain_check(db, calendar.tenant_id)
         print(f"  slot search with {total:,} slots in the table:")

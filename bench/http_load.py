@@ -138,6 +138,16 @@ class Http:
     def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         return self._call("POST", path, json.dumps(body or {}))
 
+    def page(self, path: str) -> tuple[int, int]:
+        """Status and size of an HTML page (0, 0 when the connection failed)."""
+        try:
+            self.conn.request("GET", path, None, self.headers)
+            response = self.conn.getresponse()
+            return response.status, len(response.read())
+        except (http.client.HTTPException, OSError):
+            self.conn.close()
+            return 0, 0
+
     def _call(self, method: str, path: str, body: str | None) -> tuple[int, Any]:
         """Status and JSON body; status 0 when the connection failed (the next reconnects)."""
         try:

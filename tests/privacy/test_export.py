@@ -350,11 +350,13 @@ def test_one_audit_event_per_export_with_counts_and_no_contents(
         with clinic_session(db, clinic.tenant.id) as session:
             return list(
                 session.execute(
-                    select(AuditEvent).where(
+                    select(AuditEvent)
+                    .where(
                         AuditEvent.entity_collection == "patients",
                         AuditEvent.entity_id == clinic.kavita.patient.id,
                         AuditEvent.to_state == "exported",
                     )
+                    .order_by(AuditEvent.seq)
                 ).scalars()
             )
 

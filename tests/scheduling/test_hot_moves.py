@@ -129,6 +129,12 @@ def test_an_unknown_appointment_is_404_and_a_bad_status_422_naming_the_field(
     bad = move(client, _ids[0], "teleported", desk)
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "status"
+    # An unknown record is unknown whatever the body says, as on the services' routes.
+    unknown = move(client, "01890000-0000-7000-8000-000000000000", "teleported", desk)
+    assert unknown.status_code == 404
+    malformed = client.post("/api/v1/appointments/not-an-id/status", json={}, headers=desk)
+    assert malformed.status_code == 422
+    assert {e["field"] for e in malformed.json()["errors"]} == {"path.appointment_id", "status"}
     assert written(db, tenant) == before
 
 

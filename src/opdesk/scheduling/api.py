@@ -26,7 +26,7 @@ from opdesk.scheduling.deps import (
     Offers,
     doctor_in_path,
 )
-from opdesk.scheduling.models import DoctorProfile
+from opdesk.scheduling.models import Appointment, DoctorProfile
 from opdesk.scheduling.schemas import (
     AppointmentOut,
     AwayAffectedOut,
@@ -440,7 +440,7 @@ def get_appointment(
 @router.post(
     "/appointments/{appointment_id}/status",
     response_model=AppointmentOut,
-    dependencies=[Depends(HotPath(hot.ACTION))],
+    dependencies=[Depends(HotPath(hot.ACTION, subject=("appointment_id", Appointment)))],
 )
 async def change_status(
     appointment_id: uuid.UUID, body: TransitionIn, request: Request, offers: Offers

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from opdesk import records
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.errors import (
@@ -236,23 +238,50 @@ class HotPath(Allow):
     """A hot path's declared action (DESIGN, "Hot paths"): its one SQL statement checks the
     session, the clinic and the permission, so here only what needs no database is
     checked, the same-origin rule of a browser's write. When the request's input is
-    invalid the statement never runs; :func:`caller_refusal` then checks the caller first,
-    so a caller who may not act is told so before being told about the input.
+    invalid the statement never runs; :meth:`refusal_before_input` then answers what the
+    statement would have answered first: a caller who may not act, or (``subject``: the
+    path parameter and the model of the row it names) an unknown or foreign record.
     """
+
+    def __init__(self, action: str, subject: tuple[str, type[Any]] | None = None) -> None:
+        super().__init__(action)
+        self.subject = subject
 
     async def __call__(self, request: Request) -> None:  # type: ignore[override]
         _token, via_cookie = bearer_or_cookie(request)
         if via_cookie and request.method not in SAFE_METHODS and not same_origin(request):
             raise Forbidden("cross-site request refused")
 
+    async def refusal_before_input(self, request: Request) -> DomainError | None:
+        refusal = await caller_refusal(request, self.action)
+        if refusal is not None or self.subject is None:
+            return refusal
+        param, model = self.subject
+        principal = signed_in(request.state.principal)
+        ctx = act_as(await request_context(request), principal)
+        try:
+            row_id = uuid.UUID(request.path_params[param])
+        except ValueError:
+            return None  # a malformed id is invalid input, told with the rest of it
+        try:
+            await run_in_threadpool(_look_up, request, ctx, model, row_id)
+        except DomainError as missing:
+            return missing
+        return None
 
-def hot_path_action(request: Request) -> str | None:
-    """The action of the hot path this request was routed to, if it was."""
+
+def _look_up(request: Request, ctx: RequestContext, model: type[Any], row_id: uuid.UUID) -> None:
+    with transaction(request.app.state.db, ctx) as session:
+        records.by_id(session, model, row_id)
+
+
+def hot_path_of(request: Request) -> HotPath | None:
+    """The hot path this request was routed to, if it was."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     for dependency in getattr(dependant, "dependencies", ()):
         if isinstance(dependency.call, HotPath):
-            return dependency.call.action
+            return dependency.call
     return None
 
 

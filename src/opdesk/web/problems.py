@@ -21,7 +21,7 @@ from opdesk.errors import (
     NotFound,
     TooManyRequests,
 )
-from opdesk.web.deps import caller_refusal, hot_path_action
+from opdesk.web.deps import hot_path_of
 from opdesk.web.templating import clean_message, field_message, friendly_reason, render_error
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        action = hot_path_action(request)
-        refusal = await caller_refusal(request, action) if action else None
+        hot = hot_path_of(request)
+        refusal = await hot.refusal_before_input(request) if hot else None
         if refusal is not None:
             return _domain(request, refusal)
         errors = [
