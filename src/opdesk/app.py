@@ -179,6 +179,8 @@ def create_app(
             app.state.db = db
             server.extend([embedded] if embedded else [])
         metrics.watch_pool(app.state.db.app_engine.pool)
+        metrics.POOL_SIZE.set(app.state.db.pool_size)
+        metrics.POOL_WAIT_SECONDS.set(app.state.db.pool_wait_seconds)
         if getattr(app.state, "hot", None) is None:
             app.state.hot = HotPool(
                 app.state.db,

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_pool_wait_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A statement of the app (a request's or the worker's) running longer is cancelled
+    # and its request answered 503: one slow query cannot pin a connection. Migrations,
+    # backups and `opdesk audit verify` are not bound by it.
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     log_level: str = "INFO"
 
     @property

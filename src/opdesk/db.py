@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import secrets
+import subprocess
 import tempfile
 import time
 import uuid
@@ -236,6 +237,9 @@ class Database:
     pool_size: int = 5
     max_overflow: int = 0
     pool_wait_seconds: float = 10.0
+    # The app's statements (web and worker, not migrations) are cancelled past this.
+    statement_timeout_seconds: float | None = None
+    connect_timeout_seconds: int = 5
     _owner_engine: Engine | None = field(default=None, repr=False)
     _app_engine: Engine | None = field(default=None, repr=False)
     _sessions: _sessionmaker[Session] | None = field(default=None, repr=False)
@@ -254,10 +258,25 @@ class Database:
             self._app_engine = self._make_app_engine()
         return self._app_engine
 
+    def connect_options(self) -> dict[str, Any]:
+        """libpq options of the app's connections (both pools): a bounded wait to connect,
+        so a database that does not answer fails a request instead of holding it, and the
+        statement timeout, so one slow query cannot pin a connection.
+        """
+        options: dict[str, Any] = {"connect_timeout": self.connect_timeout_seconds}
+        if self.statement_timeout_seconds is not None:
+            milliseconds = max(1, round(self.statement_timeout_seconds * 1000))
+            options["options"] = f"-c statement_timeout={milliseconds}"
+        return options
+
     def _make_app_engine(self) -> Engine:
+        from opdesk import faults
+        from opdesk.faults import OUTAGE
+
         url = self.app_url or self.owner_url
         engine = create_engine(
             url,
+            connect_args=self.connect_options(),
             # No ping per checkout (a round trip on every request): a connection found dead
             # fails its request, and SQLAlchemy then drops every connection of the pool.
             pool_size=self.pool_size,
@@ -274,6 +293,11 @@ class Database:
                     cur.execute(f"SET ROLE {APP_ROLE}")
                 dbapi_conn.commit()
 
+        # A connection opened is the database answering again after an outage.
+        event.listen(engine, "connect", lambda *_: OUTAGE.connected())
+        # Whether a lost connection leaves a request's writes saved or not (faults.Attempt).
+        event.listen(engine, "begin", lambda *_: faults.transaction_began())
+        event.listen(engine, "commit", lambda *_: faults.commit_sent())
         return engine
 
     @property
@@ -377,6 +401,27 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         self._server.cleanup()
+
+    def halt(self) -> None:
+        """Stop the server as an operator does for a restart (fast shutdown: sessions are
+        ended, nothing is lost); :meth:`resume` starts it again on the same socket.
+        """
+        self._pg_ctl("-m", "fast", "stop")
+
+    def resume(self) -> None:
+        socket_dir = self.superuser_url.query["host"]
+        log_file = Path(self._server.pgdata) / "restart.log"
+        self._pg_ctl("-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(log_file), "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        # As the package runs it: as the server's own system user when there is one.
+        subprocess.run(  # noqa: S603 - our own binary, our own arguments
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self._server.pgdata), "-w", *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            user=self._server.system_user,
+        )
 
     def tune(self, settings: dict[str, str]) -> list[str]:
         """Apply server settings (``ALTER SYSTEM``), restarting once if one needs it.
@@ -533,6 +578,7 @@ def open_configured(settings: Settings) -> tuple[Database, EmbeddedServer | None
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_wait_seconds=settings.db_pool_wait_seconds,
+        statement_timeout_seconds=settings.db_statement_timeout_seconds,
     )
 
 
@@ -544,6 +590,7 @@ def open_database(
     pool_size: int = 5,
     max_overflow: int = 0,
     pool_wait_seconds: float = 10.0,
+    statement_timeout_seconds: float | None = None,
 ) -> tuple[Database, EmbeddedServer | None]:
     """The configured database, starting the embedded server when no URL is given."""
     server: EmbeddedServer | None = None
@@ -561,5 +608,6 @@ def open_database(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_wait_seconds=pool_wait_seconds,
+        statement_timeout_seconds=statement_timeout_seconds,
     )
     return database, server

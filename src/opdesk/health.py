@@ -86,6 +86,26 @@ def readyz(request: Request, settings: AppSettings) -> JSONResponse:
     return JSONResponse(body.model_dump(exclude_none=True))
 
 
+@router.get("/back", include_in_schema=False)
+def back(request: Request) -> Response:
+    """Asked every few seconds by the page and the line OPDesk shows while its database is
+    away (``web/unavailable.py``): 503 until the database answers; then the page reloads
+    itself (``?then=reload``: ``HX-Refresh``) or the line clears (an empty answer).
+    """
+    try:
+        with request.app.state.db.app_engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception:
+        # Whatever the failure, the answer is "not yet". (HX-Reswap: the pages' htmx swaps
+        # a 503; this one leaves the asker in place.)
+        return Response(status_code=503, headers={"Retry-After": "3", "HX-Reswap": "none"})
+    then = request.query_params.get("then")
+    if then == "reload":
+        return Response(status_code=200, headers={"HX-Refresh": "true"})
+    said = "<p><strong>OPDesk is back.</strong> Go back to the form and send it again.</p>"
+    return Response(said if then == "say" else "", status_code=200, media_type="text/html")
+
+
 def backup_line(settings: Settings) -> tuple[str | None, bool]:
     """What the health page says of the daily backup, and whether it is overdue (a day and
     two hours: the backup's own hour, with room for a long one)."""

@@ -14,9 +14,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from opdesk import faults
 from opdesk.db import APP_ROLE, Database, libpq_url
+from opdesk.faults import OUTAGE, Unavailable
 
 
 class HotPool:
@@ -42,12 +44,16 @@ class HotPool:
     async def one(self, statement: str, params: tuple[Any, ...]) -> Any:
         """The single value ``statement`` returns, run as its own transaction."""
         pool = await self._pool()
-        async with pool.connection() as conn:
-            cursor = conn.cursor(row_factory=tuple_row)
-            await cursor.execute(statement, params)
-            row = await cursor.fetchone()
-        assert row is not None
-        return row[0]
+        # While the database is down, a request does not wait the pool's whole timeout
+        # for a connection the pool cannot open: it is answered at once.
+        wait = _WHILE_DOWN if OUTAGE.down else None
+        try:
+            async with pool.connection(timeout=wait) as conn:
+                return await _one(conn, statement, params)
+        except PoolTimeout:
+            if wait is not None:
+                raise Unavailable("the database is not answering") from None
+            raise
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         loop = asyncio.get_running_loop()
@@ -59,7 +65,7 @@ class HotPool:
                 max_size=self._size,
                 timeout=self._wait,
                 open=False,
-                kwargs={"autocommit": True},
+                kwargs={"autocommit": True, **self._db.connect_options()},
                 configure=self._configure,
                 name="opdesk-hot",
             )
@@ -69,3 +75,20 @@ class HotPool:
     async def _configure(self, conn: AsyncConnection[Any]) -> None:
         if self._db.app_url is None:  # the owner's login: act as the app role
             await conn.execute(f"SET ROLE {APP_ROLE}")
+        OUTAGE.connected()
+
+
+async def _one(conn: AsyncConnection[Any], statement: str, params: tuple[Any, ...]) -> Any:
+    # The statement is its own transaction: once sent, a broken connection leaves it
+    # unknown whether it committed.
+    faults.commit_sent()
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(statement, params)
+    row = await cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
+# How long a request waits for a connection while the database is known to be down: the
+# pool keeps trying in the background, and a connection it opens ends the outage.
+_WHILE_DOWN = 0.5

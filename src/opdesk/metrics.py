@@ -46,6 +46,24 @@ POOL_WAITING = Gauge(
     multiprocess_mode="livesum",
 )
 
+POOL_SIZE = Gauge(
+    "opdesk_db_pool_size",
+    "Connections of each web worker's pool for the services (the hot paths have as many)",
+    multiprocess_mode="max",
+)
+POOL_WAIT_SECONDS = Gauge(
+    "opdesk_db_pool_wait_seconds",
+    "How long a request waits for a free connection before it is answered 503",
+    multiprocess_mode="max",
+)
+UNAVAILABLE = Counter(
+    "opdesk_db_unavailable_total",
+    "Requests answered 503 because of the database, by fault (unavailable: unreachable or "
+    "restarting; busy: every connection in use past the wait; slow: past the statement "
+    "timeout)",
+    ["fault"],
+)
+
 
 def count_sign_in(kind: str, refused_status: int | None) -> None:
     """``refused_status``: None when signed in (or on to the next step), else the answer."""

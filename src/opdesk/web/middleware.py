@@ -18,7 +18,7 @@ import brotli
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opdesk import metrics
+from opdesk import faults, metrics
 from opdesk.web.assets import accepted_encodings
 
 log = logging.getLogger("opdesk.access")
@@ -78,6 +78,7 @@ class RequestMiddleware:
             return
         request_id = request_id_from(scope.get("headers", []))
         scope.setdefault("state", {})["request_id"] = request_id
+        faults.attempt_started()
         path: str = scope["path"]
         started = time.perf_counter()
         status = 500

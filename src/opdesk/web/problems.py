@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from opdesk import faults
 from opdesk.errors import (
     DomainError,
     FieldError,
@@ -194,6 +195,27 @@ def install_problem_handlers(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES:
             return problem(request, 409, "Conflict", "this conflicts with a change made just now")
         return _unexpected(request, exc)
+
+    def _database(request: Request, exc: Exception) -> Response:
+        """The database could not serve this request (``opdesk.faults``): 503, not 500."""
+        from opdesk.web import unavailable
+
+        classified = faults.classify(exc)
+        if classified is None:
+            return _unexpected(request, exc)
+        if classified.fault == faults.Fault.SLOW:
+            log.warning(
+                "statement cancelled after the statement timeout",
+                extra={
+                    "route": unavailable.route_of(request),
+                    "statement": str(getattr(exc, "statement", "") or "")[:500],
+                    "requestId": getattr(request.state, "request_id", None),
+                },
+            )
+        return unavailable.answer(request, classified)
+
+    for fault in faults.RAISED:
+        app.add_exception_handler(fault, _database)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> Response:

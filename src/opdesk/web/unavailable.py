@@ -1,0 +1,95 @@
+"""503 answers when the database cannot answer (``opdesk.faults`` says which fault).
+
+The API gets a problem body and ``Retry-After``. A person gets words they can act on: a
+page they opened loads again by itself once OPDesk is back; a form they sent says
+whether it was saved, that what they typed is still in the form, and when to send it
+again; an htmx request (a search, a dialog) leaves the page as it is, with a line at the
+top that clears itself when OPDesk is back.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Request, Response
+
+from opdesk import metrics
+from opdesk.faults import OUTAGE, Classified, Fault, outcome_unknown
+from opdesk.web.deps import SAFE_METHODS, services
+
+RETRY_AFTER = {Fault.UNAVAILABLE: 5, Fault.BUSY: 2, Fault.SLOW: 2}
+TITLES = {
+    Fault.UNAVAILABLE: "OPDesk is restarting",
+    Fault.BUSY: "OPDesk is busy",
+    Fault.SLOW: "That took too long",
+}
+
+
+def detail_of(request: Request, classified: Classified) -> str:
+    """What happened, and what the caller should do, in one or two sentences."""
+    writing = request.method not in SAFE_METHODS
+    if classified.fault == Fault.BUSY:
+        said = "OPDesk is busy with other requests right now"
+    elif classified.fault == Fault.SLOW:
+        said = "This took too long and was stopped"
+    else:
+        said = "OPDesk cannot reach its database for a moment (it may be restarting)"
+    if not writing:
+        return f"{said}. Please try again in a few seconds."
+    if not (classified.fault == Fault.UNAVAILABLE and outcome_unknown()):
+        return f"{said}. Nothing was saved; please send it again in a few seconds."
+    said = (
+        "OPDesk lost its database connection while saving this, so it may or may not have "
+        "been saved"
+    )
+    if request.headers.get("idempotency-key"):
+        return (
+            f"{said}. Send it again with the same Idempotency-Key once OPDesk is back: "
+            "the key makes sure it is saved only once."
+        )
+    return f"{said}. Check whether it was saved before you send it again."
+
+
+def answer(request: Request, classified: Classified) -> Response:
+    """The 503 for a request the database could not serve."""
+    from opdesk.web.problems import PROBLEM_JSON, wants_json
+
+    route = route_of(request)
+    OUTAGE.refused(classified, route)
+    metrics.UNAVAILABLE.labels(classified.fault.value).inc()
+    retry = str(RETRY_AFTER[classified.fault])
+    detail = detail_of(request, classified)
+    headers = {"Retry-After": retry}
+    if wants_json(request):
+        body = {
+            "type": "about:blank",
+            "title": "Service unavailable",
+            "status": 503,
+            "detail": detail,
+            "instance": request.url.path,
+            "requestId": getattr(request.state, "request_id", None),
+            "fault": classified.fault.value,
+        }
+        return Response(json.dumps(body), 503, headers=headers, media_type=PROBLEM_JSON)
+    pages = services(request).pages
+    context = {
+        "title": TITLES[classified.fault],
+        "detail": detail,
+        "retry": retry,
+        "reloads": request.method in SAFE_METHODS,
+    }
+    if request.headers.get("hx-request"):
+        # A part of the page asked: leave the page (and what was typed) as it is, and put
+        # the line at the top instead (htmx swaps a 503 where HX-Retarget says).
+        headers |= {"HX-Retarget": "#outage", "HX-Reswap": "innerHTML"}
+        template = "unavailable_line.html"
+    else:
+        template = "unavailable.html"
+    response = pages.render(request, template, context, status_code=503)
+    response.headers.update(headers)
+    return response
+
+
+def route_of(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
