@@ -56,6 +56,9 @@ from tests.factories.web import (
 OPEN_PAGES: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    # The outage page's poll: says only whether the database answers again
+    # (tests/faults/test_database_outage.py).
+    ("GET", "/back"): PUBLIC,
     # A scraper's bearer token (OPDESK_METRICS_TOKEN), not a person's permission:
     # tests/ops/test_metrics.py.
     ("GET", "/metrics"): PUBLIC,

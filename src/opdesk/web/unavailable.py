@@ -16,6 +16,7 @@ from fastapi import Request, Response
 from opdesk import metrics
 from opdesk.faults import OUTAGE, Classified, Fault, outcome_unknown
 from opdesk.web.deps import SAFE_METHODS, services
+from opdesk.web.middleware import route_template
 
 RETRY_AFTER = {Fault.UNAVAILABLE: 5, Fault.BUSY: 2, Fault.SLOW: 2}
 TITLES = {
@@ -91,5 +92,4 @@ def answer(request: Request, classified: Classified) -> Response:
 
 
 def route_of(request: Request) -> str:
-    route = request.scope.get("route")
-    return str(getattr(route, "path", request.url.path))
+    return route_template(request.scope)
