@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records, states
@@ -116,6 +116,7 @@ def upload(
     )
     doc.storage_key = f"{doc.tenant_id}/{doc.id}"
     storage.put(doc.storage_key, cipher.encrypt(data, **_where(doc)))  # type: ignore[arg-type]
+    _unstore_on_rollback(session, storage, doc.storage_key)
     session.add(doc)
     session.flush()
     audit.record(
@@ -134,6 +135,27 @@ def upload(
         ),
     )
     return doc
+
+
+def _unstore_on_rollback(session: Session, storage: Storage, key: str) -> None:
+    """Remove the stored file if this transaction rolls back before its COMMIT is sent:
+    then no row can name it. Once the COMMIT is on its way the row may exist whatever the
+    client hears back, so the file stays; a file no row names is harmless, a row whose
+    file is gone is not.
+    """
+    settled = False
+
+    def commit_sent(*_: object) -> None:
+        nonlocal settled
+        settled = True
+
+    def rolled_back(_session: Session) -> None:
+        if not settled:
+            storage.delete(key)
+
+    event.listen(session.connection(), "commit", commit_sent, once=True)
+    event.listen(session, "after_commit", commit_sent, once=True)
+    event.listen(session, "after_rollback", rolled_back, once=True)
 
 
 def _next_version(

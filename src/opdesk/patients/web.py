@@ -20,6 +20,7 @@ from opdesk.consents import service as consents
 from opdesk.context import RequestContext
 from opdesk.documents import service as documents
 from opdesk.documents.deps import Store
+from opdesk.documents.storage import StorageFailed
 from opdesk.errors import Conflict, DomainError, InvalidInput, NotFound
 from opdesk.formatting import local_time, short_date
 from opdesk.identity.deps import Ident
@@ -579,6 +580,8 @@ def upload_from_page(
         )
     except documents.TooLarge as exc:
         return flash(request, back, str(exc).replace("file:", "File:", 1), "error")
+    except StorageFailed as exc:
+        return flash(request, back, exc.detail, "error")
     except InvalidInput as exc:
         reasons = " ".join(f"{e.field.capitalize()}: {e.reason}." for e in exc.errors)
         return flash(request, back, reasons, "error")
