@@ -135,6 +135,12 @@ class FakeProvider:
         with self.lock:
             return Counter(r.reference for r in self.received if r.reference is not None)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests taken and not yet answered (a slow provider's calls while it waits)."""
+        with self.lock:
+            return sum(self._in_flight.values())
+
     def summary(self) -> dict[str, Any]:
         with self.lock:
             refs = Counter(r.reference for r in self.received if r.reference is not None)

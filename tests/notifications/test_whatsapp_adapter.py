@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -104,3 +105,12 @@ def test_missing_settings_fail_without_a_call(wa: WhatsAppServer) -> None:
     with pytest.raises(Undeliverable, match="not set up"):
         CloudApiAdapter().send(outgoing(wa.url, accessToken=""), timeout=5)
     assert wa.received == []
+
+
+def test_a_hung_provider_times_out_into_retry_later(wa: WhatsAppServer) -> None:
+    """Meta not answering costs the worker its timeout, never longer."""
+    wa.delay = 3.0
+    started = time.monotonic()
+    with pytest.raises(RetryLater, match="no answer"):
+        CloudApiAdapter().send(outgoing(wa.url), timeout=0.3)
+    assert time.monotonic() - started < 2.0
