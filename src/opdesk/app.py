@@ -197,6 +197,7 @@ def create_app(
         title="OPDesk",
         version="0.1.0",
         summary="Outpatient clinic system for Indian clinics",
+        description=API_DESCRIPTION,
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
@@ -233,13 +234,38 @@ def create_app(
     return app
 
 
+API_DESCRIPTION = """\
+Every error is a problem document (`application/problem+json`): `title`, `status`, a
+`detail` written for people, and `errors` naming each bad field with its reason.
+
+**When OPDesk is briefly unavailable** (its database restarting for an upgrade, every
+connection busy, a query cut off by the statement timeout) the answer is **503** with a
+`Retry-After` header in seconds and `fault` set to `unavailable`, `busy` or `slow`. It is
+never a 500, and it is safe to wait `Retry-After` seconds and send the request again.
+
+**Was it saved?** A read can always be repeated. A write that was refused before it reached
+the database, or whose connection broke before its commit, was not saved, and the
+`detail` says "Nothing was saved". Only when the connection broke while the commit was on
+its way does the `detail` say it *may or may not* have been saved: look before repeating
+it. Writes whose effect must not happen twice (booking, paying, the portal's bookings)
+take an **`Idempotency-Key`** header (any unique text up to 200 characters; the routes
+that honour it list it among their parameters): repeated with the same key and body, the
+request returns the first answer instead of acting twice, so a retry after any 503 is
+safe. The same key with a different body is 409.
+"""
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the shared ``Problem`` schema every error refers to, and
     the two ways to call the API signed in (so the docs page offers "Authorize").
     """
     if app.openapi_schema is None:
         doc = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
         )
         components = doc.setdefault("components", {})
         components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema(by_alias=True)

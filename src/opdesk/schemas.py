@@ -48,6 +48,9 @@ class Problem(BaseModel):
     instance: str | None = None
     request_id: str | None = Field(default=None, alias="requestId")
     errors: list[dict[str, str]] | None = None
+    # On a 503: "unavailable" (the database is restarting or gone), "busy" (every
+    # connection in use) or "slow" (a statement ran past the statement timeout).
+    fault: str | None = None
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -62,6 +65,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
         (404, "Not found"),
         (409, "Conflict with the current state"),
         (422, "Invalid input; `errors` names each field and the reason"),
+        (503, "Briefly unavailable; `fault` says why, `Retry-After` when to send it again"),
     )
 }
 

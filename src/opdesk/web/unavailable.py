@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from fastapi import Request, Response
+from fastapi.dependencies.utils import get_flat_params
 
 from opdesk import metrics
 from opdesk.faults import OUTAGE, Classified, Fault, outcome_unknown
@@ -43,12 +44,22 @@ def detail_of(request: Request, classified: Classified) -> str:
         "OPDesk lost its database connection while saving this, so it may or may not have "
         "been saved"
     )
-    if request.headers.get("idempotency-key"):
+    if request.headers.get("idempotency-key") and takes_idempotency_key(request):
         return (
             f"{said}. Send it again with the same Idempotency-Key once OPDesk is back: "
             "the key makes sure it is saved only once."
         )
     return f"{said}. Check whether it was saved before you send it again."
+
+
+def takes_idempotency_key(request: Request) -> bool:
+    """Whether this route honours an ``Idempotency-Key`` (it declares the header); on
+    any other, the key is ignored and a retry would act twice.
+    """
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return False
+    return any(p.alias.lower() == "idempotency-key" for p in get_flat_params(dependant))
 
 
 def answer(request: Request, classified: Classified) -> Response:
