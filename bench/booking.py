@@ -39,7 +39,17 @@ import httpx
 from sqlalchemy import text
 
 from bench.clinic import bench_clinic
-from bench.http_load import SERVER, WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
+from bench.http_load import (
+    SERVER,
+    WARM_UP,
+    WORKERS,
+    Answers,
+    Http,
+    Server,
+    fan_out,
+    measured,
+    percentile,
+)
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
 from opdesk.context import system_context
@@ -316,13 +326,7 @@ class DeskJob:
     seconds: float
 
 
-@dataclass(frozen=True)
-class DeskOutcome:
-    answered: list[float]  # seconds per 200 answer
-    errors: list[str]
-
-
-def desk_client(job: DeskJob) -> DeskOutcome:
+def desk_client(job: DeskJob) -> Answers:
     """Check patients in (POST) or read calendar pages (GET), each path once, until done
     or time is up.
     """
@@ -342,7 +346,7 @@ def desk_client(job: DeskJob) -> DeskOutcome:
             answered.append(time.perf_counter() - started)
         else:
             errors.append(f"{path.split('?')[0]} {status}")
-    return DeskOutcome(answered, errors)
+    return Answers(answered, errors)
 
 
 def check_in_paths(db: Database, calendar: Calendar, clients: int) -> list[list[str]]:

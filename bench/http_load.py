@@ -38,6 +38,14 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 
+@dataclass(frozen=True)
+class Answers:
+    """What one client process got: seconds per 200 answer, and what went wrong."""
+
+    answered: list[float]
+    errors: list[str]
+
+
 def percentile(samples: Sequence[float], q: float) -> float:
     """The ``q`` quantile of ``samples`` (seconds), in milliseconds."""
     ordered = sorted(samples)

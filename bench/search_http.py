@@ -18,7 +18,17 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench.clinic import bench_clinic
-from bench.http_load import SERVER, WARM_UP, WORKERS, Http, Server, fan_out, measured, percentile
+from bench.http_load import (
+    SERVER,
+    WARM_UP,
+    WORKERS,
+    Answers,
+    Http,
+    Server,
+    fan_out,
+    measured,
+    percentile,
+)
 from bench.patient_search import _name_queries
 from bench.patient_search import load as load_patients
 from opdesk.config import Settings
@@ -39,13 +49,7 @@ class Job:
     seed: int
 
 
-@dataclass(frozen=True)
-class Outcome:
-    answered: list[float]  # seconds per 200 answer
-    errors: list[str]
-
-
-def client(job: Job) -> Outcome:
+def client(job: Job) -> Answers:
     """One client process: search until time is up."""
     rng = random.Random(job.seed)
     answered: list[float] = []
@@ -62,7 +66,7 @@ def client(job: Job) -> Outcome:
             errors.append(f"{kind} {q!r} found no one")
         else:
             answered.append(time.perf_counter() - started)
-    return Outcome(answered, errors)
+    return Answers(answered, errors)
 
 
 def asks(rng: random.Random, phones: list[str]) -> list[tuple[str, str]]:

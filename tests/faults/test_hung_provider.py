@@ -16,12 +16,11 @@ from sqlalchemy import text
 
 from opdesk.context import utc_now
 from opdesk.db import Database
-from opdesk.notifications import service as outbox
 from opdesk.notifications.models import OutboxStatus
 from opdesk.security.crypto import FieldCipher
-from opdesk.uow import transaction
-from tests.factories import ctx_for, make_tenant
+from tests.factories import make_tenant
 from tests.factories.automation import make_message, make_worker, message_of, wait_until
+from tests.factories.messages import set_provider
 from tests.fakes.sms_server import SmsServer
 
 SEND_TIMEOUT = 1.5
@@ -44,19 +43,18 @@ def test_a_hung_sms_provider_costs_the_send_timeout_holds_no_transaction_and_bac
     fresh_database: Database, cipher: FieldCipher
 ) -> None:
     tenant = make_tenant(fresh_database)
-    ctx = ctx_for(tenant.id)
     with SmsServer(auth_key="hung-key") as sms:
         sms.delay = 30.0
-        with transaction(fresh_database, ctx) as session:
-            outbox.save_provider(
-                session,
-                ctx,
-                cipher,
-                channel="sms",
-                values={"authKey": "hung-key", "senderId": "OPDESK", "baseUrl": sms.url},
-                templates=json.dumps({"otp": {"en": {"templateId": "tpl-otp"}}}),
-                enabled=True,
-            )
+        set_provider(
+            fresh_database,
+            cipher,
+            tenant,
+            "sms",
+            templates=json.dumps({"otp": {"en": {"templateId": "tpl-otp"}}}),
+            authKey="hung-key",
+            senderId="OPDESK",
+            baseUrl=sms.url,
+        )
         message = make_message(fresh_database, cipher, tenant.id)
         started = utc_now()
         worker = make_worker(
