@@ -139,6 +139,10 @@ class Outage:
         self._clock = clock
         self._since: float | None = None
         self._refused = 0
+        # How many outages have ended (a pool opened before the last end is replaced),
+        # and when the last one did.
+        self.ended = 0
+        self._ended_at: float | None = None
 
     @property
     def down(self) -> bool:
@@ -151,6 +155,10 @@ class Outage:
                 self._refused += 1
                 return
             if classified.fault != Fault.UNAVAILABLE:
+                return
+            if self._ended_at is not None and self._clock() - self._ended_at < _SETTLING:
+                # A connection opened before the database came back, failing as it is
+                # taken: the tail of the outage that just ended, not a new one.
                 return
             self._since, self._refused = self._clock(), 1
         log.warning(
@@ -165,6 +173,8 @@ class Outage:
                 return
             lasted, refused = self._clock() - self._since, self._refused
             self._since, self._refused = None, 0
+            self.ended += 1
+            self._ended_at = self._clock()
         log.warning(
             "database back after %.1f s; %d requests were answered 503 meanwhile",
             lasted,
@@ -182,6 +192,10 @@ RAISED: tuple[type[Exception], ...] = (
     PoolTimeout,
     Unavailable,
 )
+
+# Seconds after an outage ends in which a failing connection is taken for one left over
+# from before it (each pool finds its dead connections as it hands them out).
+_SETTLING = 5.0
 
 # One per process: every pool of the process reports to it.
 OUTAGE = Outage()

@@ -102,8 +102,18 @@ def back(request: Request) -> Response:
     then = request.query_params.get("then")
     if then == "reload":
         return Response(status_code=200, headers={"HX-Refresh": "true"})
-    said = "<p><strong>OPDesk is back.</strong> Go back to the form and send it again.</p>"
-    return Response(said if then == "say" else "", status_code=200, media_type="text/html")
+    if then == "say":
+        return Response(BACK_TO_THE_FORM, status_code=200, media_type="text/html")
+    # The line clears; "opdesk-back" lets a part of the page that was refused ask again
+    # (the patient search listens for it), so what it shows matches what was typed.
+    return Response("", status_code=200, headers={"HX-Trigger": "opdesk-back"})
+
+
+BACK_TO_THE_FORM = (
+    "<h1>OPDesk is back</h1>"
+    "<p>What you typed is still in the form: use your browser's <strong>Back</strong> "
+    "button to return to it, then send it again.</p>"
+)
 
 
 def backup_line(settings: Settings) -> tuple[str | None, bool]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -32,6 +33,12 @@ class HotPool:
         self._size = size
         self._wait = wait_seconds
         self._pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[Any]] = {}
+        # Per loop: how many outages had ended when its pool was opened (OUTAGE.ended),
+        # whether one of its connections just broke, and old pools still closing.
+        self._outages_seen: dict[asyncio.AbstractEventLoop, int] = {}
+        self._broken: set[asyncio.AbstractEventLoop] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     async def open(self) -> None:
         await self._pool()
@@ -43,7 +50,7 @@ class HotPool:
 
     async def one(self, statement: str, params: tuple[Any, ...]) -> Any:
         """The single value ``statement`` returns, run as its own transaction."""
-        pool = await self._pool()
+        pool = await self._pool_after_outages()
         # While the database is down, a request does not wait the pool's whole timeout
         # for a connection the pool cannot open: it is answered at once.
         wait = _WHILE_DOWN if OUTAGE.down else None
@@ -54,22 +61,58 @@ class HotPool:
             if wait is not None:
                 raise Unavailable("the database is not answering") from None
             raise
+        except psycopg.OperationalError:
+            self._broken.add(asyncio.get_running_loop())
+            raise
+
+    async def _pool_after_outages(self) -> AsyncConnectionPool[Any]:
+        """This loop's pool, fit for use after a fault.
+
+        A pool that lived through an outage holds dead connections, each of which would
+        fail the request that takes it, and it reopens its connections on a backoff that
+        doubles with every failed try (seconds after the database is back). So once an
+        outage has ended the pool is replaced by a new one, which connects at once, and
+        the old one closes in the background. A single broken connection (its backend
+        ended) has its idle siblings tested instead.
+        """
+        loop = asyncio.get_running_loop()
+        pool = await self._pool()
+        if OUTAGE.down:
+            return pool
+        if self._outages_seen.setdefault(loop, OUTAGE.ended) != OUTAGE.ended:
+            self._outages_seen[loop] = OUTAGE.ended
+            self._broken.discard(loop)
+            del self._pools[loop]
+            closing = asyncio.create_task(pool.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            return await self._pool()
+        if loop in self._broken:
+            self._broken.discard(loop)
+            await pool.check()
+        return pool
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
-        if pool is None:
-            pool = self._pools[loop] = AsyncConnectionPool(
-                libpq_url(self._db.app_url or self._db.owner_url),
-                min_size=1,
-                max_size=self._size,
-                timeout=self._wait,
-                open=False,
-                kwargs={"autocommit": True, **self._db.connect_options()},
-                configure=self._configure,
-                name="opdesk-hot",
-            )
-            await pool.open()
+        if pool is not None:
+            return pool
+        # One opening at a time, and a pool is handed out only once it is open.
+        async with self._opening.setdefault(loop, asyncio.Lock()):
+            pool = self._pools.get(loop)
+            if pool is None:
+                pool = AsyncConnectionPool(
+                    libpq_url(self._db.app_url or self._db.owner_url),
+                    min_size=1,
+                    max_size=self._size,
+                    timeout=self._wait,
+                    open=False,
+                    kwargs={"autocommit": True, **self._db.connect_options()},
+                    configure=self._configure,
+                    name="opdesk-hot",
+                )
+                await pool.open()
+                self._pools[loop] = pool
         return pool
 
     async def _configure(self, conn: AsyncConnection[Any]) -> None:

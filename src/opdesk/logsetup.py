@@ -45,3 +45,6 @@ def configure_logging(level: str = "INFO") -> None:
     # fontTools logs every glyph table it subsets while fpdf2 embeds a font (thousands of
     # lines per PDF); only its warnings concern an operator.
     logging.getLogger("fontTools").setLevel(max(logging.WARNING, root.level))
+    # The hot pool's reconnect attempts while the database is away, one warning each:
+    # opdesk.database already says once that it went and once that it is back.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, root.level))

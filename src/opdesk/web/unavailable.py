@@ -27,23 +27,36 @@ TITLES = {
 }
 
 
-def detail_of(request: Request, classified: Classified) -> str:
-    """What happened, and what the caller should do, in one or two sentences."""
-    writing = request.method not in SAFE_METHODS
-    if classified.fault == Fault.BUSY:
-        said = "OPDesk is busy with other requests right now"
-    elif classified.fault == Fault.SLOW:
-        said = "This took too long and was stopped"
-    else:
-        said = "OPDesk cannot reach its database for a moment (it may be restarting)"
-    if not writing:
-        return f"{said}. Please try again in a few seconds."
+# What happened, for a program's log (the API) and for a person (a page): a receptionist
+# needs neither "database" nor "try again" under a page that reloads itself.
+SAID = {
+    Fault.UNAVAILABLE: "OPDesk cannot reach its database for a moment (it may be restarting)",
+    Fault.BUSY: "OPDesk is busy with other requests right now",
+    Fault.SLOW: "This took too long and was stopped",
+}
+SAID_TO_PEOPLE = {
+    **SAID,
+    Fault.UNAVAILABLE: "OPDesk is restarting and will be back in a few seconds",
+    Fault.BUSY: "OPDesk is very busy this moment",
+}
+
+
+def detail_of(request: Request, classified: Classified, *, to_people: bool = False) -> str:
+    """What happened, and what the caller should do, in one or two sentences. A page
+    says what to do itself (it reloads, or says to use Back), so ``to_people`` leaves out
+    the API's "try again".
+    """
+    said = (SAID_TO_PEOPLE if to_people else SAID)[classified.fault]
+    if request.method in SAFE_METHODS:
+        return f"{said}." if to_people else f"{said}. Please try again in a few seconds."
     if not (classified.fault == Fault.UNAVAILABLE and outcome_unknown()):
-        return f"{said}. Nothing was saved; please send it again in a few seconds."
+        again = "" if to_people else "; please send it again in a few seconds"
+        return f"{said}. Nothing was saved{again}."
     said = (
-        "OPDesk lost its database connection while saving this, so it may or may not have "
-        "been saved"
-    )
+        "OPDesk restarted while saving this"
+        if to_people
+        else "OPDesk lost its database connection while saving this"
+    ) + ", so it may or may not have been saved"
     if request.headers.get("idempotency-key") and takes_idempotency_key(request):
         return (
             f"{said}. Send it again with the same Idempotency-Key once OPDesk is back: "
@@ -70,14 +83,13 @@ def answer(request: Request, classified: Classified) -> Response:
     OUTAGE.refused(classified, route)
     metrics.UNAVAILABLE.labels(classified.fault.value).inc()
     retry = str(RETRY_AFTER[classified.fault])
-    detail = detail_of(request, classified)
     headers = {"Retry-After": retry}
     if wants_json(request):
         body = {
             "type": "about:blank",
             "title": "Service unavailable",
             "status": 503,
-            "detail": detail,
+            "detail": detail_of(request, classified),
             "instance": request.url.path,
             "requestId": getattr(request.state, "request_id", None),
             "fault": classified.fault.value,
@@ -86,9 +98,12 @@ def answer(request: Request, classified: Classified) -> Response:
     pages = services(request).pages
     context = {
         "title": TITLES[classified.fault],
-        "detail": detail,
+        "detail": detail_of(request, classified, to_people=True),
         "retry": retry,
         "reloads": request.method in SAFE_METHODS,
+        # No links: signed-in or not cannot be told while the database is away, and a
+        # "Staff sign-in" link would only make a receptionist think she was signed out.
+        "nav": [],
     }
     if request.headers.get("hx-request"):
         # A part of the page asked: leave the page (and what was typed) as it is, and put
