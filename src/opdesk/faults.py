@@ -195,7 +195,7 @@ RAISED: tuple[type[Exception], ...] = (
 
 # Seconds after an outage ends in which a failing connection is taken for one left over
 # from before it (each pool finds its dead connections as it hands them out).
-_SETTLING = 5.0
+_SETTLING = 2.0
 
 # One per process: every pool of the process reports to it.
 OUTAGE = Outage()
