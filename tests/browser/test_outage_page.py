@@ -11,8 +11,6 @@ never sees the outage.
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from opdesk.app import create_app
@@ -29,6 +26,7 @@ from opdesk.db import Database, EmbeddedServer, ensure_app_login
 from opdesk.identity.service import Identity
 from opdesk.migrate import upgrade
 from opdesk.security.crypto import StaticKeyring
+from tests.browser.conftest import serving
 from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
 from tests.factories import make_patient, make_tenant, make_user
 
@@ -37,12 +35,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("fa
 # The page and the line ask every 3 s whether OPDesk is back; after a restart the first
 # request may still meet a dead pooled connection. 15 s is ample.
 BACK_WITHIN_MS = 15_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -82,23 +74,14 @@ def outage(
     db = Database(owner, server.app_url(owner), pool_size=4, pool_wait_seconds=2)
     upgrade(db.owner_engine)
     app = create_app(settings, database=db, keyring=keyring)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    uvi = uvicorn.Server(config)
-    thread = threading.Thread(target=uvi.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uvi.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.05)
-    state = Outage(server, db, app, app.state.services.identity, f"http://127.0.0.1:{port}")
     try:
-        yield state
+        with serving(app) as base:
+            state = Outage(server, db, app, app.state.services.identity, base)
+            try:
+                yield state
+            finally:
+                state.resume()
     finally:
-        state.resume()
-        uvi.should_exit = True
-        thread.join(timeout=10)
         db.dispose()
         server.stop()
 
