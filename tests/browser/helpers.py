@@ -57,7 +57,16 @@ def shot(page: Any, name: str) -> None:
     assert_fits(page)
     settle(page)
     SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    try:
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    except Exception as exc:
+        # Chromium on a loaded machine sometimes fails to capture ("Unable to capture
+        # screenshot") with the page whole and checked above: the picture is taken again
+        # once; anything else, or a second failure, is raised.
+        if "Unable to capture screenshot" not in str(exc):
+            raise
+        settle(page)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def staff_sign_in(page: Any, base: str, clinic: str, email: str) -> None:
