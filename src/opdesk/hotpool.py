@@ -56,13 +56,15 @@ class HotPool:
         wait = _WHILE_DOWN if OUTAGE.down else None
         try:
             async with pool.connection(timeout=wait) as conn:
-                return await _one(conn, statement, params)
+                try:
+                    return await _one(conn, statement, params)
+                except psycopg.OperationalError:
+                    if conn.broken:  # not a cancelled statement: the connection died
+                        self._broken.add(asyncio.get_running_loop())
+                    raise
         except PoolTimeout:
             if wait is not None:
                 raise Unavailable("the database is not answering") from None
-            raise
-        except psycopg.OperationalError:
-            self._broken.add(asyncio.get_running_loop())
             raise
 
     async def _pool_after_outages(self) -> AsyncConnectionPool[Any]:

@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
+def serving_app(app: FastAPI) -> Iterator[str]:
     """``app`` served by uvicorn in a thread on a free port: its base URL."""
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -54,7 +54,7 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def live_server(app: FastAPI) -> Iterator[str]:
-    with serving(app) as base:
+    with serving_app(app) as base:
         yield base
 
 

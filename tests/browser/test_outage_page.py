@@ -22,13 +22,13 @@ from fastapi import FastAPI
 
 from opdesk.app import create_app
 from opdesk.config import Settings
-from opdesk.db import Database, EmbeddedServer, ensure_app_login
+from opdesk.db import Database, EmbeddedServer
 from opdesk.identity.service import Identity
-from opdesk.migrate import upgrade
 from opdesk.security.crypto import StaticKeyring
-from tests.browser.conftest import serving
+from tests.browser.conftest import serving_app
 from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
 from tests.factories import make_patient, make_tenant, make_user
+from tests.factories.serve import own_database_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
@@ -68,22 +68,15 @@ def outage(
 ) -> Iterator[Outage]:
     """A PostgreSQL server of these tests' own, migrated, and OPDesk served on it by a
     live uvicorn in a thread."""
-    server = EmbeddedServer(tmp_path_factory.mktemp("outage-pages") / "pg", cleanup_mode="delete")
-    ensure_app_login(server.superuser_url)
-    owner = server.database_url("opdesk_outage_pages")
-    db = Database(owner, server.app_url(owner), pool_size=4, pool_wait_seconds=2)
-    upgrade(db.owner_engine)
-    app = create_app(settings, database=db, keyring=keyring)
-    try:
-        with serving(app) as base:
+    folder = tmp_path_factory.mktemp("outage-pages")
+    with own_database_server(folder, "opdesk_outage_pages") as (server, db):
+        app = create_app(settings, database=db, keyring=keyring)
+        with serving_app(app) as base:
             state = Outage(server, db, app, app.state.services.identity, base)
             try:
                 yield state
             finally:
                 state.resume()
-    finally:
-        db.dispose()
-        server.stop()
 
 
 def signed_in_desks(browser: Any, outage: Outage, clinic: Any) -> dict[str, tuple[Any, list[str]]]:

@@ -1,4 +1,5 @@
-"""A real ``opdesk serve`` process on a free port, as an operator starts it."""
+"""A real ``opdesk serve`` process on a free port, as an operator starts it; a database
+server of a test's own."""
 
 from __future__ import annotations
 
@@ -15,14 +16,34 @@ from pathlib import Path
 
 import httpx
 
-from opdesk.db import Database
+from opdesk.db import Database, EmbeddedServer, ensure_app_login
 from opdesk.demo import DEMO_PATIENTS, DEMO_SLUG
+from opdesk.migrate import upgrade
 from opdesk.security.keys import keyring_env, new_keyring
 from tests.factories import csrf_of
 from tests.factories.automation import wait_until
 
 PHONE = DEMO_PATIENTS[0][0]
 KEY_VARIABLES = frozenset(keyring_env(new_keyring()))
+
+
+@contextmanager
+def own_database_server(folder: Path, name: str) -> Iterator[tuple[EmbeddedServer, Database]]:
+    """A PostgreSQL server of the caller's own (to stop and start at will, without
+    touching the other tests' server), with database ``name`` migrated on it.
+    """
+    server = EmbeddedServer(folder / "pg", cleanup_mode="delete")
+    try:
+        ensure_app_login(server.superuser_url)
+        owner = server.database_url(name)
+        db = Database(owner, server.app_url(owner), pool_size=4, pool_wait_seconds=2)
+        try:
+            upgrade(db.owner_engine)
+            yield server, db
+        finally:
+            db.dispose()
+    finally:
+        server.stop()
 
 
 def free_port() -> int:

@@ -23,8 +23,7 @@ from sqlalchemy import select
 
 from opdesk.app import create_app
 from opdesk.config import Settings
-from opdesk.db import Database, EmbeddedServer, ensure_app_login
-from opdesk.migrate import upgrade
+from opdesk.db import Database, EmbeddedServer
 from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment
 from opdesk.security.crypto import StaticKeyring
@@ -38,6 +37,7 @@ from tests.factories import (
     unique_mobile,
 )
 from tests.factories.hot import booking_body
+from tests.factories.serve import own_database_server
 
 pytestmark = pytest.mark.xdist_group("faults")
 
@@ -54,17 +54,8 @@ def outaged(
     tmp_path_factory: pytest.TempPathFactory, settings: Settings, keyring: StaticKeyring
 ) -> Iterator[Outaged]:
     """A PostgreSQL server of these tests' own, migrated, and an app on it."""
-    server = EmbeddedServer(tmp_path_factory.mktemp("outage") / "pg", cleanup_mode="delete")
-    ensure_app_login(server.superuser_url)
-    owner = server.database_url("opdesk_outage")
-    db = Database(owner, server.app_url(owner), pool_size=4, pool_wait_seconds=2)
-    upgrade(db.owner_engine)
-    app = create_app(settings, database=db, keyring=keyring)
-    try:
-        yield Outaged(server, db, app)
-    finally:
-        db.dispose()
-        server.stop()
+    with own_database_server(tmp_path_factory.mktemp("outage"), "opdesk_outage") as (server, db):
+        yield Outaged(server, db, create_app(settings, database=db, keyring=keyring))
 
 
 @dataclass

@@ -9,8 +9,6 @@ top that clears itself when OPDesk is back.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import Request, Response
 from fastapi.dependencies.utils import get_flat_params
 
@@ -37,7 +35,7 @@ SAID = {
 SAID_TO_PEOPLE = {
     **SAID,
     Fault.UNAVAILABLE: "OPDesk is restarting and will be back in a few seconds",
-    Fault.BUSY: "OPDesk is very busy this moment",
+    Fault.BUSY: "OPDesk is very busy at the moment",
 }
 
 
@@ -77,7 +75,7 @@ def takes_idempotency_key(request: Request) -> bool:
 
 def answer(request: Request, classified: Classified) -> Response:
     """The 503 for a request the database could not serve."""
-    from opdesk.web.problems import PROBLEM_JSON, wants_json
+    from opdesk.web.problems import problem, wants_json
 
     route = route_of(request)
     OUTAGE.refused(classified, route)
@@ -85,16 +83,12 @@ def answer(request: Request, classified: Classified) -> Response:
     retry = str(RETRY_AFTER[classified.fault])
     headers = {"Retry-After": retry}
     if wants_json(request):
-        body = {
-            "type": "about:blank",
-            "title": "Service unavailable",
-            "status": 503,
-            "detail": detail_of(request, classified),
-            "instance": request.url.path,
-            "requestId": getattr(request.state, "request_id", None),
-            "fault": classified.fault.value,
-        }
-        return Response(json.dumps(body), 503, headers=headers, media_type=PROBLEM_JSON)
+        said = detail_of(request, classified)
+        refused = problem(
+            request, 503, "Service unavailable", said, extra={"fault": classified.fault.value}
+        )
+        refused.headers.update(headers)
+        return refused
     pages = services(request).pages
     context = {
         "title": TITLES[classified.fault],
