@@ -124,9 +124,12 @@ def pdf_text(data: bytes) -> str:
     }
 
     def stream(obj: bytes) -> bytes:
-        found = re.search(rb"stream\r?\n(.*?)\r?\nendstream", obj, re.S)
-        assert found
-        raw = found.group(1)
+        # Exactly /Length bytes: compressed data may itself end in a CR, which a pattern
+        # for the "\r\n" before "endstream" would take away (about one PDF in 256).
+        length = re.search(rb"/Length (\d+)", obj)
+        found = re.search(rb"stream\r?\n", obj)
+        assert found and length
+        raw = obj[found.end() : found.end() + int(length.group(1))]
         return zlib.decompress(raw) if b"FlateDecode" in obj else raw
 
     fonts: dict[str, dict[int, str]] = {}
