@@ -119,7 +119,8 @@ def template_filters() -> dict[str, Callable[..., Any]]:
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    # Routes are matched in order, one by one: the busiest (booking, patients) go first.
+    # Routes are matched in order, one by one: the busiest (booking, patients) go first
+    # (and the hot paths before all, in create_app).
     router.include_router(scheduling_api.router)
     router.include_router(patients_api.router)
     router.include_router(portal_api.router)
@@ -214,6 +215,7 @@ def create_app(
         # Outermost, so the request id, the audit and every per-address limit see the
         # client the trusted proxy names; anyone else's X-Forwarded-For is ignored.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxy_networks)
+    app.include_router(scheduling_api.hot_router, prefix=API_PREFIX)
     app.mount("/static", ASSETS, name="static")
     app.include_router(health.router)
     app.include_router(api_router())

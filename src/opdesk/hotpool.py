@@ -48,8 +48,8 @@ class HotPool:
         if pool is not None:
             await pool.close()
 
-    async def one(self, statement: str, params: tuple[Any, ...]) -> Any:
-        """The single value ``statement`` returns, run as its own transaction."""
+    async def row(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The one row ``statement`` returns, run as its own transaction."""
         pool = await self._pool_after_outages()
         # While the database is down, a request does not wait the pool's whole timeout
         # for a connection the pool cannot open: it is answered at once.
@@ -57,7 +57,7 @@ class HotPool:
         try:
             async with pool.connection(timeout=wait) as conn:
                 try:
-                    return await _one(conn, statement, params)
+                    return await _row(conn, statement, params)
                 except psycopg.OperationalError:
                     if conn.broken:  # not a cancelled statement: the connection died
                         self._broken.add(asyncio.get_running_loop())
@@ -123,7 +123,9 @@ class HotPool:
         OUTAGE.connected()
 
 
-async def _one(conn: AsyncConnection[Any], statement: str, params: tuple[Any, ...]) -> Any:
+async def _row(
+    conn: AsyncConnection[Any], statement: str, params: tuple[Any, ...]
+) -> tuple[Any, ...]:
     # The statement is its own transaction: once sent, a broken connection leaves it
     # unknown whether it committed.
     faults.commit_sent()
@@ -131,7 +133,7 @@ async def _one(conn: AsyncConnection[Any], statement: str, params: tuple[Any, ..
     await cursor.execute(statement, params)
     row = await cursor.fetchone()
     assert row is not None
-    return row[0]
+    return row
 
 
 # How long a request waits for a connection while the database is known to be down: the

@@ -85,12 +85,14 @@ Cipher = Annotated[FieldCipher, Depends(_cipher)]
 AppSettings = Annotated[Settings, Depends(_settings)]
 
 
+# Marks the first answer to a key, sent again.
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
 def answer(result: BaseModel | Replay) -> BaseModel | JSONResponse:
     """What a route returns: its result, or the first answer to a repeated Idempotency-Key."""
     if isinstance(result, Replay):
-        return JSONResponse(
-            result.body, status_code=result.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        return JSONResponse(result.body, status_code=result.status_code, headers=REPLAYED)
     return result
 
 
