@@ -59,13 +59,18 @@ DESK_MOVES = frozenset(
 
 
 def _statement(function: str, arguments: int) -> str:
-    """The call of a hot path's function: its answer without the appointment, and the
-    appointment apart, as the API's JSON text, which the route sends as it is.
+    """The call of a hot path's function: its answer without the appointment (whose status
+    is kept as "made"), and the appointment apart as the API's JSON text (``api_appointment``,
+    migration 0024), which the route sends as it is. A replayed booking's appointment is the
+    row its Idempotency-Key stored.
     """
     placeholders = ", ".join(["%s"] * arguments)
+    answer = (
+        "r - 'appointment' - 'response' || jsonb_build_object('made', r #>> '{appointment,status}')"
+    )
+    appointment = "api_appointment(coalesce(r -> 'appointment', r #> '{response,row}'))::text"
     # The function's name is one of the three below, never input.
-    columns = "r - 'appointment', (r -> 'appointment')::text"
-    return f"select {columns} from {function}({placeholders}) as r"  # noqa: S608
+    return f"select {answer}, {appointment} from {function}({placeholders}) as r"  # noqa: S608
 
 
 _BOOK = _statement("opdesk_api_book", 21)
@@ -144,7 +149,7 @@ async def book(request: Request, body: BookingIn, key: str | None) -> Response:
         raise Conflict("this conflicts with a change made just now") from exc
     kind = outcome["answer"]
     if kind == "booked" and appointment is not None:
-        metrics.BOOKINGS.labels(outcome["status"]).inc()
+        metrics.BOOKINGS.labels(outcome["made"]).inc()
         return _sent(appointment, 201)
     if kind == "replay" and appointment is not None:
         return _sent(appointment, outcome["status"], REPLAYED)
