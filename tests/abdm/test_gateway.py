@@ -17,9 +17,9 @@ from opdesk.abdm.gateway import (
     GatewayClient,
     GatewayError,
     parse_error,
-    retry_after_seconds,
     timestamp,
 )
+from opdesk.notifications.providers.http import retry_after_seconds
 from tests.fakes.abdm_gateway import (
     ERROR_SHAPES,
     TIMESTAMP_FORM,

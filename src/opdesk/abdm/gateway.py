@@ -19,7 +19,6 @@ so, when.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 import threading
@@ -32,6 +31,8 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
+
+from opdesk.notifications.providers.http import retry_after_seconds
 
 V3_SESSIONS_PATH = "/api/hiecm/gateway/v3/sessions"
 V05_SESSIONS_PATH = "/gateway/v0.5/sessions"
@@ -117,23 +118,6 @@ def timestamp(now: datetime | None = None) -> str:
     """``2022-10-06T15:10:00.587Z``: the gateway refuses other forms (ABDM-1016)."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header (seconds, or an HTTP date) as seconds from now."""
-    if not value or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def parse_error(status: int, raw: bytes) -> tuple[str | None, str]:
