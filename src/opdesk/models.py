@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def load_all_models() -> None:
     from opdesk import idempotency as _idempotency  # noqa: F401
+    from opdesk.abdm import models as _abdm  # noqa: F401
     from opdesk.audit import models as _audit  # noqa: F401
     from opdesk.automation import models as _automation  # noqa: F401
     from opdesk.billing import models as _billing  # noqa: F401

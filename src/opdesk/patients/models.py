@@ -71,6 +71,12 @@ class Patient(SoftDeletable, TenantScoped, Base):
     # The 14-digit ABHA number: encrypted, with a blind index to find a patient by it.
     abha_number_encrypted: Mapped[bytes | None] = encrypted_column()
     abha_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The ABHA address (name@abdm): encrypted, with its own blind index.
+    abha_address_encrypted: Mapped[bytes | None] = encrypted_column()
+    abha_address_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # When the patient proved the ABHA number theirs (the ABHA login OTP); cleared when
+    # the number changes.
+    abha_verified_at: Mapped[datetime | None]
     # Created by the patient booking online: the desk completes the record at the visit.
     registered_online: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     allergies: Mapped[bytes | None] = encrypted_column()
@@ -110,6 +116,15 @@ class Patient(SoftDeletable, TenantScoped, Base):
         Index("uq_patients_tenant_id_phone_hash", "tenant_id", "phone_hash", unique=True),
         Index("uq_patients_tenant_id_number", "tenant_id", "number", unique=True),
         Index("uq_patients_tenant_id_abha_hash", "tenant_id", "abha_hash", unique=True),
+        Index(
+            "uq_patients_tenant_id_abha_address_hash",
+            "tenant_id",
+            "abha_address_hash",
+            unique=True,
+        ),
+        CheckConstraint(
+            "abha_verified_at IS NULL OR abha_hash IS NOT NULL", name="verified_abha_exists"
+        ),
         Index(None, "tenant_id", "name_last"),
         # Each name with the other: "first starts with a and last with b" (or the other
         # way round, or similar spellings of both) is checked in the index, not the table.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
@@ -67,6 +68,23 @@ def abha_digits(text: str) -> str:
     return digits
 
 
+# An ABHA address: a handle of 8-18 letters and digits with at most one dot or underscore
+# inside it, "@", and the domain ABDM issued it under (abdm; sbx in the sandbox; ndhm for
+# the older ones). ABDM compares them without case.
+_ABHA_ADDRESS = re.compile(r"^(?=[a-z0-9._]{8,18}@)[a-z0-9]+(?:[._][a-z0-9]+)?@(abdm|sbx|ndhm)$")
+
+
+def abha_address(text: str) -> str:
+    """An ABHA address as typed (``Amit.Sharma@abdm``), lower-cased."""
+    address = text.strip().lower()
+    if not _ABHA_ADDRESS.match(address):
+        raise ValueError(
+            "enter the ABHA address as it appears in the ABHA app, e.g. amit.sharma@abdm "
+            "(8 to 18 letters or digits, at most one dot or underscore, then @abdm)"
+        )
+    return address
+
+
 def pin_code(text: str) -> str:
     """A PIN code: six digits, the first not 0 (a space after the third is accepted)."""
     digits = text.replace(" ", "")
@@ -76,6 +94,7 @@ def pin_code(text: str) -> str:
 
 
 AbhaNumber = Annotated[str, Field(max_length=20), AfterValidator(abha_digits)]
+AbhaAddress = Annotated[str, Field(max_length=40), AfterValidator(abha_address)]
 PinCode = Annotated[str, Field(max_length=10), AfterValidator(pin_code)]
 Address = Annotated[str, Field(min_length=1, max_length=300)]
 
@@ -121,6 +140,7 @@ class PatientFields(ApiModel):
     blood_group: BloodGroup | None = None
     preferred_language: Language | None = None
     abha_number: AbhaNumber | None = None
+    abha_address: AbhaAddress | None = None
     allergies: Annotated[list[Allergy], Field(max_length=50)] | None = None
     chronic_conditions: Annotated[list[ShortText], Field(max_length=50)] | None = None
     ongoing_medications: Annotated[list[Medication], Field(max_length=50)] | None = None
@@ -174,6 +194,11 @@ class PatientOut(ApiModel):
     preferred_language: Language = "en"
     abha_number: str | None = Field(
         default=None, description="14 digits shown as 12-3456-7890-1234"
+    )
+    abha_address: str | None = Field(default=None, description="e.g. amit.sharma@abdm")
+    abha_verified_at: datetime | None = Field(
+        default=None,
+        description="when the patient proved the ABHA number theirs with the ABHA login OTP",
     )
     registered_online: bool = False
     allergies: list[Allergy]

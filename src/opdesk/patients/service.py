@@ -48,6 +48,7 @@ ENCRYPTED = frozenset(
         "email",
         "address",
         "abhaNumber",
+        "abhaAddress",
         "allergies",
         "ongoingMedications",
         "emergencyContact",
@@ -55,7 +56,13 @@ ENCRYPTED = frozenset(
 )
 # Encrypted columns holding plain text (the others hold JSON).
 TEXT_COLUMNS = frozenset(
-    {"phone_encrypted", "email_encrypted", "address_encrypted", "abha_number_encrypted"}
+    {
+        "phone_encrypted",
+        "email_encrypted",
+        "address_encrypted",
+        "abha_number_encrypted",
+        "abha_address_encrypted",
+    }
 )
 
 
@@ -122,6 +129,8 @@ def read(cipher: FieldCipher, patient: Patient, today: date) -> PatientOut:
         blood_group=patient.blood_group,
         preferred_language=patient.preferred_language or "en",
         abha_number=formatting.abha_number(_open(cipher, patient, "abha_number_encrypted")) or None,
+        abha_address=_open(cipher, patient, "abha_address_encrypted"),
+        abha_verified_at=patient.abha_verified_at,
         registered_online=bool(patient.registered_online),
         allergies=[Allergy.model_validate(a) for a in _open(cipher, patient, "allergies") or []],
         chronic_conditions=list(patient.chronic_conditions or []),
@@ -155,6 +164,8 @@ def _snapshot(patient: Patient) -> dict[str, Any]:
         "bloodGroup": patient.blood_group,
         "preferredLanguage": patient.preferred_language,
         "abhaNumber": patient.abha_number_encrypted,
+        "abhaAddress": patient.abha_address_encrypted,
+        "abhaVerifiedAt": patient.abha_verified_at,
         "registeredOnline": bool(patient.registered_online),
         "allergies": patient.allergies,
         "chronicConditions": list(patient.chronic_conditions or []),
@@ -230,15 +241,46 @@ def _abha_taken(session: Session, digest: bytes, except_id: uuid.UUID | None) ->
         )
 
 
+ABHA_ADDRESS_PURPOSE = "abha-address"
+
+
+def abha_address_hash(cipher: FieldCipher, address: str) -> bytes:
+    """The blind index of an ABHA address (lower case; unique per clinic)."""
+    return cipher.blind_index(address, purpose=ABHA_ADDRESS_PURPOSE)
+
+
+def _address_taken(session: Session, digest: bytes, except_id: uuid.UUID | None) -> None:
+    existing = session.execute(
+        select(Patient)
+        .where(Patient.abha_address_hash == digest)
+        .execution_options(include_deleted=True)
+    ).scalar_one_or_none()
+    if existing is not None and existing.id != except_id:
+        where = " (deleted; an admin can restore it)" if existing.deleted_at else ""
+        raise Conflict(
+            f"ABHA address: already registered to {existing.display_number}{where}",
+            field="abhaAddress",
+            existingId=str(existing.id),
+            existingNumber=existing.display_number,
+        )
+
+
 def _check_abha(
     session: Session, cipher: FieldCipher, fields: PatientFields, except_id: uuid.UUID | None
 ) -> None:
-    if "abha_number" in fields.model_fields_set and fields.abha_number:
+    given = fields.model_fields_set
+    if "abha_number" in given and fields.abha_number:
         _abha_taken(session, abha_hash(cipher, fields.abha_number), except_id)
+    if "abha_address" in given and fields.abha_address:
+        _address_taken(session, abha_address_hash(cipher, fields.abha_address), except_id)
 
 
 def _conflict_of(exc: IntegrityError) -> Conflict:
     """A unique index that a concurrent registration won, said for the field it guards."""
+    if "abha_address_hash" in str(exc.orig):
+        return Conflict(
+            "ABHA address: was just registered to another patient", field="abhaAddress"
+        )
     if "abha_hash" in str(exc.orig):
         return Conflict("ABHA number: was just registered to another patient", field="abhaNumber")
     return Conflict("this mobile number was just registered to another patient")
@@ -406,6 +448,8 @@ def _apply(patient: Patient, cipher: FieldCipher, fields: PatientFields, today: 
         patient.address_encrypted = _seal(cipher, patient, "address_encrypted", fields.address)
     if "abha_number" in given:
         _set_abha(cipher, patient, fields.abha_number)
+    if "abha_address" in given:
+        _set_abha_address(cipher, patient, fields.abha_address)
     if "chronic_conditions" in given:
         patient.chronic_conditions = list(fields.chronic_conditions or [])
     if "allergies" in given:
@@ -426,6 +470,15 @@ def _set_abha(cipher: FieldCipher, patient: Patient, digits: str | None) -> None
         return
     patient.abha_number_encrypted = _seal(cipher, patient, "abha_number_encrypted", digits)
     patient.abha_hash = abha_hash(cipher, digits) if digits else None
+    # A proof was of the old number; the new one is unproven until its own OTP.
+    patient.abha_verified_at = None
+
+
+def _set_abha_address(cipher: FieldCipher, patient: Patient, address: str | None) -> None:
+    if address == _open(cipher, patient, "abha_address_encrypted"):
+        return
+    patient.abha_address_encrypted = _seal(cipher, patient, "abha_address_encrypted", address)
+    patient.abha_address_hash = abha_address_hash(cipher, address) if address else None
 
 
 def _dump(items: list[Any] | None) -> list[dict[str, Any]]:
@@ -665,3 +718,41 @@ def contact_phone(session: Session, cipher: FieldCipher, patient: Patient) -> st
         return open_phone(cipher, patient)
     guardian = session.get(Patient, (patient.tenant_id, patient.guardian_id))
     return open_phone(cipher, guardian) if guardian is not None else None
+
+
+def record_abha_verified(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    *,
+    patient_id: uuid.UUID,
+    digits: str,
+    address: str | None,
+) -> Patient:
+    """The patient proved the ABHA number ``digits`` theirs (ABDM's login OTP): store it,
+    and the ABHA address ABDM answered with if the patient has none yet.
+
+    The number must be the patient's own or free in the clinic (409 otherwise).
+    """
+    patient = records.by_id(session, Patient, patient_id, lock=True)
+    _abha_taken(session, abha_hash(cipher, digits), patient.id)
+    before = _snapshot(patient)
+    _set_abha(cipher, patient, digits)
+    if address and patient.abha_address_encrypted is None:
+        _address_taken(session, abha_address_hash(cipher, address), patient.id)
+        _set_abha_address(cipher, patient, address)
+    patient.abha_verified_at = ctx.now()
+    patient.updated_at = ctx.now()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise _conflict_of(exc) from exc
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=patient.id,
+        action="update",
+        diff=audit.diff_of(before, _snapshot(patient), redact=ENCRYPTED),
+    )
+    return patient

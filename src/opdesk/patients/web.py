@@ -71,6 +71,7 @@ TEXT_FIELDS = (
     "blood_group",
     "preferred_language",
     "abha_number",
+    "abha_address",
     "record_complete",
     "allergies",
     "chronic_conditions",
@@ -164,6 +165,7 @@ def form_to_fields(form: dict[str, str], session: Session) -> dict[str, Any]:
         "blood_group": form.get("blood_group") or None,
         "preferred_language": form.get("preferred_language") or "en",
         "abha_number": form.get("abha_number", "").strip() or None,
+        "abha_address": form.get("abha_address", "").strip() or None,
         "phone": form.get("phone") or None,
         "email": form.get("email") or None,
         "dob": form.get("dob") or None,
@@ -233,6 +235,7 @@ FIELD_LABELS = {
     "blood_group": "Blood group",
     "preferred_language": "Preferred language",
     "abha_number": "ABHA number",
+    "abha_address": "ABHA address",
     "allergies": "Allergies",
     "chronic_conditions": "Chronic conditions",
     "ongoing_medications": "Ongoing medications",
@@ -390,6 +393,8 @@ def _refusal(problem: DomainError) -> tuple[int, dict[str, str]]:
         return 422, {e.field.replace("guardianId", "guardian"): e.reason for e in problem.errors}
     if isinstance(problem, Conflict) and problem.extra.get("field") == "abhaNumber":
         return 409, {"abha_number": problem.detail.removeprefix("ABHA number: ")}
+    if isinstance(problem, Conflict) and problem.extra.get("field") == "abhaAddress":
+        return 409, {"abha_address": problem.detail.removeprefix("ABHA address: ")}
     if isinstance(problem, Conflict):
         return 409, {"phone": problem.detail}
     raise problem
@@ -853,6 +858,7 @@ def _values_of(view: Any, guardian: Any) -> dict[str, str]:
         "blood_group": view.blood_group or "",
         "preferred_language": view.preferred_language,
         "abha_number": view.abha_number or "",
+        "abha_address": view.abha_address or "",
         "record_complete": "1" if view.registered_online else "",
         "allergies": "\n".join(
             a.substance

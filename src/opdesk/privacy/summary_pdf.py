@@ -131,6 +131,7 @@ def _profile_rows(p: dict[str, Any]) -> list[list[str]]:
         ["Address", ", ".join(x for x in (p.get("address"), p.get("city"), p.get("pinCode")) if x)],
         ["Blood group", _text(p.get("bloodGroup"))],
         ["ABHA number", _text(p.get("abhaNumber"))],
+        ["ABHA address", _text(p.get("abhaAddress"))],
         ["Allergies", ", ".join(a["substance"] for a in p.get("allergies") or [])],
         ["Conditions", ", ".join(p.get("chronicConditions") or [])],
         ["Medications", ", ".join(m["name"] for m in p.get("ongoingMedications") or [])],
