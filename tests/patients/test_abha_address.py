@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 
 from opdesk.audit.service import CTX_KEY
 from opdesk.db import Database
-from opdesk.patients import schemas
-from opdesk.patients import service
+from opdesk.patients import schemas, service
 from opdesk.tenancy.models import Tenant
 from tests.factories import (
     bearer,
@@ -25,12 +24,12 @@ from tests.factories import (
     open_session,
     unique_mobile,
 )
-from tests.patients.test_registration_fields import (
+from tests.factories.registration import (
     abha_with_check,
-    browser,
+    desk_browser,
     field_errors,
     register,
-    stored,
+    stored_patient,
 )
 
 
@@ -79,7 +78,7 @@ def test_the_address_is_stored_encrypted_with_its_own_index_and_shown_back(
     body = response.json()
     assert body["abhaAddress"] == "sunita.d1979@abdm"
     assert body["abhaVerifiedAt"] is None
-    row = stored(db, tenant, body["id"])
+    row = stored_patient(db, tenant, body["id"])
     assert row.abha_address_encrypted is not None
     assert b"sunita" not in row.abha_address_encrypted
     assert row.abha_address_hash == cipher.blind_index("sunita.d1979@abdm", purpose="abha-address")
@@ -136,7 +135,7 @@ def test_changing_the_abha_number_ends_its_verification(
     assert shown["abhaAddress"] == "sunita.v1979@abdm"
     # Another field changed: still verified.
     client.patch(f"/api/v1/patients/{body['id']}", json={"city": "Satara"}, headers=desk)
-    assert stored(db, tenant, body["id"]).abha_verified_at is not None
+    assert stored_patient(db, tenant, body["id"]).abha_verified_at is not None
     changed = client.patch(
         f"/api/v1/patients/{body['id']}",
         json={"abhaNumber": abha_with_check("9100000000012")},
@@ -149,7 +148,7 @@ def test_changing_the_abha_number_ends_its_verification(
 def test_the_form_takes_the_address_and_shows_its_problem(
     app: FastAPI, db: Database, ident: Any, tenant: Tenant
 ) -> None:
-    desk = browser(app, db, ident, tenant)
+    desk = desk_browser(app, db, ident, tenant)
     form = desk.get("/patients/new").text
     assert 'name="abha_address"' in form
     fields = {

@@ -12,16 +12,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from opdesk.db import Database
 from opdesk.patients import schemas
-from opdesk.patients.models import BLOOD_GROUPS, LANGUAGES, Patient
+from opdesk.patients.models import BLOOD_GROUPS, LANGUAGES
 from opdesk.tenancy.models import Tenant
-from opdesk.web.deps import SESSION_COOKIE
 from tests.factories import (
     bearer,
-    clinic_session,
     csrf_of,
     events_of,
     make_patient,
@@ -29,56 +26,22 @@ from tests.factories import (
     open_session,
     unique_mobile,
 )
+from tests.factories.registration import (
+    abha_with_check,
+    desk_browser,
+    field_errors,
+    register,
+    stored_patient,
+)
 
 # From ABDM's own developer documentation (a sandbox search response).
 ABHA = "43-4221-5105-6749"
 ABHA_DIGITS = "43422151056749"
 
 
-def abha_with_check(first13: str) -> str:
-    """A 14-digit number whose last digit is the Luhn check digit of the first 13."""
-    for last in "0123456789":
-        if schemas.luhn_valid(first13 + last):
-            return first13 + last
-    raise AssertionError("no check digit")
-
-
 @pytest.fixture
 def desk(db: Database, ident: Any, tenant: Tenant) -> dict[str, str]:
     return bearer(open_session(db, ident, make_user(db, ident, tenant, "frontdesk")))
-
-
-def register(client: TestClient, headers: dict[str, str], **fields: Any) -> Any:
-    body = {
-        "name": {"first": "Sunita", "last": "Deshmukh"},
-        "phone": unique_mobile(),
-        "dob": "1979-08-21",
-        "gender": "female",
-        "city": "Pune",
-        **fields,
-    }
-    return client.post("/api/v1/patients", json=body, headers=headers)
-
-
-def stored(db: Database, tenant: Tenant, patient_id: str) -> Patient:
-    with clinic_session(db, tenant.id) as session:
-        found = session.execute(select(Patient).where(Patient.id == patient_id)).scalar_one()
-        session.expunge(found)
-        return found
-
-
-def browser(app: FastAPI, db: Database, ident: Any, tenant: Tenant) -> TestClient:
-    client = TestClient(app)
-    client.cookies.set(
-        SESSION_COOKIE, open_session(db, ident, make_user(db, ident, tenant, "frontdesk"))
-    )
-    return client
-
-
-def field_errors(html: str) -> dict[str, str]:
-    return dict(
-        re.findall(r'<small id="f-([\w-]+)-error" class="field-error">([^<]+)</small>', html)
-    )
 
 
 def test_the_schema_lists_agree_with_the_table_checks() -> None:
@@ -119,7 +82,7 @@ def test_registration_keeps_the_new_fields_and_encrypts_address_and_abha(
     assert body["preferredLanguage"] == "mr"
     assert body["abhaNumber"] == ABHA
     assert body["registeredOnline"] is False
-    row = stored(db, tenant, body["id"])
+    row = stored_patient(db, tenant, body["id"])
     assert row.address_encrypted is not None and b"Shanti" not in row.address_encrypted
     assert row.abha_number_encrypted is not None
     assert ABHA_DIGITS.encode() not in row.abha_number_encrypted
@@ -194,7 +157,7 @@ def test_the_same_abha_number_is_free_in_another_clinic(
 def test_the_form_registers_with_the_new_fields_and_the_profile_shows_them(
     app: FastAPI, db: Database, ident: Any, tenant: Tenant
 ) -> None:
-    desk = browser(app, db, ident, tenant)
+    desk = desk_browser(app, db, ident, tenant)
     form = desk.get("/patients/new").text
     assert '<option value="hi">हिन्दी (Hindi)</option>' in form
     assert '<option value="">Not known</option>' in form
@@ -233,7 +196,7 @@ def test_the_form_registers_with_the_new_fields_and_the_profile_shows_them(
 def test_the_form_shows_pin_and_abha_problems_with_the_others_at_once(
     app: FastAPI, db: Database, ident: Any, tenant: Tenant
 ) -> None:
-    desk = browser(app, db, ident, tenant)
+    desk = desk_browser(app, db, ident, tenant)
     form = desk.get("/patients/new").text
     answer = desk.post(
         "/patients/new",
@@ -264,7 +227,7 @@ def test_the_edit_form_says_which_patient_has_the_abha_number(
     number = abha_with_check("9100000000004")
     holder = make_patient(db, ident, tenant, abhaNumber=number)
     other = make_patient(db, ident, tenant)
-    desk = browser(app, db, ident, tenant)
+    desk = desk_browser(app, db, ident, tenant)
     edit = desk.get(f"/patients/{other.id}/edit").text
     values = dict(re.findall(r'name="([\w.]+)" type="\w+" value="([^"]*)"', edit))
     answer = desk.post(
