@@ -58,6 +58,7 @@ from tests.factories import (
     unaudited,
     unique_mobile,
 )
+from tests.factories.abdm import with_abdm
 
 # --------------------------------------------------------------------------- one clinic
 
@@ -89,6 +90,8 @@ class World:
     automation_event: uuid.UUID  # pending, for the appointment
     clinical: Clinical
     billing: Billing
+    facility_id: str  # the clinic's ABDM facility id
+    neighbour: uuid.UUID  # a second clinic
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,8 @@ def world(db: Database, ident: Identity) -> World:
     device = make_device(db, ident, tenant)
     share_link = make_share_link(db, ident, tenant)
     consent = make_consent(db, ident, tenant)
+    facility_id = with_abdm(db, ident.cipher, tenant).facility_id
+    neighbour = make_tenant(db, "Constraint Neighbour")
     clinic = ctx_for(tenant.id)
     with transaction(db, clinic) as session:
         event = automation.schedule(
@@ -285,6 +290,8 @@ def world(db: Database, ident: Identity) -> World:
             billing=_billing(
                 db, tenant.id, patient=patient.id, doctor=doctor.id, appointment=appointment.id
             ),
+            facility_id=facility_id,
+            neighbour=neighbour.id,
         )
 
 
@@ -853,6 +860,54 @@ BILLING_CASES = [
 ]
 
 
+def _neighbour_takes_the_facility(session: Session, w: World) -> None:
+    """Another clinic saving the world's facility id (as that clinic: RLS allows it)."""
+    session.execute(text("select set_config('app.tenant_id', :n, true)"), {"n": str(w.neighbour)})
+    session.execute(
+        text(
+            "insert into abdm_settings (tenant_id, facility_id, facility_name, client_id,"
+            " client_secret, updated_at) values (:n, :f, 'Neighbour', 'SBX_1', '\\x00', now())"
+        ),
+        {"n": w.neighbour, "f": w.facility_id},
+    )
+
+
+ABDM_CASES = [
+    check(
+        "ck_abdm_settings_environment_known",
+        "ABDM is reached in its sandbox or in production",
+        _clinic_row("update abdm_settings set environment = 'staging' where tenant_id = :tenant"),
+    ),
+    check(
+        "ck_abdm_settings_facility_id_shape",
+        "a facility id is written as HFR issues it: capital letters and digits",
+        _clinic_row("update abdm_settings set facility_id = 'in 27' where tenant_id = :tenant"),
+    ),
+    unique(
+        "uq_abdm_settings_facility_id",
+        "a facility id (the gateway's X-HIP-ID) leads to one clinic",
+        _neighbour_takes_the_facility,
+    ),
+    check(
+        "ck_patients_verified_abha_exists",
+        "only an ABHA number on record can be verified",
+        lambda s, w: change(s, "patients", w.patient, abha_verified_at=Sql("now()")),
+    ),
+    unique(
+        "uq_patients_tenant_id_abha_address_hash",
+        "one patient record per ABHA address in a clinic",
+        lambda s, w: copy(
+            s,
+            "patients",
+            w.patient,
+            number=Sql("number + 1000000"),
+            phone_hash=secrets.token_bytes(32),
+        ),
+        arrange=lambda s, w: change(s, "patients", w.patient, abha_address_hash=b"\x02" * 32),
+    ),
+]
+
+
 _FIGURES = (
     "appointments_requested, appointments_confirmed, appointments_completed,"
     " appointments_no_show, revenue_gross, revenue_discounts, revenue_net, visits_total,"
@@ -1240,6 +1295,7 @@ CASES: list[Case] = [
     *CLINICAL_CASES,
     *BILLING_CASES,
     *REPORT_CASES,
+    *ABDM_CASES,
 ]
 BY_NAME = {case.constraint: case for case in CASES}
 assert len(BY_NAME) == len(CASES), "two cases for one constraint"

@@ -13,6 +13,8 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from opdesk import health, metrics
+from opdesk.abdm import api as abdm_api
+from opdesk.abdm import web as abdm_web
 from opdesk.automation import web as automation_web
 from opdesk.billing import api as billing_api
 from opdesk.billing import web as billing_web
@@ -109,6 +111,7 @@ PAGE_MODULES = page_modules(
     doctors_admin_web,
     portal_booking,
     privacy_web,
+    abdm_web,
 )
 
 
@@ -135,6 +138,7 @@ def api_router() -> APIRouter:
     router.include_router(orders_web.api)
     router.include_router(billing_api.router)
     router.include_router(privacy_api.router)
+    router.include_router(abdm_api.router)
     return router
 
 

@@ -169,7 +169,7 @@ class Records:
     records, the patient they belong to (whose portal login may reach them).
     """
 
-    ids: dict[str, uuid.UUID] = field(default_factory=dict)
+    ids: dict[str, uuid.UUID | str] = field(default_factory=dict)
     owner: uuid.UUID | None = None
 
 
@@ -220,7 +220,7 @@ def _share_link(db: Database, ident: Any, tenant: Tenant) -> Records:
     with clinic_session(db, tenant.id) as session:
         patient_id = session.get_one(Document, (tenant.id, link.document_id)).owner_id
     ids = {"link_id": link.id, "document_id": link.document_id, "patient_id": patient_id}
-    return Records(ids, patient_id)
+    return Records({**ids}, patient_id)
 
 
 def _consent(db: Database, ident: Any, tenant: Tenant) -> Records:
@@ -260,7 +260,7 @@ def _offer(db: Database, ident: Any, tenant: Tenant) -> Records:
 def _records_of(
     make: Callable[[Database, Any, Tenant], dict[str, uuid.UUID]],
 ) -> Callable[[Database, Any, Tenant], Records]:
-    return lambda db, ident, tenant: Records(make(db, ident, tenant))
+    return lambda db, ident, tenant: Records({**make(db, ident, tenant)})
 
 
 # One maker per kind of id a route takes; each also names the ids its record implies
@@ -292,7 +292,14 @@ RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
     "gateway_event_id": lambda db, ident, tenant: Records(
         {"gateway_event_id": _kept_delivery(db, ident, tenant)}
     ),
+    "counter_id": lambda db, ident, tenant: Records({"counter_id": _counter(db, ident, tenant)}),
 }
+
+
+def _counter(db: Database, ident: Any, tenant: Tenant) -> str:
+    from tests.factories.abdm import counter_id_of
+
+    return counter_id_of(db, ident, tenant)
 
 
 def _kept_delivery(db: Database, ident: Any, tenant: Tenant) -> uuid.UUID:
@@ -305,7 +312,7 @@ def _billing(kind: str, db: Database, ident: Any, tenant: Tenant) -> Records:
     from tests.factories import billing
 
     ids = (billing.issued_ids if kind == "invoice" else billing.paid_ids)(db, ident, tenant)
-    return Records(ids, ids["patient_id"])
+    return Records({**ids}, ids["patient_id"])
 
 
 def _order(db: Database, ident: Any, tenant: Tenant) -> Records:

@@ -34,6 +34,7 @@ from opdesk.security.permissions import (
 from opdesk.tenancy.models import Tenant
 from opdesk.web.deps import Allow
 from tests.factories import (
+    abdm,
     bearer,
     billing,
     book,
@@ -247,7 +248,7 @@ def _id_of(name: str) -> Callable[[Database, Any, Tenant], uuid.UUID]:
 
 # One way to make a record of tenant A for each kind of id a route takes (the makers
 # live in tests/factories).
-ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
+ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID | str]] = {
     "user_id": lambda db, ident, tenant: make_user(db, ident, tenant, "frontdesk").id,
     "device_id": lambda db, ident, tenant: make_device(db, ident, tenant).id,
     "patient_id": lambda db, ident, tenant: make_patient(db, ident, tenant).id,
@@ -270,6 +271,7 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID]] = {
     "invoice_id": billing.issued_id_of,
     "payment_id": billing.payment_id_of,
     "gateway_event_id": billing.kept_delivery_id,
+    "counter_id": abdm.counter_id_of,
 }
 
 

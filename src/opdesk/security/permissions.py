@@ -97,6 +97,11 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "automation:retry": frozenset({ADMIN}),
     # the clinic's reminder, no-show grace and quiet-hour settings
     "automation:configure": frozenset({ADMIN}),
+    # ABDM: the clinic's registration and gateway secret (admins); a patient's ABDM page
+    # (linked visits, consents, what was shared: dates and kinds, no content) and the
+    # Scan & Share counters' QR codes and tokens, for the desk and doctors
+    "abdm:manage": frozenset({ADMIN}),
+    "abdm:read": frozenset({FRONTDESK, DOCTOR, ADMIN}),
     # a patient's own records through the portal
     "portal:self": frozenset({PATIENT}),
 }
