@@ -278,9 +278,7 @@ def _check_abha(
 def _conflict_of(exc: IntegrityError) -> Conflict:
     """A unique index that a concurrent registration won, said for the field it guards."""
     if "abha_address_hash" in str(exc.orig):
-        return Conflict(
-            "ABHA address: was just registered to another patient", field="abhaAddress"
-        )
+        return Conflict("ABHA address: was just registered to another patient", field="abhaAddress")
     if "abha_hash" in str(exc.orig):
         return Conflict("ABHA number: was just registered to another patient", field="abhaNumber")
     return Conflict("this mobile number was just registered to another patient")
