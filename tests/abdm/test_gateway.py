@@ -114,6 +114,26 @@ def test_a_401_fetches_a_new_token_and_retries_once(
     assert [answer.status for _, answer in gateway.refused] == [401]
 
 
+def test_a_client_for_another_host_shares_the_session_and_its_refresh(
+    gateway: FakeAbdmGateway, client: GatewayClient
+) -> None:
+    with FakeAbdmGateway() as other:
+        # The other host accepts the first gateway's tokens, as ABHA accepts the gateway's.
+        other.accept_tokens_of(gateway)
+        abha = client.on_host(other.url + "/abha/api/")
+        assert abha.base_url == other.url + "/abha/api"
+        client.post(CALL, {"n": 1})
+        abha.post(CALL, {"n": 2})
+        assert len(gateway.sessions) == 1 and other.sessions == []
+        assert other.received[0].path == "/abha/api" + CALL
+        gateway.revoke_tokens()
+        abha.post(CALL, {"n": 3})  # the 401 renews the one session, at the gateway
+        client.post(CALL, {"n": 4})
+        assert len(gateway.sessions) == 2 and other.sessions == []
+        abha.close()  # the connections are the gateway client's: still usable
+        assert client.post(CALL, {"n": 5}).status == 202
+
+
 def test_a_token_that_died_on_the_gateway_s_clock_is_replaced(clock: Clock) -> None:
     with (
         FakeAbdmGateway(token_ttl=0.2) as gateway,

@@ -19,13 +19,14 @@ so, when.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -181,6 +182,14 @@ def _status_phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
+@dataclass
+class _Held:
+    """The session token of one gateway client and the clients made from it by ``on_host``."""
+
+    token: _Token | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class GatewayClient:
     """One HIP's session with the gateway; safe to share between threads.
 
@@ -212,8 +221,18 @@ class GatewayClient:
         self._http = http or httpx.Client()
         self._owns_http = http is None
         self._clock = clock
-        self._token: _Token | None = None
-        self._lock = threading.Lock()
+        # The session is the gateway's: a client for another host (on_host) shares it.
+        self._session_url = self.base_url
+        self._held = _Held()
+
+    def on_host(self, base_url: str, *, http: httpx.Client | None = None) -> GatewayClient:
+        """A client for another ABDM host (the ABHA service) that signs in with this one's
+        gateway session: the same token, refreshed once for both."""
+        other = copy.copy(self)
+        other.base_url = base_url.rstrip("/")
+        other._http = http or self._http
+        other._owns_http = False
+        return other
 
     def close(self) -> None:
         if self._owns_http:
@@ -264,17 +283,19 @@ class GatewayClient:
     # ------------------------------------------------------------------ token
 
     def _current_token(self) -> str:
-        with self._lock:
-            if self._token is None or self._clock() >= self._token.refresh_at:
-                self._token = self._fetch_token()
-            return self._token.value
+        held = self._held
+        with held.lock:
+            if held.token is None or self._clock() >= held.token.refresh_at:
+                held.token = self._fetch_token()
+            return held.token.value
 
     def _replace_token(self, rejected: str) -> str:
-        with self._lock:
+        held = self._held
+        with held.lock:
             # Another thread may have replaced it while this one waited for its 401.
-            if self._token is None or self._token.value == rejected:
-                self._token = self._fetch_token()
-            return self._token.value
+            if held.token is None or held.token.value == rejected:
+                held.token = self._fetch_token()
+            return held.token.value
 
     def _fetch_token(self) -> _Token:
         body = {
@@ -282,7 +303,9 @@ class GatewayClient:
             "clientSecret": self.client_secret,
             "grantType": "client_credentials",
         }
-        response, sent_id = self._send("POST", self.sessions_path, body, None, None, None)
+        response, sent_id = self._send(
+            "POST", self.sessions_path, body, None, None, None, base=self._session_url
+        )
         answer = self._judge(response, sent_id).body
         value = answer.get("accessToken") if isinstance(answer, dict) else None
         if not isinstance(value, str) or not value:
@@ -302,6 +325,8 @@ class GatewayClient:
         extra: Mapping[str, str] | None,
         token: str | None,
         request_id: str | None,
+        *,
+        base: str | None = None,
     ) -> tuple[httpx.Response, str]:
         sent_id = request_id or str(uuid.uuid4())
         headers = {
@@ -317,7 +342,7 @@ class GatewayClient:
         if body is not None:
             content = json.dumps(body, ensure_ascii=False).encode()
             headers["content-type"] = "application/json"
-        url = self.base_url + path
+        url = (base or self.base_url) + path
         try:
             response = self._http.request(
                 method,
