@@ -872,7 +872,40 @@ def _neighbour_takes_the_facility(session: Session, w: World) -> None:
     )
 
 
+def _share_token(number: int = 1, life: str = "30 minutes", twice: bool = False) -> Write:
+    """A Scan & Share token of the world's patient (``twice``: the same number again)."""
+
+    def write(session: Session, w: World) -> None:
+        for _ in range(2 if twice else 1):
+            session.execute(
+                text(
+                    "insert into abdm_share_tokens (tenant_id, id, counter_id, day, number,"
+                    " patient_id, abha_address_hash, request_id, issued_at, expires_at)"
+                    " values (:t, gen_random_uuid(), 'desk-1', current_date, :n, :p,"
+                    " '\\x01', gen_random_uuid(), now(), now() + cast(:life as interval))"
+                ),
+                {"t": w.tenant_id, "n": number, "p": w.patient, "life": life},
+            )
+
+    return write
+
+
 ABDM_CASES = [
+    check(
+        "ck_abdm_share_tokens_number_positive",
+        "token numbers start at 1",
+        _share_token(number=0),
+    ),
+    check(
+        "ck_abdm_share_tokens_expires_after_issue",
+        "a token is valid for a while after it is given",
+        _share_token(life="0 minutes"),
+    ),
+    unique(
+        "uq_abdm_share_tokens_counter_day_number",
+        "a counter gives each token number once a day",
+        _share_token(twice=True),
+    ),
     check(
         "ck_abdm_settings_environment_known",
         "ABDM is reached in its sandbox or in production",

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     razorpay_base_url: str = "https://api.razorpay.com"
     razorpay_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
+    # ABDM: where the gateway (HIE-CM) and the ABHA service answer in each environment a
+    # clinic may choose (tests point them at a local fake), and how long one call may take.
+    abdm_sandbox_gateway_url: str = "https://dev.abdm.gov.in"
+    abdm_production_gateway_url: str = "https://live.abdm.gov.in"
+    abdm_sandbox_abha_url: str = "https://abhasbx.abdm.gov.in/abha/api"
+    abdm_production_abha_url: str = "https://abha.abdm.gov.in/abha/api"
+    abdm_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
     # Scheduling
     hold_minutes: int = 5
     waitlist_offer_minutes: int = 15

@@ -43,3 +43,36 @@ def with_abdm(db: Database, cipher: Any, tenant: Tenant, **fields: Any) -> Abdm:
 def counter_id_of(db: Database, ident: Any, tenant: Tenant) -> str:
     """A Scan & Share counter of the clinic (its settings made for it)."""
     return with_abdm(db, ident.cipher, tenant).counters[0].id
+
+
+def share_body(hip_id: str, counter_id: str, **patient: Any) -> dict[str, Any]:
+    """A Scan & Share profile as the gateway sends it (HIE-CM v3 patient-share), for a
+    patient scanning ``counter_id``'s QR code; ``patient`` overrides the profile's fields."""
+    profile = {
+        "abhaNumber": "91-5101-6530-5101",
+        "abhaAddress": "amit.sharma88@sbx",
+        "name": "Amit Sharma",
+        "gender": "M",
+        "dayOfBirth": "14",
+        "monthOfBirth": "8",
+        "yearOfBirth": "1988",
+        "phoneNumber": "9876500001",
+        "address": {
+            "line": "12 MG Road",
+            "district": "Pune",
+            "state": "Maharashtra",
+            "pincode": "411001",
+        },
+        **patient,
+    }
+    return {
+        "intent": "PROFILE_SHARE",
+        "metaData": {
+            "hipId": hip_id,
+            "context": counter_id,
+            "hprId": "",
+            "latitude": "",
+            "longitude": "",
+        },
+        "profile": {"patient": profile},
+    }

@@ -24,6 +24,7 @@ from opdesk.automation import service
 from opdesk.automation.models import AutomationEvent
 from opdesk.automation.rules import DEMO_RULE
 from opdesk.automation.worker import Tuning, Worker
+from opdesk.config import Settings
 from opdesk.context import Clock, utc_now
 from opdesk.db import Database, new_id, psycopg_url
 from opdesk.notifications import service as outbox
@@ -46,10 +47,15 @@ FAST = Tuning(
 
 
 def make_worker(
-    db: Database, cipher: FieldCipher, *, clock: Clock = utc_now, **tuning: Any
+    db: Database,
+    cipher: FieldCipher,
+    *,
+    clock: Clock = utc_now,
+    settings: Settings | None = None,
+    **tuning: Any,
 ) -> Worker:
     fields = {**FAST.__dict__, **tuning}
-    return Worker(db, cipher, tuning=Tuning(**fields), clock=clock)
+    return Worker(db, cipher, tuning=Tuning(**fields), clock=clock, settings=settings)
 
 
 def make_event(

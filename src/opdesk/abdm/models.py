@@ -1,17 +1,28 @@
-"""ABDM tables: a clinic's link to the ABDM gateway (its facility id and client secret)."""
+"""ABDM tables: a clinic's link to the ABDM gateway (its facility id and client secret),
+the gateway's calls as received (each once), and the Scan & Share queue tokens."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKeyConstraint, Index, Text, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from opdesk.db import Base, encrypted_column
+from opdesk.db import Base, TenantScoped, encrypted_column
 
 ENVIRONMENTS = ("sandbox", "production")
 
@@ -59,3 +70,82 @@ class AbdmSettings(Base):
         ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
         Index("uq_abdm_settings_facility_id", "facility_id", unique=True),
     )
+
+
+def _bound_to_request(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:
+    return column, row["request_id"]
+
+
+class AbdmCallback(Base):
+    """A call the gateway made to the clinic's bridge, kept once per ``REQUEST-ID``.
+
+    The gateway retries a call it got no answer to, with the same REQUEST-ID; the primary
+    key makes the second arrival a no-op, so each call is acted on once. The body holds
+    health identifiers (ABHA address, name, mobile), so it is stored encrypted.
+    """
+
+    __tablename__ = "abdm_callbacks"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # What was called: "patient-share", "consent-notify", ... (abdm.bridge.KINDS).
+    kind: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = encrypted_column(bound_to=_bound_to_request)
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    # How the work it asked for ended: "answered", or why it could not be.
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+        Index(None, "tenant_id", "received_at"),
+    )
+
+
+class ShareToken(TenantScoped, Base):
+    """A queue token handed to a patient who scanned a counter's QR code.
+
+    Numbered 1, 2, 3 ... per counter per clinic day; a rescan within its 30 minutes gets the
+    same token back (ABDM's PHR apps allow one token per 30 minutes).
+    """
+
+    __tablename__ = "abdm_share_tokens"
+
+    counter_id: Mapped[str] = mapped_column(Text)
+    day: Mapped[date] = mapped_column(Date)
+    number: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[uuid.UUID]
+    # The blind index of the ABHA address that scanned (patients.service.abha_address_hash).
+    abha_address_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    request_id: Mapped[uuid.UUID]
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("number > 0", name="number_positive"),
+        CheckConstraint("expires_at > issued_at", name="expires_after_issue"),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        Index(
+            "uq_abdm_share_tokens_counter_day_number",
+            "tenant_id",
+            "counter_id",
+            "day",
+            "number",
+            unique=True,
+        ),
+        Index(None, "tenant_id", "abha_address_hash", "counter_id", "expires_at"),
+        Index(None, "tenant_id", "day", "counter_id"),
+    )
+
+
+class ShareCounter(Base):
+    """The last token number given at a counter on a clinic day (the sequence's one row)."""
+
+    __tablename__ = "abdm_share_counters"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    counter_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),)

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from opdesk.abdm import settings as abdm_settings
+from opdesk.abdm import share
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound
 from opdesk.identity.sessions import Principal
+from opdesk.tenancy.service import today_at_clinic
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, render
 from opdesk.web.templating import NavEntry
@@ -164,4 +166,26 @@ def counter_qr(
     url = share_url(saved, counter)
     return render(
         request, "abdm/counter_qr.html", saved=saved, counter=counter, url=url, svg=_qr_svg(url)
+    )
+
+
+@router.get("/queue/scan-share")
+def scan_share_list(
+    request: Request, who: Reader, session: DbSession, ctx: Ctx, cipher: Cipher
+) -> Response:
+    """Today's Scan & Share tokens, newest first: who scanned at which counter, and the
+    token the ABHA app shows them."""
+    assert ctx.tenant_id is not None
+    saved = abdm_settings.of(session, cipher, ctx.tenant_id)
+    labels = {c.id: c.label for c in saved.counters} if saved else {}
+    day = today_at_clinic(session, ctx)
+    return render(
+        request,
+        "abdm/scan_share.html",
+        saved=saved,
+        day=day,
+        now=ctx.now(),
+        labels=labels,
+        tokens=share.tokens_of_day(session, day),
+        zone=who.timezone,
     )

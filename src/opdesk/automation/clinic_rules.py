@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import records
+from opdesk.abdm import share  # noqa: F401  (importing it registers the Scan & Share rule)
 from opdesk.automation import (
     later_rules,  # noqa: F401  (importing it registers its rules)
     rules,
@@ -96,6 +97,7 @@ MISSABLE = frozenset({AppointmentStatus.CONFIRMED})
 
 # The worker puts its cipher here (``session.info``) before it runs a rule.
 CIPHER_INFO = rules.CIPHER_INFO
+SETTINGS_INFO = rules.SETTINGS_INFO
 
 
 def dedupe_key(rule_name: str, appointment_id: uuid.UUID) -> str:

@@ -47,6 +47,8 @@ _RULES: dict[str, Handler] = {}
 # The worker puts its cipher here (``session.info``) before it runs a rule: the rules that
 # write messages need it to read the patient's phone and seal the recipient.
 CIPHER_INFO = "opdesk.cipher"
+# ... and its settings, for a rule that calls a provider the settings point at.
+SETTINGS_INFO = "opdesk.settings"
 
 
 class Permanent(Exception):
@@ -83,6 +85,14 @@ def cipher_of(session: Session) -> FieldCipher:
     found = session.info.get(CIPHER_INFO)
     if found is None:
         raise Permanent("this rule needs the worker's cipher (session.info) to send a message")
+    return found  # type: ignore[no-any-return]
+
+
+def settings_of(session: Session) -> Settings:
+    """The worker's settings (where ABDM's gateway answers, say)."""
+    found = session.info.get(SETTINGS_INFO)
+    if found is None:
+        raise Permanent("this rule needs the worker's settings (session.info)")
     return found  # type: ignore[no-any-return]
 
 

@@ -467,6 +467,7 @@ class Worker:
                     )
                     return
                 session.info[clinic_rules.CIPHER_INFO] = self.cipher
+                session.info[clinic_rules.SETTINGS_INFO] = self.settings
                 after = rules.handler_for(event.rule)(session, ctx, event)
                 if after is None:
                     self._succeeded(session, ctx, event)

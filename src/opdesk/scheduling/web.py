@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from opdesk import records
+from opdesk.abdm import share
 from opdesk.context import RequestContext
 from opdesk.errors import DomainError, InvalidInput, NotFound
 from opdesk.formatting import clock_time, day_name
@@ -941,6 +942,7 @@ def queue_page(request: Request, session: DbSession, ctx: Ctx, who: Reader) -> R
         "scheduling/queue.html",
         board_url="/queue/board",
         doctors=service.doctors(session),
+        scanned=share.waiting_at_counters(session, ctx),
         may_write=allowed(who.role, "appointments:write"),
         may_bill=allowed(who.role, "invoices:write"),
         back="queue",

@@ -1,0 +1,151 @@
+"""The gateway's calls to OPDesk, received: routed to their clinic by facility id, checked
+(signed by the gateway, not seen before), kept, and handed to the worker.
+
+The gateway expects a quick 202 and the real answer later, by a call back to it, so a
+callback's work never runs in the request: the call is stored (encrypted) once per
+``REQUEST-ID`` and an automation event names the rule that answers it. A repeat of the
+same REQUEST-ID (the gateway retries calls it got no answer to) finds the row and does
+nothing; a forged call never gets past :func:`checked`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from opdesk import audit
+from opdesk.abdm.callbacks import CallbackMeta, CallbackRefused, KeysUnavailable, verify_callback
+from opdesk.abdm.hub import Link
+from opdesk.abdm.messages import MessageError
+from opdesk.abdm.models import AbdmCallback
+from opdesk.automation import service as automation
+from opdesk.context import RequestContext
+from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound, Unauthorized
+from opdesk.security.crypto import FieldCipher
+
+ENTITY = "abdm_callbacks"
+# Which rule answers each kind of call (registered by the modules that hold them).
+RULES: dict[str, str] = {"patient-share": "abdm.share"}
+
+
+class KeysMissing(DomainError):
+    """The gateway's keys could not be fetched: the call cannot be checked now. 503, so
+    the gateway sends it again later."""
+
+    status = 503
+    title = "Service unavailable"
+
+
+def clinic_of_facility(session: Session, facility_id: str) -> uuid.UUID:
+    """The clinic that has ``facility_id`` switched on, or 404."""
+    found = session.scalar(text("select abdm_clinic_of_facility(:f)"), {"f": facility_id})
+    if found is None:
+        raise NotFound(f"No clinic on this OPDesk is connected to ABDM as {facility_id}")
+    return found  # type: ignore[no-any-return]
+
+
+def checked(
+    headers: Iterable[tuple[str, str]], link: Link, now: datetime, facility_id: str
+) -> CallbackMeta:
+    """The call's headers and bearer token verified, or 401 saying why (503 when the keys
+    to check it with cannot be had)."""
+    try:
+        meta = verify_callback(headers, link.keys, now)
+    except KeysUnavailable as exc:
+        raise KeysMissing(f"The gateway's keys are unavailable: {exc.reason}") from exc
+    except CallbackRefused as exc:
+        raise Unauthorized(f"Not a call from the ABDM gateway: {exc.reason}") from exc
+    if meta.hip_id is not None and meta.hip_id.upper() != facility_id:
+        raise Unauthorized("X-HIP-ID names another facility than the call was routed to")
+    return meta
+
+
+def parsed(raw: bytes, parse: Callable[[Any], Any]) -> Any:
+    """The body as ``parse`` reads it, or 422 naming the first wrong field."""
+    try:
+        return parse(json.loads(raw))
+    except ValueError as exc:
+        if isinstance(exc, MessageError):
+            raise InvalidInput([FieldError(exc.field, exc.reason)]) from exc
+        raise InvalidInput([FieldError("body", "is not JSON")]) from exc
+
+
+def receive(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    *,
+    kind: str,
+    meta: CallbackMeta,
+    raw: bytes,
+) -> bool:
+    """Keep the call and schedule its answer; False when this REQUEST-ID came before."""
+    tenant_id = ctx.tenant_id
+    assert tenant_id is not None, "a callback is received for a clinic"
+    sealed = cipher.encrypt(
+        raw, tenant_id=tenant_id, table=ENTITY, column="body", row_id=meta.request_id
+    )
+    kept = session.scalar(
+        insert(AbdmCallback)
+        .values(
+            tenant_id=tenant_id,
+            request_id=meta.request_id,
+            kind=kind,
+            body=sealed,
+            received_at=ctx.now(),
+        )
+        .on_conflict_do_nothing()
+        .returning(AbdmCallback.request_id)
+    )
+    if kept is None:
+        return False
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=meta.request_id,
+        action="create",
+        diff={"added": {"kind": kind}, "updated": {}, "removed": {}},
+    )
+    automation.schedule(
+        session,
+        ctx,
+        rule=RULES[kind],
+        entity_type=ENTITY,
+        entity_id=meta.request_id,
+        when=ctx.now(),
+        dedupe_key=f"abdm:{meta.request_id}",
+    )
+    return True
+
+
+def body_of(
+    session: Session, cipher: FieldCipher, request_id: uuid.UUID
+) -> tuple[AbdmCallback, Any]:
+    """A kept call and its body, decoded (404 when it is not this clinic's)."""
+    row = session.scalar(select(AbdmCallback).where(AbdmCallback.request_id == request_id))
+    if row is None:
+        raise NotFound("No such gateway call")
+    plain = cipher.decrypt(
+        row.body, tenant_id=row.tenant_id, table=ENTITY, column="body", row_id=row.request_id
+    )
+    return row, json.loads(plain)
+
+
+def finished(ctx: RequestContext, row: AbdmCallback, outcome: str) -> None:
+    """Mark a kept call done, with how it ended."""
+    row.processed_at = ctx.now()
+    row.outcome = outcome
+    audit.record(
+        ctx,
+        entity=ENTITY,
+        entity_id=row.request_id,
+        action="update",
+        diff={"added": {"outcome": outcome}, "updated": {}, "removed": {}},
+    )
