@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import uuid
 from typing import Any
 
+from opdesk.abdm import messages, share
 from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.db import Database
@@ -76,3 +78,19 @@ def share_body(hip_id: str, counter_id: str, **patient: Any) -> dict[str, Any]:
         },
         "profile": {"patient": profile},
     }
+
+
+def scanned(db: Database, ident: Any, tenant: Tenant, clinic: Abdm, **patient: Any) -> Any:
+    """A patient who scanned the clinic's first counter, as the worker answers it (no
+    gateway call): the ``share.Issued`` with their token."""
+    body = share_body(clinic.facility_id, clinic.counters[0].id, **patient)
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        return share.issue(
+            session,
+            ctx,
+            ident,
+            profile=messages.parse_share_profile(body),
+            counter_id=clinic.counters[0].id,
+            request_id=uuid.uuid4(),
+        )

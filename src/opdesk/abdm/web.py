@@ -15,6 +15,7 @@ from opdesk.abdm import share
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound
 from opdesk.identity.sessions import Principal
+from opdesk.security.permissions import allowed
 from opdesk.tenancy.service import today_at_clinic
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, render
@@ -42,7 +43,8 @@ def share_url(saved: Abdm, counter: Counter) -> str:
 
 
 def _qr_svg(text: str) -> str:
-    return str(segno.make(text, error="m").svg_inline(scale=6, dark="#1b2b34"))
+    # No fixed size: the viewBox lets the page draw it as large as the sheet allows.
+    return str(segno.make(text, error="m").svg_inline(scale=6, dark="#1b2b34", omitsize=True))
 
 
 def _values(saved: Abdm | None) -> dict[str, str]:
@@ -155,7 +157,7 @@ def save_settings(
 
 @router.get("/queue/scan-share/{counter_id}/qr")
 def counter_qr(
-    request: Request, counter_id: str, _: Reader, session: DbSession, ctx: Ctx, cipher: Cipher
+    request: Request, counter_id: str, who: Reader, session: DbSession, ctx: Ctx, cipher: Cipher
 ) -> Response:
     """One counter's Scan & Share QR code, on a page to print and put up at the desk."""
     assert ctx.tenant_id is not None
@@ -164,8 +166,15 @@ def counter_qr(
     if saved is None or counter is None:
         raise NotFound("No such counter")
     url = share_url(saved, counter)
+    back = SETTINGS_PAGE if allowed(who.role, "abdm:manage") else "/queue/scan-share"
     return render(
-        request, "abdm/counter_qr.html", saved=saved, counter=counter, url=url, svg=_qr_svg(url)
+        request,
+        "abdm/counter_qr.html",
+        saved=saved,
+        counter=counter,
+        url=url,
+        svg=_qr_svg(url),
+        back=back,
     )
 
 
