@@ -890,6 +890,75 @@ def _share_token(number: int = 1, life: str = "30 minutes", twice: bool = False)
     return write
 
 
+def _abdm_row(statement: str, twice: bool = False) -> Write:
+    """An ABDM sharing row of the world's clinic, written around the services."""
+
+    def write(session: Session, w: World) -> None:
+        for _ in range(2 if twice else 1):
+            session.execute(
+                text(statement), {"t": w.tenant_id, "p": w.patient, "v": w.clinical.visit}
+            )
+
+    return write
+
+
+_CONSENT = (
+    "insert into abdm_consents (tenant_id, id, consent_id, status, date_from, date_to,"
+    " data_erase_at, received_at, updated_at) values (:t, gen_random_uuid(), 'c-1', {status},"
+    " {dates}, now(), now())"
+)
+_TRANSFER = (
+    "insert into abdm_transfers (tenant_id, id, consent_id, transaction_id, request_id,"
+    " status, date_from, date_to, data_push_url, key_material, requested_at) values (:t,"
+    " gen_random_uuid(), 'c-1', 'txn-1', gen_random_uuid(), {status}, now(), now(),"
+    " 'https://hiu.example.in/push', '{{}}', now())"
+)
+_CARE_CONTEXT = (
+    "insert into abdm_care_contexts (tenant_id, id, patient_id, visit_id, reference, display,"
+    " happened_at, created_at) values (:t, gen_random_uuid(), :p, :v, {reference},"
+    " 'Visit', now(), now())"
+)
+_DATES = "now(), now() + interval '1 year', now() + interval '2 years'"
+
+ABDM_SHARING_CASES = [
+    check(
+        "ck_abdm_consents_status_known",
+        "a consent is granted, revoked, expired or denied",
+        _abdm_row(_CONSENT.format(status="'PAUSED'", dates=_DATES)),
+    ),
+    check(
+        "ck_abdm_consents_granted_has_range",
+        "a granted consent says which dates it covers and when its data is erased",
+        _abdm_row(_CONSENT.format(status="'GRANTED'", dates="null, null, null")),
+    ),
+    unique(
+        "uq_abdm_consents_consent_id",
+        "a consent artefact is kept once",
+        _abdm_row(_CONSENT.format(status="'GRANTED'", dates=_DATES), twice=True),
+    ),
+    check(
+        "ck_abdm_transfers_status_known",
+        "a transfer is requested, sent, refused or failed",
+        _abdm_row(_TRANSFER.format(status="'lost'")),
+    ),
+    unique(
+        "uq_abdm_transfers_transaction",
+        "a health-information request is answered once",
+        _abdm_row(_TRANSFER.format(status="'requested'"), twice=True),
+    ),
+    unique(
+        "uq_abdm_care_contexts_visit",
+        "a visit is one care context",
+        _abdm_row(_CARE_CONTEXT.format(reference="cast(:v as text)"), twice=True),
+    ),
+    check(
+        "ck_abdm_care_contexts_reference_is_visit",
+        "a care context is named by its visit's id",
+        _abdm_row(_CARE_CONTEXT.format(reference="'another'")),
+    ),
+]
+
+
 ABDM_CASES = [
     check(
         "ck_abdm_share_tokens_number_positive",
@@ -1329,6 +1398,7 @@ CASES: list[Case] = [
     *BILLING_CASES,
     *REPORT_CASES,
     *ABDM_CASES,
+    *ABDM_SHARING_CASES,
 ]
 BY_NAME = {case.constraint: case for case in CASES}
 assert len(BY_NAME) == len(CASES), "two cases for one constraint"

@@ -30,6 +30,7 @@ from opdesk.context import Clock, utc_now
 from opdesk.db import Database, EmbeddedServer, open_configured
 from opdesk.demo import DEMO_SLUG
 from opdesk.documents import api as documents_api
+from opdesk.fhir import api as fhir_api
 from opdesk.hotpool import HotPool
 from opdesk.identity import api as identity_api
 from opdesk.identity import web as identity_web
@@ -223,6 +224,7 @@ def create_app(
     app.mount("/static", ASSETS, name="static")
     app.include_router(health.router)
     app.include_router(api_router())
+    app.include_router(fhir_api.router)
     for module in PAGE_MODULES:
         app.include_router(module.router)
     app.include_router(documents_api.share_router)

@@ -1,5 +1,5 @@
 """``opdesk`` command line: serve, worker, migrate, demo, sweep, audit verify, keys rotate,
-tenant create and admin-link."""
+fhir export, tenant create and admin-link."""
 
 from __future__ import annotations
 
@@ -649,6 +649,48 @@ def keys_rotate(resume: bool, batch_size: int) -> None:
             f"re-encryption complete: {done.rows} values in {done.batches} batches "
             f"now use key {cipher.keyring.active_key_id}"
         )
+
+
+@main.group()
+def fhir() -> None:
+    """Patients' records as FHIR R4 (ABDM's NRCeS profiles)."""
+
+
+@fhir.command("export")
+@click.option("--clinic", "clinic", required=True, help="Clinic code (slug).")
+@click.option(
+    "--patient", "patient", required=True, help="Patient number (P-000123) or patient id."
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the files into (made if missing).",
+)
+def fhir_export(clinic: str, patient: str, out: Path) -> None:
+    """Write the patient's NRCeS document bundles (one <RecordType>-<bundle id>.json per
+    care event) and everything.json (Patient/$everything) into OUT; recorded in the
+    clinic's audit trail. The files hold health records: keep them private.
+    """
+    from opdesk.documents.storage import LocalStorage
+    from opdesk.fhir.export import export_to_folder
+
+    with runtime() as rt:
+        try:
+            done = export_to_folder(
+                rt.db,
+                FieldCipher(_keyring_or_fail(rt.settings)),
+                LocalStorage(rt.settings.data_dir / "files"),
+                clinic=clinic,
+                patient=patient,
+                out=out,
+                base_url=rt.settings.base_url,
+            )
+        except DomainError as exc:
+            fail(exc.detail)
+            return
+    click.echo(f"{done.patient_number}: {len(done.files)} file(s) written to {out}")
 
 
 @main.group()

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     abdm_sandbox_abha_url: str = "https://abhasbx.abdm.gov.in/abha/api"
     abdm_production_abha_url: str = "https://abha.abdm.gov.in/abha/api"
     abdm_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Certificates to trust, beyond the system's, when pushing records to an HIU's
+    # dataPushUrl (a private CA in a test or a closed network); unset: the system's only.
+    abdm_push_ca_file: Path | None = None
 
     # Scheduling
     hold_minutes: int = 5

@@ -10,9 +10,7 @@ app's TestClient with the headers the fake signed.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,86 +18,34 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from opdesk.abdm.messages import V3_PATHS
 from opdesk.abdm.models import AbdmCallback, ShareToken
 from opdesk.abdm.settings import Abdm
-from opdesk.app import create_app
 from opdesk.audit.models import AuditEvent
 from opdesk.config import Settings
 from opdesk.db import Database
 from opdesk.patients.models import Patient
-from opdesk.security.crypto import StaticKeyring
 from opdesk.tenancy.models import Tenant
 from tests.factories import browser_for, clinic_session, make_patient, make_user, open_session
-from tests.factories.abdm import share_body, with_abdm
+from tests.factories.abdm import (
+    BRIDGE,
+    Shifted,
+    arrivals,
+    deliver,
+    share_body,
+    signed_call,
+    with_abdm,
+)
 from tests.factories.automation import make_worker
 from tests.fakes.abdm_gateway import Callback, FakeAbdmGateway
 
-SHARE = "/api/v1/abdm/bridge/api/v3/hip/patient/share"
+SHARE = BRIDGE + V3_PATHS.share
 ON_SHARE = "/api/hiecm/patient-share/v3/on-share"
-
-
-class Shifted:
-    """The clinic's clock, moved forward by hand (the gateway's stays real)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-@pytest.fixture
-def gateway() -> Iterator[FakeAbdmGateway]:
-    with FakeAbdmGateway() as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> Shifted:
-    return Shifted()
-
-
-@pytest.fixture
-def pointed(settings: Settings, gateway: FakeAbdmGateway) -> Settings:
-    return settings.model_copy(
-        update={"abdm_sandbox_gateway_url": gateway.url, "abdm_timeout_seconds": 3}
-    )
-
-
-@pytest.fixture
-def bridge_app(pointed: Settings, db: Database, keyring: StaticKeyring, clock: Shifted) -> FastAPI:
-    return create_app(pointed, database=db, keyring=keyring, clock=clock)
-
-
-@pytest.fixture
-def gateway_side(bridge_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(bridge_app) as made:
-        yield made
-
-
-@pytest.fixture
-def clinic(db: Database, cipher: Any, tenant: Tenant, gateway: FakeAbdmGateway) -> Abdm:
-    return with_abdm(
-        db, cipher, tenant, client_id=gateway.client_id, client_secret=gateway.client_secret
-    )
 
 
 def prepared(gateway: FakeAbdmGateway, clinic: Abdm, clock: Shifted, **patient: Any) -> Callback:
     body = share_body(clinic.facility_id, clinic.counters[0].id, **patient)
-    now = clock()
-    return gateway.prepare_callback(
-        SHARE,
-        body,
-        hip_id=clinic.facility_id,
-        at=now,
-        token=gateway.mint_token(issued_at=now.timestamp()),
-    )
-
-
-def post(client: TestClient, callback: Callback) -> Any:
-    return client.post(
-        callback.url, content=json.dumps(callback.body).encode(), headers=callback.headers
-    )
+    return signed_call(gateway, V3_PATHS.share, body, clinic.facility_id, clock)
 
 
 def work(db: Database, cipher: Any, pointed: Settings, clock: Shifted) -> None:
@@ -107,7 +53,7 @@ def work(db: Database, cipher: Any, pointed: Settings, clock: Shifted) -> None:
 
 
 def on_shares(gateway: FakeAbdmGateway) -> list[dict[str, Any]]:
-    return [a.body for a in gateway.received if a.path == ON_SHARE]
+    return arrivals(gateway, ON_SHARE)
 
 
 def kept(db: Database, tenant: Tenant) -> int:
@@ -126,7 +72,7 @@ def test_a_new_patient_scans_and_gets_token_1(
     tenant: Tenant,
 ) -> None:
     callback = prepared(gateway, clinic, clock)
-    assert post(gateway_side, callback).status_code == 202
+    assert deliver(gateway_side, callback).status_code == 202
     assert on_shares(gateway) == []  # answered by the worker, not the request
     work(db, cipher, pointed, clock)
     (answer,) = on_shares(gateway)
@@ -157,10 +103,10 @@ def test_a_duplicate_callback_acts_once(
     tenant: Tenant,
 ) -> None:
     callback = prepared(gateway, clinic, clock)
-    assert post(gateway_side, callback).status_code == 202
-    assert post(gateway_side, callback).status_code == 202  # the gateway's retry
+    assert deliver(gateway_side, callback).status_code == 202
+    assert deliver(gateway_side, callback).status_code == 202  # the gateway's retry
     work(db, cipher, pointed, clock)
-    assert post(gateway_side, callback).status_code == 202  # a late retry, after the answer
+    assert deliver(gateway_side, callback).status_code == 202  # a late retry, after the answer
     work(db, cipher, pointed, clock)
     assert kept(db, tenant) == 1
     assert len(on_shares(gateway)) == 1
@@ -177,10 +123,10 @@ def test_a_rescan_within_30_minutes_gets_the_same_token_then_a_new_one(
 ) -> None:
     for minutes in (0, 29):
         clock.offset = timedelta(minutes=minutes)
-        assert post(gateway_side, prepared(gateway, clinic, clock)).status_code == 202
+        assert deliver(gateway_side, prepared(gateway, clinic, clock)).status_code == 202
         work(db, cipher, pointed, clock)
     clock.offset = timedelta(minutes=31)
-    post(gateway_side, prepared(gateway, clinic, clock))
+    deliver(gateway_side, prepared(gateway, clinic, clock))
     work(db, cipher, pointed, clock)
     # Someone else at the same counter: the next number.
     other = prepared(
@@ -194,7 +140,7 @@ def test_a_rescan_within_30_minutes_gets_the_same_token_then_a_new_one(
         yearOfBirth="1979",
         phoneNumber="9876500002",
     )
-    post(gateway_side, other)
+    deliver(gateway_side, other)
     work(db, cipher, pointed, clock)
     numbers = [a["acknowledgement"]["profile"]["tokenNumber"] for a in on_shares(gateway)]
     assert numbers == ["1", "1", "2", "3"]
@@ -221,7 +167,7 @@ def test_an_existing_patient_written_in_hindi_is_found_not_registered_again(
         ageYears=None,
         gender="male",
     )
-    post(gateway_side, prepared(gateway, clinic, clock))
+    deliver(gateway_side, prepared(gateway, clinic, clock))
     work(db, cipher, pointed, clock)
     with clinic_session(db, tenant.id) as session:
         assert session.scalar(select(func.count()).select_from(Patient)) == 1
@@ -247,7 +193,7 @@ def test_a_forged_callback_is_refused_and_changes_nothing(
     callback = gateway.prepare_callback(
         SHARE, body, hip_id=clinic.facility_id, token=gateway.forged_token(forgery)
     )
-    response = post(gateway_side, callback)
+    response = deliver(gateway_side, callback)
     assert response.status_code == 401, response.text
     assert "Not a call from the ABDM gateway" in response.json()["detail"]
     assert kept(db, tenant) == 0
@@ -267,7 +213,7 @@ def test_a_call_for_an_unknown_or_switched_off_facility_is_404(
     for facility in ("IN9999999999", off.facility_id):
         body = share_body(facility, "desk-1")
         callback = gateway.prepare_callback(SHARE, body, hip_id=facility)
-        assert post(gateway_side, callback).status_code == 404
+        assert deliver(gateway_side, callback).status_code == 404
 
 
 def test_a_bad_profile_is_422_naming_the_field_and_nothing_is_kept(
@@ -279,7 +225,7 @@ def test_a_bad_profile_is_422_naming_the_field_and_nothing_is_kept(
     tenant: Tenant,
 ) -> None:
     callback = prepared(gateway, clinic, clock, gender="X")
-    response = post(gateway_side, callback)
+    response = deliver(gateway_side, callback)
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "profile.patient.gender"
     assert kept(db, tenant) == 0
@@ -302,7 +248,7 @@ def test_the_desk_sees_the_token_on_the_queue_and_the_scan_share_list(
     )
     assert "Scan &amp; Share" in desk.get("/queue").text
     assert "No one has scanned today." in desk.get("/queue/scan-share").text
-    post(gateway_side, prepared(gateway, clinic, clock, name="सुनीता देशमुख"))
+    deliver(gateway_side, prepared(gateway, clinic, clock, name="सुनीता देशमुख"))
     work(db, cipher, pointed, clock)
     assert "Scan &amp; Share · 1 waiting" in desk.get("/queue").text
     listed = desk.get("/queue/scan-share").text

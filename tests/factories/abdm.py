@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import secrets
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from fastapi.testclient import TestClient
 
 from opdesk.abdm import messages, share
 from opdesk.abdm import settings as abdm_settings
@@ -14,6 +19,10 @@ from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
 from opdesk.uow import transaction
 from tests.factories.clinics import ctx_for
+from tests.fakes.abdm_gateway import Callback, FakeAbdmGateway
+
+# Where the gateway calls OPDesk (the bridge URL registered with ABDM).
+BRIDGE = "/api/v1/abdm/bridge"
 
 CLIENT_SECRET = "sandbox-client-secret-0001"
 _facility_numbers = itertools.count(1)
@@ -94,3 +103,95 @@ def scanned(db: Database, ident: Any, tenant: Tenant, clinic: Abdm, **patient: A
             counter_id=clinic.counters[0].id,
             request_id=uuid.uuid4(),
         )
+
+
+class Shifted:
+    """A clinic's clock moved forward by hand (the fake gateway's stays real)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def signed_call(
+    gateway: FakeAbdmGateway, path: str, body: Any, facility_id: str, clock: Shifted
+) -> Callback:
+    """A call of the gateway to the bridge, signed and stamped at the clinic's ``now``."""
+    now = clock()
+    return gateway.prepare_callback(
+        BRIDGE + path,
+        body,
+        hip_id=facility_id,
+        at=now,
+        token=gateway.mint_token(issued_at=now.timestamp()),
+    )
+
+
+def deliver(client: TestClient, callback: Callback) -> Any:
+    """The call as the gateway sends it, to the app behind ``client``."""
+    return client.post(
+        callback.url, content=json.dumps(callback.body).encode(), headers=callback.headers
+    )
+
+
+def arrivals(gateway: FakeAbdmGateway, path: str) -> list[Any]:
+    """The bodies OPDesk sent the gateway at ``path``, oldest first."""
+    return [a.body for a in gateway.received if a.path == path]
+
+
+def consent_body(
+    consent_id: str,
+    status: str,
+    *,
+    facility_id: str,
+    abha_address: str = "",
+    patient_reference: str = "",
+    care_contexts: tuple[str, ...] = (),
+    hi_types: tuple[str, ...] = ("OPConsultation",),
+    date_from: str = "2020-01-01T00:00:00.000Z",
+    date_to: str = "2099-01-01T00:00:00.000Z",
+    erase_at: str = "2099-06-01T00:00:00.000Z",
+) -> dict[str, Any]:
+    """A consent notification as the gateway sends it (HIE-CM v3 hip/notify); a GRANTED
+    one carries the artefact and the consent manager's signature."""
+    notification: dict[str, Any] = {"status": status, "consentId": consent_id}
+    if status == "GRANTED":
+        notification["signature"] = base64.b64encode(b"consent manager signature").decode()
+        notification["consentDetail"] = {
+            "schemaVersion": "v3",
+            "consentId": consent_id,
+            "createdAt": "2026-11-30T10:00:00.000Z",
+            "patient": {"id": abha_address},
+            "careContexts": [
+                {"patientReference": patient_reference, "careContextReference": c}
+                for c in care_contexts
+            ],
+            "purpose": {"text": "Care management", "code": "CAREMGT"},
+            "hip": {"id": facility_id},
+            "hiTypes": list(hi_types),
+            "permission": {
+                "accessMode": "VIEW",
+                "dateRange": {"from": date_from, "to": date_to},
+                "dataEraseAt": erase_at,
+                "frequency": {"unit": "HOUR", "value": 1, "repeats": 0},
+            },
+        }
+    return {"notification": notification}
+
+
+def discover_body(abha_address: str, **patient: Any) -> dict[str, Any]:
+    """A discovery request as the gateway sends it (HIE-CM v3 care-context/discover)."""
+    return {
+        "transactionId": str(uuid.uuid4()),
+        "patient": {
+            "id": abha_address,
+            "name": "Asha",
+            "gender": "F",
+            "yearOfBirth": 1996,
+            "verifiedIdentifiers": [{"type": "ABHA_ADDRESS", "value": abha_address}],
+            "unverifiedIdentifiers": [],
+            **patient,
+        },
+    }

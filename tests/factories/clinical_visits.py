@@ -73,10 +73,11 @@ def write_note(
 
 
 def signed_visit(
-    db: Database, ident: Any, cipher: Any, tenant: Tenant | None = None
+    db: Database, ident: Any, cipher: Any, tenant: Tenant | None = None, **patient: Any
 ) -> tuple[Consultation, Visit]:
-    """A visit with a note, a diagnosis and a pulse, signed."""
-    c = consultation(db, ident, tenant)
+    """A visit with a note, a diagnosis and a pulse, signed (``patient``: the patient's
+    registration fields)."""
+    c = consultation(db, ident, tenant, **patient)
     visit = open_visit(db, c)
     write_note(db, cipher, c, visit.id, visits.Soap(s="Fever 3 days", a="Viral fever", p="Rest"))
     ctx = c.ctx()

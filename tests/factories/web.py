@@ -80,7 +80,7 @@ class Declared:
 
     @property
     def is_api(self) -> bool:
-        return self.path.startswith("/api/")
+        return self.path.startswith(("/api/", "/fhir/"))
 
     @property
     def unsafe(self) -> bool:
@@ -263,6 +263,18 @@ def _records_of(
     return lambda db, ident, tenant: Records({**make(db, ident, tenant)})
 
 
+def _fhir(name: str) -> Callable[[Database, Any, Tenant], Records]:
+    """A FHIR route's id that no table holds (tests/factories/fhir.py), with its patient."""
+
+    def make(db: Database, ident: Any, tenant: Tenant) -> Records:
+        from tests.factories.fhir import MAKERS
+
+        ids = MAKERS[name](db, ident, tenant)
+        return Records({**ids}, ids.get("patient_id"))
+
+    return make
+
+
 # One maker per kind of id a route takes; each also names the ids its record implies
 # (a document's patient, an exception's doctor), so a nested path names one family of rows.
 RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
@@ -293,6 +305,10 @@ RECORD_MAKERS: dict[str, Callable[[Database, Any, Tenant], Records]] = {
         {"gateway_event_id": _kept_delivery(db, ident, tenant)}
     ),
     "counter_id": lambda db, ident, tenant: Records({"counter_id": _counter(db, ident, tenant)}),
+    **{
+        name: _fhir(name)
+        for name in ("clinic_id", "medication_request_id", "service_request_id", "charge_item_id")
+    },
 }
 
 

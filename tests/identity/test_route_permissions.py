@@ -42,6 +42,7 @@ from tests.factories import (
     clinic_with_slots,
     clinical_orders,
     clinical_rx,
+    fhir,
     make_consent,
     make_device,
     make_doctor,
@@ -72,7 +73,7 @@ class Endpoint:
 
     @property
     def is_api(self) -> bool:
-        return self.path.startswith("/api/")
+        return self.path.startswith(("/api/", "/fhir/"))
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.action}]"
@@ -272,6 +273,7 @@ ID_FACTORIES: dict[str, Callable[[Database, Any, Tenant], uuid.UUID | str]] = {
     "payment_id": billing.payment_id_of,
     "gateway_event_id": billing.kept_delivery_id,
     "counter_id": abdm.counter_id_of,
+    **{name: fhir.id_of(name) for name in fhir.MAKERS},
 }
 
 

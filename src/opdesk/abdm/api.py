@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from opdesk.abdm import bridge, hub, messages
+from opdesk.abdm import abha_check, bridge, hub, messages
 from opdesk.abdm import settings as abdm_settings
-from opdesk.abdm.schemas import AbdmSettingsIn, AbdmSettingsOut
+from opdesk.abdm.messages import V3_PATHS
+from opdesk.abdm.schemas import (
+    AbdmSettingsIn,
+    AbdmSettingsOut,
+    AbhaOtpIn,
+    AbhaOtpOut,
+    AbhaVerified,
+    AbhaVerifyIn,
+)
 from opdesk.errors import FieldError, InvalidInput, NotFound
 from opdesk.identity.sessions import Principal
+from opdesk.patients import service as patients
+from opdesk.patients.deps import PatientInPath
 from opdesk.schemas import PROBLEM_RESPONSES
+from opdesk.tenancy.service import today_at_clinic
 from opdesk.uow import enter_tenant
 from opdesk.web.deps import Anyone, AppSettings, Cipher, Ctx, DbSession, acting
 
@@ -45,6 +57,55 @@ def put_settings(
     return AbdmSettingsOut.of(abdm_settings.save(session, ctx, cipher, body.settings(secret)))
 
 
+# --------------------------------------------------------------------------- ABHA check
+
+Writer = Annotated[Principal, acting("patients:write")]
+
+
+@router.post("/patients/{patient_id}/abha-otp", response_model=AbhaOtpOut)
+def send_abha_code(
+    _: Writer,
+    patient: PatientInPath,
+    body: AbhaOtpIn,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    settings: AppSettings,
+) -> AbhaOtpOut:
+    """Ask ABDM to send the ABHA login code to the mobile linked with the patient's ABHA
+    number (or ``abhaNumber``). 409 when the clinic is not on ABDM, 503 when ABDM is down."""
+    started = abha_check.start(
+        session, ctx, cipher, settings, patient_id=patient.id, abha_number=body.abha_number
+    )
+    return AbhaOtpOut(
+        check=started.check, abha_number=started.abha_number, expires_at=started.expires_at
+    )
+
+
+@router.post("/patients/{patient_id}/abha-verify", response_model=AbhaVerified)
+def verify_abha(
+    _: Writer,
+    patient: PatientInPath,
+    body: AbhaVerifyIn,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    settings: AppSettings,
+) -> AbhaVerified:
+    """The code the patient read out: right, and the ABHA number is stored verified;
+    wrong or lapsed, 422 on ``otp``."""
+    verified = abha_check.finish(
+        session, ctx, cipher, settings, patient_id=patient.id, check=body.check, otp=body.otp
+    )
+    shown = patients.read(cipher, verified, today_at_clinic(session, ctx))
+    return AbhaVerified(
+        patient_id=verified.id,
+        abha_number=shown.abha_number,
+        abha_address=shown.abha_address,
+        abha_verified_at=shown.abha_verified_at,
+    )
+
+
 # --------------------------------------------------------------------------- the bridge
 
 # The gateway calls ``<bridge URL><path>``; the bridge URL registered with ABDM is
@@ -60,46 +121,80 @@ async def _raw_body(request: Request) -> bytes:
 RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
-def _facility(request: Request, raw: bytes) -> str:
-    """The facility the call is for: ``X-HIP-ID``, else the body's ``metaData.hipId``."""
-    named = request.headers.get("x-hip-id", "").strip()
-    if named:
-        return named.upper()
+def _named_in_body(raw: bytes) -> str | None:
+    """The facility a body names: ``metaData.hipId`` (Scan & Share) or the consent's
+    ``notification.consentDetail.hip.id``. Only for routing: the token is checked after."""
     try:
-        meta = json.loads(raw).get("metaData", {})
-        found = meta.get("hipId") if isinstance(meta, dict) else None
+        data = json.loads(raw)
+        found = data.get("metaData", {}).get("hipId") or (
+            data.get("notification", {}).get("consentDetail", {}).get("hip", {}).get("id")
+        )
     except (ValueError, AttributeError):
-        found = None
-    if not isinstance(found, str) or not found.strip():
+        return None
+    return found.strip().upper() if isinstance(found, str) and found.strip() else None
+
+
+def _facility(request: Request, raw: bytes) -> str:
+    """The facility the call is for: ``X-HIP-ID``, else what the body names."""
+    named = request.headers.get("x-hip-id", "").strip().upper() or _named_in_body(raw)
+    if not named:
         raise InvalidInput([FieldError("X-HIP-ID", "names no facility")])
-    return found.strip().upper()
+    return named
 
 
-@bridge_router.post("/api/v3/hip/patient/share", status_code=202)
-def patient_share(
-    request: Request,
-    raw: RawBody,
-    session: DbSession,
-    ctx: Ctx,
-    cipher: Cipher,
-    settings: AppSettings,
-    _: Anyone,
-) -> Response:
-    """Scan & Share: a patient's profile from a counter's QR code. 202 once it is kept;
-    the token goes back to the gateway by ``on-share`` from the worker."""
-    facility = _facility(request, raw)
-    enter_tenant(session, ctx, bridge.clinic_of_facility(session, facility))
-    assert ctx.tenant_id is not None
-    clinic = abdm_settings.of(session, cipher, ctx.tenant_id)
-    assert clinic is not None  # the routing function finds enabled settings only
-    meta = bridge.checked(
-        request.headers.items(), hub.link_for(settings, clinic), ctx.now(), facility
+class Bridge:
+    """One inbound call of the gateway: routed, checked, parsed, kept (202), or refused
+    with nothing kept."""
+
+    def __init__(self, kind: str, parse: Callable[[Any], Any]) -> None:
+        self.kind = kind
+        self.parse = parse
+
+    def __call__(
+        self,
+        request: Request,
+        raw: RawBody,
+        session: DbSession,
+        ctx: Ctx,
+        cipher: Cipher,
+        settings: AppSettings,
+        _: Anyone,
+    ) -> Response:
+        facility = _facility(request, raw)
+        enter_tenant(session, ctx, bridge.clinic_of_facility(session, facility))
+        assert ctx.tenant_id is not None
+        clinic = abdm_settings.of(session, cipher, ctx.tenant_id)
+        assert clinic is not None  # the routing function finds enabled settings only
+        link = hub.link_for(settings, clinic)
+        meta = bridge.checked(request.headers.items(), link, ctx.now(), facility)
+        parsed = bridge.parsed(raw, self.parse)
+        named = getattr(parsed, "hip_id", None)
+        if named is not None and named.upper() != facility:
+            raise InvalidInput([FieldError("hipId", f"is not {facility}, the facility called")])
+        bridge.receive(session, ctx, cipher, kind=self.kind, meta=meta, raw=raw)
+        return Response(status_code=202)
+
+
+# Each call the gateway makes, and what reads its body (messages.V3_PATHS names them).
+CALLS = (
+    (V3_PATHS.share, "patient-share", messages.parse_share_profile),
+    (V3_PATHS.discover, "discover", messages.parse_discover),
+    (V3_PATHS.consent_notify, "consent-notify", messages.parse_consent_notify),
+    (
+        V3_PATHS.health_information_request,
+        "hi-request",
+        messages.parse_health_information_request,
+    ),
+)
+for path, kind, parse in CALLS:
+    bridge_router.add_api_route(
+        path,
+        Bridge(kind, parse),
+        methods=["POST"],
+        status_code=202,
+        name=f"abdm_{kind.replace('-', '_')}",
+        description=f"The gateway's {kind} call: 202 once kept; answered by the worker.",
     )
-    profile = bridge.parsed(raw, messages.parse_share_profile)
-    if profile.hip_id.upper() != facility:
-        raise InvalidInput([FieldError("metaData.hipId", f"is not {facility}")])
-    bridge.receive(session, ctx, cipher, kind="patient-share", meta=meta, raw=raw)
-    return Response(status_code=202)
 
 
 router.include_router(bridge_router)

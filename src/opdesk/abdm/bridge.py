@@ -31,8 +31,18 @@ from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound, Unaut
 from opdesk.security.crypto import FieldCipher
 
 ENTITY = "abdm_callbacks"
-# Which rule answers each kind of call (registered by the modules that hold them).
-RULES: dict[str, str] = {"patient-share": "abdm.share"}
+# Which worker rule answers each kind of call (abdm.share and abdm.sharing register them;
+# the web process only names them, so it need not import the rules).
+SHARE_RULE = "abdm.share"
+DISCOVER_RULE = "abdm.discover"
+CONSENT_RULE = "abdm.consent-notify"
+REQUEST_RULE = "abdm.hi-request"
+RULES: dict[str, str] = {
+    "patient-share": SHARE_RULE,
+    "discover": DISCOVER_RULE,
+    "consent-notify": CONSENT_RULE,
+    "hi-request": REQUEST_RULE,
+}
 
 
 class KeysMissing(DomainError):

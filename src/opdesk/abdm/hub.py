@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from opdesk.abdm.abha import AbhaClient
 from opdesk.abdm.callbacks import V3_CERTS_PATH, GatewayKeys
 from opdesk.abdm.gateway import SANDBOX_CM_ID, GatewayClient
 from opdesk.abdm.settings import Abdm
@@ -31,7 +32,8 @@ class Link:
 
     gateway: GatewayClient
     keys: GatewayKeys
-    abha_url: str
+    # The ABHA service, on its own host with the same session (its public key kept).
+    abha: AbhaClient
 
 
 _links: OrderedDict[tuple[str, ...], Link] = OrderedDict()
@@ -70,7 +72,7 @@ def link_for(settings: Settings, clinic: Abdm) -> Link:
         made = Link(
             client,
             GatewayKeys.from_gateway(client, path=V3_CERTS_PATH),
-            abha_url(settings, clinic.environment),
+            AbhaClient(client, abha_url=abha_url(settings, clinic.environment)),
         )
         _links[key] = made
         while len(_links) > _KEEP:

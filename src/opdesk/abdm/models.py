@@ -149,3 +149,104 @@ class ShareCounter(Base):
     last_number: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),)
+
+
+class CareContext(TenantScoped, Base):
+    """A visit as ABDM knows it: one care context per signed visit, named by a display
+    with no clinical detail (when, with whom, where)."""
+
+    __tablename__ = "abdm_care_contexts"
+
+    patient_id: Mapped[uuid.UUID]
+    visit_id: Mapped[uuid.UUID]
+    # What the gateway and the HIU call it (careContextReference): the visit's id.
+    reference: Mapped[str] = mapped_column(Text)
+    display: Mapped[str] = mapped_column(Text)
+    # When the visit happened: a consent's date range picks care contexts by it.
+    happened_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        ForeignKeyConstraint(["tenant_id", "visit_id"], ["visits.tenant_id", "visits.id"]),
+        # The reference is the visit's id, so one visit is one reference and back.
+        CheckConstraint("reference = visit_id::text", name="reference_is_visit"),
+        Index("uq_abdm_care_contexts_visit", "tenant_id", "visit_id", unique=True),
+        Index(None, "tenant_id", "reference"),
+        Index(None, "tenant_id", "patient_id", "happened_at"),
+    )
+
+
+CONSENT_STATUSES = ("GRANTED", "REVOKED", "EXPIRED", "DENIED")
+
+
+class ConsentArtefact(TenantScoped, Base):
+    """A consent the patient gave (through their consent manager) for an HIU to receive
+    some of this clinic's records: which care contexts, which kinds, which dates, until
+    when. Kept for every status the gateway notified; only a GRANTED one, not yet
+    expired, lets records leave."""
+
+    __tablename__ = "abdm_consents"
+
+    consent_id: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    # The ABHA address the consent is for (the consent manager's patient id).
+    abha_address: Mapped[str | None] = mapped_column(Text)
+    hi_types: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # [{"patientReference": ..., "careContextReference": ...}]
+    care_contexts: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    date_from: Mapped[datetime | None]
+    date_to: Mapped[datetime | None]
+    data_erase_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in CONSENT_STATUSES) + ")",
+            name="status_known",
+        ),
+        CheckConstraint(
+            "status <> 'GRANTED' OR (date_from IS NOT NULL AND date_to IS NOT NULL"
+            " AND data_erase_at IS NOT NULL)",
+            name="granted_has_range",
+        ),
+        Index("uq_abdm_consents_consent_id", "tenant_id", "consent_id", unique=True),
+    )
+
+
+TRANSFER_STATUSES = ("requested", "sent", "refused", "failed")
+
+
+class Transfer(TenantScoped, Base):
+    """One health-information request under a consent, and what became of it: what was
+    sent (which care contexts, how many records), when, or why not. No record content is
+    kept here."""
+
+    __tablename__ = "abdm_transfers"
+
+    consent_id: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[uuid.UUID]
+    status: Mapped[str] = mapped_column(Text)
+    date_from: Mapped[datetime]
+    date_to: Mapped[datetime]
+    data_push_url: Mapped[str] = mapped_column(Text)
+    # The HIU's public key material for this transfer (public: no secret in it).
+    key_material: Mapped[dict[str, object]] = mapped_column(JSONB)
+    # [{"careContextReference": ..., "records": n}]
+    sent: Mapped[list[dict[str, object]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in TRANSFER_STATUSES) + ")",
+            name="status_known",
+        ),
+        Index("uq_abdm_transfers_transaction", "tenant_id", "transaction_id", unique=True),
+        Index(None, "tenant_id", "consent_id"),
+    )

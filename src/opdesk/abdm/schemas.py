@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -63,3 +65,29 @@ class AbdmSettingsIn(ApiModel):
             enabled=self.enabled,
             counters=tuple(Counter(c.id, c.label) for c in self.counters),
         )
+
+
+class AbhaOtpIn(ApiModel):
+    """Which ABHA number to verify; left out, the patient's own."""
+
+    abha_number: Annotated[str, Field(max_length=20)] | None = None
+
+
+class AbhaOtpOut(ApiModel):
+    """ABDM sent a code to the mobile linked with the ABHA. Send ``check`` back with it."""
+
+    check: str
+    abha_number: str
+    expires_at: datetime
+
+
+class AbhaVerifyIn(ApiModel):
+    check: Annotated[str, Field(max_length=2000)]
+    otp: Annotated[str, Field(max_length=12)]
+
+
+class AbhaVerified(ApiModel):
+    patient_id: uuid.UUID
+    abha_number: str | None
+    abha_address: str | None
+    abha_verified_at: datetime | None

@@ -39,7 +39,7 @@ from opdesk.patients.schemas import PatientCreate, PatientName, PatientUpdate
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy.service import today_at_clinic
 
-SHARE_RULE = "abdm.share"
+SHARE_RULE = bridge.SHARE_RULE
 ON_SHARE_PATH = "/api/hiecm/patient-share/v3/on-share"
 TOKEN_LIFE = timedelta(minutes=30)
 ENTITY = "abdm_share_tokens"

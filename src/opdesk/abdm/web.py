@@ -3,6 +3,7 @@ to print (desk and admins)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -10,14 +11,18 @@ import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from opdesk import records
+from opdesk.abdm import abha_check, share
 from opdesk.abdm import settings as abdm_settings
-from opdesk.abdm import share
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound
 from opdesk.identity.sessions import Principal
+from opdesk.patients import service as patients
+from opdesk.patients.deps import PatientInPath
+from opdesk.patients.models import Patient
 from opdesk.security.permissions import allowed
-from opdesk.tenancy.service import today_at_clinic
-from opdesk.web.deps import Cipher, Ctx, DbSession, acting
+from opdesk.tenancy.service import today_at_clinic, zone_of
+from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, render
 from opdesk.web.templating import NavEntry
 
@@ -197,4 +202,119 @@ def scan_share_list(
         labels=labels,
         tokens=share.tokens_of_day(session, day),
         zone=who.timezone,
+    )
+
+
+# --------------------------------------------------------------------------- ABHA check
+
+Writer = Annotated[Principal, acting("patients:write")]
+
+
+def _abha_page(
+    request: Request,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    patient_id: uuid.UUID,
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    started: abha_check.Started | None = None,
+    number: str = "",
+) -> Response:
+    assert ctx.tenant_id is not None
+    patient = records.by_id(session, Patient, patient_id)
+    shown = patients.read(cipher, patient, today_at_clinic(session, ctx))
+    return render(
+        request,
+        "abdm/abha_check.html",
+        status_code,
+        patient=shown,
+        started=started,
+        errors=errors or {},
+        values={"abhaNumber": number or shown.abha_number or ""},
+        zone=str(zone_of(session, ctx.tenant_id)),
+    )
+
+
+@router.get("/patients/{patient_id}/abha")
+def abha_page(
+    request: Request, patient_id: uuid.UUID, _: Writer, session: DbSession, ctx: Ctx, cipher: Cipher
+) -> Response:
+    """Verify the patient's ABHA number with the code ABDM sends to their mobile."""
+    return _abha_page(request, session, ctx, cipher, patient_id)
+
+
+@router.post("/patients/{patient_id}/abha/send")
+def abha_send(
+    request: Request,
+    _: Writer,
+    patient: PatientInPath,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    settings: AppSettings,
+    form: PostedForm,
+) -> Response:
+    patient_id = patient.id
+    number = form.get("abhaNumber", "").strip()
+    try:
+        started = abha_check.start(
+            session, ctx, cipher, settings, patient_id=patient_id, abha_number=number or None
+        )
+    except DomainError as error:
+        return _abha_page(
+            request,
+            session,
+            ctx,
+            cipher,
+            patient_id,
+            status_code=error.status,
+            errors=_errors(error),
+            number=number,
+        )
+    return _abha_page(request, session, ctx, cipher, patient_id, started=started)
+
+
+@router.post("/patients/{patient_id}/abha/verify")
+def abha_verify(
+    request: Request,
+    _: Writer,
+    patient: PatientInPath,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+    settings: AppSettings,
+    form: PostedForm,
+) -> Response:
+    patient_id = patient.id
+    check = form.get("check", "")
+
+    def again(error: DomainError) -> Response:
+        kept = abha_check.Started(check, form.get("shown", ""), ctx.now())
+        return _abha_page(
+            request,
+            session,
+            ctx,
+            cipher,
+            patient_id,
+            status_code=error.status,
+            errors=_errors(error),
+            started=kept,
+        )
+
+    return attempt(
+        request,
+        session,
+        lambda: abha_check.finish(
+            session,
+            ctx,
+            cipher,
+            settings,
+            patient_id=patient_id,
+            check=check,
+            otp=form.get("otp", ""),
+        ),
+        done=lambda _p: flash(request, f"/patients/{patient_id}", "ABHA number verified."),
+        failed=again,
     )

@@ -34,7 +34,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import records
-from opdesk.abdm import share  # noqa: F401  (importing it registers the Scan & Share rule)
+from opdesk.abdm import (  # noqa: F401  (importing them registers their rules)
+    share,
+    sharing,
+)
 from opdesk.automation import (
     later_rules,  # noqa: F401  (importing it registers its rules)
     rules,
