@@ -90,8 +90,6 @@ class World:
     automation_event: uuid.UUID  # pending, for the appointment
     clinical: Clinical
     billing: Billing
-    facility_id: str  # the clinic's ABDM facility id
-    neighbour: uuid.UUID  # a second clinic
 
 
 @dataclass(frozen=True)
@@ -226,8 +224,7 @@ def world(db: Database, ident: Identity) -> World:
     device = make_device(db, ident, tenant)
     share_link = make_share_link(db, ident, tenant)
     consent = make_consent(db, ident, tenant)
-    facility_id = with_abdm(db, ident.cipher, tenant).facility_id
-    neighbour = make_tenant(db, "Constraint Neighbour")
+    with_abdm(db, ident.cipher, tenant)
     clinic = ctx_for(tenant.id)
     with transaction(db, clinic) as session:
         event = automation.schedule(
@@ -290,8 +287,6 @@ def world(db: Database, ident: Identity) -> World:
             billing=_billing(
                 db, tenant.id, patient=patient.id, doctor=doctor.id, appointment=appointment.id
             ),
-            facility_id=facility_id,
-            neighbour=neighbour.id,
         )
 
 
@@ -860,15 +855,14 @@ BILLING_CASES = [
 ]
 
 
-def _neighbour_takes_the_facility(session: Session, w: World) -> None:
-    """Another clinic saving the world's facility id (as that clinic: RLS allows it)."""
-    session.execute(text("select set_config('app.tenant_id', :n, true)"), {"n": str(w.neighbour)})
+def _second_facility(session: Session, w: World) -> None:
+    """The world's clinic claiming a second facility id besides its own."""
     session.execute(
         text(
-            "insert into abdm_settings (tenant_id, facility_id, facility_name, client_id,"
-            " client_secret, updated_at) values (:n, :f, 'Neighbour', 'SBX_1', '\\x00', now())"
+            "insert into abdm_facilities (facility_id, clinic_id, claimed_at)"
+            " values ('IN0000000009', :t, now())"
         ),
-        {"n": w.neighbour, "f": w.facility_id},
+        {"t": w.tenant_id},
     )
 
 
@@ -986,9 +980,9 @@ ABDM_CASES = [
         _clinic_row("update abdm_settings set facility_id = 'in 27' where tenant_id = :tenant"),
     ),
     unique(
-        "uq_abdm_settings_facility_id",
-        "a facility id (the gateway's X-HIP-ID) leads to one clinic",
-        _neighbour_takes_the_facility,
+        "uq_abdm_facilities_clinic_id",
+        "a clinic is one facility on ABDM",
+        _second_facility,
     ),
     check(
         "ck_patients_verified_abha_exists",

@@ -71,7 +71,9 @@ def test_a_new_patient_registers_while_booking_and_the_desk_completes_the_record
     shot(page, f"online-sign-up-profile-{width}")
 
     page.get_by_role("button", name="Edit").click()
-    page.get_by_label("Address").fill("7 Tilak Road, Sadashiv Peth")
+    page.locator("#f-address").fill(  # "ABHA address" has the word too
+        "7 Tilak Road, Sadashiv Peth"
+    )
     page.get_by_label("PIN code").fill("411030")
     page.get_by_label("Blood group").select_option("AB+")
     page.get_by_label("ABHA number").fill("43 4221 5105 6748")  # last digit wrong

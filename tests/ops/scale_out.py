@@ -85,6 +85,15 @@ GLOBAL_TABLES: Mapping[str, Global] = {
         "prefix or clinic (the SMS budget): the per-phone and per-address limits span "
         "clinics by design. Counted under an advisory lock, which only one node sees.",
     ),
+    "abdm_facilities": Global(
+        "local",
+        "Which clinic a public HFR facility id leads to: the ABDM gateway calls one bridge "
+        "URL for every clinic and names the facility before any clinic is known, and a "
+        "facility id is unique across clinics, which no table distributed by clinic could "
+        "keep. One small row per clinic on ABDM; no foreign keys; read by that one lookup.",
+        per_tenant="clinic_id names the clinic that claims the facility: the row is the "
+        "routing itself, holding no clinic data beyond which public id is whose.",
+    ),
     "alembic_version": Global(
         "local",
         "Alembic's bookkeeping; migrations run on the coordinator.",

@@ -164,7 +164,8 @@ class Bridge:
         enter_tenant(session, ctx, bridge.clinic_of_facility(session, facility))
         assert ctx.tenant_id is not None
         clinic = abdm_settings.of(session, cipher, ctx.tenant_id)
-        assert clinic is not None  # the routing function finds enabled settings only
+        if clinic is None or not clinic.enabled:
+            raise bridge.not_here(facility)
         link = hub.link_for(settings, clinic)
         meta = bridge.checked(request.headers.items(), link, ctx.now(), facility)
         parsed = bridge.parsed(raw, self.parse)

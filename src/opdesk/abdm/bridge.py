@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from opdesk import audit
 from opdesk.abdm.callbacks import CallbackMeta, CallbackRefused, KeysUnavailable, verify_callback
 from opdesk.abdm.hub import Link
 from opdesk.abdm.messages import MessageError
-from opdesk.abdm.models import AbdmCallback
+from opdesk.abdm.models import AbdmCallback, AbdmFacility
 from opdesk.automation import service as automation
 from opdesk.context import RequestContext
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound, Unauthorized
@@ -53,12 +53,19 @@ class KeysMissing(DomainError):
     title = "Service unavailable"
 
 
+def not_here(facility_id: str) -> NotFound:
+    return NotFound(f"No clinic on this OPDesk is connected to ABDM as {facility_id}")
+
+
 def clinic_of_facility(session: Session, facility_id: str) -> uuid.UUID:
-    """The clinic that has ``facility_id`` switched on, or 404."""
-    found = session.scalar(text("select abdm_clinic_of_facility(:f)"), {"f": facility_id})
+    """The clinic that claims ``facility_id``, or 404 (whether it is switched on is the
+    clinic's own settings' to say)."""
+    found = session.scalar(
+        select(AbdmFacility.clinic_id).where(AbdmFacility.facility_id == facility_id.upper())
+    )
     if found is None:
-        raise NotFound(f"No clinic on this OPDesk is connected to ABDM as {facility_id}")
-    return found  # type: ignore[no-any-return]
+        raise not_here(facility_id)
+    return found
 
 
 def checked(

@@ -40,14 +40,14 @@ class AbdmSettings(Base):
     """One clinic's ABDM registration: the HFR facility id the gateway knows it by (its
     ``X-HIP-ID``), the gateway client it signs in with, and its Scan & Share counters.
 
-    A clinic with no row is not on ABDM.
+    A clinic with no row is not on ABDM. Its facility id is also in ``abdm_facilities``,
+    which keeps it one clinic's only.
     """
 
     __tablename__ = "abdm_settings"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    # The HFR id (IN2710004770). One bridge URL serves every clinic and the gateway names
-    # the facility in each callback, so a facility id belongs to one clinic only.
+    # The HFR id (IN2710004770).
     facility_id: Mapped[str] = mapped_column(Text)
     facility_name: Mapped[str] = mapped_column(Text)
     client_id: Mapped[str] = mapped_column(Text)
@@ -68,8 +68,25 @@ class AbdmSettings(Base):
         ),
         CheckConstraint("facility_id ~ '^[A-Z0-9]{4,40}$'", name="facility_id_shape"),
         ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
-        Index("uq_abdm_settings_facility_id", "facility_id", unique=True),
     )
+
+
+class AbdmFacility(Base):
+    """Which clinic a facility id leads to: the gateway calls one bridge URL for every
+    clinic and names the facility (``X-HIP-ID``), before any clinic is known.
+
+    Not a clinic's table (no ``tenant_id``, no row-level security): a facility id is
+    unique across clinics, which a table distributed by clinic could not hold, and the
+    row says only which clinic claims which public HFR id.
+    """
+
+    __tablename__ = "abdm_facilities"
+
+    facility_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    clinic_id: Mapped[uuid.UUID]
+    claimed_at: Mapped[datetime]
+
+    __table_args__ = (Index("uq_abdm_facilities_clinic_id", "clinic_id", unique=True),)
 
 
 def _bound_to_request(column: str, row: Mapping[str, Any]) -> tuple[str, uuid.UUID]:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opdesk import audit
-from opdesk.abdm.models import ENVIRONMENTS, AbdmSettings, settings_row_id
+from opdesk.abdm.models import ENVIRONMENTS, AbdmFacility, AbdmSettings, settings_row_id
 from opdesk.context import RequestContext
 from opdesk.errors import Conflict, FieldError, InvalidInput
 from opdesk.security.crypto import FieldCipher
@@ -156,6 +156,7 @@ def save(session: Session, ctx: RequestContext, cipher: FieldCipher, changes: Ab
         raise RuntimeError("ABDM settings belong to a clinic")
     row = _row(session, tenant_id)
     before = _shown(of(session, cipher, tenant_id)) if row else {}
+    _claim(session, ctx, tenant_id, tidy.facility_id)
     if row is None:
         row = AbdmSettings(tenant_id=tenant_id)
         session.add(row)
@@ -167,16 +168,7 @@ def save(session: Session, ctx: RequestContext, cipher: FieldCipher, changes: Ab
     row.enabled = tidy.enabled
     row.counters = [{"id": c.id, "label": c.label} for c in tidy.counters]
     row.updated_at = ctx.now()
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "facility_id" in str(exc.orig):
-            raise Conflict(
-                "Facility id: another clinic on this OPDesk is registered with it",
-                field="facilityId",
-            ) from exc
-        raise
+    session.flush()
     audit.record(
         ctx,
         entity="abdm_settings",
@@ -185,6 +177,29 @@ def save(session: Session, ctx: RequestContext, cipher: FieldCipher, changes: Ab
         diff=audit.diff_of(before, _shown(tidy), redact={"clientSecret"}),
     )
     return tidy
+
+
+def _claim(session: Session, ctx: RequestContext, tenant_id: uuid.UUID, facility_id: str) -> None:
+    """Make ``facility_id`` this clinic's (giving up the one it had), or 409 when another
+    clinic has it: the gateway names the facility in every call, and it must lead to one
+    clinic."""
+    held = session.scalar(select(AbdmFacility).where(AbdmFacility.clinic_id == tenant_id))
+    if held is not None and held.facility_id == facility_id:
+        return
+    try:
+        with session.begin_nested():
+            if held is not None:
+                session.delete(held)
+                session.flush()
+            session.add(
+                AbdmFacility(facility_id=facility_id, clinic_id=tenant_id, claimed_at=ctx.now())
+            )
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            "Facility id: another clinic on this OPDesk is registered with it",
+            field="facilityId",
+        ) from exc
 
 
 def _shown(settings: Abdm | None) -> dict[str, object]:

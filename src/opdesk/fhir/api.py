@@ -17,8 +17,10 @@ the database being away) is still answered by the app's own handlers.
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -185,16 +187,111 @@ def _read(
     return fhir(sources.resource(session, cipher, ctx, kind, id_, storage=storage))
 
 
-@router.get("/Patient/{patient_id}", responses=found("Patient", "The patient"))
-def read_patient(
-    patient_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("patients:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "Patient", patient_id)
+@dataclass(frozen=True)
+class Read:
+    """One ``GET /<kind>/{<param>}`` read: the path parameter's name (the one the rest of
+    the API gives that kind of id), the permission it needs, and what it answers."""
+
+    kind: str
+    param: str
+    action: str
+    what: str
+    note: str = ""
+
+
+READS = (
+    Read("Patient", "patient_id", "patients:read", "The patient"),
+    Read("Practitioner", "doctor_id", "clinic:read", "A doctor"),
+    Read(
+        "Organization",
+        "clinic_id",
+        "clinic:read",
+        "Your clinic",
+        "Only the signed-in clinic's own id: any other clinic's is 404.",
+    ),
+    Read("Appointment", "appointment_id", "appointments:read", "An appointment"),
+    Read("Encounter", "visit_id", "visits:read", "A visit"),
+    Read("Condition", "diagnosis_id", "visits:read", "A visit's diagnosis"),
+    Read(
+        "Observation",
+        "vital_id",
+        "vitals:read",
+        "A vital sign",
+        "A blood pressure is one panel, under its systolic reading's id.",
+    ),
+    Read(
+        "MedicationRequest",
+        "medication_request_id",
+        "prescriptions:read",
+        "One medicine of a prescription",
+    ),
+    Read(
+        "ServiceRequest",
+        "service_request_id",
+        "orders:read",
+        "One test of a lab, imaging or procedure order",
+    ),
+    Read("DiagnosticReport", "order_id", "orders:results", "The report on a lab or imaging order"),
+    Read(
+        "DocumentReference",
+        "document_id",
+        "documents:read",
+        "A document of the patient, its file inline",
+        "Only documents of a category your role reads (any other answers 404).",
+    ),
+    Read("Consent", "consent_id", "patients:read", "A consent the patient signed"),
+    Read(
+        "Invoice",
+        "invoice_id",
+        "invoices:read",
+        "An issued invoice",
+        "A draft has no number yet and is not sent: 404.",
+    ),
+    Read("ChargeItem", "charge_item_id", "invoices:read", "One line of an issued invoice"),
+)
+
+
+class _Reader:
+    """The endpoint of one :class:`Read`. Its signature is written out for FastAPI, which
+    reads the path parameter's name and the permission from it."""
+
+    def __init__(self, read: Read) -> None:
+        self.read = read
+        named = inspect.Parameter.KEYWORD_ONLY
+        given = [
+            (read.param, uuid.UUID),
+            ("session", DbSession),
+            ("ctx", Ctx),
+            ("who", Annotated[Principal, acting(read.action)]),
+            ("cipher", Cipher),
+            ("storage", Store),
+        ]
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, named, annotation=kind) for name, kind in given],
+            return_annotation=Response,
+        )
+
+    def __call__(self, **given: Any) -> Response:
+        return _read(
+            given["session"],
+            given["cipher"],
+            given["ctx"],
+            given["storage"],
+            self.read.kind,
+            given[self.read.param],
+        )
+
+
+for _one in READS:
+    router.add_api_route(
+        f"/{_one.kind}/{{{_one.param}}}",
+        _Reader(_one),
+        methods=["GET"],
+        name=f"read_{_one.kind.lower()}",
+        summary=f"Read {_one.kind}",
+        description=_one.note or None,
+        responses=found(_one.kind, _one.what),
+    )
 
 
 @router.get(
@@ -218,178 +315,3 @@ def patient_everything(
         session, cipher, ctx, patient_id, storage=storage, base_url=settings.base_url
     )
     return fhir(answer)
-
-
-@router.get("/Practitioner/{doctor_id}", responses=found("Practitioner", "A doctor"))
-def read_practitioner(
-    doctor_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "Practitioner", doctor_id)
-
-
-@router.get("/Organization/{clinic_id}", responses=found("Organization", "Your clinic"))
-def read_organization(
-    clinic_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("clinic:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    """Only the signed-in clinic's own id: any other clinic's is 404."""
-    return _read(session, cipher, ctx, storage, "Organization", clinic_id)
-
-
-@router.get("/Appointment/{appointment_id}", responses=found("Appointment", "An appointment"))
-def read_appointment(
-    appointment_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("appointments:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "Appointment", appointment_id)
-
-
-@router.get("/Encounter/{visit_id}", responses=found("Encounter", "A visit"))
-def read_encounter(
-    visit_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("visits:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "Encounter", visit_id)
-
-
-@router.get("/Condition/{diagnosis_id}", responses=found("Condition", "A visit's diagnosis"))
-def read_condition(
-    diagnosis_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("visits:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "Condition", diagnosis_id)
-
-
-@router.get("/Observation/{vital_id}", responses=found("Observation", "A vital sign"))
-def read_observation(
-    vital_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("vitals:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    """A blood pressure is one panel, under its systolic reading's id."""
-    return _read(session, cipher, ctx, storage, "Observation", vital_id)
-
-
-@router.get(
-    "/MedicationRequest/{medication_request_id}",
-    responses=found("MedicationRequest", "One medicine of a prescription"),
-)
-def read_medication_request(
-    medication_request_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("prescriptions:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "MedicationRequest", medication_request_id)
-
-
-@router.get(
-    "/ServiceRequest/{service_request_id}",
-    responses=found("ServiceRequest", "One test of a lab, imaging or procedure order"),
-)
-def read_service_request(
-    service_request_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("orders:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "ServiceRequest", service_request_id)
-
-
-@router.get(
-    "/DiagnosticReport/{order_id}",
-    responses=found("DiagnosticReport", "The report on a lab or imaging order"),
-)
-def read_diagnostic_report(
-    order_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("orders:results")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "DiagnosticReport", order_id)
-
-
-@router.get(
-    "/DocumentReference/{document_id}",
-    responses=found("DocumentReference", "A document of the patient, its file inline"),
-)
-def read_document_reference(
-    document_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("documents:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    """Only documents of a category your role reads (any other answers 404)."""
-    return _read(session, cipher, ctx, storage, "DocumentReference", document_id)
-
-
-@router.get("/Consent/{consent_id}", responses=found("Consent", "A consent the patient signed"))
-def read_consent(
-    consent_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("patients:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "Consent", consent_id)
-
-
-@router.get("/Invoice/{invoice_id}", responses=found("Invoice", "An issued invoice"))
-def read_invoice(
-    invoice_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("invoices:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    """A draft has no number yet and is not sent: 404."""
-    return _read(session, cipher, ctx, storage, "Invoice", invoice_id)
-
-
-@router.get(
-    "/ChargeItem/{charge_item_id}",
-    responses=found("ChargeItem", "One line of an issued invoice"),
-)
-def read_charge_item(
-    charge_item_id: uuid.UUID,
-    session: DbSession,
-    ctx: Ctx,
-    _: Annotated[Principal, acting("invoices:read")],
-    cipher: Cipher,
-    storage: Store,
-) -> Response:
-    return _read(session, cipher, ctx, storage, "ChargeItem", charge_item_id)

@@ -91,6 +91,10 @@ LEFT_OUT: dict[str, str] = {
     "waitlist entry's status says what came of it",
     "documents_share_links": "links staff made to send a file to someone; each holds only "
     "a secret token's hash and dates, and the file itself is in documents/",
+    "abdm_care_contexts": "each signed visit's name for ABDM (its date, doctor and clinic); "
+    "the visits themselves are in visits",
+    "abdm_share_tokens": "the queue number a Scan & Share scan gave, valid 30 minutes; what "
+    "the scan registered is in the profile",
 }
 
 

@@ -4,9 +4,10 @@ Revision ID: 0025
 Revises: 0024
 Create Date: 2026-12-03 14:00:00.000000
 
-``abdm_settings`` is one row per clinic, like ``billing_settings``. Its facility id is
-unique across clinics, not per clinic: the gateway calls one bridge URL for every clinic
-and names the facility (``X-HIP-ID``), so a facility id must lead to exactly one clinic.
+``abdm_settings`` is one row per clinic, like ``billing_settings``. A facility id must
+lead to exactly one clinic (the gateway calls one bridge URL for every clinic and names the
+facility, ``X-HIP-ID``): ``abdm_facilities`` holds that, outside the clinics' tables, since
+a uniqueness across clinics is not one a table distributed by clinic can keep.
 """
 
 from __future__ import annotations
@@ -64,12 +65,21 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_abdm_settings")),
     )
-    op.create_index("uq_abdm_settings_facility_id", "abdm_settings", ["facility_id"], unique=True)
     enable_tenant_rls("abdm_settings")
     grant_app("abdm_settings")
+    op.create_table(
+        "abdm_facilities",
+        sa.Column("facility_id", sa.Text(), nullable=False),
+        sa.Column("clinic_id", sa.Uuid(), nullable=False),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("facility_id", name=op.f("pk_abdm_facilities")),
+    )
+    op.create_index("uq_abdm_facilities_clinic_id", "abdm_facilities", ["clinic_id"], unique=True)
+    grant_app("abdm_facilities", "SELECT, INSERT, DELETE")
 
 
 def downgrade() -> None:
+    op.drop_table("abdm_facilities")
     op.drop_table("abdm_settings")
     op.drop_constraint("verified_abha_exists", "patients", type_="check")
     op.drop_index("uq_patients_tenant_id_abha_address_hash", table_name="patients")

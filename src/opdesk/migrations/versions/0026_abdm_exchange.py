@@ -1,16 +1,8 @@
-"""abdm exchange: the gateway's calls as received, Scan & Share tokens, and the routing
-of a call to its clinic by facility id
+"""abdm exchange: the gateway's calls as received, and Scan & Share tokens
 
 Revision ID: 0026
 Revises: 0025
 Create Date: 2026-12-03 15:00:00.000000
-
-The gateway calls one bridge URL for every clinic and names the facility (``X-HIP-ID``).
-Before the clinic is known, the app role sees no clinic's rows, so
-:data:`CLINIC_OF_FACILITY` (SECURITY DEFINER, owned by the migration owner, executable by
-the app role only) answers which clinic has that facility id switched on: a clinic id,
-never a row's content. Under FORCE row-level security the owner is bound by policies too,
-so a SELECT policy lets the owner (and so this function) read the settings.
 """
 
 from __future__ import annotations
@@ -18,15 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from opdesk.db import APP_ROLE
 from opdesk.migrations.helpers import enable_tenant_rls, grant_app
 
 revision = "0026"
 down_revision = "0025"
 branch_labels = None
 depends_on = None
-
-CLINIC_OF_FACILITY = "abdm_clinic_of_facility"
 
 
 def _callbacks() -> None:
@@ -115,34 +104,12 @@ def _share_tokens() -> None:
     grant_app("abdm_share_counters", "SELECT, INSERT, UPDATE")
 
 
-def _routing() -> None:
-    op.execute(
-        "CREATE POLICY owner_routes_facilities ON abdm_settings FOR SELECT TO CURRENT_USER "
-        "USING (true)"
-    )
-    op.execute(
-        f"""
-        CREATE FUNCTION {CLINIC_OF_FACILITY}(facility text) RETURNS uuid
-        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
-        AS $$
-          SELECT s.tenant_id FROM public.abdm_settings s
-          WHERE s.facility_id = upper(facility) AND s.enabled
-        $$
-        """
-    )
-    op.execute(f"REVOKE ALL ON FUNCTION {CLINIC_OF_FACILITY}(text) FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION {CLINIC_OF_FACILITY}(text) TO {APP_ROLE}")
-
-
 def upgrade() -> None:
     _callbacks()
     _share_tokens()
-    _routing()
 
 
 def downgrade() -> None:
-    op.execute(f"DROP FUNCTION {CLINIC_OF_FACILITY}(text)")
-    op.execute("DROP POLICY owner_routes_facilities ON abdm_settings")
     op.drop_table("abdm_share_counters")
     op.drop_table("abdm_share_tokens")
     op.drop_table("abdm_callbacks")
