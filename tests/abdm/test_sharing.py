@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -24,7 +25,7 @@ from opdesk.db import Database
 from opdesk.documents.storage import LocalStorage
 from opdesk.fhir import export
 from opdesk.tenancy.models import Tenant
-from tests.factories import clinic_session, ctx_for
+from tests.factories import browser_for, clinic_session, ctx_for, make_user, open_session
 from tests.factories.abdm import (
     Shifted,
     arrivals,
@@ -255,6 +256,7 @@ def exported(
 
 
 def test_a_consented_request_is_pushed_encrypted_and_decrypts_to_the_exported_bundles(
+    bridge_app: FastAPI,
     gateway_side: TestClient,
     gateway: FakeAbdmGateway,
     clinic: Abdm,
@@ -305,6 +307,18 @@ def test_a_consented_request_is_pushed_encrypted_and_decrypts_to_the_exported_bu
         kept = session.scalar(select(Transfer))
         assert kept is not None and kept.status == "sent"
         assert kept.sent == [{"careContextReference": str(visit.id), "records": 2}]
+    # The desk sees it on the patient's ABDM page: what, when, how many; no content.
+    desk = browser_for(
+        bridge_app, open_session(db, ident, make_user(db, ident, tenant, "frontdesk"))
+    )
+    page = desk.get(f"/patients/{consult.patient.id}/abdm").text
+    assert "Granted" in page and "Consultation notes, vital signs" in page
+    assert "Sent" in page and consult.doctor.display_name.split()[-1] in page
+    assert "Viral fever" not in page
+    pharmacy = browser_for(
+        bridge_app, open_session(db, ident, make_user(db, ident, tenant, "pharmacy"))
+    )
+    assert pharmacy.get(f"/patients/{consult.patient.id}/abdm").status_code == 403
 
 
 def test_a_consent_revoked_before_the_push_stops_it(

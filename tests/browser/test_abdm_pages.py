@@ -12,7 +12,8 @@ from opdesk.abdm.settings import Counter
 from opdesk.db import Database
 from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
 from tests.factories import make_tenant, make_user
-from tests.factories.abdm import scanned, unique_facility_id, with_abdm
+from tests.factories.abdm import consent_granted, scanned, unique_facility_id, with_abdm
+from tests.factories.clinical_visits import signed_visit
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -83,4 +84,31 @@ def test_the_desk_reads_todays_scan_and_share_tokens(
     page.get_by_role("heading", name="Scan & Share").wait_for()
     assert page.get_by_role("link", name="सुनीता देशमुख").is_visible()
     shot(page, f"desk-scan-share-{width}")
+    assert problems == []
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_the_desk_reads_a_patient_s_abdm_page(
+    browser: Any, live_server: str, db: Database, ident: Any, width: str
+) -> None:
+    clinic = make_tenant(db, "Sunrise Family Clinic")
+    desk = make_user(db, ident, clinic, "frontdesk", name="Ravi Patil")
+    on = with_abdm(db, ident.cipher, clinic)
+    consult, visit = signed_visit(
+        db,
+        ident,
+        ident.cipher,
+        clinic,
+        name={"first": "आशा", "last": "पाटील"},
+        abhaAddress="asha.p1996@sbx",
+    )
+    consent_granted(db, clinic, on.facility_id, consult.patient.id, visit.id)
+    page, problems = open_page(browser, width)
+    staff_sign_in(page, live_server, clinic.slug, desk.email or "")
+    page.wait_for_url("**/app")
+    page.goto(f"{live_server}/patients/{consult.patient.id}")
+    page.get_by_role("link", name="ABDM").click()
+    page.get_by_role("heading", name="Consents").wait_for()
+    assert page.get_by_text("Granted").is_visible()
+    shot(page, f"desk-patient-abdm-{width}")
     assert problems == []

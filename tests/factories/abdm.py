@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from opdesk.abdm import messages, share
+from opdesk.abdm import messages, share, sharing
 from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.db import Database
@@ -195,3 +195,23 @@ def discover_body(abha_address: str, **patient: Any) -> dict[str, Any]:
             **patient,
         },
     }
+
+
+def consent_granted(
+    db: Database, tenant: Tenant, facility_id: str, patient_id: uuid.UUID, visit_id: uuid.UUID
+) -> None:
+    """A consent for the visit's consultation notes, kept as the worker keeps one."""
+    body = consent_body(
+        str(uuid.uuid4()),
+        "GRANTED",
+        facility_id=facility_id,
+        abha_address="asha.p1996@sbx",
+        patient_reference=str(patient_id),
+        care_contexts=(str(visit_id),),
+    )
+    ctx = ctx_for(tenant.id)
+    with transaction(db, ctx) as session:
+        sharing.record_consent(session, ctx, messages.parse_consent_notify(body))
+        sharing.consented_contexts(
+            session, ctx, sharing.consent_of(session, body["notification"]["consentId"])
+        )

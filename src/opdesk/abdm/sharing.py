@@ -288,6 +288,14 @@ def record_consent(
     return row
 
 
+def consent_of(session: Session, consent_id: str) -> ConsentArtefact:
+    """A kept consent by its artefact id, or ``Permanent`` (a rule's data is gone)."""
+    found = session.scalar(select(ConsentArtefact).where(ConsentArtefact.consent_id == consent_id))
+    if found is None:
+        raise Permanent(f"no consent {consent_id} here")
+    return found
+
+
 def _refuse_open_transfers(
     session: Session, ctx: RequestContext, consent_id: str, why: str
 ) -> None:
@@ -618,3 +626,46 @@ def push_records(
     return _pusher(
         clinic, ctx.tenant_id, transfer.id, transfer.data_push_url, pushed, notice, packed.counts
     )
+
+
+# --------------------------------------------------------------------------- the page
+
+
+@dataclass(frozen=True)
+class PatientAbdm:
+    """What ABDM knows of one patient here: their visits as care contexts, the consents
+    naming them, and what was sent under each (dates and kinds, never content)."""
+
+    care_contexts: list[CareContext]
+    consents: list[ConsentArtefact]
+    transfers: list[Transfer]
+
+
+def of_patient(session: Session, patient_id: uuid.UUID) -> PatientAbdm:
+    contexts = list(
+        session.scalars(
+            select(CareContext)
+            .where(CareContext.patient_id == patient_id)
+            .order_by(CareContext.happened_at.desc())
+        )
+    )
+    consents = list(
+        session.scalars(
+            select(ConsentArtefact)
+            .where(ConsentArtefact.care_contexts.contains([{"patientReference": str(patient_id)}]))
+            .order_by(ConsentArtefact.received_at.desc())
+        )
+    )
+    ids = [c.consent_id for c in consents]
+    transfers = (
+        list(
+            session.scalars(
+                select(Transfer)
+                .where(Transfer.consent_id.in_(ids))
+                .order_by(Transfer.requested_at.desc())
+            )
+        )
+        if ids
+        else []
+    )
+    return PatientAbdm(contexts, consents, transfers)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from opdesk import records
-from opdesk.abdm import abha_check, share
+from opdesk.abdm import abha_check, share, sharing
 from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound
@@ -317,4 +317,26 @@ def abha_verify(
         ),
         done=lambda _p: flash(request, f"/patients/{patient_id}", "ABHA number verified."),
         failed=again,
+    )
+
+
+@router.get("/patients/{patient_id}/abdm")
+def patient_abdm(
+    request: Request,
+    who: Reader,
+    patient: PatientInPath,
+    session: DbSession,
+    ctx: Ctx,
+    cipher: Cipher,
+) -> Response:
+    """The patient's visits as ABDM knows them, the consents naming them, and what was
+    sent under each: dates and kinds, never the records' content."""
+    shown = patients.read(cipher, patient, today_at_clinic(session, ctx))
+    return render(
+        request,
+        "abdm/patient.html",
+        patient=shown,
+        found=sharing.of_patient(session, patient.id),
+        zone=who.timezone,
+        now=ctx.now(),
     )
