@@ -120,7 +120,10 @@ def test_an_english_speaking_patients_pdf_has_no_translation(
 ) -> None:
     setting, issued = make_prescription(db, ident, tenant, items=ITEMS, preferredLanguage="en")
     headers = doctor_headers(db, ident, setting.doctor)
-    words = flat(pdf_text(client.get(f"/prescriptions/{issued.id}/pdf", headers=headers).content))
+    answer = client.get(f"/prescriptions/{issued.id}/pdf", headers=headers)
+    assert answer.status_code == 200, answer.text[:500]
+    assert answer.headers["content-type"] == "application/pdf"
+    words = flat(pdf_text(answer.content))
     assert ENGLISH in words and "after food" in words
     for said in SAID.values():
         for phrase in said:
