@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +33,11 @@ def own_database_server(folder: Path, name: str) -> Iterator[tuple[EmbeddedServe
     """A PostgreSQL server of the caller's own (to stop and start at will, without
     touching the other tests' server), with database ``name`` migrated on it.
     """
-    server = EmbeddedServer(folder / "pg", cleanup_mode="delete")
+    # Stopped here, then removed without minding stragglers: after a test's own restarts
+    # (pg_ctl stop/start), the package's "delete" once removed pg_wal while the server was
+    # still writing it, failing a teardown (Directory not empty). pytest's tmp retention
+    # removes whatever is left.
+    server = EmbeddedServer(folder / "pg", cleanup_mode="stop")
     try:
         ensure_app_login(server.superuser_url)
         owner = server.database_url(name)
@@ -44,6 +49,7 @@ def own_database_server(folder: Path, name: str) -> Iterator[tuple[EmbeddedServe
             db.dispose()
     finally:
         server.stop()
+        shutil.rmtree(folder / "pg", ignore_errors=True)
 
 
 def free_port() -> int:
