@@ -3,6 +3,7 @@ server of a test's own."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -33,10 +34,10 @@ def own_database_server(folder: Path, name: str) -> Iterator[tuple[EmbeddedServe
     """A PostgreSQL server of the caller's own (to stop and start at will, without
     touching the other tests' server), with database ``name`` migrated on it.
     """
-    # Stopped here, then removed without minding stragglers: after a test's own restarts
-    # (pg_ctl stop/start), the package's "delete" once removed pg_wal while the server was
-    # still writing it, failing a teardown (Directory not empty). pytest's tmp retention
-    # removes whatever is left.
+    # A server a test restarted itself (pg_ctl stop, then start) is not one the package
+    # knows how to stop: its "delete" then removed the folder under a running server (a
+    # teardown failed with "Directory not empty: pg_wal") and left the server running. So
+    # pg_ctl stops whichever server runs there, then the package, then the folder goes.
     server = EmbeddedServer(folder / "pg", cleanup_mode="stop")
     try:
         ensure_app_login(server.superuser_url)
@@ -48,6 +49,8 @@ def own_database_server(folder: Path, name: str) -> Iterator[tuple[EmbeddedServe
         finally:
             db.dispose()
     finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.halt()  # refused when nothing runs there: the package stopped it
         server.stop()
         shutil.rmtree(folder / "pg", ignore_errors=True)
 
