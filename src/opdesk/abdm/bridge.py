@@ -21,12 +21,17 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from opdesk import audit
+from opdesk.abdm import hub
 from opdesk.abdm.callbacks import CallbackMeta, CallbackRefused, KeysUnavailable, verify_callback
 from opdesk.abdm.hub import Link
 from opdesk.abdm.messages import MessageError
 from opdesk.abdm.models import AbdmCallback, AbdmFacility
+from opdesk.abdm.settings import Abdm
 from opdesk.automation import service as automation
+from opdesk.automation.rules import AfterCommit
+from opdesk.config import Settings
 from opdesk.context import RequestContext
+from opdesk.db import Database
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound, Unauthorized
 from opdesk.security.crypto import FieldCipher
 
@@ -153,6 +158,18 @@ def body_of(
         row.body, tenant_id=row.tenant_id, table=ENTITY, column="body", row_id=row.request_id
     )
     return row, json.loads(plain)
+
+
+def answer_later(clinic: Abdm, path: str, body: dict[str, Any]) -> AfterCommit:
+    """The worker's answer to a kept call: sent to the gateway at ``path`` once the rule's
+    writes are committed (and again if the worker retries the rule)."""
+
+    def send(_db: Database, _cipher: FieldCipher, settings: Settings) -> None:
+        hub.link_for(settings, clinic).gateway.post(
+            path, body, headers={"X-HIP-ID": clinic.facility_id}
+        )
+
+    return send
 
 
 def finished(ctx: RequestContext, row: AbdmCallback, outcome: str) -> None:

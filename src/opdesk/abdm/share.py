@@ -21,16 +21,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
-from opdesk.abdm import bridge, hub, matching, messages
+from opdesk.abdm import bridge, matching, messages
 from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.messages import ShareProfile
 from opdesk.abdm.models import AbdmSettings, ShareCounter, ShareToken
-from opdesk.abdm.settings import Abdm
 from opdesk.automation.models import AutomationEvent
 from opdesk.automation.rules import AfterCommit, Busy, Permanent, cipher_of, rule, settings_of
-from opdesk.config import Settings
 from opdesk.context import RequestContext
-from opdesk.db import Database, new_id
+from opdesk.db import new_id
 from opdesk.errors import Conflict
 from opdesk.identity.service import Identity
 from opdesk.patients import service as patients
@@ -75,7 +73,8 @@ def _mobile(p: ShareProfile) -> str | None:
         return None
 
 
-def _as_candidate(cipher: FieldCipher, patient: Patient, today: date) -> matching.Candidate:
+def candidate_of(cipher: FieldCipher, patient: Patient, today: date) -> matching.Candidate:
+    """A patient's plain facts as matching compares them."""
     shown = patients.read(cipher, patient, today)
     year = shown.dob.year if shown.dob else today.year - shown.age_years
     return matching.Candidate(
@@ -102,7 +101,7 @@ def find_patient(
     if len(by_address) == 1:
         return by_address[0]
     today = today_at_clinic(session, ctx)
-    best = matching.best_match([_as_candidate(cipher, x, today) for x in found], p)
+    best = matching.best_match([candidate_of(cipher, x, today) for x in found], p)
     return next((x for x in found if str(x.id) == best.patient_id), None) if best else None
 
 
@@ -272,14 +271,6 @@ def tokens_of_day(session: Session, day: date) -> list[tuple[ShareToken, Patient
 # --------------------------------------------------------------------------- the rule
 
 
-def _sender(clinic: Abdm, body: dict[str, object]) -> AfterCommit:
-    def send(_db: Database, _cipher: FieldCipher, settings: Settings) -> None:
-        link = hub.link_for(settings, clinic)
-        link.gateway.post(ON_SHARE_PATH, body, headers={"X-HIP-ID": clinic.facility_id})
-
-    return send
-
-
 @rule(SHARE_RULE)
 def answer_share(session: Session, ctx: RequestContext, event: AutomationEvent) -> AfterCommit:
     """Answer one shared profile: the patient found or registered, a token issued, and
@@ -297,7 +288,7 @@ def answer_share(session: Session, ctx: RequestContext, event: AutomationEvent) 
         refusal = messages.on_share_error(
             request_id=request_id, code="ABDM-1001", message="Unknown counter in the QR code"
         )
-        return _sender(clinic, refusal)
+        return bridge.answer_later(clinic, ON_SHARE_PATH, refusal)
     ident = Identity.create(settings_of(session), cipher)
     issued = issue(
         session,
@@ -316,7 +307,7 @@ def answer_share(session: Session, ctx: RequestContext, event: AutomationEvent) 
         token_number=str(issued.token.number),
         expiry_seconds=max(left, 1),
     )
-    return _sender(clinic, answer)
+    return bridge.answer_later(clinic, ON_SHARE_PATH, answer)
 
 
 def waiting_at_counters(session: Session, ctx: RequestContext) -> int | None:

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import audit
-from opdesk.abdm import bridge, fidelius, hub, matching, messages
+from opdesk.abdm import bridge, fidelius, hub, matching, messages, share
 from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.messages import V3_PATHS, ConsentStatus, DiscoverRequest, HiType
 from opdesk.abdm.models import CareContext, ConsentArtefact, Transfer
@@ -64,15 +64,6 @@ def _clinic(session: Session, cipher: FieldCipher, ctx: RequestContext) -> Abdm:
     if clinic is None or not clinic.enabled:
         raise Permanent("ABDM is switched off for this clinic: the call is not answered")
     return clinic
-
-
-def _sender(clinic: Abdm, path: str, body: dict[str, Any]) -> AfterCommit:
-    def send(_db: Database, _cipher: FieldCipher, settings: Settings) -> None:
-        hub.link_for(settings, clinic).gateway.post(
-            path, body, headers={"X-HIP-ID": clinic.facility_id}
-        )
-
-    return send
 
 
 # --------------------------------------------------------------------------- care contexts
@@ -175,22 +166,9 @@ def discovered(
     )
     seeker = _Seeker(None, phone, request.year_of_birth, request.gender, request.name)
     today = today_at_clinic(session, ctx)
-    best = matching.best_match([_candidate(cipher, p, today) for p in found], seeker)
+    best = matching.best_match([share.candidate_of(cipher, p, today) for p in found], seeker)
     chosen = next((p for p in found if best and str(p.id) == best.patient_id), None)
     return (chosen, ["MOBILE"]) if chosen else None
-
-
-def _candidate(cipher: FieldCipher, patient: Patient, today: Any) -> matching.Candidate:
-    shown = patients.read(cipher, patient, today)
-    return matching.Candidate(
-        patient_id=str(patient.id),
-        first_name=shown.name.first,
-        last_name=shown.name.last,
-        abha_number=(shown.abha_number or "").replace("-", "") or None,
-        phone=shown.phone,
-        year_of_birth=shown.dob.year if shown.dob else today.year - shown.age_years,
-        gender=shown.gender,
-    )
 
 
 @rule(DISCOVER_RULE)
@@ -210,7 +188,7 @@ def answer_discovery(session: Session, ctx: RequestContext, event: AutomationEve
             code="ABDM-1010",
             message="No patient found with the given details",
         )
-        return _sender(clinic, V3_PATHS.on_discover, answer)
+        return bridge.answer_later(clinic, V3_PATHS.on_discover, answer)
     patient, matched_by = found
     contexts = care_contexts(session, ctx, patient)
     bridge.finished(ctx, row, f"matched by {', '.join(matched_by)}: {len(contexts)} visits")
@@ -221,7 +199,7 @@ def answer_discovery(session: Session, ctx: RequestContext, event: AutomationEve
             code="ABDM-1011",
             message="The patient has no records at this facility yet",
         )
-        return _sender(clinic, V3_PATHS.on_discover, answer)
+        return bridge.answer_later(clinic, V3_PATHS.on_discover, answer)
     answer = messages.on_discover(
         request_id=request_id,
         transaction_id=request.transaction_id,
@@ -232,7 +210,7 @@ def answer_discovery(session: Session, ctx: RequestContext, event: AutomationEve
         ],
         matched_by=matched_by,
     )
-    return _sender(clinic, V3_PATHS.on_discover, answer)
+    return bridge.answer_later(clinic, V3_PATHS.on_discover, answer)
 
 
 # --------------------------------------------------------------------------- consents
@@ -327,7 +305,7 @@ def answer_consent(session: Session, ctx: RequestContext, event: AutomationEvent
     record_consent(session, ctx, notice)
     bridge.finished(ctx, row, f"consent {notice.consent_id} {notice.status.value}")
     ack = messages.consent_on_notify(request_id=str(row.request_id), consent_id=notice.consent_id)
-    return _sender(clinic, V3_PATHS.consent_on_notify, ack)
+    return bridge.answer_later(clinic, V3_PATHS.consent_on_notify, ack)
 
 
 # --------------------------------------------------------------------------- requests
@@ -380,7 +358,7 @@ def answer_request(session: Session, ctx: RequestContext, event: AutomationEvent
         refusal = messages.hip_on_request_error(
             request_id=request_id, code="ABDM-1032", message=str(exc).capitalize()
         )
-        return _sender(clinic, V3_PATHS.health_information_on_request, refusal)
+        return bridge.answer_later(clinic, V3_PATHS.health_information_on_request, refusal)
     transfer = Transfer(
         tenant_id=ctx.tenant_id,
         id=new_id(),
@@ -417,7 +395,7 @@ def answer_request(session: Session, ctx: RequestContext, event: AutomationEvent
     )
     bridge.finished(ctx, row, f"accepted: transfer {request.transaction_id}")
     ack = messages.hip_on_request(request_id=request_id, transaction_id=request.transaction_id)
-    return _sender(clinic, V3_PATHS.health_information_on_request, ack)
+    return bridge.answer_later(clinic, V3_PATHS.health_information_on_request, ack)
 
 
 def consented_contexts(
