@@ -913,6 +913,17 @@ _CARE_CONTEXT = (
     " 'Visit', now(), now())"
 )
 _DATES = "now(), now() + interval '1 year', now() + interval '2 years'"
+_LINK_TOKEN = (
+    "insert into abdm_link_tokens (tenant_id, id, patient_id, abha_address_hash,"
+    " token_encrypted, expires_at, updated_at) values (:t, gen_random_uuid(), :p, '\\x01',"
+    " '\\x02', {expiry}, now())"
+)
+_LINK_REQUEST = (
+    "insert into abdm_link_requests (tenant_id, id, reference, transaction_id, patient_id,"
+    " abha_address, care_contexts, otp_hash, expires_at, attempts, status, created_at) values"
+    " (:t, gen_random_uuid(), 'ref-1', 'txn-1', :p, 'a@sbx', '[]', '\\x03', now(), {attempts},"
+    " {status}, now())"
+)
 
 ABDM_SHARING_CASES = [
     check(
@@ -949,6 +960,40 @@ ABDM_SHARING_CASES = [
         "ck_abdm_care_contexts_reference_is_visit",
         "a care context is named by its visit's id",
         _abdm_row(_CARE_CONTEXT.format(reference="'another'")),
+    ),
+    check(
+        "ck_abdm_care_contexts_linked_says_by_whom",
+        "a linked visit says whether the clinic or the patient linked it",
+        _abdm_row(
+            "insert into abdm_care_contexts (tenant_id, id, patient_id, visit_id, reference,"
+            " display, happened_at, created_at, linked_at) values (:t, gen_random_uuid(), :p,"
+            " :v, cast(:v as text), 'Visit', now(), now(), now())"
+        ),
+    ),
+    check(
+        "ck_abdm_link_tokens_token_has_expiry",
+        "a kept link token says when it runs out",
+        _abdm_row(_LINK_TOKEN.format(expiry="null")),
+    ),
+    unique(
+        "uq_abdm_link_tokens_patient",
+        "a patient has one link token row",
+        _abdm_row(_LINK_TOKEN.format(expiry="now()"), twice=True),
+    ),
+    check(
+        "ck_abdm_link_requests_status_known",
+        "a link request is pending, linked or refused",
+        _abdm_row(_LINK_REQUEST.format(status="'lost'", attempts="0")),
+    ),
+    check(
+        "ck_abdm_link_requests_attempts_counted",
+        "wrong OTP tries are counted up from none",
+        _abdm_row(_LINK_REQUEST.format(status="'pending'", attempts="-1")),
+    ),
+    unique(
+        "uq_abdm_link_requests_reference",
+        "a link reference names one request",
+        _abdm_row(_LINK_REQUEST.format(status="'pending'", attempts="0"), twice=True),
     ),
 ]
 

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from opdesk.abdm import messages, share, sharing
 from opdesk.abdm import settings as abdm_settings
+from opdesk.abdm.models import Transfer
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
@@ -199,8 +200,8 @@ def discover_body(abha_address: str, **patient: Any) -> dict[str, Any]:
 
 def consent_granted(
     db: Database, tenant: Tenant, facility_id: str, patient_id: uuid.UUID, visit_id: uuid.UUID
-) -> None:
-    """A consent for the visit's consultation notes, kept as the worker keeps one."""
+) -> str:
+    """A consent for the visit's consultation notes, kept as the worker keeps one; its id."""
     body = consent_body(
         str(uuid.uuid4()),
         "GRANTED",
@@ -215,3 +216,77 @@ def consent_granted(
         sharing.consented_contexts(
             session, ctx, sharing.consent_of(session, body["notification"]["consentId"])
         )
+    return str(body["notification"]["consentId"])
+
+
+def transfer_sent(db: Database, tenant: Tenant, consent_id: str, visit_id: uuid.UUID) -> None:
+    """A transfer under the consent that sent the visit's one record (as the push records
+    it; the push itself is tested in test_sharing)."""
+    ctx = ctx_for(tenant.id)
+    now = ctx.now()
+    with transaction(db, ctx) as session:
+        transfer = Transfer(
+            tenant_id=tenant.id,
+            id=uuid.uuid4(),
+            consent_id=consent_id,
+            transaction_id=str(uuid.uuid4()),
+            request_id=uuid.uuid4(),
+            status="requested",
+            date_from=now - timedelta(days=30),
+            date_to=now,
+            data_push_url="https://hiu.example.in/data/push",
+            key_material={},
+            requested_at=now,
+        )
+        session.add(transfer)
+        session.flush()
+        sharing.record_pushed(session, ctx, transfer, [(str(visit_id), 1)])
+
+
+def token_answer(request_id: str, abha_address: str, link_token: str) -> dict[str, Any]:
+    """on-generate-token as the gateway sends it (link-token.yaml): the token for the
+    question OPDesk asked with ``request_id``."""
+    return {
+        "abhaAddress": abha_address,
+        "linkToken": link_token,
+        "response": {"requestId": request_id},
+    }
+
+
+def token_refusal(request_id: str, abha_address: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "abhaAddress": abha_address,
+        "error": {"code": code, "message": message},
+        "response": {"requestId": request_id},
+    }
+
+
+def link_answer(request_id: str, abha_address: str, error: str | None = None) -> dict[str, Any]:
+    """on_carecontext: the link call ``request_id`` linked its visits (or ``error``)."""
+    body: dict[str, Any] = {"abhaAddress": abha_address, "response": {"requestId": request_id}}
+    if error is None:
+        body["status"] = "Successfully Linked care context"
+    else:
+        body["error"] = {"code": "ABDM-1099", "message": error}
+    return body
+
+
+def link_init_body(abha_address: str, patient_reference: str, *visits: str) -> dict[str, Any]:
+    """link/init (user-initiated-linking.yaml): the patient picked these visits."""
+    return {
+        "transactionId": str(uuid.uuid4()),
+        "abhaAddress": abha_address,
+        "patient": [
+            {
+                "referenceNumber": patient_reference,
+                "display": "Patient",
+                "careContexts": [{"referenceNumber": v, "display": "Visit"} for v in visits],
+                "hiType": "OPConsultation",
+                "count": len(visits),
+            }
+        ],
+    }
+
+
+def link_confirm_body(link_reference: str, code: str) -> dict[str, Any]:
+    return {"confirmation": {"linkRefNumber": link_reference, "token": code}}

@@ -87,6 +87,17 @@ def signed_visit(
         return c, visits.sign(session, ctx, cipher, visit_id=visit.id)
 
 
+def next_signed_visit(db: Database, cipher: Any, c: Consultation, slot: int = 1) -> Visit:
+    """Another signed visit of the consultation's patient, on its ``slot``-th slot."""
+    appointment = book(db, c.tenant, c.slots[slot], c.patient)
+    again = Consultation(c.tenant, c.doctor, c.doctor_user, c.patient, appointment, c.slots)
+    visit = open_visit(db, again)
+    write_note(db, cipher, again, visit.id, visits.Soap(s="Review", a="Better", p="Stop"))
+    ctx = c.ctx()
+    with transaction(db, ctx) as session:
+        return visits.sign(session, ctx, cipher, visit_id=visit.id)
+
+
 def make_service(
     db: Database,
     tenant: Tenant,

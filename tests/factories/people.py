@@ -78,7 +78,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def latest_code(db: Database, cipher: Any, tenant: Tenant, phone: str) -> str:
+def latest_code(
+    db: Database, cipher: Any, tenant: Tenant, phone: str, template: str = "otp"
+) -> str:
     """Read the code the way the dev inbox does: decrypt the newest outbox message."""
     with clinic_session(db, tenant.id) as session:
         messages = session.execute(
@@ -86,7 +88,7 @@ def latest_code(db: Database, cipher: Any, tenant: Tenant, phone: str) -> str:
         ).scalars()
         for message in messages:
             item = outbox.read(cipher, message, tenant.name)
-            if item.recipient == phone and item.template == "otp":
+            if item.recipient == phone and item.template == template:
                 return str(item.payload["code"])
     raise AssertionError("no code was sent")
 

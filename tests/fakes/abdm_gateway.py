@@ -42,6 +42,14 @@ padding fails here as it does on the sandbox. The OTP is always ``TEST_OTP``; a 
 expired one gets the sandbox's 200 ``authResult: failed`` answer (UIDAI's 422 ABDM-1204 on
 the Aadhaar scope). Bodies whose real shape nobody has published (an unknown txnId, an
 undecryptable OTP) are stand-ins in the service's usual shapes and say so below.
+
+HIP-initiated linking: ``generate-token`` is accepted (202) and counted per ABHA address;
+an address asked for more than ``token_ask_limit`` times within a day is blocked for 24
+hours (429, ABDM-1022), as ABDM documents it blocks a client that keeps asking. The token
+itself comes by callback: ``issue_link_token(address)`` makes one the fake then accepts
+in ``link/carecontext``'s ``X-LINK-TOKEN``; any other token there gets 400 "Invalid
+X-LINK-TOKEN" (the real code and status for a bad link token are not published: a
+stand-in).
 """
 
 from __future__ import annotations
@@ -76,6 +84,9 @@ ABHA_PREFIX = "/abha/api"  # the sandbox's, for AbhaClient(abha_url=fake.url + A
 CERTIFICATE_SUFFIX = "/v3/profile/public/certificate"
 REQUEST_OTP_SUFFIX = "/v3/profile/login/request/otp"
 VERIFY_OTP_SUFFIX = "/v3/profile/login/verify"
+GENERATE_TOKEN_PATH = "/api/hiecm/v3/token/generate-token"
+LINK_CARECONTEXT_PATH = "/api/hiecm/hip/v3/link/carecontext"
+TOKEN_BLOCK_SECONDS = 24 * 3600
 ENCRYPTION_ALGORITHM = "RSA/ECB/OAEPWithSHA-1AndMGF1Padding"
 TEST_OTP = "123456"
 # The sandbox's words for a wrong (or expired) ABDM OTP, answered with HTTP 200.
@@ -288,6 +299,10 @@ class FakeAbdmGateway:
         self.abha_txns: dict[str, AbhaTxn] = {}
         self.abha_plaintexts: list[str] = []
         self.add_abha_account(TEST_ABHA)
+        # Linking: when each ABHA address asked for a link token, and the tokens issued.
+        self.token_ask_limit = 3
+        self.token_asks: dict[str, list[float]] = {}
+        self.link_tokens: dict[str, str] = {}  # token -> the ABHA address it is for
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
 
@@ -613,7 +628,39 @@ class FakeAbdmGateway:
             return self._abha_request_otp(body)
         if arrival.method == "POST" and path.endswith(VERIFY_OTP_SUFFIX):
             return self._abha_verify(body)
+        if arrival.method == "POST" and path == GENERATE_TOKEN_PATH:
+            return self._generate_token(body)
+        if arrival.method == "POST" and path == LINK_CARECONTEXT_PATH:
+            return self._link_carecontext(arrival, body)
         return None
+
+    # ------------------------------------------------------------------ linking
+
+    def issue_link_token(self, abha_address: str) -> str:
+        """A link token for ``abha_address``, as on-generate-token would carry it."""
+        token = "lt." + secrets.token_urlsafe(32)
+        with self.lock:
+            self.link_tokens[token] = abha_address
+        return token
+
+    def _generate_token(self, body: dict[str, Any]) -> Answer:
+        address = str(body.get("abhaAddress", ""))
+        now = time.monotonic()
+        with self.lock:
+            asks = [t for t in self.token_asks.get(address, []) if now - t < TOKEN_BLOCK_SECONDS]
+            asks.append(now)
+            self.token_asks[address] = asks
+        if len(asks) > self.token_ask_limit:
+            return _refusal(429, "ABDM-1022", "Too many requests: blocked for 24 hours")
+        return Answer(202)
+
+    def _link_carecontext(self, arrival: Arrival, body: dict[str, Any]) -> Answer:
+        token = arrival.headers.get("x-link-token", "")
+        with self.lock:
+            address = self.link_tokens.get(token)
+        if address is None or address != body.get("abhaAddress"):
+            return _refusal(400, "ABDM-1094", "Invalid X-LINK-TOKEN")
+        return Answer(202)
 
     def _abha_certificate(self) -> Answer:
         der = self.abha_key.public_key().public_bytes(

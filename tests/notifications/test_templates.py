@@ -83,8 +83,9 @@ def test_a_missing_value_reads_as_empty_not_as_an_error() -> None:
     assert text.startswith("Asha, your appointment with  at  is booked for")
 
 
-def test_only_sign_in_codes_offers_payment_links_and_test_messages_are_urgent() -> None:
+def test_only_codes_offers_payment_links_and_test_messages_are_urgent() -> None:
     # A payment link is sent while the patient waits to pay (at the desk, or to confirm an
-    # online booking): quiet hours must not hold it until morning.
+    # online booking): quiet hours must not hold it until morning. Nor may a code the
+    # patient is about to type (signing in; linking visits to their ABHA).
     urgent = {name for name, t in TEMPLATES.items() if t.urgent}
-    assert urgent == {"otp", "waitlist-offer", "payment-link", "test-message"}
+    assert urgent == {"otp", "abdm-link-otp", "waitlist-offer", "payment-link", "test-message"}

@@ -46,6 +46,7 @@ from tests.factories import (
     open_session,
     portal_login,
 )
+from tests.factories.abdm import consent_granted, transfer_sent, with_abdm
 from tests.factories.billing import draft, issue, line, pay, refund
 from tests.factories.clinical_orders import Consult, make_diet_plan, make_order
 from tests.factories.clinical_orders import make_visit as draft_visit
@@ -132,6 +133,9 @@ def build_kavita(app: FastAPI, db: Database, ident: Any, tenant: Tenant) -> Pers
     make_diet_plan(db, ident, tenant, visit=consult)
     make_order(db, ident, tenant, status="reviewed", visit=consult, storage=storage_of(app))
     sign(db, ident, tenant, consult)
+    facility = with_abdm(db, ident.cipher, tenant).facility_id
+    consent_id = consent_granted(db, tenant, facility, kavita.id, consult.visit_id)
+    transfer_sent(db, tenant, consent_id, consult.visit_id)
     document_id = upload(app, db, ident, tenant, kavita.id, PDF_KAVITA, "discharge.pdf")
     ctx = ctx_for(tenant.id)
     with transaction(db, ctx) as session:
@@ -232,7 +236,12 @@ SECTION_TABLES = {
     "refunds": "payments_refunds",
     "ledger": "ledger_entries",
     "messages": "notifications_outbox",
+    "abdmVisits": "abdm_care_contexts",
+    "abdmConsents": "abdm_consents",
+    "abdmTransfers": "abdm_transfers",
 }
+# The consents naming the patient (in their artefact), and the transfers under them.
+_NAMING = "care_contexts @> jsonb_build_array(jsonb_build_object('patientReference', :p))"
 
 
 def rows_of(db: Database, tenant_id: uuid.UUID, patient_id: uuid.UUID) -> dict[str, int]:
@@ -243,6 +252,9 @@ def rows_of(db: Database, tenant_id: uuid.UUID, patient_id: uuid.UUID) -> dict[s
             where = {
                 "documents": "owner_id = :p",
                 "payments_refunds": "payment_id in (select id from payments where patient_id = :p)",
+                "abdm_consents": _NAMING,
+                "abdm_transfers": f"consent_id in (select consent_id from abdm_consents where"
+                f" {_NAMING})",
             }.get(table, "patient_id = :p")
             counts[section] = conn.execute(
                 text(f"select count(*) from {table} where tenant_id = :t and {where}"),

@@ -186,8 +186,14 @@ CALLS = (
         "hi-request",
         messages.parse_health_information_request,
     ),
+    (V3_PATHS.link_init, "link-init", messages.parse_link_init),
+    (V3_PATHS.link_confirm, "link-confirm", messages.parse_link_confirm),
+    (V3_PATHS.on_generate_token, "on-generate-token", messages.parse_on_generate_token),
+    (V3_PATHS.on_link_carecontext, "on-link-carecontext", messages.parse_on_link_carecontext),
 )
 for path, kind, parse in CALLS:
+    if path is None:
+        continue
     bridge_router.add_api_route(
         path,
         Bridge(kind, parse),

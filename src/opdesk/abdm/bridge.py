@@ -42,11 +42,19 @@ SHARE_RULE = "abdm.share"
 DISCOVER_RULE = "abdm.discover"
 CONSENT_RULE = "abdm.consent-notify"
 REQUEST_RULE = "abdm.hi-request"
+INIT_RULE = "abdm.link-init"
+CONFIRM_RULE = "abdm.link-confirm"
+TOKEN_RULE = "abdm.link-token"  # noqa: S105 (a rule's name)
+LINKED_RULE = "abdm.linked"
 RULES: dict[str, str] = {
     "patient-share": SHARE_RULE,
     "discover": DISCOVER_RULE,
     "consent-notify": CONSENT_RULE,
     "hi-request": REQUEST_RULE,
+    "link-init": INIT_RULE,
+    "link-confirm": CONFIRM_RULE,
+    "on-generate-token": TOKEN_RULE,
+    "on-link-carecontext": LINKED_RULE,
 }
 
 

@@ -874,6 +874,34 @@ def parse_on_generate_token(body: Any) -> GenerateTokenResult:
     return GenerateTokenResult(request_id, _text(data, "abhaAddress", ""), token, None)
 
 
+# --------------------------------------------------------------------------- on_carecontext
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """``POST {bridge}/api/v3/link/on_carecontext``: what became of a HIP-initiated link
+    call, named by the REQUEST-ID OPDesk sent it with. The success body's wording
+    (``status``, or an ``acknowledgement``) varies between documents, so only an ``error``
+    decides that it failed."""
+
+    request_id: str
+    error: GatewayFault | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def parse_on_link_carecontext(body: Any) -> LinkResult:
+    data = _root(body)
+    request_id = _text(_object(data, "response", ""), "requestId", "response")
+    error = _maybe_object(data, "error", "")
+    if error is None:
+        return LinkResult(request_id, None)
+    code = str(_present(error, "code", "error")).rstrip(": ").strip()
+    return LinkResult(request_id, GatewayFault(code, _maybe_text(error, "message", "error") or ""))
+
+
 # --------------------------------------------------------------------------- building
 
 

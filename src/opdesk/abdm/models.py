@@ -182,12 +182,25 @@ class CareContext(TenantScoped, Base):
     # When the visit happened: a consent's date range picks care contexts by it.
     happened_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    # Linked to the patient's ABHA: by the clinic after the visit ("hip", with the link
+    # token) or by the patient from their app ("patient", discovery then an OTP).
+    linked_at: Mapped[datetime | None]
+    linked_by: Mapped[str | None] = mapped_column(Text)
+    # The clinic's last link call for it still awaiting the gateway's answer (REQUEST-ID).
+    link_request_id: Mapped[uuid.UUID | None]
+    link_asked_at: Mapped[datetime | None]
 
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         ForeignKeyConstraint(["tenant_id", "visit_id"], ["visits.tenant_id", "visits.id"]),
         # The reference is the visit's id, so one visit is one reference and back.
         CheckConstraint("reference = visit_id::text", name="reference_is_visit"),
+        CheckConstraint(
+            "(linked_at IS NULL) = (linked_by IS NULL) AND"
+            " (linked_by IS NULL OR linked_by IN ('hip', 'patient'))",
+            name="linked_says_by_whom",
+        ),
+        Index(None, "tenant_id", "link_request_id"),
         Index("uq_abdm_care_contexts_visit", "tenant_id", "visit_id", unique=True),
         Index(None, "tenant_id", "reference"),
         Index(None, "tenant_id", "patient_id", "happened_at"),
@@ -266,4 +279,69 @@ class Transfer(TenantScoped, Base):
         ),
         Index("uq_abdm_transfers_transaction", "tenant_id", "transaction_id", unique=True),
         Index(None, "tenant_id", "consent_id"),
+    )
+
+
+class LinkToken(TenantScoped, Base):
+    """The link token ABDM gave the clinic for one patient's ABHA address: it lets the
+    clinic link each new visit to the ABHA with no OTP, for six months.
+
+    ABDM blocks a client for 24 hours that asks for tokens over and over, so the clinic
+    asks once per patient and keeps the answer: the token while it lasts, a question in
+    flight (``ask_request_id``), or a refusal and until when not to ask again.
+    """
+
+    __tablename__ = "abdm_link_tokens"
+
+    patient_id: Mapped[uuid.UUID]
+    # The ABHA address the token is for; a patient whose address changes needs a new one.
+    abha_address_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    token_encrypted: Mapped[bytes | None] = encrypted_column()
+    expires_at: Mapped[datetime | None]
+    asked_at: Mapped[datetime | None]
+    ask_request_id: Mapped[uuid.UUID | None]
+    not_before: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        CheckConstraint(
+            "(token_encrypted IS NULL) = (expires_at IS NULL)", name="token_has_expiry"
+        ),
+        Index("uq_abdm_link_tokens_patient", "tenant_id", "patient_id", unique=True),
+        Index(None, "tenant_id", "ask_request_id"),
+    )
+
+
+LINK_REQUEST_STATUSES = ("pending", "linked", "refused")
+
+
+class LinkRequest(TenantScoped, Base):
+    """A patient's request, from their ABHA app, to link visits they discovered here: the
+    OTP the clinic sent them (kept only as a keyed hash), how many wrong tries, the end."""
+
+    __tablename__ = "abdm_link_requests"
+
+    # What on-init told the consent manager, and what confirm quotes back.
+    reference: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str] = mapped_column(Text)
+    patient_id: Mapped[uuid.UUID]
+    abha_address: Mapped[str] = mapped_column(Text)
+    care_contexts: Mapped[list[str]] = mapped_column(JSONB)
+    otp_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in LINK_REQUEST_STATUSES) + ")",
+            name="status_known",
+        ),
+        CheckConstraint("attempts >= 0", name="attempts_counted"),
+        Index("uq_abdm_link_requests_reference", "tenant_id", "reference", unique=True),
     )

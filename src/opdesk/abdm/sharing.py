@@ -58,7 +58,7 @@ REQUEST_RULE = bridge.REQUEST_RULE
 PUSH_RULE = "abdm.push"
 
 
-def _clinic(session: Session, cipher: FieldCipher, ctx: RequestContext) -> Abdm:
+def clinic_of(session: Session, cipher: FieldCipher, ctx: RequestContext) -> Abdm:
     assert ctx.tenant_id is not None
     clinic = abdm_settings.of(session, cipher, ctx.tenant_id)
     if clinic is None or not clinic.enabled:
@@ -176,7 +176,7 @@ def answer_discovery(session: Session, ctx: RequestContext, event: AutomationEve
     """Answer a discovery: the patient's care contexts, or that none matched."""
     cipher = cipher_of(session)
     row, body = bridge.body_of(session, cipher, event.entity_ref_id)
-    clinic = _clinic(session, cipher, ctx)
+    clinic = clinic_of(session, cipher, ctx)
     request = messages.parse_discover(body)
     request_id = str(row.request_id)
     found = discovered(session, ctx, cipher, request)
@@ -190,14 +190,18 @@ def answer_discovery(session: Session, ctx: RequestContext, event: AutomationEve
         )
         return bridge.answer_later(clinic, V3_PATHS.on_discover, answer)
     patient, matched_by = found
-    contexts = care_contexts(session, ctx, patient)
+    every = care_contexts(session, ctx, patient)
+    # Discovery offers what the patient can still link; linked visits are theirs already.
+    contexts = [c for c in every if c.linked_at is None]
     bridge.finished(ctx, row, f"matched by {', '.join(matched_by)}: {len(contexts)} visits")
     if not contexts:
         answer = messages.on_discover_error(
             request_id=request_id,
             transaction_id=request.transaction_id,
             code="ABDM-1011",
-            message="The patient has no records at this facility yet",
+            message="All visits of the patient here are already linked"
+            if every
+            else "The patient has no records at this facility yet",
         )
         return bridge.answer_later(clinic, V3_PATHS.on_discover, answer)
     answer = messages.on_discover(
@@ -300,7 +304,7 @@ def answer_consent(session: Session, ctx: RequestContext, event: AutomationEvent
     """Record a consent notification and acknowledge it (for every status)."""
     cipher = cipher_of(session)
     row, body = bridge.body_of(session, cipher, event.entity_ref_id)
-    clinic = _clinic(session, cipher, ctx)
+    clinic = clinic_of(session, cipher, ctx)
     notice = messages.parse_consent_notify(body)
     record_consent(session, ctx, notice)
     bridge.finished(ctx, row, f"consent {notice.consent_id} {notice.status.value}")
@@ -345,7 +349,7 @@ def answer_request(session: Session, ctx: RequestContext, event: AutomationEvent
     assert ctx.tenant_id is not None
     cipher = cipher_of(session)
     row, body = bridge.body_of(session, cipher, event.entity_ref_id)
-    clinic = _clinic(session, cipher, ctx)
+    clinic = clinic_of(session, cipher, ctx)
     request = messages.parse_health_information_request(body)
     request_id = str(row.request_id)
     consent = session.scalar(
@@ -570,7 +574,7 @@ def push_records(
         raise Permanent("no such transfer")
     if transfer.status != "requested":
         return None  # refused when its consent ended, or already sent
-    clinic = _clinic(session, cipher, ctx)
+    clinic = clinic_of(session, cipher, ctx)
     consent = session.scalar(
         select(ConsentArtefact).where(ConsentArtefact.consent_id == transfer.consent_id)
     )

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from opdesk import records
 from opdesk.abdm import (  # noqa: F401  (importing them registers their rules)
+    linking,
     share,
     sharing,
 )

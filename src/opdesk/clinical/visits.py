@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from opdesk import audit, records
+from opdesk.abdm import linking
 from opdesk.automation import later_rules
 from opdesk.clinical import icd
 from opdesk.clinical.models import (
@@ -344,6 +345,7 @@ def sign(
         to_state="signed",
         diff=audit.diff_of(None, {"signedVersion": signed_v, "lockedAt": now}),
     )
+    linking.visit_signed(session, ctx, visit)
     return visit
 
 

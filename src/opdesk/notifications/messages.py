@@ -52,6 +52,27 @@ TEMPLATES: dict[str, Template] = {
             ),
         },
     ),
+    "abdm-link-otp": Template(
+        params=("code", "clinic", "minutes"),
+        urgent=True,
+        texts={
+            "en": (
+                "Your code to link your records",
+                "{code} is your code to link your visits at {clinic} to your ABHA. It "
+                "works for {minutes} minutes. Do not share it with anyone.",
+            ),
+            "hi": (
+                "रिकॉर्ड जोड़ने का आपका कोड",
+                "{clinic} की अपनी विज़िट को अपने ABHA से जोड़ने के लिए आपका कोड {code} है। "
+                "यह {minutes} मिनट तक मान्य है। इसे किसी के साथ साझा न करें।",
+            ),
+            "ta": (
+                "உங்கள் பதிவுகளை இணைக்கும் குறியீடு",
+                "{clinic} வருகைகளை உங்கள் ABHA உடன் இணைக்கும் குறியீடு {code}. இது "
+                "{minutes} நிமிடங்கள் செல்லும். யாரிடமும் பகிர வேண்டாம்.",
+            ),
+        },
+    ),
     "waitlist-offer": Template(
         params=("patient", "doctor", "startsAt", "minutes", "link"),
         urgent=True,

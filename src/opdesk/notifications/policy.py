@@ -32,9 +32,9 @@ from opdesk.tenancy.models import Tenant
 
 # Templates that go whatever the patient's consents: the patient asked for them (a code
 # to sign in; a waitlist offer, which is what joining the waitlist asks the clinic for).
-CONSENT_FREE = frozenset({"otp", "waitlist-offer"})
+CONSENT_FREE = frozenset({"otp", "abdm-link-otp", "waitlist-offer"})
 # Templates whose payload holds a secret, redacted once the message is sent.
-SECRET_FIELDS = {"otp": ("code",)}
+SECRET_FIELDS = {"otp": ("code",), "abdm-link-otp": ("code",)}
 REDACTED = "••••••"
 
 

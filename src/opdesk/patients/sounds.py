@@ -193,3 +193,9 @@ def other_script(text: str) -> str | None:
     if script is None:
         return None
     return LATIN if script == INDIC else INDIC
+
+
+def in_latin_letters(text: str) -> str:
+    """``text`` with each Indic word spelled in plain Latin letters ("अमित शर्मा" ->
+    "amit sharma"); Latin words are kept as they are. A spelling, not a translation."""
+    return " ".join(w if script_of(w) != INDIC else _indic_to_latin(w) for w in text.split())

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opdesk import audit
+from opdesk.abdm import sharing
 from opdesk.billing import ledger, payments
 from opdesk.billing import queries as billing_queries
 from opdesk.clinical import catalogue, diet, orders, prescriptions, visits, vitals
@@ -82,6 +83,9 @@ COVERED: dict[str, str] = {
     "payments": "payments",
     "payments_refunds": "refunds",
     "ledger_entries": "ledger",
+    # The consents and transfers naming the patient's visits go with them (abdmConsents,
+    # abdmTransfers); those tables name the patient only inside the consent.
+    "abdm_care_contexts": "abdmVisits (each visit's name for ABDM; linked to the ABHA or not)",
     "notifications_outbox": "messages (channel, kind, status and times; not the text)",
 }
 LEFT_OUT: dict[str, str] = {
@@ -91,10 +95,12 @@ LEFT_OUT: dict[str, str] = {
     "waitlist entry's status says what came of it",
     "documents_share_links": "links staff made to send a file to someone; each holds only "
     "a secret token's hash and dates, and the file itself is in documents/",
-    "abdm_care_contexts": "each signed visit's name for ABDM (its date, doctor and clinic); "
-    "the visits themselves are in visits",
     "abdm_share_tokens": "the queue number a Scan & Share scan gave, valid 30 minutes; what "
     "the scan registered is in the profile",
+    "abdm_link_tokens": "the key ABDM gave the clinic to link your visits to your ABHA; a "
+    "secret between the clinic and ABDM, and which visits are linked is in abdmVisits",
+    "abdm_link_requests": "your requests from your ABHA app to link visits, each holding a "
+    "one-time code's keyed hash; which visits they linked is in abdmVisits",
 }
 
 
@@ -486,6 +492,8 @@ def gather(
         ).scalars()
     ]
 
+    abdm_visits, abdm_consents, abdm_transfers = _abdm(session, pid)
+
     sections: dict[str, list[dict[str, Any]]] = {
         "consents": consents,
         "documents": document_list,
@@ -500,6 +508,9 @@ def gather(
         "refunds": refund_list,
         "ledger": ledger_list,
         "messages": messages,
+        "abdmVisits": abdm_visits,
+        "abdmConsents": abdm_consents,
+        "abdmTransfers": abdm_transfers,
     }
     data = plain(
         {
@@ -513,6 +524,55 @@ def gather(
         }
     )
     return PatientExport(data, files)
+
+
+def _abdm(
+    session: Session, patient_id: uuid.UUID
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What ABDM knows of the patient here: their visits by ABDM's name for them, the
+    consents naming them, and what was sent under each (dates and counts, no content)."""
+    found = sharing.of_patient(session, patient_id)
+    visits_ = [
+        {
+            "visit": c.visit_id,
+            "name": c.display,
+            "happenedAt": c.happened_at,
+            "linkedAt": c.linked_at,
+            "linkedBy": c.linked_by,
+        }
+        for c in found.care_contexts
+    ]
+    consents = [
+        {
+            "consentId": c.consent_id,
+            "status": c.status,
+            "kinds": c.hi_types,
+            "from": c.date_from,
+            "to": c.date_to,
+            "eraseAt": c.data_erase_at,
+            "receivedAt": c.received_at,
+            "visits": [
+                x["careContextReference"]
+                for x in c.care_contexts
+                if x.get("patientReference") == str(patient_id)
+            ],
+        }
+        for c in found.consents
+    ]
+    transfers = [
+        {
+            "consentId": t.consent_id,
+            "status": t.status,
+            "from": t.date_from,
+            "to": t.date_to,
+            "sent": t.sent,
+            "error": t.error,
+            "requestedAt": t.requested_at,
+            "finishedAt": t.finished_at,
+        }
+        for t in found.transfers
+    ]
+    return visits_, consents, transfers
 
 
 def _count_drafts(session: Session, patient_id: uuid.UUID) -> int:
