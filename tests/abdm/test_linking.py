@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from opdesk.db import Database
 from opdesk.patients import service as patients
 from opdesk.patients.models import Patient
 from opdesk.tenancy.models import Tenant
-from tests.factories import clinic_session
+from tests.factories import browser_for, clinic_session, make_user, open_session
 from tests.factories.abdm import (
     Shifted,
     arrivals,
@@ -51,6 +52,7 @@ LINK = V3_PATHS.link_carecontext
 
 @pytest.fixture
 def side(
+    bridge_app: FastAPI,
     gateway_side: TestClient,
     gateway: FakeAbdmGateway,
     clinic: Abdm,
@@ -59,7 +61,7 @@ def side(
     cipher: Any,
     pointed: Settings,
 ) -> Side:
-    return Side(gateway_side, gateway, clinic, clock, db, cipher, pointed)
+    return Side(bridge_app, gateway_side, gateway, clinic, clock, db, cipher, pointed)
 
 
 class Side:
@@ -67,6 +69,7 @@ class Side:
 
     def __init__(
         self,
+        app: FastAPI,
         client: TestClient,
         gateway: FakeAbdmGateway,
         clinic: Abdm,
@@ -75,7 +78,8 @@ class Side:
         cipher: Any,
         pointed: Settings,
     ) -> None:
-        self.client, self.gateway, self.clinic, self.clock = client, gateway, clinic, clock
+        self.app, self.client, self.gateway = app, client, gateway
+        self.clinic, self.clock = clinic, clock
         self.db, self.cipher, self.pointed = db, cipher, pointed
 
     def work(self) -> None:
@@ -96,6 +100,13 @@ class Side:
             for a in self.gateway.received
             if a.path == path and a.headers.get("x-hip-id") == self.clinic.facility_id
         ]
+
+    def page(self, ident: Any, tenant: Tenant, patient_id: uuid.UUID) -> str:
+        """The patient's ABDM page as the desk reads it."""
+        desk = open_session(self.db, ident, make_user(self.db, ident, tenant, "frontdesk"))
+        answer = browser_for(self.app, desk).get(f"/patients/{patient_id}/abdm")
+        assert answer.status_code == 200
+        return answer.text
 
     def give_token(self, token: str | None = None) -> str:
         """Answer OPDesk's last token question with ``token`` (one the fake issued)."""
@@ -146,6 +157,7 @@ def test_a_signed_visit_is_linked_and_the_token_is_kept_for_the_next(
     side.confirm_links()
     (context,) = contexts_of(db, tenant)
     assert context.linked_by == "hip" and context.linked_at is not None
+    assert "Yes, by the clinic" in side.page(ident, tenant, consult.patient.id)
 
     later = next_signed_visit(db, cipher, consult)
     side.work()
@@ -183,6 +195,8 @@ def test_a_refused_question_is_not_asked_again_for_a_day(
     assert row.last_error is not None and "ABDM-1022" in row.last_error
     assert row.not_before is not None
     assert row.not_before - side.clock() > timedelta(hours=23)
+    page = side.page(ident, tenant, consult.patient.id)
+    assert "ABDM did not let the clinic link" in page and "ABDM-1022" in page
 
     next_signed_visit(db, cipher, consult)
     side.work()
@@ -314,6 +328,7 @@ def test_the_patient_links_a_discovered_visit_with_the_otp_texted_to_them(
     assert [c["referenceNumber"] for c in group["careContexts"]] == [str(visit.id)]
     (context,) = contexts_of(db, tenant)
     assert context.linked_by == "patient"
+    assert "Yes, by the patient" in side.page(ident, tenant, patient_id)
 
     # The same OTP again changes nothing; and discovery no longer offers the linked visit.
     side.call(V3_PATHS.link_confirm, link_confirm_body(reference, code))

@@ -655,3 +655,8 @@ def link_confirm(session: Session, ctx: RequestContext, event: AutomationEvent) 
         ],
     )
     return bridge.answer_later(clinic, V3_PATHS.on_confirm, answer)
+
+
+def token_of_patient(session: Session, patient_id: uuid.UUID) -> LinkToken | None:
+    """The patient's link-token row (the page says from it whether linking is paused)."""
+    return session.scalar(select(LinkToken).where(LinkToken.patient_id == patient_id))

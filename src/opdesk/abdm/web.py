@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from opdesk import records
-from opdesk.abdm import abha_check, share, sharing
+from opdesk.abdm import abha_check, linking, share, sharing
 from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.errors import DomainError, FieldError, InvalidInput, NotFound
@@ -337,6 +337,7 @@ def patient_abdm(
         "abdm/patient.html",
         patient=shown,
         found=sharing.of_patient(session, patient.id),
+        token=linking.token_of_patient(session, patient.id),
         zone=who.timezone,
         now=ctx.now(),
     )
