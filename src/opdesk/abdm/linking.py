@@ -174,10 +174,12 @@ def link_visits(
     if patient.abha_address_hash is None:
         return None  # the ABHA was taken off the record since
     now = ctx.now()
+    # The token row's lock comes first: two runs for one patient (two visits signed at
+    # once) take turns, and the second sees what the first asked or sent.
+    row = _token_row(session, ctx, patient)
     waiting = _waiting(care_contexts(session, ctx, patient), now)
     if not waiting:
         return None
-    row = _token_row(session, ctx, patient)
     token = _token_of(cipher, row, now)
     if token is not None:
         return _link_call(session, ctx, cipher, clinic, patient, token, waiting)
