@@ -21,6 +21,7 @@ rate comparable across machines.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import statistics
@@ -474,6 +475,40 @@ def search_timings(base: str, db: Database, calendar: Calendar) -> None:
 # ------------------------------------------------------------------ the run
 
 
+# BENCH_FUNCTIONS=1: also time each PL/pgSQL function during the direct run (PostgreSQL's
+# track_functions; it costs a clock read per call, so the run's own figures drop a little).
+TRACK_FUNCTIONS = bool(os.environ.get("BENCH_FUNCTIONS"))
+# BENCH_BOOKING_ONLY=1: stop after the booking runs (to compare settings quickly).
+BOOKING_ONLY = bool(os.environ.get("BENCH_BOOKING_ONLY"))
+
+
+def track_functions(db: Database, on: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(libpq_url(db.owner_url), autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET track_functions = '{'pl' if on else 'none'}'")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("SELECT pg_stat_reset()")
+
+
+def function_times(db: Database, bookings: int) -> None:
+    """Each PL/pgSQL function's own time (without what it calls) per booking."""
+    time.sleep(2)  # backends flush their counters about once a second
+    with db.owner_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "select funcname, calls, self_time, total_time from pg_stat_user_functions"
+                " order by self_time desc limit 14"
+            )
+        ).all()
+    print("    PL/pgSQL time per booking (self / with callees, ms; calls per booking):")
+    for name, calls, own, total in rows:
+        print(
+            f"      {name:<28} {own / bookings:6.3f} / {total / bookings:6.3f}"
+            f"   {calls / bookings:5.2f}"
+        )
+
+
 def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.0) -> None:
     settings = Settings(_env_file=None, data_dir=data_dir, fast_password_hashing=True)
     print(f"\nbooking ({clients} client processes, OPDesk on {SERVER} with {WORKERS} workers)")
@@ -499,6 +534,8 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
                 run_clients, base, calendar, slots, patients, clients=clients, seconds=seconds,
                 hold_first=hold_first,
             )  # fmt: skip
+            if TRACK_FUNCTIONS:
+                track_functions(db, on=not hold_first)
             (outcome, wall), cpu = measured(server.process.pid, db, job)
             rate = len(outcome.booked) / wall
             print(
@@ -508,7 +545,12 @@ def run(db: Database, data_dir: Path, *, clients: int = 16, seconds: float = 15.
                 f"409s {outcome.conflicts}   errors {len(outcome.errors)}"
             )
             print(f"    {cpu.per(len(outcome.booked), 'booking')}")
+            if TRACK_FUNCTIONS and not hold_first:
+                function_times(db, len(outcome.booked))
+                track_functions(db, on=False)
         print(f"  double bookings: {double_bookings(db, calendar.tenant_id)}")
+        if BOOKING_ONLY:
+            return
         deals = check_in_paths(db, calendar, clients)
         desk_load(
             server, db, "check in (status move)",
