@@ -358,6 +358,7 @@ def test_a_consent_revoked_before_the_push_stops_it(
         kept = session.scalar(select(Transfer))
         assert kept is not None and kept.status == "refused"
         assert kept.error == "consent REVOKED"
+        assert kept.key_material == {}  # the HIU's keys are erased with the consent
 
 
 def test_records_outside_the_consent_s_dates_are_never_sent(

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from opdesk import audit
@@ -258,6 +258,7 @@ def record_consent(
     session.flush()
     if notice.status is not ConsentStatus.GRANTED:
         _refuse_open_transfers(session, ctx, notice.consent_id, f"consent {notice.status.value}")
+        _erase_hiu_keys(session, notice.consent_id)
     audit.record(
         ctx,
         entity="abdm_consents",
@@ -268,6 +269,14 @@ def record_consent(
         diff=audit.diff_of(before, {"status": row.status, "hiTypes": row.hi_types}),
     )
     return row
+
+
+def _erase_hiu_keys(session: Session, consent_id: str) -> None:
+    """An ended consent's transfers drop the HIU's key material (the clinic keeps none
+    of the HIU's data; what was sent, when, and why not stays on each transfer)."""
+    session.execute(
+        update(Transfer).where(Transfer.consent_id == consent_id).values(key_material={})
+    )
 
 
 def consent_of(session: Session, consent_id: str) -> ConsentArtefact:
