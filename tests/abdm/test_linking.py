@@ -19,6 +19,7 @@ from opdesk.abdm import linking
 from opdesk.abdm.messages import V3_PATHS
 from opdesk.abdm.models import CareContext, LinkRequest, LinkToken
 from opdesk.abdm.settings import Abdm
+from opdesk.automation.models import AutomationEvent
 from opdesk.config import Settings
 from opdesk.db import Database
 from opdesk.patients import service as patients
@@ -87,10 +88,11 @@ class Side:
         while worker.run_once():
             pass
 
-    def call(self, path: str, body: Any) -> None:
+    def call(self, path: str, body: Any, *, work: bool = True) -> None:
         made = signed_call(self.gateway, path, body, self.clinic.facility_id, self.clock)
         assert deliver(self.client, made).status_code == 202
-        self.work()
+        if work:
+            self.work()
 
     def asked(self, path: str) -> list[Any]:
         """This clinic's calls to the gateway at ``path``, oldest first (headers and body).
@@ -380,3 +382,19 @@ def test_a_link_request_for_another_clinics_visit_is_refused(
     assert len(refusals) == 2 and all("error" in r for r in refusals)
     with clinic_session(db, tenant.id) as session:
         assert not list(session.scalars(select(LinkRequest)))
+
+
+@pytest.mark.parametrize(("status", "after"), [(400, "failed"), (503, "pending")])
+def test_an_answer_the_gateway_refuses_is_not_sent_again_but_one_it_missed_is(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant, status: int, after: str
+) -> None:
+    consult, visit = signed_visit(db, ident, cipher, tenant)
+    body = link_init_body(ADDRESS, str(consult.patient.id), str(visit.id))
+    side.call(V3_PATHS.link_init, body, work=False)
+    side.gateway.answer_next(error_answer("nested", status, "ABDM-1017", "Refused"))
+    side.work()
+    with clinic_session(db, tenant.id) as session:
+        event = session.scalars(
+            select(AutomationEvent).where(AutomationEvent.rule == linking.INIT_RULE)
+        ).one()
+    assert (event.status, event.attempts) == (after, 1)

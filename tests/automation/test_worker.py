@@ -170,6 +170,27 @@ def test_a_failing_rule_is_retried_later_then_failed_with_its_last_error(
     assert moves == [("pending", "failed"), ("failed", "pending")]
 
 
+def test_a_rule_told_when_to_try_again_waits_at_least_that_long(
+    fresh_database: Database, cipher: FieldCipher
+) -> None:
+    tenant = make_tenant(fresh_database)
+    clock = Clock()
+    event = make_event(
+        fresh_database,
+        tenant.id,
+        payload={"fail": "rate limited", "retryAfter": 900},
+        clock=clock,
+    )
+    worker = make_worker(fresh_database, cipher, clock=clock, backoff_base=10, backoff_cap=40)
+    assert worker.run_once() == 1
+    once = event_of(fresh_database, tenant.id, event.id)
+    assert (once.status, once.attempts, once.last_error) == ("pending", 1, "rate limited")
+    # The provider's wait, not the backoff's 10 seconds at most.
+    assert once.scheduled_for >= clock.now + timedelta(seconds=900)
+    clock.advance(600)
+    assert worker.run_once() == 0
+
+
 def test_a_permanent_failure_fails_at_once(fresh_database: Database, cipher: FieldCipher) -> None:
     tenant = make_tenant(fresh_database)
     event = make_event(fresh_database, tenant.id, payload={"permanent": "no such patient"})

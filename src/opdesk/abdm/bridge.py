@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 from opdesk import audit
 from opdesk.abdm import hub
 from opdesk.abdm.callbacks import CallbackMeta, CallbackRefused, KeysUnavailable, verify_callback
+from opdesk.abdm.gateway import GatewayError
 from opdesk.abdm.hub import Link
 from opdesk.abdm.messages import MessageError
 from opdesk.abdm.models import AbdmCallback, AbdmFacility
 from opdesk.abdm.settings import Abdm
 from opdesk.automation import service as automation
-from opdesk.automation.rules import AfterCommit
+from opdesk.automation.rules import AfterCommit, Permanent
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.db import Database
@@ -173,9 +174,16 @@ def answer_later(clinic: Abdm, path: str, body: dict[str, Any]) -> AfterCommit:
     writes are committed (and again if the worker retries the rule)."""
 
     def send(_db: Database, _cipher: FieldCipher, settings: Settings) -> None:
-        hub.link_for(settings, clinic).gateway.post(
-            path, body, headers={"X-HIP-ID": clinic.facility_id}
-        )
+        try:
+            hub.link_for(settings, clinic).gateway.post(
+                path, body, headers={"X-HIP-ID": clinic.facility_id}
+            )
+        except GatewayError as exc:
+            if not exc.retryable:
+                # The gateway refused this answer itself (its body, or a call it no longer
+                # waits for): sending it again would be refused again.
+                raise Permanent(str(exc)) from exc
+            raise  # an outage, or "too many": the worker tries again (after Retry-After)
 
     return send
 

@@ -63,6 +63,23 @@ class Busy(Exception):
     """
 
 
+class TryLater(Exception):
+    """Trying again can help, but not before ``retry_after`` seconds (a provider said so).
+
+    The worker reads ``retry_after`` from any exception that carries one (a gateway's
+    error, say), so a rule need not translate errors into this one."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The wait an error asks for, in seconds, if it names one."""
+    wait = getattr(exc, "retry_after", None)
+    return float(wait) if isinstance(wait, int | float) and wait > 0 else None
+
+
 class UnknownRule(Permanent):
     def __init__(self, name: str) -> None:
         super().__init__(f"no rule named {name!r} is registered")
@@ -117,11 +134,14 @@ DEMO_RULE = "demo.check"
 def demo_check(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
     """A stand-in rule for the worker's own tests and the demo: it succeeds (after
     ``{"seconds": n}`` of pretend work), or raises what its payload asks
-    (``{"fail": "why"}``: retried; ``{"permanent": "why"}``: failed at once).
+    (``{"fail": "why"}``: retried, not before ``"retryAfter"`` seconds if given;
+    ``{"permanent": "why"}``: failed at once).
     """
     if "seconds" in event.payload:
         time.sleep(float(event.payload["seconds"]))
     if "permanent" in event.payload:
         raise Permanent(str(event.payload["permanent"]))
+    if "fail" in event.payload and "retryAfter" in event.payload:
+        raise TryLater(str(event.payload["fail"]), float(event.payload["retryAfter"]))
     if "fail" in event.payload:
         raise RuntimeError(str(event.payload["fail"]))

@@ -485,7 +485,13 @@ class Worker:
             self._event_failed(tenant_id, event_id, _error(exc), permanent=True)
         except Exception as exc:
             log.warning("rule of event %s failed: %s", event_id, _error(exc))
-            self._event_failed(tenant_id, event_id, _error(exc), permanent=False)
+            self._event_failed(
+                tenant_id,
+                event_id,
+                _error(exc),
+                permanent=False,
+                retry_after=rules.retry_after_of(exc),
+            )
 
     def _succeeded(self, session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
         event.attempts += 1
@@ -495,14 +501,23 @@ class Worker:
         states.transition(session, ctx, event, EventStatus.SUCCESS, EVENT)
 
     def _event_failed(
-        self, tenant_id: uuid.UUID, event_id: uuid.UUID, error: str, *, permanent: bool
+        self,
+        tenant_id: uuid.UUID,
+        event_id: uuid.UUID,
+        error: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
     ) -> None:
         ctx = self._ctx(tenant_id)
         with transaction(self.db, ctx) as session:
             event = self._mine(session, AutomationEvent, event_id)
             if event is None:
                 return
-            if self._count_attempt(session, ctx, EVENTS, event, error, permanent=permanent):
+            failed_for_good = self._count_attempt(
+                session, ctx, EVENTS, event, error, permanent=permanent, retry_after=retry_after
+            )
+            if failed_for_good:
                 self._count("event-failed")
                 return
             self._count("event-retry")
