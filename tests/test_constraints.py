@@ -920,9 +920,9 @@ _LINK_TOKEN = (
 )
 _LINK_REQUEST = (
     "insert into abdm_link_requests (tenant_id, id, reference, transaction_id, patient_id,"
-    " abha_address, care_contexts, otp_hash, expires_at, attempts, status, created_at) values"
-    " (:t, gen_random_uuid(), 'ref-1', 'txn-1', :p, 'a@sbx', '[]', '\\x03', now(), {attempts},"
-    " {status}, now())"
+    " abha_address, care_contexts, otp_hash, expires_at, attempts, status, init_request_id,"
+    " created_at) values (:t, gen_random_uuid(), 'ref-1', 'txn-1', :p, 'a@sbx', '[]', '\\x03',"
+    " now(), {attempts}, {status}, gen_random_uuid(), now())"
 )
 
 ABDM_SHARING_CASES = [
@@ -989,6 +989,16 @@ ABDM_SHARING_CASES = [
         "ck_abdm_link_requests_attempts_counted",
         "wrong OTP tries are counted up from none",
         _abdm_row(_LINK_REQUEST.format(status="'pending'", attempts="-1")),
+    ),
+    unique(
+        "uq_abdm_link_requests_init",
+        "a gateway's link call makes one request",
+        _abdm_row(
+            _LINK_REQUEST.replace("'ref-1'", "gen_random_uuid()::text")
+            .replace("gen_random_uuid(), now())", "'0b7e3c52-6d0e-4c1a-9f3e-2f4b8f0d1a11', now())")
+            .format(status="'pending'", attempts="0"),
+            twice=True,
+        ),
     ),
     unique(
         "uq_abdm_link_requests_reference",

@@ -22,6 +22,7 @@ from opdesk.abdm.settings import Abdm
 from opdesk.automation.models import AutomationEvent
 from opdesk.config import Settings
 from opdesk.db import Database
+from opdesk.notifications.models import OutboxMessage
 from opdesk.patients import service as patients
 from opdesk.patients.models import Patient
 from opdesk.tenancy.models import Tenant
@@ -253,9 +254,13 @@ def test_a_link_token_the_gateway_refuses_is_forgotten_and_a_new_one_asked_for(
     side.work()
     side.give_token("lt.not-one-the-gateway-issued")
     assert len(side.asked(LINK)) == 1  # refused: 400 Invalid X-LINK-TOKEN
-    assert len(side.asked(GENERATE)) == 2
     row = token_row(db, tenant)
-    assert row.token_encrypted is None and row.ask_request_id is not None
+    assert row.token_encrypted is None and row.last_error is not None
+    # The refused token was asked for moments ago: asking again now would earn the block.
+    assert len(side.asked(GENERATE)) == 1
+    side.clock.offset = linking.REFUSED_PAUSE + timedelta(minutes=1)
+    side.work()
+    assert len(side.asked(GENERATE)) == 2
     good = side.give_token()
     assert side.asked(LINK)[-1].headers["x-link-token"] == good
     side.confirm_links()
@@ -391,10 +396,89 @@ def test_an_answer_the_gateway_refuses_is_not_sent_again_but_one_it_missed_is(
     consult, visit = signed_visit(db, ident, cipher, tenant)
     body = link_init_body(ADDRESS, str(consult.patient.id), str(visit.id))
     side.call(V3_PATHS.link_init, body, work=False)
-    side.gateway.answer_next(error_answer("nested", status, "ABDM-1017", "Refused"))
+    # (Retry-After keeps the worker's retry out of this work loop.)
+    refusal = error_answer("nested", status, "ABDM-1017", "Refused", retry_after="120")
+    side.gateway.answer_next(refusal)
     side.work()
     with clinic_session(db, tenant.id) as session:
         event = session.scalars(
             select(AutomationEvent).where(AutomationEvent.rule == linking.INIT_RULE)
         ).one()
     assert (event.status, event.attempts) == (after, 1)
+    if after == "pending":  # the worker's retry answers again: the same request, one SMS
+        side.clock.offset = timedelta(minutes=30)
+        side.work()
+        first, again = arrivals(side.gateway, V3_PATHS.on_init)
+        assert first["link"]["referenceNumber"] == again["link"]["referenceNumber"]
+        with clinic_session(db, tenant.id) as session:
+            texts = session.scalars(
+                select(OutboxMessage).where(OutboxMessage.template == "abdm-link-otp")
+            ).all()
+        assert len(texts) == 1
+
+
+def test_an_answer_naming_no_call_links_nothing(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
+) -> None:
+    signed_visit(db, ident, cipher, tenant, abhaAddress=ADDRESS)
+    side.work()
+    side.call(TOKEN_ANSWER, token_answer("not-a-uuid", ADDRESS, "lt.x"))
+    side.call(V3_PATHS.on_link_carecontext, link_answer("not-a-uuid", ADDRESS))
+    assert all(c.linked_at is None for c in contexts_of(db, tenant))
+    assert token_row(db, tenant).token_encrypted is None
+
+
+def test_a_question_lost_in_an_outage_is_not_asked_again_before_its_answer_can_come(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
+) -> None:
+    signed_visit(db, ident, cipher, tenant, abhaAddress=ADDRESS)
+    side.gateway.answer_next(error_answer("nested", 503, "ABDM-1000", "Down"))
+    side.work()
+    assert len(side.asked(GENERATE)) == 1
+    side.clock.offset = timedelta(hours=1)
+    side.work()
+    assert len(side.asked(GENERATE)) == 1  # ABDM may have it: its answer still counts
+    side.give_token()
+    assert len(side.asked(LINK)) == 1
+
+
+def test_a_link_call_never_answered_is_made_again_later(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
+) -> None:
+    signed_visit(db, ident, cipher, tenant, abhaAddress=ADDRESS)
+    side.work()
+    side.give_token()
+    assert len(side.asked(LINK)) == 1
+    side.clock.offset = linking.PATIENCE + timedelta(minutes=1)
+    side.work()
+    assert len(side.asked(LINK)) == 2  # no new visit needed
+    side.confirm_links()
+    assert contexts_of(db, tenant)[0].linked_by == "hip"
+
+
+def test_a_new_link_request_ends_the_last_and_they_are_capped_per_hour(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
+) -> None:
+    consult, visit = signed_visit(db, ident, cipher, tenant)
+    phone = phone_of(db, cipher, tenant, consult.patient.id)
+    body = link_init_body(ADDRESS, str(consult.patient.id), str(visit.id))
+    side.call(V3_PATHS.link_init, body)
+    first = arrivals(side.gateway, V3_PATHS.on_init)[-1]["link"]["referenceNumber"]
+    first_code = latest_code(db, cipher, tenant, phone, "abdm-link-otp")
+    side.call(V3_PATHS.link_init, {**body, "transactionId": str(uuid.uuid4())})
+    side.call(V3_PATHS.link_confirm, link_confirm_body(first, first_code))
+    assert "error" in arrivals(side.gateway, V3_PATHS.on_confirm)[-1]  # only the newest works
+    for _ in range(linking.INITS_PER_HOUR - 2):
+        side.call(V3_PATHS.link_init, {**body, "transactionId": str(uuid.uuid4())})
+    side.call(V3_PATHS.link_init, {**body, "transactionId": str(uuid.uuid4())})
+    refused = arrivals(side.gateway, V3_PATHS.on_init)[-1]
+    assert refused["error"]["code"] == linking.TOO_MANY
+
+
+def test_a_link_request_for_another_abha_address_is_refused(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
+) -> None:
+    consult, visit = signed_visit(db, ident, cipher, tenant, abhaAddress=ADDRESS)
+    body = link_init_body("someone.else@sbx", str(consult.patient.id), str(visit.id))
+    side.call(V3_PATHS.link_init, body)
+    assert "error" in arrivals(side.gateway, V3_PATHS.on_init)[-1]

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from opdesk import audit
@@ -59,12 +60,17 @@ LINKED_RULE = bridge.LINKED_RULE
 INIT_RULE = bridge.INIT_RULE
 CONFIRM_RULE = bridge.CONFIRM_RULE
 
-TOKEN_LIFE = timedelta(days=182)  # "valid for 6 months" (link-token.yaml)
+TOKEN_LIFE = timedelta(days=180)  # "valid for 6 months" (link-token.yaml); the safe side
 # How long not to ask again after ABDM refused a token (its block on repeated asking is
 # 24 hours; asking again sooner after any refusal would only earn that block).
 REFUSED_PAUSE = timedelta(hours=24)
-# How long an unanswered question (a token, a link) is waited for before it is asked again.
+# How long an unanswered question (a token, a link) is waited for before it is asked again;
+# a run is scheduled for then with every question, so an answer that never comes is noticed.
 PATIENCE = timedelta(hours=6)
+# How long after an outage (no answer, a 5xx) a link call is made again.
+OUTAGE_WAIT = timedelta(minutes=15)
+# A patient's link requests from their app in an hour, at most (each texts them a code).
+INITS_PER_HOUR = 5
 OTP_LIFE = timedelta(minutes=10)
 OTP_TRIES = 5
 OTP_PURPOSE = "abdm-link-otp"
@@ -76,6 +82,7 @@ NOT_THEIR_VISIT = "ABDM-1019"
 OTP_WRONG = "ABDM-1035"
 OTP_EXPIRED = "ABDM-1036"
 LINK_UNKNOWN = "ABDM-1037"
+TOO_MANY = "ABDM-1022"
 
 
 # --------------------------------------------------------------------------- after a visit
@@ -98,6 +105,7 @@ def visit_signed(session: Session, ctx: RequestContext, visit: Visit) -> None:
 def schedule_linking(
     session: Session, ctx: RequestContext, patient_id: uuid.UUID, when: datetime, *, key: str
 ) -> None:
+    """A run of ``link_visits`` for the patient at ``when``, once per ``key``."""
     automation.schedule(
         session,
         ctx,
@@ -107,6 +115,10 @@ def schedule_linking(
         when=when,
         dedupe_key=f"abdm-link:{patient_id}:{key}",
     )
+
+
+def _at_key(when: datetime) -> str:
+    return f"at:{int(when.timestamp())}"
 
 
 def _waiting(contexts: Sequence[CareContext], now: datetime) -> list[CareContext]:
@@ -123,20 +135,22 @@ def _token_row(session: Session, ctx: RequestContext, patient: Patient) -> LinkT
     the patient no longer has starts over."""
     assert ctx.tenant_id is not None
     assert patient.abha_address_hash is not None
-    row = session.scalar(
-        select(LinkToken).where(LinkToken.patient_id == patient.id).with_for_update()
-    )
-    if row is None:
-        row = LinkToken(
+    # Made if missing without a race (two first runs for one patient), then locked.
+    session.execute(
+        insert(LinkToken)
+        .values(
             tenant_id=ctx.tenant_id,
             id=new_id(),
             patient_id=patient.id,
             abha_address_hash=patient.abha_address_hash,
             updated_at=ctx.now(),
         )
-        session.add(row)
-        session.flush()
-    elif row.abha_address_hash != patient.abha_address_hash:
+        .on_conflict_do_nothing()
+    )
+    row = session.scalars(
+        select(LinkToken).where(LinkToken.patient_id == patient.id).with_for_update()
+    ).one()
+    if row.abha_address_hash != patient.abha_address_hash:
         row.abha_address_hash = patient.abha_address_hash
         forget_token(row, ctx.now(), "the patient's ABHA address changed")
         row.not_before = None
@@ -184,7 +198,7 @@ def link_visits(
     if token is not None:
         return _link_call(session, ctx, cipher, clinic, patient, token, waiting)
     if row.not_before is not None and row.not_before > now:
-        schedule_linking(session, ctx, patient.id, row.not_before, key=f"{row.not_before:%s}")
+        schedule_linking(session, ctx, patient.id, row.not_before, key=_at_key(row.not_before))
         return None
     if row.ask_request_id is not None and row.asked_at and row.asked_at > now - PATIENCE:
         return None  # the answer to the question out will link them
@@ -226,6 +240,8 @@ def _link_call(
     )
     headers = messages.link_headers(clinic.facility_id, token)
     tenant_id, patient_id = patient.tenant_id, patient.id
+    # If no answer ever comes, this run finds the visits still waiting and asks again.
+    schedule_linking(session, ctx, patient_id, ctx.now() + PATIENCE, key=f"check:{request_id}")
 
     def send(db: Database, _cipher: FieldCipher, settings: Settings) -> None:
         try:
@@ -234,8 +250,6 @@ def _link_call(
             )
         except GatewayError as exc:
             _link_call_failed(db, tenant_id, patient_id, request_id, exc)
-            if exc.retryable:
-                raise
 
     return send
 
@@ -253,30 +267,34 @@ def _link_call_failed(
     request_id: uuid.UUID,
     exc: GatewayError,
 ) -> None:
-    """The link call was not taken. After an outage its visits wait for the worker's
-    retry; a refused token is forgotten and a new one asked for; any other refusal
-    leaves them until the next try, ``PATIENCE`` later."""
+    """The link call was not taken. After an outage its visits are tried again a little
+    later; a refused token is forgotten and a new one asked for; any other refusal leaves
+    them until the check run ``PATIENCE`` later."""
     ctx = system_context(tenant_id)
     with transaction(db, ctx) as session:
         if exc.retryable:
             _release(session, request_id)
+            retry_at = ctx.now() + max(OUTAGE_WAIT, timedelta(seconds=exc.retry_after or 0))
+            schedule_linking(session, ctx, patient_id, retry_at, key=_at_key(retry_at))
         elif _token_refused(exc.status, exc.message):
             _release(session, request_id)
             _forget_and_relink(session, ctx, patient_id, request_id, exc.message)
-        else:
-            retry_at = ctx.now() + PATIENCE
-            schedule_linking(session, ctx, patient_id, retry_at, key=f"{retry_at:%s}")
 
 
 def _forget_and_relink(
     session: Session, ctx: RequestContext, patient_id: uuid.UUID, request_id: uuid.UUID, why: str
 ) -> None:
+    """Forget a token ABDM refused and ask for a new one: now, unless one was asked for
+    within the day (asking again so soon is what earns ABDM's 24-hour block)."""
     row = session.scalar(
         select(LinkToken).where(LinkToken.patient_id == patient_id).with_for_update()
     )
+    when = ctx.now()
     if row is not None:
         forget_token(row, ctx.now(), f"ABDM refused the link token: {why}")
-    schedule_linking(session, ctx, patient_id, ctx.now(), key=f"refused:{request_id}")
+        if row.asked_at is not None and row.asked_at > when - REFUSED_PAUSE:
+            row.not_before = when = row.asked_at + REFUSED_PAUSE
+    schedule_linking(session, ctx, patient_id, when, key=f"refused:{request_id}")
 
 
 def _release(session: Session, request_id: uuid.UUID) -> None:
@@ -333,6 +351,8 @@ def _token_call(
     )
     headers = messages.hip_headers(clinic.facility_id)
     tenant_id, row_id = row.tenant_id, row.id
+    # If no answer ever comes, this run finds the question stale and asks again.
+    schedule_linking(session, ctx, patient.id, ctx.now() + PATIENCE, key=f"check:{request_id}")
 
     def send(db: Database, _cipher: FieldCipher, settings: Settings) -> None:
         assert V3_PATHS.generate_token is not None
@@ -342,8 +362,6 @@ def _token_call(
             )
         except GatewayError as exc:
             _token_call_failed(db, tenant_id, row_id, request_id, exc)
-            if exc.retryable and not _is_refusal(exc.code, exc.status):
-                raise
 
     return send
 
@@ -356,16 +374,17 @@ def _is_refusal(code: str | None, status: int | None) -> bool:
 def _token_call_failed(
     db: Database, tenant_id: uuid.UUID, row_id: uuid.UUID, request_id: uuid.UUID, exc: GatewayError
 ) -> None:
-    """The question was not taken. A refusal (a block, or a 4xx that asking again would
-    only repeat) pauses asking for a day; an outage leaves it to the worker's retry."""
+    """The question was not taken. After an outage (no answer, a 5xx) ABDM may still have
+    it and answer: it stays asked until the check run. A refusal (a block, or a 4xx that
+    asking again would only repeat) pauses asking for a day."""
+    if exc.retryable and not _is_refusal(exc.code, exc.status):
+        return
     ctx = system_context(tenant_id)
     with transaction(db, ctx) as session:
         row = session.scalar(select(LinkToken).where(LinkToken.id == row_id).with_for_update())
         if row is None or row.ask_request_id != request_id:
             return
         row.ask_request_id, row.updated_at = None, ctx.now()
-        if exc.retryable and not _is_refusal(exc.code, exc.status):
-            return
         _pause(session, ctx, row, f"{exc.code or exc.status}: {exc.message}", exc.retry_after)
 
 
@@ -381,7 +400,7 @@ def _pause(
         action="update",
         diff={"added": {"refused": why, "notBefore": row.not_before}, "updated": {}, "removed": {}},
     )
-    schedule_linking(session, ctx, row.patient_id, row.not_before, key=f"{row.not_before:%s}")
+    schedule_linking(session, ctx, row.patient_id, row.not_before, key=_at_key(row.not_before))
 
 
 # --------------------------------------------------------------------------- the answers
@@ -394,10 +413,11 @@ def token_arrived(session: Session, ctx: RequestContext, event: AutomationEvent)
     cipher = cipher_of(session)
     call, body = bridge.body_of(session, cipher, event.entity_ref_id)
     result = messages.parse_on_generate_token(body)
-    row = session.scalar(
-        select(LinkToken)
-        .where(LinkToken.ask_request_id == _uuid(result.request_id))
-        .with_for_update()
+    asked = _uuid(result.request_id)
+    row = (
+        session.scalar(select(LinkToken).where(LinkToken.ask_request_id == asked).with_for_update())
+        if asked is not None
+        else None
     )
     if row is None:
         bridge.finished(ctx, call, "no question of this clinic's waits for this answer")
@@ -443,10 +463,18 @@ def link_answered(session: Session, ctx: RequestContext, event: AutomationEvent)
     call, body = bridge.body_of(session, cipher, event.entity_ref_id)
     result = messages.parse_on_link_carecontext(body)
     request_id = _uuid(result.request_id)
-    named = list(
-        session.scalars(
-            select(CareContext).where(CareContext.link_request_id == request_id).with_for_update()
+    # A requestId that is no UUID names no call (compared with NULL it would match every
+    # visit with no call out).
+    named = (
+        list(
+            session.scalars(
+                select(CareContext)
+                .where(CareContext.link_request_id == request_id)
+                .with_for_update()
+            )
         )
+        if request_id is not None
+        else []
     )
     if not named:
         bridge.finished(ctx, call, "no link call of this clinic waits for this answer")
@@ -457,13 +485,10 @@ def link_answered(session: Session, ctx: RequestContext, event: AutomationEvent)
         return
     assert request_id is not None
     why = f"{result.error.code}: {result.error.message}"
-    patient_id = named[0].patient_id
     if _token_refused(None, result.error.message):
         _release(session, request_id)
-        _forget_and_relink(session, ctx, patient_id, request_id, why)
-    else:
-        retry_at = ctx.now() + PATIENCE
-        schedule_linking(session, ctx, patient_id, retry_at, key=f"{retry_at:%s}")
+        _forget_and_relink(session, ctx, named[0].patient_id, request_id, why)
+    # Otherwise the visits stay asked: the call's check run tries them again.
     bridge.finished(ctx, call, f"not linked: {why}")
 
 
@@ -537,12 +562,69 @@ def link_init(session: Session, ctx: RequestContext, event: AutomationEvent) -> 
     patient = _patient_named(session, request.patient_reference)
     if patient is None:
         return refuse(NO_SUCH_PATIENT, "No patient with this reference at this facility")
-    named = _contexts_named(session, ctx, patient, request.care_context_references)
-    if named is None:
-        return refuse(NOT_THEIR_VISIT, "A care context named is not of this patient")
     phone = patients.contact_phone(session, cipher, patient)
     if phone is None:
         return refuse(NO_SUCH_PATIENT, "The facility has no mobile number to send the OTP to")
+    made = session.scalar(select(LinkRequest).where(LinkRequest.init_request_id == call.request_id))
+    if made is None:  # (else the same call again: its answer was not delivered)
+        why = _refusal_of_init(session, ctx, cipher, patient, request)
+        if why is not None:
+            return refuse(*why)
+        made = _new_link_request(session, ctx, cipher, patient, phone, call.request_id, request)
+    bridge.finished(ctx, call, f"OTP sent for {len(made.care_contexts)} visits")
+    answer = messages.on_init(
+        request_id=request_id,
+        transaction_id=request.transaction_id,
+        link_reference=made.reference,
+        expires_at=made.expires_at,
+        hint=_masked(phone),
+    )
+    return bridge.answer_later(clinic, V3_PATHS.on_init, answer)
+
+
+def _refusal_of_init(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    patient: Patient,
+    request: messages.LinkInitRequest,
+) -> tuple[str, str] | None:
+    """Why this link request is refused (the error code and message), or None."""
+    address = patients.abha_address_hash(cipher, request.abha_address.strip().lower())
+    if patient.abha_address_hash is not None and patient.abha_address_hash != address:
+        return NO_SUCH_PATIENT, "The ABHA address is not that of this patient"
+    if _contexts_named(session, ctx, patient, request.care_context_references) is None:
+        return NOT_THEIR_VISIT, "A care context named is not of this patient"
+    recent = session.scalar(
+        select(func.count())
+        .select_from(LinkRequest)
+        .where(
+            LinkRequest.patient_id == patient.id,
+            LinkRequest.created_at > ctx.now() - timedelta(hours=1),
+        )
+    )
+    if (recent or 0) >= INITS_PER_HOUR:
+        return TOO_MANY, "Too many link requests for this patient: try again in an hour"
+    return None
+
+
+def _new_link_request(
+    session: Session,
+    ctx: RequestContext,
+    cipher: FieldCipher,
+    patient: Patient,
+    phone: str,
+    init_request_id: uuid.UUID,
+    request: messages.LinkInitRequest,
+) -> LinkRequest:
+    """A link request with a fresh code texted to the patient; an earlier pending one of
+    theirs ends (only the newest code works)."""
+    assert ctx.tenant_id is not None
+    session.execute(
+        update(LinkRequest)
+        .where(LinkRequest.patient_id == patient.id, LinkRequest.status == "pending")
+        .values(status="refused", finished_at=ctx.now())
+    )
     reference = str(new_id())
     code = f"{secrets.randbelow(1_000_000):06d}"
     made = LinkRequest(
@@ -552,11 +634,12 @@ def link_init(session: Session, ctx: RequestContext, event: AutomationEvent) -> 
         transaction_id=request.transaction_id,
         patient_id=patient.id,
         abha_address=request.abha_address,
-        care_contexts=[c.reference for c in named],
+        care_contexts=list(request.care_context_references),
         otp_hash=otp_hash(cipher, reference, code),
         expires_at=ctx.now() + OTP_LIFE,
         attempts=0,
         status="pending",
+        init_request_id=init_request_id,
         created_at=ctx.now(),
     )
     session.add(made)
@@ -581,35 +664,40 @@ def link_init(session: Session, ctx: RequestContext, event: AutomationEvent) -> 
         to_state="pending",
         diff=audit.diff_of({}, {"careContexts": made.care_contexts}),
     )
-    bridge.finished(ctx, call, f"OTP sent for {len(named)} visits")
-    answer = messages.on_init(
-        request_id=request_id,
-        transaction_id=request.transaction_id,
-        link_reference=reference,
-        expires_at=made.expires_at,
-        hint=_masked(phone),
-    )
-    return bridge.answer_later(clinic, V3_PATHS.on_init, answer)
+    return made
 
 
 def check_otp(
-    ctx: RequestContext, cipher: FieldCipher, made: LinkRequest, code: str
+    ctx: RequestContext, cipher: FieldCipher, made: LinkRequest, code: str, call_id: uuid.UUID
 ) -> tuple[str, str] | None:
     """None when ``code`` links the request now; else the error code and message (a wrong
-    code counts a try; the last try, or a late one, ends the request)."""
+    code counts a try; the last try, or a late one, ends the request). The same confirm
+    call again (the worker retrying its answer) gets the same outcome and costs no try."""
+    if made.last_try_id == call_id:
+        return _outcome_of(made)
     if made.status != "pending":
         return LINK_UNKNOWN, "This link request is already finished"
+    made.last_try_id = call_id
     if made.expires_at <= ctx.now():
         made.status, made.finished_at = "refused", ctx.now()
-        return OTP_EXPIRED, "The OTP has expired: ask to link again"
-    if hmac.compare_digest(made.otp_hash, otp_hash(cipher, made.reference, code)):
+    elif hmac.compare_digest(made.otp_hash, otp_hash(cipher, made.reference, code)):
         made.status, made.finished_at = "linked", ctx.now()
+    else:
+        made.attempts += 1
+        if made.attempts >= OTP_TRIES:
+            made.status, made.finished_at = "refused", ctx.now()
+    return _outcome_of(made)
+
+
+def _outcome_of(made: LinkRequest) -> tuple[str, str] | None:
+    """What the last confirm call of ``made`` is answered."""
+    if made.status == "linked":
         return None
-    made.attempts += 1
+    if made.status == "pending":
+        return OTP_WRONG, f"The OTP is wrong: {OTP_TRIES - made.attempts} tries left"
     if made.attempts >= OTP_TRIES:
-        made.status, made.finished_at = "refused", ctx.now()
         return OTP_WRONG, "The OTP is wrong and no tries are left: ask to link again"
-    return OTP_WRONG, f"The OTP is wrong: {OTP_TRIES - made.attempts} tries left"
+    return OTP_EXPIRED, "The OTP has expired: ask to link again"
 
 
 @rule(CONFIRM_RULE)
@@ -627,7 +715,7 @@ def link_confirm(session: Session, ctx: RequestContext, event: AutomationEvent) 
         failure: tuple[str, str] | None = (LINK_UNKNOWN, "No link request with this reference")
     else:
         before = made.status
-        failure = check_otp(ctx, cipher, made, request.token)
+        failure = check_otp(ctx, cipher, made, request.token, call.request_id)
         audit.record(
             ctx,
             entity="abdm_link_requests",

@@ -333,6 +333,10 @@ class LinkRequest(TenantScoped, Base):
     expires_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    # The gateway's init call that made it, and the last confirm call that tried a code:
+    # a call answered again (the worker's retry) finds its own outcome, not a new one.
+    init_request_id: Mapped[uuid.UUID]
+    last_try_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 
@@ -344,4 +348,6 @@ class LinkRequest(TenantScoped, Base):
         ),
         CheckConstraint("attempts >= 0", name="attempts_counted"),
         Index("uq_abdm_link_requests_reference", "tenant_id", "reference", unique=True),
+        Index("uq_abdm_link_requests_init", "tenant_id", "init_request_id", unique=True),
+        Index(None, "tenant_id", "patient_id", "created_at"),
     )

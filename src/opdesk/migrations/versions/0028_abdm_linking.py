@@ -105,6 +105,8 @@ def _link_requests() -> None:
         _stamp("expires_at"),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("status", sa.Text(), server_default=sa.text("'pending'"), nullable=False),
+        sa.Column("init_request_id", sa.Uuid(), nullable=False),
+        sa.Column("last_try_id", sa.Uuid(), nullable=True),
         _stamp("created_at"),
         _stamp("finished_at", nullable=True),
         sa.CheckConstraint(
@@ -118,6 +120,14 @@ def _link_requests() -> None:
     )
     op.create_index(
         "uq_abdm_link_requests_reference", table, ["tenant_id", "reference"], unique=True
+    )
+    op.create_index(
+        "uq_abdm_link_requests_init", table, ["tenant_id", "init_request_id"], unique=True
+    )
+    op.create_index(
+        op.f("ix_abdm_link_requests_tenant_id_patient_id_created_at"),
+        table,
+        ["tenant_id", "patient_id", "created_at"],
     )
     enable_tenant_rls(table)
     grant_app(table, "SELECT, INSERT, UPDATE")
