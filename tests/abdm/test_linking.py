@@ -482,3 +482,19 @@ def test_a_link_request_for_another_abha_address_is_refused(
     body = link_init_body("someone.else@sbx", str(consult.patient.id), str(visit.id))
     side.call(V3_PATHS.link_init, body)
     assert "error" in arrivals(side.gateway, V3_PATHS.on_init)[-1]
+
+
+def test_abdm_s_block_pauses_every_patient_s_question_not_only_the_one_refused(
+    side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
+) -> None:
+    side.gateway.answer_next(error_answer("nested", 429, "ABDM-1022", "Too many requests"))
+    signed_visit(db, ident, cipher, tenant, abhaAddress=ADDRESS)
+    side.work()
+    signed_visit(db, ident, cipher, tenant, abhaAddress="ravi.k1990@sbx")
+    side.work()
+    assert [a.body["abhaAddress"] for a in side.asked(GENERATE)] == [ADDRESS]
+    side.clock.offset = linking.REFUSED_PAUSE + timedelta(minutes=1)
+    side.work()
+    assert sorted(a.body["abhaAddress"] for a in side.asked(GENERATE)) == sorted(
+        [ADDRESS, ADDRESS, "ravi.k1990@sbx"]
+    )

@@ -202,7 +202,26 @@ def link_visits(
         return None
     if row.ask_request_id is not None and row.asked_at and row.asked_at > now - PATIENCE:
         return None  # the answer to the question out will link them
+    paused = _clinic_paused_until(session, ctx)
+    if paused is not None and paused > now:
+        schedule_linking(session, ctx, patient.id, paused, key=_at_key(paused))
+        return None
     return _token_call(session, ctx, cipher, clinic, patient, row)
+
+
+def _clinic_paused_until(session: Session, ctx: RequestContext) -> datetime | None:
+    return session.scalar(
+        select(AbdmSettings.token_asks_paused_until).where(AbdmSettings.tenant_id == ctx.tenant_id)
+    )
+
+
+def _pause_clinic(session: Session, ctx: RequestContext, until: datetime) -> None:
+    """ABDM's block on asking is the client's: every patient's question waits."""
+    session.execute(
+        update(AbdmSettings)
+        .where(AbdmSettings.tenant_id == ctx.tenant_id)
+        .values(token_asks_paused_until=until)
+    )
 
 
 def _facts(session: Session, ctx: RequestContext, cipher: FieldCipher, patient: Patient) -> Any:
@@ -386,6 +405,9 @@ def _token_call_failed(
             return
         row.ask_request_id, row.updated_at = None, ctx.now()
         _pause(session, ctx, row, f"{exc.code or exc.status}: {exc.message}", exc.retry_after)
+        if _is_refusal(exc.code, exc.status):
+            assert row.not_before is not None
+            _pause_clinic(session, ctx, row.not_before)
 
 
 def _pause(
@@ -425,6 +447,9 @@ def token_arrived(session: Session, ctx: RequestContext, event: AutomationEvent)
     row.ask_request_id = None
     if result.error is not None:
         _pause(session, ctx, row, f"{result.error.code}: {result.error.message}")
+        if _is_refusal(result.error.code, None):
+            assert row.not_before is not None
+            _pause_clinic(session, ctx, row.not_before)
         bridge.finished(ctx, call, f"refused: {result.error.code}")
         return
     assert result.link_token is not None

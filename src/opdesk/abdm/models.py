@@ -60,6 +60,9 @@ class AbdmSettings(Base):
         JSONB, server_default=text("'[]'::jsonb")
     )
     updated_at: Mapped[datetime]
+    # ABDM blocked the clinic's client for asking link tokens too often: no patient's
+    # token is asked for until then (the block is the client's, not one patient's).
+    token_asks_paused_until: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint(

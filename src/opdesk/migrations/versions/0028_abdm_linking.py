@@ -1,4 +1,5 @@
-"""abdm linking: care contexts linked to an ABHA, link tokens per patient, link requests
+"""abdm linking: care contexts linked to an ABHA, link tokens per patient, link requests,
+and a clinic's pause on asking for tokens
 
 Revision ID: 0028
 Revises: 0027
@@ -134,6 +135,7 @@ def _link_requests() -> None:
 
 
 def upgrade() -> None:
+    op.add_column("abdm_settings", _stamp("token_asks_paused_until", nullable=True))
     _care_contexts_linked()
     _link_tokens()
     _link_requests()
@@ -142,6 +144,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("abdm_link_requests")
     op.drop_table("abdm_link_tokens")
+    op.drop_column("abdm_settings", "token_asks_paused_until")
     table = "abdm_care_contexts"
     op.drop_index(op.f("ix_abdm_care_contexts_tenant_id_link_request_id"), table_name=table)
     op.drop_constraint(op.f("ck_abdm_care_contexts_linked_says_by_whom"), table)
