@@ -12,7 +12,13 @@ from opdesk.abdm.settings import Counter
 from opdesk.db import Database
 from tests.browser.helpers import WIDTHS, open_page, shot, staff_sign_in
 from tests.factories import make_tenant, make_user
-from tests.factories.abdm import consent_granted, scanned, unique_facility_id, with_abdm
+from tests.factories.abdm import (
+    consent_granted,
+    linking_paused,
+    scanned,
+    unique_facility_id,
+    with_abdm,
+)
 from tests.factories.clinical_visits import signed_visit
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -103,6 +109,7 @@ def test_the_desk_reads_a_patient_s_abdm_page(
         abhaAddress="asha.p1996@sbx",
     )
     consent_granted(db, clinic, on.facility_id, consult.patient.id, visit.id)
+    linking_paused(db, clinic, consult.patient, "ABDM-1001: Demographic details do not match")
     page, problems = open_page(browser, width)
     staff_sign_in(page, live_server, clinic.slug, desk.email or "")
     page.wait_for_url("**/app")
@@ -110,5 +117,6 @@ def test_the_desk_reads_a_patient_s_abdm_page(
     page.get_by_role("link", name="ABDM").click()
     page.get_by_role("heading", name="Consents").wait_for()
     assert page.get_by_text("Granted").is_visible()
+    assert page.get_by_role("status").filter(has_text="Demographic details").is_visible()
     shot(page, f"desk-patient-abdm-{width}")
     assert problems == []

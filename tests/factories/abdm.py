@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from opdesk.abdm import messages, share, sharing
 from opdesk.abdm import settings as abdm_settings
-from opdesk.abdm.models import Transfer
+from opdesk.abdm.models import LinkToken, Transfer
 from opdesk.abdm.settings import Abdm, Counter
 from opdesk.db import Database
 from opdesk.tenancy.models import Tenant
@@ -290,3 +290,22 @@ def link_init_body(abha_address: str, patient_reference: str, *visits: str) -> d
 
 def link_confirm_body(link_reference: str, code: str) -> dict[str, Any]:
     return {"confirmation": {"linkRefNumber": link_reference, "token": code}}
+
+
+def linking_paused(db: Database, tenant: Tenant, patient: Any, why: str) -> None:
+    """The patient's linking paused for a day after ABDM refused a token, as the worker
+    leaves it (the refusal itself is tested in test_linking)."""
+    ctx = ctx_for(tenant.id)
+    now = ctx.now()
+    with transaction(db, ctx) as session:
+        session.add(
+            LinkToken(
+                tenant_id=tenant.id,
+                id=uuid.uuid4(),
+                patient_id=patient.id,
+                abha_address_hash=patient.abha_address_hash,
+                not_before=now + timedelta(hours=24),
+                last_error=why,
+                updated_at=now,
+            )
+        )
