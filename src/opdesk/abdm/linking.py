@@ -23,8 +23,9 @@ import hmac
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -262,13 +263,28 @@ def _link_call(
     # If no answer ever comes, this run finds the visits still waiting and asks again.
     schedule_linking(session, ctx, patient_id, ctx.now() + PATIENCE, key=f"check:{request_id}")
 
+    failed = partial(_link_call_failed, tenant_id=tenant_id, patient_id=patient_id)
+    return _call_later(clinic, V3_PATHS.link_carecontext, body, headers, request_id, failed)
+
+
+def _call_later(
+    clinic: Abdm,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    request_id: uuid.UUID,
+    failed: Callable[[Database, uuid.UUID, GatewayError], None],
+) -> AfterCommit:
+    """The call, sent once the rule's writes commit, under the REQUEST-ID the rule kept
+    (the answer names it); ``failed`` records what a refusal or an outage means."""
+
     def send(db: Database, _cipher: FieldCipher, settings: Settings) -> None:
         try:
             hub.link_for(settings, clinic).gateway.post(
-                V3_PATHS.link_carecontext, body, headers=headers, request_id=str(request_id)
+                path, body, headers=headers, request_id=str(request_id)
             )
         except GatewayError as exc:
-            _link_call_failed(db, tenant_id, patient_id, request_id, exc)
+            failed(db, request_id, exc)
 
     return send
 
@@ -281,10 +297,11 @@ def _token_refused(status: int | None, message: str) -> bool:
 
 def _link_call_failed(
     db: Database,
-    tenant_id: uuid.UUID,
-    patient_id: uuid.UUID,
     request_id: uuid.UUID,
     exc: GatewayError,
+    *,
+    tenant_id: uuid.UUID,
+    patient_id: uuid.UUID,
 ) -> None:
     """The link call was not taken. After an outage its visits are tried again a little
     later; a refused token is forgotten and a new one asked for; any other refusal leaves
@@ -373,16 +390,9 @@ def _token_call(
     # If no answer ever comes, this run finds the question stale and asks again.
     schedule_linking(session, ctx, patient.id, ctx.now() + PATIENCE, key=f"check:{request_id}")
 
-    def send(db: Database, _cipher: FieldCipher, settings: Settings) -> None:
-        assert V3_PATHS.generate_token is not None
-        try:
-            hub.link_for(settings, clinic).gateway.post(
-                V3_PATHS.generate_token, body, headers=headers, request_id=str(request_id)
-            )
-        except GatewayError as exc:
-            _token_call_failed(db, tenant_id, row_id, request_id, exc)
-
-    return send
+    assert V3_PATHS.generate_token is not None
+    failed = partial(_token_call_failed, tenant_id=tenant_id, row_id=row_id)
+    return _call_later(clinic, V3_PATHS.generate_token, body, headers, request_id, failed)
 
 
 def _is_refusal(code: str | None, status: int | None) -> bool:
@@ -391,7 +401,12 @@ def _is_refusal(code: str | None, status: int | None) -> bool:
 
 
 def _token_call_failed(
-    db: Database, tenant_id: uuid.UUID, row_id: uuid.UUID, request_id: uuid.UUID, exc: GatewayError
+    db: Database,
+    request_id: uuid.UUID,
+    exc: GatewayError,
+    *,
+    tenant_id: uuid.UUID,
+    row_id: uuid.UUID,
 ) -> None:
     """The question was not taken. After an outage (no answer, a 5xx) ABDM may still have
     it and answer: it stays asked until the check run. A refusal (a block, or a 4xx that
