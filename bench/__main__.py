@@ -16,6 +16,7 @@ from bench import (
     backup,
     billing,
     booking,
+    booking_parts,
     clinical,
     crypto,
     patient_search,
@@ -43,6 +44,7 @@ def main() -> None:
             "audit",
             "patients",
             "booking",
+            "booking-parts",
             "search",
             "worker",
             "clinical",
@@ -67,6 +69,7 @@ def main() -> None:
         "audit",
         "patients",
         "booking",
+        "booking-parts",
         "search",
         "worker",
         "clinical",
@@ -90,6 +93,9 @@ def main() -> None:
                         bench.run(
                             db, Path(data_dir), clients=args.clients, seconds=args.seconds * 3
                         )
+            if args.only == "booking-parts":  # only when named: a diagnosis, not a figure
+                with tempfile.TemporaryDirectory(prefix="opdesk-bench-data-") as data_dir:
+                    booking_parts.run(db, Path(data_dir))
             if args.only in (None, "worker"):
                 worker.run(db)
             if args.only in (None, "clinical"):

@@ -104,6 +104,25 @@ class Side:
             if a.path == path and a.headers.get("x-hip-id") == self.clinic.facility_id
         ]
 
+    def story(self, tenant: Tenant) -> str:
+        """What the clinic sent and what its worker ran, for a failing assertion."""
+        with clinic_session(self.db, tenant.id) as session:
+            events = session.scalars(
+                select(AutomationEvent).order_by(AutomationEvent.scheduled_for)
+            ).all()
+            lines = [
+                f"event {e.rule} {e.status} at {e.scheduled_for:%d %H:%M:%S} key {e.dedupe_key}"
+                f" tries {e.attempts} {e.last_error or ''}"
+                for e in events
+                if e.rule.startswith("abdm.")
+            ]
+        lines += [
+            f"sent {a.path} {a.headers.get('request-id')} {a.headers.get('x-hip-id')}"
+            for a in self.gateway.received
+            if a.path in (GENERATE, LINK)
+        ]
+        return "\n".join([f"clinic {self.clinic.facility_id}", *lines])
+
     def page(self, ident: Any, tenant: Tenant, patient_id: uuid.UUID) -> str:
         """The patient's ABDM page as the desk reads it."""
         desk = open_session(self.db, ident, make_user(self.db, ident, tenant, "frontdesk"))
@@ -260,7 +279,7 @@ def test_a_link_token_the_gateway_refuses_is_forgotten_and_a_new_one_asked_for(
     assert len(side.asked(GENERATE)) == 1
     side.clock.offset = linking.REFUSED_PAUSE + timedelta(minutes=1)
     side.work()
-    assert len(side.asked(GENERATE)) == 2
+    assert len(side.asked(GENERATE)) == 2, side.story(tenant)
     good = side.give_token()
     assert side.asked(LINK)[-1].headers["x-link-token"] == good
     side.confirm_links()
@@ -497,4 +516,4 @@ def test_abdm_s_block_pauses_every_patient_s_question_not_only_the_one_refused(
     side.work()
     assert sorted(a.body["abhaAddress"] for a in side.asked(GENERATE)) == sorted(
         [ADDRESS, ADDRESS, "ravi.k1990@sbx"]
-    )
+    ), side.story(tenant)

@@ -170,6 +170,25 @@ def test_a_failing_rule_is_retried_later_then_failed_with_its_last_error(
     assert moves == [("pending", "failed"), ("failed", "pending")]
 
 
+def test_a_clinic_s_due_events_run_in_the_order_they_fell_due(
+    fresh_database: Database, cipher: FieldCipher
+) -> None:
+    tenant = make_tenant(fresh_database)
+    clock = Clock()
+    # Made newest first, so the table holds them in the opposite order to their times.
+    made = [
+        make_event(fresh_database, tenant.id, when=clock.now - timedelta(minutes=m), clock=clock)
+        for m in (1, 2, 3, 4, 5, 6)
+    ]
+    assert make_worker(fresh_database, cipher, clock=clock).run_once() == len(made)
+    finished = [
+        e.entity_id
+        for e in events_of(fresh_database, tenant.id)
+        if e.action == "state-transition" and e.to_state == EventStatus.SUCCESS
+    ]
+    assert finished == [e.id for e in reversed(made)]
+
+
 def test_a_rule_told_when_to_try_again_waits_at_least_that_long(
     fresh_database: Database, cipher: FieldCipher
 ) -> None:

@@ -7,8 +7,9 @@ import itertools
 import json
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
@@ -114,6 +115,15 @@ class Shifted:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+    def clear_of_midnight(self, zone: str = "Asia/Kolkata", room: float = 2) -> timedelta:
+        """Move the clock forward, if need be, so the next ``room`` hours stay in one day
+        at the clinic (a test of a day's numbering must not cross midnight); the shift."""
+        local = (datetime.now(UTC) + self.offset).astimezone(ZoneInfo(zone))
+        midnight = datetime.combine(local.date() + timedelta(days=1), time(), local.tzinfo)
+        if midnight - local < timedelta(hours=room):
+            self.offset += midnight - local + timedelta(minutes=5)
+        return self.offset
 
 
 def signed_call(

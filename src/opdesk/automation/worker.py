@@ -370,15 +370,18 @@ class Worker:
                 session.execute(
                     # The rows are picked once, in a materialized CTE: as ``id in (select
                     # … limit n for update skip locked)`` the planner may run the subquery
-                    # once per candidate row and lease far more than ``n``.
+                    # once per candidate row and lease far more than ``n``. UPDATE …
+                    # RETURNING keeps no order, so the leased rows are sorted again: a
+                    # clinic's work runs in the order it fell due (a consent before the
+                    # request that relies on it).
                     text(
                         f"with picked as materialized (select id from {table.name} "  # noqa: S608
                         f"where tenant_id = :t and status = 'pending' and {table.due} "
                         "and (claimed_until is null or claimed_until <= :now) "
-                        f"order by {table.order} limit :n for update skip locked) "
-                        f"update {table.name} as q set claimed_until = :until, claimed_by = :me "
-                        "from picked where q.tenant_id = :t and q.id = picked.id "
-                        "returning q.id"
+                        f"order by {table.order}, id limit :n for update skip locked), "
+                        f"leased as (update {table.name} as q set claimed_until = :until, "
+                        "claimed_by = :me from picked where q.tenant_id = :t and q.id = picked.id "
+                        f"returning q.*) select id from leased order by {table.order}, id"
                     ),
                     {
                         "until": until,
