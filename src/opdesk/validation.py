@@ -84,3 +84,9 @@ def email(value: str) -> str:
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address ({exc})") from exc
     return checked.normalized.lower()
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is one or more of the digits 0-9 (``str.isdigit`` also takes "¹"
+    or "٣", which ``int`` then refuses)."""
+    return text.isascii() and text.isdigit()

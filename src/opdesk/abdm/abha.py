@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from opdesk.abdm.gateway import GatewayClient, GatewayError, GatewayResponse
 from opdesk.patients.schemas import abha_digits
+from opdesk.validation import ascii_digits
 
 ABHA_SANDBOX_URL = "https://abhasbx.abdm.gov.in/abha/api"
 CERTIFICATE_PATH = "/v3/profile/public/certificate"
@@ -302,7 +303,7 @@ def _account(
     account: Mapping[str, Any], wanted: str | None, token: Any, expires_in: Any
 ) -> VerifiedAbha:
     shown = _number_of(account)
-    number = shown if shown is not None and shown.isdigit() else wanted
+    number = shown if shown is not None and ascii_digits(shown) else wanted
     addresses = _addresses(account)
     dob, year = _birth(account)
     kyc = account.get("kycVerified")
@@ -382,7 +383,7 @@ def _birth(account: Mapping[str, Any]) -> tuple[date | None, int | None]:
 def _int(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and ascii_digits(value.strip()):
         return int(value.strip())
     return None
 

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Final, Protocol
 
 from opdesk.patients.sounds import script_of, word_key
+from opdesk.validation import ascii_digits
 
 # Indian mobile numbers are ten digits starting 6-9 (TRAI's national numbering plan).
 _MOBILE = re.compile(r"[6-9]\d{9}")
@@ -127,7 +128,7 @@ def _abha(value: str | None) -> str | None:
     if not value:
         return None
     digits = value.replace("-", "").replace(" ", "")
-    return digits if len(digits) == 14 and digits.isdigit() else None
+    return digits if len(digits) == 14 and ascii_digits(digits) else None
 
 
 def _gender(value: str | None) -> str | None:

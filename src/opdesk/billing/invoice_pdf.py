@@ -56,6 +56,7 @@ from fpdf.fonts import FontFace
 from opdesk.billing.words import rupees_in_words
 from opdesk.documents.pdf import add_faces, body_font, needs_shaping
 from opdesk.formatting import rupees
+from opdesk.validation import ascii_digits
 
 NEXT_LINE: dict[str, Any] = {"new_x": "LMARGIN", "new_y": "NEXT"}
 GREY = (90, 90, 90)
@@ -253,7 +254,7 @@ def _state_line(party: Party) -> str:
     parts = []
     if party.state:
         parts.append(f"State: {party.state}")
-    if party.gstin and party.gstin[:2].isdigit():
+    if party.gstin and ascii_digits(party.gstin[:2]):
         parts.append(f"State code: {party.gstin[:2]}")
     return " · ".join(parts)
 

@@ -40,6 +40,7 @@ from opdesk.patients.models import Patient
 from opdesk.scheduling.models import Appointment
 from opdesk.security.permissions import allowed
 from opdesk.tenancy import service as tenants
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, redirect, render
 from opdesk.web.templating import NavEntry
@@ -787,7 +788,7 @@ def collect_payment(
     def rename(field: str) -> str:
         if method == "split" and field.startswith("split["):
             number, _, rest = field[len("split[") :].partition("]")
-            if number.isdigit() and int(number) < len(filled):
+            if ascii_digits(number) and int(number) < len(filled):
                 return f"split[{filled[int(number)]}]{rest}"
         return field
 
@@ -1057,7 +1058,7 @@ def _from_form(form: dict[str, str], current: billing_settings.Billing) -> billi
             raise InvalidInput(missing)
         razorpay = billing_settings.Razorpay(key_id, secret, hook)
     minutes = form.get("prepayMinutes", "").strip()
-    if not minutes.isdigit():
+    if not ascii_digits(minutes):
         raise InvalidInput([FieldError("prepayMinutes", "enter a whole number of minutes")])
     return billing_settings.Billing(
         upi_vpa=form.get("upiVpa", "").strip() or None,

@@ -18,6 +18,7 @@ from opdesk.clinical.visits import _draft_visit, frozen_as_conflict
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict, FieldError, InvalidInput, NotFound
+from opdesk.validation import ascii_digits
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _check(fields: ServiceFields) -> ServiceFields:
     if not Decimal(0) <= fields.tax_rate <= Decimal(28):
         errors.append(FieldError("taxRate", "GST rate must be between 0 and 28 %"))
     sac = (fields.sac_hsn or "").strip() or None
-    if sac is not None and not (sac.isdigit() and 4 <= len(sac) <= 8):
+    if sac is not None and not (ascii_digits(sac) and 4 <= len(sac) <= 8):
         errors.append(FieldError("sacHsn", "SAC/HSN code is 4 to 8 digits"))
     if errors:
         raise InvalidInput(errors)

@@ -22,6 +22,7 @@ from opdesk.identity.sessions import Principal
 from opdesk.patients.deps import PatientInPath
 from opdesk.patients.models import LANGUAGES, Patient
 from opdesk.patients.schemas import LANGUAGE_NAMES
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import Ctx, DbSession, acting
 from opdesk.web.pages import attempt, flash, render
 from opdesk.web.templating import NavEntry, form_errors, readable
@@ -249,7 +250,7 @@ def record_consent_at_desk(
         return _reading_page(
             request, session, patient, "", status=422, problem="Choose which consent to record."
         )
-    if not version.isdigit():
+    if not ascii_digits(version):
         return _reading_page(
             request, session, patient, type, language=language, status=422, problem=NOT_SHOWN
         )

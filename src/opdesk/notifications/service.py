@@ -28,7 +28,7 @@ from opdesk.notifications.models import (
 from opdesk.notifications.provider_rows import provider_settings
 from opdesk.security.crypto import FieldCipher
 from opdesk.tenancy.models import Tenant
-from opdesk.validation import mobile_e164
+from opdesk.validation import ascii_digits, mobile_e164
 
 
 def _where(message: OutboxMessage, column: str) -> dict[str, Any]:
@@ -353,7 +353,7 @@ def save_provider(
         if f.secret and not given:
             given = str(before.get(f.name) or "")
         if given:
-            after[f.name] = int(given) if f.name == "port" and given.isdigit() else given
+            after[f.name] = int(given) if f.name == "port" and ascii_digits(given) else given
     if mapping:
         after["templates"] = mapping
     if enabled:

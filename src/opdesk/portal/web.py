@@ -25,6 +25,7 @@ from opdesk.patients.models import LANGUAGES
 from opdesk.patients.models import Patient as PatientRecord
 from opdesk.patients.schemas import LANGUAGE_NAMES
 from opdesk.tenancy import service as tenants
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import attempt, flash, render
 from opdesk.web.templating import NavEntry, readable
@@ -111,7 +112,7 @@ def give_consent(
     patient = family.patient(session, patient_id)
     if type not in CONSENT_TYPES:
         raise NotFound("the clinic has no consent text of this kind")
-    if not version.isdigit() or not text_hash or (language and language not in LANGUAGES):
+    if not ascii_digits(version) or not text_hash or (language and language not in LANGUAGES):
         return _consent_page(
             request, session, patient, type, language=language, status=422, problem=NOT_READ
         )

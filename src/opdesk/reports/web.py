@@ -41,6 +41,7 @@ from opdesk.reports.queries import (
 from opdesk.scheduling.models import DoctorProfile
 from opdesk.tenancy import service as tenants
 from opdesk.tenancy.models import Tenant
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
 from opdesk.web.pages import render
 from opdesk.web.templating import NavEntry
@@ -126,7 +127,7 @@ def period_days(days: str) -> int:
     """The ``days`` a page or export was asked for: 7, 30 or 90 (30 when not given)."""
     if not days:
         return 30
-    if days.isdigit() and int(days) in queries.PERIODS:
+    if ascii_digits(days) and int(days) in queries.PERIODS:
         return int(days)
     raise InvalidInput([FieldError("days", PERIOD_CHOICES)])
 

@@ -22,6 +22,7 @@ from opdesk.scheduling.deps import DoctorInPath as Doctor
 from opdesk.scheduling.deps import page
 from opdesk.scheduling.models import DoctorProfile
 from opdesk.tenancy import service as tenants
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import AppSettings, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash
 from opdesk.web.templating import NavEntry, readable
@@ -94,7 +95,7 @@ def _visit_types(form: dict[str, str]) -> tuple[service.VisitType, ...]:
 
 
 def _minutes(text: str) -> int | None:
-    value = _whole(text.strip()) if text.strip().isdigit() else 0
+    value = _whole(text.strip()) if ascii_digits(text.strip()) else 0
     return value if 1 <= value <= 240 else None
 
 
@@ -221,7 +222,7 @@ def _whole(text: str) -> int:
 
 def _weekday(text: str) -> int | None:
     """The day chosen in a row (0 = Monday), or None when none was chosen."""
-    return int(text) if text.isdigit() and int(text) < len(WEEKDAYS) else None
+    return int(text) if ascii_digits(text) and int(text) < len(WEEKDAYS) else None
 
 
 def _codes(text: str) -> list[str]:

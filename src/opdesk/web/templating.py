@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from opdesk.errors import DomainError, FieldError, InvalidInput
 from opdesk.formatting import clock_time, day_name, local_time
 from opdesk.security.permissions import DEV_ONLY, allowed
-from opdesk.validation import phone_display
+from opdesk.validation import ascii_digits, phone_display
 from opdesk.web.assets import ASSETS
 from opdesk.web.deps import csrf_token, services
 
@@ -168,8 +168,8 @@ def humanize(name: str) -> str:
     ``templates.0.endTime`` -> "End time, row 1", ``path.patient_id`` -> "Patient".
     """
     parts = [p for p in name.split(".") if p not in ("body", "query", "path", "form")]
-    rows = [int(p) + 1 for p in parts if p.isdigit()]
-    words = [p for p in parts if not p.isdigit()]
+    rows = [int(p) + 1 for p in parts if ascii_digits(p)]
+    words = [p for p in parts if not ascii_digits(p)]
     leaf = words[-1] if words else name
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", leaf).replace("_", " ").strip()
     spaced = re.sub(r"\bid\b", "", spaced, flags=re.IGNORECASE).strip() or spaced
@@ -253,7 +253,7 @@ def field_label(name: str, labels: Mapping[str, str] | None = None) -> str:
         return labels[name]
     loose = {_key(k): v for k, v in labels.items()}
     parts = name.split(".")
-    rows = [p for p in parts if p.isdigit()]
+    rows = [p for p in parts if ascii_digits(p)]
     candidates = [_key(name), _key(parts[-1])]
     if rows:
         candidates.insert(0, _key(parts[-1]) + rows[-1])

@@ -39,6 +39,7 @@ from opdesk.patients.deps import MyFamily
 from opdesk.records import by_id
 from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
 from opdesk.security.permissions import allowed
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import AppSettings, Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, render
 from opdesk.web.templating import NavEntry
@@ -918,7 +919,7 @@ def schedule_from_text(text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split("|")]
-        if len(parts) < 4 or not parts[0].isdigit():
+        if len(parts) < 4 or not ascii_digits(parts[0]):
             errors.append(FieldError("schedule", f"line {n}: write Day | Meal | Food | Qty | Unit"))
             continue
         unit = parts[4] if len(parts) > 4 else ""

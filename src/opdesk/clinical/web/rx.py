@@ -31,6 +31,7 @@ from opdesk.schemas import PROBLEM_RESPONSES, ApiModel
 from opdesk.security.crypto import FieldCipher
 from opdesk.security.permissions import allowed
 from opdesk.tenancy.models import Tenant
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import (
     Anyone,
     AppSettings,
@@ -442,7 +443,7 @@ def _number(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    return int(text) if text.isdigit() and len(text) < 6 else -1
+    return int(text) if ascii_digits(text) and len(text) < 6 else -1
 
 
 def items_from_form(form: dict[str, str], labels: dict[str, uuid.UUID]) -> list[ItemIn]:
@@ -606,7 +607,7 @@ def acknowledge_page(
             ctx,
             cipher,
             prescription_id=prescription.id,
-            index=int(index) if index.isdigit() else -1,
+            index=int(index) if ascii_digits(index) else -1,
         ),
         "Warning acknowledged.",
     )

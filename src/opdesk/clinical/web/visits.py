@@ -51,6 +51,7 @@ from opdesk.scheduling import queries as scheduling_queries
 from opdesk.scheduling.models import Appointment, AppointmentStatus
 from opdesk.schemas import PROBLEM_RESPONSES
 from opdesk.security.crypto import FieldCipher
+from opdesk.validation import ascii_digits
 from opdesk.web.deps import Cipher, Ctx, DbSession, acting
 from opdesk.web.pages import PostedForm, attempt, flash, render
 from opdesk.web.templating import NavEntry
@@ -731,7 +732,7 @@ def consult_service(
         except ValueError:
             raise InvalidInput([FieldError("serviceId", "choose a service")]) from None
         quantity = form.get("quantity", "1").strip()
-        if not quantity.isdigit():
+        if not ascii_digits(quantity):
             raise InvalidInput([FieldError("quantity", "must be a whole number")])
         return catalogue.add_to_visit(
             session, ctx, visit_id=visit.id, service_id=service_id, quantity=int(quantity)
@@ -781,7 +782,7 @@ def consult_follow_up(
                 when = date.fromisoformat(on)
             except ValueError:
                 errors.append(FieldError("recommendedAt", "is not a date"))
-        if days and not days.isdigit():
+        if days and not ascii_digits(days):
             errors.append(FieldError("intervalDays", "must be a whole number of days"))
         if errors:
             raise InvalidInput(errors)

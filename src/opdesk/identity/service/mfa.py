@@ -33,6 +33,7 @@ from opdesk.identity.service._common import (
 from opdesk.identity.sessions import Principal
 from opdesk.security import throttle
 from opdesk.security.tokens import keyed_hash, same
+from opdesk.validation import ascii_digits
 
 # --------------------------------------------------------------------------- MFA
 
@@ -52,7 +53,7 @@ def _totp(ident: Identity, user: User) -> pyotp.TOTP:
 def _accept_totp(ident: Identity, user: User, code: str, now: datetime) -> bool:
     """A code for the current 30-second step (±1 for clock drift), never one used before."""
     code = code.strip().replace(" ", "")
-    if not (len(code) == 6 and code.isdigit()) or user.mfa_secret is None:
+    if not (len(code) == 6 and ascii_digits(code)) or user.mfa_secret is None:
         return False
     totp = _totp(ident, user)
     step_now = int(now.timestamp()) // totp.interval
