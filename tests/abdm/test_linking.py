@@ -203,7 +203,7 @@ def test_visits_signed_while_a_token_is_asked_for_ask_once_and_link_together(
     (link,) = side.asked(LINK)
     named = {c["referenceNumber"] for c in link.body["patient"][0]["careContexts"]}
     assert named == {str(first.id), str(second.id)}
-    assert side.gateway.token_asks[ADDRESS] and len(side.gateway.token_asks[ADDRESS]) == 1
+    assert len(side.gateway.token_asks[f"{side.clinic.facility_id}/{ADDRESS}"]) == 1
 
 
 def test_a_refused_question_is_not_asked_again_for_a_day(

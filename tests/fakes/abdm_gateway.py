@@ -301,7 +301,7 @@ class FakeAbdmGateway:
         self.add_abha_account(TEST_ABHA)
         # Linking: when each ABHA address asked for a link token, and the tokens issued.
         self.token_ask_limit = 3
-        self.token_asks: dict[str, list[float]] = {}
+        self.token_asks: dict[str, list[float]] = {}  # "<X-HIP-ID>/<address>" -> times
         self.link_tokens: dict[str, str] = {}  # token -> the ABHA address it is for
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
@@ -629,7 +629,7 @@ class FakeAbdmGateway:
         if arrival.method == "POST" and path.endswith(VERIFY_OTP_SUFFIX):
             return self._abha_verify(body)
         if arrival.method == "POST" and path == GENERATE_TOKEN_PATH:
-            return self._generate_token(body)
+            return self._generate_token(arrival.headers.get("x-hip-id", ""), body)
         if arrival.method == "POST" and path == LINK_CARECONTEXT_PATH:
             return self._link_carecontext(arrival, body)
         return None
@@ -643,13 +643,15 @@ class FakeAbdmGateway:
             self.link_tokens[token] = abha_address
         return token
 
-    def _generate_token(self, body: dict[str, Any]) -> Answer:
+    def _generate_token(self, hip_id: str, body: dict[str, Any]) -> Answer:
+        """Counted per facility and ABHA address: one facility's asking blocks it alone."""
         address = str(body.get("abhaAddress", ""))
+        key = f"{hip_id}/{address}"
         now = time.monotonic()
         with self.lock:
-            asks = [t for t in self.token_asks.get(address, []) if now - t < TOKEN_BLOCK_SECONDS]
+            asks = [t for t in self.token_asks.get(key, []) if now - t < TOKEN_BLOCK_SECONDS]
             asks.append(now)
-            self.token_asks[address] = asks
+            self.token_asks[key] = asks
         if len(asks) > self.token_ask_limit:
             return _refusal(429, "ABDM-1022", "Too many requests: blocked for 24 hours")
         return Answer(202)

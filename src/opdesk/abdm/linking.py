@@ -44,7 +44,7 @@ from opdesk.automation.models import AutomationEvent
 from opdesk.automation.rules import AfterCommit, Permanent, cipher_of, rule
 from opdesk.clinical.models import Visit
 from opdesk.config import Settings
-from opdesk.context import RequestContext, system_context
+from opdesk.context import Clock, RequestContext, system_context
 from opdesk.db import Database, new_id
 from opdesk.notifications import service as outbox
 from opdesk.patients import service as patients
@@ -263,7 +263,7 @@ def _link_call(
     # If no answer ever comes, this run finds the visits still waiting and asks again.
     schedule_linking(session, ctx, patient_id, ctx.now() + PATIENCE, key=f"check:{request_id}")
 
-    failed = partial(_link_call_failed, tenant_id=tenant_id, patient_id=patient_id)
+    failed = partial(_link_call_failed, tenant_id=tenant_id, patient_id=patient_id, clock=ctx.clock)
     return _call_later(clinic, V3_PATHS.link_carecontext, body, headers, request_id, failed)
 
 
@@ -302,11 +302,12 @@ def _link_call_failed(
     *,
     tenant_id: uuid.UUID,
     patient_id: uuid.UUID,
+    clock: Clock,
 ) -> None:
     """The link call was not taken. After an outage its visits are tried again a little
     later; a refused token is forgotten and a new one asked for; any other refusal leaves
     them until the check run ``PATIENCE`` later."""
-    ctx = system_context(tenant_id)
+    ctx = system_context(tenant_id, clock=clock)  # the worker's clock
     with transaction(db, ctx) as session:
         if exc.retryable:
             _release(session, request_id)
@@ -391,7 +392,7 @@ def _token_call(
     schedule_linking(session, ctx, patient.id, ctx.now() + PATIENCE, key=f"check:{request_id}")
 
     assert V3_PATHS.generate_token is not None
-    failed = partial(_token_call_failed, tenant_id=tenant_id, row_id=row_id)
+    failed = partial(_token_call_failed, tenant_id=tenant_id, row_id=row_id, clock=ctx.clock)
     return _call_later(clinic, V3_PATHS.generate_token, body, headers, request_id, failed)
 
 
@@ -407,13 +408,14 @@ def _token_call_failed(
     *,
     tenant_id: uuid.UUID,
     row_id: uuid.UUID,
+    clock: Clock,
 ) -> None:
     """The question was not taken. After an outage (no answer, a 5xx) ABDM may still have
     it and answer: it stays asked until the check run. A refusal (a block, or a 4xx that
     asking again would only repeat) pauses asking for a day."""
     if exc.retryable and not _is_refusal(exc.code, exc.status):
         return
-    ctx = system_context(tenant_id)
+    ctx = system_context(tenant_id, clock=clock)  # the worker's clock
     with transaction(db, ctx) as session:
         row = session.scalar(select(LinkToken).where(LinkToken.id == row_id).with_for_update())
         if row is None or row.ask_request_id != request_id:

@@ -36,7 +36,7 @@ from opdesk.automation.models import AutomationEvent
 from opdesk.automation.rules import AfterCommit, Permanent, cipher_of, rule, settings_of
 from opdesk.clinical.models import Visit, VisitStatus
 from opdesk.config import Settings
-from opdesk.context import RequestContext, system_context
+from opdesk.context import Clock, RequestContext, system_context
 from opdesk.db import Database, new_id
 from opdesk.documents.storage import LocalStorage, Storage
 from opdesk.patients import service as patients
@@ -542,6 +542,7 @@ def _pusher(
     body: dict[str, Any],
     notice: dict[str, Any],
     counts: list[tuple[str, int]],
+    clock: Clock,
 ) -> AfterCommit:
     def push(db: Database, _cipher: FieldCipher, settings: Settings) -> None:
         verify: ssl.SSLContext | bool = True
@@ -558,7 +559,7 @@ def _pusher(
         hub.link_for(settings, clinic).gateway.post(
             V3_PATHS.health_information_notify, notice, headers={"X-HIP-ID": clinic.facility_id}
         )
-        ctx = system_context(tenant_id)
+        ctx = system_context(tenant_id, clock=clock)  # the worker's clock
         with transaction(db, ctx) as session:
             transfer = session.scalar(
                 select(Transfer).where(Transfer.id == transfer_id).with_for_update()
@@ -615,7 +616,14 @@ def push_records(
     )
     assert ctx.tenant_id is not None
     return _pusher(
-        clinic, ctx.tenant_id, transfer.id, transfer.data_push_url, pushed, notice, packed.counts
+        clinic,
+        ctx.tenant_id,
+        transfer.id,
+        transfer.data_push_url,
+        pushed,
+        notice,
+        packed.counts,
+        ctx.clock,
     )
 
 
