@@ -218,20 +218,50 @@ def _postmaster(db: Database) -> int | None:
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
 
 
+# PostgreSQL titles each background process by its job; a session's title is instead
+# "user database host state".
+_BACKGROUND = (
+    "autovacuum",
+    "walwriter",
+    "checkpointer",
+    "background writer",
+    "io worker",
+    "logical replication",
+)
+
+
+def _postgres_kind(pid: int) -> str:
+    """Which kind of PostgreSQL process ``pid`` is: "sessions" or a background job."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return "gone"
+    if not title.startswith("postgres: "):
+        return "postmaster"
+    name = title.removeprefix("postgres: ")
+    return next((kind for kind in _BACKGROUND if name.startswith(kind)), "sessions")
+
+
 @dataclass(frozen=True)
 class CpuUse:
-    """CPU seconds spent by each party during a run."""
+    """CPU seconds spent by each party during a run, PostgreSQL's by kind of process."""
 
     server: float
     postgres: float
     clients: float
+    postgres_kinds: dict[str, float]
 
     def per(self, count: int, what: str) -> str:
         """``CPU per <what>: ...`` for ``count`` done, and the rate these cores allow."""
         each = [1000 * part / max(count, 1) for part in (self.server, self.postgres, self.clients)]
         ceiling = 1000 * (os.cpu_count() or 1) / max(sum(each), 1e-9)
+        kinds = ", ".join(
+            f"{kind} {1000 * spent / max(count, 1):.2f}"
+            for kind, spent in sorted(self.postgres_kinds.items(), key=lambda kv: -kv[1])
+            if spent > 0
+        )
         return (
-            f"CPU per {what}: OPDesk {each[0]:.1f} ms, PostgreSQL {each[1]:.1f} ms, "
+            f"CPU per {what}: OPDesk {each[0]:.1f} ms, PostgreSQL {each[1]:.1f} ms ({kinds}), "
             f"clients {each[2]:.1f} ms -> at most ~{ceiling:.0f} {what}s/s on these cores"
         )
 
@@ -250,9 +280,15 @@ def measured(server_pid: int, db: Database, work: Callable[[], R]) -> tuple[R, C
     result = work()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     clients = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    database_after = postgres()
+    kinds: dict[str, float] = {}
+    for pid, spent in database_after.items():
+        kind = _postgres_kind(pid)
+        kinds[kind] = kinds.get(kind, 0.0) + spent - database.get(pid, 0.0)
     used = CpuUse(
         _grown(server, _cpu_seconds(_process_tree(server_pid))),
-        _grown(database, postgres()),
+        _grown(database, database_after),
         clients,
+        kinds,
     )
     return result, used

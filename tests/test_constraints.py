@@ -1241,8 +1241,8 @@ CASES: list[Case] = [
         lambda s, w: copy(s, "tenants", w.tenant_id),
     ),
     unique(
-        "uq_audit_events_tenant_id_seq",
-        "the audit chain has one event at each position",
+        "uq_audit_events_tenant_id_lane_seq",
+        "each lane of the audit trail has one event at each position",
         lambda s, w: copy(s, "audit_events", w.audit_event),
     ),
     # ---- no overlap
@@ -1405,6 +1405,22 @@ CASES: list[Case] = [
         "ck_audit_events_action_known",
         "an audit event records a known action",
         lambda s, w: copy(s, "audit_events", w.audit_event, action="rewrite", seq=Sql("-seq")),
+    ),
+    check(
+        "ck_audit_events_lane_range",
+        "an audit event is in one of the clinic's eight lanes",
+        lambda s, w: copy(s, "audit_events", w.audit_event, lane=8),
+    ),
+    check(
+        "ck_audit_chain_heads_lane_range",
+        "a clinic's audit trail has at most eight lanes",
+        lambda s, w: s.execute(
+            text(
+                "insert into audit_chain_heads (tenant_id, lane, last_seq, last_hash)"
+                " values (:t, -1, 0, repeat('0', 64))"
+            ),
+            {"t": w.tenant_id},
+        ),
     ),
     check(
         "ck_availability_templates_weekday_range",

@@ -193,15 +193,17 @@ def _pending(tenant_id: uuid.UUID, ts: datetime, n: int) -> PendingEvent:
 
 
 def _link_in_python(db: Database, event: PendingEvent) -> None:
-    """Append ``event`` as the Python path did before 0019: hash here, insert the row."""
+    """Append ``event`` to lane 0 as the Python path did before 0019: hash here, insert
+    the row."""
     with db.owner_engine.begin() as conn:
         seq, prev = conn.execute(
             text(
-                "select last_seq, last_hash from audit_chain_heads where tenant_id = :t for update"
+                "select last_seq, last_hash from audit_chain_heads"
+                " where tenant_id = :t and lane = 0 for update"
             ),
             {"t": event.tenant_id},
         ).one()
-        row = {**vars(event), "seq": seq + 1, "prev_hash": prev}
+        row = {**vars(event), "lane": 0, "seq": seq + 1, "prev_hash": prev}
         row["hash"] = link_hash(prev, row)
         conn.execute(
             text(
@@ -211,6 +213,9 @@ def _link_in_python(db: Database, event: PendingEvent) -> None:
             {"row": json.dumps(jsonable(row))},
         )
         conn.execute(
-            text("update audit_chain_heads set last_seq = :s, last_hash = :h where tenant_id = :t"),
+            text(
+                "update audit_chain_heads set last_seq = :s, last_hash = :h"
+                " where tenant_id = :t and lane = 0"
+            ),
             {"s": seq + 1, "h": row["hash"], "t": event.tenant_id},
         )

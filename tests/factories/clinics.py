@@ -67,6 +67,8 @@ def unaudited(session: Session) -> None:
 
 
 def events_of(db: Database, tenant_id: uuid.UUID) -> list[AuditEvent]:
-    """The clinic's audit trail, oldest first."""
+    """The clinic's audit trail, lane by lane, oldest first (one writer at a time writes
+    to lane 0 only)."""
     with clinic_session(db, tenant_id) as session:
-        return list(session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars())
+        order = (AuditEvent.lane, AuditEvent.seq)
+        return list(session.execute(select(AuditEvent).order_by(*order)).scalars())

@@ -73,7 +73,7 @@ def sign_in_log(session: Session, *, limit: int = 200) -> list[SignInLogEntry]:
         session.execute(
             select(AuditEvent)
             .where(AuditEvent.to_state.in_(AUTH_EVENTS))
-            .order_by(AuditEvent.seq.desc())
+            .order_by(AuditEvent.ts.desc(), AuditEvent.lane, AuditEvent.seq.desc())
             .limit(limit)
         ).scalars()
     )

@@ -199,11 +199,19 @@ def table_counts(conn: Connection) -> dict[str, int]:
     }
 
 
-def audit_heads(conn: Connection) -> dict[str, dict[str, Any]]:
+def audit_heads(conn: Connection) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each clinic's chain heads, by lane (a string: the manifest is JSON)."""
     rows = conn.execute(
-        text("select tenant_id, last_seq, last_hash from audit_chain_heads order by tenant_id")
+        text(
+            "select tenant_id, lane, last_seq, last_hash from audit_chain_heads"
+            " order by tenant_id, lane"
+        )
     )
-    return {str(r.tenant_id): {"seq": r.last_seq, "hash": r.last_hash} for r in rows}
+    heads: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        lanes = heads.setdefault(str(r.tenant_id), {})
+        lanes[str(r.lane)] = {"seq": r.last_seq, "hash": r.last_hash}
+    return heads
 
 
 def _document_files(root: Path) -> Iterator[tuple[str, Path]]:
