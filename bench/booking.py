@@ -326,7 +326,13 @@ def chain_check(db: Database, tenant_id: uuid.UUID) -> None:
     started = time.perf_counter()
     with db.owner_engine.connect() as conn:
         report = verify_tenant(conn, tenant_id)
-    print(f"  audit verify: {report.describe()} ({time.perf_counter() - started:.1f} s)")
+        lanes = conn.execute(
+            text("select count(*) from audit_chain_heads where tenant_id = :t"), {"t": tenant_id}
+        ).scalar_one()
+    print(
+        f"  audit verify: {report.describe()}, in {lanes} lanes"
+        f" ({time.perf_counter() - started:.1f} s)"
+    )
 
 
 # ------------------------------------------------------------------ the desk's day
