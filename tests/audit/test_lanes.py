@@ -132,48 +132,45 @@ def _tampered(db: Database, tenant_id: uuid.UUID, statement: str) -> Iterator[Co
             trans.rollback()
 
 
-def test_an_event_edited_in_lane_1_is_named_with_its_lane(db: Database) -> None:
+EDITED = "content does not match its hash: the event was edited"
+CUT_SHORT = (
+    "lane 1 ends at seq 1 but its head records seq 2: events were removed from or added to the end"
+)
+
+
+@pytest.mark.parametrize(
+    ("tampering", "lane", "seq", "problem"),
+    [
+        pytest.param(
+            "update audit_events set ip = '10.9.9.9' where tenant_id = :t and lane = 1 and seq = 2",
+            1, 2, EDITED, id="edited-in-lane-1",
+        ),
+        pytest.param(
+            "update audit_events set lane = 0, seq = 3"
+            " where tenant_id = :t and lane = 1 and seq = 2",
+            0, 3, "prev_hash does not match", id="moved-to-lane-0",
+        ),
+        pytest.param(
+            "delete from audit_events where tenant_id = :t and lane = 1 and seq = 2",
+            1, 2, CUT_SHORT, id="lane-1-cut-short",
+        ),
+        pytest.param(
+            "delete from audit_events where tenant_id = :t and lane = 1",
+            1, 1, "lane 1 ends at seq 0", id="lane-1-emptied",
+        ),
+        pytest.param(
+            "delete from audit_events where tenant_id = :t and lane = 0",
+            0, 1, "chain ends at seq 0", id="lane-0-emptied",
+        ),
+    ],
+)  # fmt: skip
+def test_tampering_in_any_lane_is_named_with_its_lane_and_seq(
+    db: Database, tampering: str, lane: int, seq: int, problem: str
+) -> None:
     tenant_id = _two_lanes(db)
-    edit = "update audit_events set ip = '10.9.9.9' where tenant_id = :t and lane = 1 and seq = 2"
-    with _tampered(db, tenant_id, edit) as conn:
+    with _tampered(db, tenant_id, tampering) as conn:
         report = verify_tenant(conn, tenant_id)
-    assert (report.ok, report.bad_lane, report.bad_seq) == (False, 1, 2)
-    assert "at seq 2 of lane 1 (event " in report.describe()
-    assert report.problem == "content does not match its hash: the event was edited"
-
-
-def test_an_event_moved_to_another_lane_breaks_both(db: Database) -> None:
-    tenant_id = _two_lanes(db)
-    move = "update audit_events set lane = 0, seq = 3 where tenant_id = :t and lane = 1 and seq = 2"
-    with _tampered(db, tenant_id, move) as conn:
-        report = verify_tenant(conn, tenant_id)
-    assert (report.ok, report.bad_lane, report.bad_seq) == (False, 0, 3)
-    assert report.problem is not None and "prev_hash does not match" in report.problem
-
-
-def test_a_lane_cut_short_is_caught_by_its_head(db: Database) -> None:
-    tenant_id = _two_lanes(db)
-    cut = "delete from audit_events where tenant_id = :t and lane = 1 and seq = 2"
-    with _tampered(db, tenant_id, cut) as conn:
-        report = verify_tenant(conn, tenant_id)
-    assert (report.ok, report.bad_lane, report.bad_seq) == (False, 1, 2)
-    assert report.problem == (
-        "lane 1 ends at seq 1 but its head records seq 2: "
-        "events were removed from or added to the end"
-    )
-
-
-def test_a_lane_emptied_of_events_is_caught_by_its_head(db: Database) -> None:
-    tenant_id = _two_lanes(db)
-    emptied = "delete from audit_events where tenant_id = :t and lane = 1"
-    with _tampered(db, tenant_id, emptied) as conn:
-        report = verify_tenant(conn, tenant_id)
-    assert (report.ok, report.bad_lane, report.bad_seq) == (False, 1, 1)
-
-
-def test_lane_0_emptied_before_lane_1_is_caught(db: Database) -> None:
-    tenant_id = _two_lanes(db)
-    emptied = "delete from audit_events where tenant_id = :t and lane = 0"
-    with _tampered(db, tenant_id, emptied) as conn:
-        report = verify_tenant(conn, tenant_id)
-    assert (report.ok, report.bad_lane, report.bad_seq) == (False, 0, 1)
+    assert (report.ok, report.bad_lane, report.bad_seq) == (False, lane, seq), report.describe()
+    assert report.problem is not None and problem in report.problem
+    where = f"at seq {seq} of lane {lane}" if lane else f"at seq {seq}"
+    assert where in report.describe()
