@@ -436,13 +436,23 @@ def test_an_answer_the_gateway_refuses_is_not_sent_again_but_one_it_missed_is(
         assert len(texts) == 1
 
 
-def test_an_answer_naming_no_call_links_nothing(
+def test_an_answer_naming_no_call_is_refused_or_links_nothing(
     side: Side, db: Database, ident: Any, cipher: Any, tenant: Tenant
 ) -> None:
     signed_visit(db, ident, cipher, tenant, abhaAddress=ADDRESS)
     side.work()
-    side.call(TOKEN_ANSWER, token_answer("not-a-uuid", ADDRESS, "lt.x"))
-    side.call(V3_PATHS.on_link_carecontext, link_answer("not-a-uuid", ADDRESS))
+    # A requestId that is no UUID answers no call OPDesk made: refused at the door.
+    for path, body in (
+        (TOKEN_ANSWER, token_answer("not-a-uuid", ADDRESS, "lt.x")),
+        (V3_PATHS.on_link_carecontext, link_answer("not-a-uuid", ADDRESS)),
+    ):
+        made = signed_call(side.gateway, path, body, side.clinic.facility_id, side.clock)
+        refused = deliver(side.client, made)
+        assert refused.status_code == 422, refused.text
+        assert "response.requestId" in refused.text
+    # A UUID of no call of this clinic is kept, and links nothing.
+    side.call(TOKEN_ANSWER, token_answer(str(uuid.uuid4()), ADDRESS, "lt.x"))
+    side.call(V3_PATHS.on_link_carecontext, link_answer(str(uuid.uuid4()), ADDRESS))
     assert all(c.linked_at is None for c in contexts_of(db, tenant))
     assert token_row(db, tenant).token_encrypted is None
 

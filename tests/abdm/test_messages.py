@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -601,7 +602,7 @@ def test_on_generate_token_reads_the_token() -> None:
     got = messages.parse_on_generate_token(ON_GENERATE_TOKEN)
     assert got.ok
     assert (got.request_id, got.abha_address, got.link_token) == (
-        REQUEST_ID,
+        uuid.UUID(REQUEST_ID),
         "abc@sbx",
         LINK_TOKEN,
     )
@@ -624,6 +625,8 @@ def test_on_generate_token_reads_the_error_and_drops_the_separator() -> None:
     [
         (lambda b: b.pop("response"), "response"),
         (lambda b: b["response"].pop("requestId"), "response.requestId"),
+        # Every call OPDesk makes carries a UUID: anything else answers none of them.
+        (lambda b: b["response"].update(requestId="not-a-uuid"), "response.requestId"),
         (lambda b: b.pop("linkToken"), "linkToken"),
         (lambda b: b.update(linkToken="abc\r\nX-Evil: 1"), "linkToken"),
         (lambda b: b.pop("abhaAddress"), "abhaAddress"),
@@ -635,6 +638,17 @@ def test_on_generate_token_refusals_name_the_path(
 ) -> None:
     body = changed(ON_GENERATE_TOKEN, edit)
     assert refusal(messages.parse_on_generate_token, body).field == field
+
+
+def test_on_link_carecontext_reads_the_call_answered_and_refuses_what_names_none() -> None:
+    answer: dict[str, Any] = {"abhaAddress": "abc@sbx", "response": {"requestId": REQUEST_ID}}
+    assert messages.parse_on_link_carecontext(answer) == messages.LinkResult(
+        uuid.UUID(REQUEST_ID), None
+    )
+    for wrong in ("not-a-uuid", "", 7):
+        body = copy.deepcopy(answer)
+        body["response"]["requestId"] = wrong
+        assert refusal(messages.parse_on_link_carecontext, body).field == "response.requestId"
 
 
 # --- builders ---------------------------------------------------------------------------------

@@ -452,11 +452,8 @@ def token_arrived(session: Session, ctx: RequestContext, event: AutomationEvent)
     cipher = cipher_of(session)
     call, body = bridge.body_of(session, cipher, event.entity_ref_id)
     result = messages.parse_on_generate_token(body)
-    asked = _uuid(result.request_id)
-    row = (
-        session.scalar(select(LinkToken).where(LinkToken.ask_request_id == asked).with_for_update())
-        if asked is not None
-        else None
+    row = session.scalar(
+        select(LinkToken).where(LinkToken.ask_request_id == result.request_id).with_for_update()
     )
     if row is None:
         bridge.finished(ctx, call, "no question of this clinic's waits for this answer")
@@ -490,13 +487,6 @@ def token_arrived(session: Session, ctx: RequestContext, event: AutomationEvent)
     bridge.finished(ctx, call, "link token kept")
 
 
-def _uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
-
-
 @rule(LINKED_RULE)
 def link_answered(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
     """ABDM's answer to a link call: its visits are linked, or wait to be linked again
@@ -504,19 +494,11 @@ def link_answered(session: Session, ctx: RequestContext, event: AutomationEvent)
     cipher = cipher_of(session)
     call, body = bridge.body_of(session, cipher, event.entity_ref_id)
     result = messages.parse_on_link_carecontext(body)
-    request_id = _uuid(result.request_id)
-    # A requestId that is no UUID names no call (compared with NULL it would match every
-    # visit with no call out).
-    named = (
-        list(
-            session.scalars(
-                select(CareContext)
-                .where(CareContext.link_request_id == request_id)
-                .with_for_update()
-            )
+    request_id = result.request_id
+    named = list(
+        session.scalars(
+            select(CareContext).where(CareContext.link_request_id == request_id).with_for_update()
         )
-        if request_id is not None
-        else []
     )
     if not named:
         bridge.finished(ctx, call, "no link call of this clinic waits for this answer")
@@ -525,7 +507,6 @@ def link_answered(session: Session, ctx: RequestContext, event: AutomationEvent)
         mark_linked(ctx, named, by="hip")
         bridge.finished(ctx, call, f"{len(named)} visits linked")
         return
-    assert request_id is not None
     why = f"{result.error.code}: {result.error.message}"
     if _token_refused(None, result.error.message):
         _release(session, request_id)
@@ -560,6 +541,13 @@ def mark_linked(ctx: RequestContext, contexts: Sequence[CareContext], *, by: str
 
 def otp_hash(cipher: FieldCipher, reference: str, code: str) -> bytes:
     return cipher.blind_index(f"{reference}:{code}", purpose=OTP_PURPOSE)
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _patient_named(session: Session, reference: str) -> Patient | None:

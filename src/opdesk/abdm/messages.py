@@ -846,7 +846,7 @@ class GenerateTokenResult:
     months (link-token.yaml) and goes in the X-LINK-TOKEN header of the linking call.
     """
 
-    request_id: str
+    request_id: uuid.UUID
     abha_address: str | None
     link_token: str | None
     error: GatewayFault | None
@@ -858,7 +858,7 @@ class GenerateTokenResult:
 
 def parse_on_generate_token(body: Any) -> GenerateTokenResult:
     data = _root(body)
-    request_id = _text(_object(data, "response", ""), "requestId", "response")
+    request_id = _answered_call(data)
     error = _maybe_object(data, "error", "")
     if error is not None:
         code = _text(error, "code", "error").rstrip(": ").strip()
@@ -884,7 +884,7 @@ class LinkResult:
     (``status``, or an ``acknowledgement``) varies between documents, so only an ``error``
     decides that it failed."""
 
-    request_id: str
+    request_id: uuid.UUID
     error: GatewayFault | None
 
     @property
@@ -894,12 +894,18 @@ class LinkResult:
 
 def parse_on_link_carecontext(body: Any) -> LinkResult:
     data = _root(body)
-    request_id = _text(_object(data, "response", ""), "requestId", "response")
+    request_id = _answered_call(data)
     error = _maybe_object(data, "error", "")
     if error is None:
         return LinkResult(request_id, None)
     code = str(_present(error, "code", "error")).rstrip(": ").strip()
     return LinkResult(request_id, GatewayFault(code, _maybe_text(error, "message", "error") or ""))
+
+
+def _answered_call(data: Mapping[str, Any]) -> uuid.UUID:
+    """``response.requestId``: the REQUEST-ID of OPDesk's call that this answers. Each call
+    OPDesk makes carries a UUID, so anything else answers none of them."""
+    return uuid.UUID(_request_id(_text(_object(data, "response", ""), "requestId", "response")))
 
 
 # --------------------------------------------------------------------------- building
