@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -29,7 +29,8 @@ from opdesk.abdm.messages import MessageError
 from opdesk.abdm.models import AbdmCallback, AbdmFacility
 from opdesk.abdm.settings import Abdm
 from opdesk.automation import service as automation
-from opdesk.automation.rules import AfterCommit, Permanent
+from opdesk.automation.models import AutomationEvent
+from opdesk.automation.rules import AfterCommit, Permanent, cipher_of
 from opdesk.config import Settings
 from opdesk.context import RequestContext
 from opdesk.db import Database
@@ -167,6 +168,19 @@ def body_of(
         row.body, tenant_id=row.tenant_id, table=ENTITY, column="body", row_id=row.request_id
     )
     return row, json.loads(plain)
+
+
+Message = TypeVar("Message")
+
+
+def received(
+    session: Session, event: AutomationEvent, parse: Callable[[Any], Message]
+) -> tuple[FieldCipher, AbdmCallback, Message]:
+    """What a rule answering a kept call starts from: the worker's cipher, the call
+    ``event`` names, and its body as ``parse`` reads it."""
+    cipher = cipher_of(session)
+    call, body = body_of(session, cipher, event.entity_ref_id)
+    return cipher, call, parse(body)
 
 
 def answer_later(clinic: Abdm, path: str, body: dict[str, Any]) -> AfterCommit:

@@ -449,9 +449,7 @@ def _pause(
 def token_arrived(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
     """Keep the link token ABDM sent (six months), then link the patient's visits; or
     keep its refusal and wait a day."""
-    cipher = cipher_of(session)
-    call, body = bridge.body_of(session, cipher, event.entity_ref_id)
-    result = messages.parse_on_generate_token(body)
+    cipher, call, result = bridge.received(session, event, messages.parse_on_generate_token)
     row = session.scalar(
         select(LinkToken).where(LinkToken.ask_request_id == result.request_id).with_for_update()
     )
@@ -491,9 +489,7 @@ def token_arrived(session: Session, ctx: RequestContext, event: AutomationEvent)
 def link_answered(session: Session, ctx: RequestContext, event: AutomationEvent) -> None:
     """ABDM's answer to a link call: its visits are linked, or wait to be linked again
     (with a fresh token if ABDM refused the one used)."""
-    cipher = cipher_of(session)
-    call, body = bridge.body_of(session, cipher, event.entity_ref_id)
-    result = messages.parse_on_link_carecontext(body)
+    _, call, result = bridge.received(session, event, messages.parse_on_link_carecontext)
     request_id = result.request_id
     named = list(
         session.scalars(
@@ -576,10 +572,8 @@ def link_init(session: Session, ctx: RequestContext, event: AutomationEvent) -> 
     """The patient asks to link visits they discovered: text them an OTP and say where it
     went, or say why not."""
     assert ctx.tenant_id is not None
-    cipher = cipher_of(session)
-    call, body = bridge.body_of(session, cipher, event.entity_ref_id)
+    cipher, call, request = bridge.received(session, event, messages.parse_link_init)
     clinic = clinic_of(session, cipher, ctx)
-    request = messages.parse_link_init(body)
     request_id = str(call.request_id)
 
     def refuse(code: str, message: str) -> AfterCommit:
@@ -733,10 +727,8 @@ def _outcome_of(made: LinkRequest) -> tuple[str, str] | None:
 @rule(CONFIRM_RULE)
 def link_confirm(session: Session, ctx: RequestContext, event: AutomationEvent) -> AfterCommit:
     """The OTP the patient typed: the visits are linked, or why not."""
-    cipher = cipher_of(session)
-    call, body = bridge.body_of(session, cipher, event.entity_ref_id)
+    cipher, call, request = bridge.received(session, event, messages.parse_link_confirm)
     clinic = clinic_of(session, cipher, ctx)
-    request = messages.parse_link_confirm(body)
     request_id = str(call.request_id)
     made = session.scalar(
         select(LinkRequest).where(LinkRequest.reference == request.link_reference).with_for_update()

@@ -26,7 +26,7 @@ from opdesk.abdm import settings as abdm_settings
 from opdesk.abdm.messages import ShareProfile
 from opdesk.abdm.models import AbdmSettings, ShareCounter, ShareToken
 from opdesk.automation.models import AutomationEvent
-from opdesk.automation.rules import AfterCommit, Busy, Permanent, cipher_of, rule, settings_of
+from opdesk.automation.rules import AfterCommit, Busy, Permanent, rule, settings_of
 from opdesk.context import RequestContext
 from opdesk.db import new_id
 from opdesk.errors import Conflict
@@ -276,12 +276,10 @@ def answer_share(session: Session, ctx: RequestContext, event: AutomationEvent) 
     """Answer one shared profile: the patient found or registered, a token issued, and
     ``on-share`` sent to the gateway after the commit (again, if the worker retries)."""
     assert ctx.tenant_id is not None
-    cipher = cipher_of(session)
-    row, body = bridge.body_of(session, cipher, event.entity_ref_id)
+    cipher, row, profile = bridge.received(session, event, messages.parse_share_profile)
     clinic = abdm_settings.of(session, cipher, ctx.tenant_id)
     if clinic is None or not clinic.enabled:
         raise Permanent("ABDM is switched off for this clinic: the profile is not answered")
-    profile = messages.parse_share_profile(body)
     request_id = str(row.request_id)
     if clinic.counter(profile.context) is None:
         bridge.finished(ctx, row, f"refused: no counter {profile.context!r}")

@@ -174,10 +174,8 @@ def discovered(
 @rule(DISCOVER_RULE)
 def answer_discovery(session: Session, ctx: RequestContext, event: AutomationEvent) -> AfterCommit:
     """Answer a discovery: the patient's care contexts, or that none matched."""
-    cipher = cipher_of(session)
-    row, body = bridge.body_of(session, cipher, event.entity_ref_id)
+    cipher, row, request = bridge.received(session, event, messages.parse_discover)
     clinic = clinic_of(session, cipher, ctx)
-    request = messages.parse_discover(body)
     request_id = str(row.request_id)
     found = discovered(session, ctx, cipher, request)
     if found is None:
@@ -311,10 +309,8 @@ def _refuse_open_transfers(
 @rule(CONSENT_RULE)
 def answer_consent(session: Session, ctx: RequestContext, event: AutomationEvent) -> AfterCommit:
     """Record a consent notification and acknowledge it (for every status)."""
-    cipher = cipher_of(session)
-    row, body = bridge.body_of(session, cipher, event.entity_ref_id)
+    cipher, row, notice = bridge.received(session, event, messages.parse_consent_notify)
     clinic = clinic_of(session, cipher, ctx)
-    notice = messages.parse_consent_notify(body)
     record_consent(session, ctx, notice)
     bridge.finished(ctx, row, f"consent {notice.consent_id} {notice.status.value}")
     ack = messages.consent_on_notify(request_id=str(row.request_id), consent_id=notice.consent_id)
@@ -357,6 +353,7 @@ def answer_request(session: Session, ctx: RequestContext, event: AutomationEvent
     """Accept a health-information request (and schedule the push) or refuse it."""
     assert ctx.tenant_id is not None
     cipher = cipher_of(session)
+    # The body itself, not only what the parser reads: its key material is kept as sent.
     row, body = bridge.body_of(session, cipher, event.entity_ref_id)
     clinic = clinic_of(session, cipher, ctx)
     request = messages.parse_health_information_request(body)
