@@ -20,8 +20,10 @@ How a worker finds and takes work
   full jitter (:func:`backoff`); after the last attempt it is ``failed`` with
   ``last_error``, and an admin may retry it.
 * **Waking.** ``LISTEN opdesk_work``: a trigger notifies (at commit) when a row becomes due
-  now; otherwise the worker looks again when the next row falls due, or after
-  ``poll`` seconds at most. Idle, it sleeps in ``select()`` and costs nothing.
+  now and its clinic has no other free due row in that queue (migration 0030: one wake-up
+  per backlog, since notifying commits run one at a time); otherwise the worker looks
+  again when the next row falls due, or after ``poll`` seconds at most. A worker that
+  found work looks again at once. Idle, it sleeps in ``select()`` and costs nothing.
 * **Stopping.** :meth:`Worker.stop` (SIGTERM, SIGINT): the row in hand is finished (a
   message being sent is sent and recorded), the rest of the batch is released at once.
 * **Sweeps.** The periodic jobs (``opdesk sweep``'s) run every ``sweep_every`` seconds in
